@@ -1,0 +1,21 @@
+"""Exceptions raised by nimare_jax for bad input.
+
+Every error about user input derives from :class:`NiMAREJaxError` so that the command-line
+interface can print it as one line without a traceback.
+"""
+
+
+class NiMAREJaxError(Exception):
+    """Base class of all errors nimare_jax raises about its input."""
+
+
+class InputFileError(NiMAREJaxError, ValueError):
+    """A file (Sleuth, JSON, image, ...) is malformed; the message names file, line and field."""
+
+
+class DatasetError(NiMAREJaxError, ValueError):
+    """A dataset cannot be analysed as asked (empty, missing sample sizes, foci outside the volume)."""
+
+
+class ImageError(NiMAREJaxError, ValueError):
+    """Images are incompatible (shapes, affines) or contain invalid values."""

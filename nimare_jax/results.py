@@ -1,0 +1,218 @@
+"""The :class:`MetaResult` container, registered as a JAX pytree.
+
+Maps are 1-D arrays over the in-mask voxels (the canonical in-memory form); they are the
+pytree's children together with the null distributions, so a result can pass through
+``jax.jit`` or ``jax.vmap``. The mask, tables, description and citations are static
+auxiliary data.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jax
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+
+class _Static:
+    """Hashable-by-identity holder for auxiliary data that is not a valid jit cache key."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+
+@jax.tree_util.register_pytree_node_class
+class MetaResult:
+    """Maps, tables and null distributions produced by an estimator or corrector.
+
+    Parameters
+    ----------
+    maps : dict of str to array, each shape (n_voxels,)
+        Statistical maps over the mask's voxels, named as NiMARE names them (``stat``, ``p``,
+        ``z``, ``logp``, ``z_level-voxel_corr-FWE_method-montecarlo``, ...).
+    mask : nibabel.Nifti1Image
+        Binary mask the maps are defined on.
+    tables : dict of str to pandas.DataFrame, optional
+        Tables (cluster tables, diagnostics).
+    null_distributions : dict of str to array, optional
+        Null distributions (histogram bins and weights, per-iteration maxima).
+    description : str
+        A methods paragraph describing what was done, with citation keys in brackets.
+    citations : tuple of str
+        BibTeX keys of ``resources/references.bib`` cited by the description.
+    estimator : str
+        Name of the estimator that produced the result.
+    """
+
+    def __init__(
+        self,
+        maps,
+        mask,
+        tables=None,
+        null_distributions=None,
+        description: str = "",
+        citations=(),
+        estimator: str = "",
+    ):
+        self.maps = dict(maps)
+        self.null_distributions = dict(null_distributions or {})
+        self.mask = mask
+        self.tables = dict(tables or {})
+        self.description = description
+        self.citations = tuple(citations)
+        self.estimator = estimator
+
+    # -------------------------------------------------------------------- pytree
+    def tree_flatten(self):
+        """Return the maps and nulls as children and everything else as static aux data."""
+        aux = _Static(
+            mask=self.mask,
+            tables=self.tables,
+            description=self.description,
+            citations=self.citations,
+            estimator=self.estimator,
+        )
+        return (self.maps, self.null_distributions), aux
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        """Rebuild a result from :meth:`tree_flatten`'s output."""
+        obj = object.__new__(cls)
+        obj.maps, obj.null_distributions = children
+        obj.mask, obj.tables, obj.description = aux.mask, aux.tables, aux.description
+        obj.citations, obj.estimator = aux.citations, aux.estimator
+        return obj
+
+    def __repr__(self) -> str:
+        return f"MetaResult({self.estimator}, maps={sorted(self.maps)})"
+
+    # ------------------------------------------------------------------- access
+    def get_map(self, name: str, return_type: str = "image"):
+        """Return one map as a NIfTI image or as a 1-D array over the mask.
+
+        Parameters
+        ----------
+        name : str
+            Map name, e.g. ``"z"`` or ``"logp_level-voxel_corr-FWE_method-montecarlo"``.
+        return_type : {"image", "array"}
+            ``"image"``: a :class:`nibabel.Nifti1Image` on the mask's grid (zero outside);
+            ``"array"``: a :class:`numpy.ndarray` of shape (n_voxels,).
+
+        Returns
+        -------
+        nibabel.Nifti1Image or numpy.ndarray
+            The map.
+        """
+        if name not in self.maps:
+            raise KeyError(f"no map {name!r}; available: {sorted(self.maps)}")
+        values = np.asarray(self.maps[name])
+        if return_type == "array":
+            return values
+        if return_type != "image":
+            raise ValueError(f"return_type must be 'image' or 'array', got {return_type!r}")
+        return unmask(values, self.mask)
+
+    def copy(self) -> MetaResult:
+        """Return a copy whose map and table dictionaries can be changed independently.
+
+        Returns
+        -------
+        MetaResult
+            The copy.
+        """
+        new = copy.copy(self)
+        new.maps, new.tables = dict(self.maps), dict(self.tables)
+        new.null_distributions = dict(self.null_distributions)
+        return new
+
+    # -------------------------------------------------------------------- files
+    def save_maps(self, output_dir=".", prefix: str = "", names=None) -> list[Path]:
+        """Write maps as ``{prefix}_{name}.nii.gz`` (``{name}.nii.gz`` without a prefix).
+
+        Parameters
+        ----------
+        output_dir : str or pathlib.Path
+            Folder, created if needed.
+        prefix : str
+            File-name prefix.
+        names : list of str or None
+            Maps to write (all if None).
+
+        Returns
+        -------
+        list of pathlib.Path
+            Written files.
+        """
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in names or sorted(self.maps):
+            path = out / f"{prefix + '_' if prefix else ''}{name}.nii.gz"
+            self.get_map(name).to_filename(path)
+            written.append(path)
+        return written
+
+    def save_tables(self, output_dir=".", prefix: str = "") -> list[Path]:
+        """Write tables as tab-separated ``{prefix}_{name}.tsv`` files.
+
+        Parameters
+        ----------
+        output_dir : str or pathlib.Path
+            Folder, created if needed.
+        prefix : str
+            File-name prefix.
+
+        Returns
+        -------
+        list of pathlib.Path
+            Written files.
+        """
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, table in sorted(self.tables.items()):
+            path = out / f"{prefix + '_' if prefix else ''}{name}.tsv"
+            pd.DataFrame(table).to_csv(path, sep="\t", index=False)
+            written.append(path)
+        return written
+
+
+def unmask(values, mask: nib.Nifti1Image) -> nib.Nifti1Image:
+    """Place a 1-D array of in-mask values into a volume on the mask's grid.
+
+    Parameters
+    ----------
+    values : array-like, shape (n_voxels,) or (n_maps, n_voxels)
+        Values in C order of the mask's non-zero voxels.
+    mask : nibabel.Nifti1Image
+        Binary mask.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        3-D (or 4-D for several maps) float32 image, zero outside the mask.
+    """
+    values = np.asarray(values)
+    inside = np.asanyarray(mask.dataobj) > 0
+    n = int(inside.sum())
+    if values.shape[-1] != n:
+        raise ValueError(f"expected {n} in-mask values, got shape {values.shape}")
+    dtype = np.float32 if values.dtype.kind == "f" or values.dtype == bool else values.dtype
+    if values.ndim == 1:
+        vol = np.zeros(inside.shape, dtype=dtype)
+        vol[inside] = values
+    else:
+        vol = np.zeros(inside.shape + (values.shape[0],), dtype=dtype)
+        vol[inside] = values.T
+    img = nib.Nifti1Image(vol, mask.affine)
+    img.header.set_xyzt_units("mm")
+    return img

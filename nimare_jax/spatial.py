@@ -1,0 +1,237 @@
+"""Geometry: templates, masks, affines, mm <-> voxel and Talairach <-> MNI transforms.
+
+Everything here is host-side NumPy/nibabel; nothing imports JAX.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from nimare_jax.exceptions import ImageError
+
+_TEMPLATES = {
+    # MNI152NLin6Asym 2 mm brain mask, x axis +2 mm: the default of a JSON Dataset.
+    "mni152_2mm": "tpl-MNI152NLin6Asym_res-02_desc-brain_mask.nii.gz",
+    # The same 228,483 voxels stored with the x axis flipped (-2 mm): Sleuth's target.
+    "ale_2mm": "MNI152_2x2x2_brainmask.nii.gz",
+}
+_T1 = "tpl-MNI152NLin6Asym_res-02_T1w.nii.gz"
+
+# Lancaster et al. (2007) HBM 28:1194, "icbm_other" -> Talairach (the BrainMap transform for
+# MNI coordinates normalised with templates other than SPM's or FSL's).
+_ICBM_OTHER_TO_TAL = np.array(
+    [
+        [0.9357, 0.0029, -0.0072, -1.0423],
+        [-0.0065, 0.9396, -0.0726, -1.3940],
+        [0.0103, 0.0752, 0.8967, 3.6475],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+
+def get_resource_path() -> Path:
+    """Return the folder of data files shipped with nimare_jax.
+
+    Returns
+    -------
+    pathlib.Path
+        Absolute path of ``nimare_jax/resources``.
+    """
+    return Path(str(resources.files("nimare_jax") / "resources"))
+
+
+def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.Nifti1Image:
+    """Load a bundled template.
+
+    Parameters
+    ----------
+    space : {"mni152_2mm", "ale_2mm"}
+        Template space. ``"ale_2mm"`` holds the same voxels as ``"mni152_2mm"`` stored with
+        the x axis flipped, as in GingerALE and NiMARE's Sleuth conversion.
+    mask : {"brain", None}
+        ``"brain"`` returns the binary brain mask; ``None`` the T1-weighted template
+        (``mni152_2mm`` only).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The template image.
+    """
+    folder = get_resource_path() / "templates"
+    if space not in _TEMPLATES:
+        raise ValueError(f"Unknown template space {space!r}; expected one of {sorted(_TEMPLATES)}")
+    if mask == "brain":
+        img = nib.load(folder / _TEMPLATES[space])
+        data = (np.asanyarray(img.dataobj) > 0).astype(np.int8)
+        return nib.Nifti1Image(data, img.affine)
+    if mask is None and space == "mni152_2mm":
+        return nib.load(folder / _T1)
+    raise ValueError(f"No template for space={space!r} with mask={mask!r}")
+
+
+def load_mask(mask) -> nib.Nifti1Image:
+    """Return a binary int8 mask image from a path, a Nifti image or a template name.
+
+    Parameters
+    ----------
+    mask : str, pathlib.Path or nibabel.Nifti1Image
+        A template name accepted by :func:`get_template`, a NIfTI file or an image.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        3-D int8 image with ones inside the mask.
+    """
+    if isinstance(mask, str) and mask in _TEMPLATES:
+        return get_template(mask)
+    if isinstance(mask, str | Path):
+        try:
+            mask = nib.load(mask)
+        except Exception as exc:  # nibabel raises several types for unreadable files
+            raise ImageError(f"Cannot read mask image {mask}: {exc}") from exc
+    if not isinstance(mask, nib.spatialimages.SpatialImage):
+        raise TypeError(f"mask must be a path or a nibabel image, got {type(mask).__name__}")
+    data = np.asanyarray(mask.dataobj)
+    if data.ndim != 3:
+        raise ImageError(f"mask must be 3-D, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise ImageError("mask contains NaN or infinite values")
+    binary = (data > 0).astype(np.int8)
+    if not binary.any():
+        raise ImageError("mask is empty (no voxel > 0)")
+    return nib.Nifti1Image(binary, mask.affine)
+
+
+def mm2vox(xyz, affine) -> np.ndarray:
+    """Convert mm coordinates to voxel indices, truncating toward zero as NiMARE does.
+
+    Parameters
+    ----------
+    xyz : array-like, shape (n, 3)
+        World coordinates in mm.
+    affine : array-like, shape (4, 4)
+        Voxel-to-world affine.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 3), int
+        Voxel indices. Truncation (not rounding) decides which voxel a focus lands in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mm2vox([[-37.0, 0.0, 0.0]], np.diag([2.0, 2.0, 2.0, 1.0]))
+    array([[-18,   0,   0]])
+    """
+    xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
+    ijk = nib.affines.apply_affine(np.linalg.inv(affine), xyz)
+    return ijk.astype(int)
+
+
+def vox2mm(ijk, affine) -> np.ndarray:
+    """Convert voxel indices to world coordinates in mm.
+
+    Parameters
+    ----------
+    ijk : array-like, shape (n, 3)
+        Voxel indices.
+    affine : array-like, shape (4, 4)
+        Voxel-to-world affine.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 3)
+        World coordinates.
+    """
+    return nib.affines.apply_affine(affine, np.atleast_2d(np.asarray(ijk, dtype=float)))
+
+
+def tal2mni(coords) -> np.ndarray:
+    """Convert Talairach coordinates to MNI with Lancaster et al.'s (2007) tal2icbm transform.
+
+    Parameters
+    ----------
+    coords : array-like, shape (n, 3)
+        Talairach coordinates in mm.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 3)
+        MNI coordinates.
+    """
+    return nib.affines.apply_affine(np.linalg.inv(_ICBM_OTHER_TO_TAL), np.atleast_2d(coords))
+
+
+def mni2tal(coords) -> np.ndarray:
+    """Convert MNI coordinates to Talairach with Lancaster et al.'s (2007) icbm2tal transform.
+
+    Parameters
+    ----------
+    coords : array-like, shape (n, 3)
+        MNI coordinates in mm.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 3)
+        Talairach coordinates.
+    """
+    return nib.affines.apply_affine(_ICBM_OTHER_TO_TAL, np.atleast_2d(coords))
+
+
+def listify(obj) -> list:
+    """Wrap a single item in a list; leave lists and tuples as lists.
+
+    Parameters
+    ----------
+    obj : object
+        Anything.
+
+    Returns
+    -------
+    list
+        ``list(obj)`` for lists and tuples, else ``[obj]``.
+    """
+    return list(obj) if isinstance(obj, list | tuple) else [obj]
+
+
+def round2(values) -> np.ndarray:
+    """Round half away from zero (not to even, as :func:`numpy.round` does).
+
+    Parameters
+    ----------
+    values : array-like
+        Numbers.
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Rounded values.
+
+    Examples
+    --------
+    >>> round2([0.5, 1.5, -2.5])
+    array([ 1,  2, -3])
+    """
+    values = np.asarray(values, dtype=float)
+    return (np.sign(values) * np.floor(np.abs(values) + 0.5)).astype(int)
+
+
+def check_same_space(img_a, img_b, what: str = "images") -> None:
+    """Raise :class:`ImageError` unless two images share shape and affine.
+
+    Parameters
+    ----------
+    img_a, img_b : nibabel.Nifti1Image
+        Images to compare.
+    what : str
+        Description used in the error message.
+    """
+    if img_a.shape[:3] != img_b.shape[:3] or not np.allclose(img_a.affine, img_b.affine):
+        raise ImageError(
+            f"{what} differ in geometry: shape {img_a.shape[:3]} vs {img_b.shape[:3]}, "
+            f"affine\n{img_a.affine}\nvs\n{img_b.affine}"
+        )
