@@ -49,8 +49,8 @@ class MetaResult:
         A methods paragraph describing what was done, with citation keys in brackets.
     citations : tuple of str
         BibTeX keys of ``resources/references.bib`` cited by the description.
-    estimator : str
-        Name of the estimator that produced the result.
+    estimator : object or None
+        The fitted estimator that produced the result (correctors need it).
     """
 
     def __init__(
@@ -61,7 +61,7 @@ class MetaResult:
         null_distributions=None,
         description: str = "",
         citations=(),
-        estimator: str = "",
+        estimator=None,
     ):
         self.maps = dict(maps)
         self.null_distributions = dict(null_distributions or {})
@@ -93,7 +93,7 @@ class MetaResult:
         return obj
 
     def __repr__(self) -> str:
-        return f"MetaResult({self.estimator}, maps={sorted(self.maps)})"
+        return f"MetaResult({type(self.estimator).__name__}, maps={sorted(self.maps)})"
 
     # ------------------------------------------------------------------- access
     def get_map(self, name: str, return_type: str = "image"):

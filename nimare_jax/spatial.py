@@ -107,7 +107,7 @@ def load_mask(mask) -> nib.Nifti1Image:
 
 
 def mm2vox(xyz, affine) -> np.ndarray:
-    """Convert mm coordinates to voxel indices, truncating toward zero as NiMARE does.
+    """Convert mm coordinates to the nearest voxel indices, as NiMARE 0.22 does.
 
     Parameters
     ----------
@@ -119,17 +119,22 @@ def mm2vox(xyz, affine) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (n, 3), int
-        Voxel indices. Truncation (not rounding) decides which voxel a focus lands in.
+        Voxel indices, rounded to the nearest voxel (halves to even, ``numpy.round``).
+
+    Notes
+    -----
+    Older NiMARE releases truncated toward zero; NiMARE 0.22 (whose outputs nimare_jax is
+    tested against) rounds, so a focus moves by at most half a voxel along each axis.
 
     Examples
     --------
     >>> import numpy as np
-    >>> mm2vox([[-37.0, 0.0, 0.0]], np.diag([2.0, 2.0, 2.0, 1.0]))
-    array([[-18,   0,   0]])
+    >>> mm2vox([[-37.0, 3.0, 0.9]], np.diag([2.0, 2.0, 2.0, 1.0]))
+    array([[-18,   2,   0]])
     """
     xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
     ijk = nib.affines.apply_affine(np.linalg.inv(affine), xyz)
-    return ijk.astype(int)
+    return np.round(ijk).astype(int)
 
 
 def vox2mm(ijk, affine) -> np.ndarray:

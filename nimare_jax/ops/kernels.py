@@ -1,0 +1,455 @@
+"""Modelled-activation kernels and their application to foci, as pure JAX functions.
+
+Kernels are small dense windows ``(W, W, W)`` centred on a focus voxel. Applying them touches
+only each focus's window of a padded volume (never the whole volume per focus), in one
+``lax.fori_loop`` that carries a single packed array (scratch + accumulator), which XLA
+updates in place (see ``shared/notes``: carrying a tuple of volumes makes XLA copy them).
+
+Within one experiment a voxel counts once: the experiment's map is the MAX of its foci's
+windows (ALE, MKDA) or their SUM (KDA). Across experiments the maps are summed, optionally
+weighted. The ALE union ``1 - prod(1 - MA)`` is such a sum in log space: with windows
+``-log1p(-K)`` the accumulator is ``-log(1 - ALE)`` and ``ALE = -expm1(-acc)``.
+
+References
+----------
+Eickhoff et al. (2009) HBM 30:2907 (ALE kernel); Turkeltaub et al. (2012) HBM 33:1 (MA maps
+as the maximum over an experiment's foci); Wager et al. (2007) SCAN 2:150 (MKDA spheres).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+# Eickhoff et al. (2009): between-template and between-subject uncertainty (FWHM, mm).
+_TEMPLATE_UNCERTAINTY = 5.7 / (2.0 * np.sqrt(2.0 / np.pi)) * np.sqrt(8.0 * np.log(2.0))
+_SUBJECT_UNCERTAINTY = 11.6 / (2.0 * np.sqrt(2.0 / np.pi)) * np.sqrt(8.0 * np.log(2.0))
+# NiMARE builds the ALE kernel on a 31^3 grid: the window radius never exceeds 15 voxels.
+MAX_RADIUS = 15
+
+
+def fwhm_from_sample_size(sample_size, template_uncertainty=None, subject_uncertainty=None):
+    """FWHM (mm) of the ALE kernel for an experiment of ``sample_size`` subjects.
+
+    Eickhoff et al. (2009): ``sqrt(template_uncertainty**2 + (subject_uncertainty**2 / n))``.
+    Works on NumPy or JAX values, so it is differentiable in both uncertainty constants.
+
+    Parameters
+    ----------
+    sample_size : float or array
+        Number of subjects (the mean, if an experiment lists several).
+    template_uncertainty, subject_uncertainty : float or None
+        FWHM constants in mm; ``None`` uses Eickhoff et al.'s values
+        (5.7 and 11.6 mm converted from mean distance to FWHM).
+
+    Returns
+    -------
+    float or array
+        FWHM in mm.
+    """
+    t = _TEMPLATE_UNCERTAINTY if template_uncertainty is None else template_uncertainty
+    s = _SUBJECT_UNCERTAINTY if subject_uncertainty is None else subject_uncertainty
+    return (t**2 + (s / sample_size**0.5) ** 2) ** 0.5
+
+
+def sigma_voxels(fwhm, voxel_size):
+    """Gaussian sigma in voxels along each axis for a FWHM in mm.
+
+    NiMARE divides by ``sqrt(prod(voxel_size))`` which is right only for 2 mm voxels; this
+    divides each axis by its own voxel size, so both agree at 2 mm.
+
+    Parameters
+    ----------
+    fwhm : float
+        Full width at half maximum in mm.
+    voxel_size : sequence of 3 floats
+        Voxel dimensions in mm.
+
+    Returns
+    -------
+    array, shape (3,)
+        Sigma in voxels per axis.
+    """
+    return fwhm * _FWHM_TO_SIGMA / jnp.asarray(voxel_size, dtype=jnp.result_type(float))
+
+
+def gaussian_weights_1d(sigma, radius: int):
+    """Sampled, truncated and normalised 1-D Gaussian on ``[-radius, radius]``.
+
+    As ``scipy.ndimage.gaussian_filter`` (truncate = 4): weights ``exp(-x**2 / 2 sigma**2)``
+    for ``|x| <= int(4 sigma + 0.5)``, normalised to sum 1. The truncation point has zero
+    derivative, so the weights are differentiable in ``sigma``.
+
+    Parameters
+    ----------
+    sigma : float or scalar array
+        Standard deviation in voxels.
+    radius : int
+        Half-width of the returned window (static).
+
+    Returns
+    -------
+    jax.Array, shape (2 * radius + 1,)
+        Weights.
+    """
+    x = jnp.arange(-radius, radius + 1, dtype=jnp.result_type(float))
+    cut = jnp.floor(4.0 * jax.lax.stop_gradient(sigma) + 0.5)
+    w = jnp.where(jnp.abs(x) <= cut, jnp.exp(-0.5 * (x / sigma) ** 2), 0.0)
+    return w / w.sum()
+
+
+def ale_kernel_window(fwhm, voxel_size, radius: int):
+    """3-D ALE kernel (sums to 1) on a ``(2 radius + 1)^3`` window, differentiable in FWHM.
+
+    Parameters
+    ----------
+    fwhm : float or scalar array
+        FWHM in mm.
+    voxel_size : sequence of 3 floats
+        Voxel dimensions in mm.
+    radius : int
+        Half-width of the window (static).
+
+    Returns
+    -------
+    jax.Array, shape (2 radius + 1,) * 3
+        Outer product of the three axes' Gaussian weights.
+    """
+    s = sigma_voxels(fwhm, voxel_size)
+    wx, wy, wz = (gaussian_weights_1d(s[a], radius) for a in range(3))
+    return wx[:, None, None] * wy[None, :, None] * wz[None, None, :]
+
+
+def ale_kernel(fwhm: float, voxel_size=(2.0, 2.0, 2.0)) -> np.ndarray:
+    """The ALE kernel as NiMARE builds it: impulse smoothed on a 31^3 grid, then cropped.
+
+    The window is cropped to the planes where the kernel exceeds machine epsilon (along the
+    first axis, applied to all three), exactly as NiMARE does, so MA maps agree.
+
+    Parameters
+    ----------
+    fwhm : float
+        FWHM in mm.
+    voxel_size : sequence of 3 floats
+        Voxel dimensions in mm.
+
+    Returns
+    -------
+    numpy.ndarray, shape (W, W, W), float64
+        Kernel centred at ``W // 2``.
+    """
+    with jax.enable_x64(True):
+        full = np.asarray(ale_kernel_window(float(fwhm), voxel_size, MAX_RADIUS))
+    keep = np.flatnonzero((full > np.spacing(1)).any(axis=(1, 2)))
+    lo, hi = keep.min(), keep.max()
+    half = max(MAX_RADIUS - lo, hi - MAX_RADIUS)
+    return full[MAX_RADIUS - half : MAX_RADIUS + half + 1, ...][
+        :, MAX_RADIUS - half : MAX_RADIUS + half + 1, MAX_RADIUS - half : MAX_RADIUS + half + 1
+    ]
+
+
+def sphere_offsets(r: float, voxel_size=(2.0, 2.0, 2.0)) -> np.ndarray:
+    """Voxel offsets whose centres lie within ``r`` mm of the centre voxel's centre.
+
+    Parameters
+    ----------
+    r : float
+        Radius in mm.
+    voxel_size : sequence of 3 floats
+        Voxel dimensions in mm.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 3), int
+        Offsets.
+    """
+    vs = np.asarray(voxel_size, float)
+    half = np.floor(r / vs).astype(int)
+    grid = np.stack(
+        np.meshgrid(*(np.arange(-h, h + 1) for h in half), indexing="ij"), axis=-1
+    ).reshape(-1, 3)
+    return grid[np.sqrt((((grid * vs) ** 2).sum(1))) <= r]
+
+
+def sphere_window(r: float, voxel_size=(2.0, 2.0, 2.0), value: float = 1.0) -> np.ndarray:
+    """Binary sphere of radius ``r`` mm as a dense ``(W, W, W)`` window.
+
+    Parameters
+    ----------
+    r : float
+        Radius in mm.
+    voxel_size : sequence of 3 floats
+        Voxel dimensions in mm.
+    value : float
+        Value inside the sphere.
+
+    Returns
+    -------
+    numpy.ndarray, shape (W, W, W)
+        Window centred at ``W // 2`` (cubic: W from the largest axis extent).
+    """
+    off = sphere_offsets(r, voxel_size)
+    half = int(np.abs(off).max()) if len(off) else 0
+    win = np.zeros((2 * half + 1,) * 3)
+    win[tuple((off + half).T)] = value
+    return win
+
+
+def soft_sphere_window(r, voxel_size, radius: int, temperature):
+    """Differentiable sphere: ``sigmoid((r - distance) / temperature)`` on a window.
+
+    Tends to the binary sphere of :func:`sphere_window` as ``temperature -> 0``
+    (voxels exactly at distance ``r`` tend to 1/2).
+
+    Parameters
+    ----------
+    r : float or scalar array
+        Radius in mm.
+    voxel_size : sequence of 3 floats
+        Voxel dimensions in mm.
+    radius : int
+        Half-width of the window in voxels (static); must cover ``r``.
+    temperature : float or scalar array
+        Softness in mm.
+
+    Returns
+    -------
+    jax.Array, shape (2 radius + 1,) * 3
+        Soft sphere.
+    """
+    ax = jnp.arange(-radius, radius + 1, dtype=jnp.result_type(float))
+    vs = jnp.asarray(voxel_size, dtype=ax.dtype)
+    d = jnp.sqrt(
+        (ax[:, None, None] * vs[0]) ** 2
+        + (ax[None, :, None] * vs[1]) ** 2
+        + (ax[None, None, :] * vs[2]) ** 2
+    )
+    return jax.nn.sigmoid((r - d) / temperature)
+
+
+def stack_windows(windows) -> np.ndarray:
+    """Zero-pad windows of different odd sizes to one common size and stack them.
+
+    Parameters
+    ----------
+    windows : list of numpy.ndarray, each shape (w, w, w) with odd w
+        Kernels, each centred.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, W, W, W)
+        Centred, zero-padded windows.
+    """
+    size = max(w.shape[0] for w in windows)
+    out = np.zeros((len(windows), size, size, size))
+    for n, w in enumerate(windows):
+        p = (size - w.shape[0]) // 2
+        out[n, p : p + w.shape[0], p : p + w.shape[1], p : p + w.shape[2]] = w
+    return out
+
+
+def schedule(exp_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order of window operations for :func:`accumulate`: each experiment's foci, then flushes.
+
+    Parameters
+    ----------
+    exp_index : numpy.ndarray, shape (n_foci,), int
+        Experiment of each focus.
+
+    Returns
+    -------
+    step_focus : numpy.ndarray, shape (2 n_foci,), int32
+        Focus touched by each step.
+    step_flush : numpy.ndarray, shape (2 n_foci,), bool
+        False: combine the focus's window into the scratch plane; True: add the scratch
+        plane's window into the accumulator and clear it.
+    """
+    steps, flush = [], []
+    exp_index = np.asarray(exp_index)
+    order = np.argsort(exp_index, kind="stable")
+    bounds = np.flatnonzero(np.diff(exp_index[order])) + 1
+    for group in np.split(order, bounds):
+        steps += [group, group]
+        flush += [np.zeros(len(group), bool), np.ones(len(group), bool)]
+    if not steps:
+        return np.zeros(0, np.int32), np.zeros(0, bool)
+    return np.concatenate(steps).astype(np.int32), np.concatenate(flush)
+
+
+@partial(jax.jit, static_argnames=("shape", "combine"))
+def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush, shape, combine):
+    """Sum over experiments of (weighted) per-experiment maps built from focus windows.
+
+    For each experiment ``e``: ``map_e = combine_{f in e} window_f`` placed at the focus,
+    with ``combine`` max or sum; returns ``sum_e weight_e * map_e`` on the volume.
+
+    Parameters
+    ----------
+    ijk : int array, shape (n_foci, 3)
+        Voxel indices of the foci, inside ``shape``.
+    focus_window : int array, shape (n_foci,)
+        Index into ``windows`` of each focus's kernel.
+    focus_weight : float array, shape (n_foci,)
+        Weight of each focus's experiment.
+    windows : float array, shape (n_windows, W, W, W)
+        Centred kernels (W odd).
+    step_focus, step_flush : arrays, shape (2 n_foci,)
+        From :func:`schedule`.
+    shape : tuple of 3 ints
+        Volume shape (static).
+    combine : {"max", "sum"}
+        How an experiment's windows combine (static).
+
+    Returns
+    -------
+    jax.Array, shape ``shape``
+        The accumulated volume.
+    """
+    width = windows.shape[-1]
+    half = width // 2
+    padded = tuple(s + 2 * half for s in shape)
+    buf = jnp.zeros((2,) + padded, windows.dtype)
+    ijk = jnp.asarray(ijk, jnp.int32)
+    mix = jnp.maximum if combine == "max" else jnp.add
+
+    def step(s, buf):
+        f = step_focus[s]
+        start = (0, ijk[f, 0], ijk[f, 1], ijk[f, 2])
+        win = jax.lax.dynamic_slice(buf, start, (2, width, width, width))
+        flush = step_flush[s]
+        scratch = jnp.where(flush, 0.0, mix(win[0], windows[focus_window[f]]))
+        acc = win[1] + jnp.where(flush, focus_weight[f] * win[0], 0.0)
+        return jax.lax.dynamic_update_slice(buf, jnp.stack([scratch, acc]), start)
+
+    buf = jax.lax.fori_loop(0, step_focus.shape[0], step, buf)
+    return buf[1, half : half + shape[0], half : half + shape[1], half : half + shape[2]]
+
+
+@partial(jax.jit, static_argnames=("shape", "combine"))
+def experiment_map(ijk, valid, window, shape, combine):
+    """One experiment's modelled-activation volume (max or sum of its foci's windows).
+
+    Parameters
+    ----------
+    ijk : int array, shape (n, 3)
+        Voxel indices (padded rows allowed).
+    valid : bool array, shape (n,)
+        False for padding rows.
+    window : float array, shape (W, W, W)
+        Centred kernel.
+    shape : tuple of 3 ints
+        Volume shape (static).
+    combine : {"max", "sum"}
+        How windows combine (static).
+
+    Returns
+    -------
+    jax.Array, shape ``shape``
+        The MA volume.
+    """
+    width = window.shape[-1]
+    half = width // 2
+    padded = tuple(s + 2 * half for s in shape)
+    vol = jnp.zeros(padded, window.dtype)
+    ijk = jnp.asarray(ijk, jnp.int32)
+    mix = jnp.maximum if combine == "max" else jnp.add
+
+    def step(f, vol):
+        start = (ijk[f, 0], ijk[f, 1], ijk[f, 2])
+        win = jax.lax.dynamic_slice(vol, start, (width, width, width))
+        new = jnp.where(valid[f], mix(win, window), win)
+        return jax.lax.dynamic_update_slice(vol, new, start)
+
+    vol = jax.lax.fori_loop(0, ijk.shape[0], step, vol)
+    return vol[half : half + shape[0], half : half + shape[1], half : half + shape[2]]
+
+
+def _union_term(values, union: str):
+    return -jnp.log1p(-values) if union == "probabilistic" else values
+
+
+@partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins"))
+def summarize_experiments(
+    ijk, valid, exp_window, exp_weight, windows, mask_index, shape, combine, union, n_bins, inv_step
+):
+    """One pass over experiments: the combined statistic and each experiment's MA histogram.
+
+    Parameters
+    ----------
+    ijk : int array, shape (n_exp, max_foci, 3)
+        Foci of each experiment, padded.
+    valid : bool array, shape (n_exp, max_foci)
+        False for padding.
+    exp_window : int array, shape (n_exp,)
+        Kernel (index into ``windows``) of each experiment.
+    exp_weight : float array, shape (n_exp,)
+        Weight of each experiment in the sum (ones for ALE).
+    windows : float array, shape (n_windows, W, W, W)
+        Kernels.
+    mask_index : int array, shape (n_voxels,)
+        Flat C-order indices of the in-mask voxels.
+    shape : tuple of 3 ints
+        Volume shape (static).
+    combine : {"max", "sum"}
+        Within-experiment combination (static).
+    union : {"probabilistic", "sum"}
+        ``"probabilistic"``: returns ``-log(prod_e(1 - MA_e))`` (ALE = ``-expm1(-out)``);
+        ``"sum"``: returns ``sum_e weight_e MA_e`` (static).
+    n_bins : int
+        Number of histogram bins of width ``1 / inv_step`` starting at 0 (static); values
+        are assigned to the nearest bin centre, ties upward, clipped to the last bin.
+    inv_step : float
+        Inverse bin width.
+
+    Returns
+    -------
+    stat : jax.Array, shape (n_voxels,)
+        Combined statistic as described for ``union``, accumulated in the default float
+        type (float64 inside ``jax.enable_x64``, where each term is still float32).
+    hist : jax.Array, shape (n_exp, n_bins), int32
+        Counts of each experiment's in-mask MA values per bin (zeros in bin 0).
+    ma_max : jax.Array, shape (n_exp,)
+        Largest in-mask MA value of each experiment.
+    """
+
+    def one(acc, xs):
+        e_ijk, e_valid, e_win, e_w = xs
+        vol = experiment_map(e_ijk, e_valid, windows[e_win], shape, combine)
+        values = vol.reshape(-1)[mask_index]
+        scaled = values * inv_step
+        lower = jnp.floor(scaled)
+        idx = (lower + (scaled - lower >= 0.5)).astype(jnp.int32)
+        hist = jnp.bincount(jnp.clip(idx, 0, n_bins - 1), length=n_bins)
+        return acc + e_w * _union_term(values, union).astype(acc.dtype), (hist, values.max())
+
+    # The accumulator takes the widest float enabled (float64 under ``jax.enable_x64``).
+    init = jnp.zeros(mask_index.shape[0], jnp.result_type(float))
+    stat, (hist, ma_max) = jax.lax.scan(one, init, (ijk, valid, exp_window, exp_weight))
+    return stat, hist, ma_max
+
+
+@partial(jax.jit, static_argnames=("shape", "combine"))
+def ma_values(ijk, valid, exp_window, windows, mask_index, shape, combine):
+    """Modelled-activation values of every experiment over the mask.
+
+    Parameters
+    ----------
+    ijk, valid, exp_window, windows, mask_index, shape, combine
+        As in :func:`summarize_experiments`.
+
+    Returns
+    -------
+    jax.Array, shape (n_exp, n_voxels)
+        MA values.
+    """
+
+    def one(xs):
+        e_ijk, e_valid, e_win = xs
+        vol = experiment_map(e_ijk, e_valid, windows[e_win], shape, combine)
+        return vol.reshape(-1)[mask_index]
+
+    return jax.lax.map(one, (ijk, valid, exp_window))
