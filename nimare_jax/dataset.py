@@ -62,7 +62,9 @@ def _tables_from_dict(source: dict, origin: str):
                 except KeyError as exc:
                     raise InputFileError(f"{where}: field 'coords' lacks {exc.args[0]!r}") from exc
                 except (TypeError, ValueError) as exc:
-                    raise InputFileError(f"{where}: field 'coords' is not numeric ({exc})") from exc
+                    raise InputFileError(
+                        f"{where}: field 'coords' is not numeric ({exc})"
+                    ) from exc
                 if not (len(x) == len(y) == len(z)):
                     raise InputFileError(
                         f"{where}: field 'coords' has x/y/z of lengths {len(x)}/{len(y)}/{len(z)}"

@@ -318,7 +318,7 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
 
     def step(s, buf):
         f = step_focus[s]
-        start = (0, ijk[f, 0], ijk[f, 1], ijk[f, 2])
+        start = (jnp.int32(0), ijk[f, 0], ijk[f, 1], ijk[f, 2])
         win = jax.lax.dynamic_slice(buf, start, (2, width, width, width))
         flush = step_flush[s]
         scratch = jnp.where(flush, 0.0, mix(win[0], windows[focus_window[f]]))
@@ -374,7 +374,17 @@ def _union_term(values, union: str):
 
 @partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins"))
 def summarize_experiments(
-    ijk, valid, exp_window, exp_weight, windows, mask_index, shape, combine, union, n_bins, inv_step
+    ijk,
+    valid,
+    exp_window,
+    exp_weight,
+    windows,
+    mask_index,
+    shape,
+    combine,
+    union,
+    n_bins,
+    inv_step,
 ):
     """One pass over experiments: the combined statistic and each experiment's MA histogram.
 

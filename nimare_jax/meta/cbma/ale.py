@@ -71,7 +71,9 @@ class ALE(CBMAEstimator):
         **kwargs,
     ):
         if null_method not in ("approximate", "montecarlo"):
-            raise ValueError(f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}")
+            raise ValueError(
+                f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
+            )
         self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
         if not isinstance(self.kernel_transformer, ALEKernel):
             raise TypeError("ALE needs an ALEKernel")

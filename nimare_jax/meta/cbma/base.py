@@ -38,7 +38,9 @@ def make_kernel(kernel_transformer, default, kwargs) -> KernelTransformer:
     if not isinstance(kt, KernelTransformer):
         raise TypeError(f"kernel_transformer must be a KernelTransformer, got {kt!r}")
     if kernel_args:
-        raise TypeError("kernel__ arguments can only be given with a kernel class, not an instance")
+        raise TypeError(
+            "kernel__ arguments can only be given with a kernel class, not an instance"
+        )
     return kt
 
 
