@@ -2,8 +2,8 @@
 
 Kernels are small dense windows ``(W, W, W)`` centred on a focus voxel. Applying them touches
 only each focus's window of a padded volume (never the whole volume per focus), in one
-``lax.fori_loop`` that carries a single packed array (scratch + accumulator), which XLA
-updates in place (see ``shared/notes``: carrying a tuple of volumes makes XLA copy them).
+``lax.fori_loop`` that carries a single array (a complex64 volume packing accumulator and
+scratch), which XLA updates in place; carrying a tuple of volumes makes XLA copy them.
 
 Within one experiment a voxel counts once: the experiment's map is the MAX of its foci's
 windows (ALE, MKDA) or their SUM (KDA). Across experiments the maps are summed, optionally
@@ -287,6 +287,11 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
     For each experiment ``e``: ``map_e = combine_{f in e} window_f`` placed at the focus,
     with ``combine`` max or sum; returns ``sum_e weight_e * map_e`` on the volume.
 
+    The loop carries ONE complex64 volume: the real part is the accumulator, the imaginary
+    part the current experiment's scratch map. A single carried array is updated in place by
+    XLA; two separate (or stacked) float planes are copied or shuffled at every step, which
+    measured 4x slower on CPU.
+
     Parameters
     ----------
     ijk : int array, shape (n_foci, 3)
@@ -296,7 +301,7 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
     focus_weight : float array, shape (n_foci,)
         Weight of each focus's experiment.
     windows : float array, shape (n_windows, W, W, W)
-        Centred kernels (W odd).
+        Centred kernels (W odd); float32 runs in complex64, float64 in complex128.
     step_focus, step_flush : arrays, shape (2 n_foci,)
         From :func:`schedule`.
     shape : tuple of 3 ints
@@ -306,27 +311,31 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
 
     Returns
     -------
-    jax.Array, shape ``shape``
+    jax.Array, shape ``shape``, dtype of ``windows``
         The accumulated volume.
     """
     width = windows.shape[-1]
     half = width // 2
     padded = tuple(s + 2 * half for s in shape)
-    buf = jnp.zeros((2,) + padded, windows.dtype)
+    buf = jnp.zeros(padded, jnp.result_type(windows.dtype, jnp.complex64))
     ijk = jnp.asarray(ijk, jnp.int32)
     mix = jnp.maximum if combine == "max" else jnp.add
+    focus_weight = jnp.asarray(focus_weight, windows.dtype)
 
     def step(s, buf):
         f = step_focus[s]
-        start = (jnp.int32(0), ijk[f, 0], ijk[f, 1], ijk[f, 2])
-        win = jax.lax.dynamic_slice(buf, start, (2, width, width, width))
-        flush = step_flush[s]
-        scratch = jnp.where(flush, 0.0, mix(win[0], windows[focus_window[f]]))
-        acc = win[1] + jnp.where(flush, focus_weight[f] * win[0], 0.0)
-        return jax.lax.dynamic_update_slice(buf, jnp.stack([scratch, acc]), start)
+        start = (ijk[f, 0], ijk[f, 1], ijk[f, 2])
+        win = jax.lax.dynamic_slice(buf, start, (width, width, width))
+        acc, scratch = win.real, win.imag
+        new = jnp.where(
+            step_flush[s],
+            jax.lax.complex(acc + focus_weight[f] * scratch, jnp.zeros_like(scratch)),
+            jax.lax.complex(acc, mix(scratch, windows[focus_window[f]])),
+        )
+        return jax.lax.dynamic_update_slice(buf, new, start)
 
     buf = jax.lax.fori_loop(0, step_focus.shape[0], step, buf)
-    return buf[1, half : half + shape[0], half : half + shape[1], half : half + shape[2]]
+    return buf[half : half + shape[0], half : half + shape[1], half : half + shape[2]].real
 
 
 @partial(jax.jit, static_argnames=("shape", "combine"))
