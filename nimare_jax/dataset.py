@@ -27,25 +27,20 @@ _TAL_NAMES = {"tal", "talairach"}
 _COORD_COLUMNS = ["id", "study_id", "contrast_id", "x", "y", "z", "space", "i", "j", "k"]
 
 
-def _to_mni(xyz: np.ndarray, space: str, where: str) -> np.ndarray:
-    """Return coordinates in MNI mm; warn and keep them if the space is unknown."""
+def _to_mni(xyz: np.ndarray, space: str, unknown: list, where: str) -> np.ndarray:
+    """Return coordinates in MNI mm; record ``where`` in ``unknown`` if the space is unknown."""
     key = str(space).strip().lower()
     if key in _MNI_NAMES:
         return xyz
     if key in _TAL_NAMES:
         return tal2mni(xyz)
-    warnings.warn(
-        f"{where}: coordinates are in an unknown space {space!r}; they are used unchanged "
-        "as MNI coordinates (as NiMARE does).",
-        UserWarning,
-        stacklevel=4,
-    )
+    unknown.append(f"{where} ({space!r})")
     return xyz
 
 
 def _tables_from_dict(source: dict, origin: str):
     """Flatten a NiMARE-format dict into the coordinates/metadata/images/annotations/texts rows."""
-    coords, meta, images, labels, texts = [], [], [], [], []
+    coords, meta, images, labels, texts, unknown = [], [], [], [], [], []
     if not isinstance(source, dict):
         raise InputFileError(f"{origin}: expected a JSON object of studies, got {type(source)}")
     for study_id, study in source.items():
@@ -72,7 +67,7 @@ def _tables_from_dict(source: dict, origin: str):
                 if not np.all(np.isfinite(np.c_[x, y, z])):
                     raise InputFileError(f"{where}: field 'coords' contains NaN or inf")
                 space = c.get("space", "UNKNOWN")
-                xyz = _to_mni(np.c_[x, y, z], space, where)
+                xyz = _to_mni(np.c_[x, y, z], space, unknown, f"{study_id}-{contrast_id}")
                 for row in xyz:
                     coords.append({**base, "x": row[0], "y": row[1], "z": row[2], "space": space})
             md = dict(con.get("metadata") or {})
@@ -80,6 +75,15 @@ def _tables_from_dict(source: dict, origin: str):
             images.append({**base, **dict(con.get("images") or {})})
             labels.append({**base, **dict(con.get("labels") or {})})
             texts.append({**base, **dict(con.get("text") or {})})
+    if unknown:
+        warnings.warn(
+            f"{origin}: {len(unknown)} experiment(s) have coordinates in an unknown space; "
+            "they are used unchanged as MNI coordinates (as NiMARE does): "
+            + ", ".join(unknown[:10])
+            + (" ..." if len(unknown) > 10 else ""),
+            UserWarning,
+            stacklevel=4,
+        )
     return coords, meta, images, labels, texts
 
 
