@@ -33,7 +33,9 @@ def test_fwhm_from_sample_size_closed_form():
     # Eickhoff 2009: FWHM^2 = T^2 + S^2/n with T, S the 5.7 and 11.6 mm constants in FWHM units
     c = np.sqrt(8 * np.log(2)) / (2 * np.sqrt(2 / np.pi))
     for n in (5, 20, 100):
-        assert K.fwhm_from_sample_size(n) == pytest.approx(np.hypot(5.7 * c, 11.6 * c / np.sqrt(n)))
+        assert K.fwhm_from_sample_size(n) == pytest.approx(
+            np.hypot(5.7 * c, 11.6 * c / np.sqrt(n))
+        )
 
 
 def test_ale_kernel_width_is_right_for_other_voxel_sizes():
@@ -55,11 +57,17 @@ def brute_force_ma(dataset, kernel_of_exp, combine):
         vol = np.zeros(mask.shape)
         kern = kernel_of_exp(n)
         h = kern.shape[0] // 2
-        for i, j, k in dataset.coordinates.loc[dataset.coordinates.id == ident, ["i", "j", "k"]].to_numpy():
+        for i, j, k in dataset.coordinates.loc[
+            dataset.coordinates.id == ident, ["i", "j", "k"]
+        ].to_numpy():
             lo = np.array([i, j, k]) - h
-            sl_v = tuple(slice(max(a, 0), min(a + kern.shape[0], s)) for a, s in zip(lo, mask.shape))
+            sl_v = tuple(
+                slice(max(a, 0), min(a + kern.shape[0], s)) for a, s in zip(lo, mask.shape)
+            )
             sl_k = tuple(slice(v.start - a, v.stop - a) for v, a in zip(sl_v, lo))
-            vol[sl_v] = np.maximum(vol[sl_v], kern[sl_k]) if combine == "max" else vol[sl_v] + kern[sl_k]
+            vol[sl_v] = (
+                np.maximum(vol[sl_v], kern[sl_k]) if combine == "max" else vol[sl_v] + kern[sl_k]
+            )
         out.append(vol[mask])
     return np.array(out)
 
@@ -78,7 +86,9 @@ def test_sphere_ma_maps_equal_distance_rule(laird, cls, combine):
     sub = laird.slice(laird.ids[5:8])
     ours = cls(r=10).transform(sub)
     g = np.arange(-5, 6)
-    d = np.sqrt((2 * g[:, None, None]) ** 2 + (2 * g[None, :, None]) ** 2 + (2 * g[None, None, :]) ** 2)
+    d = np.sqrt(
+        (2 * g[:, None, None]) ** 2 + (2 * g[None, :, None]) ** 2 + (2 * g[None, None, :]) ** 2
+    )
     sphere = (d <= 10).astype(float)
     ref = brute_force_ma(sub, lambda n: sphere, combine)
     np.testing.assert_array_equal(ours, ref)
@@ -107,8 +117,14 @@ def test_ale_statistic_gradient_in_fwhm_matches_finite_differences(laird):
         win = -jnp.log1p(-K.ale_kernel_window(fwhm, (2.0, 2.0, 2.0), 8))[None]
         n = arr.ijk.shape[0]
         acc = K.accumulate(
-            arr.ijk, jnp.zeros(n, jnp.int32), jnp.ones(n), win, step_focus, step_flush,
-            arr.shape, "max",
+            arr.ijk,
+            jnp.zeros(n, jnp.int32),
+            jnp.ones(n),
+            win,
+            step_focus,
+            step_flush,
+            arr.shape,
+            "max",
         )
         return (-jnp.expm1(-acc[tuple(probe.T)])).mean()
 

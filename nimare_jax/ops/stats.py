@@ -1,0 +1,301 @@
+"""Pure JAX statistics kernels: p <-> z, permutation and histogram p-values, chi-square, FDR.
+
+Arrays in, arrays out. Every function is jit-compiled, works in the dtype it is given
+(float32 by default, float64 under ``jax.enable_x64``) and takes its options (``tail``,
+``symmetric``, ``method``) as static Python values, so it can be called inside an estimator's
+own ``jit`` or ``vmap``. :mod:`nimare_jax.stats` wraps these with NiMARE's names for NumPy
+callers.
+
+Tails are carried as natural logarithms (``logp = log(p)``) wherever a p-value may underflow:
+:func:`logp_to_z` is exact far beyond the z of about 13 (float32) or 37.5 (float64) at which a
+p-value itself stops being representable.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.special import log_ndtr, ndtri
+
+_LOG2 = math.log(2.0)
+_LOG_HALF = math.log(0.5)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_NEWTON_STEPS = 3
+_SERIES_ORDER = 8  # terms of log_ndtr's tail series: the default 3 leaves 4e-9 at z = 20
+
+
+def _float(x) -> jax.Array:
+    """Return ``x`` as a JAX array with a floating dtype (ints become the default float)."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(float)
+
+
+def _check_option(name: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("tail",))
+def logp_to_z(logp, tail: str = "two") -> jax.Array:
+    """Convert natural-log p-values to unsigned z-values, accurately at any tail depth.
+
+    Parameters
+    ----------
+    logp : array-like of float, any shape
+        ``log(p)``; ``-inf`` (p = 0) gives ``z = inf``.
+    tail : {"two", "one"}
+        Whether ``p`` is two-sided (``z = isf(p / 2)``) or one-sided (``z = isf(p)``).
+
+    Returns
+    -------
+    jax.Array, same shape
+        ``z >= 0``. A one-sided ``p >= 0.5`` gives ``z = 0`` (NiMARE's unsigned convention).
+
+    Notes
+    -----
+    Where ``exp(logp)`` is a normal float the start is ``-ndtri(p)``; below that, the
+    asymptote ``z**2 ~ L2 - log(L2) - log(2 pi)`` with ``L2 = -2 logp``. Either start is
+    refined by Newton steps on ``log_ndtr(-z) = logp`` until ``log_ndtr(-z)`` reproduces
+    ``logp`` to a few ulp, whatever the depth.
+    """
+    _check_option("tail", tail, ("one", "two"))
+    logq = _float(logp)
+    if tail == "two":
+        logq = logq - _LOG2
+    logq = jnp.minimum(logq, _LOG_HALF)
+    log_tiny = math.log(float(jnp.finfo(logq.dtype).tiny))
+    two_l = -2.0 * logq
+    asymptote = jnp.sqrt(jnp.maximum(two_l - jnp.log(two_l) - 2.0 * _HALF_LOG_2PI, 0.0))
+    z = jnp.where(logq > log_tiny, -ndtri(jnp.exp(jnp.maximum(logq, log_tiny))), asymptote)
+    finite = jnp.isfinite(logq)
+    z = jnp.where(finite, z, 0.0)
+    for _ in range(_NEWTON_STEPS):
+        log_sf = log_ndtr(-z, series_order=_SERIES_ORDER)
+        hazard = jnp.exp(-0.5 * z * z - _HALF_LOG_2PI - log_sf)
+        z = z + (log_sf - jnp.where(finite, logq, 0.0)) / hazard
+    return jnp.where(finite, z, jnp.where(logq == -jnp.inf, jnp.inf, logq))
+
+
+@functools.partial(jax.jit, static_argnames=("tail",))
+def p_to_z(p, tail: str = "two") -> jax.Array:
+    """Convert p-values to unsigned z-values.
+
+    Parameters
+    ----------
+    p : array-like of float, any shape
+        P-values; values below the dtype's smallest normal number are raised to it.
+    tail : {"two", "one"}
+        Two-sided or one-sided p-values.
+
+    Returns
+    -------
+    jax.Array, same shape
+        ``z >= 0``; see :func:`logp_to_z`, which has no floor.
+    """
+    p = _float(p)
+    return logp_to_z(jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny)), tail=tail)
+
+
+@functools.partial(jax.jit, static_argnames=("tail",))
+def z_to_logp(z, tail: str = "two") -> jax.Array:
+    """Convert z-values to natural-log p-values.
+
+    Parameters
+    ----------
+    z : array-like of float, any shape
+        Z-statistics.
+    tail : {"two", "one"}
+        ``"two"``: ``log P(|Z| >= |z|)``; ``"one"``: ``log P(Z >= z)``.
+
+    Returns
+    -------
+    jax.Array, same shape
+        ``log(p) <= 0``, finite for every finite ``z``.
+    """
+    _check_option("tail", tail, ("one", "two"))
+    z = _float(z)
+    if tail == "one":
+        return log_ndtr(-z, series_order=_SERIES_ORDER)
+    return jnp.minimum(_LOG2 + log_ndtr(-jnp.abs(z), series_order=_SERIES_ORDER), 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("tail", "symmetric"))
+def null_to_p(values, null, tail: str = "two", symmetric: bool = False) -> jax.Array:
+    """Return p-values of statistics against an empirical null sample.
+
+    Parameters
+    ----------
+    values : array-like of float, any shape
+        Observed statistics.
+    null : array-like of float, shape (n_null,)
+        Null sample (e.g. per-permutation maxima).
+    tail : {"two", "upper", "lower"}
+        ``"upper"``: fraction of the null ``>=`` the value; ``"lower"``: fraction ``<=``;
+        ``"two"``: twice the smaller of the two, or, if ``symmetric``, the fraction of
+        ``|null| >= |value|``.
+    symmetric : bool
+        Treat the null as symmetric about zero (two-sided test only).
+
+    Returns
+    -------
+    jax.Array, shape of ``values``
+        P-values clipped to ``[1 / n_null, 1 - 1 / n_null]``, as NiMARE does.
+    """
+    _check_option("tail", tail, ("two", "upper", "lower"))
+    values, null = _float(values), _float(null)
+    n = null.shape[0]
+
+    def at_or_above(v, sorted_null):
+        return (n - jnp.searchsorted(sorted_null, v, side="left")).astype(v.dtype) / n
+
+    def at_or_below(v, sorted_null):
+        return jnp.searchsorted(sorted_null, v, side="right").astype(v.dtype) / n
+
+    if tail == "two" and symmetric:
+        p = at_or_above(jnp.abs(values), jnp.sort(jnp.abs(null)))
+    else:
+        sorted_null = jnp.sort(null)
+        if tail == "upper":
+            p = at_or_above(values, sorted_null)
+        elif tail == "lower":
+            p = at_or_below(values, sorted_null)
+        else:
+            p = 2.0 * jnp.minimum(
+                at_or_above(values, sorted_null), at_or_below(values, sorted_null)
+            )
+    return jnp.clip(p, 1.0 / n, 1.0 - 1.0 / n)
+
+
+@jax.jit
+def nullhist_to_p(values, weights, bins) -> jax.Array:
+    """Return one-sided p-values of statistics against a null histogram.
+
+    Parameters
+    ----------
+    values : array-like of float, shape (n_values,)
+        Observed statistics.
+    weights : array-like of float, shape (n_bins,) or (n_bins, n_values)
+        Null histogram counts or weights (one shared histogram, or one per value).
+    bins : array-like of float, shape (n_bins,)
+        Equally spaced bin centres, starting at 0.
+
+    Returns
+    -------
+    jax.Array, shape (n_values,)
+        ``P(null >= value)`` read from the survival function at the value's bin; 1 for
+        ``value <= 0``; floored at the smallest non-zero survival probability over the whole
+        table.
+
+    Notes
+    -----
+    Follows NiMARE's indexing exactly, which the ALE approximate null depends on: the bin of
+    a value is ``round(value / step)``, halves rounded away from zero, with
+    ``step = bins[1] - bins[0]`` and the first bin assumed to be at 0 (``bins[0]`` is not
+    subtracted); values beyond the last bin take the last bin.
+    """
+    values, weights, bins = _float(values), _float(weights), _float(bins)
+    n_bins = bins.shape[0]
+    survival = lax.cumsum(weights / weights.sum(axis=0, keepdims=True), axis=0, reverse=True)
+    survival = survival / survival.max(axis=0, keepdims=True)
+    floor = jnp.min(jnp.where(survival != 0, survival, jnp.inf))
+
+    scaled = jnp.where(values > 0, values, 0.0) * (1.0 / (bins[1] - bins[0]))
+    nearest = jnp.round(scaled)
+    index = jnp.where(jnp.abs(scaled - nearest) == 0.5, jnp.ceil(scaled), nearest)
+    index = jnp.minimum(index, n_bins - 1).astype(jnp.int32)
+    if weights.ndim == 1:
+        p = survival[index]
+    else:
+        p = jnp.take_along_axis(survival, index[None, :], axis=0)[0]
+    return jnp.clip(jnp.where(values > 0, p, 1.0), floor, 1.0)
+
+
+@functools.partial(jax.jit, static_argnames=("method",))
+def fdr_logp(logp, method: str = "bh") -> jax.Array:
+    """Benjamini-Hochberg or Benjamini-Yekutieli adjusted p-values, in log space.
+
+    Parameters
+    ----------
+    logp : array-like of float, any shape
+        Natural logs of the p-values of one family of tests. NaN marks an untested entry.
+    method : {"bh", "by"}
+        Benjamini & Hochberg (1995) for independent or positively dependent tests, or
+        Benjamini & Yekutieli (2001) for arbitrary dependence.
+
+    Returns
+    -------
+    jax.Array, same shape
+        Natural logs of the adjusted p-values (at most 0). NaN entries stay NaN: they take no
+        part in the step-up procedure but are counted in the number of tests (as R's
+        ``p.adjust`` counts NAs).
+    """
+    _check_option("method", method, ("bh", "by"))
+    logp = _float(logp)
+    flat = logp.reshape(-1)
+    n = flat.shape[0]
+    order = jnp.argsort(flat)  # NaN sorts last, so the tested entries take ranks 1..m
+    ranked = flat[order]
+    log_factor = jnp.log(jnp.arange(1, n + 1, dtype=flat.dtype)) - math.log(max(n, 1))
+    if method == "by":
+        log_factor = log_factor - math.log(float(np.sum(1.0 / np.arange(1, n + 1))))
+    adjusted = jnp.where(jnp.isnan(ranked), jnp.inf, ranked - log_factor)
+    adjusted = jnp.minimum(lax.cummin(adjusted, reverse=True), 0.0)
+    out = jnp.zeros_like(flat).at[order].set(adjusted)
+    return jnp.where(jnp.isnan(flat), jnp.nan, out).reshape(logp.shape)
+
+
+@jax.jit
+def one_way(data, n) -> jax.Array:
+    """One-way chi-square statistic of counts against a uniform expectation.
+
+    Parameters
+    ----------
+    data : array-like, shape (n_voxels,) or (n_voxels, k)
+        Counts per voxel, each out of ``n`` trials (e.g. the number of studies active there).
+    n : int or float
+        Number of trials behind every count.
+
+    Returns
+    -------
+    jax.Array, shape of ``data``
+        ``(x - e)**2 * n / (e * (n - e))`` with ``e`` the mean count over voxels (the
+        binomial variance form of Yarkoni et al. 2011); 0 where ``e`` is 0 or ``n``.
+    """
+    data, n = _float(data), _float(n)
+    expected = data.mean(axis=0)
+    denominator = expected * (n - expected)
+    empty = denominator == 0
+    chi2 = (data - expected) ** 2 * n / jnp.where(empty, 1.0, denominator)
+    return jnp.where(empty, 0.0, chi2)
+
+
+@jax.jit
+def two_way_counts(selected, unselected, n_selected, n_unselected) -> jax.Array:
+    """Pearson chi-square of a 2x2 table per voxel, from active counts in two groups.
+
+    Parameters
+    ----------
+    selected, unselected : array-like, shape (n_voxels,)
+        Number of active studies at each voxel in the first and second group.
+    n_selected, n_unselected : int or array-like, broadcastable to (n_voxels,)
+        Number of studies in each group.
+
+    Returns
+    -------
+    jax.Array, shape (n_voxels,)
+        The statistic without continuity correction. Where a margin of the table is empty the
+        statistic is undefined; it is set to 2.0, the value NiMARE (after Neurosynth) returns.
+    """
+    a, b = _float(selected), _float(unselected)
+    n_selected, n_unselected = _float(n_selected), _float(n_unselected)
+    total = n_selected + n_unselected
+    active = a + b
+    denominator = active * (total - active) * n_selected * n_unselected
+    empty = denominator == 0
+    chi2 = total * (a * n_unselected - b * n_selected) ** 2 / jnp.where(empty, 1.0, denominator)
+    return jnp.where(empty, 2.0, chi2)
