@@ -1,0 +1,407 @@
+"""The Monte Carlo engine: every permutation / resampling null in nimare_jax runs here.
+
+A null is described by one pure function ``summary_fn(key) -> pytree`` that draws one
+permuted data set from ``key`` and returns a few numbers (max statistic, max cluster size,
+max cluster mass, histogram counts...). :func:`run_permutations` evaluates it for
+iterations ``0 .. n_iters - 1`` with key ``jax.random.fold_in(key, i)``, so iteration ``i``
+gets the same draw whatever the batch size or the number of devices: results are
+reproducible across hardware.
+
+Execution
+---------
+- Iterations run in fixed-size batches: ``vmap`` over ``batch_size`` iterations per device,
+  and ``shard_map`` over a 1-D mesh of ``n_devices`` devices, all under one ``jit``. The
+  batch shape is static: the last, partial batch is padded with extra iteration indices
+  whose results are dropped, so there is exactly one compilation per call.
+- Peak memory is set by ``batch_size`` (one batch of per-iteration maps per device), never
+  by ``n_iters``; only summaries come back to the host.
+- The next batch is dispatched before the previous one is copied to the host, so devices
+  stay busy while the host updates the progress bar and checks early stopping.
+
+Devices on CPU
+--------------
+XLA exposes one CPU device by default. To use ``n`` cores as ``n`` devices, call
+:func:`configure_cpu_devices` (or set ``XLA_FLAGS=--xla_force_host_platform_device_count=n``)
+*before the first JAX computation*. Estimators' NiMARE-style ``n_cores`` argument maps to
+``n_devices`` (see :func:`resolve_n_devices`).
+
+Early stopping
+--------------
+``stop_fn(samples_so_far) -> bool`` is called on the host after each batch (NiMARE issue
+866). :class:`QuantileStop` is a ready-made criterion: stop when the Maritz-Jarrett
+standard error of the ``1 - alpha`` quantile of one summary (the FWE threshold) falls below
+a tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from scipy.special import betainc
+from tqdm.auto import tqdm
+
+__all__ = [
+    "PermutationResult",
+    "QuantileStop",
+    "configure_cpu_devices",
+    "maritz_jarrett_se",
+    "resolve_n_devices",
+    "run_permutations",
+]
+
+_AXIS = "devices"
+
+
+@dataclass(frozen=True)
+class PermutationResult:
+    """Output of :func:`run_permutations`.
+
+    Attributes
+    ----------
+    samples : pytree of numpy.ndarray
+        The summaries with a leading axis of length ``n_iters`` (iteration ``i`` at row
+        ``i``), same tree structure as ``summary_fn``'s output; with ``reduce="sum"``, their
+        sum over iterations.
+    n_iters : int
+        Iterations actually run (fewer than requested if stopped early).
+    n_requested : int
+        Iterations requested.
+    stopped_early : bool
+        True if ``stop_fn`` ended the run.
+    """
+
+    samples: Any
+    n_iters: int
+    n_requested: int
+    stopped_early: bool
+
+
+def configure_cpu_devices(n: int) -> bool:
+    """Expose ``n`` CPU cores as ``n`` JAX devices, if JAX has not started yet.
+
+    Must run before the first JAX computation (importing ``jax`` is fine). Equivalent to
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` set before importing jax.
+
+    Parameters
+    ----------
+    n : int
+        Number of CPU devices.
+
+    Returns
+    -------
+    bool
+        True if the setting took effect (or ``n`` devices already exist); False, with a
+        ``RuntimeWarning``, if JAX's backend was already initialised with fewer devices.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be a positive integer; got {n}.")
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:
+        have = len(jax.devices("cpu"))
+        if have >= n:
+            return True
+        warnings.warn(
+            f"configure_cpu_devices({n}) came too late: JAX is already running with {have} "
+            "CPU device(s). Call it before any JAX computation, or set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={n} before importing jax.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+def resolve_n_devices(n_devices: int | None = None) -> int:
+    """Map a NiMARE-style ``n_cores`` / ``n_devices`` request to a device count.
+
+    Parameters
+    ----------
+    n_devices : int or None
+        ``None`` or ``-1``: all devices of the default backend. A positive number larger
+        than the number of devices is reduced to it, with a ``RuntimeWarning`` (on CPU, see
+        :func:`configure_cpu_devices`).
+
+    Returns
+    -------
+    int
+        Number of devices to use.
+    """
+    available = jax.device_count()
+    if n_devices is None or n_devices == -1:
+        return available
+    n_devices = int(n_devices)
+    if n_devices < 1:
+        raise ValueError(f"n_devices must be a positive integer, -1 or None; got {n_devices}.")
+    if n_devices > available:
+        hint = (
+            " Call nimare_jax.ops.permute.configure_cpu_devices(n) before any JAX computation."
+            if jax.default_backend() == "cpu"
+            else ""
+        )
+        warnings.warn(
+            f"{n_devices} devices requested but only {available} available; using {available}."
+            + hint,
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return available
+    return n_devices
+
+
+def maritz_jarrett_se(x, q: float) -> float:
+    """Maritz-Jarrett standard error of the sample ``q``-quantile.
+
+    The quantile is estimated by the order statistic ``X_(m)``, ``m = floor(q n + 0.5)``;
+    its standard error is ``sqrt(C2 - C1**2)`` with ``Ck = sum_i W_i X_(i)**k`` and
+    ``W_i = I_{i/n}(m - 1, n - m) - I_{(i-1)/n}(m - 1, n - m)`` (``I`` the regularised
+    incomplete beta function). Maritz & Jarrett (1978), J. Am. Stat. Assoc. 73:194;
+    Wilcox (2012), *Introduction to Robust Estimation*, 3.5.
+
+    Parameters
+    ----------
+    x : array-like, shape (n,)
+        Sample (n >= 3).
+    q : float
+        Quantile level in (0, 1).
+
+    Returns
+    -------
+    float
+        Estimated standard error of ``X_(m)``.
+    """
+    x = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    n = x.size
+    if n < 3:
+        raise ValueError(f"Need at least 3 samples for the Maritz-Jarrett SE; got {n}.")
+    if not 0 < q < 1:
+        raise ValueError(f"q must be in (0, 1); got {q}.")
+    m = min(max(math.floor(q * n + 0.5), 2), n - 1)
+    cdf = betainc(m - 1, n - m, np.arange(n + 1) / n)
+    w = np.diff(cdf)
+    c1 = w @ x
+    c2 = w @ (x * x)
+    return float(np.sqrt(max(c2 - c1 * c1, 0.0)))
+
+
+class QuantileStop:
+    """Early-stopping rule: the FWE threshold is known precisely enough.
+
+    Stops when the Maritz-Jarrett standard error (:func:`maritz_jarrett_se`) of the
+    ``1 - alpha`` quantile of the selected summary is at most ``tol`` (times the quantile's
+    magnitude if ``relative``), once at least ``min_iters`` iterations have run. After each
+    call, ``n``, ``quantile`` and ``se`` hold the last evaluation, so the Monte Carlo error of
+    the corrected threshold can be reported.
+
+    Parameters
+    ----------
+    select : str or callable
+        Key of the summary in a dict-like pytree, or a function ``samples -> 1-D array``.
+    alpha : float
+        FWE level; the monitored quantile is ``1 - alpha``.
+    tol : float
+        Tolerance on the standard error.
+    relative : bool
+        If True, the tolerance is relative to ``|quantile|``.
+    min_iters : int
+        Never stop before this many iterations.
+    """
+
+    def __init__(
+        self,
+        select: str | Callable,
+        *,
+        alpha: float = 0.05,
+        tol: float = 0.01,
+        relative: bool = True,
+        min_iters: int = 1000,
+    ):
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1); got {alpha}.")
+        if tol <= 0:
+            raise ValueError(f"tol must be positive; got {tol}.")
+        self.select = select
+        self.alpha = alpha
+        self.tol = tol
+        self.relative = relative
+        self.min_iters = max(int(min_iters), 3)
+        self.n = 0
+        self.quantile = float("nan")
+        self.se = float("nan")
+
+    def __call__(self, samples) -> bool:
+        """Return True if sampling can stop."""
+        x = self.select(samples) if callable(self.select) else samples[self.select]
+        x = np.asarray(x).ravel()
+        self.n = x.size
+        if x.size < self.min_iters:
+            return False
+        q = 1 - self.alpha
+        xs = np.sort(x)
+        self.quantile = float(xs[min(max(math.floor(q * x.size + 0.5), 2), x.size - 1) - 1])
+        self.se = maritz_jarrett_se(xs, q)
+        scale = abs(self.quantile) if self.relative else 1.0
+        return self.se <= self.tol * scale
+
+
+def _build_runner(summary_fn, mesh: Mesh, vectorize: str):
+    # shard_map rather than jit + NamedSharding: the per-device program is written out
+    # explicitly (vmap over this device's iteration indices), so the SPMD partitioner never
+    # has to infer shardings through while_loops, scatters and host callbacks inside
+    # summary_fn -- which it may do by replicating the work or inserting all-gathers. Devices
+    # never communicate; each returns its own slice of the summaries. check_vma=False:
+    # summary_fn is written without knowledge of the mesh (e.g. while_loops with constant
+    # initial carries), and nothing in it is replicated across devices anyway.
+    def per_device(key, idx):
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
+        if vectorize == "map":
+            return jax.lax.map(summary_fn, keys)
+        return jax.vmap(summary_fn)(keys)
+
+    return jax.jit(
+        jax.shard_map(
+            per_device,
+            mesh=mesh,
+            in_specs=(P(), P(_AXIS)),
+            out_specs=P(_AXIS),
+            check_vma=False,
+        )
+    )
+
+
+def run_permutations(
+    summary_fn: Callable[[jax.Array], Any],
+    key: jax.Array,
+    n_iters: int,
+    *,
+    batch_size: int = 64,
+    n_devices: int | None = None,
+    progress: bool = True,
+    desc: str = "Monte Carlo null",
+    stop_fn: Callable[[Any], bool] | None = None,
+    vectorize: str = "vmap",
+    reduce: str | None = None,
+) -> PermutationResult:
+    """Run ``n_iters`` Monte Carlo iterations of a pure summary function.
+
+    Parameters
+    ----------
+    summary_fn : callable
+        Pure function ``summary_fn(key) -> pytree`` of small arrays (scalars, short
+        histograms). It must be traceable by ``jit`` and ``vmap``; it is traced once.
+    key : jax.Array
+        Root PRNG key (typed or raw). Iteration ``i`` uses ``jax.random.fold_in(key, i)``.
+    n_iters : int
+        Number of iterations.
+    batch_size : int
+        Iterations per device per step, vmapped together; sets peak memory (one batch of
+        per-iteration intermediates per device). Reduced for small ``n_iters`` so padding
+        never exceeds one step.
+    n_devices : int or None
+        Devices to spread batches over (``jax.devices()[:n_devices]``); ``None`` or ``-1``
+        for all. On CPU this is the ``n_cores`` of NiMARE once the cores are exposed as
+        devices with :func:`configure_cpu_devices`.
+    progress : bool
+        Show a tqdm progress bar with iterations per second.
+    desc : str
+        Label of the progress bar.
+    stop_fn : callable, optional
+        ``stop_fn(samples_so_far) -> bool``, called on the host after every step with the
+        summaries gathered so far (numpy arrays with a leading axis of the iterations
+        done); return True to stop. Where it stops depends on the step size
+        (``batch_size * n_devices``), but iteration ``i``'s result never does. See
+        :class:`QuantileStop`.
+    vectorize : {"vmap", "map"}
+        How a device runs its batch: ``"vmap"`` batches the summary (best when it is
+        array-parallel, and on GPUs); ``"map"`` runs the batch's iterations one after the
+        other with ``lax.map`` (best for summaries built on in-place window updates, which
+        ``vmap`` would turn into gathers and scatters).
+    reduce : {None, "sum"}
+        ``None`` keeps every iteration's summary; ``"sum"`` keeps only their running sum
+        (e.g. histograms of a voxel-wise null), so memory does not grow with ``n_iters``.
+        ``stop_fn`` is not available with ``"sum"``.
+
+    Returns
+    -------
+    PermutationResult
+        Samples as numpy arrays of shape ``(n_iters_done, ...)``, and the counts.
+
+    Examples
+    --------
+    >>> import jax
+    >>> res = run_permutations(
+    ...     lambda k: jax.random.normal(k, (100,)).max(), jax.random.key(0), 10, progress=False
+    ... )
+    >>> res.samples.shape, res.n_iters
+    ((10,), 10)
+    """
+    n_iters = int(n_iters)
+    if n_iters < 1:
+        raise ValueError(f"n_iters must be a positive integer; got {n_iters}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
+    if vectorize not in ("vmap", "map"):
+        raise ValueError(f"vectorize must be 'vmap' or 'map'; got {vectorize!r}.")
+    if reduce not in (None, "sum"):
+        raise ValueError(f"reduce must be None or 'sum'; got {reduce!r}.")
+    if reduce is not None and stop_fn is not None:
+        raise ValueError("stop_fn cannot be combined with reduce='sum'.")
+    n_dev = resolve_n_devices(n_devices)
+    batch_size = min(int(batch_size), -(-n_iters // n_dev))
+    step = batch_size * n_dev
+    n_steps = -(-n_iters // step)
+    if n_iters + step >= np.iinfo(np.int32).max:
+        raise ValueError(f"n_iters={n_iters} is too large for 32-bit iteration indices.")
+
+    mesh = Mesh(np.asarray(jax.devices()[:n_dev]), (_AXIS,))
+    idx_sharding = NamedSharding(mesh, P(_AXIS))
+    key = jax.device_put(key, NamedSharding(mesh, P()))
+    runner = _build_runner(summary_fn, mesh, vectorize)
+
+    def dispatch(i_step):
+        start = i_step * step
+        idx = np.arange(start, start + step, dtype=np.int32)
+        return runner(key, jax.device_put(idx, idx_sharding))
+
+    samples = None
+    done = 0
+    stopped = False
+    with tqdm(total=n_iters, desc=desc, unit="it", disable=not progress, leave=False) as bar:
+        pending = dispatch(0)
+        for i_step in range(n_steps):
+            upcoming = dispatch(i_step + 1) if i_step + 1 < n_steps else None
+            batch = jax.tree.map(np.asarray, jax.device_get(pending))
+            n_valid = min(step, n_iters - done)
+            if reduce == "sum":
+                part = jax.tree.map(lambda leaf, n=n_valid: leaf[:n].sum(axis=0), batch)
+                samples = part if samples is None else jax.tree.map(np.add, samples, part)
+            else:
+                if samples is None:
+                    samples = jax.tree.map(
+                        lambda leaf: np.empty((n_iters, *leaf.shape[1:]), leaf.dtype), batch
+                    )
+
+                def store(buf, leaf, lo=done, n=n_valid):
+                    buf[lo : lo + n] = leaf[:n]
+
+                jax.tree.map(store, samples, batch)
+            done += n_valid
+            bar.update(n_valid)
+            pending = upcoming
+            if stop_fn is not None and done < n_iters:
+                view = jax.tree.map(lambda buf, n=done: buf[:n], samples)
+                if stop_fn(view):
+                    stopped = True
+                    break
+    if reduce is None:
+        samples = jax.tree.map(lambda buf: buf[:done], samples)
+    return PermutationResult(samples, done, n_iters, stopped)

@@ -1,0 +1,194 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nimare_jax.ops import permute as pm
+from nimare_jax.ops.label import max_cluster_stats
+
+N_ITERS = 50
+
+
+def summary(key):
+    """A small null: max, a short histogram and a cluster size (exercises while_loops)."""
+    k1, k2 = jax.random.split(key)
+    vol = jax.random.uniform(k1, (5, 6, 7))
+    stats = max_cluster_stats(vol > 0.6, vol - 0.6, connectivity=6, backend="jax", capacity=32)
+    counts = jnp.histogram(jax.random.normal(k2, (40,)), bins=4, range=(-2.0, 2.0))[0]
+    return {"max": jnp.max(vol), "size": stats.max_size, "hist": counts}
+
+
+def loop_reference(key, n):
+    """Independent computation: a plain Python loop over fold_in keys."""
+    outs = [jax.jit(summary)(jax.random.fold_in(key, i)) for i in range(n)]
+    return {k: np.stack([np.asarray(o[k]) for o in outs]) for k in outs[0]}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return loop_reference(jax.random.key(3), N_ITERS)
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_batch_size_invariance_and_loop_equality(batch_size, reference):
+    res = pm.run_permutations(
+        summary, jax.random.key(3), N_ITERS, batch_size=batch_size, progress=False
+    )
+    assert res.n_iters == N_ITERS == res.n_requested
+    assert not res.stopped_early
+    assert res.samples["hist"].shape == (N_ITERS, 4)
+    assert all(isinstance(v, np.ndarray) for v in res.samples.values())
+    assert_same(res.samples, reference)
+
+
+def test_different_key_gives_different_null(reference):
+    res = pm.run_permutations(summary, jax.random.key(4), N_ITERS, batch_size=64, progress=False)
+    assert not np.array_equal(res.samples["max"], reference["max"])
+
+
+def test_raw_uint32_key():
+    raw = jax.random.PRNGKey(0)
+    res = pm.run_permutations(lambda k: jax.random.uniform(k), raw, 5, progress=False)
+    expected = [float(jax.random.uniform(jax.random.fold_in(raw, i))) for i in range(5)]
+    np.testing.assert_array_equal(res.samples, np.asarray(expected, np.float32))
+
+
+def test_traced_once_across_batches():
+    n_traces = 0
+
+    def counted(key):
+        nonlocal n_traces
+        n_traces += 1
+        return jax.random.normal(key, (3,)).sum()
+
+    res = pm.run_permutations(counted, jax.random.key(0), 23, batch_size=4, progress=False)
+    assert res.n_iters == 23  # 6 steps, last one partial
+    assert n_traces == 1
+
+
+def test_stop_fn_stops_and_reports_count(reference):
+    calls = []
+
+    def stop(samples):
+        calls.append(len(samples["max"]))
+        return len(samples["max"]) >= 20
+
+    res = pm.run_permutations(
+        summary, jax.random.key(3), 1000, batch_size=8, progress=False, stop_fn=stop
+    )
+    assert res.stopped_early
+    assert res.n_iters == 24 == len(res.samples["max"])
+    assert calls == [8, 16, 24]
+    assert_same(res.samples, {k: v[:24] for k, v in reference.items()})
+
+
+def test_quantile_stop_criterion():
+    stop = pm.QuantileStop(lambda s: s, alpha=0.05, tol=0.02, min_iters=100)
+    res = pm.run_permutations(
+        lambda k: jax.random.normal(k, (20,)).max(),
+        jax.random.key(0),
+        20_000,
+        batch_size=100,
+        progress=False,
+        stop_fn=stop,
+    )
+    assert res.stopped_early
+    assert 100 <= res.n_iters < 20_000
+    assert stop.n == res.n_iters
+    assert stop.se <= 0.02 * abs(stop.quantile)
+    # the rule did not hold one step earlier
+    earlier = res.samples[: res.n_iters - 100]
+    if earlier.size >= 100:
+        assert not pm.QuantileStop(lambda s: s, alpha=0.05, tol=0.02, min_iters=100)(earlier)
+
+
+def test_maritz_jarrett_matches_asymptotic_se():
+    # for U(0, 1) the SE of the q-quantile is sqrt(q (1 - q) / n) (density 1)
+    rng = np.random.default_rng(0)
+    n, q = 4000, 0.95
+    se = np.mean([pm.maritz_jarrett_se(rng.random(n), q) for _ in range(20)])
+    assert se == pytest.approx(np.sqrt(q * (1 - q) / n), rel=0.08)
+    with pytest.raises(ValueError, match="at least 3"):
+        pm.maritz_jarrett_se([1.0, 2.0], q)
+
+
+def test_progress_bar(capsys):
+    pm.run_permutations(
+        lambda k: jax.random.uniform(k),
+        jax.random.key(0),
+        6,
+        batch_size=2,
+        progress=True,
+        desc="null-test",
+    )
+    err = capsys.readouterr().err
+    assert "null-test" in err
+    assert "it/s" in err or "s/it" in err
+    pm.run_permutations(lambda k: jax.random.uniform(k), jax.random.key(0), 6, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_device_arguments():
+    assert pm.resolve_n_devices(None) == jax.device_count()
+    assert pm.resolve_n_devices(-1) == jax.device_count()
+    with pytest.warns(RuntimeWarning, match="requested but only"):
+        assert pm.resolve_n_devices(jax.device_count() + 5) == jax.device_count()
+    with pytest.raises(ValueError, match="n_devices must be"):
+        pm.resolve_n_devices(0)
+    jax.devices()  # backend is initialised: too late to change the device count
+    if jax.device_count() < 64:
+        with pytest.warns(RuntimeWarning, match="came too late"):
+            assert not pm.configure_cpu_devices(64)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="n_iters must be"):
+        pm.run_permutations(summary, jax.random.key(0), 0)
+    with pytest.raises(ValueError, match="batch_size must be"):
+        pm.run_permutations(summary, jax.random.key(0), 5, batch_size=0)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from nimare_jax.ops import permute as pm
+    assert pm.configure_cpu_devices(2)
+    import jax
+    sys.path.insert(0, {tests_dir!r})
+    from test_permute import summary
+    assert jax.device_count() == 2, jax.devices()
+    out = {{}}
+    for bs in (1, 7, 64):
+        res = pm.run_permutations(summary, jax.random.key(3), {n}, batch_size=bs,
+                                  n_devices=2, progress=False)
+        out[bs] = {{k: v.tolist() for k, v in res.samples.items()}}
+    print(json.dumps(out))
+    """
+)
+
+
+def test_two_devices_in_subprocess(reference):
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"
+    script = SCRIPT.format(tests_dir=os.path.dirname(__file__), n=N_ITERS)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for samples in out.values():
+        got = {k: np.asarray(v, dtype=reference[k].dtype) for k, v in samples.items()}
+        assert_same(got, reference)
