@@ -190,3 +190,19 @@ def test_default_capacity():
     assert L.default_capacity((91, 109, 91)) == -(-91 * 109 * 91 // 64)
     assert L.default_capacity((4, 4, 4)) == 64
     assert jnp.asarray(0).dtype == jnp.int32  # x64 disabled: int32 labels are the contract
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shape=st.sampled_from(SHAPES),
+    density=st.sampled_from([0.0, 0.01, 0.1, 0.3, 0.6, 1.0]),
+    conn=st.sampled_from(CONNS),
+)
+def test_host_backend_matches_ndimage(seed, shape, density, conn):
+    """The host backend's sparse-graph components give ndimage's max size and mass."""
+    active, weights = random_volume(seed, shape, density)
+    _, n, sizes, masses = scipy_reference(active, weights, conn)
+    out = L.max_cluster_stats(active, weights, connectivity=conn, backend="scipy")
+    assert int(out.max_size) == (sizes.max() if n else 0)
+    assert float(out.max_mass) == (masses.max() if n else 0.0)
