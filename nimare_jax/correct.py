@@ -52,10 +52,18 @@ class FWECorrector:
         ``connectivity`` (6, 18 or 26), ``vfwe_only``, ``batch_size``, ``tolerance``.
     """
 
-    def __init__(self, method: str = "bonferroni", voxel_thresh: float = 0.001,
-                 n_iters: int | None = None, n_cores: int = 1, **kwargs):
+    def __init__(
+        self,
+        method: str = "bonferroni",
+        voxel_thresh: float = 0.001,
+        n_iters: int | None = None,
+        n_cores: int = 1,
+        **kwargs,
+    ):
         if method not in ("bonferroni", "montecarlo"):
-            raise ValueError(f"FWECorrector method must be 'bonferroni' or 'montecarlo', not {method!r}")
+            raise ValueError(
+                f"FWECorrector method must be 'bonferroni' or 'montecarlo', not {method!r}"
+            )
         if not 0 < voxel_thresh < 1:
             raise ValueError(f"voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
         self.method = method

@@ -9,9 +9,9 @@ a new dataset.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 

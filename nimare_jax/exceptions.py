@@ -14,7 +14,7 @@ class InputFileError(NiMAREJaxError, ValueError):
 
 
 class DatasetError(NiMAREJaxError, ValueError):
-    """A dataset cannot be analysed as asked (empty, missing sample sizes, foci outside the volume)."""
+    """A dataset cannot be analysed as asked (empty, no sample sizes, foci outside volume)."""
 
 
 class ImageError(NiMAREJaxError, ValueError):

@@ -185,6 +185,58 @@ class MetaResult:
             written.append(path)
         return written
 
+    def boilerplate(self) -> str:
+        """Return the methods paragraph with author-year citations and its reference list.
+
+        Returns
+        -------
+        str
+            ``description`` with ``[Key]`` citations resolved against
+            ``resources/references.bib``, then the formatted references.
+        """
+        from nimare_jax.reports.boilerplate import format_boilerplate
+
+        return format_boilerplate(self.description, self.citations)
+
+    def bibtex(self) -> str:
+        """Return the BibTeX entries cited by the description and ``citations``.
+
+        Returns
+        -------
+        str
+            The entries, in order of first citation.
+        """
+        from nimare_jax.reports.boilerplate import bibtex, cited_keys
+
+        return bibtex(cited_keys(self.description, self.citations))
+
+    def save_boilerplate(self, output_dir=".", prefix: str = "") -> list[Path]:
+        """Write ``{prefix}_boilerplate.txt`` and ``{prefix}_references.bib``.
+
+        Without a prefix the files are ``boilerplate.txt`` and ``references.bib``.
+
+        Parameters
+        ----------
+        output_dir : str or pathlib.Path
+            Folder, created if needed.
+        prefix : str
+            File-name prefix.
+
+        Returns
+        -------
+        list of pathlib.Path
+            Written files.
+        """
+        text, bib = self.boilerplate(), self.bibtex()
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, content in (("boilerplate.txt", text), ("references.bib", bib)):
+            path = out / f"{prefix + '_' if prefix else ''}{name}"
+            path.write_text(content, encoding="utf-8")
+            written.append(path)
+        return written
+
 
 def unmask(values, mask: nib.Nifti1Image) -> nib.Nifti1Image:
     """Place a 1-D array of in-mask values into a volume on the mask's grid.

@@ -49,7 +49,8 @@ def test_cluster_fwe_p_is_constant_within_clusters_and_matches_null(fwe, ale_fit
     from scipy import ndimage
 
     weights = ale_fit.null_distributions["histweights_corr-none_method-approximate"]
-    thr = nulls.histogram_to_threshold(weights, ale_fit.null_distributions["histogram_bins"], 0.001)
+    bins = ale_fit.null_distributions["histogram_bins"]
+    thr = nulls.histogram_to_threshold(weights, bins, 0.001)
     mask = np.asanyarray(laird.masker.dataobj) > 0
     vol = np.zeros(mask.shape)
     vol[mask] = fwe.get_map("stat", "array")

@@ -62,9 +62,10 @@ def brute_force_ma(dataset, kernel_of_exp, combine):
         ].to_numpy():
             lo = np.array([i, j, k]) - h
             sl_v = tuple(
-                slice(max(a, 0), min(a + kern.shape[0], s)) for a, s in zip(lo, mask.shape)
+                slice(max(a, 0), min(a + kern.shape[0], s))
+                for a, s in zip(lo, mask.shape, strict=True)
             )
-            sl_k = tuple(slice(v.start - a, v.stop - a) for v, a in zip(sl_v, lo))
+            sl_k = tuple(slice(v.start - a, v.stop - a) for v, a in zip(sl_v, lo, strict=True))
             vol[sl_v] = (
                 np.maximum(vol[sl_v], kern[sl_k]) if combine == "max" else vol[sl_v] + kern[sl_k]
             )

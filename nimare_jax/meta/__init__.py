@@ -1,0 +1,1 @@
+"""Meta-analysis estimators: coordinate-based (``cbma``) and image-based (``ibma``)."""

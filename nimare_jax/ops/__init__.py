@@ -1,0 +1,1 @@
+"""Pure, jit-compiled array functions: kernels, nulls, permutations, labelling, statistics."""

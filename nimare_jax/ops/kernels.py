@@ -78,7 +78,7 @@ def sigma_voxels(fwhm, voxel_size):
 
 
 def gaussian_weights_1d(sigma, radius: int):
-    """Sampled, truncated and normalised 1-D Gaussian on ``[-radius, radius]``.
+    """Return a sampled, truncated, normalised 1-D Gaussian on ``[-radius, radius]``.
 
     As ``scipy.ndimage.gaussian_filter`` (truncate = 4): weights ``exp(-x**2 / 2 sigma**2)``
     for ``|x| <= int(4 sigma + 0.5)``, normalised to sum 1. The truncation point has zero
@@ -125,7 +125,7 @@ def ale_kernel_window(fwhm, voxel_size, radius: int):
 
 
 def ale_kernel(fwhm: float, voxel_size=(2.0, 2.0, 2.0)) -> np.ndarray:
-    """The ALE kernel as NiMARE builds it: impulse smoothed on a 31^3 grid, then cropped.
+    """Build the ALE kernel as NiMARE does: an impulse smoothed on a 31^3 grid, cropped.
 
     The window is cropped to the planes where the kernel exceeds machine epsilon (along the
     first axis, applied to all three), exactly as NiMARE does, so MA maps agree.
@@ -172,7 +172,7 @@ def sphere_offsets(r: float, voxel_size=(2.0, 2.0, 2.0)) -> np.ndarray:
     grid = np.stack(
         np.meshgrid(*(np.arange(-h, h + 1) for h in half), indexing="ij"), axis=-1
     ).reshape(-1, 3)
-    return grid[np.sqrt((((grid * vs) ** 2).sum(1))) <= r]
+    return grid[np.sqrt(((grid * vs) ** 2).sum(1)) <= r]
 
 
 def sphere_window(r: float, voxel_size=(2.0, 2.0, 2.0), value: float = 1.0) -> np.ndarray:

@@ -31,7 +31,8 @@ be turned into a ``select`` that always pays for both branches). Results are the
 exact for any input; ``capacity`` only decides speed.
 
 ``backend="scipy"`` labels on the host through :func:`jax.pure_callback` (a sparse graph of
-the active voxels and :func:`scipy.sparse.csgraph.connected_components`); ``backend="auto"`` chooses per platform from the measurements in
+the active voxels and :func:`scipy.sparse.csgraph.connected_components`);
+``backend="auto"`` chooses per platform from the measurements in
 ``benchmarks/bench_label.py``.
 """
 
@@ -373,7 +374,7 @@ def _max_stats_jax(active, weights, connectivity, capacity):
 
 
 def _host_components(active: np.ndarray, connectivity: int):
-    """Connected components of the active voxels of one volume, as a sparse graph.
+    """Return connected components of one volume's active voxels, via a sparse graph.
 
     Cost grows with the number of active voxels, not the volume: the active voxels' linear
     indices are sorted, each half-neighbourhood offset is looked up with ``searchsorted``,
@@ -396,9 +397,9 @@ def _host_components(active: np.ndarray, connectivity: int):
         hit = idx[pos] == cand
         rows.append(np.flatnonzero(ok)[hit])
         cols.append(pos[hit])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
     graph = sparse.coo_matrix(
-        (np.ones(sum(r.size for r in rows), np.int8), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(idx.size, idx.size),
+        (np.ones(rows.size, np.int8), (rows, cols)), shape=(idx.size, idx.size)
     )
     _, comp = csgraph.connected_components(graph, directed=False)
     return idx, comp

@@ -85,7 +85,7 @@ class ALE(CBMAEstimator):
         self.random_state = random_state
 
     def __repr__(self) -> str:
-        return f"ALE(kernel_transformer={self.kernel_transformer!r}, null_method={self.null_method!r})"
+        return f"ALE({self.kernel_transformer!r}, null_method={self.null_method!r})"
 
     def _fit(self, arrays: FociArrays):
         inv_step = 1.0 / nulls.STEP
@@ -145,8 +145,13 @@ class ALE(CBMAEstimator):
             }
 
         out = run_permutations(
-            summary, jax.random.fold_in(key, 0), self.n_iters, n_devices=self.n_cores,
-            desc="ALE Monte Carlo null", vectorize="map", reduce="sum",
+            summary,
+            jax.random.fold_in(key, 0),
+            self.n_iters,
+            n_devices=self.n_cores,
+            desc="ALE Monte Carlo null",
+            vectorize="map",
+            reduce="sum",
         )
         return {
             "histweights_corr-none_method-montecarlo": out.samples["all"].astype(np.float64),
@@ -214,13 +219,12 @@ class ALE(CBMAEstimator):
             raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
         arrays = self.inputs_
         bins = self.null_distributions_["histogram_bins"]
-        weights = self.null_distributions_[
-            f"histweights_corr-none_method-{self.null_method}"
-        ]
+        weights = self.null_distributions_[f"histweights_corr-none_method-{self.null_method}"]
         ss_thresh = nulls.histogram_to_threshold(weights, bins, voxel_thresh)
         seed, key = seed_to_key(self.random_state)
-        summary = relocation_null(arrays, ale_windows(arrays), ss_thresh, connectivity,
-                                  label_backend)
+        summary = relocation_null(
+            arrays, ale_windows(arrays), ss_thresh, connectivity, label_backend
+        )
         stopper = None if tolerance is None else QuantileStop("voxel", tol=tolerance)
         out = run_permutations(
             summary,
@@ -245,8 +249,9 @@ class ALE(CBMAEstimator):
         maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
         nulls_out = {"values_level-voxel_corr-fwe_method-montecarlo": vmax}
         if not vfwe_only:
-            p_size, p_mass, _ = cluster_fwe_maps(stat, result.mask, ss_thresh, smax, mmax,
-                                                 connectivity)
+            p_size, p_mass, _ = cluster_fwe_maps(
+                stat, result.mask, ss_thresh, smax, mmax, connectivity
+            )
             for desc, p in (("size", p_size), ("mass", p_mass)):
                 suffix = f"desc-{desc}_level-cluster_corr-FWE_method-montecarlo"
                 maps[f"logp_{suffix}"] = -np.log10(p)
@@ -345,16 +350,27 @@ def relocation_maps(arrays: FociArrays, log_windows):
     def ale_volume(key):
         idx = jax.random.randint(key, (n_foci,), 0, mask_ijk.shape[0])
         acc = K.accumulate(
-            mask_ijk[idx], focus_window, weight, log_windows, step_focus, step_flush,
-            arrays.shape, "max",
+            mask_ijk[idx],
+            focus_window,
+            weight,
+            log_windows,
+            step_focus,
+            step_flush,
+            arrays.shape,
+            "max",
         )
         return jnp.where(mask, -jnp.expm1(-acc), 0.0)
 
     return ale_volume
 
 
-def relocation_null(arrays: FociArrays, log_windows, ss_thresh: float, connectivity: int,
-                    label_backend: str = "auto"):
+def relocation_null(
+    arrays: FociArrays,
+    log_windows,
+    ss_thresh: float,
+    connectivity: int,
+    label_backend: str = "auto",
+):
     """Per-iteration summary of the ALE Monte Carlo FWE null.
 
     Parameters
@@ -421,8 +437,9 @@ def cluster_fwe_maps(stat, mask_img, ss_thresh, null_sizes, null_masses, connect
     active = vol > ss_thresh
     labels, n = label_clusters(active, connectivity)
     sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
-    masses = np.bincount(labels.ravel(), weights=np.where(active, vol - ss_thresh, 0.0).ravel(),
-                         minlength=n + 1)
+    masses = np.bincount(
+        labels.ravel(), weights=np.where(active, vol - ss_thresh, 0.0).ravel(), minlength=n + 1
+    )
     sizes[0] = masses[0] = 0.0
     p_size = stats.null_to_p(sizes, null_sizes, tail="upper")
     p_mass = stats.null_to_p(masses, null_masses, tail="upper")

@@ -1,0 +1,183 @@
+"""Monte Carlo FWE speed and memory: nimare_jax vs NiMARE on the same inputs.
+
+Every configuration runs in a fresh subprocess (so the CPU device count can be set and peak
+RSS is that run's own). nimare_jax's per-permutation time is the slope between a short and a
+long run, so compilation is reported separately; NiMARE's is its total correction time over
+``n_iters`` (its per-call overhead is small). NiMARE is looked for in ``$NIMARE_PYTHON``
+(a Python executable with ``nimare`` installed), else in the current interpreter.
+
+Usage::
+
+    python benchmarks/bench_cbma.py [--workloads laird sim1000] [--n_iters 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LAIRD = HERE.parent / "nimare_jax" / "resources" / "data" / "laird_n20_dataset.json"
+
+JAX_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time, warnings
+    warnings.filterwarnings("ignore")
+    from nimare_jax.ops.permute import configure_cpu_devices
+    cfg = json.loads(sys.argv[1])
+    configure_cpu_devices(cfg["devices"])
+    from nimare_jax.dataset import Dataset
+    from nimare_jax.correct import FWECorrector
+    import nimare_jax.meta.cbma as cbma
+    est = getattr(cbma, cfg["estimator"])
+    dset = Dataset(cfg["dataset"])
+    t = time.perf_counter(); res = est(random_state=0).fit(dset); fit = time.perf_counter() - t
+    def run(n):
+        corr = FWECorrector(method="montecarlo", n_iters=n, n_cores=cfg["devices"],
+                            progress=False, batch_size=cfg["batch"])
+        t = time.perf_counter(); corr.transform(res); return time.perf_counter() - t
+    small = cfg["batch"] * cfg["devices"] * 2
+    t_small = run(small)
+    t_big = run(cfg["n_iters"])
+    per = (t_big - t_small) / (cfg["n_iters"] - small)
+    print(json.dumps({"fit_s": fit, "per_perm_ms": per * 1e3,
+                      "compile_s": t_small - small * per,
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    """
+)
+
+NIMARE_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time, warnings, logging
+    warnings.filterwarnings("ignore"); logging.disable(logging.WARNING)
+    cfg = json.loads(sys.argv[1])
+    from nimare.dataset import Dataset
+    from nimare.correct import FWECorrector
+    import nimare.meta.cbma as cbma
+    est = getattr(cbma, cfg["estimator"])
+    dset = Dataset(cfg["dataset"])
+    t = time.perf_counter(); res = est().fit(dset); fit = time.perf_counter() - t
+    corr = FWECorrector(method="montecarlo", n_iters=cfg["n_iters"], n_cores=cfg["devices"])
+    t = time.perf_counter(); corr.transform(res); total = time.perf_counter() - t
+    print(json.dumps({"fit_s": fit, "per_perm_ms": total / cfg["n_iters"] * 1e3,
+                      "compile_s": 0.0,
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    """
+)
+
+
+def simulated(n_studies: int, foci: int, folder: Path) -> Path:
+    """Write a simulated dataset (uniform noise foci, sample size 20) as NiMARE JSON."""
+    from nimare_jax.generate import create_coordinate_dataset
+    from nimare_jax.io import convert_dataset_to_json
+
+    _, dset = create_coordinate_dataset(
+        foci=foci,
+        foci_percentage="0%",
+        n_noise_foci=foci,
+        n_studies=n_studies,
+        sample_size=20,
+        seed=0,
+    )
+    path = folder / f"sim{n_studies}x{foci}.json"
+    convert_dataset_to_json(dset, path)
+    return path
+
+
+def child(python: str, code: str, cfg: dict) -> dict | None:
+    """Run one configuration; return its JSON line, or None if it failed."""
+    proc = subprocess.run(
+        [python, "-c", code, json.dumps(cfg)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        print(
+            f"  ! {cfg['program']} failed: {proc.stderr.strip().splitlines()[-1:]}",
+            file=sys.stderr,
+        )
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    """Run the benchmark table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", nargs="+", default=["laird", "sim1000"])
+    parser.add_argument("--estimators", nargs="+", default=["ALE"])
+    parser.add_argument("--n_iters", type=int, default=200)
+    parser.add_argument("--nimare_iters", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=8)
+    args = parser.parse_args(argv)
+    nimare_python = os.environ.get("NIMARE_PYTHON", sys.executable)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"laird": LAIRD, "sim1000": None}
+        rows = []
+        for workload in args.workloads:
+            path = paths.get(workload) or simulated(1000, 10, Path(tmp))
+            for estimator in args.estimators:
+                results = {}
+                for devices in (1, 2):
+                    base = {"dataset": str(path), "estimator": estimator, "devices": devices}
+                    results[("nimare_jax", devices)] = child(
+                        sys.executable,
+                        JAX_CHILD,
+                        {
+                            **base,
+                            "program": "nimare_jax",
+                            "n_iters": args.n_iters,
+                            "batch": args.batch,
+                        },
+                    )
+                    results[("NiMARE", devices)] = child(
+                        nimare_python,
+                        NIMARE_CHILD,
+                        {**base, "program": "NiMARE", "n_iters": args.nimare_iters},
+                    )
+                for devices in (1, 2):
+                    ours, theirs = results[("nimare_jax", devices)], results[("NiMARE", devices)]
+                    ratio = (
+                        theirs["per_perm_ms"] / ours["per_perm_ms"]
+                        if ours and theirs
+                        else float("nan")
+                    )
+                    rows.append((workload, estimator, devices, ours, theirs, ratio))
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
+    )
+    head = (
+        "workload",
+        "estimator",
+        "cores",
+        "jax ms/perm",
+        "NiMARE ms/perm",
+        "speed-up",
+        "jax compile s",
+        "jax fit s",
+        "NiMARE fit s",
+        "jax RSS MB",
+        "NiMARE RSS MB",
+    )
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for workload, estimator, devices, ours, theirs, ratio in rows:
+
+        def g(d, k, fmt):
+            return format(d[k], fmt) if d else "n/a"
+
+        print(
+            f"| {workload} | {estimator} | {devices} | {g(ours, 'per_perm_ms', '.1f')} | "
+            f"{g(theirs, 'per_perm_ms', '.1f')} | {ratio:.1f}x | {g(ours, 'compile_s', '.1f')} | "
+            f"{g(ours, 'fit_s', '.2f')} | {g(theirs, 'fit_s', '.2f')} | "
+            f"{g(ours, 'rss_mb', '.0f')} | {g(theirs, 'rss_mb', '.0f')} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The ``nimare-jax`` command: ALE with Monte Carlo FWE, and file conversions.
+
+Errors about the input (malformed files, missing files, bad numbers) are printed as one
+line, ``nimare-jax: error: <message>``, with exit status 1 (2 for bad command-line usage);
+no output file is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+
+from nimare_jax import __version__
+from nimare_jax.exceptions import NiMAREJaxError
+
+PROG = "nimare-jax"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument parser whose usage errors are one line on stderr."""
+
+    def error(self, message):
+        """Print ``nimare-jax: error: <message>`` and exit with status 2."""
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind, low, high=math.inf, what="a number"):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not low < value < high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, 0, what="a positive whole number")
+_positive_float = _number(float, 0, what="a positive number")
+_probability = _number(float, 0, 1, what="a p-value between 0 and 1 (exclusive)")
+
+
+def _get_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Neuroimaging meta-analysis with jit-compiled JAX numerics.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ale = sub.add_parser(
+        "ale",
+        help="ALE meta-analysis with Monte Carlo FWE correction (writes maps and boilerplate)",
+        description=(
+            "Run an activation likelihood estimation (ALE) meta-analysis with voxel- and "
+            "cluster-level Monte Carlo family-wise error correction, and write every map, "
+            "table, a methods paragraph (boilerplate.txt) and its references (references.bib)."
+        ),
+    )
+    ale.add_argument("dataset", metavar="DATASET", help="Sleuth text file or NiMARE JSON file")
+    ale.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
+    ale.add_argument(
+        "--prefix", default=None, help="file-name prefix (default: the input file's name)"
+    )
+    ale.add_argument(
+        "--n_iters", type=_positive_int, default=10000, help="Monte Carlo iterations (10000)"
+    )
+    ale.add_argument(
+        "--v_thr",
+        type=_probability,
+        default=0.001,
+        help="voxel-level p-value of the cluster-forming threshold (0.001)",
+    )
+    ale.add_argument(
+        "--fwhm",
+        type=_positive_float,
+        default=None,
+        help="fixed kernel FWHM in mm (default: from each experiment's sample size)",
+    )
+    ale.add_argument(
+        "--n_cores", type=_positive_int, default=1, help="devices for the permutations (1)"
+    )
+    ale.add_argument("--seed", type=int, default=0, help="seed of the permutations (0)")
+    ale.set_defaults(run=_run_ale)
+
+    sleuth = sub.add_parser(
+        "sleuth2nimare",
+        help="convert a Sleuth text file to a NiMARE JSON dataset",
+        description="Convert a Sleuth text file to a NiMARE JSON dataset.",
+    )
+    sleuth.add_argument("text_file", help="Sleuth text file")
+    sleuth.add_argument("out_file", help="output JSON file")
+    sleuth.set_defaults(run=_run_sleuth2nimare)
+
+    neurosynth = sub.add_parser(
+        "neurosynth2nimare",
+        help="convert Neurosynth database files to a NiMARE JSON dataset",
+        description="Convert Neurosynth (version 7) database files to a NiMARE JSON dataset.",
+    )
+    neurosynth.add_argument("coordinates_file", help="coordinates table (.tsv or .tsv.gz)")
+    neurosynth.add_argument("metadata_file", help="metadata table (.tsv or .tsv.gz)")
+    neurosynth.add_argument("out_file", help="output JSON file")
+    neurosynth.add_argument(
+        "--annotations_file",
+        nargs=2,
+        action="append",
+        metavar=("FEATURES", "VOCABULARY"),
+        default=None,
+        help="a features .npz file and its vocabulary .txt file (repeatable)",
+    )
+    neurosynth.set_defaults(run=_run_neurosynth2nimare)
+    return parser
+
+
+def _run_ale(args) -> None:
+    from nimare_jax.workflows.ale import ale_sleuth_workflow
+
+    result, files = ale_sleuth_workflow(
+        args.dataset,
+        output_dir=args.output_dir,
+        prefix=args.prefix,
+        n_iters=args.n_iters,
+        v_thr=args.v_thr,
+        fwhm=args.fwhm,
+        n_cores=args.n_cores,
+        random_state=args.seed,
+    )
+    print(result.boilerplate())
+    print(f"Wrote {len(files)} files to {args.output_dir}")
+
+
+def _run_sleuth2nimare(args) -> None:
+    from nimare_jax.io import convert_sleuth_to_json
+    from nimare_jax.workflows._staging import staged_file
+
+    with staged_file(args.out_file) as tmp:
+        convert_sleuth_to_json(args.text_file, tmp)
+
+
+def _run_neurosynth2nimare(args) -> None:
+    from nimare_jax.io import convert_neurosynth_to_json
+    from nimare_jax.workflows._staging import staged_file
+
+    annotations = [
+        {"features": features, "vocabulary": vocabulary}
+        for features, vocabulary in args.annotations_file or ()
+    ]
+    with staged_file(args.out_file) as tmp:
+        convert_neurosynth_to_json(
+            args.coordinates_file, args.metadata_file, tmp, annotations or None
+        )
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    """Run the ``nimare-jax`` command.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        Arguments without the program name; None reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 for bad input, 2 for bad usage, 130 if interrupted.
+    """
+    args = _get_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", UserWarning)
+            warnings.showwarning = _show_warning
+            args.run(args)
+    except (NiMAREJaxError, ValueError, OSError) as exc:
+        message = " ".join(str(exc).splitlines()) or type(exc).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
