@@ -117,6 +117,10 @@ def _get_parser() -> argparse.ArgumentParser:
 
 
 def _run_ale(args) -> None:
+    from nimare_jax.ops.permute import configure_cpu_devices
+
+    # On CPU, cores become JAX devices only if asked before JAX starts its backend.
+    configure_cpu_devices(args.n_cores)
     from nimare_jax.workflows.ale import ale_sleuth_workflow
 
     result, files = ale_sleuth_workflow(

@@ -9,10 +9,16 @@ reproducible across hardware.
 
 Execution
 ---------
-- Iterations run in fixed-size batches: ``vmap`` over ``batch_size`` iterations per device,
-  and ``shard_map`` over a 1-D mesh of ``n_devices`` devices, all under one ``jit``. The
-  batch shape is static: the last, partial batch is padded with extra iteration indices
-  whose results are dropped, so there is exactly one compilation per call.
+- Iterations run in fixed-size batches of ``batch_size`` per device (``vmap`` or ``lax.map``
+  inside one ``jit``); each step dispatches one batch to each of ``n_devices`` devices
+  asynchronously. The batch shape is static: the last, partial batch is padded with extra
+  iteration indices whose results are dropped, so there is one compilation per device.
+- Devices run independent programs rather than one ``shard_map`` SPMD program: the
+  iterations never communicate, and on CPU a host callback (cluster labelling) inside a
+  multi-device SPMD program deadlocks (each device's callback waits on its input while
+  holding the GIL the other needs), which per-device programs avoid.
+- Several hosts (``jax.distributed``): each process runs this engine on its local devices
+  for its own block of iteration indices; see ``docs/multihost.md``.
 - Peak memory is set by ``batch_size`` (one batch of per-iteration maps per device), never
   by ``n_iters``; only summaries come back to the host.
 - The next batch is dispatched before the previous one is copied to the host, so devices
@@ -43,8 +49,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 from scipy.special import betainc
 from tqdm.auto import tqdm
 
@@ -57,7 +61,6 @@ __all__ = [
     "run_permutations",
 ]
 
-_AXIS = "devices"
 
 
 @dataclass(frozen=True)
@@ -253,29 +256,14 @@ class QuantileStop:
         return self.se <= self.tol * scale
 
 
-def _build_runner(summary_fn, mesh: Mesh, vectorize: str):
-    # shard_map rather than jit + NamedSharding: the per-device program is written out
-    # explicitly (vmap over this device's iteration indices), so the SPMD partitioner never
-    # has to infer shardings through while_loops, scatters and host callbacks inside
-    # summary_fn -- which it may do by replicating the work or inserting all-gathers. Devices
-    # never communicate; each returns its own slice of the summaries. check_vma=False:
-    # summary_fn is written without knowledge of the mesh (e.g. while_loops with constant
-    # initial carries), and nothing in it is replicated across devices anyway.
+def _build_runner(summary_fn, vectorize: str):
     def per_device(key, idx):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
         if vectorize == "map":
             return jax.lax.map(summary_fn, keys)
         return jax.vmap(summary_fn)(keys)
 
-    return jax.jit(
-        jax.shard_map(
-            per_device,
-            mesh=mesh,
-            in_specs=(P(), P(_AXIS)),
-            out_specs=P(_AXIS),
-            check_vma=False,
-        )
-    )
+    return jax.jit(per_device)
 
 
 def run_permutations(
@@ -362,15 +350,17 @@ def run_permutations(
     if n_iters + step >= np.iinfo(np.int32).max:
         raise ValueError(f"n_iters={n_iters} is too large for 32-bit iteration indices.")
 
-    mesh = Mesh(np.asarray(jax.devices()[:n_dev]), (_AXIS,))
-    idx_sharding = NamedSharding(mesh, P(_AXIS))
-    key = jax.device_put(key, NamedSharding(mesh, P()))
-    runner = _build_runner(summary_fn, mesh, vectorize)
+    devices = jax.devices()[:n_dev]
+    keys = [jax.device_put(key, d) for d in devices]
+    runner = _build_runner(summary_fn, vectorize)
 
     def dispatch(i_step):
         start = i_step * step
-        idx = np.arange(start, start + step, dtype=np.int32)
-        return runner(key, jax.device_put(idx, idx_sharding))
+        parts = []
+        for n, (d, k) in enumerate(zip(devices, keys, strict=True)):
+            idx = np.arange(start + n * batch_size, start + (n + 1) * batch_size, dtype=np.int32)
+            parts.append(runner(k, jax.device_put(idx, d)))
+        return parts
 
     samples = None
     done = 0
@@ -379,7 +369,10 @@ def run_permutations(
         pending = dispatch(0)
         for i_step in range(n_steps):
             upcoming = dispatch(i_step + 1) if i_step + 1 < n_steps else None
-            batch = jax.tree.map(np.asarray, jax.device_get(pending))
+            batch = jax.tree.map(
+                lambda *leaves: np.concatenate([np.asarray(x) for x in leaves]),
+                *jax.device_get(pending),
+            )
             n_valid = min(step, n_iters - done)
             if reduce == "sum":
                 part = jax.tree.map(lambda leaf, n=n_valid: leaf[:n].sum(axis=0), batch)
