@@ -192,3 +192,13 @@ def test_two_devices_in_subprocess(reference):
     for samples in out.values():
         got = {k: np.asarray(v, dtype=reference[k].dtype) for k, v in samples.items()}
         assert_same(got, reference)
+
+
+def test_first_iter_continues_the_same_stream():
+    def summary(k):
+        return jax.random.uniform(k)
+
+    key = jax.random.key(11)
+    whole = pm.run_permutations(summary, key, 10, progress=False).samples
+    tail = pm.run_permutations(summary, key, 4, progress=False, first_iter=6).samples
+    np.testing.assert_array_equal(whole[6:], tail)

@@ -278,6 +278,7 @@ def run_permutations(
     stop_fn: Callable[[Any], bool] | None = None,
     vectorize: str = "vmap",
     reduce: str | None = None,
+    first_iter: int = 0,
 ) -> PermutationResult:
     """Run ``n_iters`` Monte Carlo iterations of a pure summary function.
 
@@ -317,6 +318,10 @@ def run_permutations(
         ``None`` keeps every iteration's summary; ``"sum"`` keeps only their running sum
         (e.g. histograms of a voxel-wise null), so memory does not grow with ``n_iters``.
         ``stop_fn`` is not available with ``"sum"``.
+    first_iter : int
+        Index of the first iteration: runs iterations ``first_iter .. first_iter + n_iters
+        - 1``. Lets several processes (``jax.distributed``) split one null between them
+        and still get exactly the draws of a single-process run.
 
     Returns
     -------
@@ -347,7 +352,9 @@ def run_permutations(
     batch_size = min(int(batch_size), -(-n_iters // n_dev))
     step = batch_size * n_dev
     n_steps = -(-n_iters // step)
-    if n_iters + step >= np.iinfo(np.int32).max:
+    if first_iter < 0:
+        raise ValueError(f"first_iter must be >= 0; got {first_iter}.")
+    if first_iter + n_iters + step >= np.iinfo(np.int32).max:
         raise ValueError(f"n_iters={n_iters} is too large for 32-bit iteration indices.")
 
     devices = jax.devices()[:n_dev]
@@ -355,7 +362,7 @@ def run_permutations(
     runner = _build_runner(summary_fn, vectorize)
 
     def dispatch(i_step):
-        start = i_step * step
+        start = first_iter + i_step * step
         parts = []
         for n, (d, k) in enumerate(zip(devices, keys, strict=True)):
             idx = np.arange(start + n * batch_size, start + (n + 1) * batch_size, dtype=np.int32)
