@@ -1,0 +1,72 @@
+"""Geometry helpers against closed forms and the bundled templates."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nimare_jax import spatial
+from nimare_jax.exceptions import ImageError
+
+
+def test_templates_hold_the_same_voxels_mirrored():
+    a, b = spatial.get_template("mni152_2mm"), spatial.get_template("ale_2mm")
+    da, db = np.asanyarray(a.dataobj), np.asanyarray(b.dataobj)
+    assert da.sum() == db.sum() == 228483
+    assert a.affine[0, 0] == 2 and b.affine[0, 0] == -2
+    # the same world coordinates are in both masks
+    xyz_a = spatial.vox2mm(np.argwhere(da), a.affine)
+    ijk_b = spatial.mm2vox(xyz_a, b.affine)
+    assert db[tuple(ijk_b.T)].all()
+
+
+def test_t1_template_is_on_the_mask_grid():
+    t1, mask = spatial.get_template("mni152_2mm", mask=None), spatial.get_template()
+    assert t1.shape == mask.shape
+    np.testing.assert_allclose(t1.affine, mask.affine)
+
+
+def test_mm2vox_rounds_to_nearest_and_inverts_vox2mm():
+    affine = spatial.get_template().affine
+    rng = np.random.default_rng(0)
+    ijk = rng.integers(0, 90, (50, 3))
+    xyz = spatial.vox2mm(ijk, affine)
+    np.testing.assert_array_equal(spatial.mm2vox(xyz, affine), ijk)
+    jitter = rng.uniform(-0.9, 0.9, xyz.shape)  # less than half a 2 mm voxel
+    np.testing.assert_array_equal(spatial.mm2vox(xyz + jitter, affine), ijk)
+
+
+def test_tal_mni_round_trip_and_direction():
+    rng = np.random.default_rng(1)
+    mni = rng.uniform(-70, 70, (20, 3))
+    np.testing.assert_allclose(spatial.tal2mni(spatial.mni2tal(mni)), mni, atol=1e-9)
+    # Talairach brains are smaller than MNI ones: converting TAL to MNI moves points outward
+    tal = np.array([[60.0, 0.0, 0.0], [0.0, 60.0, 20.0]])
+    assert np.all(np.abs(spatial.tal2mni(tal))[[0, 1], [0, 1]] > 60)
+
+
+def test_round2_rounds_half_away_from_zero():
+    np.testing.assert_array_equal(
+        spatial.round2([0.5, 1.5, 2.5, -0.5, -2.5, 2.4]), [1, 2, 3, -1, -3, 2]
+    )
+
+
+def test_listify():
+    assert spatial.listify("a") == ["a"]
+    assert spatial.listify(("a", "b")) == ["a", "b"]
+
+
+def test_resource_path_has_templates():
+    assert (spatial.get_resource_path() / "templates").is_dir()
+
+
+def test_load_mask_rejects_bad_images(tmp_path):
+    with pytest.raises(ImageError, match="empty"):
+        spatial.load_mask(nib.Nifti1Image(np.zeros((4, 5, 6)), np.eye(4)))
+    with pytest.raises(ImageError, match="3-D"):
+        spatial.load_mask(nib.Nifti1Image(np.ones((4, 5, 6, 2)), np.eye(4)))
+    bad = np.ones((4, 5, 6))
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ImageError, match="NaN"):
+        spatial.load_mask(nib.Nifti1Image(bad, np.eye(4)))
+    with pytest.raises(ImageError, match="Cannot read"):
+        spatial.load_mask(tmp_path / "missing.nii.gz")
