@@ -113,6 +113,17 @@ def _get_parser() -> argparse.ArgumentParser:
         help="a features .npz file and its vocabulary .txt file (repeatable)",
     )
     neurosynth.set_defaults(run=_run_neurosynth2nimare)
+
+    from nimare_jax.workflows.conperm import add_conperm_arguments
+
+    conperm = sub.add_parser(
+        "conperm",
+        help="one-sample permutation test (sign flipping) of contrast images, voxel-level FWE",
+        description="One-sample sign-flipping permutation test of contrast images with "
+        "voxel-level Monte Carlo FWE correction; writes maps and boilerplate.",
+    )
+    add_conperm_arguments(conperm)
+    conperm.set_defaults(run=_run_conperm)
     return parser
 
 
@@ -135,6 +146,13 @@ def _run_ale(args) -> None:
     )
     print(result.boilerplate())
     print(f"Wrote {len(files)} files to {args.output_dir}")
+
+
+def _run_conperm(args) -> None:
+    from nimare_jax.workflows.conperm import conperm_workflow
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
+    conperm_workflow(**options)
 
 
 def _run_sleuth2nimare(args) -> None:

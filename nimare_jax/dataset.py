@@ -210,6 +210,42 @@ class Dataset:
         _set(new, masker=masker, coordinates=_add_voxel_indices(coords, masker, "dataset"))
         return new
 
+    def update_path(self, new_path) -> Dataset:
+        """Return a copy whose relative image paths resolve against ``new_path``.
+
+        Parameters
+        ----------
+        new_path : str or pathlib.Path
+            Folder holding the images (NiMARE's ``Dataset.update_path``).
+
+        Returns
+        -------
+        Dataset
+            A new dataset; this one is unchanged.
+        """
+        new = copy.copy(self)
+        _set(new, basepath=str(Path(new_path).resolve()), images=self.images.copy())
+        return new
+
+    def with_images(self, images: pd.DataFrame) -> Dataset:
+        """Return a copy with another ``images`` table (one row per experiment, by ``id``).
+
+        Parameters
+        ----------
+        images : pandas.DataFrame
+            Table with an ``id`` column and one column of paths per image type.
+
+        Returns
+        -------
+        Dataset
+            A new dataset.
+        """
+        if set(images["id"]) != set(self.ids):
+            raise DatasetError("the images table must have one row per experiment id")
+        new = copy.copy(self)
+        _set(new, images=images.reset_index(drop=True))
+        return new
+
     def get_labels(self, ids=None) -> list[str]:
         """Return the annotation labels (columns of ``annotations``).
 

@@ -25,10 +25,10 @@ def test_help_lists_exactly_the_subcommands():
     assert proc.returncode == 0, proc.stderr
     listed = proc.stdout.split("positional arguments:")[1].split("options:")[0]
     commands = set(re.findall(r"^    (\S+)", listed, re.MULTILINE))
-    assert commands == {"ale", "sleuth2nimare", "neurosynth2nimare"}
+    assert commands == {"ale", "sleuth2nimare", "neurosynth2nimare", "conperm"}
 
 
-@pytest.mark.parametrize("command", ["ale", "sleuth2nimare", "neurosynth2nimare"])
+@pytest.mark.parametrize("command", ["ale", "sleuth2nimare", "neurosynth2nimare", "conperm"])
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -182,3 +182,26 @@ def test_load_dataset_reads_json_and_sleuth(tmp_path):
     np.testing.assert_allclose(
         from_json.coordinates[["x", "y", "z"]], from_sleuth.coordinates[["x", "y", "z"]]
     )
+
+
+def test_conperm_on_simulated_images(tmp_path):
+    from nimare_jax.generate import create_image_dataset
+
+    dset = create_image_dataset(n_studies=6, seed=0, out_dir=tmp_path / "imgs")
+    paths = sorted(str(p) for p in (tmp_path / "imgs").glob("*_beta.nii.gz"))
+    assert len(paths) == 6 and len(dset.ids) == 6
+    out = tmp_path / "out"
+    assert main(["conperm", *paths, "--output_dir", str(out), "--n_iters", "50"]) == 0
+    z = nib.load(out / "z_level-voxel_corr-FWE_method-montecarlo.nii.gz")
+    assert z.shape == (91, 109, 91)
+    assert (out / "boilerplate.txt").read_text().startswith("A one-sample permutation test")
+
+
+def test_conperm_needs_two_images(tmp_path, capsys):
+    from nimare_jax.generate import create_image_dataset
+
+    create_image_dataset(n_studies=2, seed=0, out_dir=tmp_path / "imgs")
+    one = [str(p) for p in (tmp_path / "imgs").glob("*_z.nii.gz")][:1]
+    assert main(["conperm", *one, "--output_dir", str(tmp_path / "o"), "--n_iters", "10"]) == 1
+    assert "at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

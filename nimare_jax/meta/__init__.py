@@ -1,1 +1,5 @@
 """Meta-analysis estimators: coordinate-based (``cbma``) and image-based (``ibma``)."""
+
+from nimare_jax.meta import cbma, esma, ibma, kernel
+
+__all__ = ["cbma", "esma", "ibma", "kernel"]

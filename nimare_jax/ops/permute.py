@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class PermutationResult:
     """Output of :func:`run_permutations`.

@@ -1,5 +1,6 @@
 """Workflows: analyses composed end to end, writing their outputs (used by the CLI)."""
 
 from nimare_jax.workflows.ale import ale_sleuth_workflow
+from nimare_jax.workflows.conperm import conperm_workflow
 
-__all__ = ["ale_sleuth_workflow"]
+__all__ = ["ale_sleuth_workflow", "conperm_workflow"]

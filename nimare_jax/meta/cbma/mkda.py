@@ -1,0 +1,1257 @@
+"""Multilevel kernel density analysis: MKDA density, KDA and the MKDA chi-square test.
+
+Wager et al. (2007) SCAN 2:150 (MKDA; KDA as its predecessor); Yarkoni et al. (2011) Nat
+Methods 8:665 (the uniformity and association chi-square maps).
+
+Each experiment's foci become binary spheres; MKDA takes their union within an experiment
+(a voxel counts once), KDA their sum. :class:`MKDADensity` and :class:`KDA` add the
+experiment maps (MKDA optionally weighted) and test the density against the distribution
+it would have if activation were spatially uniform: in closed form (``"approximate"``), or
+from random relocations of all foci (``"montecarlo"``). :class:`MKDAChi2` compares the
+per-voxel proportion of active experiments between two groups of experiments.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats as sps
+
+from nimare_jax import stats
+from nimare_jax.exceptions import DatasetError
+from nimare_jax.meta.cbma.ale import cluster_fwe_maps, seed_to_key
+from nimare_jax.meta.cbma.base import CBMAEstimator, check_n_iters, make_kernel
+from nimare_jax.meta.cbma.kernel import FociArrays, KDAKernel, MKDAKernel
+from nimare_jax.ops import kernels as K
+from nimare_jax.ops import nulls
+from nimare_jax.ops import stats as ops_stats
+from nimare_jax.ops.label import max_cluster_stats
+from nimare_jax.ops.permute import QuantileStop, run_permutations
+from nimare_jax.results import MetaResult
+
+__all__ = ["KDA", "MKDAChi2", "MKDADensity"]
+
+#: Grid resolution of the weighted MKDA null (NiMARE's ``n_histogram_bins`` default).
+DEFAULT_HISTOGRAM_BINS = 100_000
+_FWE = "corr-FWE_method-montecarlo"
+_FWE_NULL = "corr-fwe_method-montecarlo"
+
+
+# ---------------------------------------------------------------------------------------
+# null distributions of the density statistic (host, float64)
+# ---------------------------------------------------------------------------------------
+
+
+def bernoulli_sum_null(weights, prop_active, n_bins: int = DEFAULT_HISTOGRAM_BINS):
+    """Null distribution of ``sum_e w_e I_e`` for independent ``I_e ~ Bernoulli(p_e)``.
+
+    Under spatial uniformity a voxel lies in experiment ``e``'s spheres with probability
+    ``p_e``, the fraction of the mask they cover; the MKDA density is then a weighted sum of
+    independent indicators. With equal weights ``c`` the sum lives exactly on
+    ``0, c, ..., n c``. Otherwise it lives on a grid of step ``sum(w) / (n_bins - 1)``, each
+    weight rounded to a whole number of steps (at least one), which is NiMARE's grid.
+
+    Parameters
+    ----------
+    weights : array-like, shape (n_exp,)
+        Positive weight of each experiment (times the kernel value).
+    prop_active : array-like, shape (n_exp,)
+        Probability that each experiment covers a voxel.
+    n_bins : int
+        Grid resolution for unequal weights.
+
+    Returns
+    -------
+    bins : numpy.ndarray, shape (n_grid,)
+        Bin centres, starting at 0, equally spaced.
+    hist : numpy.ndarray, shape (n_grid,)
+        Probability of each bin.
+    """
+    w = np.asarray(weights, np.float64).ravel()
+    p = np.asarray(prop_active, np.float64).ravel()
+    if np.all(w == w[0]):
+        step = w[0]
+        shifts = np.ones(w.size, np.int64)
+        n_grid = w.size + 1
+    else:
+        step = w.sum() / (max(int(n_bins), 2) - 1)
+        shifts = np.maximum(np.rint(w / step).astype(np.int64), 1)
+        n_grid = max(int(shifts.sum()), int(np.ceil(w.sum() / step))) + 1
+    hist = np.zeros(n_grid)
+    hist[0] = 1.0
+    top = 0  # last occupied bin
+    for m, pe in zip(shifts, p, strict=True):
+        moved = hist[: top + 1] * pe
+        hist[: top + 1] *= 1.0 - pe
+        hist[m : m + top + 1] += moved
+        top += m
+    return np.arange(n_grid) * step, hist
+
+
+def sum_null(exp_hists, n_bins: int):
+    """Distribution of a sum of independent integer-valued variables, by convolution.
+
+    Parameters
+    ----------
+    exp_hists : numpy.ndarray, shape (n_exp, m)
+        Probability of the values ``0, 1, ..., m - 1`` (in units of the bin step) for each
+        experiment.
+    n_bins : int
+        Length of the returned histogram (values beyond it are dropped).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_bins,)
+        Probability of each value of the sum.
+    """
+    out = np.zeros(n_bins)
+    out[0] = 1.0
+    top = 0
+    for h in np.asarray(exp_hists, np.float64):
+        last = int(np.flatnonzero(h)[-1]) if h.any() else 0
+        conv = np.convolve(out[: top + 1], h[: last + 1])
+        top = min(top + last, n_bins - 1)
+        out[: top + 1] = conv[: top + 1]
+    return out
+
+
+def experiment_weights(weighting, dataset) -> tuple[np.ndarray, int]:
+    """Per-experiment weights of the MKDA density, normalised to sum to ``n_exp``.
+
+    Parameters
+    ----------
+    weighting : None, "uniform", "sample_size", dict or array-like
+        ``None``/``"uniform"``: all ones. ``"sample_size"``: the square root of each
+        experiment's mean sample size (Wager et al. 2009); experiments without a usable
+        sample size get the mean weight of the others. A dict (id -> weight) or an array in
+        ``dataset.ids`` order gives the weights directly.
+    dataset : nimare_jax.dataset.Dataset
+        The experiments.
+
+    Returns
+    -------
+    weights : numpy.ndarray, shape (n_exp,)
+        Weights; exactly ones when all raw weights are equal.
+    n_imputed : int
+        Experiments that received the mean weight.
+    """
+    n = len(dataset.ids)
+    if weighting is None or (isinstance(weighting, str) and weighting == "uniform"):
+        return np.ones(n), 0
+    n_imputed = 0
+    if isinstance(weighting, str):
+        if weighting != "sample_size":
+            raise ValueError(
+                f"weighting must be None, 'uniform', 'sample_size', a dict or an array; "
+                f"got {weighting!r}"
+            )
+        sizes = np.full(n, np.nan)
+        if "sample_sizes" in dataset.metadata.columns:
+            for i, value in enumerate(dataset.metadata["sample_sizes"]):
+                try:
+                    v = np.atleast_1d(np.asarray(value, dtype=float))
+                except (TypeError, ValueError):
+                    continue
+                if v.size and np.all(np.isfinite(v)) and np.all(v > 0):
+                    sizes[i] = v.mean()
+        raw = np.sqrt(sizes)
+        missing = ~np.isfinite(raw)
+        if missing.all():
+            raise DatasetError(
+                "weighting='sample_size' needs metadata 'sample_sizes'; no experiment has a "
+                "usable one"
+            )
+        n_imputed = int(missing.sum())
+        raw[missing] = raw[~missing].mean()
+    else:
+        if isinstance(weighting, dict):
+            absent = [i for i in dataset.ids if i not in weighting]
+            if absent:
+                raise DatasetError(f"weighting has no weight for experiments {absent[:5]}")
+            raw = np.array([float(weighting[i]) for i in dataset.ids])
+        else:
+            raw = np.asarray(weighting, dtype=float).ravel()
+            if raw.size != n:
+                raise ValueError(f"weighting has {raw.size} weights for {n} experiments")
+        if not np.all(np.isfinite(raw) & (raw > 0)):
+            raise ValueError("experiment weights must be positive finite numbers")
+    if np.all(raw == raw[0]):
+        return np.ones(n), n_imputed
+    return n * raw / raw.sum(), n_imputed
+
+
+# ---------------------------------------------------------------------------------------
+# pure per-iteration functions (jit-able)
+# ---------------------------------------------------------------------------------------
+
+
+def relocated_density(arrays: FociArrays, exp_weight):
+    """Density volume of one random relocation of all foci (uniform over the mask voxels).
+
+    Parameters
+    ----------
+    arrays : FociArrays
+        Prepared foci and sphere windows; experiments are kept, positions redrawn.
+    exp_weight : array-like, shape (n_exp,)
+        Weight of each experiment (ones for counts).
+
+    Returns
+    -------
+    callable
+        ``volume(key) -> (X, Y, Z)`` float32 density (``sum_e w_e MA_e``), zero outside the
+        mask; pure.
+    """
+    mask = np.zeros(int(np.prod(arrays.shape)), bool)
+    mask[arrays.mask_index] = True
+    mask = mask.reshape(arrays.shape)
+    mask_ijk = jnp.asarray(np.argwhere(mask), jnp.int32)
+    mask = jnp.asarray(mask)
+    n_foci = arrays.ijk.shape[0]
+    focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
+    weight = jnp.asarray(np.asarray(exp_weight, np.float32)[arrays.exp_index])
+    windows = jnp.asarray(arrays.windows, jnp.float32)
+    step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
+
+    def volume(key):
+        idx = jax.random.randint(key, (n_foci,), 0, mask_ijk.shape[0])
+        acc = K.accumulate(
+            mask_ijk[idx],
+            focus_window,
+            weight,
+            windows,
+            step_focus,
+            step_flush,
+            arrays.shape,
+            arrays.combine,
+        )
+        return jnp.where(mask, acc, 0.0)
+
+    return volume
+
+
+def chi2_maps(count1, count2, n1: int, n2: int) -> dict:
+    """Compute the three chi-square maps of MKDAChi2 from per-voxel active counts.
+
+    Parameters
+    ----------
+    count1, count2 : jax.Array, shape (n_voxels,)
+        Experiments of group 1 / group 2 active at each voxel.
+    n1, n2 : int
+        Group sizes.
+
+    Returns
+    -------
+    dict
+        ``group1`` (uniformity of group 1, one-way), ``group2`` (one-way) and
+        ``association`` (two-way) chi-square statistics.
+    """
+    return {
+        "group1": ops_stats.one_way(count1, n1),
+        "group2": ops_stats.one_way(count2, n2),
+        "association": ops_stats.two_way_counts(count1, count2, n1, n2),
+    }
+
+
+def _volume(values, mask_index, shape):
+    flat = jnp.zeros(int(np.prod(shape)), values.dtype).at[mask_index].set(values)
+    return flat.reshape(shape)
+
+
+def _chi2_summary(maps, mask_index, shape, thresh, connectivity, backend, vfwe_only):
+    out = {}
+    for name, chi in maps.items():
+        entry = {"voxel": chi.max()}
+        if not vfwe_only:
+            vol = _volume(chi, mask_index, shape)
+            cl = max_cluster_stats(
+                vol > thresh, vol - thresh, connectivity=connectivity, backend=backend
+            )
+            entry.update(size=cl.max_size, mass=cl.max_mass)
+        out[name] = entry
+    return out
+
+
+def label_permutation_null(
+    pooled,
+    n1: int,
+    mask_index,
+    shape,
+    thresh: float,
+    connectivity: int = 6,
+    label_backend: str = "auto",
+    vfwe_only: bool = False,
+):
+    """Per-iteration summary of the MKDAChi2 label-permutation FWE null.
+
+    Each iteration shuffles which experiments form group 1 (keeping the group sizes); the
+    group counts are then one matrix product with the pooled binary MA matrix, so the
+    summary vectorises over iterations with ``vmap``.
+
+    Parameters
+    ----------
+    pooled : jax.Array, shape (n_exp, n_voxels)
+        Binary MA maps (0/1) of group 1's experiments followed by group 2's.
+    n1 : int
+        Size of group 1.
+    mask_index : array, shape (n_voxels,)
+        Flat indices of the mask voxels in the volume.
+    shape : tuple of 3 ints
+        Volume shape.
+    thresh : float
+        Cluster-forming chi-square threshold (voxels strictly above it).
+    connectivity : {6, 18, 26}
+        Cluster neighbourhood.
+    label_backend : {"auto", "jax", "scipy"}
+        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    vfwe_only : bool
+        Skip the cluster statistics.
+
+    Returns
+    -------
+    callable
+        ``summary(key) -> {map: {"voxel", "size", "mass"}}`` for the maps of
+        :func:`chi2_maps`; pure.
+    """
+    n = pooled.shape[0]
+    n2 = n - n1
+    totals = pooled.sum(axis=0)
+    mask_index = jnp.asarray(mask_index)
+
+    def summary(key):
+        members = jax.random.permutation(key, n)[:n1]
+        indicator = jnp.zeros(n, pooled.dtype).at[members].set(1)
+        count1 = indicator @ pooled
+        maps = chi2_maps(count1, totals - count1, n1, n2)
+        return _chi2_summary(
+            maps, mask_index, shape, thresh, connectivity, label_backend, vfwe_only
+        )
+
+    return summary
+
+
+def random_foci_null(
+    arrays1: FociArrays,
+    arrays2: FociArrays,
+    thresh: float,
+    connectivity: int = 6,
+    label_backend: str = "auto",
+    vfwe_only: bool = False,
+):
+    """Per-iteration summary of the MKDAChi2 null with all foci relocated in the mask.
+
+    Parameters
+    ----------
+    arrays1, arrays2 : FociArrays
+        The two groups' foci and sphere windows.
+    thresh, connectivity, label_backend, vfwe_only
+        As in :func:`label_permutation_null`.
+
+    Returns
+    -------
+    callable
+        ``summary(key) -> {map: {"voxel", "size", "mass"}}``; pure.
+    """
+    n1, n2 = len(arrays1.ids), len(arrays2.ids)
+    vol1 = relocated_density(arrays1, np.ones(n1))
+    vol2 = relocated_density(arrays2, np.ones(n2))
+    mask_index = jnp.asarray(arrays1.mask_index)
+
+    def summary(key):
+        k1, k2 = jax.random.split(key)
+        count1 = vol1(k1).reshape(-1)[mask_index]
+        count2 = vol2(k2).reshape(-1)[mask_index]
+        maps = chi2_maps(count1, count2, n1, n2)
+        return _chi2_summary(
+            maps, mask_index, arrays1.shape, thresh, connectivity, label_backend, vfwe_only
+        )
+
+    return summary
+
+
+# ---------------------------------------------------------------------------------------
+# density estimators
+# ---------------------------------------------------------------------------------------
+
+
+class _DensityEstimator(CBMAEstimator):
+    """Shared machinery of MKDADensity and KDA (sum of experiment sphere maps)."""
+
+    _name = ""
+
+    def _init(self, null_method, n_iters, n_cores, random_state):
+        if null_method not in ("approximate", "montecarlo"):
+            raise ValueError(
+                f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
+            )
+        self.null_method = null_method
+        self.n_iters = check_n_iters(n_iters)
+        self.n_cores = n_cores
+        self.random_state = random_state
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.kernel_transformer!r}, null_method={self.null_method!r})"
+        )
+
+    def _weights(self) -> np.ndarray:
+        return np.ones(len(self.dataset_.ids))
+
+    def _fit(self, arrays: FociArrays):
+        weights = self._weights()
+        self.weights_ = weights
+        value = float(self.kernel_transformer.value)
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{self._name} needs a positive kernel value, got {value!r}")
+        n_exp = len(arrays.ids)
+        counts = np.bincount(arrays.exp_index, minlength=n_exp)
+        # MA values are multiples of the kernel value: 0/1 (MKDA) or 0..n_foci (KDA).
+        n_ma_bins = 2 if arrays.combine == "max" else int(counts.max()) + 2
+        ijk, valid = arrays.padded()
+        with jax.enable_x64(True):
+            stat, hist, _ = K.summarize_experiments(
+                ijk,
+                valid,
+                arrays.exp_window,
+                jnp.asarray(weights),
+                jnp.asarray(arrays.windows, jnp.float32),
+                arrays.mask_index,
+                arrays.shape,
+                arrays.combine,
+                "sum",
+                n_ma_bins,
+                1.0 / value,
+            )
+            stat = np.asarray(stat, np.float64)
+        hist = np.asarray(hist, np.float64) / arrays.mask_index.shape[0]
+        null = self._approximate_null(hist, weights * value, counts, value)
+        if self.null_method == "approximate":
+            key = "histweights_corr-none_method-approximate"
+        else:
+            key = "histweights_corr-none_method-montecarlo"
+            null = {"histogram_bins": null["histogram_bins"]}
+            null.update(self._montecarlo_null(arrays, weights, null["histogram_bins"]))
+        p = stats.nullhist_to_p(stat, null[key], null["histogram_bins"])
+        maps = {
+            "stat": stat.astype(np.float32),
+            "p": p,
+            "z": stats.p_to_z(p, tail="one"),
+            "logp": -np.log10(p),
+        }
+        return maps, null
+
+    def _approximate_null(self, hist, eff_weights, counts, value) -> dict:
+        raise NotImplementedError
+
+    def _montecarlo_null(self, arrays: FociArrays, weights, bins) -> dict:
+        """Voxel-wise null from ``n_iters`` relocations of all foci (histograms summed)."""
+        _, key = seed_to_key(self.random_state)
+        volume = relocated_density(arrays, weights * self.kernel_transformer.value)
+        inv_step = 1.0 / (bins[1] - bins[0])
+        n_bins = bins.shape[0]
+        inside = jnp.asarray(arrays.mask_index)
+
+        def summary(k):
+            values = volume(k).reshape(-1)[inside]
+            idx = jnp.clip(jnp.round(values * inv_step).astype(jnp.int32), 0, n_bins - 1)
+            top = jnp.clip(jnp.round(values.max() * inv_step).astype(jnp.int32), 0, n_bins - 1)
+            return {
+                "all": jnp.bincount(idx, length=n_bins),
+                "max": jnp.zeros(n_bins, jnp.int32).at[top].add(1),
+            }
+
+        out = run_permutations(
+            summary,
+            jax.random.fold_in(key, 0),
+            self.n_iters,
+            n_devices=self.n_cores,
+            desc=f"{self._name} Monte Carlo null",
+            vectorize="map",
+            reduce="sum",
+        )
+        return {
+            "histweights_corr-none_method-montecarlo": out.samples["all"].astype(np.float64),
+            "histweights_level-voxel_corr-fwe_method-montecarlo": out.samples["max"].astype(
+                np.float64
+            ),
+        }
+
+    def correct_fwe_montecarlo(
+        self,
+        result,
+        voxel_thresh: float = 0.001,
+        n_iters: int | None = None,
+        n_cores: int = 1,
+        connectivity: int = 6,
+        vfwe_only: bool = False,
+        batch_size: int = 16,
+        tolerance: float | None = None,
+        label_backend: str = "auto",
+        progress: bool = True,
+    ):
+        """Monte Carlo FWE correction: relocate all foci uniformly in the mask, record maxima.
+
+        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead.
+
+        Parameters
+        ----------
+        result : MetaResult
+            This estimator's fit.
+        voxel_thresh : float
+            Uncorrected p of the cluster-forming threshold, read from the fit's null.
+        n_iters : int or None
+            Iterations (None: the estimator's ``n_iters``).
+        n_cores : int
+            Devices to spread iterations over.
+        connectivity : {6, 18, 26}
+            Cluster neighbourhood (NiMARE: 6).
+        vfwe_only : bool
+            Skip cluster-level inference. With ``null_method="montecarlo"`` the voxel-level
+            maps then come from the fit's histogram of maxima, without new iterations.
+        batch_size : int
+            Iterations per device per dispatch.
+        tolerance : float or None
+            Early stopping: stop once the Maritz-Jarrett standard error of the 95th
+            percentile of the maximum density is below this fraction of it.
+        label_backend : {"auto", "jax", "scipy"}
+            Cluster labelling implementation.
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        maps : dict
+            ``logp``/``z`` maps at voxel level and (unless ``vfwe_only``) for cluster size
+            and mass, under NiMARE's names.
+        nulls : dict
+            Per-iteration maxima.
+        description : str
+            Methods text.
+        citations : tuple of str
+            BibTeX keys.
+        """
+        if connectivity not in (6, 18, 26):
+            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
+        stat = np.asarray(result.maps["stat"], np.float64)
+        bins = self.null_distributions_["histogram_bins"]
+        suffix = f"level-voxel_{_FWE}"
+        maps, nulls_out = {}, {}
+        if vfwe_only and self.null_method == "montecarlo":
+            hist_max = self.null_distributions_[
+                "histweights_level-voxel_corr-fwe_method-montecarlo"
+            ]
+            p_voxel = stats.nullhist_to_p(stat, hist_max, bins)
+            maps[f"logp_{suffix}"] = -np.log10(p_voxel)
+            maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
+            text = (
+                "Family-wise error was controlled at the voxel level with the distribution of "
+                f"the maximum density over the {self.n_iters} relocations of the Monte Carlo "
+                "null [Wager2007]."
+            )
+            return maps, nulls_out, text, ("Wager2007",)
+        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters)
+        arrays = self.inputs_
+        weights = self.null_distributions_[f"histweights_corr-none_method-{self.null_method}"]
+        ss_thresh = nulls.histogram_to_threshold(weights, bins, voxel_thresh)
+        seed, key = seed_to_key(self.random_state)
+        volume = relocated_density(arrays, self.weights_ * self.kernel_transformer.value)
+        thresh = jnp.float32(ss_thresh)
+
+        def summary(k):
+            vol = volume(k)
+            out = {"voxel": vol.max()}
+            if not vfwe_only:
+                cl = max_cluster_stats(
+                    vol > thresh, vol - thresh, connectivity=connectivity, backend=label_backend
+                )
+                out.update(size=cl.max_size, mass=cl.max_mass)
+            return out
+
+        stopper = None if tolerance is None else QuantileStop("voxel", tol=tolerance)
+        out = run_permutations(
+            summary,
+            jax.random.fold_in(key, 1),
+            n_iters,
+            batch_size=batch_size,
+            n_devices=n_cores,
+            progress=progress,
+            desc=f"{self._name} FWE permutations",
+            stop_fn=stopper,
+            vectorize="map",
+        )
+        vmax = np.asarray(out.samples["voxel"], np.float64)
+        used = vmax.shape[0]
+        p_voxel = stats.null_to_p(stat, vmax, tail="upper")
+        maps[f"logp_{suffix}"] = -np.log10(p_voxel)
+        maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
+        nulls_out[f"values_level-voxel_{_FWE_NULL}"] = vmax
+        if not vfwe_only:
+            smax = np.asarray(out.samples["size"], np.float64)
+            mmax = np.asarray(out.samples["mass"], np.float64)
+            p_size, p_mass, _ = cluster_fwe_maps(
+                stat, result.mask, ss_thresh, smax, mmax, connectivity
+            )
+            for desc, p, null in (("size", p_size, smax), ("mass", p_mass, mmax)):
+                sfx = f"desc-{desc}_level-cluster_{_FWE}"
+                maps[f"logp_{sfx}"] = -np.log10(p)
+                maps[f"z_{sfx}"] = stats.p_to_z(p, tail="one")
+                nulls_out[f"values_desc-{desc}_level-cluster_{_FWE_NULL}"] = null
+        stopped = (
+            f" Iterations stopped early after {used} of {n_iters}: the Monte Carlo standard "
+            f"error of the 95th percentile of the maximum density was {stopper.se:.2g} "
+            f"(relative tolerance {tolerance})."
+            if out.stopped_early
+            else ""
+        )
+        clusters = (
+            ""
+            if vfwe_only
+            else " and its largest cluster size and cluster mass recorded. Clusters were "
+            f"formed at an uncorrected p < {voxel_thresh} (density > {ss_thresh:.5g}) with "
+            f"{connectivity}-neighbour connectivity"
+        )
+        text = (
+            "Family-wise error was controlled with a Monte Carlo procedure [Wager2007]: in "
+            f"each of {used} iterations (seed {seed}) every focus was relocated to a random "
+            "voxel of the mask, the density map recomputed, its maximum"
+            + (" recorded" if vfwe_only else "")
+            + clusters
+            + "."
+            + stopped
+        )
+        return maps, nulls_out, text, ("Wager2007",)
+
+
+class MKDADensity(_DensityEstimator):
+    """Multilevel kernel density analysis: density of experiments active near each voxel.
+
+    Each experiment contributes a binary map (the union of spheres around its foci); the
+    statistic is their (optionally weighted) sum. Under spatial uniformity it is a weighted
+    sum of independent Bernoulli variables, whose distribution is computed exactly
+    (``"approximate"``, the default) or sampled by relocating foci (``"montecarlo"``).
+
+    Parameters
+    ----------
+    kernel_transformer : MKDAKernel class or instance
+        Sphere kernel; ``kernel__r=...`` or ``kernel__value=...`` configure the default.
+    null_method : {"approximate", "montecarlo"}
+        Voxel-wise null: the exact convolution of the experiments' coverage probabilities,
+        or ``n_iters`` random relocations of all foci.
+    n_iters : int
+        Monte Carlo iterations (``null_method="montecarlo"`` and FWE correction).
+    weighting : None, "uniform", "sample_size", dict or array-like
+        Experiment weights (Wager et al. 2009): ``"sample_size"`` weights by the square root
+        of the mean sample size (experiments without one get the mean weight of the others);
+        a dict ``{id: weight}`` or an array in ``dataset.ids`` order gives them directly.
+        Weights are rescaled to sum to the number of experiments; equal weights are exactly
+        the unweighted analysis.
+    n_histogram_bins : int
+        Grid resolution of the null when weights differ (each weight is rounded to a whole
+        number of grid steps, at least one).
+    n_cores : int
+        Devices to spread Monte Carlo iterations over.
+    random_state : int or None
+        Seed of the Monte Carlo null and of :meth:`correct_fwe_montecarlo`.
+    **kwargs
+        ``kernel__*`` arguments of the kernel.
+
+    Notes
+    -----
+    Maps: ``stat`` (density), ``p``, ``z`` (one-tailed) and ``logp``. Null distributions:
+    ``histogram_bins``, ``histogram_means`` (each experiment's coverage of the mask) and
+    ``histweights_corr-none_method-approximate`` (or the Monte Carlo histograms).
+    Unlike NiMARE, a kernel ``value`` other than 1 scales the null's grid with the
+    statistic, so p-values do not depend on it.
+    """
+
+    _name = "MKDA"
+    _citations = ("Wager2007",)
+
+    def __init__(
+        self,
+        kernel_transformer=MKDAKernel,
+        null_method: str = "approximate",
+        n_iters: int = 5000,
+        weighting=None,
+        n_histogram_bins: int = DEFAULT_HISTOGRAM_BINS,
+        n_cores: int = 1,
+        random_state: int | None = None,
+        **kwargs,
+    ):
+        self.kernel_transformer = make_kernel(kernel_transformer, MKDAKernel, kwargs)
+        kt = self.kernel_transformer
+        if not isinstance(kt, MKDAKernel) or kt.combine != "max":
+            raise TypeError(f"MKDADensity needs an MKDAKernel (binary spheres), got {kt!r}")
+        if isinstance(weighting, str) and weighting not in ("uniform", "sample_size"):
+            raise ValueError(
+                f"weighting must be None, 'uniform', 'sample_size', a dict or an array; "
+                f"got {weighting!r}"
+            )
+        if weighting is not None and not isinstance(weighting, str | dict):
+            weighting = np.asarray(weighting, dtype=float)
+        self.weighting = weighting
+        if int(n_histogram_bins) < 2:
+            raise ValueError(f"n_histogram_bins must be at least 2, got {n_histogram_bins!r}")
+        self.n_histogram_bins = int(n_histogram_bins)
+        self._init(null_method, n_iters, n_cores, random_state)
+
+    def _weights(self) -> np.ndarray:
+        weights, self.n_imputed_ = experiment_weights(self.weighting, self.dataset_)
+        return weights
+
+    def _approximate_null(self, hist, eff_weights, counts, value) -> dict:
+        prop_active = hist[:, 1]
+        bins, weights = bernoulli_sum_null(eff_weights, prop_active, self.n_histogram_bins)
+        return {
+            "histogram_bins": bins,
+            "histogram_means": prop_active,
+            "histweights_corr-none_method-approximate": weights,
+        }
+
+    def _description(self) -> str:
+        kt = self.kernel_transformer
+        null = (
+            "the exact distribution of the density under spatially uniform activation, "
+            "given each experiment's coverage of the mask [Wager2007]"
+            if self.null_method == "approximate"
+            else f"a Monte Carlo null distribution of {self.n_iters} random relocations of "
+            "all foci within the mask"
+        )
+        weights = getattr(self, "weights_", None)
+        if weights is None or np.all(weights == 1):
+            weighting = "Every experiment had the same weight."
+        else:
+            ess = weights.sum() ** 2 / (weights**2).sum()
+            source = (
+                "the square root of its sample size"
+                if isinstance(self.weighting, str)
+                else "a user-supplied weight"
+            )
+            weighting = (
+                f"Each experiment was weighted by {source}, normalised over the "
+                f"{weights.size} experiments (effective number of experiments {ess:.1f})"
+                + (
+                    f"; {self.n_imputed_} without a sample size received the mean weight."
+                    if getattr(self, "n_imputed_", 0)
+                    else "."
+                )
+            )
+        return (
+            "A multilevel kernel density analysis (MKDA) [Wager2007] was performed with "
+            f"nimare_jax on {len(self.inputs_.ids)} experiments "
+            f"({self.inputs_.ijk.shape[0]} foci). Each focus was modelled by a binary sphere of "
+            f"radius {kt.r} mm; each experiment's map was the union of its spheres, and the "
+            f"density statistic their sum over experiments. {weighting} Voxel-wise p-values "
+            f"were computed against {null}."
+        )
+
+
+class KDA(_DensityEstimator):
+    """Kernel density analysis: sum of spheres around all foci.
+
+    Unlike MKDA, overlapping spheres of one experiment add up, so experiments reporting
+    many nearby foci dominate; KDA has been superseded by MKDA (Wager et al. 2007) and is
+    mainly of use to compare algorithms.
+
+    Parameters
+    ----------
+    kernel_transformer : KDAKernel class or instance
+        Sphere kernel (an :class:`MKDAKernel` is accepted and gives union maps).
+    null_method : {"approximate", "montecarlo"}
+        Voxel-wise null: the convolution of the experiments' MA histograms, or ``n_iters``
+        random relocations of all foci.
+    n_iters : int
+        Monte Carlo iterations.
+    n_cores : int
+        Devices to spread Monte Carlo iterations over.
+    random_state : int or None
+        Seed of the Monte Carlo null and of :meth:`correct_fwe_montecarlo`.
+    **kwargs
+        ``kernel__*`` arguments of the kernel.
+
+    Notes
+    -----
+    Maps: ``stat``, ``p``, ``z`` (one-tailed) and ``logp``.
+    """
+
+    _name = "KDA"
+    _citations = ("Wager2007",)
+
+    def __init__(
+        self,
+        kernel_transformer=KDAKernel,
+        null_method: str = "approximate",
+        n_iters: int = 5000,
+        n_cores: int = 1,
+        random_state: int | None = None,
+        **kwargs,
+    ):
+        self.kernel_transformer = make_kernel(kernel_transformer, KDAKernel, kwargs)
+        if not isinstance(self.kernel_transformer, MKDAKernel):
+            raise TypeError(
+                f"KDA needs a KDAKernel (binary spheres), got {self.kernel_transformer!r}"
+            )
+        self._init(null_method, n_iters, n_cores, random_state)
+
+    def _approximate_null(self, hist, eff_weights, counts, value) -> dict:
+        n_foci = int(counts.sum()) if self.inputs_.combine == "sum" else len(counts)
+        bins = np.arange(0, value * n_foci + 1.5 * value, value)
+        return {
+            "histogram_bins": bins,
+            "histweights_corr-none_method-approximate": sum_null(hist, bins.shape[0]),
+        }
+
+    def _description(self) -> str:
+        null = (
+            "the distribution of the sum of independent draws from each experiment's map values"
+            if self.null_method == "approximate"
+            else f"a Monte Carlo null distribution of {self.n_iters} random relocations of "
+            "all foci within the mask"
+        )
+        return (
+            "A kernel density analysis (KDA) [Wager2007] was performed with nimare_jax on "
+            f"{len(self.inputs_.ids)} experiments ({self.inputs_.ijk.shape[0]} foci). Each "
+            f"focus was modelled by a binary sphere of radius {self.kernel_transformer.r} mm "
+            "and the spheres of all foci were summed. Voxel-wise p-values were computed "
+            f"against {null}."
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# MKDA chi-square
+# ---------------------------------------------------------------------------------------
+
+
+def _check_group(dataset, label: str) -> None:
+    if len(dataset.ids) < 2:
+        raise DatasetError(
+            f"MKDAChi2 needs at least two experiments in each group; {label} has "
+            f"{len(dataset.ids)}"
+        )
+
+
+class MKDAChi2:
+    """MKDA chi-square analysis: is activation more frequent in one group than another.
+
+    ``fit(dataset1, dataset2)`` counts, at each voxel, the experiments of each group whose
+    spheres cover it, and tests (Yarkoni et al. 2011):
+
+    - *uniformity*: is group 1's activation at this voxel more (or less) frequent than its
+      mean over the mask (one-way chi-square, ``desc-uniformity``; also ``desc-group1``;
+      the same for group 2 is ``desc-group2``);
+    - *association*: does the proportion of active experiments differ between the groups
+      (2x2 chi-square, ``desc-association``).
+
+    Parameters
+    ----------
+    kernel_transformer : MKDAKernel class or instance
+        Sphere kernel; ``kernel__r=...`` configures the default.
+    prior : float or None
+        Prior probability that an experiment belongs to group 1, for the posterior maps
+        ``prob_desc-AgF_prior`` and ``prob_desc-FgA_prior``; None or 0 skips them.
+    fwe_null_method : {"label-permutation", "random-foci"}
+        FWE null of :meth:`correct_fwe_montecarlo`: shuffle experiments between the groups
+        (default), or relocate all foci uniformly in the mask.
+    random_state : int or None
+        Seed of the FWE permutations.
+    undefined_posterior : {"prior", "nan"}
+        Value of ``prob_desc-FgA`` and ``prob_desc-FgA_prior`` where no experiment of either
+        group is active (0/0). ``"prior"`` (default) gives the value the posterior takes
+        when activation is equally likely in both groups, i.e. with no evidence: the
+        empirical prior ``n1 / (n1 + n2)`` for ``prob_desc-FgA`` and ``prior`` for
+        ``prob_desc-FgA_prior``. ``"nan"`` gives NaN, as NiMARE does.
+    **kwargs
+        ``kernel__*`` arguments of the kernel.
+
+    Notes
+    -----
+    Maps (NiMARE's names): ``chi2_``, ``p_``, ``z_`` and ``logp_desc-{uniformity,
+    association, group1, group2}``; ``z`` is ``sqrt(chi2)`` signed by the count minus its
+    mean over the mask (uniformity) or by ``P(A|F) - P(A|U)`` (association).
+    Probabilities: ``prob_desc-A`` (activation, both groups), ``prob_desc-AgF`` (= ``group1``,
+    activation given group 1), ``prob_desc-AgU`` (= ``group2``), ``prob_desc-FgA`` (group 1
+    given activation), and with a prior ``prob_desc-AgF_prior`` and ``prob_desc-FgA_prior``.
+    As in NiMARE, the association chi-square is 2 (not 0) where no experiment is active
+    (an empty margin of the 2x2 table); its ``z`` is 0 there.
+    """
+
+    _citations = ("Wager2007", "Yarkoni2011")
+
+    def __init__(
+        self,
+        kernel_transformer=MKDAKernel,
+        prior: float | None = 0.5,
+        fwe_null_method: str = "label-permutation",
+        random_state: int | None = None,
+        undefined_posterior: str = "prior",
+        **kwargs,
+    ):
+        self.kernel_transformer = make_kernel(kernel_transformer, MKDAKernel, kwargs)
+        kt = self.kernel_transformer
+        if not isinstance(kt, MKDAKernel) or kt.combine != "max":
+            raise TypeError(f"MKDAChi2 needs an MKDAKernel (binary spheres), got {kt!r}")
+        if fwe_null_method not in ("label-permutation", "random-foci"):
+            raise ValueError(
+                "fwe_null_method must be 'label-permutation' or 'random-foci', not "
+                f"{fwe_null_method!r}"
+            )
+        if prior is not None and not 0 <= prior < 1:
+            raise ValueError(f"prior must be in [0, 1) or None, got {prior!r}")
+        if undefined_posterior not in ("prior", "nan"):
+            raise ValueError(
+                f"undefined_posterior must be 'prior' or 'nan', not {undefined_posterior!r}"
+            )
+        self.prior = prior
+        self.fwe_null_method = fwe_null_method
+        self.random_state = random_state
+        self.undefined_posterior = undefined_posterior
+
+    def __repr__(self) -> str:
+        return f"MKDAChi2({self.kernel_transformer!r}, prior={self.prior})"
+
+    def _counts(self, arrays: FociArrays) -> np.ndarray:
+        ijk, valid = arrays.padded()
+        n_exp = len(arrays.ids)
+        stat, _, _ = K.summarize_experiments(
+            ijk,
+            valid,
+            arrays.exp_window,
+            jnp.ones(n_exp, jnp.float32),
+            jnp.asarray(arrays.windows > 0, jnp.float32),
+            arrays.mask_index,
+            arrays.shape,
+            "max",
+            "sum",
+            1,
+            1.0,
+        )
+        return np.rint(np.asarray(stat, np.float64))
+
+    def fit(self, dataset1, dataset2) -> MetaResult:
+        """Compare two groups of experiments.
+
+        Parameters
+        ----------
+        dataset1, dataset2 : nimare_jax.dataset.Dataset
+            The groups (e.g. experiments with and without a feature), on the same mask.
+
+        Returns
+        -------
+        MetaResult
+            Chi-square, p, z, logp and probability maps (see the class notes).
+        """
+        _check_group(dataset1, "dataset1")
+        _check_group(dataset2, "dataset2")
+        m1, m2 = dataset1.masker, dataset2.masker
+        if m1.shape[:3] != m2.shape[:3] or not np.allclose(m1.affine, m2.affine):
+            raise DatasetError("dataset1 and dataset2 must use the same mask (shape and affine)")
+        if not np.array_equal(np.asanyarray(m1.dataobj) > 0, np.asanyarray(m2.dataobj) > 0):
+            raise DatasetError("dataset1 and dataset2 must use the same mask")
+        shared = sorted(set(dataset1.ids) & set(dataset2.ids))
+        if shared:
+            warnings.warn(
+                f"{len(shared)} experiments are in both groups (e.g. {shared[0]!r}); the "
+                "groups of MKDAChi2 are meant to be disjoint",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.dataset1_, self.dataset2_ = dataset1, dataset2
+        self.inputs1_ = self.kernel_transformer.prepare(dataset1)
+        self.inputs2_ = self.kernel_transformer.prepare(dataset2)
+        n1, n2 = len(dataset1.ids), len(dataset2.ids)
+        count1, count2 = self._counts(self.inputs1_), self._counts(self.inputs2_)
+        maps = self._maps(count1, count2, n1, n2)
+        self.null_distributions_ = {}
+        return MetaResult(
+            maps,
+            mask=m1,
+            null_distributions={},
+            description=self._description(),
+            citations=self._citations,
+            estimator=self,
+        )
+
+    def _maps(self, count1, count2, n1, n2) -> dict:
+        with jax.enable_x64(True):
+            chi = {k: np.asarray(v) for k, v in chi2_maps(count1, count2, n1, n2).items()}
+        p_f = n1 / (n1 + n2)
+        p_a = (count1 + count2) / (n1 + n2)
+        p_a_f = count1 / n1
+        p_a_u = count2 / n2
+        empty = p_a == 0
+        fill = np.nan if self.undefined_posterior == "nan" else None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_f_a = np.where(empty, p_f if fill is None else fill, p_a_f * p_f / p_a)
+        signs = {
+            "group1": np.sign(count1 - count1.mean()),
+            "group2": np.sign(count2 - count2.mean()),
+            "association": np.sign(p_a_f - p_a_u),
+        }
+        maps = {}
+        for name, stat in chi.items():
+            logp = sps.chi2.logsf(stat, 1)  # natural log, exact in the far tail
+            maps[f"chi2_desc-{name}"] = stat
+            maps[f"p_desc-{name}"] = np.exp(logp)
+            maps[f"z_desc-{name}"] = np.sqrt(stat) * signs[name]
+            maps[f"logp_desc-{name}"] = -logp / np.log(10.0)
+        for kind in ("chi2", "p", "z", "logp"):
+            maps[f"{kind}_desc-uniformity"] = maps[f"{kind}_desc-group1"]
+        maps.update(
+            {
+                "prob_desc-A": p_a,
+                "prob_desc-AgF": p_a_f,
+                "prob_desc-AgU": p_a_u,
+                "prob_desc-FgA": p_f_a,
+                "prob_desc-group1": p_a_f,
+                "prob_desc-group2": p_a_u,
+            }
+        )
+        if self.prior:
+            p_a_f_prior = self.prior * p_a_f + (1 - self.prior) * p_a_u
+            with np.errstate(divide="ignore", invalid="ignore"):
+                p_f_a_prior = np.where(
+                    empty,
+                    self.prior if fill is None else fill,
+                    p_a_f * self.prior / p_a_f_prior,
+                )
+            maps["prob_desc-AgF_prior"] = p_a_f_prior
+            maps["prob_desc-FgA_prior"] = p_f_a_prior
+        return maps
+
+    def _description(self) -> str:
+        a, b = self.inputs1_, self.inputs2_
+        prior = (
+            f" Posterior probabilities of group membership given activation were also "
+            f"computed with a uniform prior of {self.prior}."
+            if self.prior
+            else ""
+        )
+        return (
+            "A multilevel kernel density chi-square analysis [Wager2007; Yarkoni2011] was "
+            f"performed with nimare_jax, comparing {len(a.ids)} experiments ({a.ijk.shape[0]} "
+            f"foci) with {len(b.ids)} experiments ({b.ijk.shape[0]} foci). Each focus was "
+            f"modelled by a binary sphere of radius {self.kernel_transformer.r} mm and each "
+            "experiment's map was the union of its spheres. At every voxel, a one-way "
+            "chi-square test assessed whether the proportion of the first group's "
+            "experiments active there differed from its mean over the brain (uniformity), "
+            "and a two-way chi-square test whether it differed between the groups "
+            "(association)." + prior
+        )
+
+    # ----------------------------------------------------------------- corrections
+    def correct_fwe_montecarlo(
+        self,
+        result,
+        voxel_thresh: float = 0.001,
+        n_iters: int | None = None,
+        n_cores: int = 1,
+        connectivity: int = 6,
+        vfwe_only: bool = False,
+        batch_size: int = 8,
+        label_backend: str = "auto",
+        progress: bool = True,
+    ):
+        """FWE correction of the chi-square maps by permutation.
+
+        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead.
+
+        Parameters
+        ----------
+        result : MetaResult
+            This estimator's fit.
+        voxel_thresh : float
+            Uncorrected p of the cluster-forming threshold (0.001: chi2 = 10.83).
+        n_iters : int or None
+            Iterations (None: 1000, NiMARE's default for MKDAChi2).
+        n_cores : int
+            Devices to spread iterations over.
+        connectivity : {6, 18, 26}
+            Cluster neighbourhood (NiMARE: 6).
+        vfwe_only : bool
+            Skip cluster-level inference.
+        batch_size : int
+            Iterations per device per dispatch (vmapped together; 8 measured fastest on
+            CPU, where host-side cluster labelling dominates).
+        label_backend : {"auto", "jax", "scipy"}
+            Cluster labelling implementation.
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        maps : dict
+            ``{p,z,logp}_desc-{uniformity,group1,group2,association}_level-voxel`` and
+            ``..._desc-{...}{Size,Mass}_level-cluster`` maps with the suffix
+            ``_corr-FWE_method-montecarlo``; z is two-tailed and signed as the
+            uncorrected z, as in NiMARE.
+        nulls : dict
+            Per-iteration maxima (``values_desc-{pAgF,pFgA,group1,group2}...``).
+        description : str
+            Methods text.
+        citations : tuple of str
+            BibTeX keys.
+        """
+        n_iters = check_n_iters(1000 if n_iters is None else n_iters)
+        if connectivity not in (6, 18, 26):
+            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
+        a, b = self.inputs1_, self.inputs2_
+        n1 = len(a.ids)
+        ss_thresh = float(sps.chi2.isf(voxel_thresh, 1))
+        seed, key = seed_to_key(self.random_state)
+        if self.fwe_null_method == "label-permutation":
+            pooled = self.pooled_ma_matrix()
+            summary = label_permutation_null(
+                pooled, n1, a.mask_index, a.shape, ss_thresh, connectivity, label_backend,
+                vfwe_only,
+            )  # fmt: skip
+            # the observed maps through the same float32 arithmetic as the null (exact ties)
+            count1 = pooled[:n1].sum(axis=0)
+            observed = chi2_maps(count1, pooled.sum(axis=0) - count1, n1, len(b.ids))
+            vectorize = "vmap"
+            how = "the experiments were randomly reassigned to the two groups (sizes kept)"
+        else:
+            summary = random_foci_null(a, b, ss_thresh, connectivity, label_backend, vfwe_only)
+            count1 = jnp.asarray(self._counts(a), jnp.float32)
+            count2 = jnp.asarray(self._counts(b), jnp.float32)
+            observed = chi2_maps(count1, count2, n1, len(b.ids))
+            vectorize = "map"
+            how = "every focus was relocated to a random voxel of the mask"
+        out = run_permutations(
+            summary,
+            jax.random.fold_in(key, 2),
+            n_iters,
+            batch_size=batch_size,
+            n_devices=n_cores,
+            progress=progress,
+            desc="MKDAChi2 FWE permutations",
+            vectorize=vectorize,
+        )
+        maps, nulls_out = {}, {}
+        null_names = {"group1": "pAgF", "association": "pFgA"}
+        for name in ("group1", "group2", "association"):
+            stat = np.asarray(observed[name], np.float64)
+            sign = np.sign(np.asarray(result.maps[f"z_desc-{name}"]))
+            samples = {k: np.asarray(v, np.float64) for k, v in out.samples[name].items()}
+            p = {"": stats.null_to_p(stat, samples["voxel"], tail="upper")}
+            aliases = [name] + (["uniformity"] if name == "group1" else [])
+            nulls_names = [name] + ([null_names[name]] if name in null_names else [])
+            for alias in nulls_names:
+                nulls_out[f"values_desc-{alias}_level-voxel_{_FWE_NULL}"] = samples["voxel"]
+            if not vfwe_only:
+                p_size, p_mass, _ = cluster_fwe_maps(
+                    stat, result.mask, ss_thresh, samples["size"], samples["mass"], connectivity
+                )
+                p.update(Size=p_size, Mass=p_mass)
+                for alias in nulls_names:
+                    for desc in ("size", "mass"):
+                        nulls_out[f"values_desc-{alias}{desc}_level-cluster_{_FWE_NULL}"] = (
+                            samples[desc]
+                        )
+            for alias in aliases:
+                for level, pv in p.items():
+                    stem = f"desc-{alias}{level}_level-{'cluster' if level else 'voxel'}_{_FWE}"
+                    maps[f"p_{stem}"] = pv
+                    maps[f"z_{stem}"] = stats.p_to_z(pv, tail="two") * sign
+                    maps[f"logp_{stem}"] = -np.log10(pv)
+        clusters = (
+            ""
+            if vfwe_only
+            else f", and the largest cluster size and mass above chi2 = {ss_thresh:.2f} "
+            f"(uncorrected p < {voxel_thresh}; {connectivity}-neighbour connectivity)"
+        )
+        text = (
+            "Family-wise error of the chi-square maps was controlled by permutation: in each "
+            f"of {out.n_iters} iterations (seed {seed}) {how}, and the maximum of each "
+            f"chi-square map was recorded{clusters}."
+        )
+        return maps, nulls_out, text, ("Wager2007",)
+
+    def pooled_ma_matrix(self):
+        """Binary MA maps of both groups' experiments, group 1 first.
+
+        Returns
+        -------
+        jax.Array, shape (n_exp1 + n_exp2, n_voxels), float32
+            1 where an experiment's spheres cover a mask voxel.
+        """
+        rows = []
+        for arrays in (self.inputs1_, self.inputs2_):
+            ijk, valid = arrays.padded()
+            values = K.ma_values(
+                ijk,
+                valid,
+                arrays.exp_window,
+                jnp.asarray(arrays.windows > 0, jnp.float32),
+                arrays.mask_index,
+                arrays.shape,
+                "max",
+            )
+            rows.append(values)
+        return jnp.concatenate(rows, axis=0)
+
+    def correct_fdr_indep(self, result, alpha: float = 0.05):
+        """Benjamini-Hochberg FDR correction of the uniformity, group2 and association maps.
+
+        Called by :class:`~nimare_jax.correct.FDRCorrector`; use that instead.
+
+        Parameters
+        ----------
+        result : MetaResult
+            This estimator's fit.
+        alpha : float
+            FDR level (recorded in the description; the maps are adjusted p-values).
+
+        Returns
+        -------
+        maps : dict
+            ``{p,z,logp}_desc-{uniformity,group1,group2,association}_level-voxel_corr-FDR_
+            method-indep``; z two-tailed, signed as the uncorrected z.
+        nulls : dict
+            Empty.
+        description : str
+            Methods text.
+        citations : tuple of str
+            BibTeX keys.
+        """
+        return self._fdr(result, "bh", "indep", alpha)
+
+    def correct_fdr_negcorr(self, result, alpha: float = 0.05):
+        """Benjamini-Yekutieli FDR correction (any dependence); see :meth:`correct_fdr_indep`.
+
+        Parameters
+        ----------
+        result : MetaResult
+            This estimator's fit.
+        alpha : float
+            FDR level.
+
+        Returns
+        -------
+        maps, nulls, description, citations
+            As :meth:`correct_fdr_indep`, with ``method-negcorr``.
+        """
+        return self._fdr(result, "by", "negcorr", alpha)
+
+    def _fdr(self, result, method, label, alpha):
+        maps = {}
+        for name in ("group1", "group2", "association"):
+            # from logp (-log10 p, float64): exact where p itself would underflow
+            logp = -np.asarray(result.maps[f"logp_desc-{name}"], np.float64) * np.log(10.0)
+            sign = np.sign(np.asarray(result.maps[f"z_desc-{name}"]))
+            with jax.enable_x64(True):
+                adj = np.asarray(ops_stats.fdr_logp(logp, method=method))
+                z = np.asarray(ops_stats.logp_to_z(adj, tail="two")) * sign
+            for alias in [name] + (["uniformity"] if name == "group1" else []):
+                stem = f"desc-{alias}_level-voxel_corr-FDR_method-{label}"
+                maps[f"p_{stem}"] = np.exp(adj)
+                maps[f"z_{stem}"] = z
+                maps[f"logp_{stem}"] = -adj / np.log(10.0)
+        who = "Benjamini-Hochberg" if method == "bh" else "Benjamini-Yekutieli"
+        key = "Benjamini1995" if method == "bh" else "Benjamini2001"
+        text = (
+            "The p-values of the uniformity, group 2 and association maps were each corrected "
+            f"for the false discovery rate with the {who} procedure [{key}] (alpha = {alpha})."
+        )
+        return maps, {}, text, (key,)

@@ -1,0 +1,887 @@
+"""Image-based meta-analysis estimators, with NiMARE's names, parameters and output maps.
+
+Each estimator loads the images it needs from a :class:`~nimare_jax.dataset.Dataset`
+(:func:`nimare_jax.io.images.load_images`: one image at a time, resampled to the mask when
+grids differ), marks which study has a usable value at which voxel (finite and non-zero, and
+for variances above ``1 / sqrt(float max)``), and calls a voxel-wise function of
+:mod:`nimare_jax.meta.esma` over chunks of voxels, so memory is bounded by the chunk size
+rather than by the number of voxels.
+
+Missing data follow NiMARE: by default (``aggressive_mask=False``) each voxel is analysed
+over the studies that have it -- the voxel-wise equivalent of NiMARE's liberal-mask bags --
+and voxels with fewer than two such studies are NaN. ``aggressive_mask=True`` analyses only
+voxels present in every study. Missing values are never zero-filled.
+
+Output maps are float64 arrays over the mask's voxels: ``z``, ``p``, ``logp`` (``-log10 p``)
+and ``dof`` for every estimator; ``est`` and ``se`` for the meta-regression estimators;
+``tau2`` where it is estimated; ``sigma2`` for :class:`SampleSizeBasedLikelihood`; ``t``
+for :class:`PermutedOLS`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from nimare_jax.exceptions import DatasetError, ImageError
+from nimare_jax.io.images import load_images
+from nimare_jax.meta import esma
+from nimare_jax.ops.stats import logp_to_z
+from nimare_jax.results import MetaResult
+from nimare_jax.spatial import load_mask
+
+__all__ = [
+    "DerSimonianLaird",
+    "Fishers",
+    "Hedges",
+    "IBMAEstimator",
+    "PermutedOLS",
+    "SampleSizeBasedLikelihood",
+    "Stouffers",
+    "VarianceBasedLikelihood",
+    "WeightedLeastSquares",
+]
+
+_LN10 = math.log(10.0)
+#: Entries of a (n_studies x chunk) float64 block processed at once (~32 MB per array).
+_CHUNK_ENTRIES = 1 << 22
+_MIN_VARCOPE = 1.0 / math.sqrt(np.finfo(np.float32).max)
+_IMAGE_NAMES = {"z_maps": "z", "beta_maps": "beta", "varcope_maps": "varcope"}
+
+
+def _chunk_size(n_studies: int, n_voxels: int) -> int:
+    size = max(256, _CHUNK_ENTRIES // max(n_studies, 1))
+    size = 1 << int(math.floor(math.log2(size)))  # powers of two: few distinct compilations
+    return int(min(size, 1 << int(math.ceil(math.log2(max(n_voxels, 1))))))
+
+
+def apply_chunked(fn, arrays: dict, valid: np.ndarray, per_study=None, chunk=None) -> dict:
+    """Evaluate a voxel-wise function over chunks of voxels, in float64.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(valid=..., **arrays, **per_study) -> dict of (chunk,) arrays``; jit-compiled
+        by the caller (it is called once per chunk with identical shapes).
+    arrays : dict of str to numpy.ndarray, each (n_studies, n_voxels)
+        Per-study, per-voxel inputs (float32 or float64 on the host).
+    valid : numpy.ndarray of bool, (n_studies, n_voxels)
+        Which entries are usable.
+    per_study : dict of str to numpy.ndarray, each (n_studies,), optional
+        Per-study constants (sample sizes, weights).
+    chunk : int, optional
+        Voxels per chunk (default: about 4 M study-voxel entries per chunk).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray of float64, each (n_voxels,)
+        The outputs of ``fn`` concatenated over chunks.
+    """
+    n_studies, n_voxels = valid.shape
+    chunk = chunk or _chunk_size(n_studies, n_voxels)
+    per_study = {k: np.asarray(v, np.float64) for k, v in (per_study or {}).items()}
+    pieces: dict[str, list] = {}
+    with jax.enable_x64(True):
+        for start in range(0, n_voxels, chunk):
+            stop = min(start + chunk, n_voxels)
+            pad = chunk - (stop - start)
+            block = {}
+            for name, arr in arrays.items():
+                part = np.asarray(arr[:, start:stop], np.float64)
+                block[name] = np.pad(part, ((0, 0), (0, pad)), constant_values=1.0)
+            vpart = np.pad(valid[:, start:stop], ((0, 0), (0, pad)), constant_values=False)
+            out = fn(valid=vpart, **block, **per_study)
+            for name, val in out.items():
+                pieces.setdefault(name, []).append(np.asarray(val)[: stop - start])
+    return {name: np.concatenate(vals).astype(np.float64) for name, vals in pieces.items()}
+
+
+def _usable(values: np.ndarray) -> np.ndarray:
+    return np.isfinite(values) & (values != 0)
+
+
+class IBMAEstimator:
+    """Base class of the image-based meta-analysis estimators.
+
+    Parameters
+    ----------
+    aggressive_mask : bool
+        If True, analyse only voxels with a usable (finite, non-zero) value in every study.
+        If False (NiMARE's default), each voxel is analysed over the studies that have it.
+    mask : str, pathlib.Path, nibabel.Nifti1Image or None
+        Mask to analyse within (default: the dataset's).
+    **kwargs
+        ``resample__<name>`` options passed to :func:`nilearn.image.resample_to_img` for
+        images whose grid differs from the mask's (default linear interpolation, clipped).
+    """
+
+    #: ``inputs_`` keys of the images needed, in the order the model takes them.
+    _image_inputs: tuple = ()
+    _needs_sample_sizes = False
+    _citations: tuple = ("Salo2023", "SalimiKhorshidi2009")
+
+    def __init__(self, aggressive_mask: bool = False, *, mask=None, **kwargs):
+        resample = {k: v for k, v in kwargs.items() if k.startswith("resample__")}
+        unknown = sorted(set(kwargs) - set(resample))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s): "
+                f"{', '.join(repr(k) for k in unknown)} (resampling options must be prefixed "
+                "with 'resample__')"
+            )
+        self.aggressive_mask = bool(aggressive_mask)
+        self.masker = None if mask is None else load_mask(mask)
+        self._resample_kwargs = {k[len("resample__") :]: v for k, v in resample.items()}
+        self.inputs_: dict = {}
+
+    # ------------------------------------------------------------------ inputs
+    def _collect_inputs(self, dataset) -> dict:
+        """Load images and metadata; validate; return ``inputs_``."""
+        n = len(dataset.ids)
+        if n < 2:
+            raise DatasetError(
+                f"{type(self).__name__} needs at least 2 experiments, got {n}: one study has "
+                "no replication to estimate a variance from"
+            )
+        mask = self.masker if self.masker is not None else dataset.masker
+        inputs = {"id": np.asarray(dataset.ids), "mask": mask}
+        for key in self._image_inputs:
+            values = load_images(
+                dataset, _IMAGE_NAMES[key], mask=mask, resample_kwargs=self._resample_kwargs
+            )
+            if key == "varcope_maps":
+                values[~np.isfinite(values) | (values <= _MIN_VARCOPE)] = np.nan
+            inputs[key] = values
+        if self._needs_sample_sizes:
+            inputs["sample_sizes"] = dataset.get_sample_sizes()
+        return self._validate_inputs(inputs)
+
+    def _validate_inputs(self, inputs: dict) -> dict:
+        validity = np.logical_and.reduce([_usable(inputs[k]) for k in self._image_inputs])
+        empty = ~validity.any(axis=1)
+        if empty.any():
+            names = "/".join(repr(_IMAGE_NAMES[k]) for k in self._image_inputs)
+            bad = ", ".join(repr(str(i)) for i in inputs["id"][empty][:10])
+            raise ImageError(
+                f"{int(empty.sum())} experiment(s) have no voxel with a usable (finite, "
+                f"non-zero) value in their {names} image(s) within the mask: {bad}. Remove "
+                "them from the dataset (Dataset.slice) or check the images' space."
+            )
+        n_voxels = validity.shape[1]
+        if self.aggressive_mask:
+            keep = validity.all(axis=0)
+            validity &= keep[None, :]
+            if (~keep).any():
+                warnings.warn(
+                    f"aggressive_mask: {int((~keep).sum())} of {n_voxels} voxels lack a usable "
+                    "value in at least one study and are left out (NaN).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+        covered = validity.sum(axis=0) >= 2
+        if not covered.any():
+            raise ImageError(
+                "no voxel has usable values in at least two studies; the images do not "
+                "overlap within the mask"
+            )
+        inputs["valid"] = validity
+        return inputs
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, dataset) -> MetaResult:
+        """Fit the estimator to a dataset with images.
+
+        Parameters
+        ----------
+        dataset : nimare_jax.dataset.Dataset
+            Experiments with the image types this estimator needs.
+
+        Returns
+        -------
+        MetaResult
+            The maps; ``result.estimator`` is this fitted estimator.
+        """
+        self.dataset_ = dataset
+        self.inputs_ = self._collect_inputs(dataset)
+        return self._result(self._fit(self.inputs_))
+
+    def fit_arrays(self, arrays: dict, mask, sample_sizes=None, ids=None) -> MetaResult:
+        """Fit the estimator to masked arrays instead of a dataset.
+
+        Parameters
+        ----------
+        arrays : dict of str to array, each (n_studies, n_voxels)
+            Keyed by image type (``"z"``, ``"beta"``, ``"varcope"``).
+        mask : nibabel.Nifti1Image
+            Mask whose voxels the columns are.
+        sample_sizes : array-like, shape (n_studies,), optional
+            Needed by the estimators that use sample sizes.
+        ids : list of str, optional
+            Study names used in messages.
+
+        Returns
+        -------
+        MetaResult
+            The maps.
+        """
+        types = {v: k for k, v in _IMAGE_NAMES.items()}
+        first = np.asarray(next(iter(arrays.values())))
+        n = first.shape[0]
+        if n < 2:
+            raise DatasetError(f"{type(self).__name__} needs at least 2 studies, got {n}")
+        inputs = {"id": np.asarray(ids if ids is not None else [f"study-{i}" for i in range(n)])}
+        inputs["mask"] = load_mask(mask)
+        for name, values in arrays.items():
+            if types[name] in self._image_inputs:  # float32, without copying if already so
+                inputs[types[name]] = np.asarray(values, np.float32)
+        missing = [_IMAGE_NAMES[k] for k in self._image_inputs if k not in inputs]
+        if missing:
+            raise DatasetError(f"{type(self).__name__} needs {missing} arrays")
+        if self._needs_sample_sizes:
+            if sample_sizes is None:
+                raise DatasetError(f"{type(self).__name__} needs sample sizes")
+            inputs["sample_sizes"] = np.asarray(sample_sizes, float)
+        self.inputs_ = self._validate_inputs(inputs)
+        return self._result(self._fit(self.inputs_))
+
+    def _result(self, maps: dict) -> MetaResult:
+        maps = dict(maps)
+        if "log_p" in maps:
+            maps["logp"] = -maps.pop("log_p") / _LN10
+        return MetaResult(
+            maps,
+            mask=self.inputs_["mask"],
+            tables=self._tables(),
+            description=self._description(),
+            citations=self._citations,
+            estimator=self,
+        )
+
+    def _tables(self) -> dict:
+        return {}
+
+    def _fit(self, inputs: dict) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _description(self) -> str:  # pragma: no cover - abstract
+        return ""
+
+    def _n_text(self) -> str:
+        return f"{len(self.inputs_['id'])}"
+
+    def _missing_text(self) -> str:
+        if self.aggressive_mask:
+            return " Only voxels with usable values in every study were analysed."
+        return (
+            " Each voxel was analysed over the studies with a usable (finite, non-zero) value "
+            "there; voxels covered by fewer than two studies were left empty."
+        )
+
+
+class Fishers(IBMAEstimator):
+    """Fisher's combined probability test on z-statistic images (Fisher 1946).
+
+    Parameters
+    ----------
+    two_sided : bool
+        Concordant two-sided test (default) or one-sided test of positive effects.
+    use_sample_size : bool
+        Weight each study's ``-2 log p`` by its sample size, referring the weighted sum to
+        Brown's scaled chi-square (default False).
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``z`` images. Output maps: ``z``, ``p``, ``logp``, ``dof``.
+    """
+
+    _image_inputs = ("z_maps",)
+
+    def __init__(self, two_sided: bool = True, use_sample_size: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.two_sided = two_sided
+        self.use_sample_size = use_sample_size
+        self._needs_sample_sizes = use_sample_size
+
+    def _fit(self, inputs):
+        per_study = {"weights": inputs["sample_sizes"]} if self.use_sample_size else {}
+        return apply_chunked(
+            _two_sided_fn(esma.fisher, self.two_sided),
+            {"z": inputs["z_maps"]},
+            inputs["valid"],
+            per_study,
+        )
+
+    def _description(self):
+        text = (
+            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+            "z-statistic images using Fisher's combined probability method (Fisher, 1946)"
+        )
+        text += ", with studies weighted by sample size." if self.use_sample_size else "."
+        return text + self._missing_text()
+
+
+class Stouffers(IBMAEstimator):
+    """Stouffer's z test on z-statistic images (Stouffer et al. 1949).
+
+    Parameters
+    ----------
+    use_sample_size : bool
+        Weight studies by the square root of their sample sizes (Zaykin 2011).
+    two_sided : bool
+        Concordant two-sided test (default) or one-sided test of positive effects.
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``z`` images (and ``sample_sizes`` metadata if ``use_sample_size``). Output maps:
+    ``z``, ``p``, ``logp``, ``dof``.
+    """
+
+    _image_inputs = ("z_maps",)
+
+    def __init__(self, use_sample_size: bool = False, two_sided: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.use_sample_size = use_sample_size
+        self.two_sided = two_sided
+        self._needs_sample_sizes = use_sample_size
+
+    def _fit(self, inputs):
+        per_study = {"weights": np.sqrt(inputs["sample_sizes"])} if self.use_sample_size else {}
+        return apply_chunked(
+            _two_sided_fn(esma.stouffer, self.two_sided),
+            {"z": inputs["z_maps"]},
+            inputs["valid"],
+            per_study,
+        )
+
+    def _description(self):
+        text = (
+            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+            "z-statistic images using Stouffer's method (Stouffer et al., 1949)"
+        )
+        if self.use_sample_size:
+            text += ", with studies weighted by the square root of their sample sizes"
+        return text + "." + self._missing_text()
+
+
+_FN_CACHE: dict = {}
+
+
+def _two_sided_fn(fn, two_sided):
+    key = (fn, two_sided)
+    if key not in _FN_CACHE:
+
+        @jax.jit
+        def run(valid, z, weights=None):
+            return fn(z, valid=valid, weights=weights, two_sided=two_sided)
+
+        _FN_CACHE[key] = run
+    return _FN_CACHE[key]
+
+
+def _regression_fn(name, **static):
+    key = (name, tuple(sorted(static.items())))
+    if key not in _FN_CACHE:
+        fn = getattr(esma, name)
+
+        @jax.jit
+        def run(valid, y, v=None, n=None):
+            if name == "sample_size_based_likelihood":
+                return fn(y, n, valid=valid, **static)
+            return fn(y, v, valid=valid, **static)
+
+        _FN_CACHE[key] = run
+    return _FN_CACHE[key]
+
+
+_CORRECTIONS = (None, "knapp-hartung", "wald")
+
+
+class _RegressionEstimator(IBMAEstimator):
+    """Shared options of the estimators that pool betas and variances.
+
+    Parameters
+    ----------
+    small_sample_correction : {None, "knapp-hartung", "wald"}
+        None keeps PyMARE's default for each estimator: Knapp-Hartung (t reference with
+        k - 1 dof, scaled variance) where tau^2 is estimated, Wald for
+        :class:`WeightedLeastSquares`.
+    """
+
+    _image_inputs = ("beta_maps", "varcope_maps")
+    _default_correction = "knapp-hartung"
+    _map_names = ("z", "p", "log_p", "est", "se", "dof")
+
+    def __init__(self, small_sample_correction=None, **kwargs):
+        if small_sample_correction not in _CORRECTIONS:
+            raise ValueError(
+                f"small_sample_correction must be one of {list(_CORRECTIONS)}, got "
+                f"{small_sample_correction!r}"
+            )
+        super().__init__(**kwargs)
+        self.small_sample_correction = small_sample_correction
+
+    @property
+    def _correction(self):
+        return self.small_sample_correction or self._default_correction
+
+    def _keep(self, maps):
+        return {k: maps[k] for k in self._map_names}
+
+    def _inference_text(self):
+        if self._correction == "knapp-hartung":
+            return (
+                " Standard errors were scaled with the Knapp-Hartung adjustment and tests "
+                "referred to a t distribution with k - 1 degrees of freedom (Knapp & Hartung, "
+                "2003)."
+            )
+        return " Tests used a normal reference (Wald)."
+
+
+class WeightedLeastSquares(_RegressionEstimator):
+    """Weighted least-squares meta-analysis with a known tau^2 (Brockwell & Gordon 2001).
+
+    Parameters
+    ----------
+    tau2 : float
+        Assumed between-study variance (default 0: fixed effects).
+    small_sample_correction : {None, "wald", "knapp-hartung"}
+        None means Wald, PyMARE's default here.
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``beta`` and ``varcope`` images. Output maps: ``z``, ``p``, ``logp``, ``est``,
+    ``se``, ``dof``; the table ``level-estimator`` holds ``tau2``.
+    """
+
+    _default_correction = "wald"
+
+    def __init__(self, tau2: float = 0, **kwargs):
+        super().__init__(**kwargs)
+        if np.ndim(tau2) != 0 or not float(tau2) >= 0:
+            raise ValueError(f"tau2 must be a number >= 0, got {tau2!r}")
+        self.tau2 = tau2
+
+    def _fit(self, inputs):
+        fn = _fixed_tau2_fn(self._correction, float(self.tau2))
+        arrays = {"y": inputs["beta_maps"], "v": inputs["varcope_maps"]}
+        return self._keep(apply_chunked(fn, arrays, inputs["valid"]))
+
+    def _tables(self):
+        return {"level-estimator": pd.DataFrame({"tau2": [self.tau2]})}
+
+    def _description(self):
+        return (
+            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+            "beta and variance images using weighted least squares (Brockwell & Gordon, "
+            f"2001) with an a priori tau-squared of {self.tau2} at every voxel."
+            + self._inference_text()
+            + self._missing_text()
+        )
+
+
+def _fixed_tau2_fn(correction, tau2):
+    key = ("fixed", correction, tau2)
+    if key not in _FN_CACHE:
+
+        @jax.jit
+        def run(valid, y, v):
+            return esma.random_effects(y, v, tau2, valid, small_sample_correction=correction)
+
+        _FN_CACHE[key] = run
+    return _FN_CACHE[key]
+
+
+class DerSimonianLaird(_RegressionEstimator):
+    """DerSimonian-Laird random-effects meta-analysis (DerSimonian & Laird 1986).
+
+    tau^2 is estimated voxel-wise by the method of moments.
+
+    Parameters
+    ----------
+    small_sample_correction : {None, "knapp-hartung", "wald"}
+        None means Knapp-Hartung, PyMARE's default.
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``beta`` and ``varcope`` images. Output maps: ``z``, ``p``, ``logp``, ``est``,
+    ``se``, ``tau2``, ``dof``.
+    """
+
+    _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
+    _citations = ("Salo2023", "SalimiKhorshidi2009", "DerSimonian1986")
+
+    def _fit(self, inputs):
+        fn = _regression_fn("dersimonian_laird", small_sample_correction=self._correction)
+        return self._keep(
+            apply_chunked(
+                fn, {"y": inputs["beta_maps"], "v": inputs["varcope_maps"]}, inputs["valid"]
+            )
+        )
+
+    def _description(self):
+        return (
+            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+            "beta and variance images using the DerSimonian-Laird random-effects method, with "
+            "tau-squared estimated voxel-wise by the method of moments (DerSimonian & Laird, "
+            "1986)." + self._inference_text() + self._missing_text()
+        )
+
+
+class Hedges(_RegressionEstimator):
+    """Hedges' random-effects meta-analysis (Hedges & Olkin 1985).
+
+    Parameters
+    ----------
+    small_sample_correction : {None, "knapp-hartung", "wald"}
+        None means Knapp-Hartung, PyMARE's default.
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``beta`` and ``varcope`` images. Output maps: ``z``, ``p``, ``logp``, ``est``,
+    ``se``, ``tau2``, ``dof``.
+    """
+
+    _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
+
+    def _fit(self, inputs):
+        fn = _regression_fn("hedges", small_sample_correction=self._correction)
+        return self._keep(
+            apply_chunked(
+                fn, {"y": inputs["beta_maps"], "v": inputs["varcope_maps"]}, inputs["valid"]
+            )
+        )
+
+    def _description(self):
+        return (
+            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+            "beta and variance images using the Hedges random-effects method, with "
+            "tau-squared estimated voxel-wise (Hedges & Olkin, 1985)."
+            + self._inference_text()
+            + self._missing_text()
+        )
+
+
+def _check_method(method):
+    if str(method).lower() not in ("ml", "reml"):
+        raise ValueError(f"method must be 'ml' or 'reml', got {method!r}")
+    return str(method).lower()
+
+
+class VarianceBasedLikelihood(_RegressionEstimator):
+    """Likelihood-based random-effects meta-analysis with known variances.
+
+    tau^2 and the pooled effect are estimated voxel-wise by maximum likelihood (``"ml"``)
+    or restricted maximum likelihood (``"reml"``); the profile likelihood is maximised by
+    a grid scan followed by golden-section search, vectorised over voxels.
+
+    Parameters
+    ----------
+    method : {"ml", "reml"}
+        Estimation method (default ``"ml"``).
+    small_sample_correction : {None, "knapp-hartung", "wald"}
+        None means Knapp-Hartung, PyMARE's default.
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``beta`` and ``varcope`` images. Output maps: ``z``, ``p``, ``logp``, ``est``,
+    ``se``, ``tau2``, ``dof``.
+    """
+
+    _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
+
+    def __init__(self, method: str = "ml", **kwargs):
+        super().__init__(**kwargs)
+        self.method = _check_method(method)
+
+    def _fit(self, inputs):
+        fn = _regression_fn(
+            "variance_based_likelihood",
+            method=self.method,
+            small_sample_correction=self._correction,
+        )
+        return self._keep(
+            apply_chunked(
+                fn, {"y": inputs["beta_maps"], "v": inputs["varcope_maps"]}, inputs["valid"]
+            )
+        )
+
+    def _description(self):
+        label = "restricted maximum" if self.method == "reml" else "maximum"
+        return (
+            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+            f"beta and variance images using variance-based {label} likelihood estimation, "
+            "with tau-squared estimated voxel-wise."
+            + self._inference_text()
+            + self._missing_text()
+        )
+
+
+class SampleSizeBasedLikelihood(_RegressionEstimator):
+    """Likelihood-based meta-analysis with known sample sizes and unknown variances.
+
+    Each study's variance is ``tau2 + sigma2 / n``, with one within-study variance
+    ``sigma2`` shared by all studies; both are estimated voxel-wise by ML or REML.
+
+    Parameters
+    ----------
+    method : {"ml", "reml"}
+        Estimation method (default ``"ml"``).
+    small_sample_correction : {None, "knapp-hartung", "wald"}
+        None means Knapp-Hartung, PyMARE's default.
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``beta`` images and ``sample_sizes`` metadata (not all equal). Output maps:
+    ``z``, ``p``, ``logp``, ``est``, ``se``, ``tau2``, ``sigma2``, ``dof``.
+    """
+
+    _image_inputs = ("beta_maps",)
+    _needs_sample_sizes = True
+    _map_names = ("z", "p", "log_p", "est", "se", "tau2", "sigma2", "dof")
+
+    def __init__(self, method: str = "ml", **kwargs):
+        super().__init__(**kwargs)
+        self.method = _check_method(method)
+
+    def _fit(self, inputs):
+        n = np.asarray(inputs["sample_sizes"], float)
+        if np.ptp(n) < math.sqrt(np.finfo(float).eps):
+            raise DatasetError(
+                "SampleSizeBasedLikelihood cannot separate tau^2 from sigma^2 when every "
+                f"study has the same sample size (all {n[0]:g})"
+            )
+        fn = _regression_fn(
+            "sample_size_based_likelihood",
+            method=self.method,
+            small_sample_correction=self._correction,
+        )
+        return self._keep(apply_chunked(fn, {"y": inputs["beta_maps"]}, inputs["valid"], {"n": n}))
+
+    def _description(self):
+        label = "restricted maximum" if self.method == "reml" else "maximum"
+        return (
+            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+            f"beta images using sample size-based {label} likelihood estimation, with "
+            "tau-squared and sigma-squared estimated voxel-wise."
+            + self._inference_text()
+            + self._missing_text()
+        )
+
+
+class PermutedOLS(IBMAEstimator):
+    """One-sample t test of beta images with a sign-flipping max-statistic FWE null.
+
+    Parameters
+    ----------
+    two_sided : bool
+        Two-sided test (default) or one-sided test of positive effects.
+    use_sample_size : bool
+        Not supported (NiMARE's sample-size-weighted CR2 statistic); must be False.
+    n_jobs : int
+        Kept for NiMARE compatibility; parallelism comes from ``n_cores`` in
+        :meth:`correct_fwe_montecarlo` (devices of the permutation engine).
+    random_state : int or None
+        Seed of the sign flips (default 42, as NiMARE).
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``beta`` images. Output maps: ``t``, ``z`` (same one-tailed probability as t),
+    ``p``, ``logp``, ``dof``. :class:`~nimare_jax.correct.FWECorrector` with
+    ``method="montecarlo"`` adds ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``:
+    each study's map is multiplied by a random sign per iteration (Winkler et al. 2014),
+    the maximum |z| over voxels is recorded, and the corrected p of a voxel is
+    ``(#(null max >= |z|) + 1) / (n_iters + 1)``. Iteration ``i`` draws its signs from
+    ``fold_in(key(random_state), i)``, so the null does not depend on batch size or
+    device count.
+    """
+
+    _image_inputs = ("beta_maps",)
+
+    def __init__(
+        self,
+        two_sided: bool = True,
+        use_sample_size: bool = False,
+        n_jobs: int = 1,
+        random_state=42,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if use_sample_size:
+            raise NotImplementedError(
+                "PermutedOLS(use_sample_size=True) (sample-size-weighted CR2 statistic) is "
+                "not implemented in nimare_jax"
+            )
+        self.two_sided = two_sided
+        self.use_sample_size = use_sample_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def _fit(self, inputs):
+        maps = apply_chunked(_ost_fn(), {"y": inputs["beta_maps"]}, inputs["valid"])
+        if not self.two_sided:
+            with jax.enable_x64(True):
+                t, dof = jnp.asarray(maps["t"]), jnp.asarray(maps["dof"])
+                log_p = np.asarray(esma.log_t_sf(t, jnp.where(jnp.isnan(dof), 1.0, dof)))
+            maps["log_p"] = np.where(np.isnan(maps["t"]), np.nan, log_p)
+            maps["p"] = np.exp(maps["log_p"])
+        return {k: maps[k] for k in ("t", "z", "p", "log_p", "dof")}
+
+    def _description(self):
+        return (
+            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+            "beta images using a one-sample t test (ordinary least squares) at each voxel."
+            + self._missing_text()
+        )
+
+    def correct_fwe_montecarlo(
+        self, result, voxel_thresh=None, n_iters=5000, n_cores=1, batch_size=64, **kwargs
+    ):
+        """Voxel-level FWE correction with a sign-flipping max-|z| null.
+
+        Parameters
+        ----------
+        result : MetaResult
+            Output of :meth:`fit`.
+        voxel_thresh : float, optional
+            Unused (there is no cluster-level inference here); accepted for the corrector.
+        n_iters : int
+            Sign-flip iterations (default 5000).
+        n_cores : int
+            Devices of the permutation engine (-1 or 0: all).
+        batch_size : int
+            Iterations per device per step (sets peak memory).
+        **kwargs
+            ``progress`` (bool) and ``stop_fn`` for the engine.
+
+        Returns
+        -------
+        maps : dict
+            ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``.
+        nulls : dict
+            ``values_level-voxel_corr-fwe_method-montecarlo``: the per-iteration maxima.
+        description : str
+            Methods text.
+        citations : tuple of str
+            BibTeX keys.
+        """
+        from nimare_jax.ops.permute import run_permutations
+
+        del voxel_thresh
+        n_iters = 5000 if n_iters is None else n_iters
+        if not isinstance(n_iters, int | np.integer) or n_iters <= 0:
+            raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+        n_devices = None if n_cores in (None, -1, 0) else min(int(n_cores), jax.device_count())
+        valid = self.inputs_["valid"]
+        y = np.where(valid, self.inputs_["beta_maps"], np.float32(0.0))
+        observed = np.asarray(result.maps["z"], np.float64)
+        seed = self.random_state
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31 - 1))
+        with jax.enable_x64(True):
+            summary = _sign_flip_summary(y, valid, self.two_sided)
+            res = run_permutations(
+                summary,
+                jax.random.key(int(seed)),
+                int(n_iters),
+                batch_size=batch_size,
+                n_devices=n_devices,
+                progress=kwargs.get("progress", False),
+                desc="PermutedOLS sign flips",
+                stop_fn=kwargs.get("stop_fn"),
+            )
+        null = np.asarray(res.samples, np.float64)
+        stat = np.abs(observed) if self.two_sided else observed
+        sorted_null = np.sort(null)
+        finite = np.isfinite(stat)
+        exceed = null.size - np.searchsorted(sorted_null, stat[finite], side="left")
+        p = np.full(stat.shape, np.nan)
+        p[finite] = (exceed + 1.0) / (null.size + 1.0)
+        sign = np.where(observed < 0, -1.0, 1.0)
+        with jax.enable_x64(True):
+            tail = "two" if self.two_sided else "one"
+            z = np.asarray(logp_to_z(np.log(p), tail=tail)) * sign
+        suffix = "level-voxel_corr-FWE_method-montecarlo"
+        maps = {f"p_{suffix}": p, f"z_{suffix}": z, f"logp_{suffix}": -np.log10(p)}
+        nulls = {"values_level-voxel_corr-fwe_method-montecarlo": null}
+        text = (
+            "Family-wise error rate correction was performed with a max-statistic null "
+            "distribution built by randomly flipping the sign of each study's map (Winkler "
+            "et al., 2014); the maximum was taken over z statistics so that voxels covered by "
+            f"different numbers of studies are comparable. {res.n_iters} iterations were "
+            "performed."
+        )
+        return maps, nulls, text, ()
+
+
+def _ost_fn():
+    key = ("ost",)
+    if key not in _FN_CACHE:
+
+        @jax.jit
+        def run(valid, y):
+            return esma.one_sample_t(y, valid=valid)
+
+        _FN_CACHE[key] = run
+    return _FN_CACHE[key]
+
+
+def _sign_flip_summary(y: np.ndarray, valid: np.ndarray, two_sided: bool):
+    """Return ``summary(key) -> max z`` over voxels for one random sign flip of the studies.
+
+    The t statistic per voxel needs only ``sum(s y)`` (one matrix-vector product) and the
+    unchanged ``sum(y**2)``; the maximum is taken per degrees-of-freedom class and only
+    those few maxima are converted to z.
+    """
+    k = valid.sum(axis=0)
+    usable = k >= 2
+    if not usable.all():
+        y = y[:, usable]
+        k = k[usable]
+    classes, inverse = np.unique(k, return_inverse=True)
+    n_classes = int(classes.size)
+    # float64 unless that would exceed ~256 MB (float32 sums of a few hundred terms still
+    # carry ~1e-6 relative error, immaterial for a max statistic but batch-shape dependent)
+    dtype = jnp.float64 if y.size <= _CHUNK_ENTRIES * 8 else jnp.float32
+    y_dev = jnp.asarray(y, dtype)
+    s2 = np.zeros(y.shape[1])
+    for row in y:  # row by row: no (n_studies, n_voxels) float64 temporary
+        s2 += row.astype(np.float64) ** 2
+    s2 = jnp.asarray(s2)
+    k_dev = jnp.asarray(k, jnp.float64)
+    seg = jnp.asarray(inverse.ravel(), jnp.int32)
+    dof = jnp.asarray(classes - 1.0, jnp.float64)
+    n_studies = y.shape[0]
+
+    def summary(key):
+        signs = jax.random.rademacher(key, (n_studies,), dtype=dtype)
+        s1 = (signs @ y_dev).astype(jnp.float64)
+        t = esma._t_from_sums(s1, s2, k_dev)
+        t = jnp.abs(t) if two_sided else t
+        t = jnp.where(jnp.isnan(t), -jnp.inf, t)
+        if n_classes == 1:  # every voxel has the same dof: one max, one conversion
+            return esma.t_to_z(jnp.max(t), dof[0])
+        per_class = jax.ops.segment_max(t, seg, num_segments=n_classes)
+        return jnp.max(esma.t_to_z(per_class, dof))
+
+    return summary
