@@ -142,6 +142,10 @@ class FDRCorrector:
         MetaResult
             With FDR-adjusted maps.
         """
+        own = getattr(result.estimator, f"correct_fdr_{self.method}", None)
+        if own is not None:  # estimators with several p-maps (MKDAChi2) correct their own
+            maps, nulls, text, cites = own(result, alpha=self.alpha)
+            return _with_maps(result, maps, nulls, text, cites)
         if "p" not in result.maps:
             raise ValueError("FDR correction needs a 'p' map in the result")
         p = np.asarray(result.maps["p"], np.float64)

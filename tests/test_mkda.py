@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 from scipy import stats as sps
 
-from nimare_jax.correct import FWECorrector
+from nimare_jax.correct import FDRCorrector, FWECorrector
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import KDA, ALEKernel, KDAKernel, MKDAChi2, MKDADensity, MKDAKernel
 from nimare_jax.meta.cbma.mkda import bernoulli_sum_null, label_permutation_null, sum_null
@@ -199,11 +199,11 @@ def test_mkdachi2_undefined_posterior(chi2_fit, groups, reference):
 
 
 def test_mkdachi2_fdr_equals_nimare(chi2_fit, reference):
-    maps, _, text, cites = chi2_fit.estimator.correct_fdr_indep(chi2_fit)
+    out = FDRCorrector(method="indep").transform(chi2_fit)
     ref = reference("mkdachi2_fdr_maps")
-    assert set(ref) <= set(maps)
-    assert_maps_match(maps, ref, sorted(ref))
-    assert cites == ("Benjamini1995",) and "[Benjamini1995]" in text
+    assert set(ref) <= set(out.maps)
+    assert_maps_match(out.maps, ref, sorted(ref))
+    assert "Benjamini1995" in out.citations and "[Benjamini1995]" in out.description
 
 
 @pytest.fixture(scope="module")
