@@ -135,3 +135,26 @@ def test_ale_statistic_gradient_in_fwhm_matches_finite_differences(laird):
         fd = (mean_ale(10.0 + h) - mean_ale(10.0 - h)) / (2 * h)
     assert float(grad) == pytest.approx(float(fd), rel=1e-5)
     assert float(grad) < 0  # wider kernels lower the peak values at the foci
+
+
+@pytest.mark.parametrize("combine", ["max", "sum"])
+def test_scatter_strategy_equals_window_loop(laird, combine):
+    arr = ALEKernel().prepare(laird.slice(laird.ids[:5]))
+    win = jnp.asarray(-np.log1p(-arr.windows), jnp.float32)
+    weights = np.linspace(0.5, 1.5, 5).astype(np.float32)
+    step_focus, step_flush = K.schedule(arr.exp_index)
+    loop = K.accumulate(
+        arr.ijk,
+        arr.exp_window[arr.exp_index],
+        weights[arr.exp_index],
+        win,
+        step_focus,
+        step_flush,
+        arr.shape,
+        combine,
+    )
+    ijk, valid = arr.padded()
+    scatter = K.accumulate_scatter(
+        ijk, valid, arr.exp_window, weights, win, arr.shape, combine, chunk=2
+    )
+    np.testing.assert_allclose(np.asarray(scatter), np.asarray(loop), rtol=1e-6, atol=1e-9)

@@ -377,6 +377,27 @@ def experiment_map(ijk, valid, window, shape, combine):
     return vol[half : half + shape[0], half : half + shape[1], half : half + shape[2]]
 
 
+def resolve_strategy(strategy: str = "auto") -> str:
+    """Pick how foci windows are applied: ``"window"`` (sequential loop) or ``"scatter"``.
+
+    Parameters
+    ----------
+    strategy : {"auto", "window", "scatter"}
+        ``"auto"``: the window loop on CPU (in-place updates, measured faster there), the
+        chunked scatter on GPU/TPU (parallel atomic updates).
+
+    Returns
+    -------
+    str
+        ``"window"`` or ``"scatter"``.
+    """
+    if strategy not in ("auto", "window", "scatter"):
+        raise ValueError(f"strategy must be 'auto', 'window' or 'scatter', not {strategy!r}")
+    if strategy == "auto":
+        return "window" if jax.default_backend() == "cpu" else "scatter"
+    return strategy
+
+
 def _union_term(values, union: str):
     return -jnp.log1p(-values) if union == "probabilistic" else values
 
@@ -472,3 +493,69 @@ def ma_values(ijk, valid, exp_window, windows, mask_index, shape, combine):
         return vol.reshape(-1)[mask_index]
 
     return jax.lax.map(one, (ijk, valid, exp_window))
+
+
+@partial(jax.jit, static_argnames=("shape", "combine", "chunk"))
+def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combine, chunk=8):
+    """:func:`accumulate` built from scatters, ``chunk`` experiments at a time (GPU strategy).
+
+    Each chunk's experiments are scattered (max or add) into their own rows of a
+    ``(chunk, volume)`` buffer, whose weighted sum over rows is added to the accumulator.
+    On GPUs the scatters are atomic and parallel; on CPUs the sequential window loop of
+    :func:`accumulate` is faster (``benchmarks/bench_strategies.py``). The results agree to
+    float rounding.
+
+    Parameters
+    ----------
+    ijk : int array, shape (n_exp, max_foci, 3)
+        Foci of each experiment, padded (see ``FociArrays.padded``).
+    valid : bool array, shape (n_exp, max_foci)
+        False for padding.
+    exp_window : int array, shape (n_exp,)
+        Kernel of each experiment (index into ``windows``).
+    exp_weight : float array, shape (n_exp,)
+        Weight of each experiment.
+    windows : float array, shape (n_windows, W, W, W)
+        Centred kernels.
+    shape : tuple of 3 ints
+        Volume shape (static).
+    combine : {"max", "sum"}
+        Within-experiment combination (static).
+    chunk : int
+        Experiments per scatter (static); memory is ``chunk`` volumes.
+
+    Returns
+    -------
+    jax.Array, shape ``shape``
+        The accumulated volume.
+    """
+    n_exp, width = ijk.shape[0], windows.shape[-1]
+    half = width // 2
+    padded = tuple(s + 2 * half for s in shape)
+    strides = np.array([padded[1] * padded[2], padded[2], 1], np.int32)
+    offsets = jnp.asarray(np.indices((width,) * 3).reshape(3, -1).T @ strides, jnp.int32)
+    n_chunks = -(-n_exp // chunk)
+    extra = n_chunks * chunk - n_exp
+
+    def pad(a, value=0):
+        return jnp.concatenate([jnp.asarray(a), jnp.full((extra, *a.shape[1:]), value, a.dtype)])
+
+    xs = (
+        pad(jnp.asarray(ijk, jnp.int32)).reshape(n_chunks, chunk, *ijk.shape[1:]),
+        pad(jnp.asarray(valid)).reshape(n_chunks, chunk, -1),
+        pad(jnp.asarray(exp_window, jnp.int32)).reshape(n_chunks, chunk),
+        pad(jnp.asarray(exp_weight, windows.dtype)).reshape(n_chunks, chunk),
+    )
+    rows = jnp.arange(chunk)[:, None, None]
+
+    def body(acc, x):
+        c_ijk, c_valid, c_win, c_w = x
+        idx = (c_ijk @ strides)[..., None] + offsets  # (chunk, max_foci, W^3)
+        vals = windows[c_win].reshape(chunk, 1, -1) * c_valid[..., None]
+        buf = jnp.zeros((chunk, int(np.prod(padded))), windows.dtype)
+        buf = buf.at[rows, idx].max(vals) if combine == "max" else buf.at[rows, idx].add(vals)
+        return acc + (c_w[:, None] * buf).sum(0), None
+
+    acc, _ = jax.lax.scan(body, jnp.zeros(int(np.prod(padded)), windows.dtype), xs)
+    acc = acc.reshape(padded)
+    return acc[half : half + shape[0], half : half + shape[1], half : half + shape[2]]

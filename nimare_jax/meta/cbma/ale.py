@@ -322,7 +322,7 @@ def seed_to_key(random_state):
     return seed, jax.random.key(seed)
 
 
-def relocation_maps(arrays: FociArrays, log_windows):
+def relocation_maps(arrays: FociArrays, log_windows, strategy: str = "auto"):
     """ALE volume of one random relocation of all foci (uniform over the mask voxels).
 
     Parameters
@@ -331,6 +331,8 @@ def relocation_maps(arrays: FociArrays, log_windows):
         Prepared foci and kernels; experiments and kernels are kept, positions redrawn.
     log_windows : jax.Array, shape (n_windows, W, W, W)
         ``-log1p(-K)`` windows (:func:`ale_windows`).
+    strategy : {"auto", "window", "scatter"}
+        How windows are applied (:func:`nimare_jax.ops.kernels.resolve_strategy`).
 
     Returns
     -------
@@ -346,19 +348,33 @@ def relocation_maps(arrays: FociArrays, log_windows):
     focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
     weight = jnp.ones(n_foci, jnp.float32)
     step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
+    slot, valid = (jnp.asarray(a) for a in arrays.slots())
+    n_exp = slot.shape[0]
+    use_scatter = K.resolve_strategy(strategy) == "scatter"
 
     def ale_volume(key):
-        idx = jax.random.randint(key, (n_foci,), 0, mask_ijk.shape[0])
-        acc = K.accumulate(
-            mask_ijk[idx],
-            focus_window,
-            weight,
-            log_windows,
-            step_focus,
-            step_flush,
-            arrays.shape,
-            "max",
-        )
+        ijk = mask_ijk[jax.random.randint(key, (n_foci,), 0, mask_ijk.shape[0])]
+        if use_scatter:
+            acc = K.accumulate_scatter(
+                ijk[slot],
+                valid,
+                arrays.exp_window,
+                jnp.ones(n_exp, jnp.float32),
+                log_windows,
+                arrays.shape,
+                "max",
+            )
+        else:
+            acc = K.accumulate(
+                ijk,
+                focus_window,
+                weight,
+                log_windows,
+                step_focus,
+                step_flush,
+                arrays.shape,
+                "max",
+            )
         return jnp.where(mask, -jnp.expm1(-acc), 0.0)
 
     return ale_volume

@@ -49,17 +49,25 @@ class FociArrays:
     mask_index: np.ndarray
     combine: str
 
-    def padded(self):
-        """Return foci padded per experiment: ``(ijk (n_exp, m, 3), valid (n_exp, m))``."""
+    def slots(self):
+        """Return ``(slot (n_exp, m) int32, valid (n_exp, m) bool)``: focus index per slot.
+
+        Experiment ``e``'s foci are ``slot[e, valid[e]]``; padding slots point at focus 0.
+        """
         n_exp = len(self.ids)
         counts = np.bincount(self.exp_index, minlength=n_exp)
         width = max(int(counts.max()) if n_exp else 0, 1)
-        ijk = np.zeros((n_exp, width, 3), np.int32)
+        slot = np.zeros((n_exp, width), np.int32)
         valid = np.zeros((n_exp, width), bool)
         rank = np.arange(len(self.exp_index)) - np.repeat(np.cumsum(counts) - counts, counts)
-        ijk[self.exp_index, rank] = self.ijk
+        slot[self.exp_index, rank] = np.arange(len(self.exp_index))
         valid[self.exp_index, rank] = True
-        return ijk, valid
+        return slot, valid
+
+    def padded(self):
+        """Return foci padded per experiment: ``(ijk (n_exp, m, 3), valid (n_exp, m))``."""
+        slot, valid = self.slots()
+        return np.where(valid[..., None], self.ijk[slot], 0).astype(np.int32), valid
 
 
 class KernelTransformer:
