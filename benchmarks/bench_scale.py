@@ -33,7 +33,8 @@ CHILD = textwrap.dedent(
     configure_cpu_devices(cfg["cores"])
     import jax
     from nimare_jax.generate import create_coordinate_dataset
-    from nimare_jax.meta.cbma.ale import ale_windows, relocation_null
+    from nimare_jax.meta.cbma.ale import relocation_maps
+    from nimare_jax.meta.cbma.base import relocation_null
     from nimare_jax.meta.cbma.kernel import ALEKernel
     t = time.perf_counter()
     _, dset = create_coordinate_dataset(
@@ -41,7 +42,7 @@ CHILD = textwrap.dedent(
         n_studies=cfg["n_studies"], sample_size=20, seed=0)
     arrays = ALEKernel().prepare(dset)
     t_data = time.perf_counter() - t
-    summary = relocation_null(arrays, ale_windows(arrays), cfg["threshold"], 6)
+    summary = relocation_null(relocation_maps(arrays), cfg["threshold"], 6)
     def run(n):
         t = time.perf_counter()
         run_permutations(summary, jax.random.key(0), n, batch_size=1, n_devices=cfg["cores"],

@@ -15,7 +15,7 @@ import warnings
 import jax
 
 from nimare_jax.dataset import Dataset
-from nimare_jax.meta.cbma.ale import ale_windows, relocation_maps
+from nimare_jax.meta.cbma.ale import relocation_maps
 from nimare_jax.meta.cbma.kernel import ALEKernel
 from nimare_jax.spatial import get_resource_path
 
@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     print("| strategy | compile + first call s | ms per relocation | max ALE (same draw) |")
     print("|---|---|---|---|")
     for strategy in ("window", "scatter"):
-        volume = relocation_maps(arrays, ale_windows(arrays), strategy)
+        volume = relocation_maps(arrays, strategy)
         run = jax.jit(lambda k, volume=volume: volume(k).max())
         t = time.perf_counter()
         first = float(run(key))

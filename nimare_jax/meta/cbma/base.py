@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.meta.cbma.kernel import KernelTransformer
+from nimare_jax.meta.cbma.kernel import FociArrays, KernelTransformer
+from nimare_jax.ops import kernels as K
+from nimare_jax.ops import nulls
+from nimare_jax.ops.label import label_clusters, max_cluster_stats
+from nimare_jax.ops.permute import QuantileStop, run_permutations
 from nimare_jax.results import MetaResult
 
 
@@ -104,3 +111,362 @@ class CBMAEstimator:
 
     def _description(self) -> str:
         raise NotImplementedError
+
+
+_FWE = "corr-FWE_method-montecarlo"
+_FWE_NULL = "corr-fwe_method-montecarlo"
+
+
+def seed_to_key(random_state):
+    """Return ``(seed, key)``: a PRNG key from an int seed, or from fresh entropy if None.
+
+    Parameters
+    ----------
+    random_state : int or None
+        Seed.
+
+    Returns
+    -------
+    seed : int
+        The seed used (recorded in descriptions so runs can be repeated).
+    key : jax.Array
+        Typed PRNG key.
+    """
+    seed = (
+        int(np.random.SeedSequence().entropy % (2**31))
+        if random_state is None
+        else int(random_state)
+    )
+    return seed, jax.random.key(seed)
+
+
+def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strategy="auto"):
+    """Statistic volume of one random relocation of all foci (uniform over the mask voxels).
+
+    Parameters
+    ----------
+    arrays : FociArrays
+        Prepared foci and kernels; experiments and kernels are kept, positions redrawn.
+    windows : array, shape (n_windows, W, W, W)
+        Kernels as accumulated: ``-log1p(-K)`` for ALE, the spheres for densities.
+    exp_weight : array-like, shape (n_exp,)
+        Weight of each experiment.
+    union : {"probabilistic", "sum"}
+        ``"probabilistic"`` returns ``-expm1(-acc)`` (ALE), ``"sum"`` the weighted sum.
+    strategy : {"auto", "window", "scatter"}
+        How windows are applied (:func:`nimare_jax.ops.kernels.resolve_strategy`).
+
+    Returns
+    -------
+    callable
+        ``volume(key) -> (X, Y, Z)`` float32 statistic, zero outside the mask; pure.
+    """
+    mask = np.zeros(int(np.prod(arrays.shape)), bool)
+    mask[arrays.mask_index] = True
+    mask = mask.reshape(arrays.shape)
+    mask_ijk = jnp.asarray(np.argwhere(mask), jnp.int32)
+    mask = jnp.asarray(mask)
+    n_foci = arrays.ijk.shape[0]
+    windows = jnp.asarray(windows, jnp.float32)
+    exp_weight = np.asarray(exp_weight, np.float32)
+    focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
+    focus_weight = jnp.asarray(exp_weight[arrays.exp_index])
+    step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
+    slot, valid = (jnp.asarray(a) for a in arrays.slots())
+    use_scatter = K.resolve_strategy(strategy) == "scatter"
+
+    def volume(key):
+        ijk = mask_ijk[jax.random.randint(key, (n_foci,), 0, mask_ijk.shape[0])]
+        if use_scatter:
+            acc = K.accumulate_scatter(
+                ijk[slot],
+                valid,
+                arrays.exp_window,
+                exp_weight,
+                windows,
+                arrays.shape,
+                arrays.combine,
+            )
+        else:
+            acc = K.accumulate(
+                ijk,
+                focus_window,
+                focus_weight,
+                windows,
+                step_focus,
+                step_flush,
+                arrays.shape,
+                arrays.combine,
+            )
+        return jnp.where(mask, -jnp.expm1(-acc) if union == "probabilistic" else acc, 0.0)
+
+    return volume
+
+
+def relocation_null(
+    volume,
+    ss_thresh: float,
+    connectivity: int = 6,
+    label_backend: str = "auto",
+    vfwe_only: bool = False,
+):
+    """Per-iteration summary of a Monte Carlo FWE null: maximum and largest clusters.
+
+    Parameters
+    ----------
+    volume : callable
+        ``volume(key) -> (X, Y, Z)`` statistic of one null draw (:func:`relocation_volume`).
+    ss_thresh : float
+        Cluster-forming threshold on the statistic (voxels strictly above it).
+    connectivity : {6, 18, 26}
+        Cluster neighbourhood.
+    label_backend : {"auto", "jax", "scipy"}
+        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    vfwe_only : bool
+        Record only the maximum.
+
+    Returns
+    -------
+    callable
+        ``summary(key) -> {"voxel": max, "size": max cluster size, "mass": max cluster
+        mass}``; pure, jit-able.
+    """
+    thresh = jnp.float32(ss_thresh)
+
+    def summary(key):
+        vol = volume(key)
+        out = {"voxel": vol.max()}
+        if not vfwe_only:
+            cl = max_cluster_stats(
+                vol > thresh, vol - thresh, connectivity=connectivity, backend=label_backend
+            )
+            out.update(size=cl.max_size, mass=cl.max_mass)
+        return out
+
+    return summary
+
+
+def cluster_fwe_maps(stat, mask_img, ss_thresh, null_sizes, null_masses, connectivity):
+    """Cluster-size and cluster-mass FWE p-maps of an observed statistic map.
+
+    Voxels outside supra-threshold clusters get the largest p-value (``1 - 1/n``), as in
+    NiMARE.
+
+    Parameters
+    ----------
+    stat : numpy.ndarray, shape (n_voxels,)
+        Observed statistic over the mask.
+    mask_img : nibabel.Nifti1Image
+        Mask.
+    ss_thresh : float
+        Cluster-forming threshold (voxels strictly above form clusters).
+    null_sizes, null_masses : numpy.ndarray, shape (n_iters,)
+        Per-iteration maximum cluster size and mass.
+    connectivity : {6, 18, 26}
+        Cluster neighbourhood.
+
+    Returns
+    -------
+    p_size, p_mass : numpy.ndarray, shape (n_voxels,)
+        Corrected p-values.
+    labels : numpy.ndarray, shape (n_voxels,)
+        Cluster label of each voxel (0 outside clusters).
+    """
+    inside = np.asanyarray(mask_img.dataobj) > 0
+    vol = np.zeros(inside.shape, np.float64)
+    vol[inside] = stat
+    active = vol > ss_thresh
+    labels, n = label_clusters(active, connectivity)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
+    masses = np.bincount(
+        labels.ravel(), weights=np.where(active, vol - ss_thresh, 0.0).ravel(), minlength=n + 1
+    )
+    sizes[0] = masses[0] = 0.0
+    p_size = stats.null_to_p(sizes, null_sizes, tail="upper")
+    p_mass = stats.null_to_p(masses, null_masses, tail="upper")
+    lab = labels[inside]
+    return np.asarray(p_size)[lab], np.asarray(p_mass)[lab], lab
+
+
+class RelocationEstimator(CBMAEstimator):
+    """CBMA estimator whose nulls relocate every focus uniformly within the mask.
+
+    Subclasses define :meth:`_relocation` (the statistic volume of one relocation), and the
+    class attributes ``_name``, ``_stat_label`` and ``_fwe_citations`` used in descriptions.
+    Provides the Monte Carlo voxel-wise null and :meth:`correct_fwe_montecarlo`.
+    """
+
+    _name = ""
+    _stat_label = "statistic"
+    _fwe_citations: tuple = ()
+
+    def _relocation(self, arrays: FociArrays):
+        raise NotImplementedError
+
+    def _montecarlo_null(self, arrays: FociArrays, bins: np.ndarray) -> dict:
+        """Voxel-wise null from ``n_iters`` relocations of all foci (histograms summed)."""
+        _, key = seed_to_key(self.random_state)
+        volume = self._relocation(arrays)
+        inv_step = 1.0 / (bins[1] - bins[0])
+        n_bins = bins.shape[0]
+        inside = jnp.asarray(arrays.mask_index)
+
+        def summary(k):
+            values = volume(k).reshape(-1)[inside]
+            idx = jnp.clip(jnp.round(values * inv_step).astype(jnp.int32), 0, n_bins - 1)
+            top = jnp.clip(jnp.round(values.max() * inv_step).astype(jnp.int32), 0, n_bins - 1)
+            return {
+                "all": jnp.bincount(idx, length=n_bins),
+                "max": jnp.zeros(n_bins, jnp.int32).at[top].add(1),
+            }
+
+        out = run_permutations(
+            summary,
+            jax.random.fold_in(key, 0),
+            self.n_iters,
+            n_devices=self.n_cores,
+            desc=f"{self._name} Monte Carlo null",
+            vectorize="map",
+            reduce="sum",
+        )
+        return {
+            "histweights_corr-none_method-montecarlo": out.samples["all"].astype(np.float64),
+            "histweights_level-voxel_corr-fwe_method-montecarlo": (
+                out.samples["max"].astype(np.float64)
+            ),
+        }
+
+    def correct_fwe_montecarlo(
+        self,
+        result,
+        voxel_thresh: float = 0.001,
+        n_iters: int | None = None,
+        n_cores: int = 1,
+        connectivity: int = 6,
+        vfwe_only: bool = False,
+        batch_size: int = 16,
+        tolerance: float | None = None,
+        label_backend: str = "auto",
+        progress: bool = True,
+    ):
+        """Monte Carlo FWE correction: relocate all foci uniformly in the mask, record maxima.
+
+        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead.
+
+        Parameters
+        ----------
+        result : MetaResult
+            This estimator's fit.
+        voxel_thresh : float
+            Uncorrected p of the cluster-forming threshold, read from the fit's null.
+        n_iters : int or None
+            Iterations (None: the estimator's ``n_iters``).
+        n_cores : int
+            Devices to spread iterations over.
+        connectivity : {6, 18, 26}
+            Cluster neighbourhood (NiMARE: 6).
+        vfwe_only : bool
+            Skip cluster-level inference. With ``null_method="montecarlo"`` the voxel-level
+            maps then come from the fit's histogram of maxima, without new iterations.
+        batch_size : int
+            Iterations per device per dispatch (run one after the other on a device).
+        tolerance : float or None
+            Early stopping (NiMARE issue 866): stop once the Maritz-Jarrett standard error
+            of the 95th percentile of the null maxima is below this fraction of it (checked
+            after each batch, from 1000 iterations on).
+        label_backend : {"auto", "jax", "scipy"}
+            Cluster labelling implementation.
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        maps : dict
+            ``logp``/``z`` maps at voxel level and (unless ``vfwe_only``) for cluster size
+            and mass, under NiMARE's names.
+        nulls : dict
+            Per-iteration maxima.
+        description : str
+            Methods text.
+        citations : tuple of str
+            BibTeX keys.
+        """
+        if connectivity not in (6, 18, 26):
+            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
+        stat = np.asarray(result.maps["stat"], np.float64)
+        bins = self.null_distributions_["histogram_bins"]
+        cites = self._fwe_citations
+        refs = "; ".join(cites)
+        suffix = f"level-voxel_{_FWE}"
+        maps, nulls_out = {}, {}
+        if vfwe_only and self.null_method == "montecarlo":
+            hist_max = self.null_distributions_[f"histweights_level-voxel_{_FWE_NULL}"]
+            p_voxel = stats.nullhist_to_p(stat, hist_max, bins)
+            maps[f"logp_{suffix}"] = -np.log10(p_voxel)
+            maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
+            text = (
+                "Family-wise error was controlled at the voxel level with the distribution of "
+                f"the maximum {self._stat_label} over the {self.n_iters} relocations of the "
+                f"Monte Carlo null [{refs}]."
+            )
+            return maps, nulls_out, text, cites
+        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters)
+        weights = self.null_distributions_[f"histweights_corr-none_method-{self.null_method}"]
+        ss_thresh = nulls.histogram_to_threshold(weights, bins, voxel_thresh)
+        seed, key = seed_to_key(self.random_state)
+        summary = relocation_null(
+            self._relocation(self.inputs_), ss_thresh, connectivity, label_backend, vfwe_only
+        )
+        stopper = None if tolerance is None else QuantileStop("voxel", tol=tolerance)
+        out = run_permutations(
+            summary,
+            jax.random.fold_in(key, 1),
+            n_iters,
+            batch_size=batch_size,
+            n_devices=n_cores,
+            progress=progress,
+            desc=f"{self._name} FWE permutations",
+            stop_fn=stopper,
+            vectorize="map",
+        )
+        vmax = np.asarray(out.samples["voxel"], np.float64)
+        used = vmax.shape[0]
+        p_voxel = stats.null_to_p(stat, vmax, tail="upper")
+        maps[f"logp_{suffix}"] = -np.log10(p_voxel)
+        maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
+        nulls_out[f"values_level-voxel_{_FWE_NULL}"] = vmax
+        if not vfwe_only:
+            smax = np.asarray(out.samples["size"], np.float64)
+            mmax = np.asarray(out.samples["mass"], np.float64)
+            p_size, p_mass, _ = cluster_fwe_maps(
+                stat, result.mask, ss_thresh, smax, mmax, connectivity
+            )
+            for desc, p, null in (("size", p_size, smax), ("mass", p_mass, mmax)):
+                sfx = f"desc-{desc}_level-cluster_{_FWE}"
+                maps[f"logp_{sfx}"] = -np.log10(p)
+                maps[f"z_{sfx}"] = stats.p_to_z(p, tail="one")
+                nulls_out[f"values_desc-{desc}_level-cluster_{_FWE_NULL}"] = null
+        stopped = ""
+        if out.stopped_early:
+            stopped = (
+                f" Iterations stopped early after {used} of {n_iters}: the Monte Carlo "
+                f"standard error of the 95th percentile of the maximum {self._stat_label} was "
+                f"{stopper.se:.2g} (relative tolerance {tolerance}) [MaritzJarrett1978]."
+            )
+            cites = cites + ("MaritzJarrett1978",)
+        clusters = (
+            " recorded"
+            if vfwe_only
+            else ", largest cluster size and largest cluster mass recorded. Clusters were "
+            f"formed at an uncorrected p < {voxel_thresh} ({self._stat_label} > "
+            f"{ss_thresh:.5g}) with {connectivity}-neighbour connectivity"
+        )
+        text = (
+            f"Family-wise error was controlled with a Monte Carlo procedure [{refs}]: in each "
+            f"of {used} iterations (seed {seed}) every focus was relocated to a random voxel "
+            f"of the mask, the {self._stat_label} map recomputed, and its maximum"
+            + clusters
+            + "."
+            + stopped
+        )
+        return maps, nulls_out, text, cites

@@ -22,22 +22,27 @@ from scipy import stats as sps
 
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.meta.cbma.ale import cluster_fwe_maps, seed_to_key
-from nimare_jax.meta.cbma.base import CBMAEstimator, check_n_iters, make_kernel
+from nimare_jax.meta.cbma.base import (
+    _FWE,
+    _FWE_NULL,
+    RelocationEstimator,
+    check_n_iters,
+    cluster_fwe_maps,
+    make_kernel,
+    relocation_volume,
+    seed_to_key,
+)
 from nimare_jax.meta.cbma.kernel import FociArrays, KDAKernel, MKDAKernel
 from nimare_jax.ops import kernels as K
-from nimare_jax.ops import nulls
 from nimare_jax.ops import stats as ops_stats
 from nimare_jax.ops.label import max_cluster_stats
-from nimare_jax.ops.permute import QuantileStop, run_permutations
+from nimare_jax.ops.permute import run_permutations
 from nimare_jax.results import MetaResult
 
 __all__ = ["KDA", "MKDAChi2", "MKDADensity"]
 
 #: Grid resolution of the weighted MKDA null (NiMARE's ``n_histogram_bins`` default).
 DEFAULT_HISTOGRAM_BINS = 100_000
-_FWE = "corr-FWE_method-montecarlo"
-_FWE_NULL = "corr-fwe_method-montecarlo"
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,50 +193,6 @@ def experiment_weights(weighting, dataset) -> tuple[np.ndarray, int]:
 # ---------------------------------------------------------------------------------------
 
 
-def relocated_density(arrays: FociArrays, exp_weight):
-    """Density volume of one random relocation of all foci (uniform over the mask voxels).
-
-    Parameters
-    ----------
-    arrays : FociArrays
-        Prepared foci and sphere windows; experiments are kept, positions redrawn.
-    exp_weight : array-like, shape (n_exp,)
-        Weight of each experiment (ones for counts).
-
-    Returns
-    -------
-    callable
-        ``volume(key) -> (X, Y, Z)`` float32 density (``sum_e w_e MA_e``), zero outside the
-        mask; pure.
-    """
-    mask = np.zeros(int(np.prod(arrays.shape)), bool)
-    mask[arrays.mask_index] = True
-    mask = mask.reshape(arrays.shape)
-    mask_ijk = jnp.asarray(np.argwhere(mask), jnp.int32)
-    mask = jnp.asarray(mask)
-    n_foci = arrays.ijk.shape[0]
-    focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
-    weight = jnp.asarray(np.asarray(exp_weight, np.float32)[arrays.exp_index])
-    windows = jnp.asarray(arrays.windows, jnp.float32)
-    step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
-
-    def volume(key):
-        idx = jax.random.randint(key, (n_foci,), 0, mask_ijk.shape[0])
-        acc = K.accumulate(
-            mask_ijk[idx],
-            focus_window,
-            weight,
-            windows,
-            step_focus,
-            step_flush,
-            arrays.shape,
-            arrays.combine,
-        )
-        return jnp.where(mask, acc, 0.0)
-
-    return volume
-
-
 def chi2_maps(count1, count2, n1: int, n2: int) -> dict:
     """Compute the three chi-square maps of MKDAChi2 from per-voxel active counts.
 
@@ -355,8 +316,8 @@ def random_foci_null(
         ``summary(key) -> {map: {"voxel", "size", "mass"}}``; pure.
     """
     n1, n2 = len(arrays1.ids), len(arrays2.ids)
-    vol1 = relocated_density(arrays1, np.ones(n1))
-    vol2 = relocated_density(arrays2, np.ones(n2))
+    vol1 = relocation_volume(arrays1, arrays1.windows, np.ones(n1), "sum")
+    vol2 = relocation_volume(arrays2, arrays2.windows, np.ones(n2), "sum")
     mask_index = jnp.asarray(arrays1.mask_index)
 
     def summary(key):
@@ -376,10 +337,12 @@ def random_foci_null(
 # ---------------------------------------------------------------------------------------
 
 
-class _DensityEstimator(CBMAEstimator):
+class _DensityEstimator(RelocationEstimator):
     """Shared machinery of MKDADensity and KDA (sum of experiment sphere maps)."""
 
     _name = ""
+    _stat_label = "density"
+    _fwe_citations = ("Wager2007",)
 
     def _init(self, null_method, n_iters, n_cores, random_state):
         if null_method not in ("approximate", "montecarlo"):
@@ -432,7 +395,7 @@ class _DensityEstimator(CBMAEstimator):
         else:
             key = "histweights_corr-none_method-montecarlo"
             null = {"histogram_bins": null["histogram_bins"]}
-            null.update(self._montecarlo_null(arrays, weights, null["histogram_bins"]))
+            null.update(self._montecarlo_null(arrays, null["histogram_bins"]))
         p = stats.nullhist_to_p(stat, null[key], null["histogram_bins"])
         maps = {
             "stat": stat.astype(np.float32),
@@ -445,183 +408,9 @@ class _DensityEstimator(CBMAEstimator):
     def _approximate_null(self, hist, eff_weights, counts, value) -> dict:
         raise NotImplementedError
 
-    def _montecarlo_null(self, arrays: FociArrays, weights, bins) -> dict:
-        """Voxel-wise null from ``n_iters`` relocations of all foci (histograms summed)."""
-        _, key = seed_to_key(self.random_state)
-        volume = relocated_density(arrays, weights * self.kernel_transformer.value)
-        inv_step = 1.0 / (bins[1] - bins[0])
-        n_bins = bins.shape[0]
-        inside = jnp.asarray(arrays.mask_index)
-
-        def summary(k):
-            values = volume(k).reshape(-1)[inside]
-            idx = jnp.clip(jnp.round(values * inv_step).astype(jnp.int32), 0, n_bins - 1)
-            top = jnp.clip(jnp.round(values.max() * inv_step).astype(jnp.int32), 0, n_bins - 1)
-            return {
-                "all": jnp.bincount(idx, length=n_bins),
-                "max": jnp.zeros(n_bins, jnp.int32).at[top].add(1),
-            }
-
-        out = run_permutations(
-            summary,
-            jax.random.fold_in(key, 0),
-            self.n_iters,
-            n_devices=self.n_cores,
-            desc=f"{self._name} Monte Carlo null",
-            vectorize="map",
-            reduce="sum",
-        )
-        return {
-            "histweights_corr-none_method-montecarlo": out.samples["all"].astype(np.float64),
-            "histweights_level-voxel_corr-fwe_method-montecarlo": out.samples["max"].astype(
-                np.float64
-            ),
-        }
-
-    def correct_fwe_montecarlo(
-        self,
-        result,
-        voxel_thresh: float = 0.001,
-        n_iters: int | None = None,
-        n_cores: int = 1,
-        connectivity: int = 6,
-        vfwe_only: bool = False,
-        batch_size: int = 16,
-        tolerance: float | None = None,
-        label_backend: str = "auto",
-        progress: bool = True,
-    ):
-        """Monte Carlo FWE correction: relocate all foci uniformly in the mask, record maxima.
-
-        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead.
-
-        Parameters
-        ----------
-        result : MetaResult
-            This estimator's fit.
-        voxel_thresh : float
-            Uncorrected p of the cluster-forming threshold, read from the fit's null.
-        n_iters : int or None
-            Iterations (None: the estimator's ``n_iters``).
-        n_cores : int
-            Devices to spread iterations over.
-        connectivity : {6, 18, 26}
-            Cluster neighbourhood (NiMARE: 6).
-        vfwe_only : bool
-            Skip cluster-level inference. With ``null_method="montecarlo"`` the voxel-level
-            maps then come from the fit's histogram of maxima, without new iterations.
-        batch_size : int
-            Iterations per device per dispatch.
-        tolerance : float or None
-            Early stopping: stop once the Maritz-Jarrett standard error of the 95th
-            percentile of the maximum density is below this fraction of it.
-        label_backend : {"auto", "jax", "scipy"}
-            Cluster labelling implementation.
-        progress : bool
-            Show a progress bar.
-
-        Returns
-        -------
-        maps : dict
-            ``logp``/``z`` maps at voxel level and (unless ``vfwe_only``) for cluster size
-            and mass, under NiMARE's names.
-        nulls : dict
-            Per-iteration maxima.
-        description : str
-            Methods text.
-        citations : tuple of str
-            BibTeX keys.
-        """
-        if connectivity not in (6, 18, 26):
-            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
-        stat = np.asarray(result.maps["stat"], np.float64)
-        bins = self.null_distributions_["histogram_bins"]
-        suffix = f"level-voxel_{_FWE}"
-        maps, nulls_out = {}, {}
-        if vfwe_only and self.null_method == "montecarlo":
-            hist_max = self.null_distributions_[
-                "histweights_level-voxel_corr-fwe_method-montecarlo"
-            ]
-            p_voxel = stats.nullhist_to_p(stat, hist_max, bins)
-            maps[f"logp_{suffix}"] = -np.log10(p_voxel)
-            maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
-            text = (
-                "Family-wise error was controlled at the voxel level with the distribution of "
-                f"the maximum density over the {self.n_iters} relocations of the Monte Carlo "
-                "null [Wager2007]."
-            )
-            return maps, nulls_out, text, ("Wager2007",)
-        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters)
-        arrays = self.inputs_
-        weights = self.null_distributions_[f"histweights_corr-none_method-{self.null_method}"]
-        ss_thresh = nulls.histogram_to_threshold(weights, bins, voxel_thresh)
-        seed, key = seed_to_key(self.random_state)
-        volume = relocated_density(arrays, self.weights_ * self.kernel_transformer.value)
-        thresh = jnp.float32(ss_thresh)
-
-        def summary(k):
-            vol = volume(k)
-            out = {"voxel": vol.max()}
-            if not vfwe_only:
-                cl = max_cluster_stats(
-                    vol > thresh, vol - thresh, connectivity=connectivity, backend=label_backend
-                )
-                out.update(size=cl.max_size, mass=cl.max_mass)
-            return out
-
-        stopper = None if tolerance is None else QuantileStop("voxel", tol=tolerance)
-        out = run_permutations(
-            summary,
-            jax.random.fold_in(key, 1),
-            n_iters,
-            batch_size=batch_size,
-            n_devices=n_cores,
-            progress=progress,
-            desc=f"{self._name} FWE permutations",
-            stop_fn=stopper,
-            vectorize="map",
-        )
-        vmax = np.asarray(out.samples["voxel"], np.float64)
-        used = vmax.shape[0]
-        p_voxel = stats.null_to_p(stat, vmax, tail="upper")
-        maps[f"logp_{suffix}"] = -np.log10(p_voxel)
-        maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
-        nulls_out[f"values_level-voxel_{_FWE_NULL}"] = vmax
-        if not vfwe_only:
-            smax = np.asarray(out.samples["size"], np.float64)
-            mmax = np.asarray(out.samples["mass"], np.float64)
-            p_size, p_mass, _ = cluster_fwe_maps(
-                stat, result.mask, ss_thresh, smax, mmax, connectivity
-            )
-            for desc, p, null in (("size", p_size, smax), ("mass", p_mass, mmax)):
-                sfx = f"desc-{desc}_level-cluster_{_FWE}"
-                maps[f"logp_{sfx}"] = -np.log10(p)
-                maps[f"z_{sfx}"] = stats.p_to_z(p, tail="one")
-                nulls_out[f"values_desc-{desc}_level-cluster_{_FWE_NULL}"] = null
-        stopped = (
-            f" Iterations stopped early after {used} of {n_iters}: the Monte Carlo standard "
-            f"error of the 95th percentile of the maximum density was {stopper.se:.2g} "
-            f"(relative tolerance {tolerance})."
-            if out.stopped_early
-            else ""
-        )
-        clusters = (
-            ""
-            if vfwe_only
-            else " and its largest cluster size and cluster mass recorded. Clusters were "
-            f"formed at an uncorrected p < {voxel_thresh} (density > {ss_thresh:.5g}) with "
-            f"{connectivity}-neighbour connectivity"
-        )
-        text = (
-            "Family-wise error was controlled with a Monte Carlo procedure [Wager2007]: in "
-            f"each of {used} iterations (seed {seed}) every focus was relocated to a random "
-            "voxel of the mask, the density map recomputed, its maximum"
-            + (" recorded" if vfwe_only else "")
-            + clusters
-            + "."
-            + stopped
-        )
-        return maps, nulls_out, text, ("Wager2007",)
+    def _relocation(self, arrays: FociArrays):
+        value = float(self.kernel_transformer.value)
+        return relocation_volume(arrays, arrays.windows, self.weights_ * value, "sum")
 
 
 class MKDADensity(_DensityEstimator):
