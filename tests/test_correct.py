@@ -125,3 +125,39 @@ def test_montecarlo_null_method_agrees_with_approximate(laird):
 def test_fwe_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FWECorrector(**kwargs)
+
+
+def test_ale_fwe_null_identical_on_one_and_two_devices(tmp_path):
+    # A fresh interpreter exposes two CPU devices; the same seed must give the same null.
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import json, warnings
+        from nimare_jax.ops.permute import configure_cpu_devices
+        configure_cpu_devices(2)
+        warnings.simplefilter("ignore")
+        from nimare_jax.correct import FWECorrector
+        from nimare_jax.dataset import Dataset
+        from nimare_jax.meta.cbma import ALE
+        from nimare_jax.spatial import get_resource_path
+        d = Dataset(get_resource_path() / "data" / "laird_n20_dataset.json")
+        d = d.slice(d.ids[:4])
+        res = ALE(random_state=5).fit(d)
+        out = {}
+        for cores in (1, 2):
+            c = FWECorrector(method="montecarlo", n_iters=10, n_cores=cores, batch_size=3,
+                             progress=False).transform(res)
+            out[cores] = {k: v.tolist() for k, v in c.null_distributions.items()
+                          if k.startswith("values_")}
+        print(json.dumps(out))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["1"] == out["2"]
+    assert len(out["1"]["values_level-voxel_corr-fwe_method-montecarlo"]) == 10
