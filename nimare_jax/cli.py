@@ -124,6 +124,18 @@ def _get_parser() -> argparse.ArgumentParser:
     )
     add_conperm_arguments(conperm)
     conperm.set_defaults(run=_run_conperm)
+
+    from nimare_jax.workflows.metacluster import add_metacluster_arguments, run_metacluster
+
+    metacluster = sub.add_parser(
+        "metacluster",
+        help="cluster experiments by their activation maps, for a range of cluster numbers",
+        description="Meta-analytic clustering: group experiments by the similarity of their "
+        "modelled-activation maps (or images) with scikit-learn for every number of clusters "
+        "in a range; writes assignments, cluster-mean maps, silhouettes and boilerplate.",
+    )
+    add_metacluster_arguments(metacluster)
+    metacluster.set_defaults(run=run_metacluster)
     return parser
 
 

@@ -25,10 +25,12 @@ def test_help_lists_exactly_the_subcommands():
     assert proc.returncode == 0, proc.stderr
     listed = proc.stdout.split("positional arguments:")[1].split("options:")[0]
     commands = set(re.findall(r"^    (\S+)", listed, re.MULTILINE))
-    assert commands == {"ale", "sleuth2nimare", "neurosynth2nimare", "conperm"}
+    assert commands == {"ale", "sleuth2nimare", "neurosynth2nimare", "conperm", "metacluster"}
 
 
-@pytest.mark.parametrize("command", ["ale", "sleuth2nimare", "neurosynth2nimare", "conperm"])
+@pytest.mark.parametrize(
+    "command", ["ale", "sleuth2nimare", "neurosynth2nimare", "conperm", "metacluster"]
+)
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

@@ -1,5 +1,14 @@
 """Reports: methods boilerplate with citations (and, later, figures and cluster tables)."""
 
 from nimare_jax.reports.boilerplate import bibtex, cited_keys, format_boilerplate, load_references
+from nimare_jax.reports.clusters import atlas_labels, cluster_table, load_atlas
 
-__all__ = ["bibtex", "cited_keys", "format_boilerplate", "load_references"]
+__all__ = [
+    "atlas_labels",
+    "bibtex",
+    "cited_keys",
+    "cluster_table",
+    "format_boilerplate",
+    "load_atlas",
+    "load_references",
+]

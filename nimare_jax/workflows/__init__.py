@@ -2,5 +2,6 @@
 
 from nimare_jax.workflows.ale import ale_sleuth_workflow
 from nimare_jax.workflows.conperm import conperm_workflow
+from nimare_jax.workflows.metacluster import metacluster_workflow
 
-__all__ = ["ale_sleuth_workflow", "conperm_workflow"]
+__all__ = ["ale_sleuth_workflow", "conperm_workflow", "metacluster_workflow"]
