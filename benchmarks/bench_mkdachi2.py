@@ -14,81 +14,46 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-LAIRD = HERE.parent / "nimare_jax" / "resources" / "data" / "laird_n20_dataset.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cbma  # noqa: E402
+from bench_cbma import HERE, LAIRD, child  # noqa: E402
+
 SPLIT = HERE.parent / "tests" / "data" / "reference" / "laird_split.json"
 
-JAX_CHILD = textwrap.dedent(
-    """
-    import json, resource, sys, time, warnings
-    warnings.filterwarnings("ignore")
-    from nimare_jax.ops.permute import configure_cpu_devices
-    cfg = json.loads(sys.argv[1])
-    configure_cpu_devices(cfg["devices"])
-    from nimare_jax.dataset import Dataset
-    from nimare_jax.correct import FWECorrector
-    from nimare_jax.meta.cbma import MKDAChi2
-    dset = Dataset(cfg["dataset"])
-    split = json.load(open(cfg["split"]))
-    g1, g2 = dset.slice(split["group1_first8"]), dset.slice(split["group2_remaining9"])
-    t = time.perf_counter(); res = MKDAChi2(random_state=0).fit(g1, g2)
-    fit = time.perf_counter() - t
-    def run(n):
-        corr = FWECorrector(method="montecarlo", n_iters=n, n_cores=cfg["devices"],
-                            progress=False, batch_size=cfg["batch"])
-        t = time.perf_counter(); corr.transform(res); return time.perf_counter() - t
-    small = cfg["batch"] * cfg["devices"] * 2
-    t_small = run(small)
-    t_big = run(cfg["n_iters"])
-    per = (t_big - t_small) / (cfg["n_iters"] - small)
-    print(json.dumps({"fit_s": fit, "per_perm_ms": per * 1e3,
-                      "compile_s": t_small - small * per,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-    """
-)
-
-NIMARE_CHILD = textwrap.dedent(
-    """
-    import json, resource, sys, time, warnings, logging
-    warnings.filterwarnings("ignore"); logging.disable(logging.WARNING)
-    cfg = json.loads(sys.argv[1])
-    from nimare.dataset import Dataset
-    from nimare.correct import FWECorrector
-    from nimare.meta.cbma import MKDAChi2
-    dset = Dataset(cfg["dataset"])
-    split = json.load(open(cfg["split"]))
-    g1, g2 = dset.slice(split["group1_first8"]), dset.slice(split["group2_remaining9"])
-    t = time.perf_counter(); res = MKDAChi2(random_state=0).fit(g1, g2)
-    fit = time.perf_counter() - t
-    corr = FWECorrector(method="montecarlo", n_iters=cfg["n_iters"], n_cores=cfg["devices"])
-    t = time.perf_counter(); corr.transform(res); total = time.perf_counter() - t
-    print(json.dumps({"fit_s": fit, "per_perm_ms": total / cfg["n_iters"] * 1e3,
-                      "compile_s": 0.0,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-    """
+_SPLIT_FIT = (
+    'split = json.load(open(cfg["split"]))\n'
+    'g1, g2 = dset.slice(split["group1_first8"]), dset.slice(split["group2_remaining9"])\n'
+    "t = time.perf_counter(); res = est(random_state=0).fit(g1, g2)\n"
+    "fit = time.perf_counter() - t\n"
 )
 
 
-def child(python: str, code: str, cfg: dict) -> dict | None:
-    """Run one configuration; return its JSON line, or None if it failed."""
-    proc = subprocess.run(
-        [python, "-c", code, json.dumps(cfg)], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        print(
-            f"  ! {cfg['program']} failed: {proc.stderr.strip().splitlines()[-1:]}",
-            file=sys.stderr,
-        )
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _two_group_child(code: str) -> str:
+    """Return a :mod:`bench_cbma` child script that fits the laird 8-vs-9 split.
+
+    Parameters
+    ----------
+    code : str
+        ``bench_cbma.JAX_CHILD`` or ``bench_cbma.NIMARE_CHILD``, which fit one dataset.
+
+    Returns
+    -------
+    str
+        The same script with its one-dataset fit line replaced by a two-group fit.
+    """
+    lines = code.splitlines(keepends=True)
+    (fit_line,) = [i for i, line in enumerate(lines) if ".fit(dset)" in line]
+    lines[fit_line] = _SPLIT_FIT
+    return "".join(lines)
+
+
+JAX_CHILD = _two_group_child(bench_cbma.JAX_CHILD)
+NIMARE_CHILD = _two_group_child(bench_cbma.NIMARE_CHILD)
 
 
 def main(argv=None) -> None:
@@ -100,7 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
     nimare_python = os.environ.get("NIMARE_PYTHON", sys.executable)
-    base = {"dataset": str(LAIRD), "split": str(SPLIT)}
+    base = {"dataset": str(LAIRD), "split": str(SPLIT), "estimator": "MKDAChi2"}
     rows = []
     for devices in args.devices:
         ours = child(

@@ -9,6 +9,7 @@ auxiliary data.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import jax
@@ -152,14 +153,14 @@ class MetaResult:
         list of pathlib.Path
             Written files.
         """
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name in names or sorted(self.maps):
-            path = out / f"{prefix + '_' if prefix else ''}{name}.nii.gz"
-            self.get_map(name).to_filename(path)
-            written.append(path)
-        return written
+        return _write_files(
+            output_dir,
+            prefix,
+            (
+                (f"{name}.nii.gz", self.get_map(name).to_filename)
+                for name in names or sorted(self.maps)
+            ),
+        )
 
     def save_tables(self, output_dir=".", prefix: str = "") -> list[Path]:
         """Write tables as tab-separated ``{prefix}_{name}.tsv`` files.
@@ -176,14 +177,17 @@ class MetaResult:
         list of pathlib.Path
             Written files.
         """
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, table in sorted(self.tables.items()):
-            path = out / f"{prefix + '_' if prefix else ''}{name}.tsv"
-            pd.DataFrame(table).to_csv(path, sep="\t", index=False)
-            written.append(path)
-        return written
+        return _write_files(
+            output_dir,
+            prefix,
+            (
+                (
+                    f"{name}.tsv",
+                    functools.partial(pd.DataFrame(table).to_csv, sep="\t", index=False),
+                )
+                for name, table in sorted(self.tables.items())
+            ),
+        )
 
     def boilerplate(self) -> str:
         """Return the methods paragraph with author-year citations and its reference list.
@@ -228,14 +232,39 @@ class MetaResult:
             Written files.
         """
         text, bib = self.boilerplate(), self.bibtex()
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, content in (("boilerplate.txt", text), ("references.bib", bib)):
-            path = out / f"{prefix + '_' if prefix else ''}{name}"
-            path.write_text(content, encoding="utf-8")
-            written.append(path)
-        return written
+        return _write_files(
+            output_dir,
+            prefix,
+            (
+                (name, functools.partial(Path.write_text, data=content, encoding="utf-8"))
+                for name, content in (("boilerplate.txt", text), ("references.bib", bib))
+            ),
+        )
+
+
+def _write_files(output_dir, prefix: str, files) -> list[Path]:
+    """Write files named ``{prefix}_{name}`` (``{name}`` without a prefix) into a folder.
+
+    Parameters
+    ----------
+    output_dir, prefix
+        As in :meth:`MetaResult.save_maps`.
+    files : iterable of (str, callable)
+        Each file's name and a function writing it to the path it is given.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The paths, in the order of ``files``.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, write in files:
+        path = out / f"{prefix + '_' if prefix else ''}{name}"
+        write(path)
+        written.append(path)
+    return written
 
 
 def unmask(values, mask: nib.Nifti1Image) -> nib.Nifti1Image:

@@ -82,6 +82,52 @@ def _fill(x, m, value=1.0):
     return jnp.where(m > 0, x, value)
 
 
+def _prepare_with_variances(y, v, valid):
+    """Validate effects and their sampling variances together.
+
+    Parameters
+    ----------
+    y, v : array-like, shape (n_studies, n_voxels)
+        Effect estimates and sampling variances.
+    valid : array-like of bool or None
+        Which entries contribute (besides needing finite ``y`` and ``v``).
+
+    Returns
+    -------
+    y0, v1, m, k : jax.Array
+        ``y`` with invalid entries zeroed, ``v`` with invalid entries set to one, the float
+        validity weights and the per-voxel counts.
+    """
+    y = _as_float(y)
+    v = jnp.asarray(v, y.dtype)
+    ok = jnp.isfinite(v) if valid is None else jnp.asarray(valid, bool) & jnp.isfinite(v)
+    y0, m, k = _prepare(y, ok)
+    return y0, _fill(v, m), m, k
+
+
+def _check_method(method):
+    """Return ``method`` lower-cased after checking it is ``"ml"`` or ``"reml"``."""
+    method = str(method).lower()
+    if method not in ("ml", "reml"):
+        raise ValueError(f"method must be 'ml' or 'reml', got {method!r}")
+    return method
+
+
+def _sample_weights(weights, m):
+    """Return per-entry weights: ``weights`` (per study or per entry, default 1) times ``m``."""
+    if weights is None:
+        return m
+    w = _as_float(weights)
+    return jnp.broadcast_to(w[:, None] if w.ndim == 1 else w, m.shape) * m
+
+
+def _combined(z, log_p, k):
+    """Return a combination test's maps, NaN where fewer than two studies contribute."""
+    ok = k >= 2
+    z, log_p = _nan_unless(ok, z, log_p)
+    return {"z": z, "p": jnp.exp(log_p), "log_p": log_p, "dof": jnp.where(ok, k - 1, jnp.nan)}
+
+
 def _signed_z_from_log_sf(log_sf):
     """Return ``isf(exp(log_sf))`` with its sign, accurate in both tails."""
     upper = logp_to_z(jnp.minimum(log_sf, _LOG_HALF), tail="one")
@@ -191,14 +237,6 @@ def log_chi2_sf(q, dof):
     return jnp.where(direct > 1e3 * tiny, jnp.log(jnp.maximum(direct, tiny)), log_cf)
 
 
-def _mean_and_var(y, w, m):
-    """Weighted mean over valid entries and its model-based variance ``1 / sum(w)``."""
-    w = w * m
-    sw = w.sum(0)
-    est = (w * y).sum(0) / sw
-    return est, w, sw
-
-
 def _nan_unless(ok, *arrays):
     return tuple(jnp.where(ok, a, jnp.nan) for a in arrays)
 
@@ -230,11 +268,7 @@ def fisher(z, valid=None, weights=None, two_sided=True):
         ``z`` (signed), ``p``, ``log_p`` (natural log) and ``dof`` (valid studies - 1).
     """
     z, m, k = _prepare(z, valid)
-    if weights is None:
-        w = m
-    else:
-        w = _as_float(weights)
-        w = jnp.broadcast_to(w[:, None] if w.ndim == 1 else w, z.shape) * m
+    w = _sample_weights(weights, m)
     sw, sw2 = w.sum(0), (w * w).sum(0)
     scale = sw2 / sw
     dof = 2.0 * sw * sw / sw2
@@ -248,9 +282,7 @@ def fisher(z, valid=None, weights=None, two_sided=True):
     else:
         log_p = directed(z)
         z_out = _signed_z_from_log_sf(log_p)
-    ok = k >= 2
-    z_out, log_p = _nan_unless(ok, z_out, log_p)
-    return {"z": z_out, "p": jnp.exp(log_p), "log_p": log_p, "dof": jnp.where(ok, k - 1, jnp.nan)}
+    return _combined(z_out, log_p, k)
 
 
 @functools.partial(jax.jit, static_argnames=("two_sided",))
@@ -274,20 +306,14 @@ def stouffer(z, valid=None, weights=None, two_sided=True):
         ``z``, ``p``, ``log_p`` (natural log) and ``dof`` (valid studies - 1).
     """
     z, m, k = _prepare(z, valid)
-    if weights is None:
-        w = m
-    else:
-        w = _as_float(weights)
-        w = jnp.broadcast_to(w[:, None] if w.ndim == 1 else w, z.shape) * m
+    w = _sample_weights(weights, m)
     cz = (w * z).sum(0) / jnp.sqrt((w * w).sum(0))
     lp_pos = log_ndtr(-cz, series_order=_SERIES_ORDER)
     if two_sided:
         z_out, log_p = _concordant(lp_pos, log_ndtr(cz, series_order=_SERIES_ORDER))
     else:
         z_out, log_p = cz, lp_pos
-    ok = k >= 2
-    z_out, log_p = _nan_unless(ok, z_out, log_p)
-    return {"z": z_out, "p": jnp.exp(log_p), "log_p": log_p, "dof": jnp.where(ok, k - 1, jnp.nan)}
+    return _combined(z_out, log_p, k)
 
 
 # ------------------------------------------------------------ random-effects models
@@ -322,13 +348,9 @@ def random_effects(y, v, tau2=0.0, valid=None, small_sample_correction="wald"):
             "small_sample_correction must be 'wald' or 'knapp-hartung', "
             f"got {small_sample_correction!r}"
         )
-    y = _as_float(y)
-    v = jnp.asarray(v, y.dtype)
-    ok_entry = jnp.isfinite(v) if valid is None else jnp.asarray(valid, bool) & jnp.isfinite(v)
-    y, m, k = _prepare(y, ok_entry)
-    v = _fill(v, m)
+    y, v, m, k = _prepare_with_variances(y, v, valid)
     tau2 = jnp.broadcast_to(jnp.asarray(tau2, y.dtype), k.shape)
-    est, w, sw = _mean_and_var(y, 1.0 / (v + tau2), m)
+    est, w, sw = _weighted_mean(y, 1.0 / (v + tau2), m)
     var = 1.0 / sw
     dof = k - 1.0
     if small_sample_correction == "knapp-hartung":
@@ -395,6 +417,27 @@ def _hedges_tau2(y, v, m, k):
     return jnp.where(k > 1, jnp.maximum(0.0, (rss - expected) / (k - 1.0)), 0.0)
 
 
+def _pool_at_estimated_tau2(estimate_tau2, y, v, valid, small_sample_correction):
+    """Estimate tau^2 voxel-wise, then pool with :func:`random_effects` at that tau^2.
+
+    Parameters
+    ----------
+    estimate_tau2 : callable
+        ``estimate_tau2(y0, v1, m, k) -> tau2`` on the outputs of
+        :func:`_prepare_with_variances`.
+    y, v, valid, small_sample_correction
+        As in :func:`dersimonian_laird`.
+
+    Returns
+    -------
+    dict of jax.Array
+        The :func:`random_effects` maps at the estimated tau^2.
+    """
+    y0, v1, m, k = _prepare_with_variances(y, v, valid)
+    tau2 = estimate_tau2(y0, v1, m, k)
+    return random_effects(y, v, tau2, m > 0, small_sample_correction=small_sample_correction)
+
+
 @functools.partial(jax.jit, static_argnames=("small_sample_correction",))
 def dersimonian_laird(y, v, valid=None, small_sample_correction="knapp-hartung"):
     """DerSimonian-Laird random-effects meta-analysis (method-of-moments tau^2).
@@ -416,12 +459,7 @@ def dersimonian_laird(y, v, valid=None, small_sample_correction="knapp-hartung")
     dict of jax.Array
         As :func:`random_effects`, with the estimated ``tau2``.
     """
-    y = _as_float(y)
-    v = jnp.asarray(v, y.dtype)
-    ok = jnp.isfinite(v) if valid is None else jnp.asarray(valid, bool) & jnp.isfinite(v)
-    y0, m, k = _prepare(y, ok)
-    tau2 = _dl_tau2(y0, _fill(v, m), m, k)
-    return random_effects(y, v, tau2, m > 0, small_sample_correction=small_sample_correction)
+    return _pool_at_estimated_tau2(_dl_tau2, y, v, valid, small_sample_correction)
 
 
 @functools.partial(jax.jit, static_argnames=("small_sample_correction",))
@@ -445,12 +483,7 @@ def hedges(y, v, valid=None, small_sample_correction="knapp-hartung"):
     dict of jax.Array
         As :func:`random_effects`, with the estimated ``tau2``.
     """
-    y = _as_float(y)
-    v = jnp.asarray(v, y.dtype)
-    ok = jnp.isfinite(v) if valid is None else jnp.asarray(valid, bool) & jnp.isfinite(v)
-    y0, m, k = _prepare(y, ok)
-    tau2 = _hedges_tau2(y0, _fill(v, m), m, k)
-    return random_effects(y, v, tau2, m > 0, small_sample_correction=small_sample_correction)
+    return _pool_at_estimated_tau2(_hedges_tau2, y, v, valid, small_sample_correction)
 
 
 # ------------------------------------------------------------- likelihood estimators
@@ -511,8 +544,8 @@ def _bounded_min(f, lo, hi):
     return jnp.where(f_ref < f_best, x_ref, x_best)
 
 
-def _profile_wls(y, w, m):
-    """Weighted mean and ``sum(w)`` over valid entries."""
+def _weighted_mean(y, w, m):
+    """Weighted mean over valid entries, with the masked weights and their sum ``sum(w)``."""
     w = w * m
     sw = w.sum(0)
     return (w * y).sum(0) / sw, w, sw
@@ -544,21 +577,33 @@ def variance_based_likelihood(
     dict of jax.Array
         As :func:`random_effects`, with the estimated ``tau2``.
     """
-    method = method.lower()
-    if method not in ("ml", "reml"):
-        raise ValueError(f"method must be 'ml' or 'reml', got {method!r}")
-    y = _as_float(y)
-    v = jnp.asarray(v, y.dtype)
-    ok = jnp.isfinite(v) if valid is None else jnp.asarray(valid, bool) & jnp.isfinite(v)
-    y0, m, k = _prepare(y, ok)
-    vf = _fill(v, m)
+    method = _check_method(method)
+    ml_tau2 = functools.partial(_ml_tau2, method=method)
+    return _pool_at_estimated_tau2(ml_tau2, y, v, valid, small_sample_correction)
+
+
+def _ml_tau2(y0, vf, m, k, method):
+    """(Restricted) maximum-likelihood tau^2 with known sampling variances.
+
+    Parameters
+    ----------
+    y0, vf, m, k : jax.Array
+        Outputs of :func:`_prepare_with_variances`.
+    method : {"ml", "reml"}
+        Maximum or restricted maximum likelihood.
+
+    Returns
+    -------
+    jax.Array, shape (n_voxels,)
+        The tau^2 maximising the likelihood profiled over the pooled effect.
+    """
     mean_v = (m * vf).sum(0) / k
     scale = _dl_tau2(y0, vf, m, k) + mean_v
     scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
 
     def nll(u):
         tau2 = scale * u / (1.0 - u)
-        mu, w, sw = _profile_wls(y0, 1.0 / (vf + tau2), m)
+        mu, w, sw = _weighted_mean(y0, 1.0 / (vf + tau2), m)
         out = -0.5 * ((m * jnp.log(1.0 / (vf + tau2))).sum(0) - (w * (y0 - mu) ** 2).sum(0))
         if method == "reml":
             out = out + 0.5 * jnp.log(sw)
@@ -566,8 +611,7 @@ def variance_based_likelihood(
 
     zero = jnp.zeros_like(k)
     u = _bounded_min(nll, zero, zero + _TAU2_SEARCH_MAX)
-    tau2 = scale * u / (1.0 - u)
-    return random_effects(y, v, tau2, m > 0, small_sample_correction=small_sample_correction)
+    return scale * u / (1.0 - u)
 
 
 @functools.partial(jax.jit, static_argnames=("method", "small_sample_correction"))
@@ -598,9 +642,7 @@ def sample_size_based_likelihood(
     dict of jax.Array
         As :func:`random_effects`, plus ``sigma2``.
     """
-    method = method.lower()
-    if method not in ("ml", "reml"):
-        raise ValueError(f"method must be 'ml' or 'reml', got {method!r}")
+    method = _check_method(method)
     y = _as_float(y)
     n = jnp.asarray(n, y.dtype)
     n = jnp.broadcast_to(n[:, None] if n.ndim == 1 else n, y.shape)
@@ -610,7 +652,7 @@ def sample_size_based_likelihood(
 
     def profile(r):
         v_unit = r + (1.0 - r) / nf
-        mu, w, sw = _profile_wls(y0, 1.0 / v_unit, m)
+        mu, w, sw = _weighted_mean(y0, 1.0 / v_unit, m)
         disp = jnp.maximum((w * (y0 - mu) ** 2).sum(0), jnp.finfo(y0.dtype).tiny)
         return v_unit, disp / (k - ddof), sw
 

@@ -20,6 +20,7 @@ for :class:`PermutedOLS`.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -271,8 +272,27 @@ class IBMAEstimator:
     def _description(self) -> str:  # pragma: no cover - abstract
         return ""
 
-    def _n_text(self) -> str:
-        return f"{len(self.inputs_['id'])}"
+    def _describe(self, what: str) -> str:
+        """Return the methods paragraph of a fit.
+
+        Parameters
+        ----------
+        what : str
+            The images analysed and the method, completing "An image-based meta-analysis
+            was performed with nimare_jax on <n> ".
+
+        Returns
+        -------
+        str
+            The paragraph, followed by the inference and missing-data notes.
+        """
+        return (
+            "An image-based meta-analysis was performed with nimare_jax on "
+            f"{len(self.inputs_['id'])} {what}" + self._inference_text() + self._missing_text()
+        )
+
+    def _inference_text(self) -> str:
+        return ""
 
     def _missing_text(self) -> str:
         if self.aggressive_mask:
@@ -283,7 +303,57 @@ class IBMAEstimator:
         )
 
 
-class Fishers(IBMAEstimator):
+@functools.cache
+def _voxelwise(name: str, **options):
+    """Return the :mod:`~nimare_jax.meta.esma` function ``name`` with its options bound, jitted.
+
+    Parameters
+    ----------
+    name : str
+        Name of the voxel-wise function in :mod:`nimare_jax.meta.esma`.
+    **options
+        Static options bound to it (``two_sided``, ``small_sample_correction``, ``method``,
+        ``tau2``).
+
+    Returns
+    -------
+    callable
+        ``fn(valid=..., **arrays)``, cached per name and options, for :func:`apply_chunked`.
+    """
+    return jax.jit(functools.partial(getattr(esma, name), **options))
+
+
+class _CombinationTest(IBMAEstimator):
+    """Shared options and fit of the tests that combine z statistics.
+
+    Parameters
+    ----------
+    two_sided, use_sample_size, aggressive_mask, mask, **kwargs
+        See :class:`Fishers`; subclasses set ``_test`` and ``_sample_size_weights``.
+    """
+
+    _image_inputs = ("z_maps",)
+    #: Name of the :mod:`~nimare_jax.meta.esma` test.
+    _test = ""
+
+    def __init__(self, two_sided: bool = True, use_sample_size: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.two_sided = two_sided
+        self.use_sample_size = use_sample_size
+        self._needs_sample_sizes = use_sample_size
+
+    def _sample_size_weights(self, sample_sizes):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fit(self, inputs):
+        per_study = {}
+        if self.use_sample_size:
+            per_study["weights"] = self._sample_size_weights(inputs["sample_sizes"])
+        fn = _voxelwise(self._test, two_sided=self.two_sided)
+        return apply_chunked(fn, {"z": inputs["z_maps"]}, inputs["valid"], per_study)
+
+
+class Fishers(_CombinationTest):
     """Fisher's combined probability test on z-statistic images (Fisher 1946).
 
     Parameters
@@ -301,33 +371,20 @@ class Fishers(IBMAEstimator):
     Needs ``z`` images. Output maps: ``z``, ``p``, ``logp``, ``dof``.
     """
 
-    _image_inputs = ("z_maps",)
+    _test = "fisher"
 
-    def __init__(self, two_sided: bool = True, use_sample_size: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.two_sided = two_sided
-        self.use_sample_size = use_sample_size
-        self._needs_sample_sizes = use_sample_size
-
-    def _fit(self, inputs):
-        per_study = {"weights": inputs["sample_sizes"]} if self.use_sample_size else {}
-        return apply_chunked(
-            _two_sided_fn(esma.fisher, self.two_sided),
-            {"z": inputs["z_maps"]},
-            inputs["valid"],
-            per_study,
-        )
+    def _sample_size_weights(self, sample_sizes):
+        return sample_sizes
 
     def _description(self):
-        text = (
-            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+        weighting = ", with studies weighted by sample size" if self.use_sample_size else ""
+        return self._describe(
             "z-statistic images using Fisher's combined probability method (Fisher, 1946)"
+            f"{weighting}."
         )
-        text += ", with studies weighted by sample size." if self.use_sample_size else "."
-        return text + self._missing_text()
 
 
-class Stouffers(IBMAEstimator):
+class Stouffers(_CombinationTest):
     """Stouffer's z test on z-statistic images (Stouffer et al. 1949).
 
     Parameters
@@ -345,68 +402,30 @@ class Stouffers(IBMAEstimator):
     ``z``, ``p``, ``logp``, ``dof``.
     """
 
-    _image_inputs = ("z_maps",)
+    _test = "stouffer"
 
     def __init__(self, use_sample_size: bool = False, two_sided: bool = True, **kwargs):
-        super().__init__(**kwargs)
-        self.use_sample_size = use_sample_size
-        self.two_sided = two_sided
-        self._needs_sample_sizes = use_sample_size
+        super().__init__(two_sided=two_sided, use_sample_size=use_sample_size, **kwargs)
 
-    def _fit(self, inputs):
-        per_study = {"weights": np.sqrt(inputs["sample_sizes"])} if self.use_sample_size else {}
-        return apply_chunked(
-            _two_sided_fn(esma.stouffer, self.two_sided),
-            {"z": inputs["z_maps"]},
-            inputs["valid"],
-            per_study,
-        )
+    def _sample_size_weights(self, sample_sizes):
+        return np.sqrt(sample_sizes)
 
     def _description(self):
-        text = (
-            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
-            "z-statistic images using Stouffer's method (Stouffer et al., 1949)"
+        weighting = (
+            ", with studies weighted by the square root of their sample sizes"
+            if self.use_sample_size
+            else ""
         )
-        if self.use_sample_size:
-            text += ", with studies weighted by the square root of their sample sizes"
-        return text + "." + self._missing_text()
-
-
-_FN_CACHE: dict = {}
-
-
-def _two_sided_fn(fn, two_sided):
-    key = (fn, two_sided)
-    if key not in _FN_CACHE:
-
-        @jax.jit
-        def run(valid, z, weights=None):
-            return fn(z, valid=valid, weights=weights, two_sided=two_sided)
-
-        _FN_CACHE[key] = run
-    return _FN_CACHE[key]
-
-
-def _regression_fn(name, **static):
-    key = (name, tuple(sorted(static.items())))
-    if key not in _FN_CACHE:
-        fn = getattr(esma, name)
-
-        @jax.jit
-        def run(valid, y, v=None, n=None):
-            if name == "sample_size_based_likelihood":
-                return fn(y, n, valid=valid, **static)
-            return fn(y, v, valid=valid, **static)
-
-        _FN_CACHE[key] = run
-    return _FN_CACHE[key]
+        return self._describe(
+            f"z-statistic images using Stouffer's method (Stouffer et al., 1949){weighting}."
+        )
 
 
 _CORRECTIONS = (None, "knapp-hartung", "wald")
 
 
 class _RegressionEstimator(IBMAEstimator):
-    """Shared options of the estimators that pool betas and variances.
+    """Shared options and fit of the estimators that pool betas (and variances).
 
     Parameters
     ----------
@@ -418,7 +437,9 @@ class _RegressionEstimator(IBMAEstimator):
 
     _image_inputs = ("beta_maps", "varcope_maps")
     _default_correction = "knapp-hartung"
-    _map_names = ("z", "p", "log_p", "est", "se", "dof")
+    _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
+    #: Name of the :mod:`~nimare_jax.meta.esma` model.
+    _model = ""
 
     def __init__(self, small_sample_correction=None, **kwargs):
         if small_sample_correction not in _CORRECTIONS:
@@ -433,7 +454,18 @@ class _RegressionEstimator(IBMAEstimator):
     def _correction(self):
         return self.small_sample_correction or self._default_correction
 
-    def _keep(self, maps):
+    def _model_options(self) -> dict:
+        return {}
+
+    def _fit(self, inputs):
+        fn = _voxelwise(
+            self._model, small_sample_correction=self._correction, **self._model_options()
+        )
+        arrays = {"y": inputs["beta_maps"]}
+        if "varcope_maps" in self._image_inputs:
+            arrays["v"] = inputs["varcope_maps"]
+        per_study = {"n": inputs["sample_sizes"]} if self._needs_sample_sizes else None
+        maps = apply_chunked(fn, arrays, inputs["valid"], per_study)
         return {k: maps[k] for k in self._map_names}
 
     def _inference_text(self):
@@ -465,6 +497,8 @@ class WeightedLeastSquares(_RegressionEstimator):
     """
 
     _default_correction = "wald"
+    _map_names = ("z", "p", "log_p", "est", "se", "dof")
+    _model = "random_effects"
 
     def __init__(self, tau2: float = 0, **kwargs):
         super().__init__(**kwargs)
@@ -472,34 +506,17 @@ class WeightedLeastSquares(_RegressionEstimator):
             raise ValueError(f"tau2 must be a number >= 0, got {tau2!r}")
         self.tau2 = tau2
 
-    def _fit(self, inputs):
-        fn = _fixed_tau2_fn(self._correction, float(self.tau2))
-        arrays = {"y": inputs["beta_maps"], "v": inputs["varcope_maps"]}
-        return self._keep(apply_chunked(fn, arrays, inputs["valid"]))
+    def _model_options(self):
+        return {"tau2": float(self.tau2)}
 
     def _tables(self):
         return {"level-estimator": pd.DataFrame({"tau2": [self.tau2]})}
 
     def _description(self):
-        return (
-            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+        return self._describe(
             "beta and variance images using weighted least squares (Brockwell & Gordon, "
             f"2001) with an a priori tau-squared of {self.tau2} at every voxel."
-            + self._inference_text()
-            + self._missing_text()
         )
-
-
-def _fixed_tau2_fn(correction, tau2):
-    key = ("fixed", correction, tau2)
-    if key not in _FN_CACHE:
-
-        @jax.jit
-        def run(valid, y, v):
-            return esma.random_effects(y, v, tau2, valid, small_sample_correction=correction)
-
-        _FN_CACHE[key] = run
-    return _FN_CACHE[key]
 
 
 class DerSimonianLaird(_RegressionEstimator):
@@ -520,23 +537,14 @@ class DerSimonianLaird(_RegressionEstimator):
     ``se``, ``tau2``, ``dof``.
     """
 
-    _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
+    _model = "dersimonian_laird"
     _citations = ("Salo2023", "SalimiKhorshidi2009", "DerSimonian1986")
 
-    def _fit(self, inputs):
-        fn = _regression_fn("dersimonian_laird", small_sample_correction=self._correction)
-        return self._keep(
-            apply_chunked(
-                fn, {"y": inputs["beta_maps"], "v": inputs["varcope_maps"]}, inputs["valid"]
-            )
-        )
-
     def _description(self):
-        return (
-            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+        return self._describe(
             "beta and variance images using the DerSimonian-Laird random-effects method, with "
             "tau-squared estimated voxel-wise by the method of moments (DerSimonian & Laird, "
-            "1986)." + self._inference_text() + self._missing_text()
+            "1986)."
         )
 
 
@@ -556,33 +564,37 @@ class Hedges(_RegressionEstimator):
     ``se``, ``tau2``, ``dof``.
     """
 
-    _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
-
-    def _fit(self, inputs):
-        fn = _regression_fn("hedges", small_sample_correction=self._correction)
-        return self._keep(
-            apply_chunked(
-                fn, {"y": inputs["beta_maps"], "v": inputs["varcope_maps"]}, inputs["valid"]
-            )
-        )
+    _model = "hedges"
 
     def _description(self):
-        return (
-            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+        return self._describe(
             "beta and variance images using the Hedges random-effects method, with "
             "tau-squared estimated voxel-wise (Hedges & Olkin, 1985)."
-            + self._inference_text()
-            + self._missing_text()
         )
 
 
-def _check_method(method):
-    if str(method).lower() not in ("ml", "reml"):
-        raise ValueError(f"method must be 'ml' or 'reml', got {method!r}")
-    return str(method).lower()
+class _LikelihoodEstimator(_RegressionEstimator):
+    """Shared ``method`` option of the (restricted) maximum-likelihood estimators.
+
+    Parameters
+    ----------
+    method : {"ml", "reml"}
+        Estimation method (default ``"ml"``).
+    """
+
+    def __init__(self, method: str = "ml", **kwargs):
+        super().__init__(**kwargs)
+        self.method = esma._check_method(method)
+
+    def _model_options(self):
+        return {"method": self.method}
+
+    @property
+    def _likelihood_text(self) -> str:
+        return "restricted maximum" if self.method == "reml" else "maximum"
 
 
-class VarianceBasedLikelihood(_RegressionEstimator):
+class VarianceBasedLikelihood(_LikelihoodEstimator):
     """Likelihood-based random-effects meta-analysis with known variances.
 
     tau^2 and the pooled effect are estimated voxel-wise by maximum likelihood (``"ml"``)
@@ -604,36 +616,16 @@ class VarianceBasedLikelihood(_RegressionEstimator):
     ``se``, ``tau2``, ``dof``.
     """
 
-    _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
-
-    def __init__(self, method: str = "ml", **kwargs):
-        super().__init__(**kwargs)
-        self.method = _check_method(method)
-
-    def _fit(self, inputs):
-        fn = _regression_fn(
-            "variance_based_likelihood",
-            method=self.method,
-            small_sample_correction=self._correction,
-        )
-        return self._keep(
-            apply_chunked(
-                fn, {"y": inputs["beta_maps"], "v": inputs["varcope_maps"]}, inputs["valid"]
-            )
-        )
+    _model = "variance_based_likelihood"
 
     def _description(self):
-        label = "restricted maximum" if self.method == "reml" else "maximum"
-        return (
-            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
-            f"beta and variance images using variance-based {label} likelihood estimation, "
-            "with tau-squared estimated voxel-wise."
-            + self._inference_text()
-            + self._missing_text()
+        return self._describe(
+            f"beta and variance images using variance-based {self._likelihood_text} "
+            "likelihood estimation, with tau-squared estimated voxel-wise."
         )
 
 
-class SampleSizeBasedLikelihood(_RegressionEstimator):
+class SampleSizeBasedLikelihood(_LikelihoodEstimator):
     """Likelihood-based meta-analysis with known sample sizes and unknown variances.
 
     Each study's variance is ``tau2 + sigma2 / n``, with one within-study variance
@@ -657,10 +649,7 @@ class SampleSizeBasedLikelihood(_RegressionEstimator):
     _image_inputs = ("beta_maps",)
     _needs_sample_sizes = True
     _map_names = ("z", "p", "log_p", "est", "se", "tau2", "sigma2", "dof")
-
-    def __init__(self, method: str = "ml", **kwargs):
-        super().__init__(**kwargs)
-        self.method = _check_method(method)
+    _model = "sample_size_based_likelihood"
 
     def _fit(self, inputs):
         n = np.asarray(inputs["sample_sizes"], float)
@@ -669,21 +658,12 @@ class SampleSizeBasedLikelihood(_RegressionEstimator):
                 "SampleSizeBasedLikelihood cannot separate tau^2 from sigma^2 when every "
                 f"study has the same sample size (all {n[0]:g})"
             )
-        fn = _regression_fn(
-            "sample_size_based_likelihood",
-            method=self.method,
-            small_sample_correction=self._correction,
-        )
-        return self._keep(apply_chunked(fn, {"y": inputs["beta_maps"]}, inputs["valid"], {"n": n}))
+        return super()._fit(inputs)
 
     def _description(self):
-        label = "restricted maximum" if self.method == "reml" else "maximum"
-        return (
-            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
-            f"beta images using sample size-based {label} likelihood estimation, with "
-            "tau-squared and sigma-squared estimated voxel-wise."
-            + self._inference_text()
-            + self._missing_text()
+        return self._describe(
+            f"beta images using sample size-based {self._likelihood_text} likelihood "
+            "estimation, with tau-squared and sigma-squared estimated voxel-wise."
         )
 
 
@@ -738,7 +718,9 @@ class PermutedOLS(IBMAEstimator):
         self.random_state = random_state
 
     def _fit(self, inputs):
-        maps = apply_chunked(_ost_fn(), {"y": inputs["beta_maps"]}, inputs["valid"])
+        maps = apply_chunked(
+            _voxelwise("one_sample_t"), {"y": inputs["beta_maps"]}, inputs["valid"]
+        )
         if not self.two_sided:
             with jax.enable_x64(True):
                 t, dof = jnp.asarray(maps["t"]), jnp.asarray(maps["dof"])
@@ -748,10 +730,8 @@ class PermutedOLS(IBMAEstimator):
         return {k: maps[k] for k in ("t", "z", "p", "log_p", "dof")}
 
     def _description(self):
-        return (
-            f"An image-based meta-analysis was performed with nimare_jax on {self._n_text()} "
+        return self._describe(
             "beta images using a one-sample t test (ordinary least squares) at each voxel."
-            + self._missing_text()
         )
 
     def correct_fwe_montecarlo(
@@ -832,18 +812,6 @@ class PermutedOLS(IBMAEstimator):
             "performed."
         )
         return maps, nulls, text, ()
-
-
-def _ost_fn():
-    key = ("ost",)
-    if key not in _FN_CACHE:
-
-        @jax.jit
-        def run(valid, y):
-            return esma.one_sample_t(y, valid=valid)
-
-        _FN_CACHE[key] = run
-    return _FN_CACHE[key]
 
 
 def _sign_flip_summary(y: np.ndarray, valid: np.ndarray, two_sided: bool):
