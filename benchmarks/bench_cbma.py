@@ -147,6 +147,18 @@ def main(argv=None) -> None:
                         else float("nan")
                     )
                     rows.append((workload, estimator, devices, ours, theirs, ratio))
+    print_table(rows)
+
+
+def print_table(rows) -> None:
+    """Print the machine line and one Markdown row per (workload, estimator, cores) result.
+
+    Parameters
+    ----------
+    rows : list of tuple
+        ``(workload, estimator, cores, ours, theirs, ratio)`` with ``ours``/``theirs`` the
+        child processes' JSON dicts (or None when a run failed).
+    """
     print(
         f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"python {platform.python_version()}"
@@ -166,11 +178,11 @@ def main(argv=None) -> None:
     )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
+
+    def g(d, k, fmt):
+        return format(d[k], fmt) if d else "n/a"
+
     for workload, estimator, devices, ours, theirs, ratio in rows:
-
-        def g(d, k, fmt):
-            return format(d[k], fmt) if d else "n/a"
-
         print(
             f"| {workload} | {estimator} | {devices} | {g(ours, 'per_perm_ms', '.1f')} | "
             f"{g(theirs, 'per_perm_ms', '.1f')} | {ratio:.1f}x | {g(ours, 'compile_s', '.1f')} | "

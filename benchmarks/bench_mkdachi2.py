@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cbma  # noqa: E402
-from bench_cbma import HERE, LAIRD, child  # noqa: E402
+from bench_cbma import HERE, LAIRD, child, print_table  # noqa: E402
 
 SPLIT = HERE.parent / "tests" / "data" / "reference" / "laird_split.json"
 
@@ -85,37 +84,8 @@ def main(argv=None) -> None:
             {**base, "program": "NiMARE", "devices": devices, "n_iters": args.nimare_iters},
         )
         ratio = theirs["per_perm_ms"] / ours["per_perm_ms"] if ours and theirs else float("nan")
-        rows.append((devices, ours, theirs, ratio))
-    print(
-        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"python {platform.python_version()}"
-    )
-    head = (
-        "workload",
-        "estimator",
-        "cores",
-        "jax ms/perm",
-        "NiMARE ms/perm",
-        "speed-up",
-        "jax compile s",
-        "jax fit s",
-        "NiMARE fit s",
-        "jax RSS MB",
-        "NiMARE RSS MB",
-    )
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-
-    def g(d, k, fmt):
-        return format(d[k], fmt) if d else "n/a"
-
-    for devices, ours, theirs, ratio in rows:
-        print(
-            f"| laird 8 vs 9 | MKDAChi2 | {devices} | {g(ours, 'per_perm_ms', '.1f')} | "
-            f"{g(theirs, 'per_perm_ms', '.1f')} | {ratio:.1f}x | {g(ours, 'compile_s', '.1f')} | "
-            f"{g(ours, 'fit_s', '.2f')} | {g(theirs, 'fit_s', '.2f')} | "
-            f"{g(ours, 'rss_mb', '.0f')} | {g(theirs, 'rss_mb', '.0f')} |"
-        )
+        rows.append(("laird 8 vs 9", "MKDAChi2", devices, ours, theirs, ratio))
+    print_table(rows)
 
 
 if __name__ == "__main__":
