@@ -202,3 +202,19 @@ def test_first_iter_continues_the_same_stream():
     whole = pm.run_permutations(summary, key, 10, progress=False).samples
     tail = pm.run_permutations(summary, key, 4, progress=False, first_iter=6).samples
     np.testing.assert_array_equal(whole[6:], tail)
+
+
+@pytest.mark.parametrize("n_iters,batch_size", [(10, 4), (7, 7), (5, 16)])
+def test_reduce_sum_equals_sum_of_samples(n_iters, batch_size):
+    def summary(k):
+        u = jax.random.uniform(k, (6,))
+        return {"hist": u > 0.5, "total": u.sum()}
+
+    key = jax.random.key(3)
+    full = pm.run_permutations(summary, key, n_iters, batch_size=batch_size, progress=False)
+    summed = pm.run_permutations(
+        summary, key, n_iters, batch_size=batch_size, progress=False, reduce="sum"
+    )
+    np.testing.assert_array_equal(summed.samples["hist"], full.samples["hist"].sum(0))
+    np.testing.assert_allclose(summed.samples["total"], full.samples["total"].sum(), rtol=1e-5)
+    assert summed.n_iters == n_iters

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.special import betainc
 from tqdm.auto import tqdm
@@ -255,12 +256,20 @@ class QuantileStop:
         return self.se <= self.tol * scale
 
 
-def _build_runner(summary_fn, vectorize: str):
-    def per_device(key, idx):
+def _build_runner(summary_fn, vectorize: str, reduce: str | None):
+    def per_device(key, idx, end):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
-        if vectorize == "map":
-            return jax.lax.map(summary_fn, keys)
-        return jax.vmap(summary_fn)(keys)
+        out = jax.lax.map(summary_fn, keys) if vectorize == "map" else jax.vmap(summary_fn)(keys)
+        if reduce is None:
+            return out
+        # Sum on the device (padding iterations masked out): only one summary per device
+        # and step crosses to the host.
+        valid = idx < end
+
+        def total(leaf):
+            return jnp.where(valid.reshape((-1,) + (1,) * (leaf.ndim - 1)), leaf, 0).sum(0)
+
+        return jax.tree.map(total, out)
 
     return jax.jit(per_device)
 
@@ -358,14 +367,15 @@ def run_permutations(
 
     devices = jax.devices()[:n_dev]
     keys = [jax.device_put(key, d) for d in devices]
-    runner = _build_runner(summary_fn, vectorize)
+    runner = _build_runner(summary_fn, vectorize, reduce)
+    end = np.int32(first_iter + n_iters)
 
     def dispatch(i_step):
         start = first_iter + i_step * step
         parts = []
         for n, (d, k) in enumerate(zip(devices, keys, strict=True)):
             idx = np.arange(start + n * batch_size, start + (n + 1) * batch_size, dtype=np.int32)
-            parts.append(runner(k, jax.device_put(idx, d)))
+            parts.append(runner(k, jax.device_put(idx, d), end))
         return parts
 
     samples = None
@@ -375,15 +385,17 @@ def run_permutations(
         pending = dispatch(0)
         for i_step in range(n_steps):
             upcoming = dispatch(i_step + 1) if i_step + 1 < n_steps else None
-            batch = jax.tree.map(
-                lambda *leaves: np.concatenate([np.asarray(x) for x in leaves]),
-                *jax.device_get(pending),
-            )
             n_valid = min(step, n_iters - done)
             if reduce == "sum":
-                part = jax.tree.map(lambda leaf, n=n_valid: leaf[:n].sum(axis=0), batch)
+                part = jax.tree.map(
+                    lambda *leaves: sum(np.asarray(x) for x in leaves), *jax.device_get(pending)
+                )
                 samples = part if samples is None else jax.tree.map(np.add, samples, part)
             else:
+                batch = jax.tree.map(
+                    lambda *leaves: np.concatenate([np.asarray(x) for x in leaves]),
+                    *jax.device_get(pending),
+                )
                 if samples is None:
                     samples = jax.tree.map(
                         lambda leaf: np.empty((n_iters, *leaf.shape[1:]), leaf.dtype), batch

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from nimare_jax.correct import FWECorrector
 from nimare_jax.dataset import Dataset
 from nimare_jax.io import convert_sleuth_to_dataset
@@ -45,8 +47,13 @@ def ale_sleuth_workflow(
     n_cores: int = 1,
     random_state: int | None = 0,
     progress: bool = True,
+    file2=None,
 ) -> tuple[MetaResult, list[Path]]:
     """Run ALE and Monte Carlo FWE correction and write every map, table and citation.
+
+    With ``file2``, also run each group's ALE with FWE and an ALE subtraction
+    (:class:`~nimare_jax.meta.cbma.ALESubtraction`, FWE-corrected by the same label
+    permutations) of group 1 (``sleuth_file``) minus group 2 (``file2``).
 
     Parameters
     ----------
@@ -69,16 +76,26 @@ def ale_sleuth_workflow(
         Seed of the permutations.
     progress : bool
         Show a progress bar during the permutations.
+    file2 : str, os.PathLike or None
+        Second group's Sleuth or JSON file: run a subtraction analysis.
 
     Returns
     -------
     result : MetaResult
-        The corrected result.
+        The corrected result (with ``file2``: the subtraction, whose maps also hold each
+        group's FWE-corrected maps as ``..._desc-group1...`` / ``..._desc-group2...``).
     files : list of pathlib.Path
         Written files: ``{prefix}_{map}.nii.gz`` for every map (uncorrected, voxel- and
         cluster-level FWE), ``{prefix}_{table}.tsv``, ``{prefix}_boilerplate.txt`` and
-        ``{prefix}_references.bib``.
+        ``{prefix}_references.bib``. With ``file2``, the maps of group ``g`` are
+        ``{prefix}_{g}_{map}.nii.gz`` and the difference ``{prefix}_{map}.nii.gz`` with
+        ``desc-group1MinusGroup2`` in the map name.
     """
+    if file2 is not None:
+        return _ale_subtraction(
+            sleuth_file, file2, output_dir, prefix, n_iters, v_thr, fwhm, n_cores,
+            random_state, progress,
+        )  # fmt: skip
     sleuth_file = Path(sleuth_file)
     output_dir = sleuth_file.parent if output_dir is None else Path(output_dir)
     prefix = sleuth_file.stem if prefix is None else prefix
@@ -100,3 +117,53 @@ def ale_sleuth_workflow(
             *result.save_boilerplate(tmp, prefix),
         ]
     return result, [output_dir / path.name for path in staged]
+
+
+def _ale_subtraction(
+    file1, file2, output_dir, prefix, n_iters, v_thr, fwhm, n_cores, random_state, progress
+):
+    """``ale_sleuth_workflow`` with ``file2``: each group's ALE + FWE and their subtraction."""
+    from nimare_jax.meta.cbma import ALESubtraction
+
+    file1 = Path(file1)
+    output_dir = file1.parent if output_dir is None else Path(output_dir)
+    prefix = file1.stem if prefix is None else prefix
+    n_iters = check_n_iters(n_iters)
+    kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
+    dset1, dset2 = load_dataset(file1), load_dataset(file2)
+    same = dset2.masker.shape == dset1.masker.shape
+    if not (same and np.allclose(dset2.masker.affine, dset1.masker.affine)):
+        dset2 = dset2.with_mask(dset1.masker)  # e.g. a Sleuth file and a JSON file
+    estimator = ALESubtraction(
+        n_iters=n_iters, voxel_thresh=v_thr, n_cores=n_cores, random_state=random_state,
+        progress=progress, **kernel,
+    )  # fmt: skip
+    fitted = estimator.fit(dset1, dset2)
+    corrector = FWECorrector(
+        method="montecarlo", voxel_thresh=v_thr, n_iters=n_iters, n_cores=n_cores,
+        target="all", progress=progress,
+    )  # fmt: skip
+    result = corrector.transform(fitted)
+    with staged_dir(output_dir) as tmp:
+        staged = []
+        for name in sorted(result.maps):
+            group = next((g for g in ("group1", "group2") if f"desc-{g}" in name), None)
+            if group is not None and "MinusGroup2" not in name:
+                stem = f"{prefix}_{group}" if prefix else group
+                path = tmp / f"{stem}_{_ale_name(name, group)}.nii.gz"
+            else:
+                path = tmp / f"{prefix + '_' if prefix else ''}{name}.nii.gz"
+            result.get_map(name).to_filename(path)
+            staged.append(path)
+        staged += [*result.save_tables(tmp, prefix), *result.save_boilerplate(tmp, prefix)]
+    return result, [output_dir / path.name for path in staged]
+
+
+def _ale_name(name: str, group: str) -> str:
+    """Return the one-sample ALE name of a group's map in a subtraction result."""
+    kind, _, rest = name.partition(f"_desc-{group}")
+    rest = rest.lstrip("_")
+    for level in ("Size", "Mass"):
+        if rest.startswith(level):
+            rest = f"desc-{level.lower()}_" + rest[len(level) :].lstrip("_")
+    return f"{kind}_{rest}" if rest else kind

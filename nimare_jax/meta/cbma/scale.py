@@ -1,0 +1,357 @@
+"""Specific coactivation likelihood estimation (SCALE).
+
+Langner et al. (2014) NeuroImage 98:8.
+
+SCALE asks whether a voxel's ALE value is higher than expected given where foci usually
+fall. Its null keeps every experiment and its kernel but redraws each focus's position
+from a baseline pool of coordinates (e.g. all foci of a large database), so voxels that
+are active in many studies anyway need more convergence to reach significance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nimare_jax import stats
+from nimare_jax.exceptions import DatasetError, InputFileError
+from nimare_jax.meta.cbma.ale import ALE, ale_windows, seed_to_key
+from nimare_jax.meta.cbma.base import check_n_iters, make_kernel
+from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
+from nimare_jax.ops import kernels as K
+from nimare_jax.ops.permute import run_permutations
+from nimare_jax.results import MetaResult
+from nimare_jax.spatial import mm2vox
+
+__all__ = ["SCALE", "baseline_null", "read_baseline"]
+
+_FWE = "corr-FWE_method-montecarlo"
+_FWE_NULL = "values_level-voxel_corr-fwe_method-montecarlo"
+
+
+def read_baseline(path) -> np.ndarray:
+    """Read a baseline pool of coordinates: one ``x y z`` row (mm) per line.
+
+    Fields are separated by white space or commas; blank lines and lines starting with
+    ``#`` or ``//`` are skipped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Text file.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 3)
+        Coordinates.
+
+    Raises
+    ------
+    InputFileError
+        If a row does not hold exactly three finite numbers, or the file has no rows.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise InputFileError(f"cannot read baseline file {path}: {exc.strerror}") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith(("#", "//")):
+            continue
+        fields = text.replace(",", " ").split()
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            values = []
+        if len(fields) != 3 or len(values) != 3 or not np.all(np.isfinite(values)):
+            raise InputFileError(
+                f"baseline file {path}, line {number}: expected three numbers (x y z), "
+                f"got {text[:60]!r}"
+            )
+        rows.append(values)
+    if not rows:
+        raise InputFileError(f"baseline file {path} has no coordinates")
+    return np.asarray(rows, np.float64)
+
+
+def _check_xyz(xyz) -> np.ndarray:
+    if isinstance(xyz, str | Path):
+        return read_baseline(xyz)
+    arr = np.asarray(xyz, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
+        raise ValueError(f"xyz must be an (n, 3) array of coordinates, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("xyz must hold finite coordinates")
+    return arr
+
+
+def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log):
+    """Per-iteration summary of the SCALE null: foci redrawn from a baseline pool.
+
+    Parameters
+    ----------
+    arrays : FociArrays
+        Prepared foci and kernels; experiments and kernels are kept, positions redrawn.
+    log_windows : jax.Array, shape (n_windows, W, W, W)
+        ``-log1p(-K)`` windows.
+    pool_ijk : array, shape (n_pool, 3), int
+        Voxel indices of the baseline coordinates (inside the volume).
+    observed_log : jax.Array, shape (n_voxels,)
+        The observed ``-log(1 - ALE)`` over the mask, computed by the same arithmetic
+        (:func:`K.accumulate`), so identical configurations tie exactly.
+
+    Returns
+    -------
+    callable
+        ``summary(key) -> {"exceed": bool (n_voxels,), "voxel": max ALE}``; pure.
+    """
+    pool_ijk = jnp.asarray(pool_ijk, jnp.int32)
+    n_foci = arrays.ijk.shape[0]
+    focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
+    weight = jnp.ones(n_foci, jnp.float32)
+    step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
+    inside = jnp.asarray(arrays.mask_index)
+
+    def summary(key):
+        idx = jax.random.randint(key, (n_foci,), 0, pool_ijk.shape[0])
+        acc = K.accumulate(
+            pool_ijk[idx],
+            focus_window,
+            weight,
+            log_windows,
+            step_focus,
+            step_flush,
+            arrays.shape,
+            "max",
+        )
+        values = acc.reshape(-1)[inside]
+        return {"exceed": values >= observed_log, "voxel": -jnp.expm1(-values.max())}
+
+    return summary
+
+
+class SCALE:
+    """Specific coactivation likelihood estimation (Langner et al. 2014).
+
+    Parameters
+    ----------
+    xyz : array-like, shape (n, 3), or str / os.PathLike
+        Baseline pool of MNI coordinates in mm, or a text file of ``x y z`` rows
+        (:func:`read_baseline`).
+    n_iters : int
+        Null iterations (NiMARE's default 5000).
+    n_cores : int
+        Devices to spread iterations over.
+    kernel_transformer : ALEKernel class or instance
+        Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
+    random_state : int or None
+        Seed of the redraws.
+    batch_size : int
+        Iterations per device per dispatch.
+    progress : bool
+        Show a progress bar.
+    **kwargs
+        ``kernel__*`` arguments of the kernel.
+
+    Notes
+    -----
+    Maps: ``stat`` (ALE), ``p`` (fraction of redraws whose ALE at the voxel is at least the
+    observed one, clipped to ``[1/n, 1 - 1/n]`` as NiMARE), ``z`` (one-tailed) and
+    ``logp``. NiMARE returns no ``p`` map; nimare_jax adds it so FDR and Bonferroni
+    correction work. Voxel-level FWE (:class:`~nimare_jax.correct.FWECorrector` with
+    ``method="montecarlo"``) compares the ALE map with the maximum ALE of each redraw;
+    cluster-level FWE is not defined for SCALE.
+    """
+
+    _citations = ("Langner2014", "Eickhoff2009", "Turkeltaub2012")
+
+    def __init__(
+        self,
+        xyz,
+        n_iters: int = 5000,
+        n_cores: int = 1,
+        kernel_transformer=ALEKernel,
+        random_state: int | None = None,
+        batch_size: int = 8,
+        progress: bool = True,
+        **kwargs,
+    ):
+        self.xyz = _check_xyz(xyz)
+        self.n_iters = check_n_iters(n_iters)
+        self.n_cores = n_cores
+        self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
+        if not isinstance(self.kernel_transformer, ALEKernel):
+            raise TypeError("SCALE needs an ALEKernel")
+        self.random_state = random_state
+        self.batch_size = int(batch_size)
+        self.progress = progress
+
+    def __repr__(self) -> str:
+        return (
+            f"SCALE({self.kernel_transformer!r}, n_pool={len(self.xyz)}, n_iters={self.n_iters})"
+        )
+
+    def fit(self, dataset) -> MetaResult:
+        """Run SCALE on a dataset.
+
+        Parameters
+        ----------
+        dataset : nimare_jax.dataset.Dataset
+            Studies with coordinates.
+
+        Returns
+        -------
+        MetaResult
+            ``stat``, ``p``, ``z`` and ``logp`` maps; null distribution
+            ``values_level-voxel_corr-fwe_method-montecarlo`` (maximum ALE per redraw).
+        """
+        if len(dataset.ids) == 0:
+            raise DatasetError("cannot fit SCALE to an empty dataset")
+        self.dataset_ = dataset
+        ale = ALE(kernel_transformer=self.kernel_transformer)
+        stat = np.asarray(ale.fit(dataset).maps["stat"])
+        self.inputs_ = ale.inputs_
+        self.pool_ijk_ = self._pool_ijk(dataset.masker)
+        counts, vmax = self._run(self.n_iters, self.n_cores, self.progress)
+        n = self.n_iters
+        p = np.clip(counts / n, 1.0 / n, 1.0 - 1.0 / n)
+        maps = {"stat": stat, "p": p, "z": stats.p_to_z(p, tail="one"), "logp": -np.log10(p)}
+        nulls = {_FWE_NULL: vmax}
+        self.null_distributions_ = dict(nulls)
+        return MetaResult(
+            maps,
+            mask=dataset.masker,
+            null_distributions=nulls,
+            description=self._description(),
+            citations=self._citations,
+            estimator=self,
+        )
+
+    def _pool_ijk(self, masker) -> np.ndarray:
+        ijk = mm2vox(self.xyz, masker.affine)
+        shape = np.array(masker.shape[:3])
+        outside = np.any((ijk < 0) | (ijk >= shape), axis=1)
+        if outside.any():
+            first = self.xyz[np.flatnonzero(outside)[0]]
+            raise DatasetError(
+                f"{int(outside.sum())} baseline coordinates lie outside the image volume, "
+                f"e.g. ({first[0]:g}, {first[1]:g}, {first[2]:g})"
+            )
+        return np.asarray(ijk, np.int32)
+
+    def _run(self, n_iters, n_cores, progress):
+        _, key = seed_to_key(self.random_state)
+        arrays = self.inputs_
+        log_windows = ale_windows(arrays)
+        step_focus, step_flush = K.schedule(arrays.exp_index)
+        observed = K.accumulate(
+            arrays.ijk,
+            arrays.exp_window[arrays.exp_index],
+            jnp.ones(arrays.ijk.shape[0], jnp.float32),
+            log_windows,
+            jnp.asarray(step_focus),
+            jnp.asarray(step_flush),
+            arrays.shape,
+            "max",
+        ).reshape(-1)[jnp.asarray(arrays.mask_index)]
+        summary = baseline_null(arrays, log_windows, self.pool_ijk_, observed)
+        options = {
+            "batch_size": self.batch_size,
+            "n_devices": n_cores,
+            "progress": progress,
+            "vectorize": "map",
+        }
+        key = jax.random.fold_in(key, 4)  # the fit's and the FWE correction's draws agree
+        counts = run_permutations(
+            lambda k: {"exceed": summary(k)["exceed"]},
+            key,
+            n_iters,
+            desc="SCALE null (voxel-wise)",
+            reduce="sum",
+            **options,
+        ).samples["exceed"]
+        vmax = run_permutations(
+            lambda k: summary(k)["voxel"], key, n_iters, desc="SCALE null (maxima)", **options
+        ).samples
+        return np.asarray(counts, np.float64), np.asarray(vmax, np.float64)
+
+    def _description(self) -> str:
+        a = self.inputs_
+        return (
+            "A specific coactivation likelihood estimation (SCALE) meta-analysis "
+            f"[Langner2014] was performed with nimare_jax on {len(a.ids)} experiments "
+            f"({a.ijk.shape[0]} foci). Modelled activation maps took the maximum over an "
+            "experiment's Gaussian-modelled foci [Eickhoff2009; Turkeltaub2012] and were "
+            "combined into an activation likelihood estimation (ALE) map. Each voxel's ALE "
+            f"value was compared with its values in {self.n_iters} null data sets in which "
+            "every focus was redrawn at random from a baseline pool of "
+            f"{len(self.xyz)} coordinates, keeping experiments and kernels."
+        )
+
+    def correct_fwe_montecarlo(
+        self,
+        result,
+        voxel_thresh=None,
+        n_iters: int | None = None,
+        n_cores: int = 1,
+        vfwe_only: bool = True,
+        progress: bool | None = None,
+    ):
+        """Voxel-level FWE: compare the ALE map with the maximum ALE of each null redraw.
+
+        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead. Reuses the
+        fit's null when ``n_iters`` matches (the draws are the same).
+
+        Parameters
+        ----------
+        result : MetaResult
+            This estimator's fit.
+        voxel_thresh : float or None
+            Ignored (no cluster-level inference for SCALE).
+        n_iters : int or None
+            Iterations (None: the estimator's ``n_iters``).
+        n_cores : int
+            Devices to spread iterations over.
+        vfwe_only : bool
+            Must be True: cluster-level FWE is not defined for SCALE.
+        progress : bool or None
+            Show a progress bar (None: the estimator's setting).
+
+        Returns
+        -------
+        maps : dict
+            ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``.
+        nulls : dict
+            Maximum ALE per iteration.
+        description : str
+            Methods text.
+        citations : tuple of str
+            BibTeX keys.
+        """
+        del voxel_thresh
+        if not vfwe_only:
+            raise ValueError("SCALE supports only voxel-level FWE correction (vfwe_only=True)")
+        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters)
+        if n_iters == self.n_iters:
+            vmax = self.null_distributions_[_FWE_NULL]
+        else:
+            _, vmax = self._run(n_iters, n_cores, self.progress if progress is None else progress)
+        stat = np.asarray(result.maps["stat"], np.float64)
+        p = stats.null_to_p(stat, vmax, tail="upper")
+        suffix = f"level-voxel_{_FWE}"
+        maps = {
+            f"p_{suffix}": p,
+            f"z_{suffix}": stats.p_to_z(p, tail="one"),
+            f"logp_{suffix}": -np.log10(p),
+        }
+        text = (
+            "Family-wise error was controlled at the voxel level by comparing each voxel's ALE "
+            f"value with the maximum ALE of each of {vmax.shape[0]} null data sets drawn from "
+            "the baseline pool [Langner2014]."
+        )
+        return maps, {_FWE_NULL: vmax}, text, ("Langner2014",)

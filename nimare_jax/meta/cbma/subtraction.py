@@ -1,0 +1,546 @@
+"""ALE subtraction: where does one group of experiments converge more than another.
+
+Laird et al. (2005) HBM 25:155; Eickhoff et al. (2012) NeuroImage 59:2349.
+
+The statistic is the difference of the two groups' ALE maps. Its null distribution comes
+from reassigning the pooled experiments at random to two groups of the original sizes.
+Every experiment's modelled-activation (MA) map is computed once, as the log-domain term
+``-log(1 - MA)`` stored in fixed point (int32): a group's ALE is then one matrix product
+with a 0/1 membership vector, exact in integers. Exact sums mean that a permutation which
+puts the same experiments covering a voxel into group 1 as the observed split reproduces
+the observed difference *exactly*, so such ties are counted as ties (as they should be),
+whatever the order of summation.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nimare_jax import stats
+from nimare_jax.exceptions import DatasetError
+from nimare_jax.meta.cbma.ale import ALE, cluster_fwe_maps, seed_to_key
+from nimare_jax.meta.cbma.base import check_n_iters, make_kernel
+from nimare_jax.meta.cbma.kernel import ALEKernel
+from nimare_jax.ops import kernels as K
+from nimare_jax.ops.label import max_cluster_stats
+from nimare_jax.ops.permute import run_permutations
+from nimare_jax.results import MetaResult
+
+__all__ = ["ALESubtraction", "fixed_point_terms", "subtraction_null"]
+
+_CONTRAST = "group1MinusGroup2"
+_FWE = "corr-FWE_method-montecarlo"
+_FWE_NULL = "corr-fwe_method-montecarlo"
+#: Bin width of the histogram of null |differences| that locates the cluster-forming threshold.
+_THRESH_BIN = 1e-6
+
+
+def fixed_point_terms(ma: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-experiment ALE log terms ``-log1p(-MA)`` as int32 fixed point, voxels first.
+
+    Parameters
+    ----------
+    ma : numpy.ndarray, shape (n_exp, n_voxels)
+        Modelled-activation values in [0, 1).
+
+    Returns
+    -------
+    terms : numpy.ndarray, shape (n_voxels, n_exp), int32
+        ``rint(-log1p(-MA) * scale)``.
+    scale : float
+        Units per log unit, as large as possible while no sum over experiments overflows.
+    """
+    logs = -np.log1p(-np.asarray(ma, np.float64)).T
+    top = float(logs.sum(axis=1).max()) if logs.size else 0.0
+    scale = (2**31 - 2 * logs.shape[1] - 2) / max(top, 1e-12)
+    return np.rint(logs * scale).astype(np.int32), scale
+
+
+def _difference(q1, q2, inv_scale):
+    """ALE1 - ALE2 from fixed-point log sums (float32)."""
+    l1 = q1.astype(jnp.float32) * inv_scale
+    l2 = q2.astype(jnp.float32) * inv_scale
+    return jnp.expm1(-l2) - jnp.expm1(-l1)
+
+
+def subtraction_null(
+    terms,
+    scale: float,
+    n1: int,
+    *,
+    mask_index=None,
+    shape=None,
+    thresh: float | None = None,
+    connectivity: int = 6,
+    label_backend: str = "auto",
+    hist_bins: int | None = None,
+    want_max: bool = True,
+):
+    """Per-iteration summary of the ALE-subtraction label-permutation null.
+
+    Each iteration draws which ``n1`` of the pooled experiments form group 1; the group
+    log sums are one integer matrix product, so the summary vectorises over iterations.
+
+    Parameters
+    ----------
+    terms : array, shape (n_voxels, n_exp), int32
+        Fixed-point log terms of group 1's experiments then group 2's
+        (:func:`fixed_point_terms`).
+    scale : float
+        Their scale.
+    n1 : int
+        Size of group 1.
+    mask_index, shape : optional
+        Flat in-mask voxel indices and the volume shape (needed for cluster statistics).
+    thresh : float or None
+        Cluster-forming threshold on ``|ALE1 - ALE2|``; None skips cluster statistics.
+    connectivity : {6, 18, 26}
+        Cluster neighbourhood.
+    label_backend : {"auto", "jax", "scipy"}
+        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    hist_bins : int or None
+        If given, also return a histogram of ``|ALE1 - ALE2|`` over the mask with bins of
+        width ``1e-6`` (to locate the cluster-forming threshold).
+    want_max : bool
+        Compute the difference map and its maximum ``|ALE1 - ALE2|`` (the voxel-level FWE
+        null); without it, the summary only compares integers.
+
+    Returns
+    -------
+    callable
+        ``summary(key) -> {"upper", "lower": bool (n_voxels,), "voxel": max |diff|, ...}``
+        where ``upper``/``lower`` mark voxels whose permuted difference is >= / <= the
+        observed one (exact ties included); pure.
+    """
+    terms = jnp.asarray(terms, jnp.int32)
+    n = terms.shape[1]
+    total = terms.sum(axis=1)
+    inv_scale = jnp.float32(1.0 / scale)
+    observed_q1 = terms[:, :n1].sum(axis=1)
+    if thresh is not None:
+        mask_index = jnp.asarray(mask_index)
+        size = int(np.prod(shape))
+        thr = jnp.float32(thresh)
+
+    def summary(key):
+        members = jax.random.permutation(key, n)[:n1]
+        indicator = jnp.zeros(n, jnp.int32).at[members].set(1)
+        q1 = terms @ indicator
+        # With the pooled sum fixed, ALE1 - ALE2 increases strictly with group 1's log sum,
+        # so the tails compare integers: exact, ties included, no transcendental functions.
+        out = {"upper": q1 >= observed_q1, "lower": q1 <= observed_q1}
+        if hist_bins is None and thresh is None and not want_max:
+            return out
+        diff = _difference(q1, total - q1, inv_scale)
+        out["voxel"] = jnp.abs(diff).max()
+        if hist_bins is not None:
+            idx = jnp.floor(jnp.abs(diff) / _THRESH_BIN).astype(jnp.int32)
+            out["hist"] = jnp.bincount(jnp.clip(idx, 0, hist_bins - 1), length=hist_bins)
+        if thresh is not None:
+            vol = jnp.zeros(size, jnp.float32).at[mask_index].set(diff).reshape(shape)
+            pos = max_cluster_stats(
+                vol > thr, vol - thr, connectivity=connectivity, backend=label_backend
+            )
+            neg = max_cluster_stats(
+                vol < -thr, -vol - thr, connectivity=connectivity, backend=label_backend
+            )
+            out["size"] = jnp.maximum(pos.max_size, neg.max_size)
+            out["mass"] = jnp.maximum(pos.max_mass, neg.max_mass)
+        return out
+
+    return summary
+
+
+def _threshold_from_histogram(hist: np.ndarray, voxel_thresh: float) -> float:
+    """Return the ``1 - voxel_thresh`` quantile of values binned at ``_THRESH_BIN``."""
+    hist = np.asarray(hist, np.float64)
+    cum = np.cumsum(hist)
+    target = (1.0 - voxel_thresh) * cum[-1]
+    b = int(np.searchsorted(cum, target, side="left"))
+    below = cum[b - 1] if b else 0.0
+    frac = (target - below) / hist[b] if hist[b] else 0.0
+    return float((b + frac) * _THRESH_BIN)
+
+
+def _check_group(dataset, label: str) -> None:
+    n = len(dataset.ids)
+    if n < 2:
+        raise DatasetError(
+            f"ALE subtraction needs at least two experiments in each group; {label} has {n}"
+        )
+
+
+def _rename_group_fwe(maps: dict, group: str) -> dict:
+    """ALE FWE map names -> the ALESubtraction names of a group's main effect."""
+    out = {}
+    for name, values in maps.items():
+        kind, rest = name.split("_", 1)
+        if rest.startswith("level-voxel"):
+            out[f"{kind}_desc-{group}_{rest}"] = values
+        else:
+            desc = "Size" if rest.startswith("desc-size") else "Mass"
+            out[f"{kind}_desc-{group}{desc}_level-cluster_{_FWE}"] = values
+    return out
+
+
+class ALESubtraction:
+    """ALE subtraction analysis of two groups of experiments.
+
+    ``fit(dataset1, dataset2)`` computes ALE1 - ALE2 at every voxel of the mask and tests
+    it, two-sided, against the differences obtained when the pooled experiments are
+    randomly reassigned to groups of the original sizes (Laird et al. 2005; Eickhoff et al.
+    2012). As in NiMARE, all voxels of the mask are tested (the original method tests only
+    voxels significant in a group's own ALE).
+
+    Parameters
+    ----------
+    kernel_transformer : ALEKernel class or instance
+        Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
+    n_iters : int
+        Permutations of the group labels (NiMARE's default 5000).
+    voxel_thresh : float
+        Uncorrected p of the cluster-forming threshold, used when ``vfwe_only`` is False.
+    vfwe_only : bool
+        If True (default, as NiMARE), the fit records only the voxel-level FWE null (the
+        maximum ``|ALE1 - ALE2|`` of each permutation); otherwise it also records the
+        largest cluster size and mass above the threshold.
+    n_cores : int
+        Devices to spread permutations over (see :mod:`nimare_jax.ops.permute`).
+    random_state : int or None
+        Seed of the permutations.
+    batch_size : int
+        Permutations per device per dispatch.
+    progress : bool
+        Show a progress bar.
+    **kwargs
+        ``kernel__*`` arguments of the kernel.
+
+    Notes
+    -----
+    Maps: ``stat_desc-group1MinusGroup2`` (ALE1 - ALE2), ``p_``, ``z_`` and
+    ``logp_desc-group1MinusGroup2`` with ``p = 2 min(P(null >= d), P(null <= d))`` clipped
+    to ``[1/n, 1 - 1/n]`` and ``z`` two-tailed, signed towards the heavier tail (0 where
+    the tails balance); and each group's own ALE maps, ``{stat,p,z,logp}_desc-group1`` and
+    ``..._desc-group2`` (analytic null). The voxel-wise null is never stored.
+    """
+
+    _citations = ("Laird2005", "Eickhoff2012", "Turkeltaub2012")
+
+    def __init__(
+        self,
+        kernel_transformer=ALEKernel,
+        n_iters: int = 5000,
+        voxel_thresh: float = 0.001,
+        vfwe_only: bool = True,
+        n_cores: int = 1,
+        random_state: int | None = None,
+        batch_size: int = 32,
+        progress: bool = True,
+        **kwargs,
+    ):
+        self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
+        if not isinstance(self.kernel_transformer, ALEKernel):
+            raise TypeError("ALESubtraction needs an ALEKernel")
+        if not 0 < voxel_thresh < 1:
+            raise ValueError(f"voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
+        self.n_iters = check_n_iters(n_iters)
+        self.voxel_thresh = float(voxel_thresh)
+        self.vfwe_only = bool(vfwe_only)
+        self.n_cores = n_cores
+        self.random_state = random_state
+        self.batch_size = int(batch_size)
+        self.progress = progress
+
+    def __repr__(self) -> str:
+        return f"ALESubtraction({self.kernel_transformer!r}, n_iters={self.n_iters})"
+
+    # ------------------------------------------------------------------------ fit
+    def fit(self, dataset1, dataset2) -> MetaResult:
+        """Compare two groups of experiments.
+
+        Parameters
+        ----------
+        dataset1, dataset2 : nimare_jax.dataset.Dataset
+            The groups, on the same mask; at least two experiments each.
+
+        Returns
+        -------
+        MetaResult
+            Maps named as in the class notes; null distribution
+            ``values_level-voxel_corr-fwe_method-montecarlo`` (and the cluster nulls if
+            ``vfwe_only`` is False).
+        """
+        _check_group(dataset1, "dataset1")
+        _check_group(dataset2, "dataset2")
+        m1, m2 = dataset1.masker, dataset2.masker
+        if (
+            m1.shape[:3] != m2.shape[:3]
+            or not np.allclose(m1.affine, m2.affine)
+            or not np.array_equal(np.asanyarray(m1.dataobj) > 0, np.asanyarray(m2.dataobj) > 0)
+        ):
+            raise DatasetError("dataset1 and dataset2 must use the same mask")
+        shared = sorted(set(dataset1.ids) & set(dataset2.ids))
+        if shared:
+            warnings.warn(
+                f"{len(shared)} experiments are in both groups (e.g. {shared[0]!r}); the "
+                "groups of an ALE subtraction are meant to be disjoint",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.dataset1_, self.dataset2_ = dataset1, dataset2
+        self.inputs1_ = self.kernel_transformer.prepare(dataset1)
+        self.inputs2_ = self.kernel_transformer.prepare(dataset2)
+        self.group_estimators_, self.group_results_ = [], []
+        maps = {}
+        for label, dset in (("group1", dataset1), ("group2", dataset2)):
+            est = ALE(kernel_transformer=self.kernel_transformer, random_state=self.random_state)
+            res = est.fit(dset)
+            self.group_estimators_.append(est)
+            self.group_results_.append(res)
+            for name in ("stat", "p", "z", "logp"):
+                maps[f"{name}_desc-{label}"] = np.asarray(res.maps[name])
+        stat = maps["stat_desc-group1"].astype(np.float64) - maps["stat_desc-group2"]
+        self.terms_, self.scale_ = fixed_point_terms(self._pooled_ma())
+        samples, n, thresh = self._permute(self.n_iters, self.vfwe_only, self.voxel_thresh)
+        upper = np.asarray(samples["upper"], np.float64)
+        lower = np.asarray(samples["lower"], np.float64)
+        p = np.clip(2.0 * np.minimum(upper, lower) / n, 1.0 / n, 1.0 - 1.0 / n)
+        sign = np.sign(lower - upper)
+        maps.update(
+            {
+                f"stat_desc-{_CONTRAST}": stat,
+                f"p_desc-{_CONTRAST}": p,
+                f"z_desc-{_CONTRAST}": stats.p_to_z(p, tail="two") * sign,
+                f"logp_desc-{_CONTRAST}": -np.log10(p),
+            }
+        )
+        nulls = self._nulls(samples, thresh)
+        self.null_distributions_ = dict(nulls)
+        self._cached_ = (n, self.voxel_thresh, self.vfwe_only)
+        return MetaResult(
+            maps,
+            mask=m1,
+            null_distributions=nulls,
+            description=self._description(),
+            citations=self._citations,
+            estimator=self,
+        )
+
+    def _pooled_ma(self) -> np.ndarray:
+        rows = []
+        for arrays in (self.inputs1_, self.inputs2_):
+            ijk, valid = arrays.padded()
+            with jax.enable_x64(True):
+                values = K.ma_values(
+                    ijk,
+                    valid,
+                    arrays.exp_window,
+                    jnp.asarray(arrays.windows, jnp.float64),
+                    arrays.mask_index,
+                    arrays.shape,
+                    "max",
+                )
+                rows.append(np.asarray(values, np.float64))
+        return np.concatenate(rows, axis=0)
+
+    def _permute(self, n_iters, vfwe_only, voxel_thresh, n_cores=None, progress=None, counts=True):
+        """Run the label permutations (the same draws in every pass, from one seed).
+
+        Pass 1 (summed over iterations): the voxel-wise tail counts and, for cluster
+        inference, the histogram of null ``|ALE1 - ALE2|`` that locates the cluster-forming
+        threshold. Pass 2 (kept per iteration): the maxima.
+        """
+        _, key = seed_to_key(self.random_state)
+        key = jax.random.fold_in(key, 3)
+        n1 = len(self.inputs1_.ids)
+        options = {
+            "batch_size": self.batch_size,
+            "n_devices": self.n_cores if n_cores is None else n_cores,
+            "progress": self.progress if progress is None else progress,
+            "vectorize": "vmap",
+        }
+        wanted, n_bins = (), None
+        if counts:
+            wanted += ("upper", "lower")
+        if not vfwe_only:
+            top = float((-np.expm1(-self.terms_.sum(axis=1) / self.scale_)).max())
+            n_bins = int(top / _THRESH_BIN) + 2
+            wanted += ("hist",)
+        samples, thresh = {}, None
+        if wanted:
+            first = subtraction_null(
+                self.terms_, self.scale_, n1, hist_bins=n_bins, want_max=False
+            )
+            summed = run_permutations(
+                lambda k: {name: first(k)[name] for name in wanted},
+                key,
+                n_iters,
+                desc="ALE subtraction permutations (voxel-wise null)",
+                reduce="sum",
+                **options,
+            ).samples
+            samples.update(summed)
+            if not vfwe_only:
+                thresh = _threshold_from_histogram(summed["hist"], voxel_thresh)
+        a = self.inputs1_
+        second = subtraction_null(
+            self.terms_, self.scale_, n1, mask_index=a.mask_index, shape=a.shape, thresh=thresh
+        )
+        keys = ("voxel",) if vfwe_only else ("voxel", "size", "mass")
+        maxima = run_permutations(
+            lambda k: {name: second(k)[name] for name in keys},
+            key,
+            n_iters,
+            desc="ALE subtraction permutations (maxima)",
+            **options,
+        )
+        samples.update(maxima.samples)
+        return samples, n_iters, thresh
+
+    def _nulls(self, samples, thresh) -> dict:
+        nulls = {f"values_level-voxel_{_FWE_NULL}": np.asarray(samples["voxel"], np.float64)}
+        if thresh is not None:
+            nulls[f"summary_stat_thresh_level-voxel_{_FWE_NULL}"] = thresh
+            for desc in ("size", "mass"):
+                nulls[f"values_desc-{desc}_level-cluster_{_FWE_NULL}"] = np.asarray(
+                    samples[desc], np.float64
+                )
+        return nulls
+
+    def _description(self) -> str:
+        a, b = self.inputs1_, self.inputs2_
+        return (
+            "An activation likelihood estimation (ALE) subtraction analysis [Laird2005; "
+            "Eickhoff2012] was performed with nimare_jax, comparing a first group of "
+            f"{len(a.ids)} experiments ({a.ijk.shape[0]} foci) with a second group of "
+            f"{len(b.ids)} experiments ({b.ijk.shape[0]} foci). Each group's ALE map was "
+            "computed from modelled activation maps taking the maximum over an experiment's "
+            "foci [Turkeltaub2012], and the difference of the two maps was computed at every "
+            "voxel of the mask (not only where a group's own ALE was significant). Its null "
+            f"distribution was built from {self.n_iters} random reassignments of the pooled "
+            "experiments to two groups of the original sizes, without assuming symmetry, and "
+            "the difference was tested two-sided."
+        )
+
+    # --------------------------------------------------------------- corrections
+    def correct_fwe_montecarlo(
+        self,
+        result,
+        voxel_thresh: float = 0.001,
+        n_iters: int | None = None,
+        n_cores: int = 1,
+        vfwe_only: bool = False,
+        target: str = "pairwise",
+        connectivity: int = 6,
+        progress: bool | None = None,
+    ):
+        """FWE correction of the difference (and, on request, of each group's ALE).
+
+        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead. Reuses the
+        fit's null when ``n_iters``, ``voxel_thresh`` and ``vfwe_only`` match it, otherwise
+        reruns the same permutations (same seed).
+
+        Parameters
+        ----------
+        result : MetaResult
+            This estimator's fit.
+        voxel_thresh : float
+            Uncorrected p of the cluster-forming threshold: the ``1 - voxel_thresh``
+            quantile of all null ``|ALE1 - ALE2|`` values.
+        n_iters : int or None
+            Permutations (None: the estimator's ``n_iters``).
+        n_cores : int
+            Devices to spread permutations over.
+        vfwe_only : bool
+            Skip cluster-level inference.
+        target : {"pairwise", "main-effects", "all"}
+            Correct the difference, each group's own ALE (Monte Carlo relocation FWE of
+            :class:`~nimare_jax.meta.cbma.ALE`), or both.
+        connectivity : {6, 18, 26}
+            Cluster neighbourhood (NiMARE: 6); only 6 is cached by the fit.
+        progress : bool or None
+            Show progress bars (None: the estimator's setting).
+
+        Returns
+        -------
+        maps : dict
+            ``{p,z,logp}_desc-group1MinusGroup2_level-voxel_corr-FWE_method-montecarlo``,
+            ``..._desc-group1MinusGroup2{Size,Mass}_level-cluster_...``; z two-tailed and
+            signed as the uncorrected z. Main effects: ``..._desc-group1_level-voxel_...``,
+            ``..._desc-group1Size_level-cluster_...`` and so on.
+        nulls : dict
+            Per-iteration maxima.
+        description : str
+            Methods text.
+        citations : tuple of str
+            BibTeX keys.
+        """
+        if target not in ("pairwise", "main-effects", "all"):
+            raise ValueError(f"target must be 'pairwise', 'main-effects' or 'all', not {target!r}")
+        if connectivity not in (6, 18, 26):
+            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
+        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters)
+        maps, nulls, texts, cites = {}, {}, [], ["Eickhoff2012"]
+        if target in ("pairwise", "all"):
+            if self._cached_ == (n_iters, voxel_thresh, vfwe_only) and connectivity == 6:
+                nulls = {k: v for k, v in self.null_distributions_.items()}
+            else:
+                samples, _, thresh = self._permute(
+                    n_iters, vfwe_only, voxel_thresh, n_cores, progress, counts=False
+                )
+                nulls = self._nulls(samples, thresh)
+            stat = np.asarray(result.maps[f"stat_desc-{_CONTRAST}"], np.float64)
+            sign = np.sign(np.asarray(result.maps[f"z_desc-{_CONTRAST}"]))
+            vmax = nulls[f"values_level-voxel_{_FWE_NULL}"]
+            p = {"": stats.null_to_p(np.abs(stat), vmax, tail="upper")}
+            text = (
+                "Family-wise error of the ALE difference was controlled with the same "
+                f"label permutations ({vmax.shape[0]} iterations), recording the largest "
+                "absolute difference of each"
+            )
+            if not vfwe_only:
+                thresh = nulls[f"summary_stat_thresh_level-voxel_{_FWE_NULL}"]
+                sizes = nulls[f"values_desc-size_level-cluster_{_FWE_NULL}"]
+                masses = nulls[f"values_desc-mass_level-cluster_{_FWE_NULL}"]
+                ps_pos, pm_pos, _ = cluster_fwe_maps(
+                    stat, result.mask, thresh, sizes, masses, connectivity
+                )
+                ps_neg, pm_neg, _ = cluster_fwe_maps(
+                    -stat, result.mask, thresh, sizes, masses, connectivity
+                )
+                p["Size"] = np.where(stat < 0, ps_neg, ps_pos)
+                p["Mass"] = np.where(stat < 0, pm_neg, pm_pos)
+                text += (
+                    ", and the largest size and mass of the clusters of positive and of "
+                    f"negative differences beyond |ALE1 - ALE2| > {thresh:.3g} (the "
+                    f"{1 - voxel_thresh:g} quantile of all null differences; "
+                    f"{connectivity}-neighbour connectivity)"
+                )
+            for level, pv in p.items():
+                stem = f"desc-{_CONTRAST}{level}_level-{'cluster' if level else 'voxel'}_{_FWE}"
+                maps[f"p_{stem}"] = pv
+                maps[f"z_{stem}"] = stats.p_to_z(pv, tail="two") * sign
+                maps[f"logp_{stem}"] = -np.log10(pv)
+            texts.append(text + ".")
+        if target in ("main-effects", "all"):
+            for label, est, res in zip(
+                ("group1", "group2"), self.group_estimators_, self.group_results_, strict=True
+            ):
+                gmaps, gnulls, gtext, gcites = est.correct_fwe_montecarlo(
+                    res,
+                    voxel_thresh=voxel_thresh,
+                    n_iters=n_iters,
+                    n_cores=n_cores,
+                    connectivity=connectivity,
+                    vfwe_only=vfwe_only,
+                    progress=self.progress if progress is None else progress,
+                )
+                maps.update(_rename_group_fwe(gmaps, label))
+                nulls.update({f"{k}_desc-{label}": v for k, v in gnulls.items()})
+                cites += list(gcites)
+            texts.append("Each group's own ALE map was corrected separately. " + gtext)
+        return maps, nulls, " ".join(texts), tuple(dict.fromkeys(cites))

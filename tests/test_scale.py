@@ -1,0 +1,74 @@
+"""SCALE: maps, null, FWE correction and the baseline reader."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nimare_jax.correct import FWECorrector
+from nimare_jax.exceptions import InputFileError
+from nimare_jax.io import convert_sleuth_to_dataset
+from nimare_jax.meta.cbma import SCALE
+from nimare_jax.meta.cbma.scale import read_baseline
+
+SLEUTH = Path(__file__).parent / "data" / "sleuth"
+
+
+@pytest.fixture(scope="module")
+def small():
+    return convert_sleuth_to_dataset(str(SLEUTH / "test_sleuth_file.txt"))
+
+
+@pytest.fixture(scope="module")
+def fitted(small):
+    pool = small.coordinates[["x", "y", "z"]].to_numpy()
+    est = SCALE(pool, n_iters=40, random_state=0, progress=False)
+    return est, est.fit(small)
+
+
+def test_maps_and_null(fitted, small):
+    est, res = fitted
+    assert {"stat", "p", "z", "logp"} <= set(res.maps)
+    p = res.maps["p"]
+    assert p.min() >= 1 / 40 and p.max() <= 1 - 1 / 40
+    stat = res.maps["stat"]
+    assert np.all(p[stat == 0] == 1 - 1 / 40)  # every redraw reaches ALE >= 0
+    # the peak of the observed ALE is rarely exceeded when foci are redrawn from themselves
+    assert p[np.argmax(stat)] < 0.5
+    null = res.null_distributions["values_level-voxel_corr-fwe_method-montecarlo"]
+    assert null.shape == (40,) and np.all((null > 0) & (null < 1))
+
+
+def test_fwe(fitted):
+    _, res = fitted
+    corr = FWECorrector(method="montecarlo").transform(res)
+    for kind in ("p", "z", "logp"):
+        assert f"{kind}_level-voxel_corr-FWE_method-montecarlo" in corr.maps
+    with pytest.raises(ValueError, match="voxel-level"):
+        FWECorrector(method="montecarlo", vfwe_only=False).transform(res)
+
+
+def test_reproducible(fitted, small):
+    est, res = fitted
+    again = SCALE(est.xyz, n_iters=40, random_state=0, progress=False, batch_size=5).fit(small)
+    np.testing.assert_array_equal(again.maps["p"], res.maps["p"])
+
+
+def test_baseline_file(tmp_path):
+    xyz = read_baseline(SLEUTH / "test_baseline.txt")
+    assert xyz.shape == (2, 3)
+    good = tmp_path / "ok.txt"
+    good.write_text("# pool\n1, 2, 3\n\n4 5 6\n")
+    np.testing.assert_array_equal(read_baseline(good), [[1, 2, 3], [4, 5, 6]])
+    for text, where in (("1 2 3\n4 5\n", "line 2"), ("1 2 x\n", "line 1"), ("\n", "no coord")):
+        bad = tmp_path / "bad.txt"
+        bad.write_text(text)
+        with pytest.raises(InputFileError, match=where):
+            read_baseline(bad)
+
+
+def test_bad_xyz():
+    with pytest.raises(ValueError, match=r"\(n, 3\)"):
+        SCALE(np.zeros((4, 2)))
+    with pytest.raises(InputFileError):
+        SCALE("/nonexistent/baseline.txt")
