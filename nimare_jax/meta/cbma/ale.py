@@ -12,14 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
-from nimare_jax.meta.cbma.base import (  # noqa: F401  (cluster_fwe_maps, seed_to_key: API)
+from nimare_jax.meta.cbma.base import (
     RelocationEstimator,
     check_n_iters,
-    cluster_fwe_maps,
     make_kernel,
-    relocation_null,
     relocation_volume,
-    seed_to_key,
 )
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
 from nimare_jax.ops import kernels as K

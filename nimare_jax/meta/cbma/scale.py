@@ -18,8 +18,8 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError, InputFileError
-from nimare_jax.meta.cbma.ale import ALE, ale_windows, seed_to_key
-from nimare_jax.meta.cbma.base import check_n_iters, make_kernel
+from nimare_jax.meta.cbma.ale import ALE, ale_windows
+from nimare_jax.meta.cbma.base import check_n_iters, make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops.permute import run_permutations

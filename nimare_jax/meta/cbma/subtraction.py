@@ -22,8 +22,8 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.meta.cbma.ale import ALE, cluster_fwe_maps, seed_to_key
-from nimare_jax.meta.cbma.base import check_n_iters, make_kernel
+from nimare_jax.meta.cbma.ale import ALE
+from nimare_jax.meta.cbma.base import check_n_iters, cluster_fwe_maps, make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops.label import max_cluster_stats
