@@ -85,6 +85,12 @@ def _get_parser() -> argparse.ArgumentParser:
         "--n_cores", type=_positive_int, default=1, help="devices for the permutations (1)"
     )
     ale.add_argument("--seed", type=int, default=0, help="seed of the permutations (0)")
+    ale.add_argument(
+        "--file2",
+        metavar="SLEUTH2",
+        default=None,
+        help="second group's file: also run an ALE subtraction (DATASET minus SLEUTH2)",
+    )
     ale.set_defaults(run=_run_ale)
 
     sleuth = sub.add_parser(
@@ -136,6 +142,40 @@ def _get_parser() -> argparse.ArgumentParser:
     )
     add_metacluster_arguments(metacluster)
     metacluster.set_defaults(run=run_metacluster)
+    from nimare_jax.workflows.macm import add_macm_arguments, run_macm
+
+    macm = sub.add_parser(
+        "macm",
+        help="meta-analytic coactivation modelling: ALE of the experiments active in a mask",
+        description="Meta-analytic coactivation modelling (MACM): ALE with Monte Carlo FWE "
+        "correction of the experiments with at least one focus inside a mask; writes maps, "
+        "the selected experiments and boilerplate.",
+    )
+    add_macm_arguments(macm)
+    macm.set_defaults(run=run_macm)
+
+    from nimare_jax.workflows.scale import add_scale_arguments, run_scale
+
+    scale = sub.add_parser(
+        "scale",
+        help="SCALE: ALE against foci redrawn from a baseline pool, voxel-level FWE",
+        description="Specific coactivation likelihood estimation (SCALE) with voxel-level "
+        "Monte Carlo FWE correction; writes maps and boilerplate.",
+    )
+    add_scale_arguments(scale)
+    scale.set_defaults(run=run_scale)
+    from nimare_jax.workflows.peaks2maps import add_peaks2maps_arguments, run_peaks2maps
+
+    peaks2maps = sub.add_parser(
+        "peaks2maps",
+        help="reconstruct maps from peaks (network trained on simulated data), then a "
+        "one-sample permutation test with voxel-level FWE",
+        description="Reconstruct each experiment's unthresholded map from its peaks with a "
+        "peaks2maps network trained on simulated data, then run a one-sample sign-flipping "
+        "permutation test with voxel-level FWE correction; writes maps and boilerplate.",
+    )
+    add_peaks2maps_arguments(peaks2maps)
+    peaks2maps.set_defaults(run=run_peaks2maps)
     return parser
 
 
@@ -155,6 +195,7 @@ def _run_ale(args) -> None:
         fwhm=args.fwhm,
         n_cores=args.n_cores,
         random_state=args.seed,
+        file2=args.file2,
     )
     print(result.boilerplate())
     print(f"Wrote {len(files)} files to {args.output_dir}")

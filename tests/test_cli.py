@@ -18,6 +18,18 @@ NEUROSYNTH = Path(__file__).parent / "data" / "neurosynth"
 PREFIX = "data-neurosynth_version-7_"
 
 
+SUBCOMMANDS = [
+    "ale",
+    "conperm",
+    "macm",
+    "metacluster",
+    "neurosynth2nimare",
+    "peaks2maps",
+    "scale",
+    "sleuth2nimare",
+]
+
+
 def test_help_lists_exactly_the_subcommands():
     proc = subprocess.run(
         [sys.executable, "-m", "nimare_jax.cli", "--help"], capture_output=True, text=True
@@ -25,12 +37,10 @@ def test_help_lists_exactly_the_subcommands():
     assert proc.returncode == 0, proc.stderr
     listed = proc.stdout.split("positional arguments:")[1].split("options:")[0]
     commands = set(re.findall(r"^    (\S+)", listed, re.MULTILINE))
-    assert commands == {"ale", "sleuth2nimare", "neurosynth2nimare", "conperm", "metacluster"}
+    assert commands == set(SUBCOMMANDS)
 
 
-@pytest.mark.parametrize(
-    "command", ["ale", "sleuth2nimare", "neurosynth2nimare", "conperm", "metacluster"]
-)
+@pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

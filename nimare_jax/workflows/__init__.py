@@ -2,6 +2,16 @@
 
 from nimare_jax.workflows.ale import ale_sleuth_workflow
 from nimare_jax.workflows.conperm import conperm_workflow
+from nimare_jax.workflows.macm import macm_workflow
 from nimare_jax.workflows.metacluster import metacluster_workflow
+from nimare_jax.workflows.peaks2maps import peaks2maps_workflow
+from nimare_jax.workflows.scale import scale_workflow
 
-__all__ = ["ale_sleuth_workflow", "conperm_workflow", "metacluster_workflow"]
+__all__ = [
+    "ale_sleuth_workflow",
+    "conperm_workflow",
+    "macm_workflow",
+    "metacluster_workflow",
+    "peaks2maps_workflow",
+    "scale_workflow",
+]
