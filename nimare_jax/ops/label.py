@@ -411,14 +411,16 @@ def _host_max_stats(active, weights, connectivity):
     weights = np.asarray(weights)
     batch_shape = active.shape[:-3]
     act = active.reshape((-1, *active.shape[-3:]))
-    wts = np.broadcast_to(weights, active.shape).reshape(act.shape)
+    if weights.shape != active.shape:  # broadcast only when needed (it copies)
+        weights = np.broadcast_to(weights, active.shape)
+    wts = weights.reshape(act.shape[0], -1)
     sizes = np.zeros(act.shape[0], np.int32)
     masses = np.zeros(act.shape[0], weights.dtype)
     for i in range(act.shape[0]):
         idx, comp = _host_components(act[i], connectivity)
         if idx.size:
             sizes[i] = np.bincount(comp).max()
-            masses[i] = np.bincount(comp, wts[i].reshape(-1)[idx].astype(np.float64)).max()
+            masses[i] = np.bincount(comp, wts[i][idx].astype(np.float64)).max()
     return sizes.reshape(batch_shape), masses.reshape(batch_shape)
 
 

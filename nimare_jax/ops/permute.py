@@ -367,16 +367,17 @@ def run_permutations(
 
     devices = jax.devices()[:n_dev]
     keys = [jax.device_put(key, d) for d in devices]
+    ends = [jax.device_put(np.int32(first_iter + n_iters), d) for d in devices]
     runner = _build_runner(summary_fn, vectorize, reduce)
-    end = np.int32(first_iter + n_iters)
+    # Every step's iteration indices are placed on their device before the first dispatch:
+    # a transfer to a busy device waits for it, which would serialise the devices.
+    first = first_iter + np.arange(n_steps * step, dtype=np.int32).reshape(n_steps, n_dev, -1)
+    indices = [
+        [jax.device_put(first[i, n], d) for n, d in enumerate(devices)] for i in range(n_steps)
+    ]
 
     def dispatch(i_step):
-        start = first_iter + i_step * step
-        parts = []
-        for n, (d, k) in enumerate(zip(devices, keys, strict=True)):
-            idx = np.arange(start + n * batch_size, start + (n + 1) * batch_size, dtype=np.int32)
-            parts.append(runner(k, jax.device_put(idx, d), end))
-        return parts
+        return [runner(k, idx, e) for k, idx, e in zip(keys, indices[i_step], ends, strict=True)]
 
     samples = None
     done = 0
