@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
-REF = "/work/shared/reference"
 ESTIMATORS = {
     "fishers": "Fishers()",
     "stouffers": "Stouffers(use_sample_size=False)",
@@ -39,11 +41,11 @@ import numpy as np
 from nimare_jax.dataset import Dataset
 from nimare_jax.meta import ibma
 from nimare_jax.correct import FWECorrector
-d = Dataset("{ref}/ibma_inputs/ibma_sim_dataset.json", mask="{ref}/ibma_mask.nii.gz")
+d = Dataset("{dataset}", mask="{mask}")
 t0 = time.perf_counter(); res = ibma.{est}.fit(d); cold = time.perf_counter() - t0
 t0 = time.perf_counter(); res = ibma.{est}.fit(d); warm = time.perf_counter() - t0
 out = {{"cold": cold, "warm": warm}}
-path = "{ref}/outputs/{name}_maps.npz"
+path = "{outputs}/{name}_maps.npz"
 if os.path.exists(path):
     with np.load(path) as f:
         out["parity"] = max(float(np.nanmax(np.abs(res.maps[k] - f[k]))) for k in f.files)
@@ -61,8 +63,8 @@ warnings.simplefilter("ignore"); logging.disable(logging.WARNING)
 from nimare.dataset import Dataset
 from nimare.meta import ibma
 from nimare.correct import FWECorrector
-d = Dataset("{ref}/ibma_inputs/ibma_sim_dataset.json", mask="{ref}/ibma_mask.nii.gz")
-d.update_path("{ref}/ibma_inputs")
+d = Dataset("{dataset}", mask="{mask}")
+d.update_path("{images}")
 t0 = time.perf_counter(); res = ibma.{est}.fit(d); out = {{"fit": time.perf_counter() - t0}}
 if "{name}" == "permutedols":
     t0 = time.perf_counter()
@@ -76,7 +78,7 @@ import json, resource, time
 import numpy as np
 from nimare_jax.meta import ibma
 from nimare_jax.spatial import load_mask
-mask = load_mask("{ref}/ibma_mask.nii.gz")
+mask = load_mask("{mask}")
 n_vox = int((np.asanyarray(mask.dataobj) > 0).sum())
 rng = np.random.default_rng(0)
 k = {k}
@@ -106,13 +108,47 @@ def _run(python, code):
     raise RuntimeError(proc.stderr[-2000:])
 
 
+def _inputs(reference, folder):
+    """Paths of the image dataset: the NiMARE reference set if given, else a simulated one."""
+    if reference:
+        ref = Path(reference)
+        images = ref / "ibma_inputs"
+        return {
+            "dataset": images / "ibma_sim_dataset.json",
+            "mask": ref / "ibma_mask.nii.gz",
+            "images": images,
+            "outputs": ref / "outputs",
+        }
+    from nimare_jax.generate import create_image_dataset
+    from nimare_jax.spatial import get_template
+
+    images = Path(folder) / "images"
+    create_image_dataset(n_studies=20, seed=0, out_dir=images)
+    get_template("mni152_2mm").to_filename(Path(folder) / "mask.nii.gz")
+    return {
+        "dataset": images / "dataset.json",
+        "mask": Path(folder) / "mask.nii.gz",
+        "images": images,
+        "outputs": Path(folder) / "no-reference",
+    }
+
+
 def main():
+    """Print the IBMA timing table (and the scale check)."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--nimare-python", default="/work/venv-nimare/bin/python")
+    parser.add_argument(
+        "--reference",
+        default=os.environ.get("NIMARE_JAX_IBMA_REFERENCE"),
+        help="folder with ibma_inputs/, ibma_mask.nii.gz and outputs/ (NiMARE's reference "
+        "set); default: 20 studies simulated with generate.create_image_dataset",
+    )
+    parser.add_argument("--nimare-python", default=os.environ.get("NIMARE_PYTHON", sys.executable))
     parser.add_argument("--no-nimare", action="store_true")
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--scale-studies", type=int, default=500)
     args = parser.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    paths = {k: str(v) for k, v in _inputs(args.reference, tmp.name).items()}
 
     print(
         "| estimator | NiMARE 0.22.1 fit (s) | nimare_jax cold (s) | nimare_jax warm (s) "
@@ -120,11 +156,11 @@ def main():
     )
     print("|---|---|---|---|---|---|")
     for name, est in ESTIMATORS.items():
-        ours = _run(sys.executable, JAX_CODE.format(ref=REF, est=est, name=name))
+        ours = _run(sys.executable, JAX_CODE.format(est=est, name=name, **paths))
         theirs = (
             {"fit": float("nan")}
             if args.no_nimare
-            else _run(args.nimare_python, NIMARE_CODE.format(ref=REF, est=est, name=name))
+            else _run(args.nimare_python, NIMARE_CODE.format(est=est, name=name, **paths))
         )
         parity = f"{ours['parity']:.1e}" if "parity" in ours else "n/a (no ref)"
         print(
@@ -149,7 +185,7 @@ def main():
         "SampleSizeBasedLikelihood()",
         "PermutedOLS()",
     ):
-        out = _run(sys.executable, SCALE_CODE.format(ref=REF, est=est, k=args.scale_studies))
+        out = _run(sys.executable, SCALE_CODE.format(est=est, k=args.scale_studies, **paths))
         print(f"| {est} | {out['time']:.1f} | {out['rss_mb']:.0f} |", flush=True)
 
 

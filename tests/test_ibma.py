@@ -1,7 +1,7 @@
 """Image-based meta-analysis: esma functions, IBMA estimators, NiMARE parity, errors.
 
 Reference data (tests/data/ibma, built by make_ibma_reference.py): the 20-study simulated
-set of ../shared/reference cropped to a 20 x 20 x 10 box (3,559 voxels), NiMARE 0.22.1's
+set of NiMARE's reference outputs cropped to a 20 x 20 x 10 box (3,559 voxels), NiMARE 0.22.1's
 whole-brain reference maps restricted to that box, and NiMARE 0.22.1 run on the crop for the
 estimators without shared references. NiMARE's maps are stored as float32, so agreement is
 limited to float32 rounding (~6e-8 relative); the issue asks for 1e-4 and we assert 1e-5.

@@ -7,7 +7,9 @@ Run twice (the NiMARE part needs the oracle environment):
 
 ``crop`` writes ``inputs/`` (the 20 studies' z, beta and varcope images cut to a box of the
 brain, float32), ``mask.nii.gz`` and ``reference_closed_form.npz`` (NiMARE 0.22.1's
-whole-brain reference maps of ../../../../shared/reference/outputs restricted to the box).
+whole-brain reference maps of NiMARE's reference outputs restricted to the box; run as
+``python make_ibma_reference.py REFERENCE_DIR`` with the folder holding ``ibma_inputs/``,
+``ibma_mask.nii.gz`` and ``outputs/``).
 ``nimare`` runs NiMARE 0.22.1 on the cropped set for the estimators without whole-brain
 references (likelihood-based, PermutedOLS FWE null) and on a copy with missing data
 (``make_missing`` in tests/test_ibma.py's recipe), writing ``reference_nimare.npz``.
@@ -22,7 +24,7 @@ import nibabel as nib
 import numpy as np
 
 HERE = Path(__file__).parent
-SHARED = Path("/work/shared/reference")
+SHARED = Path(sys.argv[1]) if len(sys.argv) > 1 else None  # NiMARE reference folder
 BOX = (slice(36, 56), slice(50, 70), slice(38, 48))  # 20 x 20 x 10 voxels
 TYPES = ("z", "beta", "varcope")
 
