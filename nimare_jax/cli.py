@@ -8,12 +8,12 @@ no output file is left behind.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import warnings
 
 from nimare_jax import __version__
 from nimare_jax.exceptions import NiMAREJaxError
+from nimare_jax.workflows._args import positive_float, positive_int, probability
 
 PROG = "nimare-jax"
 
@@ -24,24 +24,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         """Print ``nimare-jax: error: <message>`` and exit with status 2."""
         self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
-
-
-def _number(kind, low, high=math.inf, what="a number"):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not low < value < high:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _number(int, 0, what="a positive whole number")
-_positive_float = _number(float, 0, what="a positive number")
-_probability = _number(float, 0, 1, what="a p-value between 0 and 1 (exclusive)")
 
 
 def _get_parser() -> argparse.ArgumentParser:
@@ -67,22 +49,22 @@ def _get_parser() -> argparse.ArgumentParser:
         "--prefix", default=None, help="file-name prefix (default: the input file's name)"
     )
     ale.add_argument(
-        "--n_iters", type=_positive_int, default=10000, help="Monte Carlo iterations (10000)"
+        "--n_iters", type=positive_int, default=10000, help="Monte Carlo iterations (10000)"
     )
     ale.add_argument(
         "--v_thr",
-        type=_probability,
+        type=probability,
         default=0.001,
         help="voxel-level p-value of the cluster-forming threshold (0.001)",
     )
     ale.add_argument(
         "--fwhm",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="fixed kernel FWHM in mm (default: from each experiment's sample size)",
     )
     ale.add_argument(
-        "--n_cores", type=_positive_int, default=1, help="devices for the permutations (1)"
+        "--n_cores", type=positive_int, default=1, help="devices for the permutations (1)"
     )
     ale.add_argument("--seed", type=int, default=0, help="seed of the permutations (0)")
     ale.add_argument(

@@ -14,6 +14,7 @@ from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import ALE
 from nimare_jax.meta.cbma.base import check_n_iters
 from nimare_jax.results import MetaResult
+from nimare_jax.workflows._args import probability
 from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
 
@@ -128,7 +129,7 @@ def add_macm_arguments(parser) -> None:
     _add_common_arguments(parser)
     parser.add_argument(
         "--v_thr",
-        type=float,
+        type=probability,
         default=0.001,
         help="voxel-level p-value of the cluster-forming threshold (0.001)",
     )
@@ -145,8 +146,6 @@ def run_macm(args) -> None:
     from nimare_jax.ops.permute import configure_cpu_devices
 
     configure_cpu_devices(args.n_cores)
-    if not 0 < args.v_thr < 1:
-        raise ValueError(f"--v_thr must be between 0 and 1 (exclusive), got {args.v_thr}")
     result, files = macm_workflow(
         args.dataset,
         args.mask,

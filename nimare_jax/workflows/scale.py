@@ -11,6 +11,7 @@ from nimare_jax.correct import FWECorrector
 from nimare_jax.meta.cbma.base import check_n_iters
 from nimare_jax.meta.cbma.scale import SCALE, read_baseline
 from nimare_jax.results import MetaResult
+from nimare_jax.workflows._args import positive_float, positive_int
 from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
 
@@ -88,37 +89,22 @@ def scale_workflow(
     return result, [output_dir / path.name for path in staged]
 
 
-def _positive(kind):
-    import argparse
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-
-    return parse
-
-
 def _add_common_arguments(parser) -> None:
     parser.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
     parser.add_argument(
         "--prefix", default=None, help="file-name prefix (default: the input file's name)"
     )
     parser.add_argument(
-        "--n_iters", type=_positive(int), default=5000, help="Monte Carlo iterations (5000)"
+        "--n_iters", type=positive_int, default=5000, help="Monte Carlo iterations (5000)"
     )
     parser.add_argument(
         "--fwhm",
-        type=_positive(float),
+        type=positive_float,
         default=None,
         help="fixed kernel FWHM in mm (default: from each experiment's sample size)",
     )
     parser.add_argument(
-        "--n_cores", type=_positive(int), default=1, help="devices for the permutations (1)"
+        "--n_cores", type=positive_int, default=1, help="devices for the permutations (1)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutations (0)")
 
