@@ -11,6 +11,7 @@ import pytest
 
 nimare = pytest.importorskip("nimare")
 
+from conftest import DATA, LAIRD  # noqa: E402
 from nimare.dataset import Dataset as NiDataset  # noqa: E402
 from nimare.io import convert_sleuth_to_dataset as ni_sleuth  # noqa: E402
 from nimare.meta import kernel as ni_kernel  # noqa: E402
@@ -18,8 +19,6 @@ from nimare.meta.cbma import ALE as NiALE  # noqa: E402
 
 from nimare_jax.io import convert_sleuth_to_dataset  # noqa: E402
 from nimare_jax.meta.cbma import ALE, ALEKernel, KDAKernel, MKDAKernel  # noqa: E402
-
-from .conftest import DATA, LAIRD  # noqa: E402
 
 pytestmark = pytest.mark.parity
 
