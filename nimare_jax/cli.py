@@ -13,7 +13,7 @@ import warnings
 
 from nimare_jax import __version__
 from nimare_jax.exceptions import NiMAREJaxError
-from nimare_jax.workflows._args import positive_float, positive_int, probability
+from nimare_jax.workflows._args import positive_float, positive_int, probability, run_workflow
 
 PROG = "nimare-jax"
 
@@ -162,25 +162,18 @@ def _get_parser() -> argparse.ArgumentParser:
 
 
 def _run_ale(args) -> None:
-    from nimare_jax.ops.permute import configure_cpu_devices
-
-    # On CPU, cores become JAX devices only if asked before JAX starts its backend.
-    configure_cpu_devices(args.n_cores)
-    from nimare_jax.workflows.ale import ale_sleuth_workflow
-
-    result, files = ale_sleuth_workflow(
+    run_workflow(
+        "ale_sleuth_workflow",
+        args.n_cores,
+        args.output_dir,
         args.dataset,
-        output_dir=args.output_dir,
         prefix=args.prefix,
         n_iters=args.n_iters,
         v_thr=args.v_thr,
         fwhm=args.fwhm,
-        n_cores=args.n_cores,
         random_state=args.seed,
         file2=args.file2,
     )
-    print(result.boilerplate())
-    print(f"Wrote {len(files)} files to {args.output_dir}")
 
 
 def _run_conperm(args) -> None:

@@ -10,7 +10,6 @@ import numpy as np
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.kernel import KernelTransformer
 from nimare_jax.peaks2maps import data, model
-from nimare_jax.results import unmask
 from nimare_jax.spatial import get_resource_path
 
 __all__ = ["Peaks2MapsKernel", "default_weights_path", "load_weights"]
@@ -123,25 +122,6 @@ class Peaks2MapsKernel(KernelTransformer):
         params, _ = load_weights(None if self.weights is None else str(self.weights))
         return predict(params, inputs)
 
-    def transform(self, dataset, return_type: str = "array"):
-        """Reconstruct each experiment's map on the dataset's mask.
-
-        Parameters
-        ----------
-        dataset : nimare_jax.dataset.Dataset
-            Studies with coordinates.
-        return_type : {"array", "image"}
-            ``"array"``: a (n_experiments, n_voxels) NumPy array over the dataset's mask;
-            ``"image"``: a list of NIfTI images, one per experiment.
-
-        Returns
-        -------
-        numpy.ndarray or list of nibabel.Nifti1Image
-            Reconstructed z maps in the order of ``dataset.ids``.
-        """
-        if return_type not in ("array", "image"):
-            raise ValueError(f"return_type must be 'array' or 'image', got {return_type!r}")
-        values = data.coarse_to_mask(self.coarse_maps(dataset), dataset.masker)
-        if return_type == "array":
-            return values
-        return [unmask(v, dataset.masker) for v in values]
+    def _ma_values(self, dataset) -> np.ndarray:
+        """Reconstructed z maps, (n_experiments, n_voxels) over the dataset's mask."""
+        return data.coarse_to_mask(self.coarse_maps(dataset), dataset.masker)

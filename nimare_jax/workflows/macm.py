@@ -14,7 +14,7 @@ from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import ALE
 from nimare_jax.meta.cbma.base import check_n_iters
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows._args import probability
+from nimare_jax.workflows._args import probability, run_workflow
 from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
 
@@ -143,19 +143,15 @@ def run_macm(args) -> None:
     args : argparse.Namespace
         Namespace from a parser set up by :func:`add_macm_arguments`.
     """
-    from nimare_jax.ops.permute import configure_cpu_devices
-
-    configure_cpu_devices(args.n_cores)
-    result, files = macm_workflow(
+    run_workflow(
+        "macm_workflow",
+        args.n_cores,
+        args.output_dir,
         args.dataset,
         args.mask,
-        output_dir=args.output_dir,
         prefix=args.prefix,
         n_iters=args.n_iters,
         v_thr=args.v_thr,
         fwhm=args.fwhm,
-        n_cores=args.n_cores,
         random_state=args.seed,
     )
-    print(result.boilerplate())
-    print(f"Wrote {len(files)} files to {args.output_dir}")

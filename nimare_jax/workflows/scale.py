@@ -11,7 +11,7 @@ from nimare_jax.correct import FWECorrector
 from nimare_jax.meta.cbma.base import check_n_iters
 from nimare_jax.meta.cbma.scale import SCALE, read_baseline
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows._args import positive_float, positive_int
+from nimare_jax.workflows._args import positive_float, positive_int, run_workflow
 from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
 
@@ -136,18 +136,14 @@ def run_scale(args) -> None:
     args : argparse.Namespace
         Namespace from a parser set up by :func:`add_scale_arguments`.
     """
-    from nimare_jax.ops.permute import configure_cpu_devices
-
-    configure_cpu_devices(args.n_cores)
-    result, files = scale_workflow(
+    run_workflow(
+        "scale_workflow",
+        args.n_cores,
+        args.output_dir,
         args.dataset,
         baseline=args.baseline,
-        output_dir=args.output_dir,
         prefix=args.prefix,
         n_iters=args.n_iters,
         fwhm=args.fwhm,
-        n_cores=args.n_cores,
         random_state=args.seed,
     )
-    print(result.boilerplate())
-    print(f"Wrote {len(files)} files to {args.output_dir}")

@@ -131,9 +131,16 @@ class KernelTransformer:
         """
         if return_type not in ("array", "image"):
             raise ValueError(f"return_type must be 'array' or 'image', got {return_type!r}")
+        values = self._ma_values(dataset)
+        if return_type == "array":
+            return values
+        return [unmask(v, dataset.masker) for v in values]
+
+    def _ma_values(self, dataset) -> np.ndarray:
+        """Return the (n_experiments, n_voxels) maps over the dataset's mask."""
         arr = self.prepare(dataset)
         ijk, valid = arr.padded()
-        values = np.asarray(
+        return np.asarray(
             K.ma_values(
                 ijk,
                 valid,
@@ -144,9 +151,6 @@ class KernelTransformer:
                 arr.combine,
             )
         )
-        if return_type == "array":
-            return values
-        return [unmask(v, dataset.masker) for v in values]
 
 
 class ALEKernel(KernelTransformer):
