@@ -95,6 +95,8 @@ def test_closed_form_match_nimare_reference(dset, closed_ref, name, make):
         ("fishers_n", lambda: ibma.Fishers(use_sample_size=True)),
         ("fishers_one", lambda: ibma.Fishers(two_sided=False)),
         ("wls_tau2", lambda: ibma.WeightedLeastSquares(tau2=0.01)),
+        ("permutedols_n", lambda: ibma.PermutedOLS(use_sample_size=True)),
+        ("permutedols_n_one", lambda: ibma.PermutedOLS(use_sample_size=True, two_sided=False)),
     ],
 )
 def test_other_estimators_match_nimare(dset, nimare_ref, name, make):
@@ -110,6 +112,7 @@ def test_other_estimators_match_nimare(dset, nimare_ref, name, make):
         ("missing_stouffers", ibma.Stouffers),
         ("missing_dersimonianlaird", ibma.DerSimonianLaird),
         ("missing_permutedols", ibma.PermutedOLS),
+        ("missing_permutedols_n", lambda: ibma.PermutedOLS(use_sample_size=True)),
     ],
 )
 def test_missing_voxels_match_nimare_liberal_mask(missing_dset, nimare_ref, name, make):
@@ -152,6 +155,19 @@ def test_permutedols_fwe_null_matches_nimare_statistically(dset, nimare_ref):
     z = np.abs(corrected.maps["z"])
     i = int(np.argmax(z))
     assert p[i] == pytest.approx(((null >= z[i]).sum() + 1) / 1001)
+
+
+def test_weighted_permutedols_fwe_null_matches_nimare_statistically(dset, nimare_ref):
+    result = ibma.PermutedOLS(use_sample_size=True, random_state=2).fit(dset)
+    est = result.estimator
+    maps, nulls, text, cites = est.correct_fwe_montecarlo(result, n_iters=1000)
+    null = nulls["values_level-voxel_corr-fwe_method-montecarlo"]
+    assert ss.ks_2samp(null, nimare_ref["permutedols_n_fwe__null"]).pvalue > 1e-3
+    # the null differs from the unweighted one on these unequal sample sizes
+    unweighted = ibma.PermutedOLS(random_state=2).fit(dset)
+    null_u = unweighted.estimator.correct_fwe_montecarlo(unweighted, n_iters=1000)[1]
+    assert not np.allclose(null, null_u["values_level-voxel_corr-fwe_method-montecarlo"])
+    assert "Hedges2010" in result.citations and "Winkler2014" in cites
 
 
 def test_permutedols_null_independent_of_batch_size(dset):
@@ -223,6 +239,52 @@ def test_likelihood_tau2_is_the_maximum(small):
         grid = np.linspace(0, 5, 20001)
         best = grid[np.argmin([reml(t, j) for t in grid])]
         assert reml(tau2[j], j) <= reml(best, j) + 1e-12
+
+
+def _cr2_brute_force(y, q):
+    """CR2 t and Satterthwaite dof of an intercept-only WLS fit, with explicit matrices."""
+    k = y.size
+    x = np.ones((k, 1))
+    m = np.linalg.inv(x.T @ (q[:, None] * x))  # (X'WX)^-1
+    xt = np.sqrt(q)[:, None] * x  # whitened design
+    hat = xt @ m @ xt.T
+    mu = (m @ x.T @ (q * y)).item()
+    u = np.sqrt(q) * (y - mu)
+    adjust = 1 / np.sqrt(1 - np.diag(hat))  # singleton clusters: (I - H_jj)^-1/2
+    meat = sum((xt[j] * adjust[j] * u[j]) ** 2 for j in range(k))
+    t = mu / np.sqrt((m @ meat @ m).item())
+    g = np.zeros((k, k))
+    for j in range(k):
+        b = np.zeros(k)
+        b[j] = adjust[j] * (xt[j] @ m).item()
+        g[:, j] = (np.eye(k) - hat) @ b
+    s = g.T @ g
+    return t, np.trace(s) ** 2 / np.trace(s @ s)
+
+
+def test_weighted_one_sample_t_against_explicit_cr2(small):
+    y = small[0].copy()
+    y[3, :4] = np.nan  # study 3 missing at voxels 0-3: weights renormalise there
+    q = np.linspace(12, 60, 12)
+    with jax.enable_x64(True):
+        out = {k: np.asarray(v) for k, v in esma.weighted_one_sample_t(y, q).items()}
+    for j in range(50):
+        ok = np.isfinite(y[:, j])
+        t, dof = _cr2_brute_force(y[ok, j], q[ok])
+        assert out["t"][j] == pytest.approx(t, rel=1e-10)
+        assert out["dof"][j] == pytest.approx(dof, rel=1e-10)
+        assert out["p"][j] == pytest.approx(2 * ss.t.sf(abs(t), dof), rel=1e-8)
+    assert out["dof"][0] != out["dof"][10]  # fewer studies, fewer dof
+
+
+def test_weighted_one_sample_t_with_equal_weights_is_the_ordinary_t(small):
+    y = small[0]
+    with jax.enable_x64(True):
+        w = esma.weighted_one_sample_t(y, np.full(12, 25.0))
+        o = esma.one_sample_t(y)
+    np.testing.assert_allclose(np.asarray(w["t"]), ss.ttest_1samp(y, 0).statistic, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(w["dof"]), 11.0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(w["z"]), np.asarray(o["z"]), rtol=1e-9)
 
 
 def test_log_chi2_sf_deep_tail():

@@ -50,6 +50,7 @@ __all__ = [
     "t_to_z",
     "variance_based_likelihood",
     "weighted_least_squares",
+    "weighted_one_sample_t",
 ]
 
 _LOG2 = math.log(2.0)
@@ -710,6 +711,70 @@ def one_sample_t(y, valid=None):
         "log_p": log_p,
         "dof": jnp.where(ok, dof, jnp.nan),
     }
+
+
+def weighted_one_sample_t(y, weights, valid=None):
+    """Weighted one-sample test of a zero mean with a CR2 robust variance, per voxel.
+
+    The intercept-only weighted least-squares model with study weights ``q`` (Hedges, Tipton
+    & Johnson 2010): ``mu = sum q y / W`` with ``W = sum q``, its variance estimated by the
+    bias-reduced (CR2) sandwich ``V = sum q**2 (y - mu)**2 / (1 - h) / W**2`` with leverages
+    ``h = q / W``, and ``t = mu / sqrt(V)`` referred to Student's t with Satterthwaite degrees
+    of freedom (Tipton 2015; floored at 1). For one observation per cluster the
+    Satterthwaite degrees of freedom have the closed form ``1 / (sum g**2 (1 - 2 h) +
+    (sum h g)**2)`` with ``g = h / (1 - h)``, which is ``k - 1`` for equal weights (and then
+    ``t`` is the ordinary one-sample t).
+
+    Parameters
+    ----------
+    y : array-like, shape (n_studies, n_voxels)
+        Values (betas).
+    weights : array-like, shape (n_studies,) or (n_studies, n_voxels)
+        Positive study weights (NiMARE's ``use_sample_size`` passes the sample sizes).
+    valid : array-like of bool, optional
+        Which entries contribute.
+
+    Returns
+    -------
+    dict of jax.Array
+        ``t``, ``dof``, ``z`` (same one-tailed probability as t), ``p`` (two-sided) and
+        ``log_p`` (natural log); NaN where fewer than two studies contribute or the
+        robust variance is zero.
+    """
+    y0, m, k = _prepare(y, valid)
+    q, a, total, h = _cr2_weights(weights, m)
+    t = _cr2_t((q * y0).sum(0), (a * y0).sum(0), (a * y0 * y0).sum(0), a.sum(0), total)
+    ok = k >= 2
+    g = jnp.where(m > 0, h / jnp.where(ok, 1.0 - h, 1.0), 0.0)
+    dof = 1.0 / ((g * g * (1.0 - 2.0 * h)).sum(0) + jnp.square((h * g).sum(0)))
+    dof = jnp.maximum(jnp.where(jnp.isfinite(dof), dof, 1.0), 1.0)
+    log_sf = log_t_sf(jnp.abs(t), dof)
+    log_p = jnp.minimum(log_sf + _LOG2, 0.0)
+    z = jnp.sign(t) * logp_to_z(log_sf, tail="one")
+    t, z, log_p, dof = _nan_unless(ok & jnp.isfinite(t), t, z, log_p, dof)
+    return {"t": t, "z": z, "p": jnp.exp(log_p), "log_p": log_p, "dof": dof}
+
+
+def _cr2_weights(weights, m):
+    """Per-voxel CR2 terms of study weights over the valid entries ``m``.
+
+    Returns ``(q, a, W, h)``: weights ``q`` (zero where invalid), adjusted weights
+    ``a = q**2 / (1 - h)``, their total ``W`` per voxel and leverages ``h = q / W``.
+    """
+    q = jnp.asarray(weights, m.dtype)
+    q = (q[:, None] if q.ndim == 1 else q) * m
+    total = q.sum(0)
+    h = q / jnp.where(total > 0, total, 1.0)
+    a = q * q / jnp.where(h < 1.0, 1.0 - h, 1.0)
+    return q, a, total, h
+
+
+def _cr2_t(weighted_sum, adjusted_sum, adjusted_sum_squares, adjusted_weight_sum, total):
+    """CR2 t from sums that are linear in the (sign-flipped) values and the fixed rest."""
+    mean = weighted_sum / total
+    meat = adjusted_sum_squares - 2.0 * mean * adjusted_sum + mean * mean * adjusted_weight_sum
+    meat = jnp.maximum(meat, 0.0)
+    return jnp.where(meat > 0, weighted_sum / jnp.sqrt(jnp.where(meat > 0, meat, 1.0)), jnp.nan)
 
 
 def _t_from_sums(s1, s2, k):

@@ -675,7 +675,10 @@ class PermutedOLS(IBMAEstimator):
     two_sided : bool
         Two-sided test (default) or one-sided test of positive effects.
     use_sample_size : bool
-        Not supported (NiMARE's sample-size-weighted CR2 statistic); must be False.
+        Weight each study by its sample size (default False: the ordinary one-sample t).
+        The statistic is then the weighted mean's CR2 robust t (Hedges et al. 2010),
+        referred to Satterthwaite degrees of freedom (Tipton 2015), as in NiMARE 0.22; see
+        :func:`nimare_jax.meta.esma.weighted_one_sample_t`.
     n_jobs : int
         Kept for NiMARE compatibility; parallelism comes from ``n_cores`` in
         :meth:`correct_fwe_montecarlo` (devices of the permutation engine).
@@ -686,8 +689,11 @@ class PermutedOLS(IBMAEstimator):
 
     Notes
     -----
-    Needs ``beta`` images. Output maps: ``t``, ``z`` (same one-tailed probability as t),
-    ``p``, ``logp``, ``dof``. :class:`~nimare_jax.correct.FWECorrector` with
+    Needs ``beta`` images (and ``sample_sizes`` metadata with ``use_sample_size``). Output
+    maps: ``t``, ``z`` (same one-tailed probability as t), ``p``, ``logp``, ``dof``. With
+    sample-size weights the degrees of freedom fall below ``k - 1`` as the weights become
+    unequal (one dominant study pulls them towards 1).
+    :class:`~nimare_jax.correct.FWECorrector` with
     ``method="montecarlo"`` adds ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``:
     each study's map is multiplied by a random sign per iteration (Winkler et al. 2014),
     the maximum |z| over voxels is recorded, and the corrected p of a voxel is
@@ -707,20 +713,19 @@ class PermutedOLS(IBMAEstimator):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if use_sample_size:
-            raise NotImplementedError(
-                "PermutedOLS(use_sample_size=True) (sample-size-weighted CR2 statistic) is "
-                "not implemented in nimare_jax"
-            )
         self.two_sided = two_sided
         self.use_sample_size = use_sample_size
+        self._needs_sample_sizes = use_sample_size
         self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _fit(self, inputs):
-        maps = apply_chunked(
-            _voxelwise("one_sample_t"), {"y": inputs["beta_maps"]}, inputs["valid"]
-        )
+        if self.use_sample_size:
+            fn = _voxelwise("weighted_one_sample_t")
+            per_study = {"weights": inputs["sample_sizes"]}
+        else:
+            fn, per_study = _voxelwise("one_sample_t"), None
+        maps = apply_chunked(fn, {"y": inputs["beta_maps"]}, inputs["valid"], per_study)
         if not self.two_sided:
             with jax.enable_x64(True):
                 t, dof = jnp.asarray(maps["t"]), jnp.asarray(maps["dof"])
@@ -730,9 +735,20 @@ class PermutedOLS(IBMAEstimator):
         return {k: maps[k] for k in ("t", "z", "p", "log_p", "dof")}
 
     def _description(self):
+        if self.use_sample_size:
+            return self._describe(
+                "beta images using a one-sample test weighted by sample size at each voxel: "
+                "the weighted mean's bias-reduced (CR2) robust t statistic [Hedges2010], "
+                "referred to Student's t with Satterthwaite degrees of freedom [Tipton2015]."
+            )
         return self._describe(
             "beta images using a one-sample t test (ordinary least squares) at each voxel."
         )
+
+    @property
+    def _citations(self):
+        extra = ("Hedges2010", "Tipton2015") if self.use_sample_size else ()
+        return (*IBMAEstimator._citations, *extra)
 
     def correct_fwe_montecarlo(
         self, result, voxel_thresh=None, n_iters=5000, n_cores=1, batch_size=64, **kwargs
@@ -779,7 +795,9 @@ class PermutedOLS(IBMAEstimator):
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
         with jax.enable_x64(True):
-            summary = _sign_flip_summary(y, valid, self.two_sided)
+            weights = self.inputs_["sample_sizes"] if self.use_sample_size else None
+            dof = np.asarray(result.maps["dof"], np.float64)
+            summary = _sign_flip_summary(y, valid, dof, self.two_sided, weights)
             res = run_permutations(
                 summary,
                 jax.random.key(int(seed)),
@@ -806,50 +824,65 @@ class PermutedOLS(IBMAEstimator):
         nulls = {"values_level-voxel_corr-fwe_method-montecarlo": null}
         text = (
             "Family-wise error rate correction was performed with a max-statistic null "
-            "distribution built by randomly flipping the sign of each study's map (Winkler "
-            "et al., 2014); the maximum was taken over z statistics so that voxels covered by "
+            "distribution built by randomly flipping the sign of each study's map "
+            "[Winkler2014]; the maximum was taken over z statistics so that voxels covered by "
             f"different numbers of studies are comparable. {res.n_iters} iterations were "
             "performed."
         )
-        return maps, nulls, text, ()
+        return maps, nulls, text, ("Winkler2014",)
 
 
-def _sign_flip_summary(y: np.ndarray, valid: np.ndarray, two_sided: bool):
+def _sign_flip_summary(y, valid, dof, two_sided: bool, weights=None):
     """Return ``summary(key) -> max z`` over voxels for one random sign flip of the studies.
 
-    The t statistic per voxel needs only ``sum(s y)`` (one matrix-vector product) and the
-    unchanged ``sum(y**2)``; the maximum is taken per degrees-of-freedom class and only
-    those few maxima are converted to z.
+    The statistic needs only sums that are linear in the signs (one matrix-vector product
+    per sum: ``sum(s y)`` for the ordinary t; ``sum(s q y)`` and ``sum(s a y)`` for the CR2
+    t with ``weights``) plus sums the signs leave unchanged; the maximum is taken per
+    degrees-of-freedom class (``dof``, the fit's map) and only those few maxima are
+    converted to z. Host-side preparation runs over chunks of voxels, so no float64
+    (n_studies, n_voxels) temporary is made. Call under ``jax.enable_x64(True)``.
     """
-    k = valid.sum(axis=0)
-    usable = k >= 2
+    usable = valid.sum(axis=0) >= 2
     if not usable.all():
-        y = y[:, usable]
-        k = k[usable]
-    classes, inverse = np.unique(k, return_inverse=True)
-    n_classes = int(classes.size)
+        y, valid, dof = y[:, usable], valid[:, usable], dof[usable]
+    n_terms = 1 if weights is None else 2
     # float64 unless that would exceed ~256 MB (float32 sums of a few hundred terms still
     # carry ~1e-6 relative error, immaterial for a max statistic but batch-shape dependent)
-    dtype = jnp.float64 if y.size <= _CHUNK_ENTRIES * 8 else jnp.float32
-    y_dev = jnp.asarray(y, dtype)
-    s2 = np.zeros(y.shape[1])
-    for row in y:  # row by row: no (n_studies, n_voxels) float64 temporary
-        s2 += row.astype(np.float64) ** 2
-    s2 = jnp.asarray(s2)
-    k_dev = jnp.asarray(k, jnp.float64)
+    dtype = np.float64 if y.size * n_terms <= _CHUNK_ENTRIES * 8 else np.float32
+    n_studies, n_voxels = y.shape
+    linear = np.empty((n_terms, n_studies, n_voxels), dtype)
+    fixed = np.empty((3, n_voxels))
+    chunk = _chunk_size(n_studies, n_voxels)
+    for start in range(0, n_voxels, chunk):
+        part = slice(start, start + chunk)
+        yc = y[:, part].astype(np.float64)
+        mc = valid[:, part].astype(np.float64)
+        if weights is None:
+            linear[0, :, part] = yc
+            fixed[:2, part] = (yc * yc).sum(0), mc.sum(0)
+        else:
+            q, a, total, _ = (np.asarray(v) for v in esma._cr2_weights(weights, mc))
+            linear[:, :, part] = q * yc, a * yc
+            fixed[:, part] = (a * yc * yc).sum(0), a.sum(0), total
+    linear = jnp.asarray(linear)
+    fixed = jnp.asarray(fixed, jnp.float64)
+    classes, inverse = np.unique(dof, return_inverse=True)
+    n_classes = int(classes.size)
     seg = jnp.asarray(inverse.ravel(), jnp.int32)
-    dof = jnp.asarray(classes - 1.0, jnp.float64)
-    n_studies = y.shape[0]
+    class_dof = jnp.asarray(classes, jnp.float64)
 
     def summary(key):
-        signs = jax.random.rademacher(key, (n_studies,), dtype=dtype)
-        s1 = (signs @ y_dev).astype(jnp.float64)
-        t = esma._t_from_sums(s1, s2, k_dev)
+        signs = jax.random.rademacher(key, (n_studies,), dtype=linear.dtype)
+        sums = jnp.einsum("s,tsv->tv", signs, linear).astype(jnp.float64)
+        if weights is None:
+            t = esma._t_from_sums(sums[0], fixed[0], fixed[1])
+        else:
+            t = esma._cr2_t(sums[0], sums[1], fixed[0], fixed[1], fixed[2])
         t = jnp.abs(t) if two_sided else t
         t = jnp.where(jnp.isnan(t), -jnp.inf, t)
         if n_classes == 1:  # every voxel has the same dof: one max, one conversion
-            return esma.t_to_z(jnp.max(t), dof[0])
+            return esma.t_to_z(jnp.max(t), class_dof[0])
         per_class = jax.ops.segment_max(t, seg, num_segments=n_classes)
-        return jnp.max(esma.t_to_z(per_class, dof))
+        return jnp.max(esma.t_to_z(per_class, class_dof))
 
     return summary

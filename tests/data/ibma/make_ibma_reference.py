@@ -11,7 +11,7 @@ whole-brain reference maps of NiMARE's reference outputs restricted to the box; 
 ``python make_ibma_reference.py REFERENCE_DIR`` with the folder holding ``ibma_inputs/``,
 ``ibma_mask.nii.gz`` and ``outputs/``).
 ``nimare`` runs NiMARE 0.22.1 on the cropped set for the estimators without whole-brain
-references (likelihood-based, PermutedOLS FWE null) and on a copy with missing data
+references (likelihood-based, sample-size-weighted PermutedOLS, PermutedOLS FWE nulls) and on a copy with missing data
 (``make_missing`` in tests/test_ibma.py's recipe), writing ``reference_nimare.npz``.
 """
 
@@ -108,6 +108,8 @@ def run_nimare():
         ("fishers_n", ibma.Fishers(use_sample_size=True)),
         ("fishers_one", ibma.Fishers(two_sided=False)),
         ("wls_tau2", ibma.WeightedLeastSquares(tau2=0.01)),
+        ("permutedols_n", ibma.PermutedOLS(use_sample_size=True)),
+        ("permutedols_n_one", ibma.PermutedOLS(use_sample_size=True, two_sided=False)),
     ):
         res = fit(est, inputs)
         for k, v in res.maps.items():
@@ -118,6 +120,11 @@ def run_nimare():
         "values_level-voxel_corr-fwe_method-montecarlo"
     ]
     out["permutedols_fwe__p"] = cres.maps["p_level-voxel_corr-FWE_method-montecarlo"]
+    res = fit(ibma.PermutedOLS(use_sample_size=True), inputs)
+    cres = FWECorrector(method="montecarlo", n_iters=1000).transform(res)
+    out["permutedols_n_fwe__null"] = cres.estimator.null_distributions_[
+        "values_level-voxel_corr-fwe_method-montecarlo"
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         missing = Path(tmp)
         make_missing(inputs, missing)
@@ -125,6 +132,7 @@ def run_nimare():
             ("missing_stouffers", ibma.Stouffers()),
             ("missing_dersimonianlaird", ibma.DerSimonianLaird()),
             ("missing_permutedols", ibma.PermutedOLS()),
+            ("missing_permutedols_n", ibma.PermutedOLS(use_sample_size=True)),
             ("missing_aggr_hedges", ibma.Hedges(aggressive_mask=True)),
         ):
             res = fit(est, missing)
