@@ -4,10 +4,11 @@ import jax
 import nibabel as nib
 import numpy as np
 import pytest
+import scipy.stats as ss
 
 from nimare_jax.cli import main
 from nimare_jax.io import convert_sleuth_to_dataset
-from nimare_jax.meta.cbma import Peaks2MapsKernel
+from nimare_jax.meta.cbma import ALE, KDA, MKDADensity, Peaks2MapsKernel
 from nimare_jax.peaks2maps import data, model
 from nimare_jax.peaks2maps.evaluate import evaluate
 from nimare_jax.peaks2maps.kernel import default_weights_path, load_weights
@@ -101,19 +102,91 @@ def test_weights_are_small_and_reproduce_stored_heldout_figures(trained):
     assert float(meta["heldout_network_r"]) > float(meta["heldout_ale_r"])
 
 
-def test_kernel_transform_shapes():
+@pytest.fixture(scope="module")
+def small_dset():
     dset = convert_sleuth_to_dataset(SLEUTH)
-    kernel = Peaks2MapsKernel()
-    arr = kernel.transform(dset, return_type="array")
-    n_vox = int((np.asanyarray(dset.masker.dataobj) > 0).sum())
-    assert arr.shape == (len(dset.ids), n_vox)
-    assert np.isfinite(arr).all() and arr.std() > 0
-    imgs = kernel.transform(dset.slice(dset.ids[:2]), return_type="image")
-    assert len(imgs) == 2 and imgs[0].shape == dset.masker.shape
-    with pytest.raises(TypeError, match="transform"):
-        kernel.prepare(dset)
+    return dset.slice(dset.ids[:3])
+
+
+def test_kernel_ma_maps_are_the_reconstruction_thresholded(small_dset):
+    z = Peaks2MapsKernel().reconstruct(small_dset)
+    n_vox = int((np.asanyarray(small_dset.masker.dataobj) > 0).sum())
+    assert z.shape == (3, n_vox) and z.std() > 0
+    prob = Peaks2MapsKernel(threshold=2.5, error_sd=0.7).transform(small_dset)
+    np.testing.assert_allclose(prob, ss.norm.cdf((z - 2.5) / 0.7), rtol=1e-4, atol=1e-6)
+    binary = Peaks2MapsKernel(binary=True).transform(small_dset)
+    np.testing.assert_array_equal(binary, (z > 3.1).astype(np.float32))
+    imgs = Peaks2MapsKernel().transform(small_dset.slice(small_dset.ids[:2]), "image")
+    assert len(imgs) == 2 and imgs[0].shape == small_dset.masker.shape
     with pytest.raises(ValueError, match="return_type"):
-        kernel.transform(dset, return_type="table")
+        Peaks2MapsKernel().transform(small_dset, return_type="table")
+
+
+def test_ale_with_peaks2maps_kernel_against_brute_force_null(small_dset):
+    kernel = Peaks2MapsKernel()
+    result = ALE(kernel_transformer=kernel).fit(small_dset)
+    ma = kernel.transform(small_dset).astype(np.float64)
+    stat = result.maps["stat"]
+    np.testing.assert_allclose(stat, 1 - np.prod(1 - ma, axis=0), atol=1e-6)
+    # The approximate null: each experiment's MA value drawn independently from its own
+    # values over the mask. Sample it directly and compare p-values (4 SE + the 1e-4 bins).
+    rng = np.random.default_rng(0)
+    n = 400_000
+    draws = np.stack([rng.choice(row, n) for row in ma])
+    null = 1 - np.prod(1 - draws, axis=0)
+    p = result.maps["p"]
+    picks = [int(np.argmin(np.abs(p - target))) for target in (0.3, 0.05, 0.01, 0.002)]
+    for i in picks:
+        p_mc = ((null >= stat[i] - 5e-5).mean() + (null >= stat[i] + 5e-5).mean()) / 2
+        se = np.sqrt(p_mc * (1 - p_mc) / n)
+        slack = (null >= stat[i] - 2e-4).mean() - (null >= stat[i] + 2e-4).mean()
+        assert abs(p[i] - p_mc) <= 4 * se + slack, (p[i], p_mc)
+    assert "Freyberg2018" in result.citations and "peaks2maps network" in result.description
+
+
+def test_relocation_runs_the_network_on_relocated_foci(small_dset):
+    from nimare_jax.meta.cbma.ale import relocation_maps
+
+    kernel = Peaks2MapsKernel()
+    arrays = kernel.prepare(small_dset)
+    key = jax.random.key(5)
+    vol = np.asarray(relocation_maps(arrays)(key))
+    # the same draw, by hand: foci moved to random mask voxels, then the observed-data path
+    mask = np.asanyarray(small_dset.masker.dataobj) > 0
+    mask_ijk = np.argwhere(mask)
+    moved = mask_ijk[np.asarray(jax.random.randint(key, (arrays.ijk.shape[0],), 0, len(mask_ijk)))]
+    slot, valid = arrays.slots()
+    ma = np.asarray(arrays.ma_fn(moved[slot], valid), np.float64)
+    np.testing.assert_allclose(vol[mask], 1 - np.prod(1 - ma, axis=0), atol=2e-6)
+    assert (vol[~mask] == 0).all()
+
+
+def test_density_estimators_with_binary_peaks2maps(small_dset):
+    kernel = Peaks2MapsKernel(binary=True)
+    binary = kernel.transform(small_dset)
+    mkda = MKDADensity(kernel_transformer=kernel).fit(small_dset)
+    np.testing.assert_allclose(mkda.maps["stat"], binary.sum(0), atol=1e-6)
+    # MKDA's null under uniformity: a sum of Bernoulli(coverage) variables
+    coverage = binary.mean(axis=1)
+    i = int(np.argmax(mkda.maps["stat"]))
+    k = int(round(mkda.maps["stat"][i]))
+    probs = np.array([1.0])
+    for c in coverage:
+        probs = np.convolve(probs, [1 - c, c])
+    assert mkda.maps["p"][i] == pytest.approx(probs[k:].sum(), rel=1e-6)
+    kda = KDA(kernel_transformer=kernel, null_method="montecarlo", n_iters=3).fit(small_dset)
+    np.testing.assert_allclose(kda.maps["stat"], binary.sum(0), atol=1e-6)
+
+
+def test_estimators_reject_the_wrong_kind_of_peaks2maps_maps():
+    with pytest.raises(TypeError, match="binary=False"):
+        ALE(kernel_transformer=Peaks2MapsKernel(binary=True))
+    with pytest.raises(TypeError, match="binary=True"):
+        MKDADensity(kernel_transformer=Peaks2MapsKernel())
+    with pytest.raises(TypeError, match="binary=True"):
+        KDA(kernel_transformer=Peaks2MapsKernel())
+    with pytest.raises(ValueError, match="error_sd"):
+        Peaks2MapsKernel(error_sd=0)
 
 
 def test_cli_writes_maps_and_boilerplate(tmp_path):

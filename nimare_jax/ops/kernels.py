@@ -456,10 +456,42 @@ def summarize_experiments(
         Largest in-mask MA value of each experiment.
     """
 
+    def values(xs):
+        e_ijk, e_valid, e_win = xs
+        return experiment_map(e_ijk, e_valid, windows[e_win], shape, combine).reshape(-1)[
+            mask_index
+        ]
+
+    return _summarize(values, (ijk, valid, exp_window), exp_weight, union, n_bins, inv_step)
+
+
+@partial(jax.jit, static_argnames=("union", "n_bins"))
+def summarize_values(ma, exp_weight, union, n_bins, inv_step):
+    """:func:`summarize_experiments` for MA values given as a (n_exp, n_voxels) array.
+
+    Used by kernels that make whole-brain maps rather than per-focus windows.
+
+    Parameters
+    ----------
+    ma : float array, shape (n_exp, n_voxels)
+        Each experiment's MA values over the mask.
+    exp_weight, union, n_bins, inv_step
+        As in :func:`summarize_experiments`.
+
+    Returns
+    -------
+    stat, hist, ma_max : jax.Array
+        As in :func:`summarize_experiments`.
+    """
+    return _summarize(lambda row: row, ma, exp_weight, union, n_bins, inv_step)
+
+
+def _summarize(values_fn, per_exp, exp_weight, union, n_bins, inv_step):
+    """Scan over experiments: union accumulator, per-experiment histograms and maxima."""
+
     def one(acc, xs):
-        e_ijk, e_valid, e_win, e_w = xs
-        vol = experiment_map(e_ijk, e_valid, windows[e_win], shape, combine)
-        values = vol.reshape(-1)[mask_index]
+        e_in, e_w = xs
+        values = values_fn(e_in)
         scaled = values * inv_step
         lower = jnp.floor(scaled)
         idx = (lower + (scaled - lower >= 0.5)).astype(jnp.int32)
@@ -467,8 +499,9 @@ def summarize_experiments(
         return acc + e_w * _union_term(values, union).astype(acc.dtype), (hist, values.max())
 
     # The accumulator takes the widest float enabled (float64 under ``jax.enable_x64``).
-    init = jnp.zeros(mask_index.shape[0], jnp.result_type(float))
-    stat, (hist, ma_max) = jax.lax.scan(one, init, (ijk, valid, exp_window, exp_weight))
+    n_voxels = jax.eval_shape(values_fn, jax.tree.map(lambda a: a[0], per_exp)).shape[0]
+    init = jnp.zeros(n_voxels, jnp.result_type(float))
+    stat, (hist, ma_max) = jax.lax.scan(one, init, (per_exp, exp_weight))
     return stat, hist, ma_max
 
 

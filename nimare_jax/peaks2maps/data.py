@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.ndimage import map_coordinates
@@ -31,9 +32,12 @@ __all__ = [
     "SimulationConfig",
     "coarse_mask",
     "coarse_to_mask",
+    "coarse_to_mask_fn",
     "extract_peaks",
     "mask_to_coarse",
+    "coarse_ijk",
     "peak_image",
+    "peak_images",
     "simulate_batch",
     "simulate_study",
     "xyz_to_coarse_ijk",
@@ -112,9 +116,13 @@ def xyz_to_coarse_ijk(xyz) -> np.ndarray:
     numpy.ndarray of int, shape (n, 3)
         Voxel indices.
     """
-    xyz = np.asarray(xyz, float).reshape(-1, 3)
-    ijk = np.rint((xyz - COARSE_AFFINE[:3, 3]) / COARSE_VOXEL).astype(int)
-    return np.clip(ijk, 0, np.array(COARSE_SHAPE) - 1)
+    return np.asarray(coarse_ijk(jnp.asarray(xyz, jnp.float32).reshape(-1, 3)))
+
+
+def coarse_ijk(xyz):
+    """Pure :func:`xyz_to_coarse_ijk` on a JAX array of any leading shape (..., 3)."""
+    ijk = jnp.rint((xyz - COARSE_AFFINE[:3, 3]) / COARSE_VOXEL).astype(jnp.int32)
+    return jnp.clip(ijk, 0, np.array(COARSE_SHAPE) - 1)
 
 
 def peak_image(ijk) -> np.ndarray:
@@ -130,10 +138,28 @@ def peak_image(ijk) -> np.ndarray:
     numpy.ndarray, shape (32, 32, 32), float32
         1 at the peak voxels, 0 elsewhere.
     """
-    out = np.zeros(COARSE_SHAPE, np.float32)
-    ijk = np.asarray(ijk, int).reshape(-1, 3)
-    out[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = 1.0
-    return out
+    ijk = jnp.asarray(ijk, jnp.int32).reshape(1, -1, 3)
+    return np.asarray(peak_images(ijk, jnp.ones(ijk.shape[:2], bool))[0])
+
+
+def peak_images(ijk, valid):
+    """Pure, batched :func:`peak_image`.
+
+    Parameters
+    ----------
+    ijk : int array, shape (n, m, 3)
+        Coarse voxel indices of each image's peaks, padded.
+    valid : bool array, shape (n, m)
+        False for padding.
+
+    Returns
+    -------
+    jax.Array, shape (n, 32, 32, 32), float32
+        Indicator images.
+    """
+    rows = jnp.broadcast_to(jnp.arange(ijk.shape[0])[:, None], valid.shape)
+    out = jnp.zeros((ijk.shape[0], *COARSE_SHAPE), jnp.float32)
+    return out.at[rows, ijk[..., 0], ijk[..., 1], ijk[..., 2]].max(valid.astype(jnp.float32))
 
 
 def _fine_in_coarse(mask_img) -> np.ndarray:
@@ -160,10 +186,30 @@ def coarse_to_mask(volumes, mask_img) -> np.ndarray:
         Values at the mask's voxels, in C order.
     """
     volumes = jnp.asarray(volumes, jnp.float32)
-    coords = jnp.asarray(_fine_in_coarse(mask_img), jnp.float32)
     flat = volumes.reshape((-1, *COARSE_SHAPE))
-    out = [map_coordinates(v, list(coords), order=1, mode="nearest") for v in flat]
-    return np.asarray(jnp.stack(out)).reshape((*volumes.shape[:-3], coords.shape[1]))
+    out = coarse_to_mask_fn(mask_img)(flat)
+    return np.asarray(out).reshape((*volumes.shape[:-3], out.shape[-1]))
+
+
+def coarse_to_mask_fn(mask_img):
+    """Return the pure function behind :func:`coarse_to_mask` for one mask.
+
+    Parameters
+    ----------
+    mask_img : nibabel.Nifti1Image
+        Target mask.
+
+    Returns
+    -------
+    callable
+        ``fn(volumes (n, 32, 32, 32)) -> (n, n_voxels)`` float32, jit-able.
+    """
+    coords = list(jnp.asarray(_fine_in_coarse(mask_img), jnp.float32))
+
+    def fn(volumes):
+        return jax.vmap(lambda v: map_coordinates(v, coords, order=1, mode="nearest"))(volumes)
+
+    return fn
 
 
 def mask_to_coarse(values, mask_img) -> np.ndarray:

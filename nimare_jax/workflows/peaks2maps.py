@@ -77,7 +77,7 @@ def peaks2maps_workflow(
     output_dir = sleuth_file.parent if output_dir is None else Path(output_dir)
     prefix = sleuth_file.stem if prefix is None else prefix
     dataset = load_dataset(sleuth_file)
-    maps = Peaks2MapsKernel(weights=weights).transform(dataset, return_type="array")
+    maps = Peaks2MapsKernel(weights=weights).reconstruct(dataset)
     estimator = PermutedOLS(two_sided=True, random_state=random_state)
     result = estimator.fit_arrays({"beta": maps}, dataset.masker, ids=list(dataset.ids))
     corrector = FWECorrector(

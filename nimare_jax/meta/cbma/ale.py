@@ -17,9 +17,9 @@ from nimare_jax.meta.cbma.base import (
     check_n_iters,
     make_kernel,
     relocation_volume,
+    summarize,
 )
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
-from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls
 
 
@@ -44,8 +44,10 @@ class ALE(RelocationEstimator):
 
     Parameters
     ----------
-    kernel_transformer : ALEKernel class or instance
+    kernel_transformer : ALEKernel or Peaks2MapsKernel, class or instance
         Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
+        :class:`~nimare_jax.peaks2maps.kernel.Peaks2MapsKernel` (``binary=False``) models
+        each experiment by its peaks2maps reconstruction.
     null_method : {"approximate", "montecarlo"}
         How the voxel-wise null is built: the analytic histogram convolution (default), or
         ``n_iters`` random relocations of all foci.
@@ -83,8 +85,11 @@ class ALE(RelocationEstimator):
                 f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
             )
         self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
-        if not isinstance(self.kernel_transformer, ALEKernel):
-            raise TypeError("ALE needs an ALEKernel")
+        if self.kernel_transformer.ma_kind != "probability":
+            raise TypeError(
+                "ALE needs a kernel whose MA values are probabilities (ALEKernel, or "
+                f"Peaks2MapsKernel(binary=False)), got {self.kernel_transformer!r}"
+            )
         self.null_method = null_method
         self.n_iters = check_n_iters(n_iters)
         self.n_cores = n_cores
@@ -95,19 +100,14 @@ class ALE(RelocationEstimator):
 
     def _fit(self, arrays: FociArrays):
         inv_step = 1.0 / nulls.STEP
-        n_ma_bins = int(nulls.nearest_bin(arrays.windows.max(), inv_step, 10**9)) + 2
-        ijk, valid = arrays.padded()
+        ma_bound = 1.0 if arrays.ma_fn is not None else arrays.windows.max()
+        n_ma_bins = int(nulls.nearest_bin(ma_bound, inv_step, 10**9)) + 2
         n_exp = len(arrays.ids)
         with jax.enable_x64(True):  # one pass; float64 sums as NiMARE's (p-value bins)
-            log_acc, hist, ma_max = K.summarize_experiments(
-                ijk,
-                valid,
-                arrays.exp_window,
-                jnp.ones(n_exp, jnp.float32),
-                jnp.asarray(arrays.windows, jnp.float32),
-                arrays.mask_index,
-                arrays.shape,
-                "max",
+            log_acc, hist, ma_max = summarize(
+                arrays,
+                np.ones(n_exp, np.float32),
+                arrays.windows,
                 "probabilistic",
                 n_ma_bins,
                 inv_step,
@@ -137,13 +137,6 @@ class ALE(RelocationEstimator):
         return relocation_maps(arrays)
 
     def _description(self) -> str:
-        kt = self.kernel_transformer
-        if kt.fwhm is not None:
-            width = f"a fixed full width at half maximum of {kt.fwhm} mm"
-        elif kt.sample_size is not None:
-            width = f"a width set by a sample size of {kt.sample_size} for every experiment"
-        else:
-            width = "a width set by each experiment's sample size [Eickhoff2009]"
         null = (
             "an analytically derived null distribution [Eickhoff2012]"
             if self.null_method == "approximate"
@@ -152,10 +145,10 @@ class ALE(RelocationEstimator):
         )
         return (
             "An activation likelihood estimation (ALE) meta-analysis [Turkeltaub2002; "
-            f"Turkeltaub2012] was performed with nimare_jax. Each focus was modelled by a "
-            f"3-D Gaussian kernel with {width}; modelled activation maps took the maximum over "
-            "an experiment's foci [Turkeltaub2012] and were combined into an ALE map as their "
-            f"probabilistic union. Voxel-wise p-values were computed against {null}."
+            "Turkeltaub2012] was performed with nimare_jax. "
+            f"{self.kernel_transformer.description()} The modelled activation maps were "
+            "combined into an ALE map as their probabilistic union. Voxel-wise p-values were "
+            f"computed against {null}."
         )
 
 

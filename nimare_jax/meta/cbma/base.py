@@ -102,7 +102,7 @@ class CBMAEstimator:
             mask=dataset.masker,
             null_distributions=nulls,
             description=self._description(),
-            citations=self._citations,
+            citations=(*self._citations, *self.kernel_transformer.citations),
             estimator=self,
         )
 
@@ -140,6 +140,54 @@ def seed_to_key(random_state):
     return seed, jax.random.key(seed)
 
 
+def summarize(arrays: FociArrays, exp_weight, windows, union: str, n_bins: int, inv_step):
+    """Return the combined statistic, each experiment's MA histogram and maximum (observed foci).
+
+    Dispatches between window kernels (:func:`nimare_jax.ops.kernels.summarize_experiments`)
+    and whole-brain kernels (``arrays.ma_fn``, then
+    :func:`nimare_jax.ops.kernels.summarize_values`). Call under ``jax.enable_x64(True)``
+    for a float64 accumulator.
+
+    Parameters
+    ----------
+    arrays : FociArrays
+        Prepared foci and kernels.
+    exp_weight : array-like, shape (n_exp,)
+        Weight of each experiment.
+    windows : array, shape (n_windows, W, W, W)
+        Kernels (unused for whole-brain kernels).
+    union : {"probabilistic", "sum"}
+        See :func:`nimare_jax.ops.kernels.summarize_experiments`.
+    n_bins : int
+        Histogram bins.
+    inv_step : float
+        Inverse bin width.
+
+    Returns
+    -------
+    stat, hist, ma_max : jax.Array
+        As :func:`nimare_jax.ops.kernels.summarize_experiments`.
+    """
+    ijk, valid = arrays.padded()
+    exp_weight = jnp.asarray(exp_weight)
+    if arrays.ma_fn is not None:
+        ma = arrays.ma_fn(ijk, valid)
+        return K.summarize_values(ma, exp_weight, union, n_bins, inv_step)
+    return K.summarize_experiments(
+        ijk,
+        valid,
+        arrays.exp_window,
+        exp_weight,
+        jnp.asarray(windows, jnp.float32),
+        arrays.mask_index,
+        arrays.shape,
+        arrays.combine,
+        union,
+        n_bins,
+        inv_step,
+    )
+
+
 def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strategy="auto"):
     """Statistic volume of one random relocation of all foci (uniform over the mask voxels).
 
@@ -171,13 +219,20 @@ def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strat
     exp_weight = np.asarray(exp_weight, np.float32)
     focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
     focus_weight = jnp.asarray(exp_weight[arrays.exp_index])
+    exp_weight_dev = jnp.asarray(exp_weight)
     step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
     slot, valid = (jnp.asarray(a) for a in arrays.slots())
     use_scatter = K.resolve_strategy(strategy) == "scatter"
+    inside = jnp.asarray(arrays.mask_index)
 
     def volume(key):
         ijk = mask_ijk[jax.random.randint(key, (n_foci,), 0, mask_ijk.shape[0])]
-        if use_scatter:
+        if arrays.ma_fn is not None:  # whole-brain kernel: MA maps of the relocated foci
+            ma = arrays.ma_fn(ijk[slot], valid)
+            terms = -jnp.log1p(-ma) if union == "probabilistic" else ma
+            acc = jnp.zeros(mask.size, jnp.float32).at[inside].set(exp_weight_dev @ terms)
+            acc = acc.reshape(arrays.shape)
+        elif use_scatter:
             acc = K.accumulate_scatter(
                 ijk[slot],
                 valid,

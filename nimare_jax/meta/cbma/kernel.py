@@ -38,6 +38,11 @@ class FociArrays:
         Flat C-order indices of the in-mask voxels.
     combine : {"max", "sum"}
         How an experiment's windows combine.
+    ma_fn : callable or None
+        For kernels that make whole-brain maps instead of per-focus windows (``windows``
+        then holds one empty placeholder): pure ``ma_fn(ijk (n_exp, m, 3), valid (n_exp,
+        m)) -> (n_exp, n_voxels)`` MA values over the mask, for the padded foci of
+        :meth:`padded` or any relocation of them.
     """
 
     ids: np.ndarray
@@ -48,6 +53,7 @@ class FociArrays:
     shape: tuple
     mask_index: np.ndarray
     combine: str
+    ma_fn: object = None
 
     def slots(self):
         """Return ``(slot (n_exp, m) int32, valid (n_exp, m) bool)``: focus index per slot.
@@ -71,12 +77,29 @@ class FociArrays:
 
 
 class KernelTransformer:
-    """Base class: subclasses define :meth:`_windows` and the ``combine`` rule."""
+    """Base class: subclasses define :meth:`_windows` and the ``combine`` rule.
+
+    ``ma_kind`` says what an MA value is -- ``"probability"`` (ALE's union needs it) or
+    ``"binary"`` (an indicator of activation, summed by MKDA and KDA) --,
+    :meth:`description` says in the methods text how foci were modelled and ``citations``
+    adds BibTeX keys to the estimator's. Kernels that make
+    whole-brain maps instead of per-focus windows override :meth:`_ma_fn`.
+    """
 
     combine = "max"
+    ma_kind = "probability"
+    citations: tuple = ()
+
+    def description(self) -> str:  # pragma: no cover - abstract
+        """Return the methods sentence on how foci were modelled."""
+        raise NotImplementedError
 
     def _windows(self, dataset) -> tuple[list[np.ndarray], np.ndarray]:
         raise NotImplementedError
+
+    def _ma_fn(self, mask_img):
+        """Whole-brain MA function (see :class:`FociArrays`), or None for window kernels."""
+        return None
 
     def prepare(self, dataset) -> FociArrays:
         """Validate a dataset and return its foci and kernels as arrays.
@@ -100,8 +123,12 @@ class KernelTransformer:
         order = {k: n for n, k in enumerate(dataset.ids)}
         exp_index = coords["id"].map(order).to_numpy()
         sort = np.argsort(exp_index, kind="stable")
-        windows, exp_window = self._windows(dataset)
         mask = np.asanyarray(dataset.masker.dataobj) > 0
+        ma_fn = self._ma_fn(dataset.masker)
+        if ma_fn is None:
+            windows, exp_window = self._windows(dataset)
+        else:
+            windows, exp_window = [np.zeros((1, 1, 1))], np.zeros(len(dataset.ids))
         return FociArrays(
             ids=np.asarray(dataset.ids),
             ijk=coords[["i", "j", "k"]].to_numpy(np.int32)[sort],
@@ -111,6 +138,7 @@ class KernelTransformer:
             shape=tuple(int(s) for s in mask.shape),
             mask_index=np.flatnonzero(mask.reshape(-1)).astype(np.int32),
             combine=self.combine,
+            ma_fn=ma_fn,
         )
 
     def transform(self, dataset, return_type: str = "array"):
@@ -140,6 +168,8 @@ class KernelTransformer:
         """Return the (n_experiments, n_voxels) maps over the dataset's mask."""
         arr = self.prepare(dataset)
         ijk, valid = arr.padded()
+        if arr.ma_fn is not None:
+            return np.asarray(arr.ma_fn(ijk, valid))
         return np.asarray(
             K.ma_values(
                 ijk,
@@ -184,6 +214,25 @@ class ALEKernel(KernelTransformer):
     def __repr__(self) -> str:
         return f"ALEKernel(fwhm={self.fwhm}, sample_size={self.sample_size})"
 
+    def description(self) -> str:
+        """Return the methods sentence on how foci were modelled.
+
+        Returns
+        -------
+        str
+            Text for an estimator's boilerplate.
+        """
+        if self.fwhm is not None:
+            width = f"a fixed full width at half maximum of {self.fwhm} mm"
+        elif self.sample_size is not None:
+            width = f"a width set by a sample size of {self.sample_size} for every experiment"
+        else:
+            width = "a width set by each experiment's sample size [Eickhoff2009]"
+        return (
+            f"Each focus was modelled by a 3-D Gaussian kernel with {width}; modelled "
+            "activation maps took the maximum over an experiment's foci [Turkeltaub2012]."
+        )
+
     def fwhms(self, dataset) -> np.ndarray:
         """FWHM in mm of each experiment's kernel.
 
@@ -222,6 +271,7 @@ class MKDAKernel(KernelTransformer):
     """
 
     combine = "max"
+    ma_kind = "binary"
 
     def __init__(self, r: float = 10, value: float = 1):
         if not (np.isfinite(r) and r >= 0):
@@ -231,6 +281,21 @@ class MKDAKernel(KernelTransformer):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(r={self.r}, value={self.value})"
+
+    def description(self) -> str:
+        """Return the methods sentence on how foci were modelled.
+
+        Returns
+        -------
+        str
+            Text for an estimator's boilerplate.
+        """
+        spheres = (
+            "each experiment's map was the union of its spheres"
+            if self.combine == "max"
+            else "the spheres of all foci were summed"
+        )
+        return f"Each focus was modelled by a binary sphere of radius {self.r} mm; {spheres}."
 
     def _windows(self, dataset):
         voxel_size = dataset.masker.header.get_zooms()[:3]

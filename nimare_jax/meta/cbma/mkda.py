@@ -31,6 +31,7 @@ from nimare_jax.meta.cbma.base import (
     make_kernel,
     relocation_volume,
     seed_to_key,
+    summarize,
 )
 from nimare_jax.meta.cbma.kernel import FociArrays, KDAKernel, MKDAKernel
 from nimare_jax.ops import kernels as K
@@ -372,20 +373,9 @@ class _DensityEstimator(RelocationEstimator):
         counts = np.bincount(arrays.exp_index, minlength=n_exp)
         # MA values are multiples of the kernel value: 0/1 (MKDA) or 0..n_foci (KDA).
         n_ma_bins = 2 if arrays.combine == "max" else int(counts.max()) + 2
-        ijk, valid = arrays.padded()
         with jax.enable_x64(True):
-            stat, hist, _ = K.summarize_experiments(
-                ijk,
-                valid,
-                arrays.exp_window,
-                jnp.asarray(weights),
-                jnp.asarray(arrays.windows, jnp.float32),
-                arrays.mask_index,
-                arrays.shape,
-                arrays.combine,
-                "sum",
-                n_ma_bins,
-                1.0 / value,
+            stat, hist, _ = summarize(
+                arrays, weights, arrays.windows, "sum", n_ma_bins, 1.0 / value
             )
             stat = np.asarray(stat, np.float64)
         hist = np.asarray(hist, np.float64) / arrays.mask_index.shape[0]
@@ -423,8 +413,10 @@ class MKDADensity(_DensityEstimator):
 
     Parameters
     ----------
-    kernel_transformer : MKDAKernel class or instance
+    kernel_transformer : MKDAKernel or Peaks2MapsKernel, class or instance
         Sphere kernel; ``kernel__r=...`` or ``kernel__value=...`` configure the default.
+        ``Peaks2MapsKernel(binary=True)`` models each experiment by its thresholded
+        peaks2maps reconstruction.
     null_method : {"approximate", "montecarlo"}
         Voxel-wise null: the exact convolution of the experiments' coverage probabilities,
         or ``n_iters`` random relocations of all foci.
@@ -471,8 +463,11 @@ class MKDADensity(_DensityEstimator):
     ):
         self.kernel_transformer = make_kernel(kernel_transformer, MKDAKernel, kwargs)
         kt = self.kernel_transformer
-        if not isinstance(kt, MKDAKernel) or kt.combine != "max":
-            raise TypeError(f"MKDADensity needs an MKDAKernel (binary spheres), got {kt!r}")
+        if kt.ma_kind != "binary" or kt.combine != "max":
+            raise TypeError(
+                "MKDADensity needs binary MA maps (MKDAKernel, or "
+                f"Peaks2MapsKernel(binary=True)), got {kt!r}"
+            )
         if isinstance(weighting, str) and weighting not in ("uniform", "sample_size"):
             raise ValueError(
                 f"weighting must be None, 'uniform', 'sample_size', a dict or an array; "
@@ -530,10 +525,9 @@ class MKDADensity(_DensityEstimator):
         return (
             "A multilevel kernel density analysis (MKDA) [Wager2007] was performed with "
             f"nimare_jax on {len(self.inputs_.ids)} experiments "
-            f"({self.inputs_.ijk.shape[0]} foci). Each focus was modelled by a binary sphere of "
-            f"radius {kt.r} mm; each experiment's map was the union of its spheres, and the "
-            f"density statistic their sum over experiments. {weighting} Voxel-wise p-values "
-            f"were computed against {null}."
+            f"({self.inputs_.ijk.shape[0]} foci). {kt.description()} The density statistic "
+            f"was the sum of the experiments' maps. {weighting} Voxel-wise p-values were "
+            f"computed against {null}."
         )
 
 
@@ -546,8 +540,9 @@ class KDA(_DensityEstimator):
 
     Parameters
     ----------
-    kernel_transformer : KDAKernel class or instance
-        Sphere kernel (an :class:`MKDAKernel` is accepted and gives union maps).
+    kernel_transformer : KDAKernel, MKDAKernel or Peaks2MapsKernel, class or instance
+        Sphere kernel (an :class:`MKDAKernel` gives union maps; so does
+        ``Peaks2MapsKernel(binary=True)``, its thresholded peaks2maps reconstruction).
     null_method : {"approximate", "montecarlo"}
         Voxel-wise null: the convolution of the experiments' MA histograms, or ``n_iters``
         random relocations of all foci.
@@ -578,9 +573,10 @@ class KDA(_DensityEstimator):
         **kwargs,
     ):
         self.kernel_transformer = make_kernel(kernel_transformer, KDAKernel, kwargs)
-        if not isinstance(self.kernel_transformer, MKDAKernel):
+        if self.kernel_transformer.ma_kind != "binary":
             raise TypeError(
-                f"KDA needs a KDAKernel (binary spheres), got {self.kernel_transformer!r}"
+                "KDA needs binary MA maps (KDAKernel, MKDAKernel, or "
+                f"Peaks2MapsKernel(binary=True)), got {self.kernel_transformer!r}"
             )
         self._init(null_method, n_iters, n_cores, random_state)
 
@@ -601,10 +597,9 @@ class KDA(_DensityEstimator):
         )
         return (
             "A kernel density analysis (KDA) [Wager2007] was performed with nimare_jax on "
-            f"{len(self.inputs_.ids)} experiments ({self.inputs_.ijk.shape[0]} foci). Each "
-            f"focus was modelled by a binary sphere of radius {self.kernel_transformer.r} mm "
-            "and the spheres of all foci were summed. Voxel-wise p-values were computed "
-            f"against {null}."
+            f"{len(self.inputs_.ids)} experiments ({self.inputs_.ijk.shape[0]} foci). "
+            f"{self.kernel_transformer.description()} The statistic was the sum of the "
+            f"experiments' maps. Voxel-wise p-values were computed against {null}."
         )
 
 

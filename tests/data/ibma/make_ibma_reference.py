@@ -11,8 +11,9 @@ whole-brain reference maps of NiMARE's reference outputs restricted to the box; 
 ``python make_ibma_reference.py REFERENCE_DIR`` with the folder holding ``ibma_inputs/``,
 ``ibma_mask.nii.gz`` and ``outputs/``).
 ``nimare`` runs NiMARE 0.22.1 on the cropped set for the estimators without whole-brain
-references (likelihood-based, sample-size-weighted PermutedOLS, PermutedOLS FWE nulls) and on a copy with missing data
-(``make_missing`` in tests/test_ibma.py's recipe), writing ``reference_nimare.npz``.
+references (likelihood-based, sample-size-weighted PermutedOLS, PermutedOLS FWE nulls)
+and on a copy with missing data (``make_missing`` in tests/test_ibma.py's recipe),
+writing ``reference_nimare.npz``.
 """
 
 import json
