@@ -788,8 +788,6 @@ class PermutedOLS(IBMAEstimator):
         if not isinstance(n_iters, int | np.integer) or n_iters <= 0:
             raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
         n_devices = None if n_cores in (None, -1, 0) else min(int(n_cores), jax.device_count())
-        valid = self.inputs_["valid"]
-        y = np.where(valid, self.inputs_["beta_maps"], np.float32(0.0))
         observed = np.asarray(result.maps["z"], np.float64)
         seed = self.random_state
         if seed is None:
@@ -797,7 +795,9 @@ class PermutedOLS(IBMAEstimator):
         with jax.enable_x64(True):
             weights = self.inputs_["sample_sizes"] if self.use_sample_size else None
             dof = np.asarray(result.maps["dof"], np.float64)
-            summary = _sign_flip_summary(y, valid, dof, self.two_sided, weights)
+            summary, operands = _sign_flip_summary(
+                self.inputs_["beta_maps"], self.inputs_["valid"], dof, self.two_sided, weights
+            )
             res = run_permutations(
                 summary,
                 jax.random.key(int(seed)),
@@ -807,6 +807,7 @@ class PermutedOLS(IBMAEstimator):
                 progress=kwargs.get("progress", False),
                 desc="PermutedOLS sign flips",
                 stop_fn=kwargs.get("stop_fn"),
+                operands=operands,
             )
         null = np.asarray(res.samples, np.float64)
         stat = np.abs(observed) if self.two_sided else observed
@@ -833,47 +834,48 @@ class PermutedOLS(IBMAEstimator):
 
 
 def _sign_flip_summary(y, valid, dof, two_sided: bool, weights=None):
-    """Return ``summary(key) -> max z`` over voxels for one random sign flip of the studies.
+    """Return ``summary(key, *operands) -> max z`` for one random sign flip, and operands.
 
-    The statistic needs only sums that are linear in the signs (one matrix-vector product
+    ``y`` are the studies' values (entries not ``valid`` are ignored). The statistic needs
+    only sums that are linear in the signs (one matrix-vector product
     per sum: ``sum(s y)`` for the ordinary t; ``sum(s q y)`` and ``sum(s a y)`` for the CR2
     t with ``weights``) plus sums the signs leave unchanged; the maximum is taken per
     degrees-of-freedom class (``dof``, the fit's map) and only those few maxima are
     converted to z. Host-side preparation runs over chunks of voxels, so no float64
     (n_studies, n_voxels) temporary is made. Call under ``jax.enable_x64(True)``.
     """
-    usable = valid.sum(axis=0) >= 2
-    if not usable.all():
-        y, valid, dof = y[:, usable], valid[:, usable], dof[usable]
+    columns = np.flatnonzero(valid.sum(axis=0) >= 2)
+    dof = dof[columns]
     n_terms = 1 if weights is None else 2
+    n_studies, n_voxels = y.shape[0], columns.size
     # float64 unless that would exceed ~256 MB (float32 sums of a few hundred terms still
     # carry ~1e-6 relative error, immaterial for a max statistic but batch-shape dependent)
-    dtype = np.float64 if y.size * n_terms <= _CHUNK_ENTRIES * 8 else np.float32
-    n_studies, n_voxels = y.shape
-    linear = np.empty((n_terms, n_studies, n_voxels), dtype)
+    dtype = np.float64 if n_studies * n_voxels * n_terms <= _CHUNK_ENTRIES * 8 else np.float32
+    linear = [np.empty((n_studies, n_voxels), dtype) for _ in range(n_terms)]
     fixed = np.empty((3, n_voxels))
     chunk = _chunk_size(n_studies, n_voxels)
     for start in range(0, n_voxels, chunk):
         part = slice(start, start + chunk)
-        yc = y[:, part].astype(np.float64)
-        mc = valid[:, part].astype(np.float64)
+        mc = valid[:, columns[part]]
+        yc = np.where(mc, y[:, columns[part]], 0.0)
+        mc = mc.astype(np.float64)
         if weights is None:
-            linear[0, :, part] = yc
+            linear[0][:, part] = yc
             fixed[:2, part] = (yc * yc).sum(0), mc.sum(0)
         else:
             q, a, total, _ = (np.asarray(v) for v in esma._cr2_weights(weights, mc))
-            linear[:, :, part] = q * yc, a * yc
+            linear[0][:, part], linear[1][:, part] = q * yc, a * yc
             fixed[:, part] = (a * yc * yc).sum(0), a.sum(0), total
-    linear = jnp.asarray(linear)
+    linear = [jnp.asarray(linear.pop(0)) for _ in range(n_terms)]  # host copies released
     fixed = jnp.asarray(fixed, jnp.float64)
     classes, inverse = np.unique(dof, return_inverse=True)
     n_classes = int(classes.size)
     seg = jnp.asarray(inverse.ravel(), jnp.int32)
     class_dof = jnp.asarray(classes, jnp.float64)
 
-    def summary(key):
-        signs = jax.random.rademacher(key, (n_studies,), dtype=linear.dtype)
-        sums = jnp.einsum("s,tsv->tv", signs, linear).astype(jnp.float64)
+    def summary(key, linear, fixed):
+        signs = jax.random.rademacher(key, (n_studies,), dtype=linear[0].dtype)
+        sums = [(signs @ term).astype(jnp.float64) for term in linear]
         if weights is None:
             t = esma._t_from_sums(sums[0], fixed[0], fixed[1])
         else:
@@ -885,4 +887,4 @@ def _sign_flip_summary(y, valid, dof, two_sided: bool, weights=None):
         per_class = jax.ops.segment_max(t, seg, num_segments=n_classes)
         return jnp.max(esma.t_to_z(per_class, class_dof))
 
-    return summary
+    return summary, (linear, fixed)

@@ -257,9 +257,13 @@ class QuantileStop:
 
 
 def _build_runner(summary_fn, vectorize: str, reduce: str | None):
-    def per_device(key, idx, end):
+    def per_device(key, idx, end, operands):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
-        out = jax.lax.map(summary_fn, keys) if vectorize == "map" else jax.vmap(summary_fn)(keys)
+
+        def one(k):
+            return summary_fn(k, *operands)
+
+        out = jax.lax.map(one, keys) if vectorize == "map" else jax.vmap(one)(keys)
         if reduce is None:
             return out
         # Sum on the device (padding iterations masked out): only one summary per device
@@ -287,14 +291,15 @@ def run_permutations(
     vectorize: str = "vmap",
     reduce: str | None = None,
     first_iter: int = 0,
+    operands: tuple = (),
 ) -> PermutationResult:
     """Run ``n_iters`` Monte Carlo iterations of a pure summary function.
 
     Parameters
     ----------
     summary_fn : callable
-        Pure function ``summary_fn(key) -> pytree`` of small arrays (scalars, short
-        histograms). It must be traceable by ``jit`` and ``vmap``; it is traced once.
+        Pure function ``summary_fn(key, *operands) -> pytree`` of small arrays (scalars,
+        short histograms). It must be traceable by ``jit`` and ``vmap``; it is traced once.
     key : jax.Array
         Root PRNG key (typed or raw). Iteration ``i`` uses ``jax.random.fold_in(key, i)``.
     n_iters : int
@@ -330,6 +335,9 @@ def run_permutations(
         Index of the first iteration: runs iterations ``first_iter .. first_iter + n_iters
         - 1``. Lets several processes (``jax.distributed``) split one null between them
         and still get exactly the draws of a single-process run.
+    operands : tuple of arrays
+        Extra arguments of ``summary_fn``, placed once on every device (pass large inputs
+        here rather than closing over them, which would compile them in as constants).
 
     Returns
     -------
@@ -367,6 +375,9 @@ def run_permutations(
 
     devices = jax.devices()[:n_dev]
     keys = [jax.device_put(key, d) for d in devices]
+    # Large inputs go in as arguments: arrays closed over by ``summary_fn`` would be
+    # embedded in the compiled program as constants, a second copy of each.
+    device_operands = [jax.device_put(tuple(operands), d) for d in devices]
     ends = [jax.device_put(np.int32(first_iter + n_iters), d) for d in devices]
     runner = _build_runner(summary_fn, vectorize, reduce)
     # Every step's iteration indices are placed on their device before the first dispatch:
@@ -377,7 +388,10 @@ def run_permutations(
     ]
 
     def dispatch(i_step):
-        return [runner(k, idx, e) for k, idx, e in zip(keys, indices[i_step], ends, strict=True)]
+        return [
+            runner(k, idx, e, ops)
+            for k, idx, e, ops in zip(keys, indices[i_step], ends, device_operands, strict=True)
+        ]
 
     samples = None
     done = 0

@@ -70,6 +70,34 @@ class FociArrays:
         valid[self.exp_index, rank] = True
         return slot, valid
 
+    def ma_values(self, windows=None):
+        """MA values of every experiment over the mask, (n_exp, n_voxels).
+
+        Parameters
+        ----------
+        windows : array, optional
+            Kernels to place instead of ``self.windows`` (e.g. ``windows > 0``); ignored for
+            whole-brain kernels (``ma_fn``).
+
+        Returns
+        -------
+        jax.Array
+            MA values (float64 under ``jax.enable_x64`` with float64 windows).
+        """
+        ijk, valid = self.padded()
+        if self.ma_fn is not None:
+            return self.ma_fn(ijk, valid)
+        windows = self.windows if windows is None else windows
+        return K.ma_values(
+            ijk,
+            valid,
+            self.exp_window,
+            jnp.asarray(windows),
+            self.mask_index,
+            self.shape,
+            self.combine,
+        )
+
     def padded(self):
         """Return foci padded per experiment: ``(ijk (n_exp, m, 3), valid (n_exp, m))``."""
         slot, valid = self.slots()
@@ -166,21 +194,8 @@ class KernelTransformer:
 
     def _ma_values(self, dataset) -> np.ndarray:
         """Return the (n_experiments, n_voxels) maps over the dataset's mask."""
-        arr = self.prepare(dataset)
-        ijk, valid = arr.padded()
-        if arr.ma_fn is not None:
-            return np.asarray(arr.ma_fn(ijk, valid))
-        return np.asarray(
-            K.ma_values(
-                ijk,
-                valid,
-                arr.exp_window,
-                jnp.asarray(arr.windows, jnp.float32),
-                arr.mask_index,
-                arr.shape,
-                arr.combine,
-            )
-        )
+        arrays = self.prepare(dataset)
+        return np.asarray(arrays.ma_values(np.asarray(arrays.windows, np.float32)))
 
 
 class ALEKernel(KernelTransformer):

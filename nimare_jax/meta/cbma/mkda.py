@@ -34,7 +34,6 @@ from nimare_jax.meta.cbma.base import (
     summarize,
 )
 from nimare_jax.meta.cbma.kernel import FociArrays, KDAKernel, MKDAKernel
-from nimare_jax.ops import kernels as K
 from nimare_jax.ops import stats as ops_stats
 from nimare_jax.ops.label import max_cluster_stats
 from nimare_jax.ops.permute import run_permutations
@@ -674,8 +673,11 @@ class MKDAChi2:
     ):
         self.kernel_transformer = make_kernel(kernel_transformer, MKDAKernel, kwargs)
         kt = self.kernel_transformer
-        if not isinstance(kt, MKDAKernel) or kt.combine != "max":
-            raise TypeError(f"MKDAChi2 needs an MKDAKernel (binary spheres), got {kt!r}")
+        if kt.ma_kind != "binary" or kt.combine != "max":
+            raise TypeError(
+                "MKDAChi2 needs binary MA maps (MKDAKernel, or Peaks2MapsKernel(binary=True)), "
+                f"got {kt!r}"
+            )
         if fwe_null_method not in ("label-permutation", "random-foci"):
             raise ValueError(
                 "fwe_null_method must be 'label-permutation' or 'random-foci', not "
@@ -698,18 +700,8 @@ class MKDAChi2:
     def _counts(self, arrays: FociArrays) -> np.ndarray:
         ijk, valid = arrays.padded()
         n_exp = len(arrays.ids)
-        stat, _, _ = K.summarize_experiments(
-            ijk,
-            valid,
-            arrays.exp_window,
-            jnp.ones(n_exp, jnp.float32),
-            jnp.asarray(arrays.windows > 0, jnp.float32),
-            arrays.mask_index,
-            arrays.shape,
-            "max",
-            "sum",
-            1,
-            1.0,
+        stat, _, _ = summarize(
+            arrays, np.ones(n_exp, np.float32), arrays.windows > 0, "sum", 1, 1.0
         )
         return np.rint(np.asarray(stat, np.float64))
 
@@ -753,7 +745,7 @@ class MKDAChi2:
             mask=m1,
             null_distributions={},
             description=self._description(),
-            citations=self._citations,
+            citations=(*self._citations, *self.kernel_transformer.citations),
             estimator=self,
         )
 
@@ -815,9 +807,8 @@ class MKDAChi2:
         return (
             "A multilevel kernel density chi-square analysis [Wager2007; Yarkoni2011] was "
             f"performed with nimare_jax, comparing {len(a.ids)} experiments ({a.ijk.shape[0]} "
-            f"foci) with {len(b.ids)} experiments ({b.ijk.shape[0]} foci). Each focus was "
-            f"modelled by a binary sphere of radius {self.kernel_transformer.r} mm and each "
-            "experiment's map was the union of its spheres. At every voxel, a one-way "
+            f"foci) with {len(b.ids)} experiments ({b.ijk.shape[0]} foci). "
+            f"{self.kernel_transformer.description()} At every voxel, a one-way "
             "chi-square test assessed whether the proportion of the first group's "
             "experiments active there differed from its mean over the brain (uniformity), "
             "and a two-way chi-square test whether it differed between the groups "
@@ -962,17 +953,7 @@ class MKDAChi2:
         """
         rows = []
         for arrays in (self.inputs1_, self.inputs2_):
-            ijk, valid = arrays.padded()
-            values = K.ma_values(
-                ijk,
-                valid,
-                arrays.exp_window,
-                jnp.asarray(arrays.windows > 0, jnp.float32),
-                arrays.mask_index,
-                arrays.shape,
-                "max",
-            )
-            rows.append(values)
+            rows.append(arrays.ma_values(jnp.asarray(arrays.windows > 0, jnp.float32)))
         return jnp.concatenate(rows, axis=0)
 
     def correct_fdr_indep(self, result, alpha: float = 0.05):

@@ -90,6 +90,41 @@ def _check_xyz(xyz) -> np.ndarray:
     return arr
 
 
+def log_union_fn(arrays: FociArrays, log_windows):
+    """Return ``fn(ijk (n_foci, 3)) -> -log(1 - ALE)`` over the mask for foci at ``ijk``.
+
+    One arithmetic for the observed foci and every null draw, so identical configurations
+    tie exactly: window accumulation, or the whole-brain kernel's ``ma_fn``.
+
+    Parameters
+    ----------
+    arrays : FociArrays
+        Prepared foci and kernels (experiments and kernels are kept, positions replaced).
+    log_windows : jax.Array, shape (n_windows, W, W, W)
+        ``-log1p(-K)`` windows.
+
+    Returns
+    -------
+    callable
+        Pure function of the foci positions.
+    """
+    inside = jnp.asarray(arrays.mask_index)
+    if arrays.ma_fn is not None:
+        slot, valid = (jnp.asarray(a) for a in arrays.slots())
+        return lambda ijk: (-jnp.log1p(-arrays.ma_fn(ijk[slot], valid))).sum(0)
+    focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
+    weight = jnp.ones(arrays.ijk.shape[0], jnp.float32)
+    step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
+
+    def fn(ijk):
+        acc = K.accumulate(
+            ijk, focus_window, weight, log_windows, step_focus, step_flush, arrays.shape, "max"
+        )
+        return acc.reshape(-1)[inside]
+
+    return fn
+
+
 def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log):
     """Per-iteration summary of the SCALE null: foci redrawn from a baseline pool.
 
@@ -112,24 +147,11 @@ def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log):
     """
     pool_ijk = jnp.asarray(pool_ijk, jnp.int32)
     n_foci = arrays.ijk.shape[0]
-    focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
-    weight = jnp.ones(n_foci, jnp.float32)
-    step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
-    inside = jnp.asarray(arrays.mask_index)
+    log_union = log_union_fn(arrays, log_windows)
 
     def summary(key):
         idx = jax.random.randint(key, (n_foci,), 0, pool_ijk.shape[0])
-        acc = K.accumulate(
-            pool_ijk[idx],
-            focus_window,
-            weight,
-            log_windows,
-            step_focus,
-            step_flush,
-            arrays.shape,
-            "max",
-        )
-        values = acc.reshape(-1)[inside]
+        values = log_union(pool_ijk[idx])
         return {"exceed": values >= observed_log, "voxel": -jnp.expm1(-values.max())}
 
     return summary
@@ -147,7 +169,7 @@ class SCALE:
         Null iterations (NiMARE's default 5000).
     n_cores : int
         Devices to spread iterations over.
-    kernel_transformer : ALEKernel class or instance
+    kernel_transformer : ALEKernel or Peaks2MapsKernel (``binary=False``), class or instance
         Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
     random_state : int or None
         Seed of the redraws.
@@ -185,8 +207,11 @@ class SCALE:
         self.n_iters = check_n_iters(n_iters)
         self.n_cores = n_cores
         self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
-        if not isinstance(self.kernel_transformer, ALEKernel):
-            raise TypeError("SCALE needs an ALEKernel")
+        if self.kernel_transformer.ma_kind != "probability":
+            raise TypeError(
+                "SCALE needs a kernel whose MA values are probabilities (ALEKernel, or "
+                f"Peaks2MapsKernel(binary=False)), got {self.kernel_transformer!r}"
+            )
         self.random_state = random_state
         self.batch_size = int(batch_size)
         self.progress = progress
@@ -228,7 +253,7 @@ class SCALE:
             mask=dataset.masker,
             null_distributions=nulls,
             description=self._description(),
-            citations=self._citations,
+            citations=(*self._citations, *self.kernel_transformer.citations),
             estimator=self,
         )
 
@@ -248,17 +273,7 @@ class SCALE:
         _, key = seed_to_key(self.random_state)
         arrays = self.inputs_
         log_windows = ale_windows(arrays)
-        step_focus, step_flush = K.schedule(arrays.exp_index)
-        observed = K.accumulate(
-            arrays.ijk,
-            arrays.exp_window[arrays.exp_index],
-            jnp.ones(arrays.ijk.shape[0], jnp.float32),
-            log_windows,
-            jnp.asarray(step_focus),
-            jnp.asarray(step_flush),
-            arrays.shape,
-            "max",
-        ).reshape(-1)[jnp.asarray(arrays.mask_index)]
+        observed = log_union_fn(arrays, log_windows)(jnp.asarray(arrays.ijk))
         summary = baseline_null(arrays, log_windows, self.pool_ijk_, observed)
         options = {
             "batch_size": self.batch_size,
@@ -285,9 +300,9 @@ class SCALE:
         return (
             "A specific coactivation likelihood estimation (SCALE) meta-analysis "
             f"[Langner2014] was performed with nimare_jax on {len(a.ids)} experiments "
-            f"({a.ijk.shape[0]} foci). Modelled activation maps took the maximum over an "
-            "experiment's Gaussian-modelled foci [Eickhoff2009; Turkeltaub2012] and were "
-            "combined into an activation likelihood estimation (ALE) map. Each voxel's ALE "
+            f"({a.ijk.shape[0]} foci). {self.kernel_transformer.description()} The modelled "
+            "activation maps were combined into an activation likelihood estimation (ALE) "
+            "map. Each voxel's ALE "
             f"value was compared with its values in {self.n_iters} null data sets in which "
             "every focus was redrawn at random from a baseline pool of "
             f"{len(self.xyz)} coordinates, keeping experiments and kernels."

@@ -25,7 +25,6 @@ from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.ale import ALE
 from nimare_jax.meta.cbma.base import check_n_iters, cluster_fwe_maps, make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel
-from nimare_jax.ops import kernels as K
 from nimare_jax.ops.label import max_cluster_stats
 from nimare_jax.ops.permute import run_permutations
 from nimare_jax.results import MetaResult
@@ -198,7 +197,7 @@ class ALESubtraction:
 
     Parameters
     ----------
-    kernel_transformer : ALEKernel class or instance
+    kernel_transformer : ALEKernel or Peaks2MapsKernel (``binary=False``), class or instance
         Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
     n_iters : int
         Permutations of the group labels (NiMARE's default 5000).
@@ -243,8 +242,11 @@ class ALESubtraction:
         **kwargs,
     ):
         self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
-        if not isinstance(self.kernel_transformer, ALEKernel):
-            raise TypeError("ALESubtraction needs an ALEKernel")
+        if self.kernel_transformer.ma_kind != "probability":
+            raise TypeError(
+                "ALESubtraction needs a kernel whose MA values are probabilities (ALEKernel, "
+                f"or Peaks2MapsKernel(binary=False)), got {self.kernel_transformer!r}"
+            )
         if not 0 < voxel_thresh < 1:
             raise ValueError(f"voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
         self.n_iters = check_n_iters(n_iters)
@@ -326,24 +328,15 @@ class ALESubtraction:
             mask=m1,
             null_distributions=nulls,
             description=self._description(),
-            citations=self._citations,
+            citations=(*self._citations, *self.kernel_transformer.citations),
             estimator=self,
         )
 
     def _pooled_ma(self) -> np.ndarray:
         rows = []
         for arrays in (self.inputs1_, self.inputs2_):
-            ijk, valid = arrays.padded()
             with jax.enable_x64(True):
-                values = K.ma_values(
-                    ijk,
-                    valid,
-                    arrays.exp_window,
-                    jnp.asarray(arrays.windows, jnp.float64),
-                    arrays.mask_index,
-                    arrays.shape,
-                    "max",
-                )
+                values = arrays.ma_values(jnp.asarray(arrays.windows, jnp.float64))
                 rows.append(np.asarray(values, np.float64))
         return np.concatenate(rows, axis=0)
 
@@ -417,9 +410,10 @@ class ALESubtraction:
             "An activation likelihood estimation (ALE) subtraction analysis [Laird2005; "
             "Eickhoff2012] was performed with nimare_jax, comparing a first group of "
             f"{len(a.ids)} experiments ({a.ijk.shape[0]} foci) with a second group of "
-            f"{len(b.ids)} experiments ({b.ijk.shape[0]} foci). Each group's ALE map was "
-            "computed from modelled activation maps taking the maximum over an experiment's "
-            "foci [Turkeltaub2012], and the difference of the two maps was computed at every "
+            f"{len(b.ids)} experiments ({b.ijk.shape[0]} foci). "
+            f"{self.kernel_transformer.description()} Each group's ALE map was computed from "
+            "these modelled activation maps, and the difference of the two maps was computed "
+            "at every "
             "voxel of the mask (not only where a group's own ALE was significant). Its null "
             f"distribution was built from {self.n_iters} random reassignments of the pooled "
             "experiments to two groups of the original sizes, without assuming symmetry, and "
