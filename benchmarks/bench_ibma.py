@@ -147,6 +147,9 @@ def main():
     parser.add_argument("--no-nimare", action="store_true")
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--scale-studies", type=int, default=500)
+    parser.add_argument(
+        "--estimators", nargs="+", choices=list(ESTIMATORS), default=list(ESTIMATORS)
+    )
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     paths = {k: str(v) for k, v in _inputs(args.reference, tmp.name).items()}
@@ -156,7 +159,8 @@ def main():
         "| max abs diff vs NiMARE ref | peak RSS (MB) |"
     )
     print("|---|---|---|---|---|---|")
-    for name, est in ESTIMATORS.items():
+    for name in args.estimators:
+        est = ESTIMATORS[name]
         ours = _run(sys.executable, JAX_CODE.format(est=est, name=name, **paths))
         theirs = (
             {"fit": float("nan")}
@@ -187,6 +191,8 @@ def main():
         "PermutedOLS()",
         "PermutedOLS(use_sample_size=True)",
     ):
+        if f"{est.split('(')[0]}" not in {ESTIMATORS[n].split("(")[0] for n in args.estimators}:
+            continue
         out = _run(sys.executable, SCALE_CODE.format(est=est, k=args.scale_studies, **paths))
         print(f"| {est} | {out['time']:.1f} | {out['rss_mb']:.0f} |", flush=True)
 
