@@ -697,20 +697,16 @@ def one_sample_t(y, valid=None):
     y0, m, k = _prepare(y, valid)
     s1 = y0.sum(0)
     s2 = (y0 * y0).sum(0)
-    t = _t_from_sums(s1, s2, k)
-    dof = k - 1.0
+    return _t_test_maps(_t_from_sums(s1, s2, k), k - 1.0, k >= 2)
+
+
+def _t_test_maps(t, dof, ok):
+    """``t``, ``z``, two-sided ``p``, ``log_p`` and ``dof`` of t statistics; NaN unless ``ok``."""
     log_sf = log_t_sf(jnp.abs(t), jnp.maximum(dof, 1.0))
     log_p = jnp.minimum(log_sf + _LOG2, 0.0)
     z = jnp.sign(t) * logp_to_z(log_sf, tail="one")
-    ok = k >= 2
-    t, z, log_p = _nan_unless(ok, t, z, log_p)
-    return {
-        "t": t,
-        "z": z,
-        "p": jnp.exp(log_p),
-        "log_p": log_p,
-        "dof": jnp.where(ok, dof, jnp.nan),
-    }
+    t, z, log_p, dof = _nan_unless(ok, t, z, log_p, dof)
+    return {"t": t, "z": z, "p": jnp.exp(log_p), "log_p": log_p, "dof": dof}
 
 
 def weighted_one_sample_t(y, weights, valid=None):
@@ -748,11 +744,7 @@ def weighted_one_sample_t(y, weights, valid=None):
     g = jnp.where(m > 0, h / jnp.where(ok, 1.0 - h, 1.0), 0.0)
     dof = 1.0 / ((g * g * (1.0 - 2.0 * h)).sum(0) + jnp.square((h * g).sum(0)))
     dof = jnp.maximum(jnp.where(jnp.isfinite(dof), dof, 1.0), 1.0)
-    log_sf = log_t_sf(jnp.abs(t), dof)
-    log_p = jnp.minimum(log_sf + _LOG2, 0.0)
-    z = jnp.sign(t) * logp_to_z(log_sf, tail="one")
-    t, z, log_p, dof = _nan_unless(ok & jnp.isfinite(t), t, z, log_p, dof)
-    return {"t": t, "z": z, "p": jnp.exp(log_p), "log_p": log_p, "dof": dof}
+    return _t_test_maps(t, dof, ok & jnp.isfinite(t))
 
 
 def _cr2_weights(weights, m):
