@@ -19,16 +19,37 @@ import pandas as pd
 
 
 class _Static:
-    """Hashable-by-identity holder for auxiliary data that is not a valid jit cache key."""
+    """Auxiliary data of a flattened result, compared by value so ``jit`` caches hit.
+
+    Two results from the same estimator on the same mask flatten to equal aux data, so a
+    second ``jax.jit`` call over a result of the same shapes does not trace again. The mask
+    is compared by its geometry and voxels, tables by their contents, the estimator by
+    identity (a fitted estimator is not a value).
+    """
 
     def __init__(self, **fields):
         self.__dict__.update(fields)
 
+    def _key(self):
+        return (
+            self.mask.shape,
+            self.mask.affine.tobytes(),
+            tuple(self.tables),
+            self.description,
+            self.citations,
+            id(self.estimator),
+        )
+
     def __hash__(self):
-        return id(self)
+        return hash(self._key())
 
     def __eq__(self, other):
-        return self is other
+        if not isinstance(other, _Static) or self._key() != other._key():
+            return False
+        same_mask = self.mask is other.mask or np.array_equal(
+            np.asanyarray(self.mask.dataobj), np.asanyarray(other.mask.dataobj)
+        )
+        return same_mask and all(self.tables[k].equals(other.tables[k]) for k in self.tables)
 
 
 @jax.tree_util.register_pytree_node_class

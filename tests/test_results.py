@@ -63,6 +63,30 @@ def test_passes_through_jit(result):
     assert double(result).citations == result.citations
 
 
+def test_jit_over_equal_results_traces_once(result):
+    traces = []
+
+    @jax.jit
+    def total(res):
+        traces.append(1)
+        return sum(jnp.sum(v) for v in res.maps.values())
+
+    twin = MetaResult(
+        {k: v + 1 for k, v in result.maps.items()},
+        nib.Nifti1Image(np.asanyarray(result.mask.dataobj).copy(), result.mask.affine),
+        {k: t.copy() for k, t in result.tables.items()},
+        result.null_distributions,
+        result.description,
+        result.citations,
+    )
+    total(result), total(result), total(twin)
+    assert len(traces) == 1
+    other = result.copy()
+    other.description = "another description"
+    total(other)
+    assert len(traces) == 2
+
+
 def test_get_map_image_matches_array(result):
     inside = np.asanyarray(result.mask.dataobj) > 0
     for name in result.maps:
