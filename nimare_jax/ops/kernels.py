@@ -102,6 +102,7 @@ def gaussian_weights_1d(sigma, radius: int):
     return w / w.sum()
 
 
+@partial(jax.jit, static_argnames="radius")
 def ale_kernel_window(fwhm, voxel_size, radius: int):
     """3-D ALE kernel (sums to 1) on a ``(2 radius + 1)^3`` window, differentiable in FWHM.
 
