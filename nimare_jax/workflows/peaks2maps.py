@@ -52,8 +52,9 @@ def peaks2maps_workflow(
     sleuth_file : str or os.PathLike
         Sleuth text file, or a NiMARE JSON dataset (``.json``); at least 2 experiments.
     output_dir : str, os.PathLike or None
-        Output folder; None uses the input file's folder. Files are written into a
-        temporary folder and moved into place only once everything succeeded.
+        Output folder; None uses the input file's folder. It is created and checked
+        before the work; files are written into a hidden folder inside it and moved into
+        place, replacing files of the same names, only once everything succeeded.
     prefix : str or None
         File-name prefix; None uses the input file's name without its extension.
     n_iters : int
