@@ -1,21 +1,48 @@
 """The ``nimare-jax`` command: ALE with Monte Carlo FWE, and file conversions.
 
-Errors about the input (malformed files, missing files, bad numbers) are printed as one
-line, ``nimare-jax: error: <message>``, with exit status 1 (2 for bad command-line usage);
-no output file is left behind.
+Every error is printed as one line, ``nimare-jax: error: <message>`` (at most
+:data:`MAX_MESSAGE` characters), with exit status 2 for bad command-line usage (options,
+numbers, prefixes, an output file that is an input) and 1 for everything else (bad input
+files, an output folder that cannot be written, unexpected errors); no output file is left
+behind. ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import warnings
 
 from nimare_jax import __version__
 from nimare_jax.exceptions import NiMAREJaxError
-from nimare_jax.workflows._args import positive_float, positive_int, probability, run_workflow
+from nimare_jax.workflows._args import (
+    add_prefix_argument,
+    positive_float,
+    positive_int,
+    probability,
+    random_seed,
+    run_workflow,
+)
 
 PROG = "nimare-jax"
+#: Longest error message printed (a message quoting a huge input line is cut).
+MAX_MESSAGE = 500
+_REPLACES = (
+    " Files of an earlier run with the same names (same --prefix) in the output folder are "
+    "replaced, all or nothing, once the run succeeded; other files are left alone."
+)
+_OUT_OF_MEMORY = (
+    "out of memory. Memory grows with the input (experiments or images, times the mask's "
+    "voxels) and with --n_cores (each core holds its own batch of permuted maps), not with "
+    "--n_iters: analyse fewer experiments, use a smaller --n_cores, or a machine with more "
+    "memory"
+)
+
+
+class _UsageError(Exception):
+    """Bad command-line usage found after parsing (reported with exit status 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +50,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         """Print ``nimare-jax: error: <message>`` and exit with status 2."""
-        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, _error_line(f"{message} (see '{self.prog} --help')"))
+
+
+def _error_line(message: str) -> str:
+    """Return ``nimare-jax: error: <message>`` on one line, cut to :data:`MAX_MESSAGE`."""
+    message = " ".join(message.split())
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 3] + "..."
+    return f"{PROG}: error: {message}\n"
 
 
 def _get_parser() -> argparse.ArgumentParser:
@@ -32,22 +67,26 @@ def _get_parser() -> argparse.ArgumentParser:
         description="Neuroimaging meta-analysis with jit-compiled JAX numerics.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    debug = "on an error, show the traceback instead of a one-line message"
+    parser.add_argument("--debug", action="store_true", help=debug)
+    common = argparse.ArgumentParser(add_help=False)  # --debug also after the command
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = functools.partial(sub.add_parser, parents=[common])
 
-    ale = sub.add_parser(
+    ale = add(
         "ale",
         help="ALE meta-analysis with Monte Carlo FWE correction (writes maps and boilerplate)",
         description=(
             "Run an activation likelihood estimation (ALE) meta-analysis with voxel- and "
             "cluster-level Monte Carlo family-wise error correction, and write every map, "
             "table, a methods paragraph (boilerplate.txt) and its references (references.bib)."
+            + _REPLACES
         ),
     )
     ale.add_argument("dataset", metavar="DATASET", help="Sleuth text file or NiMARE JSON file")
     ale.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
-    ale.add_argument(
-        "--prefix", default=None, help="file-name prefix (default: the input file's name)"
-    )
+    add_prefix_argument(ale)
     ale.add_argument(
         "--n_iters", type=positive_int, default=10000, help="Monte Carlo iterations (10000)"
     )
@@ -66,7 +105,7 @@ def _get_parser() -> argparse.ArgumentParser:
     ale.add_argument(
         "--n_cores", type=positive_int, default=1, help="devices for the permutations (1)"
     )
-    ale.add_argument("--seed", type=int, default=0, help="seed of the permutations (0)")
+    ale.add_argument("--seed", type=random_seed, default=0, help="seed of the permutations (0)")
     ale.add_argument(
         "--file2",
         metavar="SLEUTH2",
@@ -75,19 +114,21 @@ def _get_parser() -> argparse.ArgumentParser:
     )
     ale.set_defaults(run=_run_ale)
 
-    sleuth = sub.add_parser(
+    sleuth = add(
         "sleuth2nimare",
         help="convert a Sleuth text file to a NiMARE JSON dataset",
-        description="Convert a Sleuth text file to a NiMARE JSON dataset.",
+        description="Convert a Sleuth text file to a NiMARE JSON dataset. An existing "
+        "out_file is replaced (it must not be the input file).",
     )
     sleuth.add_argument("text_file", help="Sleuth text file")
     sleuth.add_argument("out_file", help="output JSON file")
     sleuth.set_defaults(run=_run_sleuth2nimare)
 
-    neurosynth = sub.add_parser(
+    neurosynth = add(
         "neurosynth2nimare",
         help="convert Neurosynth database files to a NiMARE JSON dataset",
-        description="Convert Neurosynth (version 7) database files to a NiMARE JSON dataset.",
+        description="Convert Neurosynth (version 7) database files to a NiMARE JSON dataset. "
+        "An existing out_file is replaced (it must not be one of the input files).",
     )
     neurosynth.add_argument("coordinates_file", help="coordinates table (.tsv or .tsv.gz)")
     neurosynth.add_argument("metadata_file", help="metadata table (.tsv or .tsv.gz)")
@@ -104,57 +145,59 @@ def _get_parser() -> argparse.ArgumentParser:
 
     from nimare_jax.workflows.conperm import add_conperm_arguments
 
-    conperm = sub.add_parser(
+    conperm = add(
         "conperm",
         help="one-sample permutation test (sign flipping) of contrast images, voxel-level FWE",
         description="One-sample sign-flipping permutation test of contrast images with "
-        "voxel-level Monte Carlo FWE correction; writes maps and boilerplate.",
+        "voxel-level Monte Carlo FWE correction; writes maps and boilerplate." + _REPLACES,
     )
     add_conperm_arguments(conperm)
     conperm.set_defaults(run=_run_conperm)
 
     from nimare_jax.workflows.metacluster import add_metacluster_arguments, run_metacluster
 
-    metacluster = sub.add_parser(
+    metacluster = add(
         "metacluster",
         help="cluster experiments by their activation maps, for a range of cluster numbers",
         description="Meta-analytic clustering: group experiments by the similarity of their "
         "modelled-activation maps (or images) with scikit-learn for every number of clusters "
-        "in a range; writes assignments, cluster-mean maps, silhouettes and boilerplate.",
+        "in a range; writes assignments, cluster-mean maps, silhouettes and boilerplate."
+        + _REPLACES,
     )
     add_metacluster_arguments(metacluster)
     metacluster.set_defaults(run=run_metacluster)
     from nimare_jax.workflows.macm import add_macm_arguments, run_macm
 
-    macm = sub.add_parser(
+    macm = add(
         "macm",
         help="meta-analytic coactivation modelling: ALE of the experiments active in a mask",
         description="Meta-analytic coactivation modelling (MACM): ALE with Monte Carlo FWE "
         "correction of the experiments with at least one focus inside a mask; writes maps, "
-        "the selected experiments and boilerplate.",
+        "the selected experiments and boilerplate." + _REPLACES,
     )
     add_macm_arguments(macm)
     macm.set_defaults(run=run_macm)
 
     from nimare_jax.workflows.scale import add_scale_arguments, run_scale
 
-    scale = sub.add_parser(
+    scale = add(
         "scale",
         help="SCALE: ALE against foci redrawn from a baseline pool, voxel-level FWE",
         description="Specific coactivation likelihood estimation (SCALE) with voxel-level "
-        "Monte Carlo FWE correction; writes maps and boilerplate.",
+        "Monte Carlo FWE correction; writes maps and boilerplate." + _REPLACES,
     )
     add_scale_arguments(scale)
     scale.set_defaults(run=run_scale)
     from nimare_jax.workflows.peaks2maps import add_peaks2maps_arguments, run_peaks2maps
 
-    peaks2maps = sub.add_parser(
+    peaks2maps = add(
         "peaks2maps",
         help="reconstruct maps from peaks (network trained on simulated data), then a "
         "one-sample permutation test with voxel-level FWE",
         description="Reconstruct each experiment's unthresholded map from its peaks with a "
         "peaks2maps network trained on simulated data, then run a one-sample sign-flipping "
-        "permutation test with voxel-level FWE correction; writes maps and boilerplate.",
+        "permutation test with voxel-level FWE correction; writes maps and boilerplate."
+        + _REPLACES,
     )
     add_peaks2maps_arguments(peaks2maps)
     peaks2maps.set_defaults(run=run_peaks2maps)
@@ -179,14 +222,32 @@ def _run_ale(args) -> None:
 def _run_conperm(args) -> None:
     from nimare_jax.workflows.conperm import conperm_workflow
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
-    conperm_workflow(**options)
+    conperm_workflow(
+        args.contrast_images,
+        mask_image=args.mask_image,
+        output_dir=args.output_dir,
+        prefix=args.prefix or "",
+        n_iters=args.n_iters,
+        random_state=args.random_state,
+        n_cores=args.n_cores,
+    )
+
+
+def _refuse_overwriting_inputs(out_file, inputs) -> None:
+    """Raise a usage error if ``out_file`` is one of ``inputs`` (also via links)."""
+    for path in inputs:
+        if os.path.exists(out_file) and os.path.exists(path) and os.path.samefile(out_file, path):
+            raise _UsageError(
+                f"the output file {out_file} is the input file {path}; it would be replaced: "
+                "give another output file"
+            )
 
 
 def _run_sleuth2nimare(args) -> None:
     from nimare_jax.io import convert_sleuth_to_json
     from nimare_jax.workflows._staging import staged_file
 
+    _refuse_overwriting_inputs(args.out_file, [args.text_file])
     with staged_file(args.out_file) as tmp:
         convert_sleuth_to_json(args.text_file, tmp)
 
@@ -195,9 +256,15 @@ def _run_neurosynth2nimare(args) -> None:
     from nimare_jax.io import convert_neurosynth_to_json
     from nimare_jax.workflows._staging import staged_file
 
+    pairs = args.annotations_file or ()
+    inputs = [
+        args.coordinates_file,
+        args.metadata_file,
+        *(path for pair in pairs for path in pair),
+    ]
+    _refuse_overwriting_inputs(args.out_file, inputs)
     annotations = [
-        {"features": features, "vocabulary": vocabulary}
-        for features, vocabulary in args.annotations_file or ()
+        {"features": features, "vocabulary": vocabulary} for features, vocabulary in pairs
     ]
     with staged_file(args.out_file) as tmp:
         convert_neurosynth_to_json(
@@ -220,7 +287,8 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success, 1 for bad input, 2 for bad usage, 130 if interrupted.
+        Exit status: 0 on success, 1 for bad input or an unexpected error, 2 for bad usage
+        (argparse's errors exit through :class:`SystemExit`), 130 if interrupted.
     """
     args = _get_parser().parse_args(argv)
     try:
@@ -228,14 +296,27 @@ def main(argv=None) -> int:
             warnings.simplefilter("default", UserWarning)
             warnings.showwarning = _show_warning
             args.run(args)
-    except (NiMAREJaxError, ValueError, OSError) as exc:
-        message = " ".join(str(exc).splitlines()) or type(exc).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        status, message = _describe(exc, args.command)
+        sys.stderr.write(_error_line(message))
+        return status
     return 0
+
+
+def _describe(exc: Exception, command: str) -> tuple[int, str]:
+    """Return the exit status and one-line message of an error raised by a command."""
+    if isinstance(exc, _UsageError):
+        return 2, f"{exc} (see '{PROG} {command} --help')"
+    if isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc):  # JAX's own
+        return 1, _OUT_OF_MEMORY
+    if isinstance(exc, NiMAREJaxError | ValueError | OSError):
+        return 1, str(exc) or type(exc).__name__
+    return 1, f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
 if __name__ == "__main__":

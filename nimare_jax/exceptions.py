@@ -19,3 +19,7 @@ class DatasetError(NiMAREJaxError, ValueError):
 
 class ImageError(NiMAREJaxError, ValueError):
     """Images are incompatible (shapes, affines) or contain invalid values."""
+
+
+class OutputError(NiMAREJaxError, OSError):
+    """The output folder or file cannot be created or written (checked before any work)."""

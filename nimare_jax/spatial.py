@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from nimare_jax.exceptions import ImageError
+from nimare_jax.exceptions import ImageError, InputFileError
 
 _TEMPLATES = {
     # MNI152NLin6Asym 2 mm brain mask, x axis +2 mm: the default of a JSON Dataset.
@@ -73,6 +73,43 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
     raise ValueError(f"No template for space={space!r} with mask={mask!r}")
 
 
+def load_image(path, what: str = "image") -> nib.spatialimages.SpatialImage:
+    """Read an image file into memory, raising :class:`InputFileError` if it cannot.
+
+    The voxel data are read here, so a damaged file (a truncated ``.nii.gz``, say) fails
+    with a message naming it rather than later, wherever the data are first used.
+
+    Parameters
+    ----------
+    path : str, pathlib.Path or nibabel image
+        File to read (an image is returned as is).
+    what : str
+        Description used in error messages (e.g. ``"study 'a-1', image 'z'"``).
+
+    Returns
+    -------
+    nibabel.spatialimages.SpatialImage
+        The image, its data in memory.
+
+    Raises
+    ------
+    InputFileError
+        If the file is missing or cannot be read as an image; the message names ``what``
+        and the file.
+    """
+    if isinstance(path, nib.spatialimages.SpatialImage):
+        return path
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except FileNotFoundError as exc:
+        raise InputFileError(f"{what}: file not found: {path}") from exc
+    except Exception as exc:  # nibabel, gzip and zlib raise several types for damaged files
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputFileError(f"{what}: cannot read {path} as an image ({reason})") from exc
+    return type(img)(data, img.affine, img.header)
+
+
 def load_mask(mask) -> nib.Nifti1Image:
     """Return a binary int8 mask image from a path, a Nifti image or a template name.
 
@@ -89,10 +126,7 @@ def load_mask(mask) -> nib.Nifti1Image:
     if isinstance(mask, str) and mask in _TEMPLATES:
         return get_template(mask)
     if isinstance(mask, str | Path):
-        try:
-            mask = nib.load(mask)
-        except Exception as exc:  # nibabel raises several types for unreadable files
-            raise ImageError(f"Cannot read mask image {mask}: {exc}") from exc
+        mask = load_image(mask, "mask image")
     if not isinstance(mask, nib.spatialimages.SpatialImage):
         raise TypeError(f"mask must be a path or a nibabel image, got {type(mask).__name__}")
     data = np.asanyarray(mask.dataobj)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nimare_jax import spatial
-from nimare_jax.exceptions import ImageError
+from nimare_jax.exceptions import ImageError, InputFileError
 
 
 def test_templates_hold_the_same_voxels_mirrored():
@@ -68,5 +68,5 @@ def test_load_mask_rejects_bad_images(tmp_path):
     bad[0, 0, 0] = np.nan
     with pytest.raises(ImageError, match="NaN"):
         spatial.load_mask(nib.Nifti1Image(bad, np.eye(4)))
-    with pytest.raises(ImageError, match="Cannot read"):
+    with pytest.raises(InputFileError, match="mask image: file not found: .*missing.nii.gz"):
         spatial.load_mask(tmp_path / "missing.nii.gz")

@@ -16,7 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from nimare_jax.exceptions import DatasetError, ImageError, InputFileError
+from nimare_jax.exceptions import DatasetError, ImageError
+from nimare_jax.spatial import load_image
 
 __all__ = ["get_image_paths", "load_image", "load_images", "mask_image"]
 
@@ -55,31 +56,6 @@ def get_image_paths(dataset, image_type: str, ids=None) -> list:
     if image_type not in table.columns:
         return [None] * len(ids)
     return [_resolve(table.at[i, image_type], dataset.basepath) for i in ids]
-
-
-def load_image(path, what: str = "image") -> nib.spatialimages.SpatialImage:
-    """Load a NIfTI file, raising :class:`InputFileError` naming ``what`` if it cannot.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path or nibabel image
-        File to read (an image is returned as is).
-    what : str
-        Description used in error messages (e.g. ``"study 'a-1', image 'z'"``).
-
-    Returns
-    -------
-    nibabel.spatialimages.SpatialImage
-        The image (data not yet read).
-    """
-    if isinstance(path, nib.spatialimages.SpatialImage):
-        return path
-    try:
-        return nib.load(str(path))
-    except FileNotFoundError as exc:
-        raise InputFileError(f"{what}: file not found: {path}") from exc
-    except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputFileError(f"{what}: cannot read {path} as an image ({exc})") from exc
 
 
 def _squeeze3d(img, what):

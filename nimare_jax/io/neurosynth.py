@@ -165,7 +165,7 @@ def _read_table(path, required: tuple[str, ...]) -> pd.DataFrame:
         table = pd.read_csv(path, sep="\t", dtype={"id": str})
     except FileNotFoundError as exc:
         raise InputFileError(f"{path}: file not found") from exc
-    except (ValueError, OSError) as exc:  # pandas' parser errors derive from ValueError
+    except (ValueError, OSError, EOFError) as exc:  # parser errors are ValueErrors; EOF: cut .gz
         raise InputFileError(f"{path}: not a readable tab-separated table ({exc})") from exc
     missing = [c for c in required if c not in table.columns]
     if missing:

@@ -39,6 +39,48 @@ def number(kind, low, high=math.inf, what="a number"):
 positive_int = number(int, 0, what="a positive whole number")
 positive_float = number(float, 0, what="a positive number")
 probability = number(float, 0, 1, what="a p-value between 0 and 1 (exclusive)")
+random_seed = number(int, -1, 2**32, what="a whole number from 0 to 4294967295")
+
+
+def file_prefix(text: str) -> str:
+    """Argparse type of ``--prefix``: a bare file-name prefix, so files stay in the folder.
+
+    Parameters
+    ----------
+    text : str
+        The argument.
+
+    Returns
+    -------
+    str
+        The same.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        If it is empty, ``.`` or ``..``, or holds a path separator.
+    """
+    if text in ("", ".", "..") or any(sep in text for sep in "/\\"):
+        raise argparse.ArgumentTypeError(
+            f"expected a file-name prefix without a path separator (files are written into "
+            f"--output_dir), got {text!r}"
+        )
+    return text
+
+
+def add_prefix_argument(parser, default: str = "the input file's name") -> None:
+    """Add ``--prefix`` (checked by :func:`file_prefix`; None if not given) to a parser.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        Parser to extend.
+    default : str
+        What the help says is used without the option.
+    """
+    parser.add_argument(
+        "--prefix", type=file_prefix, default=None, help=f"file-name prefix (default: {default})"
+    )
 
 
 def run_workflow(workflow_name: str, n_cores: int, output_dir, *args, **kwargs) -> None:

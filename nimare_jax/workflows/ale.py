@@ -60,8 +60,9 @@ def ale_sleuth_workflow(
     sleuth_file : str or os.PathLike
         Sleuth text file, or a NiMARE JSON dataset (``.json``).
     output_dir : str, os.PathLike or None
-        Output folder; None uses the input file's folder. Files are written into a
-        temporary folder and moved into place only once everything succeeded.
+        Output folder; None uses the input file's folder. It is created and checked
+        before the analysis; files are written into a hidden folder inside it and moved
+        into place, replacing files of the same names, only once everything succeeded.
     prefix : str or None
         File-name prefix; None uses the input file's name without its extension.
     n_iters : int
@@ -108,9 +109,9 @@ def ale_sleuth_workflow(
         n_cores=n_cores,
         progress=progress,
     )
-    dataset = load_dataset(sleuth_file)
-    result = corrector.transform(estimator.fit(dataset))
-    with staged_dir(output_dir) as tmp:
+    with staged_dir(output_dir) as tmp:  # checks the output folder before the work
+        dataset = load_dataset(sleuth_file)
+        result = corrector.transform(estimator.fit(dataset))
         staged = [
             *result.save_maps(tmp, prefix),
             *result.save_tables(tmp, prefix),
@@ -130,21 +131,20 @@ def _ale_subtraction(
     prefix = file1.stem if prefix is None else prefix
     n_iters = check_n_iters(n_iters)
     kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
-    dset1, dset2 = load_dataset(file1), load_dataset(file2)
-    same = dset2.masker.shape == dset1.masker.shape
-    if not (same and np.allclose(dset2.masker.affine, dset1.masker.affine)):
-        dset2 = dset2.with_mask(dset1.masker)  # e.g. a Sleuth file and a JSON file
     estimator = ALESubtraction(
         n_iters=n_iters, voxel_thresh=v_thr, n_cores=n_cores, random_state=random_state,
         progress=progress, **kernel,
     )  # fmt: skip
-    fitted = estimator.fit(dset1, dset2)
     corrector = FWECorrector(
         method="montecarlo", voxel_thresh=v_thr, n_iters=n_iters, n_cores=n_cores,
         target="all", progress=progress,
     )  # fmt: skip
-    result = corrector.transform(fitted)
-    with staged_dir(output_dir) as tmp:
+    with staged_dir(output_dir) as tmp:  # checks the output folder before the work
+        dset1, dset2 = load_dataset(file1), load_dataset(file2)
+        same = dset2.masker.shape == dset1.masker.shape
+        if not (same and np.allclose(dset2.masker.affine, dset1.masker.affine)):
+            dset2 = dset2.with_mask(dset1.masker)  # e.g. a Sleuth file and a JSON file
+        result = corrector.transform(estimator.fit(dset1, dset2))
         staged = []
         for name in sorted(result.maps):
             group = next((g for g in ("group1", "group2") if f"desc-{g}" in name), None)

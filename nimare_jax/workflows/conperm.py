@@ -19,6 +19,7 @@ from nimare_jax.exceptions import ImageError
 from nimare_jax.io.images import load_image, mask_image
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.spatial import load_mask
+from nimare_jax.workflows._args import add_prefix_argument, positive_int, random_seed
 from nimare_jax.workflows._staging import staged_dir
 
 __all__ = ["add_conperm_arguments", "conperm_workflow"]
@@ -81,17 +82,17 @@ def conperm_workflow(
     """
     if isinstance(contrast_images, str | Path):
         contrast_images = [contrast_images]
-    mask_img = load_mask("mni152_2mm" if mask_image is None else mask_image)
-    data, names = _load_contrasts(list(contrast_images), mask_img)
-    est = PermutedOLS(two_sided=True, random_state=random_state)
-    result = est.fit_arrays({"beta": data}, mask_img, ids=names)
-    corrector = FWECorrector(method="montecarlo", n_iters=n_iters, n_cores=n_cores)
-    result = corrector.transform(result)
-    result.description = (
-        f"A one-sample permutation test was performed with nimare_jax on {len(names)} "
-        "contrast images. " + result.description
-    )
-    with staged_dir(output_dir or ".") as tmp:  # nothing is left behind on failure
+    with staged_dir(output_dir or ".") as tmp:  # checks the output folder before the work
+        mask_img = load_mask("mni152_2mm" if mask_image is None else mask_image)
+        data, names = _load_contrasts(list(contrast_images), mask_img)
+        est = PermutedOLS(two_sided=True, random_state=random_state)
+        result = est.fit_arrays({"beta": data}, mask_img, ids=names)
+        corrector = FWECorrector(method="montecarlo", n_iters=n_iters, n_cores=n_cores)
+        result = corrector.transform(result)
+        result.description = (
+            f"A one-sample permutation test was performed with nimare_jax on {len(names)} "
+            "contrast images. " + result.description
+        )
         result.save_maps(output_dir=tmp, prefix=prefix)
         result.save_boilerplate(tmp, prefix=prefix)
     return result
@@ -112,9 +113,13 @@ def add_conperm_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     """
     parser.add_argument("contrast_images", nargs="+", help="4-D image or 3-D images")
     parser.add_argument("--mask", dest="mask_image", default=None, help="mask image")
-    parser.add_argument("--output_dir", default=None, help="output folder")
-    parser.add_argument("--prefix", default="", help="file-name prefix")
-    parser.add_argument("--n_iters", type=int, default=10000, help="sign-flip iterations")
-    parser.add_argument("--n_cores", type=int, default=1, help="devices (-1: all)")
-    parser.add_argument("--seed", dest="random_state", type=int, default=42, help="seed")
+    parser.add_argument("--output_dir", default=None, help="output folder (.)")
+    add_prefix_argument(parser, "none")
+    parser.add_argument(
+        "--n_iters", type=positive_int, default=10000, help="sign-flip iterations (10000)"
+    )
+    parser.add_argument("--n_cores", type=positive_int, default=1, help="devices (1)")
+    parser.add_argument(
+        "--seed", dest="random_state", type=random_seed, default=42, help="seed (42)"
+    )
     return parser

@@ -71,17 +71,8 @@ def macm_workflow(
         If no experiment has a focus inside the mask.
     """
     source = None if not isinstance(dataset, str | Path) else Path(dataset)
-    dset = load_dataset(source) if source is not None else dataset
     output_dir = Path(output_dir if output_dir is not None else (source.parent if source else "."))
     prefix = (source.stem if source else "macm") if prefix is None else prefix
-    ids = dset.get_studies_by_mask(mask)
-    if not ids:
-        where = f" {mask}" if isinstance(mask, str | Path) else ""
-        raise DatasetError(
-            f"no experiment has a focus inside the mask{where} "
-            f"({len(dset.ids)} experiments searched)"
-        )
-    selected = dset.slice(ids)
     kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
     estimator = ALE(n_cores=n_cores, random_state=random_state, **kernel)
     corrector = FWECorrector(
@@ -91,16 +82,25 @@ def macm_workflow(
         n_cores=n_cores,
         progress=progress,
     )
-    result = corrector.transform(estimator.fit(selected))
-    result.tables["selected_experiments"] = pd.DataFrame({"id": list(ids)})
-    result.description = (
-        "A meta-analytic coactivation modelling (MACM) analysis [Robinson2010] was performed: "
-        f"of {len(dset.ids)} experiments ({len(dset.coordinates)} foci), the "
-        f"{len(ids)} with at least one focus inside the seed region were selected "
-        f"({len(selected.coordinates)} foci). " + result.description
-    )
-    result.citations = tuple(dict.fromkeys(("Robinson2010", *result.citations)))
-    with staged_dir(output_dir) as tmp:
+    with staged_dir(output_dir) as tmp:  # checks the output folder before the work
+        dset = load_dataset(source) if source is not None else dataset
+        ids = dset.get_studies_by_mask(mask)
+        if not ids:
+            where = f" {mask}" if isinstance(mask, str | Path) else ""
+            raise DatasetError(
+                f"no experiment has a focus inside the mask{where} "
+                f"({len(dset.ids)} experiments searched)"
+            )
+        selected = dset.slice(ids)
+        result = corrector.transform(estimator.fit(selected))
+        result.tables["selected_experiments"] = pd.DataFrame({"id": list(ids)})
+        result.description = (
+            "A meta-analytic coactivation modelling (MACM) analysis [Robinson2010] was "
+            f"performed: of {len(dset.ids)} experiments ({len(dset.coordinates)} foci), the "
+            f"{len(ids)} with at least one focus inside the seed region were selected "
+            f"({len(selected.coordinates)} foci). " + result.description
+        )
+        result.citations = tuple(dict.fromkeys(("Robinson2010", *result.citations)))
         staged = [
             *result.save_maps(tmp, prefix),
             *result.save_tables(tmp, prefix),

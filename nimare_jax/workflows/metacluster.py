@@ -27,15 +27,18 @@ k-means and correlation distance (``1 - r``) otherwise.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.kernel import ALEKernel, KDAKernel, MKDAKernel
 from nimare_jax.reports.boilerplate import bibtex, cited_keys, format_boilerplate
 from nimare_jax.results import unmask
+from nimare_jax.workflows._args import add_prefix_argument, random_seed
 from nimare_jax.workflows._staging import staged_dir
 
 __all__ = ["ALGORITHMS", "KERNELS", "metacluster_workflow"]
@@ -87,10 +90,11 @@ def check_clust_range(clust_range, n_experiments: int | None = None) -> tuple[in
     if k2 < k1:
         raise ValueError(f"clust_range must be increasing (K1 <= K2), got {k1} {k2}")
     if n_experiments is not None and k2 >= n_experiments:
+        limit = f"at most {n_experiments - 1}" if n_experiments > 2 else "at least 3 needed"
         raise ValueError(
-            f"clust_range goes up to {k2} clusters but the dataset has only {n_experiments} "
-            f"experiments; the largest number of clusters must be smaller than the number of "
-            f"experiments (at most {n_experiments - 1})"
+            f"clust_range goes up to {k2} clusters but there are only {n_experiments} "
+            f"experiments to cluster; the largest number of clusters must be smaller than the "
+            f"number of experiments ({limit})"
         )
     return k1, k2
 
@@ -104,10 +108,15 @@ def _features(dataset, coord: bool, img, kernel: str):
         maps = KERNELS[kernel]().transform(subset, return_type="array")
         text = f"its modelled activation map, computed from its foci with {_KERNEL_TEXT[kernel]}"
         return ids, np.asarray(maps, np.float64), text
-    from nimare_jax.io.images import get_image_paths
+    from nimare_jax.io.images import get_image_paths, image_types
 
     paths = get_image_paths(dataset, img)
     ids = [i for i, p in zip(dataset.ids, paths, strict=True) if p is not None]
+    if not ids:
+        raise DatasetError(
+            f"the dataset has no images of type {img!r} to cluster (image types it has: "
+            f"{', '.join(image_types(dataset)) or 'none'}); use --coord to cluster foci"
+        )
     return ids, None, f"its {img!r} image"
 
 
@@ -207,19 +216,50 @@ def metacluster_workflow(
             f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}"
         )
     k1, k2 = check_clust_range(clust_range)
-    if isinstance(dataset, str | Path):
-        from nimare_jax.workflows.ale import load_dataset
+    if prefix is None and isinstance(dataset, str | Path):
+        prefix = Path(dataset).stem
+    head = f"{prefix}_" if prefix else ""
+    with staged_dir(output_dir) as tmp:  # checks the output folder before the work
+        if isinstance(dataset, str | Path):
+            from nimare_jax.workflows.ale import load_dataset
 
-        prefix = Path(dataset).stem if prefix is None else prefix
-        dataset = load_dataset(dataset)
-    prefix = "" if prefix is None else str(prefix)
-    ids, maps, source = _features(dataset, coord, img, kernel)
-    check_clust_range((k1, k2), len(ids))
-    if maps is None:
-        from nimare_jax.io.images import load_images
+            dataset = load_dataset(dataset)
+        ids, maps, source = _features(dataset, coord, img, kernel)
+        check_clust_range((k1, k2), len(ids))
+        if maps is None:
+            from nimare_jax.io.images import load_images
 
-        maps = np.asarray(load_images(dataset, img, ids=ids), np.float64)
-        maps = np.nan_to_num(maps)
+            maps = np.asarray(load_images(dataset, img, ids=ids), np.float64)
+            maps = np.nan_to_num(maps)
+        table, outputs = _cluster_range(maps, ids, k1, k2, algorithm, seed)
+        description = (
+            f"Meta-analytic clustering of {len(ids)} experiments was performed with "
+            f"nimare_jax [Salo2023]. Each experiment was represented by {source}, over the "
+            f"{maps.shape[1]} voxels of the brain mask, and the experiments were grouped by "
+            f"{_ALGORITHM_TEXT[algorithm]} (scikit-learn) for every number of clusters k from "
+            f"{k1} to {k2}. Solutions were compared by their mean silhouette coefficient "
+            "(Rousseeuw, 1987)."
+        )
+        for k, (assign, means) in outputs.items():
+            assign.to_csv(tmp / f"{head}k-{k}_labels.tsv", sep="\t", index=False)
+            if means is not None:
+                image = unmask(means.astype(np.float32), dataset.masker)
+                nib.save(image, tmp / f"{head}k-{k}_means.nii.gz")
+        table.to_csv(tmp / f"{head}silhouette.tsv", sep="\t", index=False)
+        (tmp / f"{head}boilerplate.txt").write_text(
+            format_boilerplate(description), encoding="utf-8"
+        )
+        keys = cited_keys(description)
+        (tmp / f"{head}references.bib").write_text(bibtex(keys), encoding="utf-8")
+        names = sorted(p.name for p in tmp.iterdir())
+    return table, [Path(output_dir) / name for name in names]
+
+
+def _cluster_range(maps, ids, k1: int, k2: int, algorithm: str, seed: int):
+    """Return the silhouette table and, per ``k``, the assignments and cluster-mean maps.
+
+    Clusters are numbered from 1 (-1 marks DBSCAN noise); ``k`` runs from ``k1`` to ``k2``.
+    """
     rows, outputs = [], {}
     for k in range(k1, k2 + 1):
         labels, distance = _cluster(maps, k, algorithm, seed)
@@ -237,30 +277,7 @@ def metacluster_workflow(
             }
         )
         outputs[k] = (pd.DataFrame({"id": ids, "cluster": number}), means)
-    table = pd.DataFrame(rows)
-    description = (
-        f"Meta-analytic clustering of {len(ids)} experiments was performed with nimare_jax "
-        f"[Salo2023]. Each experiment was represented by {source}, over the "
-        f"{maps.shape[1]} voxels of the brain mask, and the experiments were grouped by "
-        f"{_ALGORITHM_TEXT[algorithm]} (scikit-learn) for every number of clusters k from "
-        f"{k1} to {k2}. Solutions were compared by their mean silhouette coefficient "
-        "(Rousseeuw, 1987)."
-    )
-    keys = cited_keys(description)
-    head = f"{prefix}_" if prefix else ""
-    with staged_dir(output_dir) as tmp:
-        for k, (assign, means) in outputs.items():
-            assign.to_csv(tmp / f"{head}k-{k}_labels.tsv", sep="\t", index=False)
-            if means is not None:
-                image = unmask(means.astype(np.float32), dataset.masker)
-                nib.save(image, tmp / f"{head}k-{k}_means.nii.gz")
-        table.to_csv(tmp / f"{head}silhouette.tsv", sep="\t", index=False)
-        (tmp / f"{head}boilerplate.txt").write_text(
-            format_boilerplate(description), encoding="utf-8"
-        )
-        (tmp / f"{head}references.bib").write_text(bibtex(keys), encoding="utf-8")
-        names = sorted(p.name for p in tmp.iterdir())
-    return table, [Path(output_dir) / name for name in names]
+    return pd.DataFrame(rows), outputs
 
 
 def add_metacluster_arguments(parser) -> None:
@@ -276,6 +293,7 @@ def add_metacluster_arguments(parser) -> None:
         "--clust_range",
         nargs=2,
         type=int,
+        action=_ClusterRange,
         required=True,
         metavar=("K1", "K2"),
         help="smallest and largest number of clusters to try (inclusive; K1 >= 2)",
@@ -297,18 +315,28 @@ def add_metacluster_arguments(parser) -> None:
     parser.add_argument(
         "--kernel",
         default="ALEKernel",
+        choices=KERNELS,
         help=f"kernel of the modelled-activation maps: {', '.join(KERNELS)} (ALEKernel)",
     )
     parser.add_argument(
         "--algorithm",
         default="kmeans",
+        choices=ALGORITHMS,
         help=f"clustering algorithm: {', '.join(ALGORITHMS)} (kmeans)",
     )
     parser.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
-    parser.add_argument(
-        "--prefix", default=None, help="file-name prefix (default: the input file's name)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the clustering (0)")
+    add_prefix_argument(parser)
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the clustering (0)")
+
+
+class _ClusterRange(argparse.Action):
+    """Store ``--clust_range K1 K2`` after :func:`check_clust_range` (a usage error if bad)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            setattr(namespace, self.dest, check_clust_range(values))
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
 
 
 def run_metacluster(args) -> None:
@@ -321,7 +349,7 @@ def run_metacluster(args) -> None:
     """
     table, files = metacluster_workflow(
         args.dataset,
-        clust_range=tuple(args.clust_range),
+        clust_range=args.clust_range,
         coord=bool(args.coord),
         img=args.img,
         kernel=args.kernel,

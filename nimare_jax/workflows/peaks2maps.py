@@ -18,6 +18,7 @@ from nimare_jax.meta.cbma.base import check_n_iters
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.peaks2maps.kernel import Peaks2MapsKernel
 from nimare_jax.results import MetaResult
+from nimare_jax.workflows._args import add_prefix_argument, positive_int, random_seed
 from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
 
@@ -51,8 +52,9 @@ def peaks2maps_workflow(
     sleuth_file : str or os.PathLike
         Sleuth text file, or a NiMARE JSON dataset (``.json``); at least 2 experiments.
     output_dir : str, os.PathLike or None
-        Output folder; None uses the input file's folder. Files are written into a
-        temporary folder and moved into place only once everything succeeded.
+        Output folder; None uses the input file's folder. It is created and checked
+        before the work; files are written into a hidden folder inside it and moved into
+        place, replacing files of the same names, only once everything succeeded.
     prefix : str or None
         File-name prefix; None uses the input file's name without its extension.
     n_iters : int
@@ -76,20 +78,21 @@ def peaks2maps_workflow(
     sleuth_file = Path(sleuth_file)
     output_dir = sleuth_file.parent if output_dir is None else Path(output_dir)
     prefix = sleuth_file.stem if prefix is None else prefix
-    dataset = load_dataset(sleuth_file)
-    maps = Peaks2MapsKernel(weights=weights).reconstruct(dataset)
-    estimator = PermutedOLS(two_sided=True, random_state=random_state)
-    result = estimator.fit_arrays({"beta": maps}, dataset.masker, ids=list(dataset.ids))
-    corrector = FWECorrector(
-        method="montecarlo", n_iters=check_n_iters(n_iters), n_cores=n_cores, progress=progress
-    )
-    result = corrector.transform(result)
-    result.description = (
-        _CAVEAT + f"A one-sample permutation test was then performed on the {len(dataset.ids)} "
-        "reconstructed maps. " + result.description
-    )
-    result.citations = tuple(dict.fromkeys(("Freyberg2018", *result.citations)))
-    with staged_dir(output_dir) as tmp:  # nothing is left behind on failure
+    n_iters = check_n_iters(n_iters)
+    with staged_dir(output_dir) as tmp:  # checks the output folder before the work
+        dataset = load_dataset(sleuth_file)
+        maps = Peaks2MapsKernel(weights=weights).reconstruct(dataset)
+        estimator = PermutedOLS(two_sided=True, random_state=random_state)
+        result = estimator.fit_arrays({"beta": maps}, dataset.masker, ids=list(dataset.ids))
+        corrector = FWECorrector(
+            method="montecarlo", n_iters=n_iters, n_cores=n_cores, progress=progress
+        )
+        result = corrector.transform(result)
+        result.description = (
+            _CAVEAT + f"A one-sample permutation test was then performed on the "
+            f"{len(dataset.ids)} reconstructed maps. " + result.description
+        )
+        result.citations = tuple(dict.fromkeys(("Freyberg2018", *result.citations)))
         staged = [*result.save_maps(tmp, prefix), *result.save_boilerplate(tmp, prefix)]
     return result, [output_dir / path.name for path in staged]
 
@@ -111,12 +114,16 @@ def add_peaks2maps_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument(
         "--output_dir", default=None, help="output folder (default: the input file's folder)"
     )
+    add_prefix_argument(parser)
     parser.add_argument(
-        "--prefix", default=None, help="file-name prefix (default: the input file's name)"
+        "--n_iters", type=positive_int, default=10000, help="sign-flip iterations (10000)"
     )
-    parser.add_argument("--n_iters", type=int, default=10000, help="sign-flip iterations (10000)")
-    parser.add_argument("--n_cores", type=int, default=1, help="devices for the permutations (1)")
-    parser.add_argument("--seed", dest="random_state", type=int, default=0, help="seed (0)")
+    parser.add_argument(
+        "--n_cores", type=positive_int, default=1, help="devices for the permutations (1)"
+    )
+    parser.add_argument(
+        "--seed", dest="random_state", type=random_seed, default=0, help="seed (0)"
+    )
     return parser
 
 

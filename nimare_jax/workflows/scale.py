@@ -11,7 +11,13 @@ from nimare_jax.correct import FWECorrector
 from nimare_jax.meta.cbma.base import check_n_iters
 from nimare_jax.meta.cbma.scale import SCALE, read_baseline
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows._args import positive_float, positive_int, run_workflow
+from nimare_jax.workflows._args import (
+    add_prefix_argument,
+    positive_float,
+    positive_int,
+    random_seed,
+    run_workflow,
+)
 from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
 
@@ -61,26 +67,28 @@ def scale_workflow(
         Written files.
     """
     source = None if not isinstance(dataset, str | Path) else Path(dataset)
-    xyz = read_baseline(baseline) if isinstance(baseline, str | Path) else baseline
-    dset = load_dataset(source) if source is not None else dataset
     output_dir = Path(output_dir if output_dir is not None else (source.parent if source else "."))
     prefix = (source.stem if source else "scale") if prefix is None else prefix
-    own = xyz is None
-    if own:
-        xyz = dset.coordinates[["x", "y", "z"]].to_numpy()
     kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
-    estimator = SCALE(
-        xyz,
-        n_iters=check_n_iters(n_iters),
-        n_cores=n_cores,
-        random_state=random_state,
-        progress=progress,
-        **kernel,
-    )
-    result = FWECorrector(method="montecarlo", n_cores=n_cores).transform(estimator.fit(dset))
-    if own:
-        result.description += " The baseline pool was the data set's own foci."
-    with staged_dir(output_dir) as tmp:
+    n_iters = check_n_iters(n_iters)
+    with staged_dir(output_dir) as tmp:  # checks the output folder before the work
+        xyz = read_baseline(baseline) if isinstance(baseline, str | Path) else baseline
+        dset = load_dataset(source) if source is not None else dataset
+        own = xyz is None
+        if own:
+            xyz = dset.coordinates[["x", "y", "z"]].to_numpy()
+        estimator = SCALE(
+            xyz,
+            n_iters=n_iters,
+            n_cores=n_cores,
+            random_state=random_state,
+            progress=progress,
+            **kernel,
+        )
+        fitted = estimator.fit(dset)
+        result = FWECorrector(method="montecarlo", n_cores=n_cores).transform(fitted)
+        if own:
+            result.description += " The baseline pool was the data set's own foci."
         staged = [
             *result.save_maps(tmp, prefix),
             *result.save_tables(tmp, prefix),
@@ -91,9 +99,7 @@ def scale_workflow(
 
 def _add_common_arguments(parser) -> None:
     parser.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
-    parser.add_argument(
-        "--prefix", default=None, help="file-name prefix (default: the input file's name)"
-    )
+    add_prefix_argument(parser)
     parser.add_argument(
         "--n_iters", type=positive_int, default=5000, help="Monte Carlo iterations (5000)"
     )
@@ -106,7 +112,7 @@ def _add_common_arguments(parser) -> None:
     parser.add_argument(
         "--n_cores", type=positive_int, default=1, help="devices for the permutations (1)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the permutations (0)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the permutations (0)")
 
 
 def add_scale_arguments(parser) -> None:
