@@ -5,6 +5,10 @@ only each focus's window of a padded volume (never the whole volume per focus), 
 ``lax.fori_loop`` that carries a single array (a complex64 volume packing accumulator and
 scratch), which XLA updates in place; carrying a tuple of volumes makes XLA copy them.
 
+Foci may lie outside the volume: a kernel is clipped at the volume's edge, so such a focus
+contributes the part of its window that falls inside (as NiMARE does), see
+:func:`window_starts`.
+
 Within one experiment a voxel counts once: the experiment's map is the MAX of its foci's
 windows (ALE, MKDA) or their SUM (KDA). Across experiments the maps are summed, optionally
 weighted. The ALE union ``1 - prod(1 - MA)`` is such a sum in log space: with windows
@@ -280,6 +284,44 @@ def schedule(exp_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(steps).astype(np.int32), np.concatenate(flush)
 
 
+def window_starts(ijk, shape, width: int):
+    """Corner of each focus's window in a volume padded by ``width`` voxels on every side.
+
+    A window reaching the volume belongs to a focus within ``width // 2`` voxels of it
+    along every axis; such foci keep their exact position. A focus farther out along an
+    axis is moved along it to just out of reach (``-(width // 2 + 1)`` or
+    ``shape + width // 2``), where its window still misses the volume. So every start lies
+    in the padded volume: ``dynamic_slice`` and ``dynamic_update_slice`` would otherwise
+    clamp it, silently shifting the window into the volume.
+
+    Parameters
+    ----------
+    ijk : int array, shape (..., 3)
+        Voxel indices of the foci, anywhere (inside the volume or not).
+    shape : tuple of 3 ints
+        Volume shape.
+    width : int
+        Window width (odd).
+
+    Returns
+    -------
+    jax.Array, shape (..., 3), int32
+        Window corners in the padded volume, whose shape is ``shape + 2 * width``.
+    """
+    half = width // 2
+    far = np.asarray(shape) + half
+    return jnp.clip(jnp.asarray(ijk, jnp.int32), -(half + 1), far) + (width - half)
+
+
+def _padded_shape(shape, width: int) -> tuple:
+    return tuple(s + 2 * width for s in shape)
+
+
+def _crop(vol, shape, width: int):
+    """Cut the padding of ``width`` voxels off a volume."""
+    return vol[width : width + shape[0], width : width + shape[1], width : width + shape[2]]
+
+
 @partial(jax.jit, static_argnames=("shape", "combine"))
 def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush, shape, combine):
     """Sum over experiments of (weighted) per-experiment maps built from focus windows.
@@ -295,7 +337,7 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
     Parameters
     ----------
     ijk : int array, shape (n_foci, 3)
-        Voxel indices of the foci, inside ``shape``.
+        Voxel indices of the foci, inside the volume or not (see :func:`window_starts`).
     focus_window : int array, shape (n_foci,)
         Index into ``windows`` of each focus's kernel.
     focus_weight : float array, shape (n_foci,)
@@ -315,16 +357,14 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
         The accumulated volume.
     """
     width = windows.shape[-1]
-    half = width // 2
-    padded = tuple(s + 2 * half for s in shape)
-    buf = jnp.zeros(padded, jnp.result_type(windows.dtype, jnp.complex64))
-    ijk = jnp.asarray(ijk, jnp.int32)
+    buf = jnp.zeros(_padded_shape(shape, width), jnp.result_type(windows.dtype, jnp.complex64))
+    corner = window_starts(ijk, shape, width)
     mix = jnp.maximum if combine == "max" else jnp.add
     focus_weight = jnp.asarray(focus_weight, windows.dtype)
 
     def step(s, buf):
         f = step_focus[s]
-        start = (ijk[f, 0], ijk[f, 1], ijk[f, 2])
+        start = (corner[f, 0], corner[f, 1], corner[f, 2])
         win = jax.lax.dynamic_slice(buf, start, (width, width, width))
         acc, scratch = win.real, win.imag
         new = jnp.where(
@@ -335,7 +375,7 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
         return jax.lax.dynamic_update_slice(buf, new, start)
 
     buf = jax.lax.fori_loop(0, step_focus.shape[0], step, buf)
-    return buf[half : half + shape[0], half : half + shape[1], half : half + shape[2]].real
+    return _crop(buf, shape, width).real
 
 
 @partial(jax.jit, static_argnames=("shape", "combine"))
@@ -345,7 +385,7 @@ def experiment_map(ijk, valid, window, shape, combine):
     Parameters
     ----------
     ijk : int array, shape (n, 3)
-        Voxel indices (padded rows allowed).
+        Voxel indices, inside the volume or not (padded rows allowed).
     valid : bool array, shape (n,)
         False for padding rows.
     window : float array, shape (W, W, W)
@@ -361,20 +401,18 @@ def experiment_map(ijk, valid, window, shape, combine):
         The MA volume.
     """
     width = window.shape[-1]
-    half = width // 2
-    padded = tuple(s + 2 * half for s in shape)
-    vol = jnp.zeros(padded, window.dtype)
-    ijk = jnp.asarray(ijk, jnp.int32)
+    vol = jnp.zeros(_padded_shape(shape, width), window.dtype)
+    corner = window_starts(ijk, shape, width)
     mix = jnp.maximum if combine == "max" else jnp.add
 
     def step(f, vol):
-        start = (ijk[f, 0], ijk[f, 1], ijk[f, 2])
+        start = (corner[f, 0], corner[f, 1], corner[f, 2])
         win = jax.lax.dynamic_slice(vol, start, (width, width, width))
         new = jnp.where(valid[f], mix(win, window), win)
         return jax.lax.dynamic_update_slice(vol, new, start)
 
-    vol = jax.lax.fori_loop(0, ijk.shape[0], step, vol)
-    return vol[half : half + shape[0], half : half + shape[1], half : half + shape[2]]
+    vol = jax.lax.fori_loop(0, corner.shape[0], step, vol)
+    return _crop(vol, shape, width)
 
 
 def resolve_strategy(strategy: str = "auto") -> str:
@@ -563,8 +601,7 @@ def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combi
         The accumulated volume.
     """
     n_exp, width = ijk.shape[0], windows.shape[-1]
-    half = width // 2
-    padded = tuple(s + 2 * half for s in shape)
+    padded = _padded_shape(shape, width)
     strides = np.array([padded[1] * padded[2], padded[2], 1], np.int32)
     offsets = jnp.asarray(np.indices((width,) * 3).reshape(3, -1).T @ strides, jnp.int32)
     n_chunks = -(-n_exp // chunk)
@@ -574,7 +611,7 @@ def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combi
         return jnp.concatenate([jnp.asarray(a), jnp.full((extra, *a.shape[1:]), value, a.dtype)])
 
     xs = (
-        pad(jnp.asarray(ijk, jnp.int32)).reshape(n_chunks, chunk, *ijk.shape[1:]),
+        pad(window_starts(ijk, shape, width)).reshape(n_chunks, chunk, *ijk.shape[1:]),
         pad(jnp.asarray(valid)).reshape(n_chunks, chunk, -1),
         pad(jnp.asarray(exp_window, jnp.int32)).reshape(n_chunks, chunk),
         pad(jnp.asarray(exp_weight, windows.dtype)).reshape(n_chunks, chunk),
@@ -582,13 +619,12 @@ def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combi
     rows = jnp.arange(chunk)[:, None, None]
 
     def body(acc, x):
-        c_ijk, c_valid, c_win, c_w = x
-        idx = (c_ijk @ strides)[..., None] + offsets  # (chunk, max_foci, W^3)
+        c_start, c_valid, c_win, c_w = x
+        idx = (c_start @ strides)[..., None] + offsets  # (chunk, max_foci, W^3)
         vals = windows[c_win].reshape(chunk, 1, -1) * c_valid[..., None]
         buf = jnp.zeros((chunk, int(np.prod(padded))), windows.dtype)
         buf = buf.at[rows, idx].max(vals) if combine == "max" else buf.at[rows, idx].add(vals)
         return acc + (c_w[:, None] * buf).sum(0), None
 
     acc, _ = jax.lax.scan(body, jnp.zeros(int(np.prod(padded)), windows.dtype), xs)
-    acc = acc.reshape(padded)
-    return acc[half : half + shape[0], half : half + shape[1], half : half + shape[2]]
+    return _crop(acc.reshape(padded), shape, width)
