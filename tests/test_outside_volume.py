@@ -100,7 +100,7 @@ def test_mkdachi2_equals_nimare(dset, ref):
         assert_equal_to_nimare(result.get_map(m, "array"), ref[f"mkdachi2__{m}"], m)
 
 
-def _accumulated(arrays, windows, combine, strategy):
+def _accumulated(arrays, windows, combine, strategy, inside=False):
     """Sum over experiments of their MA volumes with the chosen kernel-application strategy."""
     windows = jnp.asarray(windows, jnp.float32)
     weight = np.ones(len(arrays.ids), np.float32)
@@ -116,11 +116,12 @@ def _accumulated(arrays, windows, combine, strategy):
             step_flush,
             arrays.shape,
             combine,
+            inside=inside,
         )
     else:
         ijk, valid = arrays.padded()
         acc = K.accumulate_scatter(
-            ijk, valid, arrays.exp_window, weight, windows, arrays.shape, combine, chunk=3
+            ijk, valid, arrays.exp_window, weight, windows, arrays.shape, combine, 3, inside
         )
     return np.asarray(acc).reshape(-1)[arrays.mask_index]
 
@@ -137,6 +138,17 @@ def test_both_strategies_equal_nimare(dset, ref, strategy):
         arrays = kernel.prepare(dset)
         density = _accumulated(arrays, arrays.windows, arrays.combine, strategy)
         np.testing.assert_array_equal(density, ref[f"{name}__stat"], err_msg=name)
+
+
+@pytest.mark.parametrize("strategy", ["window", "scatter"])
+def test_in_volume_promise_changes_only_the_padding(laird, strategy):
+    # the permutation loops relocate foci to mask voxels and pad by half a window only
+    arrays = ALEKernel().prepare(laird.slice(laird.ids[:4]))
+    windows = -np.log1p(-arrays.windows)
+    np.testing.assert_array_equal(
+        _accumulated(arrays, windows, "max", strategy, inside=True),
+        _accumulated(arrays, windows, "max", strategy),
+    )
 
 
 def test_clipped_ale_kernel_brute_force(dset):

@@ -7,7 +7,7 @@ scratch), which XLA updates in place; carrying a tuple of volumes makes XLA copy
 
 Foci may lie outside the volume: a kernel is clipped at the volume's edge, so such a focus
 contributes the part of its window that falls inside (as NiMARE does), see
-:func:`window_starts`.
+:func:`window_frame`.
 
 Within one experiment a voxel counts once: the experiment's map is the MAX of its foci's
 windows (ALE, MKDA) or their SUM (KDA). Across experiments the maps are summed, optionally
@@ -284,46 +284,55 @@ def schedule(exp_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(steps).astype(np.int32), np.concatenate(flush)
 
 
-def window_starts(ijk, shape, width: int):
-    """Corner of each focus's window in a volume padded by ``width`` voxels on every side.
+def window_frame(ijk, shape, width: int, inside: bool = False):
+    """Return the volume's padding and each focus's window corner in the padded volume.
 
     A window reaching the volume belongs to a focus within ``width // 2`` voxels of it
     along every axis; such foci keep their exact position. A focus farther out along an
     axis is moved along it to just out of reach (``-(width // 2 + 1)`` or
-    ``shape + width // 2``), where its window still misses the volume. So every start lies
-    in the padded volume: ``dynamic_slice`` and ``dynamic_update_slice`` would otherwise
-    clamp it, silently shifting the window into the volume.
+    ``shape + width // 2``), where its window still misses the volume. With a padding of
+    ``width`` voxels every start then lies in the padded volume: ``dynamic_slice`` and
+    ``dynamic_update_slice`` would otherwise clamp it, silently shifting the window.
 
     Parameters
     ----------
     ijk : int array, shape (..., 3)
-        Voxel indices of the foci, anywhere (inside the volume or not).
+        Voxel indices of the foci, inside the volume or not.
     shape : tuple of 3 ints
         Volume shape.
     width : int
         Window width (odd).
+    inside : bool
+        True promises that every focus lies inside the volume (as foci relocated to mask
+        voxels do): half a window of padding then suffices, a smaller volume for the
+        permutation loops. A focus outside would have its window shifted.
 
     Returns
     -------
-    jax.Array, shape (..., 3), int32
-        Window corners in the padded volume, whose shape is ``shape + 2 * width``.
+    pad : int
+        Padding on each side: the padded volume's shape is ``shape + 2 * pad``.
+    corner : jax.Array, shape (..., 3), int32
+        Window corners in the padded volume.
     """
     half = width // 2
+    pad = half if inside else width
     far = np.asarray(shape) + half
-    return jnp.clip(jnp.asarray(ijk, jnp.int32), -(half + 1), far) + (width - half)
+    return pad, jnp.clip(jnp.asarray(ijk, jnp.int32), -(half + 1), far) + (pad - half)
 
 
-def _padded_shape(shape, width: int) -> tuple:
-    return tuple(s + 2 * width for s in shape)
+def _padded_shape(shape, pad: int) -> tuple:
+    return tuple(s + 2 * pad for s in shape)
 
 
-def _crop(vol, shape, width: int):
-    """Cut the padding of ``width`` voxels off a volume."""
-    return vol[width : width + shape[0], width : width + shape[1], width : width + shape[2]]
+def _crop(vol, shape, pad: int):
+    """Cut the padding of ``pad`` voxels off a volume."""
+    return vol[pad : pad + shape[0], pad : pad + shape[1], pad : pad + shape[2]]
 
 
-@partial(jax.jit, static_argnames=("shape", "combine"))
-def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush, shape, combine):
+@partial(jax.jit, static_argnames=("shape", "combine", "inside"))
+def accumulate(
+    ijk, focus_window, focus_weight, windows, step_focus, step_flush, shape, combine, inside=False
+):
     """Sum over experiments of (weighted) per-experiment maps built from focus windows.
 
     For each experiment ``e``: ``map_e = combine_{f in e} window_f`` placed at the focus,
@@ -337,7 +346,7 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
     Parameters
     ----------
     ijk : int array, shape (n_foci, 3)
-        Voxel indices of the foci, inside the volume or not (see :func:`window_starts`).
+        Voxel indices of the foci, inside the volume or not (see :func:`window_frame`).
     focus_window : int array, shape (n_foci,)
         Index into ``windows`` of each focus's kernel.
     focus_weight : float array, shape (n_foci,)
@@ -350,6 +359,8 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
         Volume shape (static).
     combine : {"max", "sum"}
         How an experiment's windows combine (static).
+    inside : bool
+        Promise that all foci lie inside the volume (static; see :func:`window_frame`).
 
     Returns
     -------
@@ -357,8 +368,8 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
         The accumulated volume.
     """
     width = windows.shape[-1]
-    buf = jnp.zeros(_padded_shape(shape, width), jnp.result_type(windows.dtype, jnp.complex64))
-    corner = window_starts(ijk, shape, width)
+    pad, corner = window_frame(ijk, shape, width, inside)
+    buf = jnp.zeros(_padded_shape(shape, pad), jnp.result_type(windows.dtype, jnp.complex64))
     mix = jnp.maximum if combine == "max" else jnp.add
     focus_weight = jnp.asarray(focus_weight, windows.dtype)
 
@@ -375,7 +386,7 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
         return jax.lax.dynamic_update_slice(buf, new, start)
 
     buf = jax.lax.fori_loop(0, step_focus.shape[0], step, buf)
-    return _crop(buf, shape, width).real
+    return _crop(buf, shape, pad).real
 
 
 @partial(jax.jit, static_argnames=("shape", "combine"))
@@ -401,8 +412,8 @@ def experiment_map(ijk, valid, window, shape, combine):
         The MA volume.
     """
     width = window.shape[-1]
-    vol = jnp.zeros(_padded_shape(shape, width), window.dtype)
-    corner = window_starts(ijk, shape, width)
+    pad, corner = window_frame(ijk, shape, width)
+    vol = jnp.zeros(_padded_shape(shape, pad), window.dtype)
     mix = jnp.maximum if combine == "max" else jnp.add
 
     def step(f, vol):
@@ -412,7 +423,7 @@ def experiment_map(ijk, valid, window, shape, combine):
         return jax.lax.dynamic_update_slice(vol, new, start)
 
     vol = jax.lax.fori_loop(0, corner.shape[0], step, vol)
-    return _crop(vol, shape, width)
+    return _crop(vol, shape, pad)
 
 
 def resolve_strategy(strategy: str = "auto") -> str:
@@ -566,8 +577,10 @@ def ma_values(ijk, valid, exp_window, windows, mask_index, shape, combine):
     return jax.lax.map(one, (ijk, valid, exp_window))
 
 
-@partial(jax.jit, static_argnames=("shape", "combine", "chunk"))
-def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combine, chunk=8):
+@partial(jax.jit, static_argnames=("shape", "combine", "chunk", "inside"))
+def accumulate_scatter(
+    ijk, valid, exp_window, exp_weight, windows, shape, combine, chunk=8, inside=False
+):
     """:func:`accumulate` built from scatters, ``chunk`` experiments at a time (GPU strategy).
 
     Each chunk's experiments are scattered (max or add) into their own rows of a
@@ -593,7 +606,9 @@ def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combi
     combine : {"max", "sum"}
         Within-experiment combination (static).
     chunk : int
-        Experiments per scatter (static); memory is ``chunk`` volumes.
+        Experiments per scatter (static); memory is ``chunk`` (padded) volumes.
+    inside : bool
+        Promise that all foci lie inside the volume (static; see :func:`window_frame`).
 
     Returns
     -------
@@ -601,20 +616,21 @@ def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combi
         The accumulated volume.
     """
     n_exp, width = ijk.shape[0], windows.shape[-1]
-    padded = _padded_shape(shape, width)
+    pad, corner = window_frame(ijk, shape, width, inside)
+    padded = _padded_shape(shape, pad)
     strides = np.array([padded[1] * padded[2], padded[2], 1], np.int32)
     offsets = jnp.asarray(np.indices((width,) * 3).reshape(3, -1).T @ strides, jnp.int32)
     n_chunks = -(-n_exp // chunk)
     extra = n_chunks * chunk - n_exp
 
-    def pad(a, value=0):
+    def extend(a, value=0):
         return jnp.concatenate([jnp.asarray(a), jnp.full((extra, *a.shape[1:]), value, a.dtype)])
 
     xs = (
-        pad(window_starts(ijk, shape, width)).reshape(n_chunks, chunk, *ijk.shape[1:]),
-        pad(jnp.asarray(valid)).reshape(n_chunks, chunk, -1),
-        pad(jnp.asarray(exp_window, jnp.int32)).reshape(n_chunks, chunk),
-        pad(jnp.asarray(exp_weight, windows.dtype)).reshape(n_chunks, chunk),
+        extend(corner).reshape(n_chunks, chunk, *ijk.shape[1:]),
+        extend(jnp.asarray(valid)).reshape(n_chunks, chunk, -1),
+        extend(jnp.asarray(exp_window, jnp.int32)).reshape(n_chunks, chunk),
+        extend(jnp.asarray(exp_weight, windows.dtype)).reshape(n_chunks, chunk),
     )
     rows = jnp.arange(chunk)[:, None, None]
 
@@ -627,4 +643,4 @@ def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combi
         return acc + (c_w[:, None] * buf).sum(0), None
 
     acc, _ = jax.lax.scan(body, jnp.zeros(int(np.prod(padded)), windows.dtype), xs)
-    return _crop(acc.reshape(padded), shape, width)
+    return _crop(acc.reshape(padded), shape, pad)

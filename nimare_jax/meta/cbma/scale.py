@@ -99,7 +99,7 @@ def _check_xyz(xyz) -> np.ndarray:
     return arr
 
 
-def log_union_fn(arrays: FociArrays, log_windows):
+def log_union_fn(arrays: FociArrays, log_windows, in_volume: bool = False):
     """Return ``fn(ijk (n_foci, 3)) -> -log(1 - ALE)`` over the mask for foci at ``ijk``.
 
     One arithmetic for the observed foci and every null draw, so identical configurations
@@ -111,6 +111,9 @@ def log_union_fn(arrays: FociArrays, log_windows):
         Prepared foci and kernels (experiments and kernels are kept, positions replaced).
     log_windows : jax.Array, shape (n_windows, W, W, W)
         ``-log1p(-K)`` windows.
+    in_volume : bool
+        Promise that the positions lie inside the volume (a smaller padded volume; the
+        values are the same, see :func:`nimare_jax.ops.kernels.window_frame`).
 
     Returns
     -------
@@ -127,7 +130,15 @@ def log_union_fn(arrays: FociArrays, log_windows):
 
     def fn(ijk):
         acc = K.accumulate(
-            ijk, focus_window, weight, log_windows, step_focus, step_flush, arrays.shape, "max"
+            ijk,
+            focus_window,
+            weight,
+            log_windows,
+            step_focus,
+            step_flush,
+            arrays.shape,
+            "max",
+            inside=in_volume,
         )
         return acc.reshape(-1)[inside]
 
@@ -154,9 +165,10 @@ def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log):
     callable
         ``summary(key) -> {"exceed": bool (n_voxels,), "voxel": max ALE}``; pure.
     """
+    in_volume = not outside_volume(pool_ijk, arrays.shape).any()
     pool_ijk = jnp.asarray(pool_ijk, jnp.int32)
     n_foci = arrays.ijk.shape[0]
-    log_union = log_union_fn(arrays, log_windows)
+    log_union = log_union_fn(arrays, log_windows, in_volume)
 
     def summary(key):
         idx = jax.random.randint(key, (n_foci,), 0, pool_ijk.shape[0])
