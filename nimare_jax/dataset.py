@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax.exceptions import DatasetError, InputFileError
-from nimare_jax.spatial import load_mask, mm2vox, tal2mni, vox2mm
+from nimare_jax.spatial import (
+    MAX_COORDINATE_MM,
+    load_mask,
+    mm2vox,
+    outside_volume,
+    tal2mni,
+    volume_extent,
+)
 
 _MNI_NAMES = {"mni", "mni152", "icbm", "mni152_2mm", "ale_2mm"}
 _TAL_NAMES = {"tal", "talairach"}
@@ -107,7 +114,8 @@ class Dataset:
         Experiment identifiers ``"{study_id}-{contrast_id}"``.
     coordinates : pandas.DataFrame
         One row per focus: id, study_id, contrast_id, x, y, z (MNI mm), space (as given),
-        and i, j, k (voxel indices in ``masker``'s grid, truncated toward zero).
+        and i, j, k (voxel indices in ``masker``'s grid, rounded to the nearest voxel as
+        NiMARE 0.22 does; foci outside the volume are kept, with a warning).
     metadata, images, annotations, texts : pandas.DataFrame
         One row per experiment, keyed by ``id``.
     masker : nibabel.Nifti1Image
@@ -417,27 +425,37 @@ def _isna(value) -> bool:
 
 
 def _add_voxel_indices(coords: pd.DataFrame, masker: nib.Nifti1Image, origin: str):
-    """Add i, j, k columns; raise if a focus lies outside the image volume."""
+    """Add i, j, k columns; warn about foci outside the image volume, refuse absurd ones.
+
+    A focus outside the volume is kept (as in NiMARE): its kernel is clipped at the edge, so
+    it contributes the part that falls inside. A coordinate beyond ``MAX_COORDINATE_MM``
+    is a column mistake and raises :class:`~nimare_jax.exceptions.DatasetError`.
+    """
     coords = coords.reset_index(drop=True).copy()
     if coords.empty:
         for a in "ijk":
             coords[a] = np.zeros(0, int)
         return coords
     xyz = coords[["x", "y", "z"]].to_numpy(dtype=float)
-    ijk = mm2vox(xyz, masker.affine)
-    shape = np.array(masker.shape[:3])
-    outside = np.any((ijk < 0) | (ijk >= shape), axis=1)
-    if outside.any():
-        bad = coords[outside].head(3)
-        where = "; ".join(
-            f"experiment {r.id!r} focus ({r.x:g}, {r.y:g}, {r.z:g})" for r in bad.itertuples()
-        )
-        lo, hi = vox2mm([[0, 0, 0]], masker.affine)[0], vox2mm([shape - 1], masker.affine)[0]
+    absurd = np.flatnonzero((np.abs(xyz) > MAX_COORDINATE_MM).any(axis=1))
+    if absurd.size:
+        r = coords.iloc[absurd[0]]
         raise DatasetError(
+            f"{origin}: experiment {r.id!r}, field 'coords': focus ({r.x:g}, {r.y:g}, {r.z:g}) "
+            f"(MNI mm) lies more than {MAX_COORDINATE_MM:g} mm from the origin; check the x, "
+            "y, z values"
+        )
+    ijk = mm2vox(xyz, masker.affine)
+    outside = outside_volume(ijk, masker.shape)
+    if outside.any():
+        ids = list(dict.fromkeys(coords["id"][outside]))
+        warnings.warn(
             f"{origin}: {int(outside.sum())} foci lie outside the image volume "
-            f"(x {min(lo[0], hi[0]):g}..{max(lo[0], hi[0]):g}, "
-            f"y {min(lo[1], hi[1]):g}..{max(lo[1], hi[1]):g}, "
-            f"z {min(lo[2], hi[2]):g}..{max(lo[2], hi[2]):g} mm): {where}"
+            f"({volume_extent(masker.affine, masker.shape)}); they are kept, and each "
+            "contributes the part of its kernel inside the volume (as in NiMARE). "
+            f"Experiments: {', '.join(map(repr, ids[:5]))}" + (" ..." if len(ids) > 5 else ""),
+            UserWarning,
+            stacklevel=3,
         )
     coords[["i", "j", "k"]] = ijk
     return coords

@@ -14,7 +14,7 @@ class InputFileError(NiMAREJaxError, ValueError):
 
 
 class DatasetError(NiMAREJaxError, ValueError):
-    """A dataset cannot be analysed as asked (empty, no sample sizes, foci outside volume)."""
+    """A dataset cannot be analysed as asked (empty, no sample sizes, absurd foci)."""
 
 
 class ImageError(NiMAREJaxError, ValueError):

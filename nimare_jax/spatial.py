@@ -189,6 +189,51 @@ def vox2mm(ijk, affine) -> np.ndarray:
     return nib.affines.apply_affine(affine, np.atleast_2d(np.asarray(ijk, dtype=float)))
 
 
+#: A coordinate beyond this many mm from the origin is a column mistake (a t value or a
+#: sample size read as a coordinate), not a focus just outside the brain: the 2 mm MNI152
+#: volume spans -126..108 mm.
+MAX_COORDINATE_MM = 500.0
+
+
+def outside_volume(ijk, shape) -> np.ndarray:
+    """Which voxel indices fall outside a volume.
+
+    Parameters
+    ----------
+    ijk : array-like, shape (n, 3)
+        Voxel indices (e.g. from :func:`mm2vox`).
+    shape : sequence of at least 3 ints
+        Volume shape.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), bool
+        True where an index is negative or beyond the volume along some axis.
+    """
+    ijk = np.atleast_2d(np.asarray(ijk))
+    return np.any((ijk < 0) | (ijk >= np.asarray(shape[:3])), axis=1)
+
+
+def volume_extent(affine, shape) -> str:
+    """Describe a volume's extent in mm, e.g. ``"x -90..90, y -126..90, z -72..108 mm"``.
+
+    Parameters
+    ----------
+    affine : array-like, shape (4, 4)
+        Voxel-to-world affine.
+    shape : sequence of at least 3 ints
+        Volume shape.
+
+    Returns
+    -------
+    str
+        Range of voxel centres along each world axis.
+    """
+    ends = vox2mm([[0, 0, 0], np.asarray(shape[:3]) - 1], affine)
+    lo, hi = ends.min(axis=0), ends.max(axis=0)
+    return ", ".join(f"{a} {lo[n]:g}..{hi[n]:g}" for n, a in enumerate("xyz")) + " mm"
+
+
 def tal2mni(coords) -> np.ndarray:
     """Convert Talairach coordinates to MNI with Lancaster et al.'s (2007) tal2icbm transform.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,14 @@ import numpy as np
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import InputFileError
 from nimare_jax.io.nimare_json import _write_json
-from nimare_jax.spatial import get_template, mm2vox, tal2mni
+from nimare_jax.spatial import (
+    MAX_COORDINATE_MM,
+    get_template,
+    mm2vox,
+    outside_volume,
+    tal2mni,
+    volume_extent,
+)
 
 _REFERENCE = re.compile(r"reference\s*=\s*(.*)", re.IGNORECASE)
 _SUBJECTS = re.compile(r"subjects\s*=\s*(.*)", re.IGNORECASE)
@@ -66,16 +74,39 @@ def convert_sleuth_to_dict(text_file) -> dict:
     InputFileError
         If a file is missing or malformed: no or an unknown ``Reference``, a header without
         ``Subjects``, a sample size that is not a positive whole number, a coordinate row
-        without exactly three numbers, an experiment without foci, a focus outside the 2 mm
-        MNI152 template's volume, or an experiment (study and contrast) given twice. The
+        without exactly three numbers, an experiment without foci, a coordinate beyond
+        500 mm (a column mistake), or an experiment (study and contrast) given twice. The
         message names the file, the line and the experiment.
+
+    Warns
+    -----
+    UserWarning
+        Once, if foci lie outside the 2 mm MNI152 template's volume, naming the first ones.
+        They are kept: as in NiMARE, each contributes the part of its kernel inside the
+        volume.
 
     Examples
     --------
     >>> convert_sleuth_to_dict("ale.txt")  # doctest: +SKIP
     {'Smith et al., 2010': {'contrasts': {'Task > Rest': {...}}}}
     """
+    out, outside = _read_sleuth(text_file)
+    if outside:
+        extent = volume_extent(*_template_grids()[1])
+        warnings.warn(
+            f"{len(outside)} foci lie outside the 2 mm MNI152 template's volume ({extent}); "
+            "they are kept, and each contributes the part of its kernel inside the volume "
+            "(as in NiMARE): " + "; ".join(outside[:3]) + ("; ..." if len(outside) > 3 else ""),
+            UserWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def _read_sleuth(text_file) -> tuple[dict, list[str]]:
+    """Read Sleuth file(s) into a NiMARE-format dict; also describe the foci outside the volume."""
     out: dict = {}
+    outside: list[str] = []
     first_seen: dict[tuple[str, str], str] = {}
     for path in _as_paths(text_file):
         space, experiments = _read_sleuth_file(path)
@@ -91,10 +122,14 @@ def convert_sleuth_to_dict(text_file) -> dict:
                 )
             first_seen[study, contrast] = f"{path}, line {exp.line}"
             xyz = np.array([focus for _, focus in exp.foci])
+            for n in np.flatnonzero(_outside_templates(_mni(xyz, space))):
+                x, y, z = xyz[n]
+                where = f"{path}, line {exp.foci[n][0]}, experiment {exp.name!r}"
+                outside.append(f"{where}: ({x:g}, {y:g}, {z:g})")
             coords = {"space": space, **dict(zip("xyz", xyz.T.tolist(), strict=True))}
             entry = {"coords": coords, "metadata": {"sample_sizes": [exp.n_subjects]}}
             out.setdefault(study, {"contrasts": {}})["contrasts"][contrast] = entry
-    return out
+    return out, outside
 
 
 def convert_sleuth_to_json(text_file, out_file) -> None:
@@ -126,7 +161,8 @@ def convert_sleuth_to_dataset(text_file, target: str = "ale_2mm") -> Dataset:
     Dataset
         The experiments, Talairach foci converted to MNI (Lancaster et al., 2007).
     """
-    return Dataset(convert_sleuth_to_dict(text_file), target=target)
+    # The Dataset warns about foci outside its mask's volume; the reader's warning would repeat it.
+    return Dataset(_read_sleuth(text_file)[0], target=target)
 
 
 def _as_paths(text_file) -> list:
@@ -234,25 +270,33 @@ def _parse_focus(line: str) -> list[float]:
 
 
 def _check_foci(path, exp: _Experiment, space: str) -> None:
-    """Raise unless the experiment has foci, all inside the MNI template's volume."""
+    """Raise unless the experiment has foci, none beyond 500 mm of the origin (in MNI)."""
     if not exp.foci:
         raise _error(path, exp.line, exp.name, "the experiment has no foci")
     xyz = np.array([focus for _, focus in exp.foci])
-    mni = xyz if space == "MNI" else tal2mni(xyz)
-    outside = np.zeros(len(xyz), bool)
-    for affine, shape in _template_grids():
-        ijk = mm2vox(mni, affine)
-        outside |= np.any((ijk < 0) | (ijk >= np.array(shape)), axis=1)
-    if outside.any():
-        first = int(np.argmax(outside))
+    absurd = (np.abs(_mni(xyz, space)) > MAX_COORDINATE_MM).any(axis=1)
+    if absurd.any():
+        first = int(np.argmax(absurd))
         x, y, z = xyz[first]
         raise _error(
             path,
             exp.foci[first][0],
             exp.name,
-            f"focus ({x:g}, {y:g}, {z:g}) lies outside the 2 mm MNI152 template's volume "
-            "(x -90..90, y -126..90, z -72..108 mm); check the columns and the Reference",
+            f"focus ({x:g}, {y:g}, {z:g}) lies more than {MAX_COORDINATE_MM:g} mm from the "
+            "origin; check the columns",
         )
+
+
+def _mni(xyz: np.ndarray, space: str) -> np.ndarray:
+    return xyz if space == "MNI" else tal2mni(xyz)
+
+
+def _outside_templates(mni: np.ndarray) -> np.ndarray:
+    """Which MNI coordinates fall outside the volume of either 2 mm template."""
+    outside = np.zeros(len(mni), bool)
+    for affine, shape in _template_grids():
+        outside |= outside_volume(mm2vox(mni, affine), shape)
+    return outside
 
 
 @functools.cache

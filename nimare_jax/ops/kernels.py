@@ -5,6 +5,10 @@ only each focus's window of a padded volume (never the whole volume per focus), 
 ``lax.fori_loop`` that carries a single array (a complex64 volume packing accumulator and
 scratch), which XLA updates in place; carrying a tuple of volumes makes XLA copy them.
 
+Foci may lie outside the volume: a kernel is clipped at the volume's edge, so such a focus
+contributes the part of its window that falls inside (as NiMARE does), see
+:func:`window_frame`.
+
 Within one experiment a voxel counts once: the experiment's map is the MAX of its foci's
 windows (ALE, MKDA) or their SUM (KDA). Across experiments the maps are summed, optionally
 weighted. The ALE union ``1 - prod(1 - MA)`` is such a sum in log space: with windows
@@ -281,8 +285,55 @@ def schedule(exp_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(steps).astype(np.int32), np.concatenate(flush)
 
 
-@partial(jax.jit, static_argnames=("shape", "combine"))
-def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush, shape, combine):
+def window_frame(ijk, shape, width: int, inside: bool = False):
+    """Return the volume's padding and each focus's window corner in the padded volume.
+
+    A window reaching the volume belongs to a focus within ``width // 2`` voxels of it
+    along every axis; such foci keep their exact position. A focus farther out along an
+    axis is moved along it to just out of reach (``-(width // 2 + 1)`` or
+    ``shape + width // 2``), where its window still misses the volume. With a padding of
+    ``width`` voxels every start then lies in the padded volume: ``dynamic_slice`` and
+    ``dynamic_update_slice`` would otherwise clamp it, silently shifting the window.
+
+    Parameters
+    ----------
+    ijk : int array, shape (..., 3)
+        Voxel indices of the foci, inside the volume or not.
+    shape : tuple of 3 ints
+        Volume shape.
+    width : int
+        Window width (odd).
+    inside : bool
+        True promises that every focus lies inside the volume (as foci relocated to mask
+        voxels do): half a window of padding then suffices, a smaller volume for the
+        permutation loops. A focus outside would have its window shifted.
+
+    Returns
+    -------
+    pad : int
+        Padding on each side: the padded volume's shape is ``shape + 2 * pad``.
+    corner : jax.Array, shape (..., 3), int32
+        Window corners in the padded volume.
+    """
+    half = width // 2
+    pad = half if inside else width
+    far = np.asarray(shape) + half
+    return pad, jnp.clip(jnp.asarray(ijk, jnp.int32), -(half + 1), far) + (pad - half)
+
+
+def _padded_shape(shape, pad: int) -> tuple:
+    return tuple(s + 2 * pad for s in shape)
+
+
+def _crop(vol, shape, pad: int):
+    """Cut the padding of ``pad`` voxels off a volume."""
+    return vol[pad : pad + shape[0], pad : pad + shape[1], pad : pad + shape[2]]
+
+
+@partial(jax.jit, static_argnames=("shape", "combine", "inside"))
+def accumulate(
+    ijk, focus_window, focus_weight, windows, step_focus, step_flush, shape, combine, inside=False
+):
     """Sum over experiments of (weighted) per-experiment maps built from focus windows.
 
     For each experiment ``e``: ``map_e = combine_{f in e} window_f`` placed at the focus,
@@ -296,7 +347,7 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
     Parameters
     ----------
     ijk : int array, shape (n_foci, 3)
-        Voxel indices of the foci, inside ``shape``.
+        Voxel indices of the foci, inside the volume or not (see :func:`window_frame`).
     focus_window : int array, shape (n_foci,)
         Index into ``windows`` of each focus's kernel.
     focus_weight : float array, shape (n_foci,)
@@ -309,6 +360,8 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
         Volume shape (static).
     combine : {"max", "sum"}
         How an experiment's windows combine (static).
+    inside : bool
+        Promise that all foci lie inside the volume (static; see :func:`window_frame`).
 
     Returns
     -------
@@ -316,16 +369,14 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
         The accumulated volume.
     """
     width = windows.shape[-1]
-    half = width // 2
-    padded = tuple(s + 2 * half for s in shape)
-    buf = jnp.zeros(padded, jnp.result_type(windows.dtype, jnp.complex64))
-    ijk = jnp.asarray(ijk, jnp.int32)
+    pad, corner = window_frame(ijk, shape, width, inside)
+    buf = jnp.zeros(_padded_shape(shape, pad), jnp.result_type(windows.dtype, jnp.complex64))
     mix = jnp.maximum if combine == "max" else jnp.add
     focus_weight = jnp.asarray(focus_weight, windows.dtype)
 
     def step(s, buf):
         f = step_focus[s]
-        start = (ijk[f, 0], ijk[f, 1], ijk[f, 2])
+        start = (corner[f, 0], corner[f, 1], corner[f, 2])
         win = jax.lax.dynamic_slice(buf, start, (width, width, width))
         acc, scratch = win.real, win.imag
         new = jnp.where(
@@ -336,7 +387,7 @@ def accumulate(ijk, focus_window, focus_weight, windows, step_focus, step_flush,
         return jax.lax.dynamic_update_slice(buf, new, start)
 
     buf = jax.lax.fori_loop(0, step_focus.shape[0], step, buf)
-    return buf[half : half + shape[0], half : half + shape[1], half : half + shape[2]].real
+    return _crop(buf, shape, pad).real
 
 
 @partial(jax.jit, static_argnames=("shape", "combine"))
@@ -346,7 +397,7 @@ def experiment_map(ijk, valid, window, shape, combine):
     Parameters
     ----------
     ijk : int array, shape (n, 3)
-        Voxel indices (padded rows allowed).
+        Voxel indices, inside the volume or not (padded rows allowed).
     valid : bool array, shape (n,)
         False for padding rows.
     window : float array, shape (W, W, W)
@@ -362,20 +413,18 @@ def experiment_map(ijk, valid, window, shape, combine):
         The MA volume.
     """
     width = window.shape[-1]
-    half = width // 2
-    padded = tuple(s + 2 * half for s in shape)
-    vol = jnp.zeros(padded, window.dtype)
-    ijk = jnp.asarray(ijk, jnp.int32)
+    pad, corner = window_frame(ijk, shape, width)
+    vol = jnp.zeros(_padded_shape(shape, pad), window.dtype)
     mix = jnp.maximum if combine == "max" else jnp.add
 
     def step(f, vol):
-        start = (ijk[f, 0], ijk[f, 1], ijk[f, 2])
+        start = (corner[f, 0], corner[f, 1], corner[f, 2])
         win = jax.lax.dynamic_slice(vol, start, (width, width, width))
         new = jnp.where(valid[f], mix(win, window), win)
         return jax.lax.dynamic_update_slice(vol, new, start)
 
-    vol = jax.lax.fori_loop(0, ijk.shape[0], step, vol)
-    return vol[half : half + shape[0], half : half + shape[1], half : half + shape[2]]
+    vol = jax.lax.fori_loop(0, corner.shape[0], step, vol)
+    return _crop(vol, shape, pad)
 
 
 def resolve_strategy(strategy: str = "auto") -> str:
@@ -529,8 +578,10 @@ def ma_values(ijk, valid, exp_window, windows, mask_index, shape, combine):
     return jax.lax.map(one, (ijk, valid, exp_window))
 
 
-@partial(jax.jit, static_argnames=("shape", "combine", "chunk"))
-def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combine, chunk=8):
+@partial(jax.jit, static_argnames=("shape", "combine", "chunk", "inside"))
+def accumulate_scatter(
+    ijk, valid, exp_window, exp_weight, windows, shape, combine, chunk=8, inside=False
+):
     """:func:`accumulate` built from scatters, ``chunk`` experiments at a time (GPU strategy).
 
     Each chunk's experiments are scattered (max or add) into their own rows of a
@@ -556,7 +607,9 @@ def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combi
     combine : {"max", "sum"}
         Within-experiment combination (static).
     chunk : int
-        Experiments per scatter (static); memory is ``chunk`` volumes.
+        Experiments per scatter (static); memory is ``chunk`` (padded) volumes.
+    inside : bool
+        Promise that all foci lie inside the volume (static; see :func:`window_frame`).
 
     Returns
     -------
@@ -564,32 +617,31 @@ def accumulate_scatter(ijk, valid, exp_window, exp_weight, windows, shape, combi
         The accumulated volume.
     """
     n_exp, width = ijk.shape[0], windows.shape[-1]
-    half = width // 2
-    padded = tuple(s + 2 * half for s in shape)
+    pad, corner = window_frame(ijk, shape, width, inside)
+    padded = _padded_shape(shape, pad)
     strides = np.array([padded[1] * padded[2], padded[2], 1], np.int32)
     offsets = jnp.asarray(np.indices((width,) * 3).reshape(3, -1).T @ strides, jnp.int32)
     n_chunks = -(-n_exp // chunk)
     extra = n_chunks * chunk - n_exp
 
-    def pad(a, value=0):
+    def extend(a, value=0):
         return jnp.concatenate([jnp.asarray(a), jnp.full((extra, *a.shape[1:]), value, a.dtype)])
 
     xs = (
-        pad(jnp.asarray(ijk, jnp.int32)).reshape(n_chunks, chunk, *ijk.shape[1:]),
-        pad(jnp.asarray(valid)).reshape(n_chunks, chunk, -1),
-        pad(jnp.asarray(exp_window, jnp.int32)).reshape(n_chunks, chunk),
-        pad(jnp.asarray(exp_weight, windows.dtype)).reshape(n_chunks, chunk),
+        extend(corner).reshape(n_chunks, chunk, *ijk.shape[1:]),
+        extend(jnp.asarray(valid)).reshape(n_chunks, chunk, -1),
+        extend(jnp.asarray(exp_window, jnp.int32)).reshape(n_chunks, chunk),
+        extend(jnp.asarray(exp_weight, windows.dtype)).reshape(n_chunks, chunk),
     )
     rows = jnp.arange(chunk)[:, None, None]
 
     def body(acc, x):
-        c_ijk, c_valid, c_win, c_w = x
-        idx = (c_ijk @ strides)[..., None] + offsets  # (chunk, max_foci, W^3)
+        c_start, c_valid, c_win, c_w = x
+        idx = (c_start @ strides)[..., None] + offsets  # (chunk, max_foci, W^3)
         vals = windows[c_win].reshape(chunk, 1, -1) * c_valid[..., None]
         buf = jnp.zeros((chunk, int(np.prod(padded))), windows.dtype)
         buf = buf.at[rows, idx].max(vals) if combine == "max" else buf.at[rows, idx].add(vals)
         return acc + (c_w[:, None] * buf).sum(0), None
 
     acc, _ = jax.lax.scan(body, jnp.zeros(int(np.prod(padded)), windows.dtype), xs)
-    acc = acc.reshape(padded)
-    return acc[half : half + shape[0], half : half + shape[1], half : half + shape[2]]
+    return _crop(acc.reshape(padded), shape, pad)

@@ -241,6 +241,7 @@ def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strat
                 windows,
                 arrays.shape,
                 arrays.combine,
+                inside=True,  # relocated to mask voxels
             )
         else:
             acc = K.accumulate(
@@ -252,6 +253,7 @@ def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strat
                 step_flush,
                 arrays.shape,
                 arrays.combine,
+                inside=True,
             )
         return jnp.where(mask, -jnp.expm1(-acc) if union == "probabilistic" else acc, 0.0)
 

@@ -10,6 +10,7 @@ are active in many studies anyway need more convergence to reach significance.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import jax
@@ -24,7 +25,7 @@ from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops.permute import run_permutations
 from nimare_jax.results import MetaResult
-from nimare_jax.spatial import mm2vox
+from nimare_jax.spatial import MAX_COORDINATE_MM, mm2vox, outside_volume, volume_extent
 
 __all__ = ["SCALE", "baseline_null", "read_baseline"]
 
@@ -81,16 +82,24 @@ def read_baseline(path) -> np.ndarray:
 
 def _check_xyz(xyz) -> np.ndarray:
     if isinstance(xyz, str | Path):
-        return read_baseline(xyz)
-    arr = np.asarray(xyz, dtype=float)
-    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
-        raise ValueError(f"xyz must be an (n, 3) array of coordinates, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("xyz must hold finite coordinates")
+        arr, what, error = read_baseline(xyz), f"baseline file {xyz}", InputFileError
+    else:
+        arr, what, error = np.asarray(xyz, dtype=float), "xyz", ValueError
+        if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
+            raise ValueError(f"xyz must be an (n, 3) array of coordinates, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("xyz must hold finite coordinates")
+    absurd = np.flatnonzero((np.abs(arr) > MAX_COORDINATE_MM).any(axis=1))
+    if absurd.size:
+        x, y, z = arr[absurd[0]]
+        raise error(
+            f"{what}: coordinate {absurd[0] + 1} ({x:g}, {y:g}, {z:g}) lies more than "
+            f"{MAX_COORDINATE_MM:g} mm from the origin; check the columns"
+        )
     return arr
 
 
-def log_union_fn(arrays: FociArrays, log_windows):
+def log_union_fn(arrays: FociArrays, log_windows, in_volume: bool = False):
     """Return ``fn(ijk (n_foci, 3)) -> -log(1 - ALE)`` over the mask for foci at ``ijk``.
 
     One arithmetic for the observed foci and every null draw, so identical configurations
@@ -102,6 +111,9 @@ def log_union_fn(arrays: FociArrays, log_windows):
         Prepared foci and kernels (experiments and kernels are kept, positions replaced).
     log_windows : jax.Array, shape (n_windows, W, W, W)
         ``-log1p(-K)`` windows.
+    in_volume : bool
+        Promise that the positions lie inside the volume (a smaller padded volume; the
+        values are the same, see :func:`nimare_jax.ops.kernels.window_frame`).
 
     Returns
     -------
@@ -118,7 +130,15 @@ def log_union_fn(arrays: FociArrays, log_windows):
 
     def fn(ijk):
         acc = K.accumulate(
-            ijk, focus_window, weight, log_windows, step_focus, step_flush, arrays.shape, "max"
+            ijk,
+            focus_window,
+            weight,
+            log_windows,
+            step_focus,
+            step_flush,
+            arrays.shape,
+            "max",
+            inside=in_volume,
         )
         return acc.reshape(-1)[inside]
 
@@ -135,7 +155,7 @@ def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log):
     log_windows : jax.Array, shape (n_windows, W, W, W)
         ``-log1p(-K)`` windows.
     pool_ijk : array, shape (n_pool, 3), int
-        Voxel indices of the baseline coordinates (inside the volume).
+        Voxel indices of the baseline coordinates (inside the volume or not).
     observed_log : jax.Array, shape (n_voxels,)
         The observed ``-log(1 - ALE)`` over the mask, computed by the same arithmetic
         (:func:`K.accumulate`), so identical configurations tie exactly.
@@ -145,9 +165,10 @@ def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log):
     callable
         ``summary(key) -> {"exceed": bool (n_voxels,), "voxel": max ALE}``; pure.
     """
+    in_volume = not outside_volume(pool_ijk, arrays.shape).any()
     pool_ijk = jnp.asarray(pool_ijk, jnp.int32)
     n_foci = arrays.ijk.shape[0]
-    log_union = log_union_fn(arrays, log_windows)
+    log_union = log_union_fn(arrays, log_windows, in_volume)
 
     def summary(key):
         idx = jax.random.randint(key, (n_foci,), 0, pool_ijk.shape[0])
@@ -164,7 +185,8 @@ class SCALE:
     ----------
     xyz : array-like, shape (n, 3), or str / os.PathLike
         Baseline pool of MNI coordinates in mm, or a text file of ``x y z`` rows
-        (:func:`read_baseline`).
+        (:func:`read_baseline`). Coordinates outside the image volume are kept, with a
+        warning, as in NiMARE; one beyond 500 mm of the origin is refused.
     n_iters : int
         Null iterations (NiMARE's default 5000).
     n_cores : int
@@ -259,13 +281,16 @@ class SCALE:
 
     def _pool_ijk(self, masker) -> np.ndarray:
         ijk = mm2vox(self.xyz, masker.affine)
-        shape = np.array(masker.shape[:3])
-        outside = np.any((ijk < 0) | (ijk >= shape), axis=1)
+        outside = outside_volume(ijk, masker.shape)
         if outside.any():
-            first = self.xyz[np.flatnonzero(outside)[0]]
-            raise DatasetError(
-                f"{int(outside.sum())} baseline coordinates lie outside the image volume, "
-                f"e.g. ({first[0]:g}, {first[1]:g}, {first[2]:g})"
+            x, y, z = self.xyz[np.flatnonzero(outside)[0]]
+            warnings.warn(
+                f"{int(outside.sum())} baseline coordinates lie outside the image volume "
+                f"({volume_extent(masker.affine, masker.shape)}), e.g. ({x:g}, {y:g}, {z:g}); "
+                "they are kept, and a focus drawn there contributes the part of its kernel "
+                "inside the volume (as in NiMARE)",
+                UserWarning,
+                stacklevel=3,
             )
         return np.asarray(ijk, np.int32)
 
