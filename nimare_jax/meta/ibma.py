@@ -32,7 +32,9 @@ import pandas as pd
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
 from nimare_jax.meta import esma
+from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import logp_to_z
+from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
 
@@ -781,12 +783,8 @@ class PermutedOLS(IBMAEstimator):
         citations : tuple of str
             BibTeX keys.
         """
-        from nimare_jax.ops.permute import run_permutations
-
         del voxel_thresh
-        n_iters = 5000 if n_iters is None else n_iters
-        if not isinstance(n_iters, int | np.integer) or n_iters <= 0:
-            raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+        n_iters = check_n_iters(5000 if n_iters is None else n_iters, FWE_ALPHA)
         n_devices = None if n_cores in (None, -1, 0) else min(int(n_cores), jax.device_count())
         observed = np.asarray(result.maps["z"], np.float64)
         seed = self.random_state

@@ -347,7 +347,9 @@ def run_permutations(
     key : jax.Array
         Root PRNG key (typed or raw). Iteration ``i`` uses ``jax.random.fold_in(key, i)``.
     n_iters : int
-        Number of iterations.
+        Number of iterations (validated by :func:`~nimare_jax.ops.validate.check_n_iters`).
+        Memory does not grow with it: indices are made per batch on the device and the
+        host holds only the summaries of the iterations done.
     batch_size : int
         Iterations per device per step, vmapped together; sets peak memory (one batch of
         per-iteration intermediates per device). Reduced for small ``n_iters`` so padding
