@@ -547,6 +547,21 @@ def test_conperm_workflow_leaves_constant_voxels_out(zero_variance, tmp_path):
     np.testing.assert_array_equal(p[keep], p_np)
 
 
+def test_negative_varcopes_are_missing_with_a_warning(small):
+    # 1 / v of a negative or vanishing varcope is a meaningless or infinite weight: such
+    # entries are left out, exactly as if they were missing (NaN)
+    y, v = small
+    mask = nib.Nifti1Image(np.ones((5, 5, 2), np.int8), np.eye(4))
+    bad_v, nan_v = v.copy(), v.copy()
+    bad_v[2, :5], bad_v[7, 10] = -0.5, 1e-30
+    nan_v[2, :5], nan_v[7, 10] = np.nan, np.nan
+    with pytest.warns(UserWarning, match="DerSimonianLaird: 6 varcope values are negative"):
+        got = ibma.DerSimonianLaird().fit_arrays({"beta": y, "varcope": bad_v}, mask)
+    want = ibma.DerSimonianLaird().fit_arrays({"beta": y, "varcope": nan_v}, mask)
+    for name in ("z", "est", "se", "tau2"):
+        np.testing.assert_array_equal(got.maps[name], want.maps[name], err_msg=name)
+
+
 def test_identical_images_are_refused(zero_variance):
     y, mask, _, _ = zero_variance
     same = np.repeat(y[:1], 4, axis=0)

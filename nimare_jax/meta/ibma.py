@@ -3,7 +3,8 @@
 Each estimator loads the images it needs from a :class:`~nimare_jax.dataset.Dataset`
 (:func:`nimare_jax.io.images.load_images`: one image at a time, resampled to the mask when
 grids differ), marks which study has a usable value at which voxel (finite and non-zero, and
-for variances above ``1 / sqrt(float max)``), and calls a voxel-wise function of
+for variances above ``1 / sqrt(float max)``: smaller or negative varcopes are left out with a
+warning), and calls a voxel-wise function of
 :mod:`nimare_jax.meta.esma` over chunks of voxels, so memory is bounded by the chunk size
 rather than by the number of voxels.
 
@@ -161,18 +162,29 @@ class IBMAEstimator:
         mask = self.masker if self.masker is not None else dataset.masker
         inputs = {"id": np.asarray(dataset.ids), "mask": mask}
         for key in self._image_inputs:
-            values = load_images(
+            inputs[key] = load_images(
                 dataset, _IMAGE_NAMES[key], mask=mask, resample_kwargs=self._resample_kwargs
             )
-            if key == "varcope_maps":
-                values[~np.isfinite(values) | (values <= _MIN_VARCOPE)] = np.nan
-            inputs[key] = values
         if self._needs_sample_sizes:
             inputs["sample_sizes"] = dataset.get_sample_sizes()
         return self._validate_inputs(inputs)
 
     def _validate_inputs(self, inputs: dict) -> dict:
         validity = np.logical_and.reduce([_usable(inputs[k]) for k in self._image_inputs])
+        if "varcope_maps" in self._image_inputs:
+            # a variance must be positive: inverse-variance weights of negative or vanishing
+            # varcopes are meaningless or infinite, so those entries are missing data
+            varcope = inputs["varcope_maps"]
+            bad = _usable(varcope) & (varcope <= _MIN_VARCOPE)
+            if bad.any():
+                warnings.warn(
+                    f"{type(self).__name__}: {int(bad.sum())} varcope values are negative or "
+                    f"not above {_MIN_VARCOPE:.3g}; those study-voxel entries are left out "
+                    "(treated as missing).",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
+            validity &= ~bad
         empty = ~validity.any(axis=1)
         if empty.any():
             names = "/".join(repr(_IMAGE_NAMES[k]) for k in self._image_inputs)
