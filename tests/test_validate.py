@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+from nimare_jax.correct import FWECorrector
 from nimare_jax.meta.cbma import ALE, MKDADensity
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.ops.validate import FWE_ALPHA, MonteCarloWarning, check_n_iters
@@ -62,6 +63,7 @@ def test_one_check_everywhere():
     for make in (
         lambda: ALE(n_iters=1.5),
         lambda: MKDADensity(n_iters=0),
+        lambda: FWECorrector(method="montecarlo", n_iters=2.0),
         lambda: PermutedOLS().correct_fwe_montecarlo(None, n_iters=-1),
     ):
         with pytest.raises(ValueError, match=r"n_iters must be a positive integer, got"):
