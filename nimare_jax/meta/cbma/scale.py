@@ -185,7 +185,8 @@ class SCALE:
     Notes
     -----
     Maps: ``stat`` (ALE), ``p`` (fraction of redraws whose ALE at the voxel is at least the
-    observed one, clipped to ``[1/n, 1 - 1/n]`` as NiMARE), ``z`` (one-tailed) and
+    observed one, bounded to ``[1/n, 1 - 1/n]`` as NiMARE: p = 1 for one redraw,
+    :func:`~nimare_jax.ops.stats.clip_null_p`), ``z`` (one-tailed) and
     ``logp``. NiMARE returns no ``p`` map; nimare_jax adds it so FDR and Bonferroni
     correction work. Voxel-level FWE (:class:`~nimare_jax.correct.FWECorrector` with
     ``method="montecarlo"``) compares the ALE map with the maximum ALE of each redraw;

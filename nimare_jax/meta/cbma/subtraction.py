@@ -223,10 +223,11 @@ class ALESubtraction:
     Notes
     -----
     Maps: ``stat_desc-group1MinusGroup2`` (ALE1 - ALE2), ``p_``, ``z_`` and
-    ``logp_desc-group1MinusGroup2`` with ``p = 2 min(P(null >= d), P(null <= d))`` clipped
-    to ``[1/n, 1 - 1/n]`` and ``z`` two-tailed, signed towards the heavier tail (0 where
-    the tails balance); and each group's own ALE maps, ``{stat,p,z,logp}_desc-group1`` and
-    ``..._desc-group2`` (analytic null). The voxel-wise null is never stored.
+    ``logp_desc-group1MinusGroup2`` with ``p = 2 min(P(null >= d), P(null <= d))`` bounded
+    to ``[1/n, 1 - 1/n]`` (:func:`~nimare_jax.ops.stats.clip_null_p`) and ``z``
+    two-tailed, signed towards the heavier tail (0 where the tails balance); and each
+    group's own ALE maps, ``{stat,p,z,logp}_desc-group1`` and ``..._desc-group2``
+    (analytic null). The voxel-wise null is never stored.
     """
 
     _citations = ("Laird2005", "Eickhoff2012", "Turkeltaub2012")
