@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 
 
@@ -45,6 +46,8 @@ class FWECorrector:
         Uncorrected p-value of the cluster-forming threshold (Monte Carlo only).
     n_iters : int or None
         Monte Carlo iterations; None uses the estimator's ``n_iters`` (5000 by default).
+        Fewer than 1 / 0.05 = 20 cannot give a corrected p-value below 0.05: the estimator
+        warns (:class:`~nimare_jax.ops.validate.MonteCarloWarning`).
     n_cores : int
         Devices to spread the permutations over.
     **kwargs
@@ -68,7 +71,7 @@ class FWECorrector:
             raise ValueError(f"voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
         self.method = method
         self.voxel_thresh = voxel_thresh
-        self.n_iters = n_iters
+        self.n_iters = None if n_iters is None else check_n_iters(n_iters)
         self.n_cores = n_cores
         self.kwargs = kwargs
 

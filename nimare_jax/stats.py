@@ -130,8 +130,9 @@ def null_to_p(test_value, null_array, tail: str = "two", symmetric: bool = False
     Returns
     -------
     float or numpy.ndarray
-        P-values clipped to ``[1 / n_null, 1 - 1 / n_null]`` (never 0 or 1); a float when
-        ``test_value`` is a Python number, as in NiMARE.
+        P-values bounded to ``[1 / n_null, 1 - 1 / n_null]``, never 0 (with one null value
+        the lower bound wins and p is 1: :func:`nimare_jax.ops.stats.clip_null_p`); a float
+        when ``test_value`` is a Python number, as in NiMARE.
 
     Examples
     --------

@@ -7,6 +7,7 @@ from scipy import stats as sps
 from nimare_jax.correct import FDRCorrector, FWECorrector
 from nimare_jax.meta.cbma import ALE
 from nimare_jax.ops import nulls
+from nimare_jax.ops.validate import MonteCarloWarning
 
 N_ITERS = 500
 KEYS = {
@@ -68,17 +69,31 @@ def test_cluster_fwe_p_is_constant_within_clusters_and_matches_null(fwe, ale_fit
     np.testing.assert_allclose(10 ** -logp[outside], 1 - 1 / N_ITERS, rtol=1e-6)
 
 
+def test_one_iteration_gives_p_one_everywhere_with_a_warning(laird):
+    # One null value: NiMARE's bound max(1/n, min(p, 1 - 1/n)) makes every corrected p 1
+    # (logp 0, z 0). The inverted clip made it 0 (z = 38.5) at every voxel, even where
+    # ALE = 0.
+    fit = ALE(random_state=0).fit(laird.slice(laird.ids[:3]))
+    with pytest.warns(MonteCarloWarning, match=r"n_iters=1 .*reach 0.05"):
+        out = FWECorrector(method="montecarlo", n_iters=1, progress=False).transform(fit)
+    levels = ["level-voxel", "desc-size_level-cluster", "desc-mass_level-cluster"]
+    for level in levels:
+        name = f"{level}_corr-FWE_method-montecarlo"
+        np.testing.assert_array_equal(out.get_map(f"logp_{name}", "array"), 0.0)
+        np.testing.assert_array_equal(out.get_map(f"z_{name}", "array"), 0.0)
+
+
 def test_montecarlo_fwe_reproducible_with_same_seed_and_other_batch_size(laird):
     sub = laird.slice(laird.ids[:5])
     runs = [
-        FWECorrector(method="montecarlo", n_iters=12, batch_size=b, progress=False)
+        FWECorrector(method="montecarlo", n_iters=20, batch_size=b, progress=False)
         .transform(ALE(random_state=3).fit(sub))
         .null_distributions
         for b in (1, 5)
     ]
     for key in KEYS.values():
         np.testing.assert_array_equal(runs[0][key], runs[1][key])
-    other = FWECorrector(method="montecarlo", n_iters=12, progress=False).transform(
+    other = FWECorrector(method="montecarlo", n_iters=20, progress=False).transform(
         ALE(random_state=4).fit(sub)
     )
     assert not np.array_equal(other.null_distributions[KEYS["voxel"]], runs[0][KEYS["voxel"]])

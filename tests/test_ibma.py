@@ -25,6 +25,7 @@ from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import get_image_paths, load_images
 from nimare_jax.meta import esma, ibma
 from nimare_jax.stats import t_to_z
+from nimare_jax.workflows.conperm import conperm_workflow
 
 HERE = Path(__file__).parent / "data" / "ibma"
 sys.path.insert(0, str(HERE))
@@ -408,3 +409,161 @@ def test_unknown_kwarg_and_bad_options():
         ibma.VarianceBasedLikelihood(method="bayes")
     with pytest.raises(ValueError, match="tau2"):
         ibma.WeightedLeastSquares(tau2=-1)
+
+
+# ------------------------------------------------------------------ zero variance
+ZV_STUDIES, ZV_SEED, ZV_ITERS = 6, 11, 300
+
+
+@pytest.fixture(scope="module")
+def zero_variance():
+    """6 studies on a 5 x 6 x 7 box; 8 voxels are constant across studies (as identical
+    images make them) and voxel 1 has equal magnitudes with mixed signs, so the sign flips
+    that align them (2 in 64) leave it without variance too."""
+    rng = np.random.default_rng(0)
+    mask = nib.Nifti1Image(np.ones((5, 6, 7), np.int8), np.diag([2.0, 2.0, 2.0, 1.0]))
+    y = rng.normal(0.4, 1.0, (ZV_STUDIES, 210)).astype(np.float32).astype(float)  # as stored
+    constant = np.array([3, 17, 40, 77, 101, 150, 151, 209])
+    y[:, constant] = 1.25
+    y[:, 1] = 0.75 * np.array([1, -1, 1, 1, -1, 1])
+    keep = np.setdiff1d(np.arange(210), constant)
+    return y, mask, constant, keep
+
+
+def _brute_sign_flip_fwe(y, observed_z, seed, n_iters):
+    """Max-|z| sign-flip null and FWE p in NumPy/SciPy, over the given voxels; a flip that
+    leaves a voxel without variance (all flipped values equal) leaves that voxel out."""
+    k = y.shape[0]
+    null = []
+    with jax.enable_x64(True):
+        root = jax.random.key(seed)
+        for i in range(n_iters):
+            s = np.asarray(jax.random.rademacher(jax.random.fold_in(root, i), (k,), float))
+            ys = s[:, None] * y
+            sd = ys.std(axis=0, ddof=1)
+            t = np.abs(ys.mean(axis=0)[sd > 0] / (sd[sd > 0] / np.sqrt(k)))
+            null.append(ss.norm.isf(ss.t.sf(t, k - 1)).max())
+    null = np.array(null)
+    exceed = (null[None, :] >= np.abs(observed_z)[:, None]).sum(1)
+    return null, (exceed + 1.0) / (n_iters + 1.0)
+
+
+def test_zero_variance_voxels_are_nan_and_left_out_of_the_fwe_null(zero_variance):
+    y, mask, constant, keep = zero_variance
+    with pytest.warns(UserWarning, match=r"PermutedOLS: 8 of 210 voxels .*do not vary"):
+        full = ibma.PermutedOLS(random_state=ZV_SEED).fit_arrays({"beta": y}, mask)
+    for name in ("t", "z", "p", "logp", "dof"):
+        assert np.all(np.isnan(full.maps[name][constant])), name
+        assert np.all(np.isfinite(full.maps[name][keep])), name
+    fwe = FWECorrector(method="montecarlo", n_iters=ZV_ITERS).transform(full)
+    p_full = fwe.maps["p_level-voxel_corr-FWE_method-montecarlo"]
+    null_full = fwe.null_distributions["values_level-voxel_corr-fwe_method-montecarlo"]
+    assert np.all(np.isnan(p_full[constant])) and np.all(np.isfinite(null_full))
+    assert "8 voxels whose values did not vary" in fwe.description
+
+    # the same data without those voxels (a mask without them)
+    inside = np.zeros(210, np.int8)
+    inside[keep] = 1
+    reduced_mask = nib.Nifti1Image(inside.reshape(5, 6, 7), mask.affine)
+    reduced = ibma.PermutedOLS(random_state=ZV_SEED).fit_arrays({"beta": y[:, keep]}, reduced_mask)
+    fwe_r = FWECorrector(method="montecarlo", n_iters=ZV_ITERS).transform(reduced)
+    null_r = fwe_r.null_distributions["values_level-voxel_corr-fwe_method-montecarlo"]
+    np.testing.assert_allclose(null_full, null_r, rtol=1e-12)  # column order of the sums
+    np.testing.assert_array_equal(
+        p_full[keep], fwe_r.maps["p_level-voxel_corr-FWE_method-montecarlo"]
+    )
+
+    # independent computation: NumPy t over the kept voxels, SciPy t -> z
+    null_np, p_np = _brute_sign_flip_fwe(y[:, keep], full.maps["z"][keep], ZV_SEED, ZV_ITERS)
+    np.testing.assert_allclose(null_full, null_np, rtol=1e-9)
+    np.testing.assert_array_equal(p_full[keep], p_np)
+    assert np.nanmin(p_full) == p_np.min()  # the smallest FWE p is that of the kept voxels
+
+
+def test_weighted_permutedols_zero_variance_matches_removed_voxels(zero_variance):
+    y, mask, constant, keep = zero_variance
+    n = np.array([12, 30, 18, 25, 40, 15])
+    inside = np.zeros(210, np.int8)
+    inside[keep] = 1
+    reduced_mask = nib.Nifti1Image(inside.reshape(5, 6, 7), mask.affine)
+    est = ibma.PermutedOLS(use_sample_size=True, random_state=ZV_SEED)
+    with pytest.warns(UserWarning, match="8 of 210 voxels"):
+        full = est.fit_arrays({"beta": y}, mask, sample_sizes=n)
+    null_full = est.correct_fwe_montecarlo(full, n_iters=ZV_ITERS)[1]
+    est_r = ibma.PermutedOLS(use_sample_size=True, random_state=ZV_SEED)
+    reduced = est_r.fit_arrays({"beta": y[:, keep]}, reduced_mask, sample_sizes=n)
+    null_r = est_r.correct_fwe_montecarlo(reduced, n_iters=ZV_ITERS)[1]
+    key = "values_level-voxel_corr-fwe_method-montecarlo"
+    assert np.all(np.isnan(full.maps["z"][constant]))
+    np.testing.assert_allclose(null_full[key], null_r[key], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "estimator, own",
+    [
+        (ibma.DerSimonianLaird(), esma.dersimonian_laird),
+        (ibma.Hedges(), esma.hedges),
+        (
+            ibma.VarianceBasedLikelihood(method="reml"),
+            lambda y, v: esma.variance_based_likelihood(y, v, method="reml"),
+        ),
+    ],
+)
+def test_knapp_hartung_zero_variance_warns_and_leaves_others_unchanged(
+    zero_variance, estimator, own
+):
+    # betas equal across studies: the Knapp-Hartung variance (residual sum of squares) is 0
+    y, mask, constant, keep = zero_variance
+    v = np.random.default_rng(1).uniform(0.5, 2.0, y.shape).astype(np.float32).astype(float)
+    with pytest.warns(UserWarning, match=r"8 of 210 voxels"):
+        res = estimator.fit_arrays({"beta": y, "varcope": v}, mask)
+    for name in ("z", "p", "logp"):
+        assert np.all(np.isnan(res.maps[name][constant])), name
+    with jax.enable_x64(True):  # the other voxels, analysed on their own
+        alone = np.asarray(own(y[:, keep], v[:, keep])["z"])
+    np.testing.assert_allclose(res.maps["z"][keep], alone, rtol=1e-12)
+
+
+def test_conperm_workflow_leaves_constant_voxels_out(zero_variance, tmp_path):
+    # the conperm files of the same data: the FWE maps are finite except at the 8 constant
+    # voxels, and the smallest FWE p is that of the data without them
+    y, mask, constant, keep = zero_variance
+    mask.to_filename(tmp_path / "mask.nii.gz")
+    paths = []
+    for i, row in enumerate(y.astype(np.float32)):
+        paths.append(tmp_path / f"con{i}.nii.gz")
+        nib.Nifti1Image(row.reshape(5, 6, 7), mask.affine).to_filename(paths[-1])
+    with pytest.warns(UserWarning, match="8 of 210 voxels"):
+        res = conperm_workflow(
+            paths,
+            mask_image=tmp_path / "mask.nii.gz",
+            output_dir=tmp_path / "out",
+            n_iters=ZV_ITERS,
+            random_state=ZV_SEED,
+        )
+    p = res.maps["p_level-voxel_corr-FWE_method-montecarlo"]
+    assert np.all(np.isnan(p[constant])) and np.all(np.isfinite(p[keep]))
+    _, p_np = _brute_sign_flip_fwe(y[:, keep], res.maps["z"][keep], ZV_SEED, ZV_ITERS)
+    np.testing.assert_array_equal(p[keep], p_np)
+
+
+def test_negative_varcopes_are_missing_with_a_warning(small):
+    # 1 / v of a negative or vanishing varcope is a meaningless or infinite weight: such
+    # entries are left out, exactly as if they were missing (NaN)
+    y, v = small
+    mask = nib.Nifti1Image(np.ones((5, 5, 2), np.int8), np.eye(4))
+    bad_v, nan_v = v.copy(), v.copy()
+    bad_v[2, :5], bad_v[7, 10] = -0.5, 1e-30
+    nan_v[2, :5], nan_v[7, 10] = np.nan, np.nan
+    with pytest.warns(UserWarning, match="DerSimonianLaird: 6 varcope values are negative"):
+        got = ibma.DerSimonianLaird().fit_arrays({"beta": y, "varcope": bad_v}, mask)
+    want = ibma.DerSimonianLaird().fit_arrays({"beta": y, "varcope": nan_v}, mask)
+    for name in ("z", "est", "se", "tau2"):
+        np.testing.assert_array_equal(got.maps[name], want.maps[name], err_msg=name)
+
+
+def test_identical_images_are_refused(zero_variance):
+    y, mask, _, _ = zero_variance
+    same = np.repeat(y[:1], 4, axis=0)
+    with pytest.raises(ImageError, match="do not vary across studies at any of the 210"):
+        ibma.PermutedOLS().fit_arrays({"beta": same}, mask)

@@ -14,6 +14,7 @@ from nimare_jax.correct import FDRCorrector, FWECorrector
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import KDA, ALEKernel, KDAKernel, MKDAChi2, MKDADensity, MKDAKernel
 from nimare_jax.meta.cbma.mkda import bernoulli_sum_null, label_permutation_null, sum_null
+from nimare_jax.ops.validate import MonteCarloWarning
 
 REFERENCE = Path(__file__).parent / "data" / "reference"
 FWE_KEYS = {
@@ -91,10 +92,11 @@ def test_mkdadensity_fwe_null_matches_nimare(mkda_fit, reference):
 def test_density_fwe_reproducible_across_batch_sizes(laird):
     sub = laird.slice(laird.ids[:4])
     fit = KDA(random_state=5).fit(sub)
-    runs = [
-        fit.estimator.correct_fwe_montecarlo(fit, n_iters=6, batch_size=b, progress=False)[1]
-        for b in (1, 4)
-    ]
+    with pytest.warns(MonteCarloWarning, match="n_iters=6 "):  # too few to reach 0.05
+        runs = [
+            fit.estimator.correct_fwe_montecarlo(fit, n_iters=6, batch_size=b, progress=False)[1]
+            for b in (1, 4)
+        ]
     for key in FWE_KEYS.values():
         np.testing.assert_array_equal(runs[0][key], runs[1][key])
 
@@ -116,7 +118,8 @@ def test_montecarlo_null_method_close_to_exact_null(laird):
     )
     assert bins @ hist / hist.sum() == pytest.approx(0.8455, rel=0.02)
     # vfwe_only reuses the fit's histogram of maxima: no new iterations
-    maps, nulls, _, _ = mc.estimator.correct_fwe_montecarlo(mc, vfwe_only=True)
+    with pytest.warns(MonteCarloWarning, match="n_iters=12 "):
+        maps, nulls, _, _ = mc.estimator.correct_fwe_montecarlo(mc, vfwe_only=True)
     assert nulls == {} and "z_level-voxel_corr-FWE_method-montecarlo" in maps
 
 
@@ -277,9 +280,10 @@ def test_mkdachi2_fwe_maps(chi2_fwe, chi2_fit):
 
 def test_mkdachi2_random_foci_null_runs(groups):
     fit = MKDAChi2(fwe_null_method="random-foci", random_state=1).fit(*groups)
-    maps, nulls, text, _ = fit.estimator.correct_fwe_montecarlo(
-        fit, n_iters=3, progress=False, vfwe_only=True
-    )
+    with pytest.warns(MonteCarloWarning, match="n_iters=3 "):
+        maps, nulls, text, _ = fit.estimator.correct_fwe_montecarlo(
+            fit, n_iters=3, progress=False, vfwe_only=True
+        )
     assert nulls["values_desc-pAgF_level-voxel_corr-fwe_method-montecarlo"].shape == (3,)
     assert (
         "relocated" in text and "p_desc-association_level-voxel_corr-FWE_method-montecarlo" in maps

@@ -209,6 +209,18 @@ def test_cli_writes_maps_and_boilerplate(tmp_path):
     assert img.shape == (91, 109, 91)
 
 
+def test_cli_refuses_experiments_with_identical_foci(tmp_path, capsys):
+    # identical foci give identical reconstructions: no voxel varies across experiments, t
+    # is undefined everywhere (it was +-inf, with all-NaN FWE maps and exit status 0)
+    block = "// Subjects = 20\n-16\t-58\t-22\n26\t-64\t-50\n"
+    same = tmp_path / "same.txt"
+    same.write_text("// Reference = MNI\n// A: one\n" + block + "\n// B: two\n" + block)
+    out = tmp_path / "out"
+    assert main(["peaks2maps", str(same), "--output_dir", str(out), "--n_iters", "20"]) == 1
+    assert "do not vary across studies" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_group_comparisons_and_scale_with_peaks2maps(small_dset):
     other = convert_sleuth_to_dataset(SLEUTH.with_name("test_sleuth_file2.txt"))
     other = other.slice(other.ids[:3])

@@ -10,6 +10,7 @@ from nimare_jax.exceptions import InputFileError
 from nimare_jax.io import convert_sleuth_to_dataset
 from nimare_jax.meta.cbma import SCALE
 from nimare_jax.meta.cbma.scale import read_baseline
+from nimare_jax.ops.validate import MonteCarloWarning
 
 SLEUTH = Path(__file__).parent / "data" / "sleuth"
 
@@ -46,6 +47,19 @@ def test_fwe(fitted):
         assert f"{kind}_level-voxel_corr-FWE_method-montecarlo" in corr.maps
     with pytest.raises(ValueError, match="voxel-level"):
         FWECorrector(method="montecarlo", vfwe_only=False).transform(res)
+
+
+def test_one_iteration_gives_uncorrected_and_fwe_p_one(small):
+    # One redraw: every p is 1 (z 0), uncorrected and corrected; the inverted clip made the
+    # uncorrected z 38.5 at every voxel.
+    est = SCALE(small.coordinates[["x", "y", "z"]].to_numpy(), n_iters=1, progress=False)
+    res = est.fit(small)
+    np.testing.assert_array_equal(res.maps["p"], 1.0)
+    np.testing.assert_array_equal(res.maps["z"], 0.0)
+    with pytest.warns(MonteCarloWarning, match="n_iters=1 "):
+        corr = FWECorrector(method="montecarlo").transform(res)
+    np.testing.assert_array_equal(corr.maps["p_level-voxel_corr-FWE_method-montecarlo"], 1.0)
+    np.testing.assert_array_equal(corr.maps["z_level-voxel_corr-FWE_method-montecarlo"], 0.0)
 
 
 def test_reproducible(fitted, small):

@@ -71,6 +71,9 @@ def test_pearson_rejects_length_mismatch():
 
 
 # ----------------------------------------------------------------------------- null_to_p
+TAILS = [("upper", False), ("lower", False), ("two", False), ("two", True)]
+
+
 def _brute_null_to_p(values, null, tail, symmetric):
     out = []
     for v in values:
@@ -82,7 +85,7 @@ def _brute_null_to_p(values, null, tail, symmetric):
             p = np.mean(np.abs(null) >= abs(v))
         else:
             p = 2 * min(np.mean(null >= v), np.mean(null <= v))
-        out.append(min(max(p, 1 / len(null)), 1 - 1 / len(null)))
+        out.append(max(1 / len(null), min(p, 1 - 1 / len(null))))  # NiMARE's order
     return np.array(out)
 
 
@@ -90,7 +93,7 @@ def _brute_null_to_p(values, null, tail, symmetric):
 @given(
     values=arrays(np.int64, 16, elements=st.integers(-12, 12)),
     null=arrays(np.int64, 40, elements=st.integers(-10, 10)),
-    case=st.sampled_from([("upper", False), ("lower", False), ("two", False), ("two", True)]),
+    case=st.sampled_from(TAILS),
 )
 def test_null_to_p_equals_brute_force(values, null, case):
     tail, symmetric = case
@@ -108,6 +111,22 @@ def test_null_to_p_bounded_and_monotone(values, null):
     p = stats.null_to_p(np.sort(values), null, tail="upper")
     assert np.all((p >= 1 / 40) & (p <= 1 - 1 / 40))
     assert np.all(np.diff(p) <= 0)  # larger statistic, smaller p
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("case", TAILS)
+def test_null_to_p_tiny_null_lower_bound_wins(n, case):
+    # With n <= 2 null values the bounds [1/n, 1 - 1/n] cross; NiMARE's max(1/n, min(p,
+    # 1 - 1/n)) lets the lower bound win: n = 1 gives p = 1 and n = 2 gives 0.5 for every
+    # value (the inverted clip gave p = 0, z = 38.5, for n = 1).
+    tail, symmetric = case
+    null = np.arange(n, dtype=float)
+    values = np.array([-3.0, 0.0, 0.5, n + 5.0])
+    got = stats.null_to_p(values, null, tail=tail, symmetric=symmetric)
+    np.testing.assert_array_equal(got, _brute_null_to_p(values, null, tail, symmetric))
+    if n <= 2:
+        np.testing.assert_array_equal(got, 1.0 / n)
+    assert np.all(got > 0)
 
 
 def test_null_to_p_returns_float_for_python_scalar():

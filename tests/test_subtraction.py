@@ -95,13 +95,22 @@ def test_fwe_reuses_the_fit_null(fitted):
 
 
 def test_cluster_fwe_small(groups):
-    est = ALESubtraction(n_iters=16, random_state=1, progress=False, batch_size=8)
+    est = ALESubtraction(n_iters=20, random_state=1, progress=False, batch_size=8)
     res = FWECorrector(method="montecarlo").transform(est.fit(*groups))
     thr = res.null_distributions["summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo"]
     assert 0 < thr < 0.03
     for stem in (f"{C}Size_level-cluster", f"{C}Mass_level-cluster", f"{C}_level-voxel"):
         logp = res.maps[f"logp_desc-{stem}_corr-FWE_method-montecarlo"]
         assert np.all(logp >= 0)
+
+
+@pytest.mark.parametrize("n_iters", [1, 2])
+def test_one_or_two_permutations_give_p_of_one_over_n(groups, n_iters):
+    # the bounds [1/n, 1 - 1/n] cross for n <= 2 and the lower one wins (NiMARE): p = 1/n
+    # at every voxel, never 0 (which the inverted clip gave for n = 1: z = 38.5)
+    res = ALESubtraction(n_iters=n_iters, random_state=0, progress=False).fit(*groups)
+    np.testing.assert_array_equal(res.maps[f"p_desc-{C}"], 1.0 / n_iters)
+    assert np.all(np.abs(res.maps[f"z_desc-{C}"]) < 1.0)
 
 
 def test_reproducible_across_batch_sizes(groups):

@@ -60,6 +60,9 @@ _CF_ITERS = 100  # continued-fraction terms for chi-square tails that underflow
 _GOLDEN = (3.0 - math.sqrt(5.0)) / 2.0
 _SEARCH_ITERS = 45  # golden-section steps: shrink a scan cell by 0.618**45 ~ 4e-10
 _TAU2_SEARCH_MAX = 1.0 - 1e-9
+#: A residual sum of squares within this many units of rounding (``eps``) of the sum of
+#: squares is zero: the values do not vary, and a t statistic is undefined (NaN).
+_ZERO_SPREAD_ULPS = 1024
 
 
 # --------------------------------------------------------------------------- helpers
@@ -692,12 +695,13 @@ def one_sample_t(y, valid=None):
     -------
     dict of jax.Array
         ``t``, ``dof`` (valid studies - 1), ``z`` (same one-tailed probability as t),
-        ``p`` (two-sided) and ``log_p`` (natural log).
+        ``p`` (two-sided) and ``log_p`` (natural log); all NaN where fewer than two studies
+        contribute or the values do not vary (zero variance up to rounding, e.g. identical
+        images), where t is undefined.
     """
     y0, m, k = _prepare(y, valid)
-    s1 = y0.sum(0)
-    s2 = (y0 * y0).sum(0)
-    return _t_test_maps(_t_from_sums(s1, s2, k), k - 1.0, k >= 2)
+    t = _t_from_sums(y0.sum(0), (y0 * y0).sum(0), k)
+    return _t_test_maps(t, k - 1.0, (k >= 2) & jnp.isfinite(t))
 
 
 def _t_test_maps(t, dof, ok):
@@ -735,7 +739,7 @@ def weighted_one_sample_t(y, weights, valid=None):
     dict of jax.Array
         ``t``, ``dof``, ``z`` (same one-tailed probability as t), ``p`` (two-sided) and
         ``log_p`` (natural log); NaN where fewer than two studies contribute or the
-        robust variance is zero.
+        robust variance is zero (up to rounding).
     """
     y0, m, k = _prepare(y, valid)
     q, a, total, h = _cr2_weights(weights, m)
@@ -761,16 +765,46 @@ def _cr2_weights(weights, m):
     return q, a, total, h
 
 
-def _cr2_t(weighted_sum, adjusted_sum, adjusted_sum_squares, adjusted_weight_sum, total):
-    """CR2 t from sums that are linear in the (sign-flipped) values and the fixed rest."""
+def _cr2_t(weighted_sum, adjusted_sum, adjusted_sum_squares, adjusted_weight_sum, total, eps=None):
+    """CR2 t from sums that are linear in the (sign-flipped) values and the fixed rest.
+
+    NaN where the robust variance is zero up to rounding (:func:`_has_spread`); ``eps`` is
+    the rounding unit of the sums (default: that of their dtype).
+    """
     mean = weighted_sum / total
     meat = adjusted_sum_squares - 2.0 * mean * adjusted_sum + mean * mean * adjusted_weight_sum
-    meat = jnp.maximum(meat, 0.0)
-    return jnp.where(meat > 0, weighted_sum / jnp.sqrt(jnp.where(meat > 0, meat, 1.0)), jnp.nan)
+    spread = _has_spread(meat, adjusted_sum_squares, eps)
+    return jnp.where(spread, weighted_sum / jnp.sqrt(jnp.where(spread, meat, 1.0)), jnp.nan)
 
 
-def _t_from_sums(s1, s2, k):
-    """One-sample t from the sum and the sum of squares of ``k`` values."""
+def _t_from_sums(s1, s2, k, eps=None):
+    """One-sample t from the sum and the sum of squares of ``k`` values.
+
+    NaN where the values do not vary (zero variance up to rounding, :func:`_has_spread`);
+    ``eps`` is the rounding unit of the sums (default: that of their dtype).
+    """
     mean = s1 / k
-    var = jnp.maximum(s2 - s1 * mean, 0.0) / (k - 1.0)
-    return mean / jnp.sqrt(var / k)
+    rss = s2 - s1 * mean
+    spread = _has_spread(rss, s2, eps)
+    var = jnp.where(spread, rss, 1.0) / (k - 1.0)
+    return jnp.where(spread, mean / jnp.sqrt(var / k), jnp.nan)
+
+
+def _has_spread(residual_ss, total_ss, eps=None):
+    """Return where a residual sum of squares exceeds the rounding error of the total.
+
+    Parameters
+    ----------
+    residual_ss, total_ss : jax.Array
+        Sums of squares about the mean and about zero (same shape).
+    eps : float, optional
+        Rounding unit of the sums (default: the machine epsilon of their dtype).
+
+    Returns
+    -------
+    jax.Array of bool
+        ``residual_ss > _ZERO_SPREAD_ULPS * eps * total_ss``: False for values that are
+        all equal (their residual is zero, or rounding error of the total).
+    """
+    eps = jnp.finfo(residual_ss.dtype).eps if eps is None else eps
+    return residual_ss > _ZERO_SPREAD_ULPS * eps * total_ss

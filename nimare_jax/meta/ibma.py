@@ -3,7 +3,8 @@
 Each estimator loads the images it needs from a :class:`~nimare_jax.dataset.Dataset`
 (:func:`nimare_jax.io.images.load_images`: one image at a time, resampled to the mask when
 grids differ), marks which study has a usable value at which voxel (finite and non-zero, and
-for variances above ``1 / sqrt(float max)``), and calls a voxel-wise function of
+for variances above ``1 / sqrt(float max)``: smaller or negative varcopes are left out with a
+warning), and calls a voxel-wise function of
 :mod:`nimare_jax.meta.esma` over chunks of voxels, so memory is bounded by the chunk size
 rather than by the number of voxels.
 
@@ -11,6 +12,13 @@ Missing data follow NiMARE: by default (``aggressive_mask=False``) each voxel is
 over the studies that have it -- the voxel-wise equivalent of NiMARE's liberal-mask bags --
 and voxels with fewer than two such studies are NaN. ``aggressive_mask=True`` analyses only
 voxels present in every study. Missing values are never zero-filled.
+
+Where the values do not vary across studies (zero variance up to rounding: identical
+images, constant voxels) a t statistic (:class:`PermutedOLS`) or a Knapp-Hartung variance
+is undefined. Such voxels are NaN in every map, with a warning giving their number, and
+never enter the FWE null; if no covered voxel is left, fitting raises
+:class:`~nimare_jax.exceptions.ImageError`. (NiMARE passes such voxels to nilearn's
+``permuted_ols``, whose t there divides by a zero residual sum of squares.)
 
 Output maps are float64 arrays over the mask's voxels: ``z``, ``p``, ``logp`` (``-log10 p``)
 and ``dof`` for every estimator; ``est`` and ``se`` for the meta-regression estimators;
@@ -32,7 +40,9 @@ import pandas as pd
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
 from nimare_jax.meta import esma
+from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import logp_to_z
+from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters, user_stacklevel
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
 
@@ -152,18 +162,29 @@ class IBMAEstimator:
         mask = self.masker if self.masker is not None else dataset.masker
         inputs = {"id": np.asarray(dataset.ids), "mask": mask}
         for key in self._image_inputs:
-            values = load_images(
+            inputs[key] = load_images(
                 dataset, _IMAGE_NAMES[key], mask=mask, resample_kwargs=self._resample_kwargs
             )
-            if key == "varcope_maps":
-                values[~np.isfinite(values) | (values <= _MIN_VARCOPE)] = np.nan
-            inputs[key] = values
         if self._needs_sample_sizes:
             inputs["sample_sizes"] = dataset.get_sample_sizes()
         return self._validate_inputs(inputs)
 
     def _validate_inputs(self, inputs: dict) -> dict:
         validity = np.logical_and.reduce([_usable(inputs[k]) for k in self._image_inputs])
+        if "varcope_maps" in self._image_inputs:
+            # a variance must be positive: inverse-variance weights of negative or vanishing
+            # varcopes are meaningless or infinite, so those entries are missing data
+            varcope = inputs["varcope_maps"]
+            bad = _usable(varcope) & (varcope <= _MIN_VARCOPE)
+            if bad.any():
+                warnings.warn(
+                    f"{type(self).__name__}: {int(bad.sum())} varcope values are negative or "
+                    f"not above {_MIN_VARCOPE:.3g}; those study-voxel entries are left out "
+                    "(treated as missing).",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
+            validity &= ~bad
         empty = ~validity.any(axis=1)
         if empty.any():
             names = "/".join(repr(_IMAGE_NAMES[k]) for k in self._image_inputs)
@@ -252,6 +273,7 @@ class IBMAEstimator:
 
     def _result(self, maps: dict) -> MetaResult:
         maps = dict(maps)
+        self._check_defined(maps["z"])
         if "log_p" in maps:
             maps["logp"] = -maps.pop("log_p") / _LN10
         return MetaResult(
@@ -262,6 +284,31 @@ class IBMAEstimator:
             citations=self._citations,
             estimator=self,
         )
+
+    def _check_defined(self, z: np.ndarray) -> None:
+        """Warn about (or, if none is left, refuse) covered voxels without a statistic.
+
+        Where the values do not vary across studies (identical images, constant voxels)
+        a t statistic or a Knapp-Hartung variance is undefined; such voxels are NaN, like
+        voxels covered by fewer than two studies, and never enter an FWE null.
+        """
+        covered = self.inputs_["valid"].sum(axis=0) >= 2
+        undefined = covered & np.isnan(z)
+        n_undefined, n_covered = int(undefined.sum()), int(covered.sum())
+        if n_undefined == n_covered:
+            raise ImageError(
+                f"{type(self).__name__}: the values do not vary across studies at any of the "
+                f"{n_covered} voxels covered by two or more studies (zero variance: are the "
+                "images identical?); there is nothing to test"
+            )
+        if n_undefined:
+            warnings.warn(
+                f"{type(self).__name__}: {n_undefined} of {n_covered} voxels have values that "
+                "do not vary across studies (zero variance, e.g. identical images); their "
+                "statistic is undefined: NaN in every map, and left out of FWE correction.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def _tables(self) -> dict:
         return {}
@@ -781,12 +828,8 @@ class PermutedOLS(IBMAEstimator):
         citations : tuple of str
             BibTeX keys.
         """
-        from nimare_jax.ops.permute import run_permutations
-
         del voxel_thresh
-        n_iters = 5000 if n_iters is None else n_iters
-        if not isinstance(n_iters, int | np.integer) or n_iters <= 0:
-            raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+        n_iters = check_n_iters(5000 if n_iters is None else n_iters, FWE_ALPHA)
         n_devices = None if n_cores in (None, -1, 0) else min(int(n_cores), jax.device_count())
         observed = np.asarray(result.maps["z"], np.float64)
         seed = self.random_state
@@ -796,7 +839,12 @@ class PermutedOLS(IBMAEstimator):
             weights = self.inputs_["sample_sizes"] if self.use_sample_size else None
             dof = np.asarray(result.maps["dof"], np.float64)
             summary, operands = _sign_flip_summary(
-                self.inputs_["beta_maps"], self.inputs_["valid"], dof, self.two_sided, weights
+                self.inputs_["beta_maps"],
+                self.inputs_["valid"],
+                np.flatnonzero(np.isfinite(observed)),
+                dof,
+                self.two_sided,
+                weights,
             )
             res = run_permutations(
                 summary,
@@ -830,13 +878,21 @@ class PermutedOLS(IBMAEstimator):
             f"different numbers of studies are comparable. {res.n_iters} iterations were "
             "performed."
         )
+        n_constant = int(((self.inputs_["valid"].sum(axis=0) >= 2) & ~finite).sum())
+        if n_constant:
+            text += (
+                f" {n_constant} voxels whose values did not vary across studies (undefined "
+                "statistic) were left out."
+            )
         return maps, nulls, text, ("Winkler2014",)
 
 
-def _sign_flip_summary(y, valid, dof, two_sided: bool, weights=None):
+def _sign_flip_summary(y, valid, columns, dof, two_sided: bool, weights=None):
     """Return ``summary(key, *operands) -> max z`` for one random sign flip, and operands.
 
-    ``y`` are the studies' values (entries not ``valid`` are ignored). The statistic needs
+    ``y`` are the studies' values (entries not ``valid`` are ignored); only the voxels
+    ``columns`` (those with a defined observed statistic) enter the maximum, and within a
+    flip a voxel whose flipped values do not vary (t undefined) is left out. The statistic needs
     only sums that are linear in the signs (one matrix-vector product
     per sum: ``sum(s y)`` for the ordinary t; ``sum(s q y)`` and ``sum(s a y)`` for the CR2
     t with ``weights``) plus sums the signs leave unchanged; the maximum is taken per
@@ -844,7 +900,6 @@ def _sign_flip_summary(y, valid, dof, two_sided: bool, weights=None):
     converted to z. Host-side preparation runs over chunks of voxels, so no float64
     (n_studies, n_voxels) temporary is made. Call under ``jax.enable_x64(True)``.
     """
-    columns = np.flatnonzero(valid.sum(axis=0) >= 2)
     dof = dof[columns]
     n_terms = 1 if weights is None else 2
     n_studies, n_voxels = y.shape[0], columns.size
@@ -857,7 +912,7 @@ def _sign_flip_summary(y, valid, dof, two_sided: bool, weights=None):
     for start in range(0, n_voxels, chunk):
         part = slice(start, start + chunk)
         mc = valid[:, columns[part]]
-        yc = np.where(mc, y[:, columns[part]], 0.0)
+        yc = np.where(mc, y[:, columns[part]], 0.0).astype(np.float64)  # float64 sums
         mc = mc.astype(np.float64)
         if weights is None:
             linear[0][:, part] = yc
@@ -876,12 +931,13 @@ def _sign_flip_summary(y, valid, dof, two_sided: bool, weights=None):
     def summary(key, linear, fixed):
         signs = jax.random.rademacher(key, (n_studies,), dtype=linear[0].dtype)
         sums = [(signs @ term).astype(jnp.float64) for term in linear]
+        eps = jnp.finfo(linear[0].dtype).eps  # rounding of the flipped sums
         if weights is None:
-            t = esma._t_from_sums(sums[0], fixed[0], fixed[1])
+            t = esma._t_from_sums(sums[0], fixed[0], fixed[1], eps)
         else:
-            t = esma._cr2_t(sums[0], sums[1], fixed[0], fixed[1], fixed[2])
+            t = esma._cr2_t(sums[0], sums[1], fixed[0], fixed[1], fixed[2], eps)
         t = jnp.abs(t) if two_sided else t
-        t = jnp.where(jnp.isnan(t), -jnp.inf, t)
+        t = jnp.where(jnp.isfinite(t), t, -jnp.inf)  # undefined t never enters the maximum
         if n_classes == 1:  # every voxel has the same dof: one max, one conversion
             return esma.t_to_z(jnp.max(t), class_dof[0])
         per_class = jax.ops.segment_max(t, seg, num_segments=n_classes)

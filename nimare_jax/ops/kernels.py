@@ -454,6 +454,7 @@ def _union_term(values, union: str):
 
 @partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins"))
 def summarize_experiments(
+    acc,
     ijk,
     valid,
     exp_window,
@@ -468,8 +469,15 @@ def summarize_experiments(
 ):
     """One pass over experiments: the combined statistic and each experiment's MA histogram.
 
+    Experiments can be summarised in chunks (bounding the ``(n_exp, n_bins)`` histograms
+    held at once): each chunk's call continues from the statistic of the previous ones,
+    with the same additions in the same order as a single call over all experiments.
+
     Parameters
     ----------
+    acc : float array, shape (n_voxels,)
+        Statistic accumulated over the experiments of earlier chunks (zeros to start), in
+        the accumulation dtype (the default float: float64 inside ``jax.enable_x64``).
     ijk : int array, shape (n_exp, max_foci, 3)
         Foci of each experiment, padded.
     valid : bool array, shape (n_exp, max_foci)
@@ -498,8 +506,8 @@ def summarize_experiments(
     Returns
     -------
     stat : jax.Array, shape (n_voxels,)
-        Combined statistic as described for ``union``, accumulated in the default float
-        type (float64 inside ``jax.enable_x64``, where each term is still float32).
+        ``acc`` plus the combined statistic of these experiments as described for
+        ``union``, in the dtype of ``acc`` (each term is still float32).
     hist : jax.Array, shape (n_exp, n_bins), int32
         Counts of each experiment's in-mask MA values per bin (zeros in bin 0).
     ma_max : jax.Array, shape (n_exp,)
@@ -512,17 +520,19 @@ def summarize_experiments(
             mask_index
         ]
 
-    return _summarize(values, (ijk, valid, exp_window), exp_weight, union, n_bins, inv_step)
+    return _summarize(acc, values, (ijk, valid, exp_window), exp_weight, union, n_bins, inv_step)
 
 
 @partial(jax.jit, static_argnames=("union", "n_bins"))
-def summarize_values(ma, exp_weight, union, n_bins, inv_step):
+def summarize_values(acc, ma, exp_weight, union, n_bins, inv_step):
     """:func:`summarize_experiments` for MA values given as a (n_exp, n_voxels) array.
 
     Used by kernels that make whole-brain maps rather than per-focus windows.
 
     Parameters
     ----------
+    acc : float array, shape (n_voxels,)
+        As in :func:`summarize_experiments`.
     ma : float array, shape (n_exp, n_voxels)
         Each experiment's MA values over the mask.
     exp_weight, union, n_bins, inv_step
@@ -533,10 +543,10 @@ def summarize_values(ma, exp_weight, union, n_bins, inv_step):
     stat, hist, ma_max : jax.Array
         As in :func:`summarize_experiments`.
     """
-    return _summarize(lambda row: row, ma, exp_weight, union, n_bins, inv_step)
+    return _summarize(acc, lambda row: row, ma, exp_weight, union, n_bins, inv_step)
 
 
-def _summarize(values_fn, per_exp, exp_weight, union, n_bins, inv_step):
+def _summarize(acc, values_fn, per_exp, exp_weight, union, n_bins, inv_step):
     """Scan over experiments: union accumulator, per-experiment histograms and maxima."""
 
     def one(acc, xs):
@@ -548,10 +558,7 @@ def _summarize(values_fn, per_exp, exp_weight, union, n_bins, inv_step):
         hist = jnp.bincount(jnp.clip(idx, 0, n_bins - 1), length=n_bins)
         return acc + e_w * _union_term(values, union).astype(acc.dtype), (hist, values.max())
 
-    # The accumulator takes the widest float enabled (float64 under ``jax.enable_x64``).
-    n_voxels = jax.eval_shape(values_fn, jax.tree.map(lambda a: a[0], per_exp)).shape[0]
-    init = jnp.zeros(n_voxels, jnp.result_type(float))
-    stat, (hist, ma_max) = jax.lax.scan(one, init, (per_exp, exp_weight))
+    stat, (hist, ma_max) = jax.lax.scan(one, acc, (per_exp, exp_weight))
     return stat, hist, ma_max
 
 

@@ -60,15 +60,26 @@ def ale_histogram_bins(ma_max: np.ndarray) -> np.ndarray:
     return np.round(np.arange(0, max_ale + 1.5 * STEP, STEP), 5)
 
 
-def fold_union_histograms(exp_hists: np.ndarray, bin_centers: np.ndarray) -> np.ndarray:
+def fold_union_histograms(
+    exp_hists: np.ndarray, bin_centers: np.ndarray, initial: np.ndarray | None = None
+) -> np.ndarray:
     """Distribution of ``1 - prod(1 - X_e)`` for independent X_e with the given histograms.
+
+    Experiments can be folded in several calls (a chunk at a time), each continuing from the
+    previous result (``initial``), with the same arithmetic as one call over all of them;
+    the grid may grow between calls, as the bins of :func:`ale_histogram_bins` do when
+    experiments are added.
 
     Parameters
     ----------
-    exp_hists : numpy.ndarray, shape (n_exp, n_bins)
-        Probability of each bin for each experiment (rows sum to 1).
+    exp_hists : numpy.ndarray, shape (n_exp, m)
+        Probability of each of the first ``m <= n_bins`` bins for each experiment (rows sum
+        to 1; later bins are empty).
     bin_centers : numpy.ndarray, shape (n_bins,)
-        Equally spaced bin centres starting at 0.
+        Equally spaced bin centres starting at 0. Unions beyond the last one fall into it.
+    initial : numpy.ndarray, shape (n,), optional
+        Distribution of the union of the experiments folded so far, on the first
+        ``n <= n_bins`` bins. None: start from the first row of ``exp_hists``.
 
     Returns
     -------
@@ -78,8 +89,11 @@ def fold_union_histograms(exp_hists: np.ndarray, bin_centers: np.ndarray) -> np.
     n_bins = bin_centers.shape[0]
     inv_step = 1.0 / (bin_centers[1] - bin_centers[0])
     one_minus = 1.0 - bin_centers
-    out = np.asarray(exp_hists[0], np.float64).copy()
-    for hist in exp_hists[1:]:
+    out = np.zeros(n_bins)
+    if initial is None:
+        initial, exp_hists = exp_hists[0], exp_hists[1:]
+    out[: len(initial)] = initial
+    for hist in exp_hists:
         a = np.flatnonzero(hist)
         b = np.flatnonzero(out)
         one_minus_b, out_b = one_minus[b], out[b]

@@ -53,6 +53,8 @@ import numpy as np
 from scipy.special import betainc
 from tqdm.auto import tqdm
 
+from nimare_jax.ops.validate import check_n_iters
+
 __all__ = [
     "PermutationResult",
     "QuantileStop",
@@ -256,26 +258,68 @@ class QuantileStop:
         return self.se <= self.tol * scale
 
 
-def _build_runner(summary_fn, vectorize: str, reduce: str | None):
-    def per_device(key, idx, end, operands):
+def _build_runner(summary_fn, vectorize: str, reduce: str | None, batch_size: int, step: int):
+    def per_device(key, start, end, operands):
+        # Iteration indices are made on the device from the batch's first index, so no
+        # O(n_iters) array exists anywhere; the next batch's start is returned on the
+        # device too (no host transfer to a busy device between dispatches).
+        idx = start + jnp.arange(batch_size, dtype=jnp.int32)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
 
         def one(k):
             return summary_fn(k, *operands)
 
         out = jax.lax.map(one, keys) if vectorize == "map" else jax.vmap(one)(keys)
-        if reduce is None:
-            return out
-        # Sum on the device (padding iterations masked out): only one summary per device
-        # and step crosses to the host.
-        valid = idx < end
+        if reduce is not None:
+            # Sum on the device (padding iterations masked out): only one summary per
+            # device and step crosses to the host.
+            valid = idx < end
 
-        def total(leaf):
-            return jnp.where(valid.reshape((-1,) + (1,) * (leaf.ndim - 1)), leaf, 0).sum(0)
+            def total(leaf):
+                return jnp.where(valid.reshape((-1,) + (1,) * (leaf.ndim - 1)), leaf, 0).sum(0)
 
-        return jax.tree.map(total, out)
+            out = jax.tree.map(total, out)
+        return out, start + step
 
     return jax.jit(per_device)
+
+
+class _Samples:
+    """Per-iteration summaries gathered on the host in a buffer that doubles as it fills.
+
+    Memory follows the iterations actually run, not the number requested (which may be
+    huge when early stopping is expected to end the run).
+    """
+
+    def __init__(self, n_max: int):
+        self.n_max = n_max
+        self.n = 0
+        self.buffers = None
+
+    def add(self, batch, n_valid: int) -> None:
+        def grow(buf):
+            size = min(max(2 * buf.shape[0], need), self.n_max)
+            new = np.empty((size, *buf.shape[1:]), buf.dtype)
+            new[: self.n] = buf[: self.n]
+            return new
+
+        need = self.n + n_valid
+        if self.buffers is None:
+            self.buffers = jax.tree.map(
+                lambda leaf: np.empty((need, *leaf.shape[1:]), leaf.dtype), batch
+            )
+        elif need > jax.tree.leaves(self.buffers)[0].shape[0]:
+            self.buffers = jax.tree.map(grow, self.buffers)
+
+        def store(buf, leaf, lo=self.n):
+            buf[lo:need] = leaf[:n_valid]
+
+        jax.tree.map(store, self.buffers, batch)
+        self.n = need
+
+    def view(self):
+        """Return the summaries so far, ``(n_done, ...)`` per leaf (views, not copies)."""
+        return jax.tree.map(lambda buf: buf[: self.n], self.buffers)
 
 
 def run_permutations(
@@ -303,7 +347,9 @@ def run_permutations(
     key : jax.Array
         Root PRNG key (typed or raw). Iteration ``i`` uses ``jax.random.fold_in(key, i)``.
     n_iters : int
-        Number of iterations.
+        Number of iterations (validated by :func:`~nimare_jax.ops.validate.check_n_iters`).
+        Memory does not grow with it: indices are made per batch on the device and the
+        host holds only the summaries of the iterations done.
     batch_size : int
         Iterations per device per step, vmapped together; sets peak memory (one batch of
         per-iteration intermediates per device). Reduced for small ``n_iters`` so padding
@@ -353,9 +399,7 @@ def run_permutations(
     >>> res.samples.shape, res.n_iters
     ((10,), 10)
     """
-    n_iters = int(n_iters)
-    if n_iters < 1:
-        raise ValueError(f"n_iters must be a positive integer; got {n_iters}.")
+    n_iters = check_n_iters(n_iters)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
     if vectorize not in ("vmap", "map"):
@@ -370,7 +414,7 @@ def run_permutations(
     n_steps = -(-n_iters // step)
     if first_iter < 0:
         raise ValueError(f"first_iter must be >= 0; got {first_iter}.")
-    if first_iter + n_iters + step >= np.iinfo(np.int32).max:
+    if first_iter + n_iters + 2 * step >= np.iinfo(np.int32).max:
         raise ValueError(f"n_iters={n_iters} is too large for 32-bit iteration indices.")
 
     devices = jax.devices()[:n_dev]
@@ -379,27 +423,27 @@ def run_permutations(
     # embedded in the compiled program as constants, a second copy of each.
     device_operands = [jax.device_put(tuple(operands), d) for d in devices]
     ends = [jax.device_put(np.int32(first_iter + n_iters), d) for d in devices]
-    runner = _build_runner(summary_fn, vectorize, reduce)
-    # Every step's iteration indices are placed on their device before the first dispatch:
-    # a transfer to a busy device waits for it, which would serialise the devices.
-    first = first_iter + np.arange(n_steps * step, dtype=np.int32).reshape(n_steps, n_dev, -1)
-    indices = [
-        [jax.device_put(first[i, n], d) for n, d in enumerate(devices)] for i in range(n_steps)
+    # Device n's batch of step i starts at first_iter + i * step + n * batch_size; each
+    # dispatch returns the start of its device's next batch.
+    starts = [
+        jax.device_put(np.int32(first_iter + n * batch_size), d) for n, d in enumerate(devices)
     ]
+    runner = _build_runner(summary_fn, vectorize, reduce, batch_size, step)
 
-    def dispatch(i_step):
-        return [
-            runner(k, idx, e, ops)
-            for k, idx, e, ops in zip(keys, indices[i_step], ends, device_operands, strict=True)
-        ]
+    def dispatch():
+        outs = []
+        for n, args in enumerate(zip(keys, starts, ends, device_operands, strict=True)):
+            out, starts[n] = runner(*args)
+            outs.append(out)
+        return outs
 
-    samples = None
+    samples = None if reduce == "sum" else _Samples(n_iters)
     done = 0
     stopped = False
     with tqdm(total=n_iters, desc=desc, unit="it", disable=not progress, leave=False) as bar:
-        pending = dispatch(0)
+        pending = dispatch()
         for i_step in range(n_steps):
-            upcoming = dispatch(i_step + 1) if i_step + 1 < n_steps else None
+            upcoming = dispatch() if i_step + 1 < n_steps else None
             n_valid = min(step, n_iters - done)
             if reduce == "sum":
                 part = jax.tree.map(
@@ -411,23 +455,13 @@ def run_permutations(
                     lambda *leaves: np.concatenate([np.asarray(x) for x in leaves]),
                     *jax.device_get(pending),
                 )
-                if samples is None:
-                    samples = jax.tree.map(
-                        lambda leaf: np.empty((n_iters, *leaf.shape[1:]), leaf.dtype), batch
-                    )
-
-                def store(buf, leaf, lo=done, n=n_valid):
-                    buf[lo : lo + n] = leaf[:n]
-
-                jax.tree.map(store, samples, batch)
+                samples.add(batch, n_valid)
             done += n_valid
             bar.update(n_valid)
             pending = upcoming
-            if stop_fn is not None and done < n_iters:
-                view = jax.tree.map(lambda buf, n=done: buf[:n], samples)
-                if stop_fn(view):
-                    stopped = True
-                    break
+            if stop_fn is not None and done < n_iters and stop_fn(samples.view()):
+                stopped = True
+                break
     if reduce is None:
-        samples = jax.tree.map(lambda buf: buf[:done], samples)
+        samples = samples.view()
     return PermutationResult(samples, done, n_iters, stopped)

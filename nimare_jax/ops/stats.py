@@ -124,6 +124,30 @@ def z_to_logp(z, tail: str = "two") -> jax.Array:
     return jnp.minimum(_LOG2 + log_ndtr(-jnp.abs(z), series_order=_SERIES_ORDER), 0.0)
 
 
+def clip_null_p(p, n_null) -> jax.Array:
+    """Keep Monte Carlo p-values off 0 and 1: ``max(1 / n, min(p, 1 - 1 / n))``.
+
+    With ``n`` null values a p-value cannot be resolved below ``1 / n`` (nor above
+    ``1 - 1 / n``). For ``n <= 2`` the two bounds cross and the lower one wins, as in
+    NiMARE: one null value gives ``p = 1`` everywhere, never 0.
+
+    Parameters
+    ----------
+    p : array-like of float, any shape
+        Raw p-values (a fraction of the null).
+    n_null : int or float
+        Number of null values behind them.
+
+    Returns
+    -------
+    jax.Array, shape of ``p``
+        The bounded p-values.
+    """
+    p = _float(p)
+    smallest = 1.0 / n_null
+    return jnp.maximum(smallest, jnp.minimum(p, 1.0 - smallest))
+
+
 @functools.partial(jax.jit, static_argnames=("tail", "symmetric"))
 def null_to_p(values, null, tail: str = "two", symmetric: bool = False) -> jax.Array:
     """Return p-values of statistics against an empirical null sample.
@@ -144,7 +168,7 @@ def null_to_p(values, null, tail: str = "two", symmetric: bool = False) -> jax.A
     Returns
     -------
     jax.Array, shape of ``values``
-        P-values clipped to ``[1 / n_null, 1 - 1 / n_null]``, as NiMARE does.
+        P-values bounded by :func:`clip_null_p`, as NiMARE does.
     """
     _check_option("tail", tail, ("two", "upper", "lower"))
     values, null = _float(values), _float(null)
@@ -168,7 +192,7 @@ def null_to_p(values, null, tail: str = "two", symmetric: bool = False) -> jax.A
             p = 2.0 * jnp.minimum(
                 at_or_above(values, sorted_null), at_or_below(values, sorted_null)
             )
-    return jnp.clip(p, 1.0 / n, 1.0 - 1.0 / n)
+    return clip_null_p(p, n)
 
 
 @jax.jit

@@ -14,13 +14,13 @@ import numpy as np
 from nimare_jax import stats
 from nimare_jax.meta.cbma.base import (
     RelocationEstimator,
-    check_n_iters,
     make_kernel,
     relocation_volume,
     summarize,
 )
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
 from nimare_jax.ops import nulls
+from nimare_jax.ops.validate import check_n_iters
 
 
 def ale_windows(arrays: FociArrays) -> jnp.ndarray:
@@ -103,24 +103,36 @@ class ALE(RelocationEstimator):
         ma_bound = 1.0 if arrays.ma_fn is not None else arrays.windows.max()
         n_ma_bins = int(nulls.nearest_bin(ma_bound, inv_step, 10**9)) + 2
         n_exp = len(arrays.ids)
+        n_voxels = arrays.mask_index.shape[0]
+        maxima, union = [], None
+
+        def fold(hist, ma_max):
+            # Each chunk of experiments is folded into the approximate null as soon as its
+            # histograms arrive, on the grid of the experiments seen so far (a prefix of
+            # the final grid, which needs every experiment's maximum).
+            nonlocal union
+            maxima.append(ma_max)
+            if self.null_method == "approximate":
+                grid = nulls.ale_histogram_bins(np.concatenate(maxima))
+                probs = hist[:, : min(n_ma_bins, grid.shape[0])] / n_voxels
+                union = nulls.fold_union_histograms(probs, grid, union)
+
         with jax.enable_x64(True):  # one pass; float64 sums as NiMARE's (p-value bins)
-            log_acc, hist, ma_max = summarize(
+            log_acc = summarize(
                 arrays,
                 np.ones(n_exp, np.float32),
                 arrays.windows,
                 "probabilistic",
                 n_ma_bins,
                 inv_step,
+                fold,
             )
             stat = np.asarray(-jnp.expm1(-log_acc)).astype(np.float32)
-        bins = nulls.ale_histogram_bins(np.asarray(ma_max))
-        n = min(n_ma_bins, bins.shape[0])
-        exp_hists = np.zeros((n_exp, bins.shape[0]))
-        exp_hists[:, :n] = np.asarray(hist)[:, :n] / arrays.mask_index.shape[0]
+        bins = nulls.ale_histogram_bins(np.concatenate(maxima))
         null = {"histogram_bins": bins}
         if self.null_method == "approximate":
             key = "histweights_corr-none_method-approximate"
-            null[key] = nulls.fold_union_histograms(exp_hists, bins)
+            null[key] = union  # the last chunk's grid is the final one
         else:
             key = "histweights_corr-none_method-montecarlo"
             null.update(self._montecarlo_null(arrays, bins))

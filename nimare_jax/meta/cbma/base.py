@@ -13,6 +13,7 @@ from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls
 from nimare_jax.ops.label import label_clusters, max_cluster_stats
 from nimare_jax.ops.permute import QuantileStop, run_permutations
+from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
 
 
@@ -49,24 +50,6 @@ def make_kernel(kernel_transformer, default, kwargs) -> KernelTransformer:
             "kernel__ arguments can only be given with a kernel class, not an instance"
         )
     return kt
-
-
-def check_n_iters(n_iters) -> int:
-    """Validate a number of Monte Carlo iterations.
-
-    Parameters
-    ----------
-    n_iters : int
-        Requested iterations.
-
-    Returns
-    -------
-    int
-        The same, as int.
-    """
-    if isinstance(n_iters, bool) or not isinstance(n_iters, int | np.integer) or n_iters < 1:
-        raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
-    return int(n_iters)
 
 
 class CBMAEstimator:
@@ -140,13 +123,30 @@ def seed_to_key(random_state):
     return seed, jax.random.key(seed)
 
 
-def summarize(arrays: FociArrays, exp_weight, windows, union: str, n_bins: int, inv_step):
-    """Return the combined statistic, each experiment's MA histogram and maximum (observed foci).
+#: Experiments summarised per call of the statistic pass: bounds the MA histograms (and,
+#: for whole-brain kernels, MA maps) held at once, whatever the number of experiments.
+SUMMARY_CHUNK = 64
 
-    Dispatches between window kernels (:func:`nimare_jax.ops.kernels.summarize_experiments`)
-    and whole-brain kernels (``arrays.ma_fn``, then
-    :func:`nimare_jax.ops.kernels.summarize_values`). Call under ``jax.enable_x64(True)``
-    for a float64 accumulator.
+
+def summarize(
+    arrays: FociArrays,
+    exp_weight,
+    windows,
+    union: str,
+    n_bins: int,
+    inv_step,
+    on_chunk=None,
+):
+    """Return the combined statistic of the observed foci, one chunk of experiments at a time.
+
+    Experiments go through :func:`nimare_jax.ops.kernels.summarize_experiments` (window
+    kernels) or ``arrays.ma_fn`` and :func:`nimare_jax.ops.kernels.summarize_values`
+    (whole-brain kernels) :data:`SUMMARY_CHUNK` at a time, each call continuing the
+    previous one's statistic, so the result does not depend on the chunking. Each chunk's
+    MA histograms and maxima are handed to ``on_chunk`` on the host while the next chunk
+    runs on the device, then dropped: memory is bounded by the chunk size, not by the
+    number of experiments. At most two chunk shapes are compiled (full and last). Call
+    under ``jax.enable_x64(True)`` for a float64 accumulator.
 
     Parameters
     ----------
@@ -162,30 +162,51 @@ def summarize(arrays: FociArrays, exp_weight, windows, union: str, n_bins: int, 
         Histogram bins.
     inv_step : float
         Inverse bin width.
+    on_chunk : callable, optional
+        ``on_chunk(hist, ma_max)`` with numpy arrays ``hist`` (n_chunk, n_bins) int32 and
+        ``ma_max`` (n_chunk,), called for consecutive chunks in experiment order.
 
     Returns
     -------
-    stat, hist, ma_max : jax.Array
-        As :func:`nimare_jax.ops.kernels.summarize_experiments`.
+    jax.Array, shape (n_voxels,)
+        The statistic, as :func:`nimare_jax.ops.kernels.summarize_experiments`.
     """
     ijk, valid = arrays.padded()
-    exp_weight = jnp.asarray(exp_weight)
-    if arrays.ma_fn is not None:
-        ma = arrays.ma_fn(ijk, valid)
-        return K.summarize_values(ma, exp_weight, union, n_bins, inv_step)
-    return K.summarize_experiments(
-        ijk,
-        valid,
-        arrays.exp_window,
-        exp_weight,
-        jnp.asarray(windows, jnp.float32),
-        arrays.mask_index,
-        arrays.shape,
-        arrays.combine,
-        union,
-        n_bins,
-        inv_step,
-    )
+    exp_weight = np.asarray(exp_weight)
+    n_exp = ijk.shape[0]
+    windows = jnp.asarray(windows, jnp.float32)
+    mask_index = jnp.asarray(arrays.mask_index)
+
+    def run(acc, part):
+        if arrays.ma_fn is not None:
+            ma = arrays.ma_fn(ijk[part], valid[part])
+            return K.summarize_values(acc, ma, exp_weight[part], union, n_bins, inv_step)
+        return K.summarize_experiments(
+            acc,
+            ijk[part],
+            valid[part],
+            arrays.exp_window[part],
+            exp_weight[part],
+            windows,
+            mask_index,
+            arrays.shape,
+            arrays.combine,
+            union,
+            n_bins,
+            inv_step,
+        )
+
+    parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
+    acc = jnp.zeros(mask_index.shape[0], jnp.result_type(float))
+    acc, *pending = run(acc, parts[0])
+    for part in parts[1:]:
+        acc, *upcoming = run(acc, part)  # dispatched before the host reads the last chunk
+        if on_chunk is not None:
+            on_chunk(*(np.asarray(x) for x in pending))
+        pending = upcoming
+    if on_chunk is not None:
+        on_chunk(*(np.asarray(x) for x in pending))
+    return acc
 
 
 def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strategy="auto"):
@@ -457,6 +478,7 @@ class RelocationEstimator(CBMAEstimator):
         suffix = f"level-voxel_{_FWE}"
         maps, nulls_out = {}, {}
         if vfwe_only and self.null_method == "montecarlo":
+            check_n_iters(self.n_iters, FWE_ALPHA)
             hist_max = self.null_distributions_[f"histweights_level-voxel_{_FWE_NULL}"]
             p_voxel = stats.nullhist_to_p(stat, hist_max, bins)
             maps[f"logp_{suffix}"] = -np.log10(p_voxel)
@@ -467,7 +489,11 @@ class RelocationEstimator(CBMAEstimator):
                 f"Monte Carlo null [{refs}]."
             )
             return maps, nulls_out, text, cites
-        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters)
+        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters, FWE_ALPHA)
+        if self.null_method == "montecarlo" and not vfwe_only:  # pooled over voxels
+            n_voxels = self.inputs_.mask_index.shape[0]
+            what = "the cluster-forming threshold (voxel_thresh)"
+            check_n_iters(self.n_iters, voxel_thresh, per_iter=n_voxels, what=what)
         weights = self.null_distributions_[f"histweights_corr-none_method-{self.null_method}"]
         ss_thresh = nulls.histogram_to_threshold(weights, bins, voxel_thresh)
         seed, key = seed_to_key(self.random_state)

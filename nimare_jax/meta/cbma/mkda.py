@@ -26,7 +26,6 @@ from nimare_jax.meta.cbma.base import (
     _FWE,
     _FWE_NULL,
     RelocationEstimator,
-    check_n_iters,
     cluster_fwe_maps,
     make_kernel,
     relocation_volume,
@@ -37,6 +36,7 @@ from nimare_jax.meta.cbma.kernel import FociArrays, KDAKernel, MKDAKernel
 from nimare_jax.ops import stats as ops_stats
 from nimare_jax.ops.label import max_cluster_stats
 from nimare_jax.ops.permute import run_permutations
+from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
 
 __all__ = ["KDA", "MKDAChi2", "MKDADensity"]
@@ -372,12 +372,19 @@ class _DensityEstimator(RelocationEstimator):
         counts = np.bincount(arrays.exp_index, minlength=n_exp)
         # MA values are multiples of the kernel value: 0/1 (MKDA) or 0..n_foci (KDA).
         n_ma_bins = 2 if arrays.combine == "max" else int(counts.max()) + 2
+        hists = []
         with jax.enable_x64(True):
-            stat, hist, _ = summarize(
-                arrays, weights, arrays.windows, "sum", n_ma_bins, 1.0 / value
+            stat = summarize(
+                arrays,
+                weights,
+                arrays.windows,
+                "sum",
+                n_ma_bins,
+                1.0 / value,
+                lambda hist, _: hists.append(hist),
             )
             stat = np.asarray(stat, np.float64)
-        hist = np.asarray(hist, np.float64) / arrays.mask_index.shape[0]
+        hist = np.concatenate(hists).astype(np.float64) / arrays.mask_index.shape[0]
         null = self._approximate_null(hist, weights * value, counts, value)
         if self.null_method == "approximate":
             key = "histweights_corr-none_method-approximate"
@@ -698,11 +705,8 @@ class MKDAChi2:
         return f"MKDAChi2({self.kernel_transformer!r}, prior={self.prior})"
 
     def _counts(self, arrays: FociArrays) -> np.ndarray:
-        ijk, valid = arrays.padded()
         n_exp = len(arrays.ids)
-        stat, _, _ = summarize(
-            arrays, np.ones(n_exp, np.float32), arrays.windows > 0, "sum", 1, 1.0
-        )
+        stat = summarize(arrays, np.ones(n_exp, np.float32), arrays.windows > 0, "sum", 1, 1.0)
         return np.rint(np.asarray(stat, np.float64))
 
     def fit(self, dataset1, dataset2) -> MetaResult:
@@ -868,7 +872,7 @@ class MKDAChi2:
         citations : tuple of str
             BibTeX keys.
         """
-        n_iters = check_n_iters(1000 if n_iters is None else n_iters)
+        n_iters = check_n_iters(1000 if n_iters is None else n_iters, FWE_ALPHA)
         if connectivity not in (6, 18, 26):
             raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
         a, b = self.inputs1_, self.inputs2_

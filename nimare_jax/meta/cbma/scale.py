@@ -20,10 +20,12 @@ import numpy as np
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError, InputFileError
 from nimare_jax.meta.cbma.ale import ALE, ale_windows
-from nimare_jax.meta.cbma.base import check_n_iters, make_kernel, seed_to_key
+from nimare_jax.meta.cbma.base import make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops.permute import run_permutations
+from nimare_jax.ops.stats import clip_null_p
+from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import MAX_COORDINATE_MM, mm2vox, outside_volume, volume_extent
 
@@ -205,7 +207,8 @@ class SCALE:
     Notes
     -----
     Maps: ``stat`` (ALE), ``p`` (fraction of redraws whose ALE at the voxel is at least the
-    observed one, clipped to ``[1/n, 1 - 1/n]`` as NiMARE), ``z`` (one-tailed) and
+    observed one, bounded to ``[1/n, 1 - 1/n]`` as NiMARE: p = 1 for one redraw,
+    :func:`~nimare_jax.ops.stats.clip_null_p`), ``z`` (one-tailed) and
     ``logp``. NiMARE returns no ``p`` map; nimare_jax adds it so FDR and Bonferroni
     correction work. Voxel-level FWE (:class:`~nimare_jax.correct.FWECorrector` with
     ``method="montecarlo"``) compares the ALE map with the maximum ALE of each redraw;
@@ -266,7 +269,8 @@ class SCALE:
         self.pool_ijk_ = self._pool_ijk(dataset.masker)
         counts, vmax = self._run(self.n_iters, self.n_cores, self.progress)
         n = self.n_iters
-        p = np.clip(counts / n, 1.0 / n, 1.0 - 1.0 / n)
+        with jax.enable_x64(True):
+            p = np.asarray(clip_null_p(counts / n, n))
         maps = {"stat": stat, "p": p, "z": stats.p_to_z(p, tail="one"), "logp": -np.log10(p)}
         nulls = {_FWE_NULL: vmax}
         self.null_distributions_ = dict(nulls)
@@ -376,7 +380,7 @@ class SCALE:
         del voxel_thresh
         if not vfwe_only:
             raise ValueError("SCALE supports only voxel-level FWE correction (vfwe_only=True)")
-        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters)
+        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters, FWE_ALPHA)
         if n_iters == self.n_iters:
             vmax = self.null_distributions_[_FWE_NULL]
         else:

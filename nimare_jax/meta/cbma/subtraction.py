@@ -23,10 +23,12 @@ import numpy as np
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.ale import ALE
-from nimare_jax.meta.cbma.base import check_n_iters, cluster_fwe_maps, make_kernel, seed_to_key
+from nimare_jax.meta.cbma.base import cluster_fwe_maps, make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel
 from nimare_jax.ops.label import max_cluster_stats
 from nimare_jax.ops.permute import run_permutations
+from nimare_jax.ops.stats import clip_null_p
+from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
 
 __all__ = ["ALESubtraction", "fixed_point_terms", "subtraction_null"]
@@ -221,10 +223,11 @@ class ALESubtraction:
     Notes
     -----
     Maps: ``stat_desc-group1MinusGroup2`` (ALE1 - ALE2), ``p_``, ``z_`` and
-    ``logp_desc-group1MinusGroup2`` with ``p = 2 min(P(null >= d), P(null <= d))`` clipped
-    to ``[1/n, 1 - 1/n]`` and ``z`` two-tailed, signed towards the heavier tail (0 where
-    the tails balance); and each group's own ALE maps, ``{stat,p,z,logp}_desc-group1`` and
-    ``..._desc-group2`` (analytic null). The voxel-wise null is never stored.
+    ``logp_desc-group1MinusGroup2`` with ``p = 2 min(P(null >= d), P(null <= d))`` bounded
+    to ``[1/n, 1 - 1/n]`` (:func:`~nimare_jax.ops.stats.clip_null_p`) and ``z``
+    two-tailed, signed towards the heavier tail (0 where the tails balance); and each
+    group's own ALE maps, ``{stat,p,z,logp}_desc-group1`` and ``..._desc-group2``
+    (analytic null). The voxel-wise null is never stored.
     """
 
     _citations = ("Laird2005", "Eickhoff2012", "Turkeltaub2012")
@@ -310,7 +313,8 @@ class ALESubtraction:
         samples, n, thresh = self._permute(self.n_iters, self.vfwe_only, self.voxel_thresh)
         upper = np.asarray(samples["upper"], np.float64)
         lower = np.asarray(samples["lower"], np.float64)
-        p = np.clip(2.0 * np.minimum(upper, lower) / n, 1.0 / n, 1.0 - 1.0 / n)
+        with jax.enable_x64(True):
+            p = np.asarray(clip_null_p(2.0 * np.minimum(upper, lower) / n, n))
         sign = np.sign(lower - upper)
         maps.update(
             {
@@ -359,7 +363,9 @@ class ALESubtraction:
         wanted, n_bins = (), None
         if counts:
             wanted += ("upper", "lower")
-        if not vfwe_only:
+        if not vfwe_only:  # the threshold is read from all voxels of all iterations
+            what = "the cluster-forming threshold (voxel_thresh)"
+            check_n_iters(n_iters, voxel_thresh, per_iter=self.terms_.shape[0], what=what)
             top = float((-np.expm1(-self.terms_.sum(axis=1) / self.scale_)).max())
             n_bins = int(top / _THRESH_BIN) + 2
             wanted += ("hist",)
@@ -477,7 +483,7 @@ class ALESubtraction:
             raise ValueError(f"target must be 'pairwise', 'main-effects' or 'all', not {target!r}")
         if connectivity not in (6, 18, 26):
             raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
-        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters)
+        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters, FWE_ALPHA)
         maps, nulls, texts, cites = {}, {}, [], ["Eickhoff2012"]
         if target in ("pairwise", "all"):
             if self._cached_ == (n_iters, voxel_thresh, vfwe_only) and connectivity == 6:
