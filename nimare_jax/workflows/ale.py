@@ -13,7 +13,7 @@ from nimare_jax.correct import FWECorrector
 from nimare_jax.dataset import Dataset
 from nimare_jax.io import convert_sleuth_to_dataset
 from nimare_jax.meta.cbma import ALE
-from nimare_jax.meta.cbma.base import check_n_iters
+from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows._staging import staged_dir
 

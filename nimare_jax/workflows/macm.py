@@ -12,7 +12,7 @@ import pandas as pd
 from nimare_jax.correct import FWECorrector
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import ALE
-from nimare_jax.meta.cbma.base import check_n_iters
+from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows._args import probability, run_workflow
 from nimare_jax.workflows._staging import staged_dir

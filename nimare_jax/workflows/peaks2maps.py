@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 from nimare_jax.correct import FWECorrector
-from nimare_jax.meta.cbma.base import check_n_iters
 from nimare_jax.meta.ibma import PermutedOLS
+from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.peaks2maps.kernel import Peaks2MapsKernel
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows._args import add_prefix_argument, positive_int, random_seed

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from nimare_jax.correct import FWECorrector
-from nimare_jax.meta.cbma.base import check_n_iters
 from nimare_jax.meta.cbma.scale import SCALE, read_baseline
+from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows._args import (
     add_prefix_argument,
