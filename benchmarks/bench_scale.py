@@ -42,11 +42,11 @@ CHILD = textwrap.dedent(
         n_studies=cfg["n_studies"], sample_size=20, seed=0)
     arrays = ALEKernel().prepare(dset)
     t_data = time.perf_counter() - t
-    summary = relocation_null(relocation_maps(arrays), cfg["threshold"], 6)
+    summary, operands = relocation_null(relocation_maps(arrays), cfg["threshold"], 6)
     def run(n):
         t = time.perf_counter()
         run_permutations(summary, jax.random.key(0), n, batch_size=1, n_devices=cfg["cores"],
-                         progress=False, vectorize="map")
+                         progress=False, vectorize="map", operands=operands)
         return time.perf_counter() - t
     first = run(cfg["cores"])
     steady = run(cfg["iters"])

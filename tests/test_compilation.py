@@ -1,10 +1,86 @@
 """Compilation is cached: in a process (trace counts) and across processes (on disk)."""
 
+import contextlib
 import os
 import subprocess
 import sys
+import warnings
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+
+from nimare_jax.correct import FWECorrector
+from nimare_jax.generate import create_coordinate_dataset
+from nimare_jax.meta.cbma import ALE, MKDADensity
+from nimare_jax.ops import relocation
+from nimare_jax.ops.permute import run_permutations
+
+_TRACE = "/jax/core/compile/jaxpr_trace_duration"
+
+
+@contextlib.contextmanager
+def count_traces():
+    """Count JAX traces (one per jit cache miss) while the block runs, with their names."""
+    names = []
+
+    def listener(event, duration, **kwargs):
+        if event == _TRACE:
+            names.append(kwargs.get("fun_name", "?"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def _summary(key, scale):
+    return {"max": (scale * jax.random.normal(key, (31,))).max()}
+
+
+def test_second_run_permutations_traces_nothing():
+    operands = (jnp.float32(2.0),)
+    with count_traces() as first:
+        a = run_permutations(_summary, jax.random.key(3), 37, progress=False, operands=operands)
+    with count_traces() as second:
+        b = run_permutations(_summary, jax.random.key(4), 37, progress=False, operands=operands)
+    assert first, "the first run should have traced its runner"
+    assert second == []
+    assert not np.array_equal(a.samples["max"], b.samples["max"])
+
+
+@pytest.fixture(scope="module")
+def small_dataset():
+    _, dset = create_coordinate_dataset(
+        foci=7, foci_percentage="0%", n_noise_foci=7, n_studies=13, sample_size=17, seed=11
+    )
+    return dset
+
+
+@pytest.mark.parametrize("estimator", [ALE, MKDADensity])
+def test_second_fit_and_correction_trace_nothing(small_dataset, estimator):
+    relocation.volume_fn.cache_clear()
+
+    def fit_and_correct(seed):
+        result = estimator(random_state=seed).fit(small_dataset)
+        corrector = FWECorrector(method="montecarlo", n_iters=21, progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # divide by zero in logs of p
+            return corrector.transform(result)
+
+    with count_traces() as first:
+        a = fit_and_correct(0)
+    with count_traces() as second:
+        b = fit_and_correct(1)
+    assert first, "the first fit and correction should have traced"
+    assert second == [], f"traced again: {second}"
+    # the same fit, two different nulls (the seeds differ): both runs really ran
+    np.testing.assert_array_equal(a.get_map("z", "array"), b.get_map("z", "array"))
+    null = "values_level-voxel_corr-fwe_method-montecarlo"
+    assert not np.array_equal(a.null_distributions[null], b.null_distributions[null])
+
 
 _PROBE = """
 import jax, jax.numpy as jnp, nimare_jax

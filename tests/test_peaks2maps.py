@@ -158,7 +158,8 @@ def test_relocation_runs_the_network_on_relocated_foci(small_dset):
     kernel = Peaks2MapsKernel()
     arrays = kernel.prepare(small_dset)
     key = jax.random.key(5)
-    vol = np.asarray(relocation_maps(arrays)(key))
+    volume, operands = relocation_maps(arrays)
+    vol = np.asarray(volume(key, operands))
     # the same draw, by hand: foci moved to random mask voxels, then the observed-data path
     mask = np.asanyarray(small_dset.masker.dataobj) > 0
     mask_ijk = np.argwhere(mask)

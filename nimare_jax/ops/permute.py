@@ -41,6 +41,7 @@ a tolerance.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -258,7 +259,11 @@ class QuantileStop:
         return self.se <= self.tol * scale
 
 
+@functools.lru_cache(maxsize=16)
 def _build_runner(summary_fn, vectorize: str, reduce: str | None, batch_size: int, step: int):
+    # Cached: the same summary function (``nimare_jax.ops.relocation`` returns one per
+    # configuration) and batch layout reuse one jitted runner, so a second run with the same
+    # shapes neither traces nor compiles. Bounded, as entries keep their summary alive.
     def per_device(key, start, end, operands):
         # Iteration indices are made on the device from the batch's first index, so no
         # O(n_iters) array exists anywhere; the next batch's start is returned on the

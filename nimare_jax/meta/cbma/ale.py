@@ -176,8 +176,10 @@ def relocation_maps(arrays: FociArrays, strategy: str = "auto"):
 
     Returns
     -------
-    callable
-        ``ale_volume(key) -> (X, Y, Z)`` ALE values, zero outside the mask; pure.
+    volume : callable
+        Pure ``volume(key, operands) -> (X, Y, Z)`` ALE values, zero outside the mask.
+    operands : nimare_jax.ops.relocation.RelocationOperands
+        Its arrays (see :func:`nimare_jax.meta.cbma.base.relocation_volume`).
     """
     ones = np.ones(len(arrays.ids), np.float32)
     return relocation_volume(arrays, ale_windows(arrays), ones, "probabilistic", strategy)

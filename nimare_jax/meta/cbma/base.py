@@ -10,8 +10,8 @@ from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.kernel import FociArrays, KernelTransformer
 from nimare_jax.ops import kernels as K
-from nimare_jax.ops import nulls
-from nimare_jax.ops.label import label_clusters, max_cluster_stats
+from nimare_jax.ops import nulls, relocation
+from nimare_jax.ops.label import label_clusters
 from nimare_jax.ops.permute import QuantileStop, run_permutations
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
@@ -227,58 +227,37 @@ def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strat
 
     Returns
     -------
-    callable
-        ``volume(key) -> (X, Y, Z)`` float32 statistic, zero outside the mask; pure.
+    volume : callable
+        Pure ``volume(key, operands) -> (X, Y, Z)`` float32 statistic, zero outside the
+        mask (:func:`nimare_jax.ops.relocation.volume_fn`; the same function for the same
+        configuration).
+    operands : nimare_jax.ops.relocation.RelocationOperands
+        Its arrays.
     """
     mask = np.zeros(int(np.prod(arrays.shape)), bool)
     mask[arrays.mask_index] = True
     mask = mask.reshape(arrays.shape)
-    mask_ijk = jnp.asarray(np.argwhere(mask), jnp.int32)
-    mask = jnp.asarray(mask)
-    n_foci = arrays.ijk.shape[0]
-    windows = jnp.asarray(windows, jnp.float32)
     exp_weight = np.asarray(exp_weight, np.float32)
-    focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
-    focus_weight = jnp.asarray(exp_weight[arrays.exp_index])
-    exp_weight_dev = jnp.asarray(exp_weight)
-    step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
-    slot, valid = (jnp.asarray(a) for a in arrays.slots())
-    use_scatter = K.resolve_strategy(strategy) == "scatter"
-    inside = jnp.asarray(arrays.mask_index)
-
-    def volume(key):
-        ijk = mask_ijk[jax.random.randint(key, (n_foci,), 0, mask_ijk.shape[0])]
-        if arrays.ma_fn is not None:  # whole-brain kernel: MA maps of the relocated foci
-            ma = arrays.ma_fn(ijk[slot], valid)
-            terms = -jnp.log1p(-ma) if union == "probabilistic" else ma
-            acc = jnp.zeros(mask.size, jnp.float32).at[inside].set(exp_weight_dev @ terms)
-            acc = acc.reshape(arrays.shape)
-        elif use_scatter:
-            acc = K.accumulate_scatter(
-                ijk[slot],
-                valid,
-                arrays.exp_window,
-                exp_weight,
-                windows,
-                arrays.shape,
-                arrays.combine,
-                inside=True,  # relocated to mask voxels
-            )
-        else:
-            acc = K.accumulate(
-                ijk,
-                focus_window,
-                focus_weight,
-                windows,
-                step_focus,
-                step_flush,
-                arrays.shape,
-                arrays.combine,
-                inside=True,
-            )
-        return jnp.where(mask, -jnp.expm1(-acc) if union == "probabilistic" else acc, 0.0)
-
-    return volume
+    slot, valid = arrays.slots()
+    step_focus, step_flush = K.schedule(arrays.exp_index)
+    operands = relocation.RelocationOperands(
+        mask=jnp.asarray(mask),
+        mask_ijk=jnp.asarray(np.argwhere(mask), jnp.int32),
+        mask_index=jnp.asarray(arrays.mask_index),
+        windows=jnp.asarray(windows, jnp.float32),
+        focus_window=jnp.asarray(arrays.exp_window[arrays.exp_index]),
+        focus_weight=jnp.asarray(exp_weight[arrays.exp_index]),
+        step_focus=jnp.asarray(step_focus),
+        step_flush=jnp.asarray(step_flush),
+        slot=jnp.asarray(slot),
+        valid=jnp.asarray(valid),
+        exp_window=jnp.asarray(arrays.exp_window, jnp.int32),
+        exp_weight=jnp.asarray(exp_weight),
+    )
+    volume = relocation.volume_fn(
+        tuple(arrays.shape), arrays.combine, union, K.resolve_strategy(strategy), arrays.ma_fn
+    )
+    return volume, operands
 
 
 def relocation_null(
@@ -292,8 +271,8 @@ def relocation_null(
 
     Parameters
     ----------
-    volume : callable
-        ``volume(key) -> (X, Y, Z)`` statistic of one null draw (:func:`relocation_volume`).
+    volume : tuple
+        ``(volume, operands)`` of one null draw (:func:`relocation_volume`).
     ss_thresh : float
         Cluster-forming threshold on the statistic (voxels strictly above it).
     connectivity : {6, 18, 26}
@@ -305,23 +284,15 @@ def relocation_null(
 
     Returns
     -------
-    callable
-        ``summary(key) -> {"voxel": max, "size": max cluster size, "mass": max cluster
-        mass}``; pure, jit-able.
+    summary : callable
+        Pure ``summary(key, *operands) -> {"voxel": max, "size": max cluster size,
+        "mass": max cluster mass}`` (:func:`nimare_jax.ops.relocation.max_summary`).
+    operands : tuple
+        Its arguments after the key, for ``run_permutations(..., operands=operands)``.
     """
-    thresh = jnp.float32(ss_thresh)
-
-    def summary(key):
-        vol = volume(key)
-        out = {"voxel": vol.max()}
-        if not vfwe_only:
-            cl = max_cluster_stats(
-                vol > thresh, vol - thresh, connectivity=connectivity, backend=label_backend
-            )
-            out.update(size=cl.max_size, mass=cl.max_mass)
-        return out
-
-    return summary
+    fn, operands = volume
+    summary = relocation.max_summary(fn, connectivity, label_backend, vfwe_only)
+    return summary, (operands, np.float32(ss_thresh))
 
 
 def cluster_fwe_maps(stat, mask_img, ss_thresh, null_sizes, null_masses, connectivity):
@@ -384,24 +355,14 @@ class RelocationEstimator(CBMAEstimator):
     def _montecarlo_null(self, arrays: FociArrays, bins: np.ndarray) -> dict:
         """Voxel-wise null from ``n_iters`` relocations of all foci (histograms summed)."""
         _, key = seed_to_key(self.random_state)
-        volume = self._relocation(arrays)
-        inv_step = 1.0 / (bins[1] - bins[0])
-        n_bins = bins.shape[0]
-        inside = jnp.asarray(arrays.mask_index)
-
-        def summary(k):
-            values = volume(k).reshape(-1)[inside]
-            idx = jnp.clip(jnp.round(values * inv_step).astype(jnp.int32), 0, n_bins - 1)
-            top = jnp.clip(jnp.round(values.max() * inv_step).astype(jnp.int32), 0, n_bins - 1)
-            return {
-                "all": jnp.bincount(idx, length=n_bins),
-                "max": jnp.zeros(n_bins, jnp.int32).at[top].add(1),
-            }
-
+        volume, operands = self._relocation(arrays)
+        inv_step = np.float32(1.0 / (bins[1] - bins[0]))
+        summary = relocation.histogram_summary(volume, bins.shape[0])
         out = run_permutations(
             summary,
             jax.random.fold_in(key, 0),
             self.n_iters,
+            operands=(operands, inv_step),
             n_devices=self.n_cores,
             desc=f"{self._name} Monte Carlo null",
             vectorize="map",
@@ -497,7 +458,7 @@ class RelocationEstimator(CBMAEstimator):
         weights = self.null_distributions_[f"histweights_corr-none_method-{self.null_method}"]
         ss_thresh = nulls.histogram_to_threshold(weights, bins, voxel_thresh)
         seed, key = seed_to_key(self.random_state)
-        summary = relocation_null(
+        summary, operands = relocation_null(
             self._relocation(self.inputs_), ss_thresh, connectivity, label_backend, vfwe_only
         )
         stopper = None if tolerance is None else QuantileStop("voxel", tol=tolerance)
@@ -511,6 +472,7 @@ class RelocationEstimator(CBMAEstimator):
             desc=f"{self._name} FWE permutations",
             stop_fn=stopper,
             vectorize="map",
+            operands=operands,
         )
         vmax = np.asarray(out.samples["voxel"], np.float64)
         used = vmax.shape[0]

@@ -316,14 +316,14 @@ def random_foci_null(
         ``summary(key) -> {map: {"voxel", "size", "mass"}}``; pure.
     """
     n1, n2 = len(arrays1.ids), len(arrays2.ids)
-    vol1 = relocation_volume(arrays1, arrays1.windows, np.ones(n1), "sum")
-    vol2 = relocation_volume(arrays2, arrays2.windows, np.ones(n2), "sum")
+    vol1, ops1 = relocation_volume(arrays1, arrays1.windows, np.ones(n1), "sum")
+    vol2, ops2 = relocation_volume(arrays2, arrays2.windows, np.ones(n2), "sum")
     mask_index = jnp.asarray(arrays1.mask_index)
 
     def summary(key):
         k1, k2 = jax.random.split(key)
-        count1 = vol1(k1).reshape(-1)[mask_index]
-        count2 = vol2(k2).reshape(-1)[mask_index]
+        count1 = vol1(k1, ops1).reshape(-1)[mask_index]
+        count2 = vol2(k2, ops2).reshape(-1)[mask_index]
         maps = chi2_maps(count1, count2, n1, n2)
         return _chi2_summary(
             maps, mask_index, arrays1.shape, thresh, connectivity, label_backend, vfwe_only
