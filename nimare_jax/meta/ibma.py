@@ -32,6 +32,7 @@ import pandas as pd
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
 from nimare_jax.meta import esma
+from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import logp_to_z
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
@@ -781,8 +782,6 @@ class PermutedOLS(IBMAEstimator):
         citations : tuple of str
             BibTeX keys.
         """
-        from nimare_jax.ops.permute import run_permutations
-
         del voxel_thresh
         n_iters = 5000 if n_iters is None else n_iters
         if not isinstance(n_iters, int | np.integer) or n_iters <= 0:
