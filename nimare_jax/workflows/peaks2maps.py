@@ -2,7 +2,7 @@
 
 ``nimare-jax peaks2maps SLEUTH_FILE [--output_dir DIR] [--prefix P] [--n_iters 10000]``
 reconstructs each experiment's unthresholded map from its peaks with
-:class:`~nimare_jax.peaks2maps.kernel.Peaks2MapsKernel`, runs
+:class:`~nimare_jax.meta.cbma.kernel.Peaks2MapsKernel`, runs
 :class:`~nimare_jax.meta.ibma.PermutedOLS` (sign flipping) on the reconstructed maps with
 voxel-level FWE correction, and writes the maps (``{prefix}_{name}.nii.gz``), a methods
 paragraph (``{prefix}_boilerplate.txt``) and its references (``{prefix}_references.bib``).
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from nimare_jax.correct import FWECorrector
 from nimare_jax.meta.cbma.base import check_n_iters
+from nimare_jax.meta.cbma.kernel import Peaks2MapsKernel
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.ops.permute import configure_cpu_devices
-from nimare_jax.peaks2maps.kernel import Peaks2MapsKernel
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
