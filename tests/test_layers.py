@@ -23,6 +23,10 @@ four rules; docs/architecture.md explains them.
 from __future__ import annotations
 
 import ast
+import functools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -345,14 +349,21 @@ def check(module, path, source, is_package, known) -> dict[str, list[str]]:
 MODULES = discover()
 
 
-def _violations(rule: str) -> list[str]:
-    out = []
+@functools.cache
+def _all_violations() -> dict[str, list[str]]:
+    out = {"order": [], "placement": [], "privacy": []}
     for module, path in MODULES.items():
         if layer_of(module) is None:
             continue  # reported by test_every_module_has_a_layer
         source = path.read_text(encoding="utf-8")
-        out += check(module, path, source, path.name == "__init__.py", MODULES)[rule]
+        found = check(module, path, source, path.name == "__init__.py", MODULES)
+        for rule, messages in found.items():
+            out[rule] += messages
     return out
+
+
+def _violations(rule: str) -> list[str]:
+    return _all_violations()[rule]
 
 
 def _fail(violations: list[str], rule: str, key: str = "") -> None:
@@ -407,6 +418,24 @@ def test_imports_are_at_module_level():
 
 def test_private_names_stay_in_their_package():
     _fail(_violations("privacy"), "rule (c), private names stay in their package", "privacy")
+
+
+@pytest.mark.slow
+def test_importing_every_module_starts_no_jax_computation():
+    """Module-level imports are safe: CPU devices can still be configured after them."""
+    code = (
+        "import importlib, warnings, jax\n"
+        f"for name in {sorted(MODULES)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "from nimare_jax.ops.permute import configure_cpu_devices\n"
+        "warnings.simplefilter('error')\n"
+        "assert configure_cpu_devices(2)\n"
+        "assert len(jax.devices('cpu')) == 2, jax.devices('cpu')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_DIR.parent)}
+    env.pop("XLA_FLAGS", None)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
 
 
 # ---------------------------------------------------- the checker catches what it should

@@ -1,4 +1,8 @@
-"""Argument types shared by the command-line parsers of the workflows and ``nimare-jax``."""
+"""Command-line helpers shared by the workflows and ``nimare-jax``.
+
+Argument types, options common to several commands, and :func:`run_workflow`, which runs a
+workflow on the requested number of CPU devices.
+"""
 
 from __future__ import annotations
 
