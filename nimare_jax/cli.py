@@ -17,7 +17,9 @@ import warnings
 
 from nimare_jax import __version__
 from nimare_jax.exceptions import NiMAREJaxError
-from nimare_jax.workflows._args import (
+from nimare_jax.io import convert_neurosynth_to_json, convert_sleuth_to_json
+from nimare_jax.workflows import ale_sleuth_workflow, conperm_workflow
+from nimare_jax.workflows.arguments import (
     add_prefix_argument,
     positive_float,
     positive_int,
@@ -25,6 +27,12 @@ from nimare_jax.workflows._args import (
     random_seed,
     run_workflow,
 )
+from nimare_jax.workflows.conperm import add_conperm_arguments
+from nimare_jax.workflows.macm import add_macm_arguments, run_macm
+from nimare_jax.workflows.metacluster import add_metacluster_arguments, run_metacluster
+from nimare_jax.workflows.peaks2maps import add_peaks2maps_arguments, run_peaks2maps
+from nimare_jax.workflows.scale import add_scale_arguments, run_scale
+from nimare_jax.workflows.staging import staged_file
 
 PROG = "nimare-jax"
 #: Longest error message printed (a message quoting a huge input line is cut).
@@ -143,8 +151,6 @@ def _get_parser() -> argparse.ArgumentParser:
     )
     neurosynth.set_defaults(run=_run_neurosynth2nimare)
 
-    from nimare_jax.workflows.conperm import add_conperm_arguments
-
     conperm = add(
         "conperm",
         help="one-sample permutation test (sign flipping) of contrast images, voxel-level FWE",
@@ -153,8 +159,6 @@ def _get_parser() -> argparse.ArgumentParser:
     )
     add_conperm_arguments(conperm)
     conperm.set_defaults(run=_run_conperm)
-
-    from nimare_jax.workflows.metacluster import add_metacluster_arguments, run_metacluster
 
     metacluster = add(
         "metacluster",
@@ -166,7 +170,6 @@ def _get_parser() -> argparse.ArgumentParser:
     )
     add_metacluster_arguments(metacluster)
     metacluster.set_defaults(run=run_metacluster)
-    from nimare_jax.workflows.macm import add_macm_arguments, run_macm
 
     macm = add(
         "macm",
@@ -178,8 +181,6 @@ def _get_parser() -> argparse.ArgumentParser:
     add_macm_arguments(macm)
     macm.set_defaults(run=run_macm)
 
-    from nimare_jax.workflows.scale import add_scale_arguments, run_scale
-
     scale = add(
         "scale",
         help="SCALE: ALE against foci redrawn from a baseline pool, voxel-level FWE",
@@ -188,7 +189,6 @@ def _get_parser() -> argparse.ArgumentParser:
     )
     add_scale_arguments(scale)
     scale.set_defaults(run=run_scale)
-    from nimare_jax.workflows.peaks2maps import add_peaks2maps_arguments, run_peaks2maps
 
     peaks2maps = add(
         "peaks2maps",
@@ -206,7 +206,7 @@ def _get_parser() -> argparse.ArgumentParser:
 
 def _run_ale(args) -> None:
     run_workflow(
-        "ale_sleuth_workflow",
+        ale_sleuth_workflow,
         args.n_cores,
         args.output_dir,
         args.dataset,
@@ -220,8 +220,6 @@ def _run_ale(args) -> None:
 
 
 def _run_conperm(args) -> None:
-    from nimare_jax.workflows.conperm import conperm_workflow
-
     conperm_workflow(
         args.contrast_images,
         mask_image=args.mask_image,
@@ -244,18 +242,12 @@ def _refuse_overwriting_inputs(out_file, inputs) -> None:
 
 
 def _run_sleuth2nimare(args) -> None:
-    from nimare_jax.io import convert_sleuth_to_json
-    from nimare_jax.workflows._staging import staged_file
-
     _refuse_overwriting_inputs(args.out_file, [args.text_file])
     with staged_file(args.out_file) as tmp:
         convert_sleuth_to_json(args.text_file, tmp)
 
 
 def _run_neurosynth2nimare(args) -> None:
-    from nimare_jax.io import convert_neurosynth_to_json
-    from nimare_jax.workflows._staging import staged_file
-
     pairs = args.annotations_file or ()
     inputs = [
         args.coordinates_file,

@@ -73,8 +73,6 @@ __all__ = [
     "held_out_log_likelihood",
 ]
 
-_FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
-
 
 @dataclass(frozen=True)
 class FociMM:
@@ -278,7 +276,7 @@ def _cached_optimizer(optimizer, learning_rate):
 
 def _loss_fwhm(p, d, rows, chunk):
     """Minus the held-out log-likelihood for one FWHM ``exp(log_fwhm)``."""
-    sigma2 = (jnp.exp(p["log_fwhm"]) * _FWHM_TO_SIGMA) ** 2
+    sigma2 = (jnp.exp(p["log_fwhm"]) * K.FWHM_TO_SIGMA) ** 2
     var = jnp.full(d["xyz"].shape[0], sigma2)
     match = jax.nn.sigmoid(p["logit_match"])
     args = (d["xyz"], d["exp_index"], d["counts"], var, match, d["volume"])
@@ -288,7 +286,7 @@ def _loss_fwhm(p, d, rows, chunk):
 def _loss_constants(p, d, rows, chunk):
     """Minus the held-out log-likelihood for FWHM**2 = exp(log_t)**2 + exp(log_s)**2 / n."""
     fwhm = K.fwhm_from_sample_size(d["n"], jnp.exp(p["log_t"]), jnp.exp(p["log_s"]))
-    var = (fwhm * _FWHM_TO_SIGMA) ** 2
+    var = (fwhm * K.FWHM_TO_SIGMA) ** 2
     match = jax.nn.sigmoid(p["logit_match"])
     args = (d["xyz"], d["exp_index"], d["counts"], var, match, d["volume"])
     return -held_out_log_likelihood(*args, rows=rows, chunk=chunk)
@@ -480,7 +478,7 @@ def fit_uncertainty_constants(
         If an experiment has no valid sample size.
     """
     if init is None:
-        init = (float(K._TEMPLATE_UNCERTAINTY), float(K._SUBJECT_UNCERTAINTY))
+        init = (float(K.TEMPLATE_UNCERTAINTY), float(K.SUBJECT_UNCERTAINTY))
     if len(init) != 2:
         raise ValueError(f"init must be a pair (template, subject) in mm, got {init!r}")
     for name, v in zip(("template uncertainty", "subject uncertainty"), init, strict=True):

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from nimare_jax.dataset import Dataset
+from nimare_jax.ops.kernels import FWHM_TO_SIGMA
 from nimare_jax.spatial import get_template, load_mask, mm2vox, vox2mm
 from nimare_jax.stats import t_to_z
 
@@ -224,9 +225,6 @@ def _unique_rows(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat[keep], keep.sum(axis=1)
 
 
-_FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
-
-
 def _smooth_noise(rng, shape, sigma_vox):
     field = gaussian_filter(rng.standard_normal(shape), sigma_vox, mode="constant")
     return field / max(field.std(), 1e-12)
@@ -289,7 +287,7 @@ def create_image_dataset(
     centre = mm2vox(np.atleast_2d(signal_xyz), affine)[0]
     grid = np.indices(shape).reshape(3, -1).T
     dist2 = ((grid - centre) ** 2).sum(1).reshape(shape) * vox**2
-    sigma_mm = signal_fwhm * _FWHM_TO_SIGMA
+    sigma_mm = signal_fwhm * FWHM_TO_SIGMA
     blob = np.exp(-0.5 * dist2 / sigma_mm**2)
     nib.Nifti1Image((effect * sd * blob * inside).astype(np.float32), affine).to_filename(
         out / "truth.nii.gz"
@@ -299,7 +297,7 @@ def create_image_dataset(
     else:
         lo, hi = sample_size
         sizes = rng.integers(int(lo), int(hi) + 1, n_studies)
-    noise_sigma = noise_fwhm * _FWHM_TO_SIGMA / vox
+    noise_sigma = noise_fwhm * FWHM_TO_SIGMA / vox
     source = {}
     for i in range(n_studies):
         n = int(sizes[i])

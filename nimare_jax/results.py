@@ -17,6 +17,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from nimare_jax import references
+
 
 class _Static:
     """Auxiliary data of a flattened result, compared by value so ``jit`` caches hit.
@@ -219,9 +221,7 @@ class MetaResult:
             ``description`` with ``[Key]`` citations resolved against
             ``resources/references.bib``, then the formatted references.
         """
-        from nimare_jax.reports.boilerplate import format_boilerplate
-
-        return format_boilerplate(self.description, self.citations)
+        return references.format_boilerplate(self.description, self.citations)
 
     def bibtex(self) -> str:
         """Return the BibTeX entries cited by the description and ``citations``.
@@ -231,9 +231,7 @@ class MetaResult:
         str
             The entries, in order of first citation.
         """
-        from nimare_jax.reports.boilerplate import bibtex, cited_keys
-
-        return bibtex(cited_keys(self.description, self.citations))
+        return references.bibtex(references.cited_keys(self.description, self.citations))
 
     def save_boilerplate(self, output_dir=".", prefix: str = "") -> list[Path]:
         """Write ``{prefix}_boilerplate.txt`` and ``{prefix}_references.bib``.

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.stats as sps
 
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.io.images import _resolve, load_image
+from nimare_jax.io.images import load_image, resolve_path
 from nimare_jax.stats import p_to_z, t_to_z, z_to_p
 
 __all__ = [
@@ -309,7 +309,7 @@ def transform_images(dataset, target: str, out_dir=None, overwrite: bool = False
         if isinstance(current, str) and current:
             continue
         available = {
-            col: _resolve(getattr(row, col), dataset.basepath)
+            col: resolve_path(getattr(row, col), dataset.basepath)
             for col in images.columns
             if col not in ("id", "study_id", "contrast_id", target)
         }

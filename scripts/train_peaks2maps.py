@@ -30,7 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nimare_jax.peaks2maps import data, model
+from nimare_jax.io.weights import save_params
+from nimare_jax.meta.cbma.kernel import coarse_mask
+from nimare_jax.ops import unet
+from nimare_jax.peaks2maps import data
 from nimare_jax.peaks2maps.evaluate import (
     HELDOUT_POPULATION,
     TRAIN_POPULATION,
@@ -57,10 +60,10 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    mask = jnp.asarray(data.coarse_mask(), jnp.float32)
+    mask = jnp.asarray(coarse_mask(), jnp.float32)
     n_mask = float(mask.sum())
     key = jax.random.key(args.seed)
-    params = model.init(key)
+    params = unet.init(key)
     schedule = optax.warmup_cosine_decay_schedule(
         0.0,
         args.lr,
@@ -72,7 +75,7 @@ def main(argv=None) -> None:
     opt_state = optimiser.init(params)
 
     def loss_fn(p, x, y):
-        return jnp.sum((model.apply(p, x, mask) - y) ** 2) / (x.shape[0] * n_mask)
+        return jnp.sum((unet.apply(p, x, mask) - y) ** 2) / (x.shape[0] * n_mask)
 
     @jax.jit
     def step(p, s, x, y):
@@ -88,7 +91,7 @@ def main(argv=None) -> None:
         )
         return x, y
 
-    print(f"parameters: {model.n_parameters(params)}; steps {args.steps} x batch {args.batch}")
+    print(f"parameters: {unet.n_parameters(params)}; steps {args.steps} x batch {args.batch}")
     losses, curve = [], []
     with ThreadPoolExecutor(1) as pool:  # simulate the next batch while this one trains
         future = pool.submit(batch_at, 0)
@@ -121,7 +124,7 @@ def main(argv=None) -> None:
         "train_population": TRAIN_POPULATION,
         "heldout_population": HELDOUT_POPULATION,
         "n_training_studies": args.steps * args.batch,
-        "n_parameters": model.n_parameters(params),
+        "n_parameters": unet.n_parameters(params),
         "train_seconds": train_seconds,
         "jax_version": jax.__version__,
         "heldout_n": args.n_heldout,
@@ -134,7 +137,7 @@ def main(argv=None) -> None:
         "check_ale_r": check["ale"].tolist(),
         "curve": curve,
     }
-    model.save_params(
+    save_params(
         params,
         out / "peaks2maps_weights.npz",
         seed=args.seed,

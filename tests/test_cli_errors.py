@@ -12,7 +12,7 @@ from nimare_jax import spatial
 from nimare_jax.cli import MAX_MESSAGE, main
 from nimare_jax.exceptions import InputFileError, OutputError
 from nimare_jax.io.images import load_image
-from nimare_jax.workflows._staging import staged_dir, staged_file
+from nimare_jax.workflows.staging import staged_dir, staged_file
 
 DATA = Path(__file__).parent / "data"
 FOCI = DATA / "sleuth" / "test_sleuth_file.txt"
@@ -317,7 +317,7 @@ def test_any_error_is_one_readable_line(exc, needles, tmp_path, capsys, monkeypa
     def fail(*args):
         raise exc
 
-    monkeypatch.setattr("nimare_jax.io.convert_sleuth_to_json", fail)
+    monkeypatch.setattr("nimare_jax.cli.convert_sleuth_to_json", fail)
     assert main(["sleuth2nimare", str(FOCI), str(tmp_path / "out.json")]) == 1
     line = _error(capsys)
     assert len(line) <= len(ERROR) + MAX_MESSAGE
@@ -339,7 +339,7 @@ def test_debug_shows_the_traceback(where, tmp_path, monkeypatch):
     def fail(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("nimare_jax.io.convert_sleuth_to_json", fail)
+    monkeypatch.setattr("nimare_jax.cli.convert_sleuth_to_json", fail)
     argv = ["sleuth2nimare", str(FOCI), str(tmp_path / "out.json")]
     argv = ["--debug", *argv] if where == "before" else [*argv, "--debug"]
     with pytest.raises(RuntimeError, match="boom"):

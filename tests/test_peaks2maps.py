@@ -8,6 +8,7 @@ import scipy.stats as ss
 
 from nimare_jax.cli import main
 from nimare_jax.io import convert_sleuth_to_dataset
+from nimare_jax.io.weights import default_weights_path, load_params, load_weights, save_params
 from nimare_jax.meta.cbma import (
     ALE,
     KDA,
@@ -17,34 +18,35 @@ from nimare_jax.meta.cbma import (
     MKDADensity,
     Peaks2MapsKernel,
 )
-from nimare_jax.peaks2maps import data, model
+from nimare_jax.meta.cbma.kernel import coarse_mask
+from nimare_jax.ops import coarse_grid, unet
+from nimare_jax.peaks2maps import data
 from nimare_jax.peaks2maps.evaluate import evaluate
-from nimare_jax.peaks2maps.kernel import default_weights_path, load_weights
 from nimare_jax.spatial import get_template
 
 SLEUTH = Path(__file__).parent / "data" / "sleuth" / "test_sleuth_file.txt"
 
 
 def test_apply_shapes_and_mask():
-    params = model.init(jax.random.key(0))
+    params = unet.init(jax.random.key(0))
     peaks = np.stack([data.peak_image([[16, 16, 16]]), data.peak_image([[10, 20, 12]])])
-    out = np.asarray(model.apply(params, peaks, data.coarse_mask()))
+    out = np.asarray(unet.apply(params, peaks, coarse_mask()))
     assert out.shape == (2, 32, 32, 32)
-    assert np.all(out[:, ~data.coarse_mask()] == 0)
+    assert np.all(out[:, ~coarse_mask()] == 0)
     assert np.isfinite(out).all()
 
 
 def test_space_to_depth_round_trip():
     x = np.random.default_rng(0).standard_normal((2, 32, 32, 32, 1)).astype(np.float32)
-    folded = model._space_to_depth(x)
+    folded = unet._space_to_depth(x)
     assert folded.shape == (2, 16, 16, 16, 8)
-    np.testing.assert_array_equal(model._depth_to_space(folded), x[..., 0])
+    np.testing.assert_array_equal(unet._depth_to_space(folded), x[..., 0])
 
 
 def test_params_save_load_round_trip(tmp_path):
-    params = model.init(jax.random.key(1))
-    model.save_params(params, tmp_path / "w.npz", seed=1)
-    loaded, meta = model.load_params(tmp_path / "w.npz")
+    params = unet.init(jax.random.key(1))
+    save_params(params, tmp_path / "w.npz", seed=1)
+    loaded, meta = load_params(tmp_path / "w.npz")
     assert int(meta["seed"]) == 1
     for a, b in zip(
         jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(loaded), strict=True
@@ -59,31 +61,31 @@ def test_simulation_is_reproducible_and_peaks_follow_the_rules():
     np.testing.assert_array_equal(p1, p2)
     assert len(p1) >= 1
     assert np.all(z1[tuple(p1.T)] > data.PEAK_THRESHOLD)
-    assert np.all(data.coarse_mask()[tuple(p1.T)])
-    d = np.linalg.norm((p1[:, None] - p1[None]) * data.COARSE_VOXEL, axis=-1)
+    assert np.all(coarse_mask()[tuple(p1.T)])
+    d = np.linalg.norm((p1[:, None] - p1[None]) * coarse_grid.COARSE_VOXEL, axis=-1)
     assert np.all(d[np.triu_indices(len(p1), 1)] >= data.PEAK_MIN_DISTANCE)
 
 
 def test_grid_covers_the_brain_and_round_trips():
     mask = get_template("mni152_2mm")
     # every brain voxel lies inside the coarse grid
-    ijk = np.rint(data._fine_in_coarse(mask))
+    ijk = np.rint(coarse_grid.voxel_coords(np.asanyarray(mask.dataobj) > 0, mask.affine))
     assert ijk.min() >= 0 and ijk.max() <= 31
     # a smooth coarse field survives coarse -> 2 mm -> coarse
-    g = np.indices(data.COARSE_SHAPE).astype(np.float32)
+    g = np.indices(coarse_grid.COARSE_SHAPE).astype(np.float32)
     field = np.sin(g[0] / 5) + np.cos(g[1] / 6) * g[2] / 31
     fine = data.coarse_to_mask(field[None], mask)
     back = data.mask_to_coarse(fine, mask)[0]
     from scipy.ndimage import binary_erosion
 
-    interior = binary_erosion(data.coarse_mask(), iterations=1)
+    interior = binary_erosion(coarse_mask(), iterations=1)
     np.testing.assert_allclose(back[interior], field[interior], atol=0.05)
 
 
 def test_resampling_is_in_world_space():
     # the x-flipped ale_2mm grid gets the same value at the same mm position
     rng = np.random.default_rng(0)
-    field = rng.standard_normal(data.COARSE_SHAPE).astype(np.float32)
+    field = rng.standard_normal(coarse_grid.COARSE_SHAPE).astype(np.float32)
     a = get_template("mni152_2mm")
     b = get_template("ale_2mm")
     va = np.asanyarray(nib.Nifti1Image(np.zeros(a.shape), a.affine).dataobj)

@@ -1,6 +1,8 @@
 """Readers and writers: Sleuth, NiMARE JSON, NIMADS and Neurosynth files <-> datasets.
 
 The converters keep NiMARE's names and signatures (``nimare.io``), so scripts transfer.
+Image files of a dataset are read by :mod:`nimare_jax.io.images`, network weight files by
+:mod:`nimare_jax.io.weights`.
 """
 
 from nimare_jax.io.neurosynth import (

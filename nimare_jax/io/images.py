@@ -15,17 +15,32 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nilearn.image import resample_to_img
 
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.spatial import load_image
 
-__all__ = ["get_image_paths", "load_image", "load_images", "mask_image"]
+__all__ = ["get_image_paths", "load_image", "load_images", "mask_image", "resolve_path"]
 
 #: Defaults of the resampling applied when an image's grid differs from the mask's.
 RESAMPLE_DEFAULTS = {"interpolation": "linear", "clip": True}
 
 
-def _resolve(path, basepath) -> str | None:
+def resolve_path(path, basepath) -> str | None:
+    """Return an image path of a dataset's ``images`` table as a usable path.
+
+    Parameters
+    ----------
+    path : str, os.PathLike, float or None
+        The table's entry; None, NaN or ``""`` mean "no image".
+    basepath : str, os.PathLike or None
+        Folder that relative paths are relative to (``dataset.basepath``).
+
+    Returns
+    -------
+    str or None
+        The path (``~`` expanded, joined to ``basepath`` if relative), or None.
+    """
     if path is None or (isinstance(path, float) and np.isnan(path)) or path == "":
         return None
     p = Path(str(path)).expanduser()
@@ -55,7 +70,7 @@ def get_image_paths(dataset, image_type: str, ids=None) -> list:
     ids = list(dataset.ids if ids is None else ids)
     if image_type not in table.columns:
         return [None] * len(ids)
-    return [_resolve(table.at[i, image_type], dataset.basepath) for i in ids]
+    return [resolve_path(table.at[i, image_type], dataset.basepath) for i in ids]
 
 
 def _squeeze3d(img, what):
@@ -100,8 +115,6 @@ def mask_image(img, mask_img, what: str = "image", resample_kwargs=None) -> np.n
                 f"{what}: shape {img.shape} differs from the mask's {mask_img.shape[:3]} and "
                 "its affine is not invertible, so it cannot be resampled to the mask"
             )
-        from nilearn.image import resample_to_img
-
         options = {**RESAMPLE_DEFAULTS, **(resample_kwargs or {})}
         options.setdefault("force_resample", True)
         options.setdefault("copy_header", True)

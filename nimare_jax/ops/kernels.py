@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 # Eickhoff et al. (2009): between-template and between-subject uncertainty (FWHM, mm).
-_TEMPLATE_UNCERTAINTY = 5.7 / (2.0 * np.sqrt(2.0 / np.pi)) * np.sqrt(8.0 * np.log(2.0))
-_SUBJECT_UNCERTAINTY = 11.6 / (2.0 * np.sqrt(2.0 / np.pi)) * np.sqrt(8.0 * np.log(2.0))
+TEMPLATE_UNCERTAINTY = 5.7 / (2.0 * np.sqrt(2.0 / np.pi)) * np.sqrt(8.0 * np.log(2.0))
+SUBJECT_UNCERTAINTY = 11.6 / (2.0 * np.sqrt(2.0 / np.pi)) * np.sqrt(8.0 * np.log(2.0))
 # NiMARE builds the ALE kernel on a 31^3 grid: the window radius never exceeds 15 voxels.
 MAX_RADIUS = 15
 
@@ -55,8 +55,8 @@ def fwhm_from_sample_size(sample_size, template_uncertainty=None, subject_uncert
     float or array
         FWHM in mm.
     """
-    t = _TEMPLATE_UNCERTAINTY if template_uncertainty is None else template_uncertainty
-    s = _SUBJECT_UNCERTAINTY if subject_uncertainty is None else subject_uncertainty
+    t = TEMPLATE_UNCERTAINTY if template_uncertainty is None else template_uncertainty
+    s = SUBJECT_UNCERTAINTY if subject_uncertainty is None else subject_uncertainty
     return (t**2 + (s / sample_size**0.5) ** 2) ** 0.5
 
 
@@ -78,7 +78,7 @@ def sigma_voxels(fwhm, voxel_size):
     array, shape (3,)
         Sigma in voxels per axis.
     """
-    return fwhm * _FWHM_TO_SIGMA / jnp.asarray(voxel_size, dtype=jnp.result_type(float))
+    return fwhm * FWHM_TO_SIGMA / jnp.asarray(voxel_size, dtype=jnp.result_type(float))
 
 
 def gaussian_weights_1d(sigma, radius: int):

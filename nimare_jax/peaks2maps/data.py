@@ -1,9 +1,8 @@
-"""The coarse grid of peaks2maps, resampling to and from it, and simulated training pairs.
+"""Simulated training pairs for the peaks2maps network, and resampling helpers around them.
 
-The network of Freyberg et al. (2018) works on a coarse grid of about 32^3 voxels of 5-6 mm
-covering the MNI brain. Here the grid is 32^3 voxels of 6 mm centred on the bounding box of
-the MNI152 2 mm brain mask (x -70..72, y -106..72, z -72..80 mm), so every brain voxel lies
-inside it.
+The network and its coarse grid (32^3 voxels of 6 mm) are pure functions in
+:mod:`nimare_jax.ops.unet` and :mod:`nimare_jax.ops.coarse_grid`; the coarse brain mask is
+:func:`nimare_jax.meta.cbma.kernel.coarse_mask`.
 
 Training pairs are simulated (:func:`simulate_study`): a study's unthresholded z map is a
 smooth Gaussian random field plus a handful of Gaussian activation blobs inside the brain;
@@ -16,44 +15,33 @@ so any study can be regenerated on its own.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.ndimage import map_coordinates
 from scipy import ndimage
 
-from nimare_jax.spatial import get_template
+from nimare_jax.meta.cbma.kernel import coarse_mask
+from nimare_jax.ops.coarse_grid import (
+    COARSE_SHAPE,
+    COARSE_VOXEL,
+    coarse_ijk,
+    mask_sampler,
+    peak_images,
+    voxel_coords,
+)
 
 __all__ = [
-    "COARSE_AFFINE",
-    "COARSE_SHAPE",
+    "PEAK_MIN_DISTANCE",
+    "PEAK_THRESHOLD",
     "SimulationConfig",
-    "coarse_mask",
     "coarse_to_mask",
-    "coarse_to_mask_fn",
     "extract_peaks",
     "mask_to_coarse",
-    "coarse_ijk",
     "peak_image",
-    "peak_images",
     "simulate_batch",
     "simulate_study",
     "xyz_to_coarse_ijk",
 ]
 
-COARSE_SHAPE = (32, 32, 32)
-COARSE_VOXEL = 6.0
-# Voxel (0, 0, 0) centre in mm: the brain mask's bounding-box centre (1, -17, 4) minus 15.5 voxels.
-COARSE_AFFINE = np.array(
-    [
-        [COARSE_VOXEL, 0.0, 0.0, -92.0],
-        [0.0, COARSE_VOXEL, 0.0, -110.0],
-        [0.0, 0.0, COARSE_VOXEL, -89.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ]
-)
 PEAK_THRESHOLD = 3.1
 PEAK_MIN_DISTANCE = 8.0
 
@@ -85,24 +73,6 @@ class SimulationConfig:
     negative_share = 0.2
 
 
-@lru_cache(maxsize=1)
-def coarse_mask() -> np.ndarray:
-    """Brain mask on the coarse grid: voxels whose centre lies in the 2 mm brain mask.
-
-    Returns
-    -------
-    numpy.ndarray of bool, shape (32, 32, 32)
-        Coarse brain mask.
-    """
-    mask = get_template("mni152_2mm")
-    data = np.asanyarray(mask.dataobj) > 0
-    ijk = np.indices(COARSE_SHAPE).reshape(3, -1).T
-    xyz = ijk @ COARSE_AFFINE[:3, :3].T + COARSE_AFFINE[:3, 3]
-    fine = np.linalg.solve(mask.affine, np.c_[xyz, np.ones(len(xyz))].T)[:3].T
-    values = ndimage.map_coordinates(data.astype(np.float32), fine.T, order=1, cval=0.0)
-    return (values >= 0.5).reshape(COARSE_SHAPE)
-
-
 def xyz_to_coarse_ijk(xyz) -> np.ndarray:
     """Coarse-grid voxel (nearest centre, clipped to the grid) of MNI coordinates in mm.
 
@@ -117,12 +87,6 @@ def xyz_to_coarse_ijk(xyz) -> np.ndarray:
         Voxel indices.
     """
     return np.asarray(coarse_ijk(jnp.asarray(xyz, jnp.float32).reshape(-1, 3)))
-
-
-def coarse_ijk(xyz):
-    """Pure :func:`xyz_to_coarse_ijk` on a JAX array of any leading shape (..., 3)."""
-    ijk = jnp.rint((xyz - COARSE_AFFINE[:3, 3]) / COARSE_VOXEL).astype(jnp.int32)
-    return jnp.clip(ijk, 0, np.array(COARSE_SHAPE) - 1)
 
 
 def peak_image(ijk) -> np.ndarray:
@@ -142,34 +106,6 @@ def peak_image(ijk) -> np.ndarray:
     return np.asarray(peak_images(ijk, jnp.ones(ijk.shape[:2], bool))[0])
 
 
-def peak_images(ijk, valid):
-    """Pure, batched :func:`peak_image`.
-
-    Parameters
-    ----------
-    ijk : int array, shape (n, m, 3)
-        Coarse voxel indices of each image's peaks, padded.
-    valid : bool array, shape (n, m)
-        False for padding.
-
-    Returns
-    -------
-    jax.Array, shape (n, 32, 32, 32), float32
-        Indicator images.
-    """
-    rows = jnp.broadcast_to(jnp.arange(ijk.shape[0])[:, None], valid.shape)
-    out = jnp.zeros((ijk.shape[0], *COARSE_SHAPE), jnp.float32)
-    return out.at[rows, ijk[..., 0], ijk[..., 1], ijk[..., 2]].max(valid.astype(jnp.float32))
-
-
-def _fine_in_coarse(mask_img) -> np.ndarray:
-    """Coarse voxel coordinates, shape (3, n_voxels), of the mask's in-mask voxels."""
-    data = np.asanyarray(mask_img.dataobj) > 0
-    ijk = np.argwhere(data)
-    xyz = ijk @ mask_img.affine[:3, :3].T + mask_img.affine[:3, 3]
-    return ((xyz - COARSE_AFFINE[:3, 3]) / COARSE_VOXEL).T
-
-
 def coarse_to_mask(volumes, mask_img) -> np.ndarray:
     """Trilinearly interpolate coarse-grid volumes at a mask's in-mask voxel centres (in mm).
 
@@ -187,29 +123,8 @@ def coarse_to_mask(volumes, mask_img) -> np.ndarray:
     """
     volumes = jnp.asarray(volumes, jnp.float32)
     flat = volumes.reshape((-1, *COARSE_SHAPE))
-    out = coarse_to_mask_fn(mask_img)(flat)
+    out = mask_sampler(np.asanyarray(mask_img.dataobj) > 0, mask_img.affine)(flat)
     return np.asarray(out).reshape((*volumes.shape[:-3], out.shape[-1]))
-
-
-def coarse_to_mask_fn(mask_img):
-    """Return the pure function behind :func:`coarse_to_mask` for one mask.
-
-    Parameters
-    ----------
-    mask_img : nibabel.Nifti1Image
-        Target mask.
-
-    Returns
-    -------
-    callable
-        ``fn(volumes (n, 32, 32, 32)) -> (n, n_voxels)`` float32, jit-able.
-    """
-    coords = list(jnp.asarray(_fine_in_coarse(mask_img), jnp.float32))
-
-    def fn(volumes):
-        return jax.vmap(lambda v: map_coordinates(v, coords, order=1, mode="nearest"))(volumes)
-
-    return fn
 
 
 def mask_to_coarse(values, mask_img) -> np.ndarray:
@@ -228,7 +143,8 @@ def mask_to_coarse(values, mask_img) -> np.ndarray:
         Coarse maps (mean of the fine voxels whose centre falls in each coarse voxel).
     """
     values = np.asarray(values, np.float32)
-    ijk = np.clip(np.rint(_fine_in_coarse(mask_img)).astype(int).T, 0, COARSE_SHAPE[0] - 1)
+    coords = voxel_coords(np.asanyarray(mask_img.dataobj) > 0, mask_img.affine)
+    ijk = np.clip(np.rint(coords).astype(int).T, 0, COARSE_SHAPE[0] - 1)
     flat = np.ravel_multi_index(ijk.T, COARSE_SHAPE)
     n = int(np.prod(COARSE_SHAPE))
     counts = np.bincount(flat, minlength=n)

@@ -12,8 +12,10 @@ import jax
 import numpy as np
 
 from nimare_jax.dataset import Dataset
-from nimare_jax.meta.cbma.kernel import ALEKernel
-from nimare_jax.peaks2maps import data, model
+from nimare_jax.meta.cbma.kernel import ALEKernel, coarse_mask
+from nimare_jax.ops import unet
+from nimare_jax.ops.coarse_grid import COARSE_AFFINE, COARSE_SHAPE
+from nimare_jax.peaks2maps import data
 from nimare_jax.spatial import get_template
 
 __all__ = [
@@ -46,7 +48,7 @@ def correlations(maps, truth, mask=None) -> np.ndarray:
     numpy.ndarray, shape (n,)
         Correlations (0 for a constant reconstruction).
     """
-    mask = data.coarse_mask() if mask is None else mask
+    mask = coarse_mask() if mask is None else mask
     a = np.asarray(maps, np.float64)[:, mask]
     b = np.asarray(truth, np.float64)[:, mask]
     a = a - a.mean(1, keepdims=True)
@@ -72,7 +74,7 @@ def peaks_dataset(peaks, sample_size=ALE_SAMPLE_SIZE) -> Dataset:
     """
     source = {}
     for i, p in enumerate(peaks):
-        xyz = np.asarray(p, float) @ data.COARSE_AFFINE[:3, :3].T + data.COARSE_AFFINE[:3, 3]
+        xyz = np.asarray(p, float) @ COARSE_AFFINE[:3, :3].T + COARSE_AFFINE[:3, 3]
         source[f"sim-{i}"] = {
             "contrasts": {
                 "1": {
@@ -112,7 +114,7 @@ def ale_coarse_maps(peaks, sample_size=ALE_SAMPLE_SIZE, fwhm=None) -> np.ndarray
     return data.mask_to_coarse(ma, get_template("mni152_2mm"))
 
 
-_apply = jax.jit(model.apply)
+_apply = jax.jit(unet.apply)
 
 
 def predict(params, inputs, batch: int = 16) -> np.ndarray:
@@ -132,13 +134,13 @@ def predict(params, inputs, batch: int = 16) -> np.ndarray:
     numpy.ndarray, shape (n, 32, 32, 32)
         Reconstructed maps.
     """
-    mask = data.coarse_mask().astype(np.float32)
+    mask = coarse_mask().astype(np.float32)
     inputs = np.asarray(inputs, np.float32)
     out = [
         np.asarray(_apply(params, inputs[i : i + batch], mask))
         for i in range(0, len(inputs), batch)
     ]
-    return np.concatenate(out) if out else np.zeros((0, *data.COARSE_SHAPE), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, *COARSE_SHAPE), np.float32)
 
 
 def evaluate(params, indices, seed=HELDOUT_POPULATION, ale_fwhms=()) -> dict:

@@ -1,6 +1,6 @@
-"""Reports: methods boilerplate with citations (and, later, figures and cluster tables)."""
+"""Reports: cluster tables, and the methods boilerplate (from :mod:`nimare_jax.references`)."""
 
-from nimare_jax.reports.boilerplate import bibtex, cited_keys, format_boilerplate, load_references
+from nimare_jax.references import bibtex, cited_keys, format_boilerplate, load_references
 from nimare_jax.reports.clusters import atlas_labels, cluster_table, load_atlas
 
 __all__ = [

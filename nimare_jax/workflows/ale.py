@@ -12,10 +12,10 @@ import numpy as np
 from nimare_jax.correct import FWECorrector
 from nimare_jax.dataset import Dataset
 from nimare_jax.io import convert_sleuth_to_dataset
-from nimare_jax.meta.cbma import ALE
+from nimare_jax.meta.cbma import ALE, ALESubtraction
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows._staging import staged_dir
+from nimare_jax.workflows.staging import staged_dir
 
 
 def load_dataset(path) -> Dataset:
@@ -124,8 +124,6 @@ def _ale_subtraction(
     file1, file2, output_dir, prefix, n_iters, v_thr, fwhm, n_cores, random_state, progress
 ):
     """``ale_sleuth_workflow`` with ``file2``: each group's ALE + FWE and their subtraction."""
-    from nimare_jax.meta.cbma import ALESubtraction
-
     file1 = Path(file1)
     output_dir = file1.parent if output_dir is None else Path(output_dir)
     prefix = file1.stem if prefix is None else prefix

@@ -19,8 +19,8 @@ from nimare_jax.exceptions import ImageError
 from nimare_jax.io.images import load_image, mask_image
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.spatial import load_mask
-from nimare_jax.workflows._args import add_prefix_argument, positive_int, random_seed
-from nimare_jax.workflows._staging import staged_dir
+from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
+from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["add_conperm_arguments", "conperm_workflow"]
 

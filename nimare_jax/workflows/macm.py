@@ -14,9 +14,9 @@ from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import ALE
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows._args import probability, run_workflow
-from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.arguments import add_common_arguments, probability, run_workflow
+from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["macm_workflow"]
 
@@ -117,8 +117,6 @@ def add_macm_arguments(parser) -> None:
     parser : argparse.ArgumentParser
         Parser to extend; its namespace is accepted by :func:`run_macm`.
     """
-    from nimare_jax.workflows.scale import _add_common_arguments
-
     parser.add_argument("dataset", metavar="DATASET", help="NiMARE JSON file or Sleuth text file")
     parser.add_argument(
         "--mask",
@@ -126,7 +124,7 @@ def add_macm_arguments(parser) -> None:
         metavar="MASK_FILE",
         help="NIfTI region: experiments with at least one focus inside it are analysed",
     )
-    _add_common_arguments(parser)
+    add_common_arguments(parser)
     parser.add_argument(
         "--v_thr",
         type=probability,
@@ -144,7 +142,7 @@ def run_macm(args) -> None:
         Namespace from a parser set up by :func:`add_macm_arguments`.
     """
     run_workflow(
-        "macm_workflow",
+        macm_workflow,
         args.n_cores,
         args.output_dir,
         args.dataset,

@@ -33,13 +33,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from sklearn.cluster import DBSCAN, KMeans, SpectralClustering
+from sklearn.metrics import silhouette_score
 
 from nimare_jax.exceptions import DatasetError
+from nimare_jax.io.images import get_image_paths, image_types, load_images
 from nimare_jax.meta.cbma.kernel import ALEKernel, KDAKernel, MKDAKernel
-from nimare_jax.reports.boilerplate import bibtex, cited_keys, format_boilerplate
+from nimare_jax.references import bibtex, cited_keys, format_boilerplate
 from nimare_jax.results import unmask
-from nimare_jax.workflows._args import add_prefix_argument, random_seed
-from nimare_jax.workflows._staging import staged_dir
+from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.arguments import add_prefix_argument, random_seed
+from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["ALGORITHMS", "KERNELS", "metacluster_workflow"]
 
@@ -108,8 +112,6 @@ def _features(dataset, coord: bool, img, kernel: str):
         maps = KERNELS[kernel]().transform(subset, return_type="array")
         text = f"its modelled activation map, computed from its foci with {_KERNEL_TEXT[kernel]}"
         return ids, np.asarray(maps, np.float64), text
-    from nimare_jax.io.images import get_image_paths, image_types
-
     paths = get_image_paths(dataset, img)
     ids = [i for i, p in zip(dataset.ids, paths, strict=True) if p is not None]
     if not ids:
@@ -130,8 +132,6 @@ def _correlation(maps: np.ndarray) -> np.ndarray:
 
 def _cluster(maps, k: int, algorithm: str, seed: int):
     """Return 0-based labels (-1 = noise) and the distances used for the silhouette."""
-    from sklearn.cluster import DBSCAN, KMeans, SpectralClustering
-
     if algorithm == "kmeans":
         labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(maps)
         return labels, None
@@ -152,8 +152,6 @@ def _cluster(maps, k: int, algorithm: str, seed: int):
 
 
 def _silhouette(maps, labels, distance) -> float:
-    from sklearn.metrics import silhouette_score
-
     keep = labels >= 0
     found = np.unique(labels[keep])
     if found.size < 2 or found.size >= keep.sum():
@@ -221,14 +219,10 @@ def metacluster_workflow(
     head = f"{prefix}_" if prefix else ""
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
         if isinstance(dataset, str | Path):
-            from nimare_jax.workflows.ale import load_dataset
-
             dataset = load_dataset(dataset)
         ids, maps, source = _features(dataset, coord, img, kernel)
         check_clust_range((k1, k2), len(ids))
         if maps is None:
-            from nimare_jax.io.images import load_images
-
             maps = np.asarray(load_images(dataset, img, ids=ids), np.float64)
             maps = np.nan_to_num(maps)
         table, outputs = _cluster_range(maps, ids, k1, k2, algorithm, seed)

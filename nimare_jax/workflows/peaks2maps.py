@@ -2,7 +2,7 @@
 
 ``nimare-jax peaks2maps SLEUTH_FILE [--output_dir DIR] [--prefix P] [--n_iters 10000]``
 reconstructs each experiment's unthresholded map from its peaks with
-:class:`~nimare_jax.peaks2maps.kernel.Peaks2MapsKernel`, runs
+:class:`~nimare_jax.meta.cbma.kernel.Peaks2MapsKernel`, runs
 :class:`~nimare_jax.meta.ibma.PermutedOLS` (sign flipping) on the reconstructed maps with
 voxel-level FWE correction, and writes the maps (``{prefix}_{name}.nii.gz``), a methods
 paragraph (``{prefix}_boilerplate.txt``) and its references (``{prefix}_references.bib``).
@@ -14,13 +14,14 @@ import argparse
 from pathlib import Path
 
 from nimare_jax.correct import FWECorrector
+from nimare_jax.meta.cbma.kernel import Peaks2MapsKernel
 from nimare_jax.meta.ibma import PermutedOLS
+from nimare_jax.ops.permute import configure_cpu_devices
 from nimare_jax.ops.validate import check_n_iters
-from nimare_jax.peaks2maps.kernel import Peaks2MapsKernel
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows._args import add_prefix_argument, positive_int, random_seed
-from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
+from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["add_peaks2maps_arguments", "peaks2maps_workflow", "run_peaks2maps"]
 
@@ -135,8 +136,6 @@ def run_peaks2maps(args) -> None:
     args : argparse.Namespace
         Parsed arguments (see :func:`add_peaks2maps_arguments`).
     """
-    from nimare_jax.ops.permute import configure_cpu_devices
-
     if args.n_cores > 1:  # cores become JAX devices only if asked before JAX starts
         configure_cpu_devices(args.n_cores)
     result, files = peaks2maps_workflow(

@@ -11,15 +11,9 @@ from nimare_jax.correct import FWECorrector
 from nimare_jax.meta.cbma.scale import SCALE, read_baseline
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows._args import (
-    add_prefix_argument,
-    positive_float,
-    positive_int,
-    random_seed,
-    run_workflow,
-)
-from nimare_jax.workflows._staging import staged_dir
 from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.arguments import add_common_arguments, run_workflow
+from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["scale_workflow"]
 
@@ -97,24 +91,6 @@ def scale_workflow(
     return result, [output_dir / path.name for path in staged]
 
 
-def _add_common_arguments(parser) -> None:
-    parser.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
-    add_prefix_argument(parser)
-    parser.add_argument(
-        "--n_iters", type=positive_int, default=5000, help="Monte Carlo iterations (5000)"
-    )
-    parser.add_argument(
-        "--fwhm",
-        type=positive_float,
-        default=None,
-        help="fixed kernel FWHM in mm (default: from each experiment's sample size)",
-    )
-    parser.add_argument(
-        "--n_cores", type=positive_int, default=1, help="devices for the permutations (1)"
-    )
-    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the permutations (0)")
-
-
 def add_scale_arguments(parser) -> None:
     """Add the ``nimare-jax scale`` arguments to an argparse (sub)parser.
 
@@ -131,7 +107,7 @@ def add_scale_arguments(parser) -> None:
         help="text file of x y z rows (MNI mm) to redraw foci from (default: the dataset's "
         "own foci)",
     )
-    _add_common_arguments(parser)
+    add_common_arguments(parser)
 
 
 def run_scale(args) -> None:
@@ -143,7 +119,7 @@ def run_scale(args) -> None:
         Namespace from a parser set up by :func:`add_scale_arguments`.
     """
     run_workflow(
-        "scale_workflow",
+        scale_workflow,
         args.n_cores,
         args.output_dir,
         args.dataset,

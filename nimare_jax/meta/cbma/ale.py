@@ -46,7 +46,7 @@ class ALE(RelocationEstimator):
     ----------
     kernel_transformer : ALEKernel or Peaks2MapsKernel, class or instance
         Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
-        :class:`~nimare_jax.peaks2maps.kernel.Peaks2MapsKernel` (``binary=False``) models
+        :class:`~nimare_jax.meta.cbma.kernel.Peaks2MapsKernel` (``binary=False``) models
         each experiment by its peaks2maps reconstruction.
     null_method : {"approximate", "montecarlo"}
         How the voxel-wise null is built: the analytic histogram convolution (default), or

@@ -1,9 +1,15 @@
-"""Argument types shared by the command-line parsers of the workflows and ``nimare-jax``."""
+"""Command-line helpers shared by the workflows and ``nimare-jax``.
+
+Argument types, options common to several commands, and :func:`run_workflow`, which runs a
+workflow on the requested number of CPU devices.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+
+from nimare_jax.ops.permute import configure_cpu_devices
 
 
 def number(kind, low, high=math.inf, what="a number"):
@@ -83,27 +89,50 @@ def add_prefix_argument(parser, default: str = "the input file's name") -> None:
     )
 
 
-def run_workflow(workflow_name: str, n_cores: int, output_dir, *args, **kwargs) -> None:
+def add_common_arguments(parser) -> None:
+    """Add the options shared by ``nimare-jax scale`` and ``nimare-jax macm`` to a parser.
+
+    ``--output_dir``, ``--prefix``, ``--n_iters`` (5000), ``--fwhm``, ``--n_cores`` and
+    ``--seed``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        Parser to extend.
+    """
+    parser.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
+    add_prefix_argument(parser)
+    parser.add_argument(
+        "--n_iters", type=positive_int, default=5000, help="Monte Carlo iterations (5000)"
+    )
+    parser.add_argument(
+        "--fwhm",
+        type=positive_float,
+        default=None,
+        help="fixed kernel FWHM in mm (default: from each experiment's sample size)",
+    )
+    parser.add_argument(
+        "--n_cores", type=positive_int, default=1, help="devices for the permutations (1)"
+    )
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the permutations (0)")
+
+
+def run_workflow(workflow, n_cores: int, output_dir, *args, **kwargs) -> None:
     """Run a workflow for the command line: expose cores as devices, run, print a summary.
 
     Parameters
     ----------
-    workflow_name : str
-        Name of a function in :mod:`nimare_jax.workflows` returning ``(result, files)``.
+    workflow : callable
+        A function of :mod:`nimare_jax.workflows` returning ``(result, files)``.
     n_cores : int
-        CPU cores to expose as JAX devices; set before JAX starts its backend, which is
-        why the workflows are imported only after it.
+        CPU cores to expose as JAX devices; this takes effect because JAX starts its backend
+        only at the first computation (importing nimare_jax computes nothing).
     output_dir : str or pathlib.Path
         Output folder (passed on as ``output_dir``).
     *args, **kwargs
         The workflow's other arguments.
     """
-    from nimare_jax.ops.permute import configure_cpu_devices
-
     configure_cpu_devices(n_cores)
-    import nimare_jax.workflows
-
-    workflow = getattr(nimare_jax.workflows, workflow_name)
     result, files = workflow(*args, output_dir=output_dir, n_cores=n_cores, **kwargs)
     print(result.boilerplate())
     print(f"Wrote {len(files)} files to {output_dir}")

@@ -1,4 +1,4 @@
-"""A small 3-D U-Net as pure functions: parameters are a pytree, layers are functions.
+"""The peaks2maps network, a small 3-D U-Net, as pure functions: parameters are a pytree.
 
 The architecture follows the idea of Freyberg et al. (2018), scaled down so it trains on a
 laptop CPU. The 32^3 input has four channels: the peak indicator image, the same image
@@ -9,19 +9,16 @@ convolution runs at full resolution. A U-Net with three resolution levels (16^3,
 3x3x3 convolutions with ReLU, 2x average-pool down, nearest-neighbour up-sampling, skip
 connections by concatenation) ends in a linear 3x3x3 convolution to 8 channels that are
 unfolded (depth-to-space) into the 32^3 output: the predicted unthresholded z map, set to 0
-outside the mask.
+outside the mask. Parameters are read and written by :mod:`nimare_jax.io.weights`.
 """
 
 from __future__ import annotations
-
-import io
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CHANNELS", "apply", "features", "init", "load_params", "n_parameters", "save_params"]
+__all__ = ["CHANNELS", "apply", "features", "init", "n_parameters"]
 
 CHANNELS = (16, 32, 64)
 IN_CHANNELS = 4
@@ -179,48 +176,3 @@ def n_parameters(params) -> int:
         Total size of all leaves.
     """
     return int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))
-
-
-def save_params(params: dict, path, **metadata) -> None:
-    """Write parameters (and scalar metadata) to a compressed ``.npz`` file.
-
-    Parameters
-    ----------
-    params : dict
-        Network parameters.
-    path : str or os.PathLike
-        Output file.
-    **metadata
-        Extra scalars or small arrays stored under ``meta/<name>``.
-    """
-    flat = {f"{layer}/{k}": np.asarray(v) for layer, d in params.items() for k, v in d.items()}
-    flat.update({f"meta/{k}": np.asarray(v) for k, v in metadata.items()})
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **flat)
-    Path(path).write_bytes(buffer.getvalue())
-
-
-def load_params(path) -> tuple[dict, dict]:
-    """Read parameters written by :func:`save_params`.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        ``.npz`` file.
-
-    Returns
-    -------
-    params : dict
-        Network parameters as JAX arrays.
-    metadata : dict
-        The stored metadata (NumPy values).
-    """
-    params, meta = {}, {}
-    with np.load(path) as data:
-        for name in data.files:
-            group, key = name.split("/", 1)
-            if group == "meta":
-                meta[key] = data[name][()]
-            else:
-                params.setdefault(group, {})[key] = jnp.asarray(data[name])
-    return params, meta

@@ -1,10 +1,12 @@
-"""Methods boilerplate: turn a description with ``[Key]`` citations into citable text.
+"""Citations: turn a description with ``[Key]`` citations into citable text and BibTeX.
 
 Estimators and correctors describe what they did in a ``description`` whose citations are
 BibTeX keys of ``resources/references.bib`` in brackets (``[Turkeltaub2002]`` or
 ``[Turkeltaub2002; Turkeltaub2012]``). :func:`format_boilerplate` replaces them with
 author-year citations and appends the reference list; :func:`bibtex` returns the cited
-entries for a reference manager.
+entries for a reference manager. The module sits low (beside the bundled resources it
+reads) so that :class:`~nimare_jax.results.MetaResult` can format its own boilerplate;
+:mod:`nimare_jax.reports` re-exports it.
 """
 
 from __future__ import annotations
