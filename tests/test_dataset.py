@@ -106,7 +106,7 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         Dataset(src)
     src = copy.deepcopy(small_dict())
     src["s2"]["contrasts"]["c1"]["coords"]["y"] = ["a"]
-    with pytest.raises(InputFileError, match="'s2'.*not numeric"):
+    with pytest.raises(InputFileError, match=r"study 's2'.*'coords.y' must hold numbers.*'a'"):
         Dataset(src)
     src = copy.deepcopy(small_dict())
     src["s2"]["contrasts"]["c1"]["metadata"]["sample_sizes"] = [0]

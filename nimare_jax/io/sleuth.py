@@ -13,6 +13,10 @@ text joined by single spaces (as NiMARE does). The name is split into study and 
 the first ``;`` or ``:`` after a year (19xx/20xx), else at the first ``;``, else at the first
 ``:``; with no separator the contrast is ``"analysis_1"``. Every malformed input raises
 :class:`~nimare_jax.exceptions.InputFileError` naming the file, the line and the experiment.
+
+Files are UTF-8 or, failing that, Windows-1252 (so a name typed with "…" or "–" in a
+Windows editor reads as written); lines end at LF, CR LF or CR only, and a
+coordinate is an ASCII decimal number (see :mod:`nimare_jax.parsing`).
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ import functools
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from nimare_jax.dataset import Dataset
-from nimare_jax.exceptions import InputFileError
+from nimare_jax.exceptions import InputFileError, excerpt
 from nimare_jax.io.nimare_json import _write_json
+from nimare_jax.parsing import parse_number, read_lines
 from nimare_jax.spatial import get_template, mm2vox, tal2mni
 
 _REFERENCE = re.compile(r"reference\s*=\s*(.*)", re.IGNORECASE)
@@ -86,7 +90,7 @@ def convert_sleuth_to_dict(text_file) -> dict:
                     path,
                     exp.line,
                     exp.name,
-                    f"study {study!r}, contrast {contrast!r} was already read at "
+                    f"study {excerpt(study)}, contrast {excerpt(contrast)} was already read at "
                     f"{first_seen[study, contrast]}; experiment names must be unique",
                 )
             first_seen[study, contrast] = f"{path}, line {exp.line}"
@@ -140,22 +144,13 @@ def _as_paths(text_file) -> list:
 
 
 def _error(path, line: int, experiment: str | None, message: str) -> InputFileError:
-    name = repr(experiment) if experiment else "none (before the first experiment)"
+    name = excerpt(experiment) if experiment else "none (before the first experiment)"
     return InputFileError(f"{path}, line {line}, experiment {name}: {message}")
-
-
-def _read_text(path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise InputFileError(f"{path}: file not found") from exc
-    except UnicodeDecodeError:  # Windows exports: every byte is a valid Latin-1 character
-        return Path(path).read_text(encoding="latin-1")
 
 
 def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
     """Parse one file into its reference space and experiments, validating every line."""
-    lines = _read_text(path).splitlines()
+    lines = read_lines(path)
     space = None
     header: list[str] = []  # name lines of the experiment being declared
     header_line = 0
@@ -175,7 +170,7 @@ def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
             if space is None:
                 raise _error(
                     *where,
-                    f"unknown Reference space {match.group(1).strip()!r}; "
+                    f"unknown Reference space {excerpt(match.group(1).strip())}; "
                     "expected MNI, TAL or Talairach",
                 )
         elif space is None:
@@ -216,20 +211,20 @@ def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
 
 def _positive_int(text: str) -> int:
     if not re.fullmatch(r"\+?\d+", text) or int(text) == 0:
-        raise ValueError(f"Subjects must be a positive whole number, got {text!r}")
+        raise ValueError(f"Subjects must be a positive whole number, got {excerpt(text)}")
     return int(text)
 
 
 def _parse_focus(line: str) -> list[float]:
     parts = re.split(r"[\s,]+", line)
     if len(parts) != 3:
-        raise ValueError(f"expected 3 coordinates (x y z), got {len(parts)}: {line!r}")
+        raise ValueError(f"expected 3 coordinates (x y z), got {len(parts)}: {excerpt(line)}")
     try:
-        xyz = [float(p) for p in parts]
+        xyz = [parse_number(p) for p in parts]
     except ValueError:
-        raise ValueError(f"coordinates must be numbers, got {line!r}") from None
+        raise ValueError(f"coordinates must be numbers, got {excerpt(line)}") from None
     if not np.all(np.isfinite(xyz)):
-        raise ValueError(f"coordinates must be finite, got {line!r}")
+        raise ValueError(f"coordinates must be finite, got {excerpt(line)}")
     return xyz
 
 
