@@ -77,6 +77,12 @@ def _section(con: dict, key: str, where: str) -> dict:
         raise InputFileError(
             f"{where}: field {key!r} must be an object, got {type(part).__name__}"
         )
+    reserved = [k for k in _COORD_COLUMNS[:3] if k in (part or {})]
+    if reserved:
+        raise InputFileError(
+            f"{where}: field {key!r} may not hold {reserved[0]!r}; an experiment's ids come "
+            "from its study and contrast keys"
+        )
     return part or {}
 
 

@@ -1,0 +1,346 @@
+"""Fuzz tests of the Sleuth and NiMARE-JSON readers (hypothesis, derandomized).
+
+Structurally plausible inputs are generated, and most are then broken: a token replaced by
+junk (words, "nan", "1e999", "1_0", other scripts' digits), a column dropped or added, a
+line inserted, deleted or made huge, bytes inserted or cut, a JSON field deleted or given a
+value of the wrong type. Whatever comes out, the reader either returns a dataset whose
+coordinates are finite and equal to the numbers written, or raises InputFileError or
+DatasetError with a short message that names the file; any other exception fails the test,
+and so does a non-numeric coordinate or sample size that was accepted. Inputs that were not
+broken must be read, with names as written.
+"""
+
+import codecs
+import json
+import re
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nimare_jax import io
+from nimare_jax.dataset import Dataset
+from nimare_jax.exceptions import DatasetError, InputFileError
+from nimare_jax.parsing import decode_text
+from nimare_jax.spatial import tal2mni
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,  # the same examples on every run: CI is stable
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+# What the readers must accept as a number: an ASCII decimal (the spec, written out here).
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+MAX_MESSAGE = 1000  # echoed input is cut, so no message gets longer than this
+JUNK_TOKENS = ["dog", "nan", "-inf", "1e999", "1e300", "1_0", "\u0661", "\uff11", "0x10", "1.2.3"]
+TAL = {"tal", "talairach"}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def read_or_refuse(read, path_text):
+    """Return ``read()``'s result, or None if it refused the input as it must."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = read()
+        except (InputFileError, DatasetError) as exc:
+            message = str(exc)
+            assert path_text in message, message[:MAX_MESSAGE]
+            assert len(message) < MAX_MESSAGE, message[:MAX_MESSAGE]
+            result = None
+    assert all(issubclass(w.category, UserWarning) for w in caught), [str(w) for w in caught]
+    return result
+
+
+def is_number(value) -> bool:
+    if isinstance(value, str):
+        return NUMBER.fullmatch(value.strip()) is not None
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# ------------------------------------------------------------------------ Sleuth
+coordinate = st.tuples(
+    st.floats(-60, 60), st.floats(-90, 50), st.floats(-40, 70)
+)  # inside the template volume in MNI and after Talairach -> MNI
+number_format = st.sampled_from(["{:.0f}", "{:.1f}", "{:.3f}", "{:g}", "{:e}", "{!r}", "{:+.2f}"])
+name_text = st.text(
+    st.characters(exclude_characters="\r\n", exclude_categories=("Cs",))
+    | st.sampled_from("\u2026\x85\x0b\x0c\x1c\x1e\u2028\u2029\u2013;:, "),
+    max_size=12,
+)
+experiment = st.fixed_dictionaries(
+    {
+        "title": name_text,
+        "more": st.none() | name_text,
+        "n": st.integers(1, 500),
+        "foci": st.lists(st.tuples(coordinate, number_format), min_size=1, max_size=4),
+    }
+)
+
+
+def sleuth_lines(space, experiments, separator, blank):
+    """The file's lines and, per experiment, (study, contrast, n, written numbers)."""
+    lines, expected = [f"// Reference{blank}={space}"], []
+    for k, exp in enumerate(experiments):
+        study = f"S{k} et al., 2010"
+        comments = [f"{study}: {exp['title']}"] + (
+            [] if exp["more"] is None else [f"and {exp['more']}"]
+        )
+        lines += [f"// {c}" for c in comments] + [f"//Subjects{blank}={exp['n']}", blank]
+        written = [[fmt.format(v) for v in xyz] for xyz, fmt in exp["foci"]]
+        lines += [separator.join(row) for row in written]
+        name = " ".join(c.strip() for c in comments)
+        contrast = name[len(study) + 1 :].strip() or "analysis_1"
+        expected.append((study, contrast, exp["n"], [[float(v) for v in row] for row in written]))
+    return lines, expected
+
+
+@st.composite
+def sleuth_files(draw):
+    """Bytes of a Sleuth file, its expected content (None if broken) and its space."""
+    space = draw(st.sampled_from(["MNI", "mni", "TAL", "Talairach"]))
+    experiments = draw(st.lists(experiment, min_size=1, max_size=3))
+    separator = draw(st.sampled_from([" ", "\t", ",", ", ", "  "]))
+    lines, expected = sleuth_lines(space, experiments, separator, draw(st.sampled_from(["", " "])))
+    mutation = draw(
+        st.sampled_from(
+            [
+                "none",
+                "token",
+                "drop",
+                "add",
+                "insert",
+                "delete",
+                "subjects",
+                "huge",
+                "bytes",
+                "cut",
+            ]
+        )
+    )
+    if mutation != "none":
+        expected = None
+    at = draw(st.integers(0, len(lines) - 1))
+    junk = draw(st.sampled_from(JUNK_TOKENS) | st.text(max_size=6))
+    focus_rows = [i for i, line in enumerate(lines) if line and not line.startswith("//")]
+    row = focus_rows[at % len(focus_rows)]
+    tokens = lines[row].split(separator)
+    if mutation == "token":
+        tokens[draw(st.integers(0, 2))] = junk
+    elif mutation == "drop":
+        tokens.pop(draw(st.integers(0, 2)))
+    elif mutation == "add":
+        tokens.append(draw(st.sampled_from(["1", junk])))
+    lines[row] = separator.join(tokens)
+    if mutation == "insert":
+        lines.insert(at, draw(st.text(st.characters(exclude_characters="\r\n"), max_size=12)))
+    elif mutation == "delete":
+        del lines[at]
+    elif mutation == "subjects":
+        lines = [f"// Subjects={junk}" if "Subjects" in line else line for line in lines]
+    elif mutation == "huge":
+        lines.insert(at, draw(st.sampled_from(["1 2 ", "// ", ""])) + "3" * 200_000 + junk)
+    text = draw(st.sampled_from(["\n", "\r\n", "\r"])).join(lines) + "\n"
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]))
+    try:
+        data = text.encode(encoding)
+    except UnicodeEncodeError:
+        data = text.encode("utf-8")
+    if encoding == "cp1252" and not data.isascii() and _is_utf8(data):
+        data = text.encode("utf-8")  # such bytes are read as UTF-8, by design
+    if mutation == "bytes":
+        cut = draw(st.integers(0, len(data)))
+        data = data[:cut] + draw(st.binary(min_size=1, max_size=8)) + data[cut:]
+    elif mutation == "cut":
+        data = data[: draw(st.integers(0, len(data)))]
+    return data, expected, space
+
+
+def numeric_rows(data: bytes) -> list[list[float]]:
+    """The rows a reader may accept from this file; raise if some row is not three numbers."""
+    rows = []
+    for line in LINE_BREAK.split(decode_text(data)):
+        line = line.strip()
+        if line and not line.startswith("//"):
+            fields = re.split(r"[\s,]+", line)
+            assert len(fields) == 3 and all(map(NUMBER.fullmatch, fields)), line[:200]
+            rows.append([float(f) for f in fields])
+    return rows
+
+
+@FUZZ
+@given(sleuth_files())
+def test_sleuth_reader_reads_numbers_or_names_the_file(folder, case):
+    data, expected, space = case
+    path = folder / "foci.txt"
+    path.write_bytes(data)
+    result = read_or_refuse(lambda: io.convert_sleuth_to_dict(path), str(path))
+    if expected is not None:  # not broken: read, with names as written
+        assert result is not None
+        got = [
+            (study, contrast, entry["metadata"]["sample_sizes"][0], entry["coords"])
+            for study, value in result.items()
+            for contrast, entry in value["contrasts"].items()
+        ]
+        assert [g[:3] for g in got] == [e[:3] for e in expected]
+        for (_, _, _, coords), (_, _, _, rows) in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(np.c_[coords["x"], coords["y"], coords["z"]], rows)
+    if result is None:
+        return
+    rows = numeric_rows(data)  # every focus line holds three numbers: nothing slipped in
+    got = [
+        xyz
+        for value in result.values()
+        for entry in value["contrasts"].values()
+        for xyz in zip(*(entry["coords"][a] for a in "xyz"), strict=True)
+    ]
+    assert sorted(map(list, got)) == sorted(rows)
+    dset = read_or_refuse(lambda: io.convert_sleuth_to_dataset(path), str(path))
+    assert dset is not None and len(dset.coordinates) == len(rows)
+    xyz = dset.coordinates[["x", "y", "z"]].to_numpy(float)
+    assert np.isfinite(xyz).all()
+    if space.lower() not in TAL:
+        assert sorted(map(list, xyz)) == sorted(rows)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------ NiMARE JSON
+key = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6)
+junk_value = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=6)
+    | st.sampled_from([*JUNK_TOKENS, " 12 ", "+.5e1"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+
+
+@st.composite
+def contrast(draw):
+    n = draw(st.integers(0, 4))
+    xyz = draw(st.lists(coordinate, min_size=n, max_size=n))
+    space = draw(st.sampled_from(["MNI", "TAL", "ale_2mm", "UNKNOWN"]))
+    entry = {
+        "coords": {"space": space, **{a: [p[i] for p in xyz] for i, a in enumerate("xyz")}},
+        "metadata": {"sample_sizes": draw(st.lists(st.integers(1, 500), min_size=1, max_size=2))},
+    }
+    if draw(st.booleans()):
+        del entry["coords"]  # an image-only experiment
+        entry["images"] = {"z": "z.nii.gz"}
+    if draw(st.booleans()):
+        entry["labels"] = {"pain": draw(st.floats(0, 1))}
+    return entry
+
+
+def break_json(draw, source):
+    """Give one field of a study, contrast, coords or metadata a junk value, or delete it."""
+    study = draw(st.sampled_from(sorted(source)))
+    contrasts = source[study]["contrasts"]
+    con = contrasts[draw(st.sampled_from(sorted(contrasts)))]
+    coords = con.get("coords") or {}
+    targets = [(source, study), (source[study], "contrasts"), (contrasts, next(iter(contrasts)))]
+    targets += [(con, k) for k in ("coords", "metadata", "labels", "images", "text")]
+    targets += [(coords, k) for k in ("x", "y", "z", "space")]
+    targets += [(con.get("metadata") or {}, "sample_sizes")]
+    for values in (coords.get("x"), con.get("metadata", {}).get("sample_sizes")):
+        if values:
+            targets += [(values, draw(st.integers(0, len(values) - 1)))]
+    parent, field = draw(st.sampled_from(targets))
+    if isinstance(parent, dict) and draw(st.booleans()):
+        parent.pop(field, None)
+    else:
+        parent[field] = draw(junk_value)
+
+
+@st.composite
+def nimare_sources(draw):
+    """A NiMARE dict (or the bytes of its JSON file) and whether it was broken."""
+    source = draw(
+        st.dictionaries(
+            key,
+            st.fixed_dictionaries(
+                {"contrasts": st.dictionaries(key, contrast(), min_size=1, max_size=2)}
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+    broken = draw(st.sampled_from(["no", "no", "field", "field", "field", "top"]))
+    if broken == "field":
+        break_json(draw, source)
+    elif broken == "top":
+        source = draw(junk_value)
+    as_file = draw(st.booleans())
+    if not as_file:
+        return source, None, broken != "no"
+    data = json.dumps(source).encode()  # NaN and Infinity are written as such
+    if draw(st.booleans()):
+        data = codecs.BOM_UTF8 + data
+    if draw(st.integers(0, 4)) == 0:  # byte-level damage
+        cut = draw(st.integers(0, len(data)))
+        data = data[:cut] + draw(st.binary(max_size=4)) + data[cut + draw(st.integers(0, 3)) :]
+        broken = "bytes"
+    return source, data, broken != "no"
+
+
+def expected_foci(entry) -> np.ndarray:
+    """The MNI foci a contrast entry holds; fail if a coordinate is not a number."""
+    coords = entry.get("coords")
+    if coords is None:
+        return np.zeros((0, 3))
+    columns = []
+    for a in "xyz":
+        values = coords[a] if isinstance(coords[a], list) else [coords[a]]
+        assert all(map(is_number, values)), f"non-numeric {a} accepted: {values!r}"[:200]
+        columns.append([float(v) for v in values])
+    xyz = np.array(columns, float).T.reshape(-1, 3)
+    return tal2mni(xyz) if str(coords.get("space")).lower() in TAL else xyz
+
+
+@FUZZ
+@given(nimare_sources())
+def test_nimare_json_reader_reads_numbers_or_names_the_source(folder, case):
+    source, data, broken = case
+    if data is None:
+        origin = "dataset dict"
+        dset = read_or_refuse(lambda: Dataset(source), origin)
+    else:
+        path = folder / "dataset.json"
+        path.write_bytes(data)
+        origin = str(path)
+        dset = read_or_refuse(lambda: Dataset(path), origin)
+        source = json.loads(data) if dset is not None else source
+    if not broken:
+        assert dset is not None
+    if dset is None:
+        return
+    assert dset.origin == origin
+    coords = dset.coordinates
+    assert np.isfinite(coords[["x", "y", "z"]].to_numpy(float)).all()
+    for study, value in source.items():
+        for con, entry in value["contrasts"].items():
+            mine = (coords["study_id"] == str(study)) & (coords["contrast_id"] == str(con))
+            got = coords.loc[mine, ["x", "y", "z"]].to_numpy(float)
+            np.testing.assert_array_equal(got, expected_foci(entry))
+            sizes = (entry.get("metadata") or {}).get("sample_sizes")
+            values = sizes if isinstance(sizes, list) else [sizes]
+            assert sizes is None or all(map(is_number, values)), f"sample_sizes {sizes!r}"
