@@ -39,6 +39,7 @@ LINE_BREAK = re.compile(r"\r\n|\r|\n")
 MAX_MESSAGE = 1000  # echoed input is cut, so no message gets longer than this
 JUNK_TOKENS = ["dog", "nan", "-inf", "1e999", "1e300", "1_0", "\u0661", "\uff11", "0x10", "1.2.3"]
 TAL = {"tal", "talairach"}
+NON_FINITE = {"nan", "inf", "infinity"}
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +63,10 @@ def read_or_refuse(read, path_text):
 
 
 def is_number(value) -> bool:
+    """A JSON number, or a string of a decimal or of NaN/infinity (which JSON can also hold)."""
     if isinstance(value, str):
-        return NUMBER.fullmatch(value.strip()) is not None
+        text = value.strip()
+        return bool(NUMBER.fullmatch(text)) or text.lstrip("+-").lower() in NON_FINITE
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -222,13 +225,16 @@ def _is_utf8(data: bytes) -> bool:
 
 # ------------------------------------------------------------------------ NiMARE JSON
 key = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6)
-junk_value = st.recursive(
+junk_scalar = (
     st.none()
     | st.booleans()
     | st.integers()
     | st.floats()
     | st.text(max_size=6)
-    | st.sampled_from([*JUNK_TOKENS, " 12 ", "+.5e1"]),
+    | st.sampled_from([*JUNK_TOKENS, " 12 ", "+.5e1", "id", "study_id"])
+)
+junk_value = junk_scalar | st.recursive(
+    junk_scalar,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
     max_leaves=6,
 )
@@ -243,7 +249,7 @@ def contrast(draw):
         "coords": {"space": space, **{a: [p[i] for p in xyz] for i, a in enumerate("xyz")}},
         "metadata": {"sample_sizes": draw(st.lists(st.integers(1, 500), min_size=1, max_size=2))},
     }
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:
         del entry["coords"]  # an image-only experiment
         entry["images"] = {"z": "z.nii.gz"}
     if draw(st.booleans()):
@@ -251,23 +257,30 @@ def contrast(draw):
     return entry
 
 
+def as_dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def break_json(draw, source):
-    """Give one field of a study, contrast, coords or metadata a junk value, or delete it."""
+    """Give a field of a study, contrast, coords or metadata a junk value, or delete it."""
+    if not source:
+        return
     study = draw(st.sampled_from(sorted(source)))
-    contrasts = source[study]["contrasts"]
-    con = contrasts[draw(st.sampled_from(sorted(contrasts)))]
-    coords = con.get("coords") or {}
-    targets = [(source, study), (source[study], "contrasts"), (contrasts, next(iter(contrasts)))]
+    contrasts = as_dict(as_dict(source[study]).get("contrasts"))
+    con = as_dict(contrasts.get(draw(st.sampled_from(sorted(contrasts) or [""]))))
+    coords, meta = as_dict(con.get("coords")), as_dict(con.get("metadata"))
+    targets = [(source, study), (source[study], "contrasts")]
+    targets += [(contrasts, k) for k in contrasts]
     targets += [(con, k) for k in ("coords", "metadata", "labels", "images", "text")]
     targets += [(coords, k) for k in ("x", "y", "z", "space")]
-    targets += [(con.get("metadata") or {}, "sample_sizes")]
-    for values in (coords.get("x"), con.get("metadata", {}).get("sample_sizes")):
-        if values:
-            targets += [(values, draw(st.integers(0, len(values) - 1)))]
+    targets += [(meta, "sample_sizes"), (meta, "sample_sizes")]
+    for values in (coords.get("x"), coords.get("z"), meta.get("sample_sizes")):
+        if isinstance(values, list) and values:
+            targets += 2 * [(values, draw(st.integers(0, len(values) - 1)))]
     parent, field = draw(st.sampled_from(targets))
-    if isinstance(parent, dict) and draw(st.booleans()):
+    if isinstance(parent, dict) and draw(st.integers(0, 3)) == 0:
         parent.pop(field, None)
-    else:
+    elif isinstance(parent, dict | list):
         parent[field] = draw(junk_value)
 
 
@@ -284,13 +297,13 @@ def nimare_sources(draw):
             max_size=3,
         )
     )
-    broken = draw(st.sampled_from(["no", "no", "field", "field", "field", "top"]))
+    broken = draw(st.sampled_from(["no", "field", "field", "field", "top"]))
     if broken == "field":
-        break_json(draw, source)
+        for _ in range(draw(st.integers(1, 3))):
+            break_json(draw, source)
     elif broken == "top":
         source = draw(junk_value)
-    as_file = draw(st.booleans())
-    if not as_file:
+    if not draw(st.booleans()):
         return source, None, broken != "no"
     data = json.dumps(source).encode()  # NaN and Infinity are written as such
     if draw(st.booleans()):
@@ -321,7 +334,7 @@ def expected_foci(entry) -> np.ndarray:
 def test_nimare_json_reader_reads_numbers_or_names_the_source(folder, case):
     source, data, broken = case
     if data is None:
-        origin = "dataset dict"
+        origin = source if isinstance(source, str) else "dataset dict"  # a str is a path
         dset = read_or_refuse(lambda: Dataset(source), origin)
     else:
         path = folder / "dataset.json"
