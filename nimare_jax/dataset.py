@@ -137,6 +137,8 @@ def _tables_from_dict(source: dict, origin: str):
             where = _experiment(origin, study_id, contrast_id)
             if not isinstance(con, dict):
                 raise InputFileError(f"{where}: expected an object, got {type(con).__name__}")
+            if "\x00" in ident:  # NumPy's strings drop trailing NULs: ids would change
+                raise InputFileError(f"{where}: study and contrast names may not hold NUL")
             if con.get("coords") is not None:
                 xyz, space = _foci(con["coords"], where, unknown, ident)
                 for row in xyz:

@@ -27,7 +27,7 @@ from nimare_jax.parsing import decode_text
 from nimare_jax.spatial import tal2mni
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=15,  # per kind of damage: 150 Sleuth files, 270 JSON datasets
     deadline=None,
     derandomize=True,  # the same examples on every run: CI is stable
     database=None,
@@ -107,34 +107,32 @@ def sleuth_lines(space, experiments, separator, blank):
     return lines, expected
 
 
+MUTATIONS = [
+    "none",
+    "token",
+    "drop",
+    "add",
+    "insert",
+    "delete",
+    "subjects",
+    "huge",
+    "bytes",
+    "cut",
+]
+
+
 @st.composite
-def sleuth_files(draw):
+def sleuth_files(draw, mutation):
     """Bytes of a Sleuth file, its expected content (None if broken) and its space."""
     space = draw(st.sampled_from(["MNI", "mni", "TAL", "Talairach"]))
     experiments = draw(st.lists(experiment, min_size=1, max_size=3))
     separator = draw(st.sampled_from([" ", "\t", ",", ", ", "  "]))
     lines, expected = sleuth_lines(space, experiments, separator, draw(st.sampled_from(["", " "])))
-    mutation = draw(
-        st.sampled_from(
-            [
-                "none",
-                "token",
-                "drop",
-                "add",
-                "insert",
-                "delete",
-                "subjects",
-                "huge",
-                "bytes",
-                "cut",
-            ]
-        )
-    )
     if mutation != "none":
         expected = None
     at = draw(st.integers(0, len(lines) - 1))
     junk = draw(st.sampled_from(JUNK_TOKENS) | st.text(max_size=6))
-    focus_rows = [i for i, line in enumerate(lines) if line and not line.startswith("//")]
+    focus_rows = [i for i, line in enumerate(lines) if line.strip() and line[:2] != "//"]
     row = focus_rows[at % len(focus_rows)]
     tokens = lines[row].split(separator)
     if mutation == "token":
@@ -180,10 +178,11 @@ def numeric_rows(data: bytes) -> list[list[float]]:
     return rows
 
 
+@pytest.mark.parametrize("mutation", MUTATIONS)
 @FUZZ
-@given(sleuth_files())
-def test_sleuth_reader_reads_numbers_or_names_the_file(folder, case):
-    data, expected, space = case
+@given(sample=st.data())
+def test_sleuth_reader_reads_numbers_or_names_the_file(folder, mutation, sample):
+    data, expected, space = sample.draw(sleuth_files(mutation))
     path = folder / "foci.txt"
     path.write_bytes(data)
     result = read_or_refuse(lambda: io.convert_sleuth_to_dict(path), str(path))
@@ -224,19 +223,25 @@ def _is_utf8(data: bytes) -> bool:
 
 
 # ------------------------------------------------------------------------ NiMARE JSON
-key = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6)
-junk_scalar = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()
-    | st.text(max_size=6)
-    | st.sampled_from([*JUNK_TOKENS, " 12 ", "+.5e1", "id", "study_id"])
+# NUL is refused in names (NumPy's strings would drop it from the ids)
+key = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=6)
+junk_scalar = st.one_of(
+    st.sampled_from([True, False, None, "", " 12 ", "+.5e1", *JUNK_TOKENS]),
+    st.integers(-50, 50),
+    st.floats(-50, 50),
+    st.text(max_size=4),
+    st.integers(),
+    st.floats(),
 )
-junk_value = junk_scalar | st.recursive(
+junk_value = st.one_of(
     junk_scalar,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
-    max_leaves=6,
+    st.lists(junk_scalar, max_size=3),
+    st.dictionaries(st.sampled_from(["x", "n", "id", "study_id", "contrast_id"]), junk_scalar),
+    st.recursive(
+        junk_scalar,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+        max_leaves=6,
+    ),
 )
 
 
@@ -257,36 +262,41 @@ def contrast(draw):
     return entry
 
 
-def as_dict(value) -> dict:
-    return value if isinstance(value, dict) else {}
+def experiment_fields(source, study, con_id):
+    """Where each kind of break applies: name -> (parent, key) in one experiment's entry."""
+    contrasts = source[study]["contrasts"]
+    con = contrasts[con_id]
+    coords = con.setdefault("coords", {"space": "MNI", "x": [], "y": [], "z": []})
+    if not coords["x"]:
+        coords.update(x=[0.0], y=[0.0], z=[0.0])  # something to break
+    meta = con["metadata"]
+    return {
+        "sample_sizes[0]": (meta["sample_sizes"], 0),
+        "sample_sizes": (meta, "sample_sizes"),
+        "metadata.id": (meta, "id"),
+        "coords.x[0]": (coords["x"], 0),
+        "coords.z[0]": (coords["z"], 0),
+        "coords.y": (coords, "y"),
+        "coords.space": (coords, "space"),
+        "coords": (con, "coords"),
+        "metadata": (con, "metadata"),
+        "labels": (con, "labels"),
+        "images": (con, "images"),
+        "text": (con, "text"),
+        "contrast": (contrasts, con_id),
+        "contrasts": (source[study], "contrasts"),
+        "study": (source, study),
+    }
 
 
-def break_json(draw, source):
-    """Give a field of a study, contrast, coords or metadata a junk value, or delete it."""
-    if not source:
-        return
-    study = draw(st.sampled_from(sorted(source)))
-    contrasts = as_dict(as_dict(source[study]).get("contrasts"))
-    con = as_dict(contrasts.get(draw(st.sampled_from(sorted(contrasts) or [""]))))
-    coords, meta = as_dict(con.get("coords")), as_dict(con.get("metadata"))
-    targets = [(source, study), (source[study], "contrasts")]
-    targets += [(contrasts, k) for k in contrasts]
-    targets += [(con, k) for k in ("coords", "metadata", "labels", "images", "text")]
-    targets += [(coords, k) for k in ("x", "y", "z", "space")]
-    targets += [(meta, "sample_sizes"), (meta, "sample_sizes")]
-    for values in (coords.get("x"), coords.get("z"), meta.get("sample_sizes")):
-        if isinstance(values, list) and values:
-            targets += 2 * [(values, draw(st.integers(0, len(values) - 1)))]
-    parent, field = draw(st.sampled_from(targets))
-    if isinstance(parent, dict) and draw(st.integers(0, 3)) == 0:
-        parent.pop(field, None)
-    elif isinstance(parent, dict | list):
-        parent[field] = draw(junk_value)
+BREAKS = ["none", "top", "bytes", "sample_sizes[0]", "sample_sizes", "metadata.id"]
+BREAKS += ["coords.x[0]", "coords.z[0]", "coords.y", "coords.space", "coords", "metadata"]
+BREAKS += ["labels", "images", "text", "contrast", "contrasts", "study"]
 
 
 @st.composite
-def nimare_sources(draw):
-    """A NiMARE dict (or the bytes of its JSON file) and whether it was broken."""
+def nimare_sources(draw, kind):
+    """A NiMARE dict, or the bytes of its JSON file (then the dict is None), broken as said."""
     source = draw(
         st.dictionaries(
             key,
@@ -297,22 +307,25 @@ def nimare_sources(draw):
             max_size=3,
         )
     )
-    broken = draw(st.sampled_from(["no", "field", "field", "field", "top"]))
-    if broken == "field":
-        for _ in range(draw(st.integers(1, 3))):
-            break_json(draw, source)
-    elif broken == "top":
+    if kind == "top":
         source = draw(junk_value)
-    if not draw(st.booleans()):
-        return source, None, broken != "no"
+    elif kind not in ("none", "bytes"):
+        study = draw(st.sampled_from(sorted(source)))
+        con_id = draw(st.sampled_from(sorted(source[study]["contrasts"])))
+        parent, field = experiment_fields(source, study, con_id)[kind]
+        if isinstance(parent, dict) and draw(st.integers(0, 3)) == 3:
+            parent.pop(field, None)
+        else:
+            parent[field] = draw(junk_value)
+    if kind != "bytes" and draw(st.booleans()):
+        return source, None
     data = json.dumps(source).encode()  # NaN and Infinity are written as such
     if draw(st.booleans()):
         data = codecs.BOM_UTF8 + data
-    if draw(st.integers(0, 4)) == 0:  # byte-level damage
+    if kind == "bytes":
         cut = draw(st.integers(0, len(data)))
         data = data[:cut] + draw(st.binary(max_size=4)) + data[cut + draw(st.integers(0, 3)) :]
-        broken = "bytes"
-    return source, data, broken != "no"
+    return source, data
 
 
 def expected_foci(entry) -> np.ndarray:
@@ -329,10 +342,11 @@ def expected_foci(entry) -> np.ndarray:
     return tal2mni(xyz) if str(coords.get("space")).lower() in TAL else xyz
 
 
+@pytest.mark.parametrize("kind", BREAKS)
 @FUZZ
-@given(nimare_sources())
-def test_nimare_json_reader_reads_numbers_or_names_the_source(folder, case):
-    source, data, broken = case
+@given(sample=st.data())
+def test_nimare_json_reader_reads_numbers_or_names_the_source(folder, kind, sample):
+    source, data = sample.draw(nimare_sources(kind))
     if data is None:
         origin = source if isinstance(source, str) else "dataset dict"  # a str is a path
         dset = read_or_refuse(lambda: Dataset(source), origin)
@@ -342,11 +356,14 @@ def test_nimare_json_reader_reads_numbers_or_names_the_source(folder, case):
         origin = str(path)
         dset = read_or_refuse(lambda: Dataset(path), origin)
         source = json.loads(data) if dset is not None else source
-    if not broken:
+    if kind == "none":
         assert dset is not None
     if dset is None:
         return
     assert dset.origin == origin
+    experiments = [[str(s), str(c)] for s, value in source.items() for c in value["contrasts"]]
+    assert list(dset.ids) == [f"{s}-{c}" for s, c in experiments]
+    assert dset.metadata[["study_id", "contrast_id"]].to_numpy().tolist() == experiments
     coords = dset.coordinates
     assert np.isfinite(coords[["x", "y", "z"]].to_numpy(float)).all()
     for study, value in source.items():

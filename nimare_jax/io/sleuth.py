@@ -68,11 +68,12 @@ def convert_sleuth_to_dict(text_file) -> dict:
     Raises
     ------
     InputFileError
-        If a file is missing or malformed: no or an unknown ``Reference``, a header without
-        ``Subjects``, a sample size that is not a positive whole number, a coordinate row
-        without exactly three numbers, an experiment without foci, a focus outside the 2 mm
-        MNI152 template's volume, or an experiment (study and contrast) given twice. The
-        message names the file, the line and the experiment.
+        If a file is missing or malformed: a NUL character (e.g. a UTF-16 file), no or an
+        unknown ``Reference``, a header without ``Subjects``, a sample size that is not a
+        positive whole number, a coordinate row without exactly three numbers, an
+        experiment without foci, a focus outside the 2 mm MNI152 template's volume, or an
+        experiment (study and contrast) given twice. The message names the file, the line
+        and the experiment.
 
     Examples
     --------
@@ -162,6 +163,10 @@ def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
         current = experiments[-1] if experiments else None
         context = " ".join(header) or (current.name if current else None)
         where = (path, lineno, context)
+        if "\x00" in line:
+            raise _error(
+                *where, "the line holds a NUL character; is the file UTF-16? Save it as UTF-8"
+            )
         comment = line[2:].strip() if line.startswith("//") else None
         if comment is not None and (match := _REFERENCE.fullmatch(comment)):
             if space is not None or context:
