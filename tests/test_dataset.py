@@ -249,6 +249,9 @@ def test_malformed_contrast_fields_name_file_experiment_and_field(tmp_path, chan
 
 
 def test_malformed_contrast_entry_and_top_level(tmp_path):
+    # NumPy's strings drop trailing NULs, so the id would silently lose it
+    with pytest.raises(InputFileError, match=r"experiment 's-c\\x00'.*may not hold NUL"):
+        Dataset({"s": {"contrasts": {"c\x00": {}}}})
     with pytest.raises(
         InputFileError, match=r"dset.json: experiment 's-c' .*expected an object, got list"
     ):

@@ -259,6 +259,7 @@ MALFORMED = {
     "outside_below": (HEAD + "// Subjects=5\n0 0 -80\n", 4, "S: E", "outside"),
     "nan": (HEAD + "// Subjects=5\nnan 1 2\n", 4, "S: E", "finite"),
     "four_columns": (HEAD + "// Subjects=5\n1 2 3 4\n", 4, "S: E", "got 4"),
+    "nul": (HEAD + "// Subjects=5\n1 2 3\x00\n", 4, "S: E", "NUL character; is the file UTF-16"),
     # float() reads both as numbers; a coordinate is an ASCII decimal
     "underscore": (HEAD + "// Subjects=5\n1_000 2 3\n", 4, "S: E", "must be numbers"),
     "fullwidth_digit": (HEAD + "// Subjects=5\n\uff11 2 3\n", 4, "S: E", "must be numbers"),

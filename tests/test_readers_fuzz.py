@@ -77,14 +77,16 @@ coordinate = st.tuples(
 )  # inside the template volume in MNI and after Talairach -> MNI
 number_format = st.sampled_from(["{:.0f}", "{:.1f}", "{:.3f}", "{:g}", "{:e}", "{!r}", "{:+.2f}"])
 # Characters of names: those str.splitlines() breaks at, those where Windows-1252 and
-# Latin-1 differ, then any other the file's encoding can hold. A Windows-1252 title always
-# ends with one of its own characters, so that decoding it as Latin-1 would show.
+# Latin-1 differ, then any other the file's encoding can hold but NUL (refused). A
+# Windows-1252 title always ends with one of its own characters, so that decoding it as
+# Latin-1 would show.
 TRICKY = "\u2026\u2013\u20ac\u201c\u2122\x0b\x0c\x1c\x1e;:, "
 WINDOWS_1252_ONLY = st.sampled_from("\u2026\u2013\u20ac\u201c\u2122")
 ALPHABETS = {
-    "cp1252": st.sampled_from(TRICKY) | st.characters(codec="cp1252", exclude_characters="\r\n"),
+    "cp1252": st.sampled_from(TRICKY)
+    | st.characters(codec="cp1252", exclude_characters="\r\n\x00"),
     "utf-8": st.sampled_from(TRICKY + "\x85\x96\u2028\u2029")
-    | st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)),
+    | st.characters(exclude_characters="\r\n\x00", exclude_categories=("Cs",)),
 }
 
 
@@ -220,6 +222,9 @@ def test_sleuth_reader_reads_numbers_or_names_the_file(folder, mutation, sample)
     assert sorted(map(list, got)) == sorted(rows)
     dset = read_or_refuse(lambda: io.convert_sleuth_to_dataset(path), str(path))
     assert dset is not None and len(dset.coordinates) == len(rows)
+    assert list(dset.ids) == [
+        f"{s}-{c}" for s, value in result.items() for c in value["contrasts"]
+    ]
     xyz = dset.coordinates[["x", "y", "z"]].to_numpy(float)
     assert np.isfinite(xyz).all()
     if space.lower() not in TAL:
