@@ -242,6 +242,8 @@ MALFORMED = {
     "subjects_text": (HEAD + "// Subjects=many\n1 2 3\n", 3, "S: E", "positive.*'many'"),
     "subjects_fraction": (HEAD + "// Subjects=20.5\n1 2 3\n", 3, "S: E", "whole number"),
     "subjects_empty": (HEAD + "// Subjects=\n1 2 3\n", 3, "S: E", "positive"),
+    "subjects_fullwidth": (HEAD + "// Subjects=\uff12\n1 2 3\n", 3, "S: E", "whole number"),
+    "subjects_5000_digits": (HEAD + "// Subjects=" + "9" * 5000 + "\n", 3, "S: E", "whole"),
     "empty_file": ("", 1, None, "empty"),
     "blank_file": ("\n \n\t\n", 3, None, "empty"),
     "no_reference": ("// S: E\n// Subjects=5\n1 2 3\n", 1, None, "start with a '// Reference"),

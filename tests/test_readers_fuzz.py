@@ -181,10 +181,12 @@ def sleuth_files(draw, mutation):
 
 
 def numeric_rows(data: bytes) -> list[list[float]]:
-    """The rows a reader may accept from this file; raise if some row is not three numbers."""
+    """The foci a reader may accept from this file; fail if a focus or Subjects is not numeric."""
     rows = []
     for line in LINE_BREAK.split(decode_text(data)):
         line = line.strip()
+        if subjects := re.fullmatch(r"//\s*subjects\s*=\s*(.*)", line, re.IGNORECASE):
+            assert re.fullmatch(r"\+?\d+", subjects.group(1), re.ASCII), line[:200]
         if line and not line.startswith("//"):
             fields = re.split(r"[\s,]+", line)
             assert len(fields) == 3 and all(map(NUMBER.fullmatch, fields)), line[:200]

@@ -215,9 +215,13 @@ def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
 
 
 def _positive_int(text: str) -> int:
-    if not re.fullmatch(r"\+?\d+", text) or int(text) == 0:
+    try:  # ASCII digits only, as for coordinates; int() refuses over 4300 digits
+        n = int(text) if re.fullmatch(r"\+?\d+", text, re.ASCII) else 0
+    except ValueError:
+        n = 0
+    if n == 0:
         raise ValueError(f"Subjects must be a positive whole number, got {excerpt(text)}")
-    return int(text)
+    return n
 
 
 def _parse_focus(line: str) -> list[float]:
