@@ -162,7 +162,8 @@ def sleuth_files(draw, mutation):
     elif mutation == "delete":
         del lines[at]
     elif mutation == "subjects":
-        lines = [f"// Subjects={junk}" if "Subjects" in line else line for line in lines]
+        n = draw(st.sampled_from(["\uff12", "\u0662", "0", "2.5", "-3"]) | st.just(junk))
+        lines = [f"// Subjects={n}" if "Subjects" in line else line for line in lines]
     elif mutation == "huge":
         lines.insert(at, draw(st.sampled_from(["1 2 ", "// ", ""])) + "3" * 200_000 + junk)
     text = draw(st.sampled_from(["\n", "\r\n", "\r"])).join(lines) + "\n"
