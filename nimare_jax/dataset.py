@@ -10,7 +10,6 @@ a new dataset.
 from __future__ import annotations
 
 import copy
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from nimare_jax.exceptions import DatasetError, InputFileError
+from nimare_jax.exceptions import DatasetError, InputFileError, excerpt
+from nimare_jax.parsing import load_json, parse_number
 from nimare_jax.spatial import (
     MAX_COORDINATE_MM,
     load_mask,
@@ -41,47 +41,128 @@ def _to_mni(xyz: np.ndarray, space: str, unknown: list, where: str) -> np.ndarra
         return xyz
     if key in _TAL_NAMES:
         return tal2mni(xyz)
-    unknown.append(f"{where} ({space!r})")
+    unknown.append(f"{where} ({excerpt(space)})")
     return xyz
 
 
+def _experiment(origin: str, study_id, contrast_id) -> str:
+    """Name an experiment in a message: source, id, study and contrast, as plain strings."""
+    study, contrast = str(study_id), str(contrast_id)
+    return (
+        f"{origin}: experiment {excerpt(f'{study}-{contrast}')} "
+        f"(study {excerpt(study)}, contrast {excerpt(contrast)})"
+    )
+
+
+def _numbers(value) -> np.ndarray:
+    """Return a number or a list of numbers as a 1-D float array.
+
+    Numbers are JSON numbers or strings :func:`~nimare_jax.parsing.parse_number` reads
+    (NiMARE converts strings too); booleans, nulls and nested lists are not numbers.
+    Raises ``ValueError`` saying which item is not a number.
+    """
+    items = value.tolist() if isinstance(value, np.ndarray) else value
+    items = items if isinstance(items, list | tuple) else [items]
+    out = []
+    for k, item in enumerate(items):
+        try:
+            if isinstance(item, str):
+                out.append(parse_number(item))
+            elif isinstance(item, int | float | np.number) and not isinstance(item, bool):
+                out.append(float(item))
+            else:
+                raise ValueError
+        except (ValueError, OverflowError):
+            raise ValueError(f"item {k} is {excerpt(item)}") from None
+    return np.asarray(out, dtype=float)
+
+
+def _section(con: dict, key: str, where: str) -> dict:
+    """Return a contrast's ``metadata``/``images``/``labels``/``text`` object (empty if absent)."""
+    part = con.get(key)
+    if part is not None and not isinstance(part, dict):
+        raise InputFileError(
+            f"{where}: field {key!r} must be an object, got {type(part).__name__}"
+        )
+    reserved = [k for k in _COORD_COLUMNS[:3] if k in (part or {})]
+    if reserved:
+        raise InputFileError(
+            f"{where}: field {key!r} may not hold {reserved[0]!r}; an experiment's ids come "
+            "from its study and contrast keys"
+        )
+    return part or {}
+
+
+def _foci(c, where: str, unknown: list, ident: str) -> tuple[np.ndarray, object]:
+    """Validate a contrast's ``coords`` object; return MNI coordinates (n, 3) and the space."""
+    if not isinstance(c, dict):
+        raise InputFileError(
+            f"{where}: field 'coords' must be an object with x, y, z, got {type(c).__name__}"
+        )
+    missing = [a for a in "xyz" if a not in c]
+    if missing:
+        raise InputFileError(f"{where}: field 'coords' lacks {missing[0]!r}")
+    xyz = []
+    for a in "xyz":
+        try:
+            xyz.append(_numbers(c[a]))
+        except ValueError as exc:
+            raise InputFileError(f"{where}: field 'coords.{a}' must hold numbers; {exc}") from None
+    x, y, z = xyz
+    if not (len(x) == len(y) == len(z)):
+        raise InputFileError(
+            f"{where}: field 'coords' has x/y/z of lengths {len(x)}/{len(y)}/{len(z)}"
+        )
+    if not np.all(np.isfinite(np.c_[x, y, z])):
+        raise InputFileError(f"{where}: field 'coords' contains NaN or inf")
+    space = c.get("space", "UNKNOWN")
+    if space is not None and not isinstance(space, str):
+        raise InputFileError(
+            f"{where}: field 'coords.space' must be a string, got {excerpt(space)}"
+        )
+    return _to_mni(np.c_[x, y, z], space, unknown, ident), space
+
+
 def _tables_from_dict(source: dict, origin: str):
-    """Flatten a NiMARE-format dict into the coordinates/metadata/images/annotations/texts rows."""
+    """Flatten a NiMARE-format dict into the coordinates/metadata/images/annotations/texts rows.
+
+    Experiments without ``coords`` (image-only) are kept. Coordinates must be finite numbers
+    and ``metadata.sample_sizes`` (read by the estimators) a number or a list of numbers;
+    every error names ``origin``, the experiment and the field.
+    """
     coords, meta, images, labels, texts, unknown = [], [], [], [], [], []
     if not isinstance(source, dict):
-        raise InputFileError(f"{origin}: expected a JSON object of studies, got {type(source)}")
+        raise InputFileError(
+            f"{origin}: expected a JSON object of studies, got {type(source).__name__}"
+        )
     for study_id, study in source.items():
         if not isinstance(study, dict) or not isinstance(study.get("contrasts"), dict):
-            raise InputFileError(f"{origin}: study {study_id!r} has no 'contrasts' object")
+            raise InputFileError(f"{origin}: study {excerpt(study_id)} has no 'contrasts' object")
         for contrast_id, con in study["contrasts"].items():
             ident = f"{study_id}-{contrast_id}"
             base = {"id": ident, "study_id": str(study_id), "contrast_id": str(contrast_id)}
-            where = f"{origin}: study {study_id!r}, contrast {contrast_id!r}"
-            c = con.get("coords")
-            if c:
-                try:
-                    x, y, z = (np.asarray(c[a], dtype=float).reshape(-1) for a in "xyz")
-                except KeyError as exc:
-                    raise InputFileError(f"{where}: field 'coords' lacks {exc.args[0]!r}") from exc
-                except (TypeError, ValueError) as exc:
-                    raise InputFileError(
-                        f"{where}: field 'coords' is not numeric ({exc})"
-                    ) from exc
-                if not (len(x) == len(y) == len(z)):
-                    raise InputFileError(
-                        f"{where}: field 'coords' has x/y/z of lengths {len(x)}/{len(y)}/{len(z)}"
-                    )
-                if not np.all(np.isfinite(np.c_[x, y, z])):
-                    raise InputFileError(f"{where}: field 'coords' contains NaN or inf")
-                space = c.get("space", "UNKNOWN")
-                xyz = _to_mni(np.c_[x, y, z], space, unknown, f"{study_id}-{contrast_id}")
+            where = _experiment(origin, study_id, contrast_id)
+            if not isinstance(con, dict):
+                raise InputFileError(f"{where}: expected an object, got {type(con).__name__}")
+            if "\x00" in ident:  # NumPy's strings drop trailing NULs: ids would change
+                raise InputFileError(f"{where}: study and contrast names may not hold NUL")
+            if con.get("coords") is not None:
+                xyz, space = _foci(con["coords"], where, unknown, ident)
                 for row in xyz:
                     coords.append({**base, "x": row[0], "y": row[1], "z": row[2], "space": space})
-            md = dict(con.get("metadata") or {})
+            md = _section(con, "metadata", where)
+            if md.get("sample_sizes") is not None:
+                try:
+                    _numbers(md["sample_sizes"])
+                except ValueError as exc:
+                    raise InputFileError(
+                        f"{where}: field 'metadata.sample_sizes' must be a number or a list "
+                        f"of numbers; {exc}"
+                    ) from None
             meta.append({**base, **md})
-            images.append({**base, **dict(con.get("images") or {})})
-            labels.append({**base, **dict(con.get("labels") or {})})
-            texts.append({**base, **dict(con.get("text") or {})})
+            images.append({**base, **_section(con, "images", where)})
+            labels.append({**base, **_section(con, "labels", where)})
+            texts.append({**base, **_section(con, "text", where)})
     if unknown:
         warnings.warn(
             f"{origin}: {len(unknown)} experiment(s) have coordinates in an unknown space; "
@@ -124,6 +205,9 @@ class Dataset:
         The target space.
     basepath : str or None
         Folder relative image paths are resolved against.
+    origin : str
+        Where the dataset was read from: the JSON file's path, or ``"dataset dict"``; error
+        messages about the dataset start with it.
     """
 
     ids: np.ndarray
@@ -135,6 +219,7 @@ class Dataset:
     masker: nib.Nifti1Image
     space: str
     basepath: str | None
+    origin: str
 
     def __init__(self, source, target: str = "mni152_2mm", mask=None):
         origin = "dataset dict"
@@ -142,19 +227,14 @@ class Dataset:
         if isinstance(source, str | Path):
             origin = str(source)
             basepath = str(Path(source).resolve().parent)
-            try:
-                with open(source) as f:
-                    source = json.load(f)
-            except FileNotFoundError as exc:
-                raise InputFileError(f"{origin}: file not found") from exc
-            except json.JSONDecodeError as exc:
-                raise InputFileError(f"{origin}: not valid JSON ({exc})") from exc
+            source = load_json(source)
         coords, meta, images, labels, texts = _tables_from_dict(source, origin)
         if not meta:
             raise DatasetError(f"{origin}: the dataset has no experiments")
         masker = load_mask(target if mask is None else mask)
         coordinates = pd.DataFrame(coords, columns=_COORD_COLUMNS[:7])
         _set(self, ids=np.array([m["id"] for m in meta]), space=target, basepath=basepath)
+        _set(self, origin=origin)
         _set(self, masker=masker, metadata=pd.DataFrame(meta), images=pd.DataFrame(images))
         _set(self, annotations=pd.DataFrame(labels), texts=pd.DataFrame(texts))
         _set(self, coordinates=_add_voxel_indices(coordinates, masker, origin))
@@ -215,7 +295,7 @@ class Dataset:
         masker = load_mask(mask)
         new = copy.copy(self)
         coords = self.coordinates[_COORD_COLUMNS[:7]]
-        _set(new, masker=masker, coordinates=_add_voxel_indices(coords, masker, "dataset"))
+        _set(new, masker=masker, coordinates=_add_voxel_indices(coords, masker, self.origin))
         return new
 
     def update_path(self, new_path) -> Dataset:
@@ -390,16 +470,20 @@ class Dataset:
         """
         if "sample_sizes" not in self.metadata.columns:
             raise DatasetError(
-                "no experiment has metadata 'sample_sizes'; the ALE kernel needs them "
-                "(or pass ALEKernel(fwhm=...) or ALEKernel(sample_size=...))"
+                f"{self.origin}: no experiment has metadata 'sample_sizes'; the ALE kernel "
+                "needs them (or pass ALEKernel(fwhm=...) or ALEKernel(sample_size=...))"
             )
         out = []
-        for ident, value in zip(self.metadata["id"], self.metadata["sample_sizes"], strict=True):
-            vals = np.atleast_1d(np.asarray(value if value is not None else np.nan, dtype=float))
+        rows = self.metadata[["study_id", "contrast_id", "sample_sizes"]]
+        for study_id, contrast_id, value in rows.itertuples(index=False):
+            try:
+                vals = np.asarray([]) if _isna(value) else _numbers(value)
+            except ValueError:
+                vals = np.asarray([np.nan])
             if vals.size == 0 or not np.all(np.isfinite(vals)) or np.any(vals <= 0):
                 raise DatasetError(
-                    f"experiment {ident!r}: metadata 'sample_sizes' must be positive numbers, "
-                    f"got {value!r}"
+                    f"{_experiment(self.origin, study_id, contrast_id)}: metadata "
+                    f"'sample_sizes' must be positive numbers, got {excerpt(value)}"
                 )
             out.append(vals.mean())
         return np.asarray(out)

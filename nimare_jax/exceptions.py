@@ -23,3 +23,33 @@ class ImageError(NiMAREJaxError, ValueError):
 
 class OutputError(NiMAREJaxError, OSError):
     """The output folder or file cannot be created or written (checked before any work)."""
+
+
+def excerpt(value, limit: int = 80) -> str:
+    """Return ``repr(value)`` for an error message, cut to a readable length.
+
+    Readers echo the offending input (a line, a name, a value); a line of a broken file
+    can be megabytes long, so the echo keeps its first ``limit`` characters and says how
+    long it was. String subclasses (e.g. ``numpy.str_``) are shown as plain strings.
+
+    Parameters
+    ----------
+    value : object
+        The input to quote.
+    limit : int
+        Maximum number of characters of the representation that are kept.
+
+    Returns
+    -------
+    str
+        The representation, or its start followed by ``"... (N characters)"``.
+
+    Examples
+    --------
+    >>> excerpt("1 2 x")
+    "'1 2 x'"
+    >>> excerpt("9" * 1000, limit=10)
+    "'999999999... (1002 characters)"
+    """
+    text = repr(str(value) if isinstance(value, str) else value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -153,7 +153,8 @@ def mm2vox(xyz, affine) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (n, 3), int
-        Voxel indices, rounded to the nearest voxel (halves to even, ``numpy.round``).
+        Voxel indices, rounded to the nearest voxel (halves to even, ``numpy.round``);
+        indices beyond the 32-bit integer range are clipped to it.
 
     Notes
     -----
@@ -168,7 +169,9 @@ def mm2vox(xyz, affine) -> np.ndarray:
     """
     xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
     ijk = nib.affines.apply_affine(np.linalg.inv(affine), xyz)
-    return np.round(ijk).astype(int)
+    # An absurd but finite coordinate (1e308 mm) stays far outside any volume instead of
+    # overflowing the integer cast.
+    return np.clip(np.round(ijk), -(2**31), 2**31 - 1).astype(int)
 
 
 def vox2mm(ijk, affine) -> np.ndarray:

@@ -1,6 +1,9 @@
 """Dataset construction, selection and validation."""
 
+import codecs
 import copy
+import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 from nimare_jax import spatial
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, InputFileError
+from nimare_jax.meta.cbma.kernel import ALEKernel, MKDAKernel
 
 
 def small_dict():
@@ -106,7 +110,7 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         Dataset(src)
     src = copy.deepcopy(small_dict())
     src["s2"]["contrasts"]["c1"]["coords"]["y"] = ["a"]
-    with pytest.raises(InputFileError, match="'s2'.*not numeric"):
+    with pytest.raises(InputFileError, match=r"study 's2'.*'coords.y' must hold numbers.*'a'"):
         Dataset(src)
     src = copy.deepcopy(small_dict())
     src["s2"]["contrasts"]["c1"]["metadata"]["sample_sizes"] = [0]
@@ -116,3 +120,149 @@ def test_bad_inputs_have_clear_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(InputFileError, match="bad.json.*not valid JSON"):
         Dataset(bad)
+
+
+# ------------------------------------------------------------------------ NiMARE JSON files
+def write_json(tmp_path, source, name="dset.json", prefix=b""):
+    path = tmp_path / name
+    path.write_bytes(prefix + json.dumps(source).encode())
+    return path
+
+
+def test_json_file_with_utf8_bom_loads(tmp_path):
+    # Windows editors save UTF-8 with a byte-order mark; json.load refused it
+    path = write_json(tmp_path, small_dict(), prefix=codecs.BOM_UTF8)
+    dset = Dataset(path)
+    assert list(dset.ids) == ["s1-c1", "s2-c1"] and dset.origin == str(path)
+
+
+def test_sleuth_file_given_to_dataset_points_to_the_converter(tmp_path):
+    path = tmp_path / "foci.txt"
+    path.write_bytes(b"// Reference=MNI\r\n// Smith, 2010: A \x85 B\r\n// Subjects=5\r\n1 2 3\r\n")
+    with pytest.raises(
+        InputFileError,
+        match=r"foci.txt: not valid JSON.*Sleuth text file.*"
+        r"nimare_jax.io.convert_sleuth_to_dataset",
+    ):
+        Dataset(path)
+
+
+def image_only_dict():
+    src = small_dict()
+    del src["s1"]["contrasts"]["c1"]["coords"]  # NiMARE keeps image-only experiments
+    src["s2"]["contrasts"]["c1"]["coords"].update(x=[], y=[], z=[])
+    src["s2"]["contrasts"]["c1"]["images"] = {"z": "s2_z.nii.gz"}
+    return src
+
+
+def test_experiments_without_foci_load_and_cbma_names_file_and_ids(tmp_path):
+    path = write_json(tmp_path, image_only_dict())
+    dset = Dataset(path)
+    assert list(dset.ids) == ["s1-c1", "s2-c1"] and dset.coordinates.empty
+    assert dset.images["z"].tolist()[1].endswith("s2_z.nii.gz")
+    # the estimator that needs foci names the file and the ids, as plain strings
+    with pytest.raises(DatasetError) as info:
+        MKDAKernel().prepare(dset)
+    message = str(info.value)
+    assert message.startswith(f"{path}: 2 experiment(s) have no foci")
+    assert message.endswith(": 's1-c1', 's2-c1'") and "np.str_" not in message
+    with pytest.raises(DatasetError, match=r"^dataset dict: 2 experiment\(s\) have no foci"):
+        MKDAKernel().prepare(Dataset(image_only_dict()).slice(["s2-c1", "s1-c1"]))
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (["abc"], "item 0 is 'abc'"),
+        ("abc", "item 0 is 'abc'"),
+        ([20, True], "item 1 is True"),
+        ([[20]], r"item 0 is \[20\]"),
+        ({"n": 20}, r"item 0 is \{'n': 20\}"),
+        (["1_0"], "item 0 is '1_0'"),
+    ],
+)
+def test_non_numeric_sample_sizes_are_refused_at_load(tmp_path, value, shown):
+    # used to load, then fail in the ALE kernel with "could not convert string to float"
+    src = small_dict()
+    src["s2"]["contrasts"]["c1"]["metadata"]["sample_sizes"] = value
+    path = write_json(tmp_path, src)
+    where = re.escape(f"{path}: experiment 's2-c1' (study 's2', contrast 'c1')")
+    with pytest.raises(
+        InputFileError, match=rf"^{where}: field 'metadata.sample_sizes' .*; {shown}$"
+    ):
+        Dataset(path)
+
+
+@pytest.mark.parametrize("value", [[0], [-5], [], [20, 0], None, float("nan")])
+def test_unusable_sample_sizes_are_named_where_the_ale_kernel_reads_them(tmp_path, value):
+    src = small_dict()
+    src["s2"]["contrasts"]["c1"]["metadata"]["sample_sizes"] = value
+    path = write_json(tmp_path, src)
+    dset = Dataset(path)  # loads: only estimators that need sample sizes refuse them
+    where = re.escape(f"{path}: experiment 's2-c1' (study 's2', contrast 'c1')")
+    with pytest.raises(DatasetError, match=rf"^{where}: metadata 'sample_sizes' must be positive"):
+        ALEKernel().fwhms(dset)
+    assert np.all(ALEKernel(sample_size=10).fwhms(dset) > 0)  # a fixed size needs none
+
+
+def test_numeric_strings_are_numbers_as_in_nimare():
+    src = small_dict()
+    src["s2"]["contrasts"]["c1"]["coords"].update(x=["-30"], y=[" 2e1"], z=[0])
+    src["s2"]["contrasts"]["c1"]["metadata"]["sample_sizes"] = ["15"]
+    dset = Dataset(src)
+    np.testing.assert_array_equal(
+        dset.coordinates[["x", "y", "z"]], Dataset(small_dict()).coordinates[["x", "y", "z"]]
+    )
+    np.testing.assert_array_equal(dset.get_sample_sizes(), [25, 15])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c.update(coords=[1, 2, 3]),
+            "field 'coords' must be an object with x, y, z, got list",
+        ),
+        (lambda c: c["coords"].pop("z"), "field 'coords' lacks 'z'"),
+        (
+            lambda c: c["coords"].update(x=[True]),
+            r"field 'coords.x' must hold numbers; item 0 is True",
+        ),
+        (
+            lambda c: c["coords"].update(y=[None]),
+            r"field 'coords.y' must hold numbers; item 0 is None",
+        ),
+        (lambda c: c["coords"].update(x=["nan"]), "field 'coords' contains NaN or inf"),
+        (lambda c: c["coords"].update(x=[1, 2]), "field 'coords' has x/y/z of lengths 2/1/1"),
+        (lambda c: c["coords"].update(space=3), "field 'coords.space' must be a string, got 3"),
+        (lambda c: c.update(metadata="n=20"), "field 'metadata' must be an object, got str"),
+        (lambda c: c.update(labels=[1]), "field 'labels' must be an object, got list"),
+    ],
+)
+def test_malformed_contrast_fields_name_file_experiment_and_field(tmp_path, change, message):
+    src = small_dict()
+    change(src["s2"]["contrasts"]["c1"])
+    path = write_json(tmp_path, src)
+    where = re.escape(f"{path}: experiment 's2-c1' (study 's2', contrast 'c1')")
+    with pytest.raises(InputFileError, match=rf"^{where}: {message}"):
+        Dataset(path)
+
+
+def test_malformed_contrast_entry_and_top_level(tmp_path):
+    # NumPy's strings drop trailing NULs, so the id would silently lose it
+    with pytest.raises(InputFileError, match=r"experiment 's-c\\x00'.*may not hold NUL"):
+        Dataset({"s": {"contrasts": {"c\x00": {}}}})
+    with pytest.raises(
+        InputFileError, match=r"dset.json: experiment 's-c' .*expected an object, got list"
+    ):
+        Dataset(write_json(tmp_path, {"s": {"contrasts": {"c": []}}}))
+    with pytest.raises(InputFileError, match=r"dset.json: expected a JSON object, got list"):
+        Dataset(write_json(tmp_path, [1]))
+
+
+def test_json_error_echo_of_huge_value_is_cut(tmp_path):
+    src = small_dict()
+    src["s2"]["contrasts"]["c1"]["metadata"]["sample_sizes"] = ["9" * 5_000_000 + "x"]
+    with pytest.raises(InputFileError) as info:
+        Dataset(write_json(tmp_path, src))
+    assert len(str(info.value)) < 400 and "(5000003 characters)" in str(info.value)

@@ -10,7 +10,8 @@ import pytest
 
 from nimare_jax import io
 from nimare_jax.dataset import Dataset
-from nimare_jax.exceptions import InputFileError
+from nimare_jax.exceptions import InputFileError, excerpt
+from nimare_jax.parsing import decode_text, parse_number, read_lines
 from nimare_jax.spatial import tal2mni
 
 DATA = Path(__file__).parent / "data"
@@ -162,6 +163,57 @@ def test_sleuth_latin1_file(tmp_path):
     assert list(io.convert_sleuth_to_dict(path)) == ["Müller, 2002"]
 
 
+def test_sleuth_windows_1252_name_reads_as_written(tmp_path):
+    # Windows-1252 bytes 0x85 ("…") and 0x96 ("–"): Latin-1 made 0x85 a line break (U+0085)
+    # that str.splitlines() split the name at, then blamed line 3 for missing 'Subjects'.
+    text = "// Reference=MNI\r\n// Smith et al., 2010: Task \u2026 rest \u2013 go\r\n"
+    path = write(tmp_path, text + "// Subjects=20\r\n-16 -58 -22\r\n", encoding="cp1252")
+    assert b"\x85" in path.read_bytes()
+    assert io.convert_sleuth_to_dict(path)["Smith et al., 2010"]["contrasts"] == {
+        "Task \u2026 rest \u2013 go": {
+            "coords": {"space": "MNI", "x": [-16.0], "y": [-58.0], "z": [-22.0]},
+            "metadata": {"sample_sizes": [20]},
+        }
+    }
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("inside", ["\x85", "\x0c", "\x0b", "\x1c", "\x1e", "\u2028", "\u2029"])
+def test_sleuth_only_lf_crlf_cr_end_lines(tmp_path, newline, inside):
+    # str.splitlines() broke lines at these characters too: the name was cut in two and the
+    # bad focus on line 5 was reported on line 6.
+    name = f"S: A{inside}B"
+    lines = ["// Reference=MNI", f"// {name}", "// Subjects=5", "1 2 3", "1 2 x"]
+    path = write(tmp_path, newline.join(lines) + newline)
+    with pytest.raises(InputFileError, match=_error_pattern(path, 5, name, "must be numbers")):
+        io.convert_sleuth_to_dict(path)
+
+
+def test_read_lines_and_decode_text_rules(tmp_path):
+    # UTF-8 first (BOM dropped), else Windows-1252 with its undefined bytes as C1 controls
+    assert decode_text("\ufeffMüller \u2026".encode()) == "Müller \u2026"
+    assert decode_text(b"M\xfcller \x85 \x80 \x81 \x9d") == "Müller \u2026 \u20ac \x81 \x9d"
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"a\x0cb\rc\r\nd\ne\xc2\x85f\n\n")
+    assert read_lines(path) == ["a\x0cb", "c", "d", "e\x85f", ""]
+    path.write_bytes(b"")
+    assert read_lines(path) == []
+
+
+def test_numbers_are_ascii_decimals():
+    assert [parse_number(t) for t in ("-16", "+2.5", ".5", "1e2", " 7 ")] == [
+        -16,
+        2.5,
+        0.5,
+        100,
+        7,
+    ]
+    assert np.isnan(parse_number("nan")) and parse_number("-inf") == -np.inf
+    for bad in ("1_0", "\u0661", "\uff11", "0x10", "1.2.3", "", "dog"):
+        with pytest.raises(ValueError):
+            parse_number(bad)
+
+
 # ------------------------------------------------------------------------ Sleuth: errors
 def _error_pattern(path, line, experiment, message):
     exp = "none" if experiment is None else re.escape(repr(experiment))
@@ -190,6 +242,8 @@ MALFORMED = {
     "subjects_text": (HEAD + "// Subjects=many\n1 2 3\n", 3, "S: E", "positive.*'many'"),
     "subjects_fraction": (HEAD + "// Subjects=20.5\n1 2 3\n", 3, "S: E", "whole number"),
     "subjects_empty": (HEAD + "// Subjects=\n1 2 3\n", 3, "S: E", "positive"),
+    "subjects_fullwidth": (HEAD + "// Subjects=\uff12\n1 2 3\n", 3, "S: E", "whole number"),
+    "subjects_5000_digits": (HEAD + "// Subjects=" + "9" * 5000 + "\n", 3, "S: E", "whole"),
     "empty_file": ("", 1, None, "empty"),
     "blank_file": ("\n \n\t\n", 3, None, "empty"),
     "no_reference": ("// S: E\n// Subjects=5\n1 2 3\n", 1, None, "start with a '// Reference"),
@@ -206,6 +260,10 @@ MALFORMED = {
     ),
     "nan": (HEAD + "// Subjects=5\nnan 1 2\n", 4, "S: E", "finite"),
     "four_columns": (HEAD + "// Subjects=5\n1 2 3 4\n", 4, "S: E", "got 4"),
+    "nul": (HEAD + "// Subjects=5\n1 2 3\x00\n", 4, "S: E", "NUL character; is the file UTF-16"),
+    # float() reads both as numbers; a coordinate is an ASCII decimal
+    "underscore": (HEAD + "// Subjects=5\n1_000 2 3\n", 4, "S: E", "must be numbers"),
+    "fullwidth_digit": (HEAD + "// Subjects=5\n\uff11 2 3\n", 4, "S: E", "must be numbers"),
     "no_foci": (HEAD + "// Subjects=5\n\n// T: F\n// Subjects=4\n1 2 3\n", 2, "S: E", "no foci"),
     "no_foci_last": (HEAD + "// Subjects=5\n", 2, "S: E", "no foci"),
     "header_at_end": (HEAD + "// Subjects=5\n1 2 3\n// T: F\n", 5, "T: F", "no 'Subjects'"),
@@ -224,6 +282,30 @@ def test_sleuth_malformed_input(tmp_path, case):
     path = write(tmp_path, text, name=f"{case}.txt")
     with pytest.raises(InputFileError, match=_error_pattern(path, line, experiment, message)):
         io.convert_sleuth_to_dict(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        HEAD + "// Subjects=5\n1 2 " + "3" * 5_000_000 + "x\n",  # a 5 MB focus line
+        HEAD + "// Subjects=5\n1 2 3 " + "4 " * 2_500_000 + "\n",  # 2.5 million columns
+        "// Reference=MNI\n// " + "N" * 5_000_000 + "\n1 2 3\n",  # a 5 MB name
+    ],
+    ids=["long_focus_line", "many_columns", "long_name"],
+)
+def test_sleuth_error_echo_of_huge_line_is_cut(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(InputFileError) as info:
+        io.convert_sleuth_to_dict(path)
+    message = str(info.value)
+    assert str(path) in message and len(message) < 400
+    assert re.search(r"\.\.\. \(\d{7} characters\)", message)
+
+
+def test_excerpt_cuts_long_reprs_and_shows_plain_strings():
+    assert excerpt(np.str_("s1-c1")) == "'s1-c1'"
+    assert excerpt([1, "a"]) == "[1, 'a']"
+    assert excerpt("x" * 100) == repr("x" * 100)[:80] + "... (102 characters)"
 
 
 def test_sleuth_duplicate_across_files(tmp_path):

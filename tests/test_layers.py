@@ -54,6 +54,7 @@ LAYERS = [
             "nimare_jax.utils",
             "nimare_jax.stats",
             "nimare_jax.references",
+            "nimare_jax.parsing",
         ],
     ),
     (

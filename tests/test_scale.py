@@ -81,6 +81,19 @@ def test_baseline_file(tmp_path):
             read_baseline(bad)
 
 
+def test_baseline_file_reads_lines_as_the_sleuth_reader(tmp_path):
+    # the same line breaks, encodings and numbers as Sleuth files; echoes are cut
+    path = tmp_path / "pool.txt"
+    path.write_bytes(b"// pool \x85 Windows-1252\r1, 2, 3\r\n\x0c4 5 6\n")
+    np.testing.assert_array_equal(read_baseline(path), [[1, 2, 3], [4, 5, 6]])
+    path.write_bytes(b"1 2 3\n4 5 1_0\n")
+    with pytest.raises(InputFileError, match="line 2: expected three numbers"):
+        read_baseline(path)
+    path.write_bytes(b"1 2 " + b"3" * 5_000_000 + b"x\n")
+    with pytest.raises(InputFileError, match=r"line 1: .*\.\.\. \(5000007 characters\)$"):
+        read_baseline(path)
+
+
 def test_bad_xyz():
     with pytest.raises(ValueError, match=r"\(n, 3\)"):
         SCALE(np.zeros((4, 2)))

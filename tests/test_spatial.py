@@ -35,6 +35,13 @@ def test_mm2vox_rounds_to_nearest_and_inverts_vox2mm():
     np.testing.assert_array_equal(spatial.mm2vox(xyz + jitter, affine), ijk)
 
 
+def test_mm2vox_absurd_finite_coordinates_do_not_overflow():
+    # 1e308 mm used to overflow the integer cast (RuntimeWarning, garbage indices)
+    affine = spatial.get_template().affine
+    ijk = spatial.mm2vox([[1e308, -1e308, 0.0]], affine)
+    assert ijk[0, 0] == 2**31 - 1 and ijk[0, 1] == -(2**31)
+
+
 def test_tal_mni_round_trip_and_direction():
     rng = np.random.default_rng(1)
     mni = rng.uniform(-70, 70, (20, 3))

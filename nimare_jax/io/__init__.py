@@ -11,16 +11,13 @@ from nimare_jax.io.neurosynth import (
     convert_neurosynth_to_json,
 )
 from nimare_jax.io.nimads import convert_nimads_to_dataset, convert_nimads_to_dict
-from nimare_jax.io.nimare_json import (
-    convert_dataset_to_dict,
-    convert_dataset_to_json,
-    load_json,
-)
+from nimare_jax.io.nimare_json import convert_dataset_to_dict, convert_dataset_to_json
 from nimare_jax.io.sleuth import (
     convert_sleuth_to_dataset,
     convert_sleuth_to_dict,
     convert_sleuth_to_json,
 )
+from nimare_jax.parsing import load_json
 
 __all__ = [
     "convert_dataset_to_dict",

@@ -23,6 +23,7 @@ from scipy import sparse
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import InputFileError
 from nimare_jax.io.nimare_json import _json_value, _write_json
+from nimare_jax.parsing import read_lines
 
 _FIELDS = ("authors", "journal", "year", "title")
 
@@ -194,9 +195,9 @@ def _read_features(annotations_files, feature_groups, n_studies: int):
         prefix = _group_name(features_file) if groups is None else groups[k].rstrip("_")
         try:
             matrix = sparse.load_npz(features_file).toarray()
-            terms = [t for t in Path(vocabulary_file).read_text().splitlines() if t.strip()]
         except (OSError, ValueError) as exc:
             raise InputFileError(f"cannot read feature set {k}: {exc}") from exc
+        terms = [t for t in read_lines(vocabulary_file) if t.strip()]
         if matrix.shape != (n_studies, len(terms)):
             raise InputFileError(
                 f"{features_file}: matrix of shape {matrix.shape} does not match "

@@ -14,7 +14,7 @@ from collections import Counter
 
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import InputFileError
-from nimare_jax.io.nimare_json import load_json
+from nimare_jax.parsing import load_json
 
 # NeuroVault/Neurostore image value types -> Dataset image columns.
 _IMAGE_TYPES = {

@@ -1,7 +1,8 @@
 """Read and write NiMARE-format JSON: ``{study: {"contrasts": {contrast: {...}}}}``.
 
 Reading is :class:`~nimare_jax.dataset.Dataset`'s job (``Dataset(path_or_dict)``);
-:func:`load_json` only returns the dictionary a file holds, with errors that name the file.
+:func:`nimare_jax.io.load_json` (from :mod:`nimare_jax.parsing`) only returns the dictionary
+a file holds, with errors that name the file.
 The writers turn a dataset back into that dictionary. A dataset holds its foci in MNI mm, so
 they are written as MNI: a Talairach dataset written and read again gives the same
 coordinates (no second transform, no rounding) with ``space`` ``"MNI"``. The other tables
@@ -21,41 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nimare_jax.exceptions import InputFileError
-
 _KEY_COLUMNS = ("id", "study_id", "contrast_id")
 # Dataset table -> key of the contrast entry in a NiMARE dictionary.
 _SECTIONS = {"metadata": "metadata", "images": "images", "annotations": "labels", "texts": "text"}
-
-
-def load_json(path) -> dict:
-    """Return the JSON object stored in a file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        JSON file, e.g. a NiMARE dataset or a NIMADS studyset.
-
-    Returns
-    -------
-    dict
-        The decoded object.
-
-    Raises
-    ------
-    InputFileError
-        If the file is missing, is not valid JSON or does not hold a JSON object.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError as exc:
-        raise InputFileError(f"{path}: file not found") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def convert_dataset_to_dict(dset) -> dict:

@@ -13,6 +13,10 @@ text joined by single spaces (as NiMARE does). The name is split into study and 
 the first ``;`` or ``:`` after a year (19xx/20xx), else at the first ``;``, else at the first
 ``:``; with no separator the contrast is ``"analysis_1"``. Every malformed input raises
 :class:`~nimare_jax.exceptions.InputFileError` naming the file, the line and the experiment.
+
+Files are UTF-8 or, failing that, Windows-1252 (so a name typed with "…" or "–" in a
+Windows editor reads as written); lines end at LF, CR LF or CR only, and a
+coordinate is an ASCII decimal number (see :mod:`nimare_jax.parsing`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from nimare_jax.dataset import Dataset
-from nimare_jax.exceptions import InputFileError
+from nimare_jax.exceptions import InputFileError, excerpt
 from nimare_jax.io.nimare_json import _write_json
+from nimare_jax.parsing import parse_number, read_lines
 from nimare_jax.spatial import (
     MAX_COORDINATE_MM,
     get_template,
@@ -72,11 +76,12 @@ def convert_sleuth_to_dict(text_file) -> dict:
     Raises
     ------
     InputFileError
-        If a file is missing or malformed: no or an unknown ``Reference``, a header without
-        ``Subjects``, a sample size that is not a positive whole number, a coordinate row
-        without exactly three numbers, an experiment without foci, a coordinate beyond
-        500 mm (a column mistake), or an experiment (study and contrast) given twice. The
-        message names the file, the line and the experiment.
+        If a file is missing or malformed: a NUL character (e.g. a UTF-16 file), no or an
+        unknown ``Reference``, a header without ``Subjects``, a sample size that is not a
+        positive whole number, a coordinate row without exactly three numbers, an
+        experiment without foci, a coordinate beyond 500 mm (a column mistake), or an
+        experiment (study and contrast) given twice. The message names the file, the line
+        and the experiment.
 
     Warns
     -----
@@ -117,7 +122,7 @@ def _read_sleuth(text_file) -> tuple[dict, list[str]]:
                     path,
                     exp.line,
                     exp.name,
-                    f"study {study!r}, contrast {contrast!r} was already read at "
+                    f"study {excerpt(study)}, contrast {excerpt(contrast)} was already read at "
                     f"{first_seen[study, contrast]}; experiment names must be unique",
                 )
             first_seen[study, contrast] = f"{path}, line {exp.line}"
@@ -176,22 +181,13 @@ def _as_paths(text_file) -> list:
 
 
 def _error(path, line: int, experiment: str | None, message: str) -> InputFileError:
-    name = repr(experiment) if experiment else "none (before the first experiment)"
+    name = excerpt(experiment) if experiment else "none (before the first experiment)"
     return InputFileError(f"{path}, line {line}, experiment {name}: {message}")
-
-
-def _read_text(path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise InputFileError(f"{path}: file not found") from exc
-    except UnicodeDecodeError:  # Windows exports: every byte is a valid Latin-1 character
-        return Path(path).read_text(encoding="latin-1")
 
 
 def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
     """Parse one file into its reference space and experiments, validating every line."""
-    lines = _read_text(path).splitlines()
+    lines = read_lines(path)
     space = None
     header: list[str] = []  # name lines of the experiment being declared
     header_line = 0
@@ -203,6 +199,10 @@ def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
         current = experiments[-1] if experiments else None
         context = " ".join(header) or (current.name if current else None)
         where = (path, lineno, context)
+        if "\x00" in line:
+            raise _error(
+                *where, "the line holds a NUL character; is the file UTF-16? Save it as UTF-8"
+            )
         comment = line[2:].strip() if line.startswith("//") else None
         if comment is not None and (match := _REFERENCE.fullmatch(comment)):
             if space is not None or context:
@@ -211,7 +211,7 @@ def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
             if space is None:
                 raise _error(
                     *where,
-                    f"unknown Reference space {match.group(1).strip()!r}; "
+                    f"unknown Reference space {excerpt(match.group(1).strip())}; "
                     "expected MNI, TAL or Talairach",
                 )
         elif space is None:
@@ -251,21 +251,25 @@ def _read_sleuth_file(path) -> tuple[str, list[_Experiment]]:
 
 
 def _positive_int(text: str) -> int:
-    if not re.fullmatch(r"\+?\d+", text) or int(text) == 0:
-        raise ValueError(f"Subjects must be a positive whole number, got {text!r}")
-    return int(text)
+    try:  # ASCII digits only, as for coordinates; int() refuses over 4300 digits
+        n = int(text) if re.fullmatch(r"\+?\d+", text, re.ASCII) else 0
+    except ValueError:
+        n = 0
+    if n == 0:
+        raise ValueError(f"Subjects must be a positive whole number, got {excerpt(text)}")
+    return n
 
 
 def _parse_focus(line: str) -> list[float]:
     parts = re.split(r"[\s,]+", line)
     if len(parts) != 3:
-        raise ValueError(f"expected 3 coordinates (x y z), got {len(parts)}: {line!r}")
+        raise ValueError(f"expected 3 coordinates (x y z), got {len(parts)}: {excerpt(line)}")
     try:
-        xyz = [float(p) for p in parts]
+        xyz = [parse_number(p) for p in parts]
     except ValueError:
-        raise ValueError(f"coordinates must be numbers, got {line!r}") from None
+        raise ValueError(f"coordinates must be numbers, got {excerpt(line)}") from None
     if not np.all(np.isfinite(xyz)):
-        raise ValueError(f"coordinates must be finite, got {line!r}")
+        raise ValueError(f"coordinates must be finite, got {excerpt(line)}")
     return xyz
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
-from nimare_jax.exceptions import DatasetError
+from nimare_jax.exceptions import DatasetError, excerpt
 from nimare_jax.io.weights import load_weights
 from nimare_jax.ops import coarse_grid, unet
 from nimare_jax.ops import kernels as K
@@ -156,9 +156,15 @@ class KernelTransformer:
         if len(dataset.ids) == 0:
             raise DatasetError("the dataset has no experiments")
         coords = dataset.coordinates
-        empty = sorted(set(dataset.ids) - set(coords["id"]))
+        with_foci = set(coords["id"])
+        empty = [str(i) for i in dataset.ids if i not in with_foci]
         if empty:
-            raise DatasetError(f"experiments without foci: {empty[:5]}")
+            raise DatasetError(
+                f"{dataset.origin}: {len(empty)} experiment(s) have no foci; a coordinate-based "
+                "meta-analysis needs foci in every experiment (drop them with "
+                f"dataset.slice): {', '.join(excerpt(i) for i in empty[:5])}"
+                + (" ..." if len(empty) > 5 else "")
+            )
         order = {k: n for n, k in enumerate(dataset.ids)}
         exp_index = coords["id"].map(order).to_numpy()
         sort = np.argsort(exp_index, kind="stable")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
-from nimare_jax.exceptions import DatasetError, InputFileError
+from nimare_jax.exceptions import DatasetError, InputFileError, excerpt
 from nimare_jax.meta.cbma.ale import ALE, ale_windows
 from nimare_jax.meta.cbma.base import make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
@@ -26,6 +26,7 @@ from nimare_jax.ops import kernels as K
 from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import clip_null_p
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
+from nimare_jax.parsing import parse_number, read_lines
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import MAX_COORDINATE_MM, mm2vox, outside_volume, volume_extent
 
@@ -39,7 +40,8 @@ def read_baseline(path) -> np.ndarray:
     """Read a baseline pool of coordinates: one ``x y z`` row (mm) per line.
 
     Fields are separated by white space or commas; blank lines and lines starting with
-    ``#`` or ``//`` are skipped.
+    ``#`` or ``//`` are skipped. Decoding, line breaks and numbers follow
+    :mod:`nimare_jax.parsing`, as for Sleuth files.
 
     Parameters
     ----------
@@ -54,27 +56,23 @@ def read_baseline(path) -> np.ndarray:
     Raises
     ------
     InputFileError
-        If a row does not hold exactly three finite numbers, or the file has no rows.
+        If the file is missing or unreadable, a row does not hold exactly three finite
+        numbers, or the file has no rows.
     """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise InputFileError(f"cannot read baseline file {path}: {exc.strerror}") from None
     rows = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         text = line.strip()
         if not text or text.startswith(("#", "//")):
             continue
         fields = text.replace(",", " ").split()
         try:
-            values = [float(f) for f in fields]
+            values = [parse_number(f) for f in fields]
         except ValueError:
             values = []
         if len(fields) != 3 or len(values) != 3 or not np.all(np.isfinite(values)):
             raise InputFileError(
                 f"baseline file {path}, line {number}: expected three numbers (x y z), "
-                f"got {text[:60]!r}"
+                f"got {excerpt(text)}"
             )
         rows.append(values)
     if not rows:
