@@ -196,6 +196,7 @@ def test_load_dataset_reads_json_and_sleuth(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_conperm_on_simulated_images(tmp_path):
     from nimare_jax.generate import create_image_dataset
 

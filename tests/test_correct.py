@@ -28,6 +28,7 @@ def fwe(ale_fit):
     return corr.transform(ale_fit)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["voxel", "size", "mass"])
 def test_montecarlo_null_matches_nimare_distribution(fwe, reference, which):
     # Two independent samples of 500 from the same null: a two-sample Kolmogorov-Smirnov
@@ -142,6 +143,7 @@ def test_fwe_bad_arguments(kwargs, match):
         FWECorrector(**kwargs)
 
 
+@pytest.mark.slow
 def test_ale_fwe_null_identical_on_one_and_two_devices(tmp_path):
     # A fresh interpreter exposes two CPU devices; the same seed must give the same null.
     import json

@@ -128,6 +128,7 @@ def test_fit_fwhm_recovers_generate_fwhm():
     assert res.match_probability == pytest.approx(4 / 6, abs=0.08)  # 4 of 6 foci are signal
 
 
+@pytest.mark.slow
 def test_fit_uncertainty_constants_recovers_known_constants():
     # FWHM_e^2 = T^2 + S^2 / n_e with n_e log-uniform in [4, 200]; 120 experiments x 6 foci,
     # started from Eickhoff's constants (11.4, 23.1): tolerance 10 % on T and 15 % on S

@@ -223,6 +223,7 @@ def test_dersimonian_laird_against_textbook_formula(small):
     np.testing.assert_allclose(np.asarray(out["p"]), 2 * ss.t.sf(np.abs(est / se_kh), 11))
 
 
+@pytest.mark.slow
 def test_likelihood_tau2_is_the_maximum(small):
     y, v = small
     with jax.enable_x64(True):
@@ -448,6 +449,7 @@ def _brute_sign_flip_fwe(y, observed_z, seed, n_iters):
     return null, (exceed + 1.0) / (n_iters + 1.0)
 
 
+@pytest.mark.slow
 def test_zero_variance_voxels_are_nan_and_left_out_of_the_fwe_null(zero_variance):
     y, mask, constant, keep = zero_variance
     with pytest.warns(UserWarning, match=r"PermutedOLS: 8 of 210 voxels .*do not vary"):
@@ -480,6 +482,7 @@ def test_zero_variance_voxels_are_nan_and_left_out_of_the_fwe_null(zero_variance
     assert np.nanmin(p_full) == p_np.min()  # the smallest FWE p is that of the kept voxels
 
 
+@pytest.mark.slow
 def test_weighted_permutedols_zero_variance_matches_removed_voxels(zero_variance):
     y, mask, constant, keep = zero_variance
     n = np.array([12, 30, 18, 25, 40, 15])

@@ -109,6 +109,7 @@ def test_soft_sphere_tends_to_hard_sphere():
     np.testing.assert_array_equal(np.round(soft)[~on_surface], hard[~on_surface])
 
 
+@pytest.mark.slow
 def test_ale_statistic_gradient_in_fwhm_matches_finite_differences(laird):
     arr = ALEKernel(fwhm=10.0).prepare(laird.slice(laird.ids[:3]))
     step_focus, step_flush = K.schedule(arr.exp_index)

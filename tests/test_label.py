@@ -61,6 +61,7 @@ def check_against_scipy(active, weights, conn, capacity):
     assert int(n_jax) == n
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -73,6 +74,7 @@ def test_matches_scipy_random_volumes(seed, shape, density, conn):
     check_against_scipy(active, weights, conn, capacity=None)
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -115,6 +117,7 @@ def test_known_example_and_mass_default():
     assert float(L.max_cluster_stats(vol, backend="scipy").max_mass) == 3.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "scipy"])
 def test_jit_equals_eager(backend):
     active, weights = random_volume(3, (7, 8, 9), 0.3)
@@ -127,6 +130,7 @@ def test_jit_equals_eager(backend):
     assert int(eager.max_size) == ref[2].max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "scipy"])
 def test_vmap_equals_loop_with_mixed_overflow(backend):
     vols = [random_volume(s, (6, 7, 5), d) for s, d in enumerate([0.05, 0.5, 0.1, 0.9, 0.0])]

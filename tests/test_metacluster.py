@@ -71,6 +71,7 @@ def test_other_algorithms(small, tmp_path, algorithm):
         assert table["n_clusters"].tolist() == [2, 3]
 
 
+@pytest.mark.slow
 def test_cli_runs_on_json(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(

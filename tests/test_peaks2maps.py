@@ -224,6 +224,7 @@ def test_cli_refuses_experiments_with_identical_foci(tmp_path, capsys):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_group_comparisons_and_scale_with_peaks2maps(small_dset):
     other = convert_sleuth_to_dataset(SLEUTH.with_name("test_sleuth_file2.txt"))
     other = other.slice(other.ids[:3])

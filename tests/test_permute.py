@@ -221,6 +221,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_devices_in_subprocess(reference):
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)

@@ -94,6 +94,7 @@ def test_fwe_reuses_the_fit_null(fitted):
     )
 
 
+@pytest.mark.slow
 def test_cluster_fwe_small(groups):
     est = ALESubtraction(n_iters=20, random_state=1, progress=False, batch_size=8)
     res = FWECorrector(method="montecarlo").transform(est.fit(*groups))
@@ -113,6 +114,7 @@ def test_one_or_two_permutations_give_p_of_one_over_n(groups, n_iters):
     assert np.all(np.abs(res.maps[f"z_desc-{C}"]) < 1.0)
 
 
+@pytest.mark.slow
 def test_reproducible_across_batch_sizes(groups):
     a = ALESubtraction(n_iters=8, random_state=3, progress=False, batch_size=3).fit(*groups)
     b = ALESubtraction(n_iters=8, random_state=3, progress=False, batch_size=8).fit(*groups)

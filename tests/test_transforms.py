@@ -43,6 +43,7 @@ def test_simulated_dataset_is_consistent(sim):
     assert np.nanmax(res.maps["z"]) > 5
 
 
+@pytest.mark.slow
 def test_transformer_derives_missing_types(sim, tmp_path):
     images = sim.images.drop(columns=["z", "varcope", "beta"])
 

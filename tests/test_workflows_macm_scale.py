@@ -83,6 +83,7 @@ def test_scale_bad_baseline(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_ale_subtraction(tmp_path, capsys):
     out = tmp_path / "sub"
     argv = ["ale", str(FILE1), "--file2", str(FILE2), "--output_dir", str(out)]
