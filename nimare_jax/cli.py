@@ -20,11 +20,8 @@ from nimare_jax.exceptions import NiMAREJaxError
 from nimare_jax.io import convert_neurosynth_to_json, convert_sleuth_to_json
 from nimare_jax.workflows import ale_sleuth_workflow, conperm_workflow
 from nimare_jax.workflows.arguments import (
-    add_prefix_argument,
-    positive_float,
-    positive_int,
+    add_common_arguments,
     probability,
-    random_seed,
     run_workflow,
 )
 from nimare_jax.workflows.conperm import add_conperm_arguments
@@ -93,27 +90,13 @@ def _get_parser() -> argparse.ArgumentParser:
         ),
     )
     ale.add_argument("dataset", metavar="DATASET", help="Sleuth text file or NiMARE JSON file")
-    ale.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
-    add_prefix_argument(ale)
-    ale.add_argument(
-        "--n_iters", type=positive_int, default=10000, help="Monte Carlo iterations (10000)"
-    )
+    add_common_arguments(ale, n_iters=10000)
     ale.add_argument(
         "--v_thr",
         type=probability,
         default=0.001,
         help="voxel-level p-value of the cluster-forming threshold (0.001)",
     )
-    ale.add_argument(
-        "--fwhm",
-        type=positive_float,
-        default=None,
-        help="fixed kernel FWHM in mm (default: from each experiment's sample size)",
-    )
-    ale.add_argument(
-        "--n_cores", type=positive_int, default=1, help="devices for the permutations (1)"
-    )
-    ale.add_argument("--seed", type=random_seed, default=0, help="seed of the permutations (0)")
     ale.add_argument(
         "--file2",
         metavar="SLEUTH2",

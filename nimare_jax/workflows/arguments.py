@@ -89,21 +89,25 @@ def add_prefix_argument(parser, default: str = "the input file's name") -> None:
     )
 
 
-def add_common_arguments(parser) -> None:
-    """Add the options shared by ``nimare-jax scale`` and ``nimare-jax macm`` to a parser.
+def add_common_arguments(parser, n_iters: int = 5000) -> None:
+    """Add the options shared by ``nimare-jax ale``, ``scale`` and ``macm`` to a parser.
 
-    ``--output_dir``, ``--prefix``, ``--n_iters`` (5000), ``--fwhm``, ``--n_cores`` and
-    ``--seed``.
+    ``--output_dir``, ``--prefix``, ``--n_iters``, ``--fwhm``, ``--n_cores`` and ``--seed``.
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
         Parser to extend.
+    n_iters : int
+        Default number of Monte Carlo iterations.
     """
     parser.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
     add_prefix_argument(parser)
     parser.add_argument(
-        "--n_iters", type=positive_int, default=5000, help="Monte Carlo iterations (5000)"
+        "--n_iters",
+        type=positive_int,
+        default=n_iters,
+        help=f"Monte Carlo iterations ({n_iters})",
     )
     parser.add_argument(
         "--fwhm",
