@@ -13,8 +13,8 @@ import pytest
 
 from nimare_jax.correct import FWECorrector
 from nimare_jax.generate import create_coordinate_dataset
-from nimare_jax.meta.cbma import ALE, MKDADensity
-from nimare_jax.ops import relocation
+from nimare_jax.meta.cbma import ALE, MKDAChi2, MKDADensity
+from nimare_jax.ops import chi2, relocation
 from nimare_jax.ops.permute import run_permutations
 
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
@@ -59,6 +59,17 @@ def small_dataset():
     return dset
 
 
+def _assert_second_traces_nothing(run):
+    """Run twice (seeds 0 and 1): the second run traces nothing; returns both results."""
+    with count_traces() as first:
+        a = run(0)
+    with count_traces() as second:
+        b = run(1)
+    assert first, "the first run should have traced"
+    assert second == [], f"traced again: {second}"
+    return a, b
+
+
 @pytest.mark.parametrize("estimator", [ALE, MKDADensity])
 def test_second_fit_and_correction_trace_nothing(small_dataset, estimator):
     relocation.volume_fn.cache_clear()
@@ -70,15 +81,29 @@ def test_second_fit_and_correction_trace_nothing(small_dataset, estimator):
             warnings.simplefilter("ignore", RuntimeWarning)  # divide by zero in logs of p
             return corrector.transform(result)
 
-    with count_traces() as first:
-        a = fit_and_correct(0)
-    with count_traces() as second:
-        b = fit_and_correct(1)
-    assert first, "the first fit and correction should have traced"
-    assert second == [], f"traced again: {second}"
+    a, b = _assert_second_traces_nothing(fit_and_correct)
     # the same fit, two different nulls (the seeds differ): both runs really ran
     np.testing.assert_array_equal(a.get_map("z", "array"), b.get_map("z", "array"))
     null = "values_level-voxel_corr-fwe_method-montecarlo"
+    assert not np.array_equal(a.null_distributions[null], b.null_distributions[null])
+
+
+@pytest.mark.parametrize("null_method", ["label-permutation", "random-foci"])
+def test_mkdachi2_second_fit_and_correction_trace_nothing(small_dataset, null_method):
+    chi2.label_permutation_summary.cache_clear()
+    chi2.random_foci_summary.cache_clear()
+    ids = small_dataset.ids
+    groups = small_dataset.slice(ids[:6]), small_dataset.slice(ids[6:])
+
+    def fit_and_correct(seed):
+        result = MKDAChi2(fwe_null_method=null_method, random_state=seed).fit(*groups)
+        corrector = FWECorrector(method="montecarlo", n_iters=5, progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # too few iterations for the FWE level
+            return corrector.transform(result)
+
+    a, b = _assert_second_traces_nothing(fit_and_correct)
+    null = "values_desc-pFgA_level-voxel_corr-fwe_method-montecarlo"
     assert not np.array_equal(a.null_distributions[null], b.null_distributions[null])
 
 
