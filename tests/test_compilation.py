@@ -13,8 +13,9 @@ import pytest
 
 from nimare_jax.correct import FWECorrector
 from nimare_jax.generate import create_coordinate_dataset
-from nimare_jax.meta.cbma import ALE, MKDAChi2, MKDADensity
+from nimare_jax.meta.cbma import ALE, ALESubtraction, MKDAChi2, MKDADensity
 from nimare_jax.ops import chi2, relocation
+from nimare_jax.ops import subtraction as ops_subtraction
 from nimare_jax.ops.permute import run_permutations
 
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
@@ -104,6 +105,24 @@ def test_mkdachi2_second_fit_and_correction_trace_nothing(small_dataset, null_me
 
     a, b = _assert_second_traces_nothing(fit_and_correct)
     null = "values_desc-pFgA_level-voxel_corr-fwe_method-montecarlo"
+    assert not np.array_equal(a.null_distributions[null], b.null_distributions[null])
+
+
+@pytest.mark.parametrize("vfwe_only", [True, False])
+def test_subtraction_second_fit_and_correction_trace_nothing(small_dataset, vfwe_only):
+    ops_subtraction.label_permutation_summary.cache_clear()
+    ids = small_dataset.ids
+    groups = small_dataset.slice(ids[:6]), small_dataset.slice(ids[6:])
+
+    def fit_and_correct(seed):
+        est = ALESubtraction(n_iters=30, vfwe_only=vfwe_only, random_state=seed, progress=False)
+        corrector = FWECorrector(method="montecarlo", n_iters=30, progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # too few iterations for the FWE level
+            return corrector.transform(est.fit(*groups))
+
+    a, b = _assert_second_traces_nothing(fit_and_correct)
+    null = "values_level-voxel_corr-fwe_method-montecarlo"
     assert not np.array_equal(a.null_distributions[null], b.null_distributions[null])
 
 
