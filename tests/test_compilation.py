@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 
 from nimare_jax.correct import FWECorrector
+from nimare_jax.dataset import Dataset
 from nimare_jax.generate import create_coordinate_dataset
 from nimare_jax.meta.cbma import ALE, SCALE, ALESubtraction, MKDAChi2, MKDADensity
-from nimare_jax.ops import baseline, chi2, relocation
+from nimare_jax.meta.ibma import PermutedOLS
+from nimare_jax.ops import baseline, chi2, relocation, signflip
 from nimare_jax.ops import subtraction as ops_subtraction
 from nimare_jax.ops.permute import run_permutations
 
@@ -133,6 +136,18 @@ def test_scale_second_fit_and_correction_trace_nothing(small_dataset):
         return SCALE(pool, n_iters=12, random_state=seed, progress=False).fit(small_dataset)
 
     _assert_second_traces_nothing(fit, 10)  # 10 != 12: the correction draws a new null
+
+
+@pytest.mark.parametrize("use_sample_size", [False, True])
+def test_permutedols_second_fit_and_correction_trace_nothing(use_sample_size):
+    signflip.sign_flip_summary.cache_clear()
+    ibma = Path(__file__).parent / "data" / "ibma"
+    dset = Dataset(ibma / "inputs" / "ibma_sim_dataset.json", mask=ibma / "mask.nii.gz")
+
+    def fit(seed):
+        return PermutedOLS(use_sample_size=use_sample_size, random_state=seed).fit(dset)
+
+    _assert_second_traces_nothing(fit, 20)
 
 
 _PROBE = """
