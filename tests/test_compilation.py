@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +13,12 @@ import numpy as np
 import pytest
 
 from nimare_jax.correct import FWECorrector
+from nimare_jax.dataset import Dataset
 from nimare_jax.generate import create_coordinate_dataset
-from nimare_jax.meta.cbma import ALE, MKDADensity
-from nimare_jax.ops import relocation
+from nimare_jax.meta.cbma import ALE, SCALE, ALESubtraction, MKDAChi2, MKDADensity
+from nimare_jax.meta.ibma import PermutedOLS
+from nimare_jax.ops import baseline, chi2, relocation, signflip
+from nimare_jax.ops import subtraction as ops_subtraction
 from nimare_jax.ops.permute import run_permutations
 
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
@@ -59,27 +63,91 @@ def small_dataset():
     return dset
 
 
+_VOXEL_NULL = "values_level-voxel_corr-fwe_method-montecarlo"
+
+
+def _assert_second_traces_nothing(fit, n_iters, null=_VOXEL_NULL):
+    """Fit (``fit(seed)``) and correct twice, seeds 0 and 1: the second traces nothing.
+
+    The nulls must differ (the seeds differ), so both runs really ran; returns both results.
+    """
+
+    def run(seed):
+        corrector = FWECorrector(method="montecarlo", n_iters=n_iters, progress=False)
+        with warnings.catch_warnings():
+            # too few iterations for the FWE level; divide by zero in logs of p
+            warnings.simplefilter("ignore")
+            return corrector.transform(fit(seed))
+
+    with count_traces() as first:
+        a = run(0)
+    with count_traces() as second:
+        b = run(1)
+    assert first, "the first run should have traced"
+    assert second == [], f"traced again: {second}"
+    assert not np.array_equal(a.null_distributions[null], b.null_distributions[null])
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def two_groups(small_dataset):
+    ids = small_dataset.ids
+    return small_dataset.slice(ids[:6]), small_dataset.slice(ids[6:])
+
+
 @pytest.mark.parametrize("estimator", [ALE, MKDADensity])
 def test_second_fit_and_correction_trace_nothing(small_dataset, estimator):
     relocation.volume_fn.cache_clear()
-
-    def fit_and_correct(seed):
-        result = estimator(random_state=seed).fit(small_dataset)
-        corrector = FWECorrector(method="montecarlo", n_iters=21, progress=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # divide by zero in logs of p
-            return corrector.transform(result)
-
-    with count_traces() as first:
-        a = fit_and_correct(0)
-    with count_traces() as second:
-        b = fit_and_correct(1)
-    assert first, "the first fit and correction should have traced"
-    assert second == [], f"traced again: {second}"
-    # the same fit, two different nulls (the seeds differ): both runs really ran
+    a, b = _assert_second_traces_nothing(
+        lambda seed: estimator(random_state=seed).fit(small_dataset), 21
+    )
+    # the same fit, two different nulls (the seeds differ)
     np.testing.assert_array_equal(a.get_map("z", "array"), b.get_map("z", "array"))
-    null = "values_level-voxel_corr-fwe_method-montecarlo"
-    assert not np.array_equal(a.null_distributions[null], b.null_distributions[null])
+
+
+@pytest.mark.parametrize("null_method", ["label-permutation", "random-foci"])
+def test_mkdachi2_second_fit_and_correction_trace_nothing(two_groups, null_method):
+    chi2.label_permutation_summary.cache_clear()
+    chi2.random_foci_summary.cache_clear()
+    _assert_second_traces_nothing(
+        lambda seed: MKDAChi2(fwe_null_method=null_method, random_state=seed).fit(*two_groups),
+        5,
+        null="values_desc-pFgA_level-voxel_corr-fwe_method-montecarlo",
+    )
+
+
+@pytest.mark.parametrize("vfwe_only", [True, False])
+def test_subtraction_second_fit_and_correction_trace_nothing(two_groups, vfwe_only):
+    ops_subtraction.label_permutation_summary.cache_clear()
+
+    def fit(seed):
+        est = ALESubtraction(n_iters=30, vfwe_only=vfwe_only, random_state=seed, progress=False)
+        return est.fit(*two_groups)
+
+    _assert_second_traces_nothing(fit, 30)
+
+
+def test_scale_second_fit_and_correction_trace_nothing(small_dataset):
+    baseline.log_union_fn.cache_clear()
+    baseline.baseline_summary.cache_clear()
+    pool = small_dataset.coordinates[["x", "y", "z"]].to_numpy()
+
+    def fit(seed):
+        return SCALE(pool, n_iters=12, random_state=seed, progress=False).fit(small_dataset)
+
+    _assert_second_traces_nothing(fit, 10)  # 10 != 12: the correction draws a new null
+
+
+@pytest.mark.parametrize("use_sample_size", [False, True])
+def test_permutedols_second_fit_and_correction_trace_nothing(use_sample_size):
+    signflip.sign_flip_summary.cache_clear()
+    ibma = Path(__file__).parent / "data" / "ibma"
+    dset = Dataset(ibma / "inputs" / "ibma_sim_dataset.json", mask=ibma / "mask.nii.gz")
+
+    def fit(seed):
+        return PermutedOLS(use_sample_size=use_sample_size, random_state=seed).fit(dset)
+
+    _assert_second_traces_nothing(fit, 20)
 
 
 _PROBE = """

@@ -40,6 +40,7 @@ import pandas as pd
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
 from nimare_jax.meta import esma
+from nimare_jax.ops import signflip
 from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import logp_to_z
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters, user_stacklevel
@@ -890,14 +891,11 @@ class PermutedOLS(IBMAEstimator):
 def _sign_flip_summary(y, valid, columns, dof, two_sided: bool, weights=None):
     """Return ``summary(key, *operands) -> max z`` for one random sign flip, and operands.
 
-    ``y`` are the studies' values (entries not ``valid`` are ignored); only the voxels
-    ``columns`` (those with a defined observed statistic) enter the maximum, and within a
-    flip a voxel whose flipped values do not vary (t undefined) is left out. The statistic needs
-    only sums that are linear in the signs (one matrix-vector product
-    per sum: ``sum(s y)`` for the ordinary t; ``sum(s q y)`` and ``sum(s a y)`` for the CR2
-    t with ``weights``) plus sums the signs leave unchanged; the maximum is taken per
-    degrees-of-freedom class (``dof``, the fit's map) and only those few maxima are
-    converted to z. Host-side preparation runs over chunks of voxels, so no float64
+    The summary is :func:`nimare_jax.ops.signflip.sign_flip_summary` (cached per
+    configuration); this prepares its arrays. ``y`` are the studies' values (entries not
+    ``valid`` are ignored); only the voxels ``columns`` (those with a defined observed
+    statistic) enter the maximum, grouped by their degrees of freedom (``dof``, the fit's
+    map). Host-side preparation runs over chunks of voxels, so no float64
     (n_studies, n_voxels) temporary is made. Call under ``jax.enable_x64(True)``.
     """
     dof = dof[columns]
@@ -928,19 +926,6 @@ def _sign_flip_summary(y, valid, columns, dof, two_sided: bool, weights=None):
     seg = jnp.asarray(inverse.ravel(), jnp.int32)
     class_dof = jnp.asarray(classes, jnp.float64)
 
-    def summary(key, linear, fixed):
-        signs = jax.random.rademacher(key, (n_studies,), dtype=linear[0].dtype)
-        sums = [(signs @ term).astype(jnp.float64) for term in linear]
-        eps = jnp.finfo(linear[0].dtype).eps  # rounding of the flipped sums
-        if weights is None:
-            t = esma._t_from_sums(sums[0], fixed[0], fixed[1], eps)
-        else:
-            t = esma._cr2_t(sums[0], sums[1], fixed[0], fixed[1], fixed[2], eps)
-        t = jnp.abs(t) if two_sided else t
-        t = jnp.where(jnp.isfinite(t), t, -jnp.inf)  # undefined t never enters the maximum
-        if n_classes == 1:  # every voxel has the same dof: one max, one conversion
-            return esma.t_to_z(jnp.max(t), class_dof[0])
-        per_class = jax.ops.segment_max(t, seg, num_segments=n_classes)
-        return jnp.max(esma.t_to_z(per_class, class_dof))
-
-    return summary, (linear, fixed)
+    t_stat = esma._t_from_sums if weights is None else esma._cr2_t
+    summary = signflip.sign_flip_summary(t_stat, esma.t_to_z, bool(two_sided), n_classes)
+    return summary, (linear, fixed, seg, class_dof)

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from nimare_jax.ops.validate import check_n_iters
 
 __all__ = [
+    "BoundSummary",
     "PermutationResult",
     "QuantileStop",
     "configure_cpu_devices",
@@ -88,6 +89,31 @@ class PermutationResult:
     n_iters: int
     n_requested: int
     stopped_early: bool
+
+
+@dataclass(frozen=True, eq=False)
+class BoundSummary:
+    """A null's summary function with its operands: ``null(key) == summary(key, *operands)``.
+
+    Callable (and ``jit``-able) as a one-argument summary; :func:`run_permutations` should
+    get ``summary`` and ``operands`` separately (``run_permutations(null.summary, key,
+    n_iters, operands=null.operands)``), so the arrays stay arguments and a cached
+    ``summary`` reuses its compiled runner.
+
+    Attributes
+    ----------
+    summary : callable
+        Pure ``summary(key, *operands) -> pytree``.
+    operands : tuple
+        Its arguments after the key.
+    """
+
+    summary: Callable
+    operands: tuple
+
+    def __call__(self, key):
+        """Return ``summary(key, *operands)``."""
+        return self.summary(key, *self.operands)
 
 
 def configure_cpu_devices(n: int) -> bool:

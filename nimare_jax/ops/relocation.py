@@ -68,6 +68,40 @@ class RelocationOperands(NamedTuple):
     exp_weight: jax.Array
 
 
+def accumulate_foci(ijk, o, shape: tuple, combine: str, inside: bool):
+    """Window accumulation of foci at ``ijk`` with the kernels and schedule of ``o``.
+
+    Parameters
+    ----------
+    ijk : int array, shape (n_foci, 3)
+        Voxel indices of the foci.
+    o : RelocationOperands or any operands with the same window fields
+        ``windows``, ``focus_window``, ``focus_weight``, ``step_focus``, ``step_flush``.
+    shape : tuple of 3 ints
+        Volume shape.
+    combine : {"max", "sum"}
+        How an experiment's windows combine.
+    inside : bool
+        Promise that ``ijk`` lies inside the volume.
+
+    Returns
+    -------
+    jax.Array, shape ``shape``
+        :func:`nimare_jax.ops.kernels.accumulate` of the foci.
+    """
+    return K.accumulate(
+        ijk,
+        o.focus_window,
+        o.focus_weight,
+        o.windows,
+        o.step_focus,
+        o.step_flush,
+        shape,
+        combine,
+        inside=inside,
+    )
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def volume_fn(shape: tuple, combine: str, union: str, strategy: str, ma_fn=None):
     """Return ``volume(key, operands) -> (X, Y, Z)``: the statistic of one relocation.
@@ -114,17 +148,7 @@ def volume_fn(shape: tuple, combine: str, union: str, strategy: str, ma_fn=None)
                 inside=True,
             )
         else:
-            acc = K.accumulate(
-                ijk,
-                o.focus_window,
-                o.focus_weight,
-                o.windows,
-                o.step_focus,
-                o.step_flush,
-                shape,
-                combine,
-                inside=True,
-            )
+            acc = accumulate_foci(ijk, o, shape, combine, inside=True)
         return jnp.where(o.mask, -jnp.expm1(-acc) if probabilistic else acc, 0.0)
 
     return volume

@@ -33,9 +33,9 @@ from nimare_jax.meta.cbma.base import (
     summarize,
 )
 from nimare_jax.meta.cbma.kernel import FociArrays, KDAKernel, MKDAKernel
+from nimare_jax.ops import chi2
 from nimare_jax.ops import stats as ops_stats
-from nimare_jax.ops.label import max_cluster_stats
-from nimare_jax.ops.permute import run_permutations
+from nimare_jax.ops.permute import BoundSummary, run_permutations
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
 
@@ -189,50 +189,8 @@ def experiment_weights(weighting, dataset) -> tuple[np.ndarray, int]:
 
 
 # ---------------------------------------------------------------------------------------
-# pure per-iteration functions (jit-able)
+# Monte Carlo nulls of the chi-square maps (glue over nimare_jax.ops.chi2)
 # ---------------------------------------------------------------------------------------
-
-
-def chi2_maps(count1, count2, n1: int, n2: int) -> dict:
-    """Compute the three chi-square maps of MKDAChi2 from per-voxel active counts.
-
-    Parameters
-    ----------
-    count1, count2 : jax.Array, shape (n_voxels,)
-        Experiments of group 1 / group 2 active at each voxel.
-    n1, n2 : int
-        Group sizes.
-
-    Returns
-    -------
-    dict
-        ``group1`` (uniformity of group 1, one-way), ``group2`` (one-way) and
-        ``association`` (two-way) chi-square statistics.
-    """
-    return {
-        "group1": ops_stats.one_way(count1, n1),
-        "group2": ops_stats.one_way(count2, n2),
-        "association": ops_stats.two_way_counts(count1, count2, n1, n2),
-    }
-
-
-def _volume(values, mask_index, shape):
-    flat = jnp.zeros(int(np.prod(shape)), values.dtype).at[mask_index].set(values)
-    return flat.reshape(shape)
-
-
-def _chi2_summary(maps, mask_index, shape, thresh, connectivity, backend, vfwe_only):
-    out = {}
-    for name, chi in maps.items():
-        entry = {"voxel": chi.max()}
-        if not vfwe_only:
-            vol = _volume(chi, mask_index, shape)
-            cl = max_cluster_stats(
-                vol > thresh, vol - thresh, connectivity=connectivity, backend=backend
-            )
-            entry.update(size=cl.max_size, mass=cl.max_mass)
-        out[name] = entry
-    return out
 
 
 def label_permutation_null(
@@ -247,9 +205,8 @@ def label_permutation_null(
 ):
     """Per-iteration summary of the MKDAChi2 label-permutation FWE null.
 
-    Each iteration shuffles which experiments form group 1 (keeping the group sizes); the
-    group counts are then one matrix product with the pooled binary MA matrix, so the
-    summary vectorises over iterations with ``vmap``.
+    Each iteration shuffles which experiments form group 1 (keeping the group sizes)
+    (:func:`nimare_jax.ops.chi2.label_permutation_summary`).
 
     Parameters
     ----------
@@ -272,25 +229,20 @@ def label_permutation_null(
 
     Returns
     -------
-    callable
-        ``summary(key) -> {map: {"voxel", "size", "mass"}}`` for the maps of
-        :func:`chi2_maps`; pure.
+    nimare_jax.ops.permute.BoundSummary
+        Pure ``summary(key) -> {map: {"voxel", "size", "mass"}}`` for the maps of
+        :func:`nimare_jax.ops.chi2.chi2_maps`; its ``summary`` (cached per configuration)
+        and ``operands`` (the arrays) go to :func:`nimare_jax.ops.permute.run_permutations`
+        separately, so a second correction of the same shapes compiles nothing.
     """
-    n = pooled.shape[0]
-    n2 = n - n1
-    totals = pooled.sum(axis=0)
-    mask_index = jnp.asarray(mask_index)
-
-    def summary(key):
-        members = jax.random.permutation(key, n)[:n1]
-        indicator = jnp.zeros(n, pooled.dtype).at[members].set(1)
-        count1 = indicator @ pooled
-        maps = chi2_maps(count1, totals - count1, n1, n2)
-        return _chi2_summary(
-            maps, mask_index, shape, thresh, connectivity, label_backend, vfwe_only
-        )
-
-    return summary
+    pooled = jnp.asarray(pooled)
+    operands = chi2.LabelPermutationOperands(
+        pooled=pooled, totals=pooled.sum(axis=0), mask_index=jnp.asarray(mask_index)
+    )
+    summary = chi2.label_permutation_summary(
+        int(n1), tuple(shape), connectivity, label_backend, vfwe_only
+    )
+    return BoundSummary(summary, (operands, np.float32(thresh)))
 
 
 def random_foci_null(
@@ -312,24 +264,18 @@ def random_foci_null(
 
     Returns
     -------
-    callable
-        ``summary(key) -> {map: {"voxel", "size", "mass"}}``; pure.
+    nimare_jax.ops.permute.BoundSummary
+        Pure ``summary(key) -> {map: {"voxel", "size", "mass"}}``
+        (:func:`nimare_jax.ops.chi2.random_foci_summary`), used as in
+        :func:`label_permutation_null`.
     """
-    n1, n2 = len(arrays1.ids), len(arrays2.ids)
-    vol1, ops1 = relocation_volume(arrays1, arrays1.windows, np.ones(n1), "sum")
-    vol2, ops2 = relocation_volume(arrays2, arrays2.windows, np.ones(n2), "sum")
+    vol1, ops1 = relocation_volume(arrays1, arrays1.windows, np.ones(len(arrays1.ids)), "sum")
+    vol2, ops2 = relocation_volume(arrays2, arrays2.windows, np.ones(len(arrays2.ids)), "sum")
+    summary = chi2.random_foci_summary(
+        vol1, vol2, tuple(arrays1.shape), connectivity, label_backend, vfwe_only
+    )
     mask_index = jnp.asarray(arrays1.mask_index)
-
-    def summary(key):
-        k1, k2 = jax.random.split(key)
-        count1 = vol1(k1, ops1).reshape(-1)[mask_index]
-        count2 = vol2(k2, ops2).reshape(-1)[mask_index]
-        maps = chi2_maps(count1, count2, n1, n2)
-        return _chi2_summary(
-            maps, mask_index, arrays1.shape, thresh, connectivity, label_backend, vfwe_only
-        )
-
-    return summary
+    return BoundSummary(summary, (ops1, ops2, mask_index, np.float32(thresh)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -755,7 +701,7 @@ class MKDAChi2:
 
     def _maps(self, count1, count2, n1, n2) -> dict:
         with jax.enable_x64(True):
-            chi = {k: np.asarray(v) for k, v in chi2_maps(count1, count2, n1, n2).items()}
+            chi = {k: np.asarray(v) for k, v in chi2.chi2_maps(count1, count2, n1, n2).items()}
         p_f = n1 / (n1 + n2)
         p_a = (count1 + count2) / (n1 + n2)
         p_a_f = count1 / n1
@@ -881,24 +827,24 @@ class MKDAChi2:
         seed, key = seed_to_key(self.random_state)
         if self.fwe_null_method == "label-permutation":
             pooled = self.pooled_ma_matrix()
-            summary = label_permutation_null(
+            null = label_permutation_null(
                 pooled, n1, a.mask_index, a.shape, ss_thresh, connectivity, label_backend,
                 vfwe_only,
             )  # fmt: skip
             # the observed maps through the same float32 arithmetic as the null (exact ties)
             count1 = pooled[:n1].sum(axis=0)
-            observed = chi2_maps(count1, pooled.sum(axis=0) - count1, n1, len(b.ids))
+            observed = chi2.chi2_maps(count1, pooled.sum(axis=0) - count1, n1, len(b.ids))
             vectorize = "vmap"
             how = "the experiments were randomly reassigned to the two groups (sizes kept)"
         else:
-            summary = random_foci_null(a, b, ss_thresh, connectivity, label_backend, vfwe_only)
+            null = random_foci_null(a, b, ss_thresh, connectivity, label_backend, vfwe_only)
             count1 = jnp.asarray(self._counts(a), jnp.float32)
             count2 = jnp.asarray(self._counts(b), jnp.float32)
-            observed = chi2_maps(count1, count2, n1, len(b.ids))
+            observed = chi2.chi2_maps(count1, count2, n1, len(b.ids))
             vectorize = "map"
             how = "every focus was relocated to a random voxel of the mask"
         out = run_permutations(
-            summary,
+            null.summary,
             jax.random.fold_in(key, 2),
             n_iters,
             batch_size=batch_size,
@@ -906,6 +852,7 @@ class MKDAChi2:
             progress=progress,
             desc="MKDAChi2 FWE permutations",
             vectorize=vectorize,
+            operands=null.operands,
         )
         maps, nulls_out = {}, {}
         null_names = {"group1": "pAgF", "association": "pFgA"}

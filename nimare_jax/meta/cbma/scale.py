@@ -22,15 +22,16 @@ from nimare_jax.exceptions import DatasetError, InputFileError, excerpt
 from nimare_jax.meta.cbma.ale import ALE, ale_windows
 from nimare_jax.meta.cbma.base import make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
+from nimare_jax.ops import baseline
 from nimare_jax.ops import kernels as K
-from nimare_jax.ops.permute import run_permutations
+from nimare_jax.ops.permute import BoundSummary, run_permutations
 from nimare_jax.ops.stats import clip_null_p
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.parsing import parse_number, read_lines
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import MAX_COORDINATE_MM, mm2vox, outside_volume, volume_extent
 
-__all__ = ["SCALE", "baseline_null", "read_baseline"]
+__all__ = ["SCALE", "baseline_null", "baseline_operands", "read_baseline"]
 
 _FWE = "corr-FWE_method-montecarlo"
 _FWE_NULL = "values_level-voxel_corr-fwe_method-montecarlo"
@@ -99,11 +100,8 @@ def _check_xyz(xyz) -> np.ndarray:
     return arr
 
 
-def log_union_fn(arrays: FociArrays, log_windows, in_volume: bool = False):
-    """Return ``fn(ijk (n_foci, 3)) -> -log(1 - ALE)`` over the mask for foci at ``ijk``.
-
-    One arithmetic for the observed foci and every null draw, so identical configurations
-    tie exactly: window accumulation, or the whole-brain kernel's ``ma_fn``.
+def baseline_operands(arrays: FociArrays, log_windows, pool_ijk):
+    """Arrays of the SCALE null and of the observed map.
 
     Parameters
     ----------
@@ -111,41 +109,31 @@ def log_union_fn(arrays: FociArrays, log_windows, in_volume: bool = False):
         Prepared foci and kernels (experiments and kernels are kept, positions replaced).
     log_windows : jax.Array, shape (n_windows, W, W, W)
         ``-log1p(-K)`` windows.
-    in_volume : bool
-        Promise that the positions lie inside the volume (a smaller padded volume; the
-        values are the same, see :func:`nimare_jax.ops.kernels.window_frame`).
+    pool_ijk : array, shape (n_pool, 3), int
+        Voxel indices of the baseline coordinates (inside the volume or not).
 
     Returns
     -------
-    callable
-        Pure function of the foci positions.
+    nimare_jax.ops.baseline.BaselineOperands
+        The arrays, for :func:`nimare_jax.ops.baseline.log_union_fn` and
+        :func:`nimare_jax.ops.baseline.baseline_summary`.
     """
-    inside = jnp.asarray(arrays.mask_index)
-    if arrays.ma_fn is not None:
-        slot, valid = (jnp.asarray(a) for a in arrays.slots())
-        return lambda ijk: (-jnp.log1p(-arrays.ma_fn(ijk[slot], valid))).sum(0)
-    focus_window = jnp.asarray(arrays.exp_window[arrays.exp_index])
-    weight = jnp.ones(arrays.ijk.shape[0], jnp.float32)
-    step_focus, step_flush = (jnp.asarray(a) for a in K.schedule(arrays.exp_index))
-
-    def fn(ijk):
-        acc = K.accumulate(
-            ijk,
-            focus_window,
-            weight,
-            log_windows,
-            step_focus,
-            step_flush,
-            arrays.shape,
-            "max",
-            inside=in_volume,
-        )
-        return acc.reshape(-1)[inside]
-
-    return fn
+    slot, valid = arrays.slots()
+    step_focus, step_flush = K.schedule(arrays.exp_index)
+    return baseline.BaselineOperands(
+        pool_ijk=jnp.asarray(pool_ijk, jnp.int32),
+        mask_index=jnp.asarray(arrays.mask_index),
+        windows=jnp.asarray(log_windows),
+        focus_window=jnp.asarray(arrays.exp_window[arrays.exp_index]),
+        focus_weight=jnp.ones(arrays.ijk.shape[0], jnp.float32),
+        step_focus=jnp.asarray(step_focus),
+        step_flush=jnp.asarray(step_flush),
+        slot=jnp.asarray(slot),
+        valid=jnp.asarray(valid),
+    )
 
 
-def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log):
+def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log, outputs=None):
     """Per-iteration summary of the SCALE null: foci redrawn from a baseline pool.
 
     Parameters
@@ -158,24 +146,25 @@ def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log):
         Voxel indices of the baseline coordinates (inside the volume or not).
     observed_log : jax.Array, shape (n_voxels,)
         The observed ``-log(1 - ALE)`` over the mask, computed by the same arithmetic
-        (:func:`K.accumulate`), so identical configurations tie exactly.
+        (:func:`nimare_jax.ops.baseline.log_union_fn`), so identical configurations tie
+        exactly.
+    outputs : tuple of str or None
+        Return only these summaries (None: both, ``("exceed", "voxel")``).
 
     Returns
     -------
-    callable
-        ``summary(key) -> {"exceed": bool (n_voxels,), "voxel": max ALE}``; pure.
+    nimare_jax.ops.permute.BoundSummary
+        Pure ``summary(key) -> {"exceed": bool (n_voxels,), "voxel": max ALE}``
+        (:func:`nimare_jax.ops.baseline.baseline_summary`). Its ``summary`` (cached per
+        configuration) and ``operands`` (the arrays) go to
+        :func:`nimare_jax.ops.permute.run_permutations` separately, so a second fit of the
+        same configuration compiles nothing.
     """
     in_volume = not outside_volume(pool_ijk, arrays.shape).any()
-    pool_ijk = jnp.asarray(pool_ijk, jnp.int32)
-    n_foci = arrays.ijk.shape[0]
-    log_union = log_union_fn(arrays, log_windows, in_volume)
-
-    def summary(key):
-        idx = jax.random.randint(key, (n_foci,), 0, pool_ijk.shape[0])
-        values = log_union(pool_ijk[idx])
-        return {"exceed": values >= observed_log, "voxel": -jnp.expm1(-values.max())}
-
-    return summary
+    log_union = baseline.log_union_fn(tuple(arrays.shape), bool(in_volume), arrays.ma_fn)
+    summary = baseline.baseline_summary(log_union, tuple(outputs or baseline.OUTPUTS))
+    operands = baseline_operands(arrays, log_windows, pool_ijk)
+    return BoundSummary(summary, (operands, observed_log))
 
 
 class SCALE:
@@ -300,8 +289,11 @@ class SCALE:
         _, key = seed_to_key(self.random_state)
         arrays = self.inputs_
         log_windows = ale_windows(arrays)
-        observed = log_union_fn(arrays, log_windows)(jnp.asarray(arrays.ijk))
-        summary = baseline_null(arrays, log_windows, self.pool_ijk_, observed)
+        observed = baseline.log_union_fn(tuple(arrays.shape), False, arrays.ma_fn)(
+            jnp.asarray(arrays.ijk), baseline_operands(arrays, log_windows, self.pool_ijk_)
+        )
+        exceed = baseline_null(arrays, log_windows, self.pool_ijk_, observed, ("exceed",))
+        maxima = baseline_null(arrays, log_windows, self.pool_ijk_, observed, ("voxel",))
         options = {
             "batch_size": self.batch_size,
             "n_devices": n_cores,
@@ -310,16 +302,22 @@ class SCALE:
         }
         key = jax.random.fold_in(key, 4)  # the fit's and the FWE correction's draws agree
         counts = run_permutations(
-            lambda k: {"exceed": summary(k)["exceed"]},
+            exceed.summary,
             key,
             n_iters,
             desc="SCALE null (voxel-wise)",
             reduce="sum",
+            operands=exceed.operands,
             **options,
         ).samples["exceed"]
         vmax = run_permutations(
-            lambda k: summary(k)["voxel"], key, n_iters, desc="SCALE null (maxima)", **options
-        ).samples
+            maxima.summary,
+            key,
+            n_iters,
+            desc="SCALE null (maxima)",
+            operands=maxima.operands,
+            **options,
+        ).samples["voxel"]
         return np.asarray(counts, np.float64), np.asarray(vmax, np.float64)
 
     def _description(self) -> str:

@@ -25,8 +25,8 @@ from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.ale import ALE
 from nimare_jax.meta.cbma.base import cluster_fwe_maps, make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel
-from nimare_jax.ops.label import max_cluster_stats
-from nimare_jax.ops.permute import run_permutations
+from nimare_jax.ops import subtraction as ops_subtraction
+from nimare_jax.ops.permute import BoundSummary, run_permutations
 from nimare_jax.ops.stats import clip_null_p
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
@@ -36,8 +36,6 @@ __all__ = ["ALESubtraction", "fixed_point_terms", "subtraction_null"]
 _CONTRAST = "group1MinusGroup2"
 _FWE = "corr-FWE_method-montecarlo"
 _FWE_NULL = "corr-fwe_method-montecarlo"
-#: Bin width of the histogram of null |differences| that locates the cluster-forming threshold.
-_THRESH_BIN = 1e-6
 
 
 def fixed_point_terms(ma: np.ndarray) -> tuple[np.ndarray, float]:
@@ -61,13 +59,6 @@ def fixed_point_terms(ma: np.ndarray) -> tuple[np.ndarray, float]:
     return np.rint(logs * scale).astype(np.int32), scale
 
 
-def _difference(q1, q2, inv_scale):
-    """ALE1 - ALE2 from fixed-point log sums (float32)."""
-    l1 = q1.astype(jnp.float32) * inv_scale
-    l2 = q2.astype(jnp.float32) * inv_scale
-    return jnp.expm1(-l2) - jnp.expm1(-l1)
-
-
 def subtraction_null(
     terms,
     scale: float,
@@ -80,11 +71,12 @@ def subtraction_null(
     label_backend: str = "auto",
     hist_bins: int | None = None,
     want_max: bool = True,
+    outputs: tuple | None = None,
 ):
     """Per-iteration summary of the ALE-subtraction label-permutation null.
 
-    Each iteration draws which ``n1`` of the pooled experiments form group 1; the group
-    log sums are one integer matrix product, so the summary vectorises over iterations.
+    Each iteration draws which ``n1`` of the pooled experiments form group 1
+    (:func:`nimare_jax.ops.subtraction.label_permutation_summary`).
 
     Parameters
     ----------
@@ -109,62 +101,57 @@ def subtraction_null(
     want_max : bool
         Compute the difference map and its maximum ``|ALE1 - ALE2|`` (the voxel-level FWE
         null); without it, the summary only compares integers.
+    outputs : tuple of str or None
+        Return only these summaries (see :data:`nimare_jax.ops.subtraction.OUTPUTS`);
+        None: ``upper``, ``lower`` and whatever the options above ask for.
 
     Returns
     -------
-    callable
-        ``summary(key) -> {"upper", "lower": bool (n_voxels,), "voxel": max |diff|, ...}``
+    nimare_jax.ops.permute.BoundSummary
+        Pure ``summary(key) -> {"upper", "lower": bool (n_voxels,), "voxel": max |diff|, ...}``
         where ``upper``/``lower`` mark voxels whose permuted difference is >= / <= the
-        observed one (exact ties included); pure.
+        observed one (exact ties included). Its ``summary`` (cached per configuration) and
+        ``operands`` (the arrays) go to :func:`nimare_jax.ops.permute.run_permutations`
+        separately, so a second run of the same configuration compiles nothing.
     """
-    terms = jnp.asarray(terms, jnp.int32)
-    n = terms.shape[1]
-    total = terms.sum(axis=1)
-    inv_scale = jnp.float32(1.0 / scale)
-    observed_q1 = terms[:, :n1].sum(axis=1)
-    if thresh is not None:
-        mask_index = jnp.asarray(mask_index)
-        size = int(np.prod(shape))
-        thr = jnp.float32(thresh)
-
-    def summary(key):
-        members = jax.random.permutation(key, n)[:n1]
-        indicator = jnp.zeros(n, jnp.int32).at[members].set(1)
-        q1 = terms @ indicator
-        # With the pooled sum fixed, ALE1 - ALE2 increases strictly with group 1's log sum,
-        # so the tails compare integers: exact, ties included, no transcendental functions.
-        out = {"upper": q1 >= observed_q1, "lower": q1 <= observed_q1}
-        if hist_bins is None and thresh is None and not want_max:
-            return out
-        diff = _difference(q1, total - q1, inv_scale)
-        out["voxel"] = jnp.abs(diff).max()
+    if outputs is None:
+        outputs = ("upper", "lower")
+        if hist_bins is not None or thresh is not None or want_max:
+            outputs += ("voxel",)
         if hist_bins is not None:
-            idx = jnp.floor(jnp.abs(diff) / _THRESH_BIN).astype(jnp.int32)
-            out["hist"] = jnp.bincount(jnp.clip(idx, 0, hist_bins - 1), length=hist_bins)
+            outputs += ("hist",)
         if thresh is not None:
-            vol = jnp.zeros(size, jnp.float32).at[mask_index].set(diff).reshape(shape)
-            pos = max_cluster_stats(
-                vol > thr, vol - thr, connectivity=connectivity, backend=label_backend
-            )
-            neg = max_cluster_stats(
-                vol < -thr, -vol - thr, connectivity=connectivity, backend=label_backend
-            )
-            out["size"] = jnp.maximum(pos.max_size, neg.max_size)
-            out["mass"] = jnp.maximum(pos.max_mass, neg.max_mass)
-        return out
-
-    return summary
+            outputs += ("size", "mass")
+    terms = jnp.asarray(terms, jnp.int32)
+    operands = ops_subtraction.SubtractionOperands(
+        terms=terms,
+        total=terms.sum(axis=1),
+        observed_q1=terms[:, :n1].sum(axis=1),
+        mask_index=jnp.asarray(np.zeros(0, np.int32) if mask_index is None else mask_index),
+    )
+    summary = ops_subtraction.label_permutation_summary(
+        int(n1),
+        tuple(outputs),
+        None if shape is None else tuple(shape),
+        hist_bins,
+        connectivity,
+        label_backend,
+    )
+    inv_scale = np.float32(1.0 / scale)
+    return BoundSummary(
+        summary, (operands, inv_scale, np.float32(0 if thresh is None else thresh))
+    )
 
 
 def _threshold_from_histogram(hist: np.ndarray, voxel_thresh: float) -> float:
-    """Return the ``1 - voxel_thresh`` quantile of values binned at ``_THRESH_BIN``."""
+    """Return the ``1 - voxel_thresh`` quantile of values binned at ``THRESH_BIN``."""
     hist = np.asarray(hist, np.float64)
     cum = np.cumsum(hist)
     target = (1.0 - voxel_thresh) * cum[-1]
     b = int(np.searchsorted(cum, target, side="left"))
     below = cum[b - 1] if b else 0.0
     frac = (target - below) / hist[b] if hist[b] else 0.0
-    return float((b + frac) * _THRESH_BIN)
+    return float((b + frac) * ops_subtraction.THRESH_BIN)
 
 
 def _check_group(dataset, label: str) -> None:
@@ -367,34 +354,42 @@ class ALESubtraction:
             what = "the cluster-forming threshold (voxel_thresh)"
             check_n_iters(n_iters, voxel_thresh, per_iter=self.terms_.shape[0], what=what)
             top = float((-np.expm1(-self.terms_.sum(axis=1) / self.scale_)).max())
-            n_bins = int(top / _THRESH_BIN) + 2
+            n_bins = int(top / ops_subtraction.THRESH_BIN) + 2
             wanted += ("hist",)
         samples, thresh = {}, None
         if wanted:
             first = subtraction_null(
-                self.terms_, self.scale_, n1, hist_bins=n_bins, want_max=False
+                self.terms_, self.scale_, n1, hist_bins=n_bins, outputs=wanted
             )
             summed = run_permutations(
-                lambda k: {name: first(k)[name] for name in wanted},
+                first.summary,
                 key,
                 n_iters,
                 desc="ALE subtraction permutations (voxel-wise null)",
                 reduce="sum",
+                operands=first.operands,
                 **options,
             ).samples
             samples.update(summed)
             if not vfwe_only:
                 thresh = _threshold_from_histogram(summed["hist"], voxel_thresh)
         a = self.inputs1_
-        second = subtraction_null(
-            self.terms_, self.scale_, n1, mask_index=a.mask_index, shape=a.shape, thresh=thresh
-        )
         keys = ("voxel",) if vfwe_only else ("voxel", "size", "mass")
+        second = subtraction_null(
+            self.terms_,
+            self.scale_,
+            n1,
+            mask_index=a.mask_index,
+            shape=a.shape,
+            thresh=thresh,
+            outputs=keys,
+        )
         maxima = run_permutations(
-            lambda k: {name: second(k)[name] for name in keys},
+            second.summary,
             key,
             n_iters,
             desc="ALE subtraction permutations (maxima)",
+            operands=second.operands,
             **options,
         )
         samples.update(maxima.samples)
