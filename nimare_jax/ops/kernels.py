@@ -517,9 +517,11 @@ def summarize_experiments(
     ma_max : jax.Array, shape (n_exp,)
         Largest in-mask MA value of each experiment.
     """
-    # Only the foci's windows are visited, not the volume: each experiment's map is built,
-    # then read back in its windows, each voxel in the first window that covers it (a
-    # voxel outside all windows is 0, which adds nothing and falls in bin 0).
+    # Only the foci's windows are visited, not the volume. Each experiment's map is built
+    # with, packed beside each voxel's value (as the imaginary part, so one array is
+    # carried), the first focus whose window covers it; read back window by window, a
+    # voxel counts in that focus's window only. A voxel outside all windows is 0, which
+    # adds nothing to the statistic and falls in bin 0.
     n_voxels = mask_index.shape[0]
     width = windows.shape[-1]
     pad, corner = window_frame(ijk, shape, width)
@@ -528,25 +530,27 @@ def summarize_experiments(
     where = jnp.pad(where, pad, constant_values=n_voxels)  # mask position, n_voxels outside
     padded = _padded_shape(shape, pad)
     box = (width,) * 3
-    n_foci = ijk.shape[1]
-    earlier = jnp.arange(n_foci)[None, :] < jnp.arange(n_foci)[:, None]  # [f, g]: g < f
-    offsets = jnp.arange(width)
+    mix = jnp.maximum if combine == "max" else jnp.add
+    rank = jnp.arange(1, ijk.shape[1] + 1, dtype=windows.dtype)  # focus f is f + 1
 
     def one(acc, xs):
         e_corner, e_valid, e_win, e_w = xs
-        vol = _padded_map(e_corner, e_valid, windows[e_win], padded, combine)
-        values = jax.vmap(lambda c: jax.lax.dynamic_slice(vol, tuple(c), box))(e_corner)
+        window = windows[e_win]
+
+        def put(f, vol):
+            start = tuple(e_corner[f])
+            win = jax.lax.dynamic_slice(vol, start, box)
+            value = jnp.where(e_valid[f], mix(win.real, window), win.real)
+            first = jnp.where(win.imag == 0, rank[f], win.imag)
+            return jax.lax.dynamic_update_slice(vol, jax.lax.complex(value, first), start)
+
+        vol = jax.lax.fori_loop(
+            0, rank.shape[0], put, jnp.zeros(padded, jax.lax.complex(window, window).dtype)
+        )
+        read = jax.vmap(lambda c: jax.lax.dynamic_slice(vol, tuple(c), box))(e_corner)
         pos = jax.vmap(lambda c: jax.lax.dynamic_slice(where, tuple(c), box))(e_corner)
-        # along each axis, offset o of window f lies in window g iff 0 <= c_f - c_g + o < W
-        shift = (e_corner[:, None, :] - e_corner[None, :, :])[..., None] + offsets
-        inside = (shift >= 0) & (shift < width)  # (f, g, axis, o)
-        seen = (
-            inside[:, :, 0, :, None, None]
-            & inside[:, :, 1, None, :, None]
-            & inside[:, :, 2, None, None, :]
-            & earlier[:, :, None, None, None]
-        ).any(axis=1)
-        values = jnp.where(seen | (pos >= n_voxels), 0, values).reshape(-1)
+        own = (read.imag == rank[:, None, None, None]) & (pos < n_voxels)
+        values = jnp.where(own, read.real, 0).reshape(-1)
         hist = jnp.bincount(_nearest_bin(values, inv_step, n_bins), length=n_bins)
         hist = hist.at[0].set(n_voxels - hist[1:].sum())
         term = e_w * _union_term(values, union).astype(acc.dtype)
