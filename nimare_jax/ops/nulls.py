@@ -18,6 +18,7 @@ import functools
 import numpy as np
 
 STEP = 1e-5
+_SEGMENTS = 40  # below this many merges, runs are added one by one (faster than np.delete)
 
 
 def nearest_bin(values, inv_step: float, n_bins: int) -> np.ndarray:
@@ -145,6 +146,14 @@ def fold_union_histograms(
             inner = merges[np.searchsorted(merges, lo, "right") : np.searchsorted(merges, hi)]
             start = first + lo - np.searchsorted(merges, lo, "right")
             np.multiply(span, hist[a], out=moved)
+            if inner.size < _SEGMENTS and start + span.size - inner.size < n_bins:
+                # few merges, no clipping: add the runs between merges where they land
+                # (a merged bin adds to the bin of the one before it)
+                bounds = [0, *(inner - lo).tolist(), span.size]
+                for k in range(len(bounds) - 1):
+                    dst = start + bounds[k] - k
+                    new[dst : dst + bounds[k + 1] - bounds[k]] += moved[bounds[k] : bounds[k + 1]]
+                continue
             block = np.delete(moved, inner - lo)
             # merged bins join the bin of the last kept one before them
             np.add.at(block, inner - lo - np.arange(1, inner.size + 1), moved[inner - lo])
