@@ -127,3 +127,15 @@ def test_union_fold_equals_pairwise_scatter(n_bins):
     folded = nulls.fold_union_histograms(hists[5:], centers, first)
     np.testing.assert_array_equal(folded == 0, expected == 0)
     np.testing.assert_allclose(folded, expected, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("a_bin", [0, 1, 7, 500, 842, 49_999, 100_000])
+def test_union_merges_found_near_crossings_equal_full_grid(a_bin):
+    # merges are looked for only near where a j step passes k + 1/2: the same as checking
+    # every bin of the full grid
+    centers = np.round(np.arange(100_002) * nulls.STEP, 5)
+    union = 1.0 - (1.0 - centers[a_bin]) * (1.0 - centers)
+    idx = nulls.nearest_bin(union, 1.0 / centers[1], 10**9)
+    first, merges = nulls._union_merges(a_bin, centers[1])
+    assert first == idx[0]
+    np.testing.assert_array_equal(merges, np.flatnonzero(np.diff(idx) == 0) + 1)

@@ -78,19 +78,31 @@ def _union_merges(a_bin: int, step: float) -> tuple[int, np.ndarray]:
     On the grid of :func:`ale_histogram_bins` (centres ``j * step`` rounded to 5 decimals,
     at most ``1 / step + 2`` of them, whatever the experiments), the bin of the union of
     centres ``a_bin`` and ``j`` is ``first + j - (number of merges <= j)``: it grows by one
-    from ``j - 1`` to ``j``, or stays (a merge). Returns ``first`` and the merges (int32,
+    from ``j - 1`` to ``j``, or stays (a merge). Returns ``first`` and the merges (int64,
     sorted; about ``a_bin`` of them for a full grid), so an experiment's fold is a shifted
     copy of the running histogram with the merged bins added together.
+
+    In exact arithmetic the union is ``a_bin + j - a_bin j step`` bins, so merges happen
+    where ``a_bin j step`` passes ``k + 1/2``; the float bins are evaluated within two
+    bins of each such point (float rounding moves a merge by at most one).
     """
-    centers = np.round(np.arange(round(1.0 / step) + 2) * step, 5)
-    one_minus = 1.0 - centers
-    idx = _union_bin(one_minus[a_bin], one_minus, 1.0 / (centers[1] - centers[0]))
-    growth = np.diff(idx)
-    if growth.min() < 0 or growth.max() > 1:  # impossible for ALE values in [0, 1]
+    n = round(1.0 / step) + 2
+    inv_step = 1.0 / step
+    one_minus_a = 1.0 - np.round(np.array([a_bin]) * step, 5)
+
+    def union_bin(j):
+        return _union_bin(one_minus_a, 1.0 - np.round(j * step, 5), inv_step)
+
+    slope = a_bin * step
+    crossings = (np.arange(int(slope * n) + 1) + 0.5) / slope if a_bin else np.zeros(0)
+    near = np.unique(np.ceil(crossings).astype(np.int64)[:, None] + np.arange(-2, 3))
+    near = near[(near >= 1) & (near < n)]
+    growth = union_bin(near) - union_bin(near - 1)
+    if np.any((growth < 0) | (growth > 1)):  # impossible for ALE values in [0, 1]
         raise ValueError(f"union bins of bin {a_bin} do not grow by 0 or 1")
-    merges = (np.flatnonzero(growth == 0) + 1).astype(np.int32)
+    merges = near[growth == 0]
     merges.flags.writeable = False
-    return int(idx[0]), merges
+    return int(union_bin(np.zeros(1, np.int64))[0]), merges
 
 
 def fold_union_histograms(
