@@ -78,7 +78,7 @@ def _union_merges(a_bin: int, step: float) -> tuple[int, np.ndarray]:
     On the grid of :func:`ale_histogram_bins` (centres ``j * step`` rounded to 5 decimals,
     at most ``1 / step + 2`` of them, whatever the experiments), the bin of the union of
     centres ``a_bin`` and ``j`` is ``first + j - (number of merges <= j)``: it grows by one
-    from ``j - 1`` to ``j``, or stays (a merge). Returns ``first`` and the merges (int64,
+    from ``j - 1`` to ``j``, or stays (a merge). Returns ``first`` and the merges (int32,
     sorted; about ``a_bin`` of them for a full grid), so an experiment's fold is a shifted
     copy of the running histogram with the merged bins added together.
 
@@ -100,7 +100,7 @@ def _union_merges(a_bin: int, step: float) -> tuple[int, np.ndarray]:
     growth = union_bin(near) - union_bin(near - 1)
     if np.any((growth < 0) | (growth > 1)):  # impossible for ALE values in [0, 1]
         raise ValueError(f"union bins of bin {a_bin} do not grow by 0 or 1")
-    merges = near[growth == 0]
+    merges = near[growth == 0].astype(np.int32)
     merges.flags.writeable = False
     return int(union_bin(np.zeros(1, np.int64))[0]), merges
 
