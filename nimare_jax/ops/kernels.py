@@ -412,19 +412,23 @@ def experiment_map(ijk, valid, window, shape, combine):
     jax.Array, shape ``shape``
         The MA volume.
     """
-    width = window.shape[-1]
-    pad, corner = window_frame(ijk, shape, width)
-    vol = jnp.zeros(_padded_shape(shape, pad), window.dtype)
+    pad, corner = window_frame(ijk, shape, window.shape[-1])
+    vol = _padded_map(corner, valid, window, _padded_shape(shape, pad), combine)
+    return _crop(vol, shape, pad)
+
+
+def _padded_map(corner, valid, window, padded, combine):
+    """MA volume of padded shape ``padded`` from window corners (see :func:`window_frame`)."""
+    box = window.shape
     mix = jnp.maximum if combine == "max" else jnp.add
 
     def step(f, vol):
         start = (corner[f, 0], corner[f, 1], corner[f, 2])
-        win = jax.lax.dynamic_slice(vol, start, (width, width, width))
+        win = jax.lax.dynamic_slice(vol, start, box)
         new = jnp.where(valid[f], mix(win, window), win)
         return jax.lax.dynamic_update_slice(vol, new, start)
 
-    vol = jax.lax.fori_loop(0, corner.shape[0], step, vol)
-    return _crop(vol, shape, pad)
+    return jax.lax.fori_loop(0, corner.shape[0], step, jnp.zeros(padded, window.dtype))
 
 
 def resolve_strategy(strategy: str = "auto") -> str:
@@ -513,14 +517,47 @@ def summarize_experiments(
     ma_max : jax.Array, shape (n_exp,)
         Largest in-mask MA value of each experiment.
     """
+    # Only the foci's windows are visited, not the volume. Each experiment's map is built
+    # with, packed beside each voxel's value (as the imaginary part, so one array is
+    # carried), the first focus whose window covers it; read back window by window, a
+    # voxel counts in that focus's window only. A voxel outside all windows is 0, which
+    # adds nothing to the statistic and falls in bin 0.
+    n_voxels = mask_index.shape[0]
+    width = windows.shape[-1]
+    pad, corner = window_frame(ijk, shape, width)
+    where = jnp.full(int(np.prod(shape)), n_voxels, jnp.int32)
+    where = where.at[mask_index].set(jnp.arange(n_voxels, dtype=jnp.int32)).reshape(shape)
+    where = jnp.pad(where, pad, constant_values=n_voxels)  # mask position, n_voxels outside
+    padded = _padded_shape(shape, pad)
+    box = (width,) * 3
+    mix = jnp.maximum if combine == "max" else jnp.add
+    rank = jnp.arange(1, ijk.shape[1] + 1, dtype=windows.dtype)  # focus f is f + 1
 
-    def values(xs):
-        e_ijk, e_valid, e_win = xs
-        return experiment_map(e_ijk, e_valid, windows[e_win], shape, combine).reshape(-1)[
-            mask_index
-        ]
+    def one(acc, xs):
+        e_corner, e_valid, e_win, e_w = xs
+        window = windows[e_win]
 
-    return _summarize(acc, values, (ijk, valid, exp_window), exp_weight, union, n_bins, inv_step)
+        def put(f, vol):
+            start = tuple(e_corner[f])
+            win = jax.lax.dynamic_slice(vol, start, box)
+            value = jnp.where(e_valid[f], mix(win.real, window), win.real)
+            first = jnp.where(win.imag == 0, rank[f], win.imag)
+            return jax.lax.dynamic_update_slice(vol, jax.lax.complex(value, first), start)
+
+        vol = jax.lax.fori_loop(
+            0, rank.shape[0], put, jnp.zeros(padded, jax.lax.complex(window, window).dtype)
+        )
+        read = jax.vmap(lambda c: jax.lax.dynamic_slice(vol, tuple(c), box))(e_corner)
+        pos = jax.vmap(lambda c: jax.lax.dynamic_slice(where, tuple(c), box))(e_corner)
+        own = (read.imag == rank[:, None, None, None]) & (pos < n_voxels)
+        values = jnp.where(own, read.real, 0).reshape(-1)
+        hist = jnp.bincount(_nearest_bin(values, inv_step, n_bins), length=n_bins)
+        hist = hist.at[0].set(n_voxels - hist[1:].sum())
+        term = e_w * _union_term(values, union).astype(acc.dtype)
+        return acc.at[pos.reshape(-1)].add(term, mode="drop"), (hist, values.max())
+
+    stat, (hist, ma_max) = jax.lax.scan(one, acc, (corner, valid, exp_window, exp_weight))
+    return stat, hist, ma_max
 
 
 @partial(jax.jit, static_argnames=("union", "n_bins"))
@@ -543,23 +580,21 @@ def summarize_values(acc, ma, exp_weight, union, n_bins, inv_step):
     stat, hist, ma_max : jax.Array
         As in :func:`summarize_experiments`.
     """
-    return _summarize(acc, lambda row: row, ma, exp_weight, union, n_bins, inv_step)
-
-
-def _summarize(acc, values_fn, per_exp, exp_weight, union, n_bins, inv_step):
-    """Scan over experiments: union accumulator, per-experiment histograms and maxima."""
 
     def one(acc, xs):
-        e_in, e_w = xs
-        values = values_fn(e_in)
-        scaled = values * inv_step
-        lower = jnp.floor(scaled)
-        idx = (lower + (scaled - lower >= 0.5)).astype(jnp.int32)
-        hist = jnp.bincount(jnp.clip(idx, 0, n_bins - 1), length=n_bins)
+        values, e_w = xs
+        hist = jnp.bincount(_nearest_bin(values, inv_step, n_bins), length=n_bins)
         return acc + e_w * _union_term(values, union).astype(acc.dtype), (hist, values.max())
 
-    stat, (hist, ma_max) = jax.lax.scan(one, acc, (per_exp, exp_weight))
+    stat, (hist, ma_max) = jax.lax.scan(one, acc, (ma, exp_weight))
     return stat, hist, ma_max
+
+
+def _nearest_bin(values, inv_step, n_bins):
+    """Nearest bin of width ``1 / inv_step`` from 0 (ties upward), clipped to the bins."""
+    scaled = values * inv_step
+    lower = jnp.floor(scaled)
+    return jnp.clip((lower + (scaled - lower >= 0.5)).astype(jnp.int32), 0, n_bins - 1)
 
 
 @partial(jax.jit, static_argnames=("shape", "combine"))
