@@ -278,7 +278,7 @@ class IBMAEstimator:
         if "log_p" in maps:
             maps["logp"] = -maps.pop("log_p") / _LN10
         return MetaResult(
-            maps,
+            maps=maps,
             mask=self.inputs_["mask"],
             tables=self._tables(),
             description=self._description(),

@@ -81,7 +81,7 @@ class CBMAEstimator:
         maps, nulls = self._fit(self.inputs_)
         self.null_distributions_ = nulls
         return MetaResult(
-            maps,
+            maps=maps,
             mask=dataset.masker,
             null_distributions=nulls,
             description=self._description(),

@@ -691,7 +691,7 @@ class MKDAChi2:
         maps = self._maps(count1, count2, n1, n2)
         self.null_distributions_ = {}
         return MetaResult(
-            maps,
+            maps=maps,
             mask=m1,
             null_distributions={},
             description=self._description(),

@@ -262,7 +262,7 @@ class SCALE:
         nulls = {_FWE_NULL: vmax}
         self.null_distributions_ = dict(nulls)
         return MetaResult(
-            maps,
+            maps=maps,
             mask=dataset.masker,
             null_distributions=nulls,
             description=self._description(),

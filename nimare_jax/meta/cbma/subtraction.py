@@ -315,7 +315,7 @@ class ALESubtraction:
         self.null_distributions_ = dict(nulls)
         self._cached_ = (n, self.voxel_thresh, self.vfwe_only)
         return MetaResult(
-            maps,
+            maps=maps,
             mask=m1,
             null_distributions=nulls,
             description=self._description(),
