@@ -1,0 +1,9 @@
+"""Decoding: from brain maps (or sets of experiments) to the features that describe them.
+
+Submodules follow NiMARE 0.22.1: :mod:`~nimare_jax.decode.base` (the ``Decoder`` base
+class with the feature selection shared by all decoders).
+"""
+
+from nimare_jax.decode import base
+
+__all__ = ["base"]
