@@ -260,7 +260,9 @@ def neurosynth_statistics(
         prior = n_term / (n_selected + n_unselected)
 
     logp_fi = correct_logp(chi2_to_logp(one_way(nst, n_selected)), correction)
-    logp_ri = correct_logp(chi2_to_logp(two_way_counts(nst, nut, n_selected, n_unselected)), correction)
+    logp_ri = correct_logp(
+        chi2_to_logp(two_way_counts(nst, nut, n_selected, n_unselected)), correction
+    )
     z_fi = logp_to_z(logp_fi, tail="two") * jnp.sign(nst - nst.mean())
     z_ri = logp_to_z(logp_ri, tail="two") * jnp.sign(p_sel_g_term - p_sel_g_noterm)
     prob_forward = prior * p_sel_g_term + (1.0 - prior) * p_sel_g_noterm

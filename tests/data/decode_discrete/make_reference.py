@@ -86,7 +86,9 @@ def load_dataset():
 
 def main():
     warnings.simplefilter("ignore")
-    source = sys.argv[1] if len(sys.argv) > 1 else SHARED / "datasets" / "neurosynth_laird_studies.json"
+    source = (
+        sys.argv[1] if len(sys.argv) > 1 else SHARED / "datasets" / "neurosynth_laird_studies.json"
+    )
     write_fixture(source)
     dset = load_dataset()
     roi = str(HERE / "amygdala_roi.nii.gz")
