@@ -51,7 +51,7 @@ API = [
         ["BrainMapDecoder", "NeurosynthDecoder", "ROIAssociationDecoder", "gclda_decode_roi"],
         13,
     ),
-    ("decode.discrete", ["brainmap_decode", "neurosynth_decode"], 13),
+    ("decode.discrete", ["brainmap_decode", "neurosynth_decode"], None),
     ("decode.encode", ["gclda_encode"], 13),
     ("parcellate.cbp", ["CoordCBP"], 16),
     ("parcellate.mamp", ["MAMP"], 16),
