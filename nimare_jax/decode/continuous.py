@@ -204,7 +204,7 @@ def _check_fitted(decoder) -> None:
 
 
 def _with_table(results: MetaResult, table: pd.DataFrame) -> MetaResult:
-    """A new result sharing the maps, with ``tables["correlation"]`` set."""
+    """Return a new result sharing the maps, with ``tables["correlation"]`` set."""
     new = results.copy()
     new.tables["correlation"] = table
     return new
@@ -287,7 +287,8 @@ class CorrelationDecoder(Decoder):
     def _fit(self, dataset: Dataset) -> None:
         ids = self.inputs_["id"]
         data = dataset.slice(ids)
-        labels = label_matrix(self.inputs_["annotations"], self.features_, self.frequency_threshold)
+        annotations = self.inputs_["annotations"]
+        labels = label_matrix(annotations, self.features_, self.frequency_threshold)
         if (
             isinstance(self.meta_estimator, MKDAChi2)
             and self.target_image in ops_decode.CHI2_TARGETS
@@ -426,7 +427,8 @@ class CorrelationDistributionDecoder(Decoder):
     def _fit(self, dataset: Dataset) -> None:
         ids = self.inputs_["id"]
         images = load_images(dataset, self.target_image, ids=ids)
-        labels = label_matrix(self.inputs_["annotations"], self.features_, self.frequency_threshold)
+        annotations = self.inputs_["annotations"]
+        labels = label_matrix(annotations, self.features_, self.frequency_threshold)
         maps = {f: images[labels[:, n]] for n, f in enumerate(self.features_)}
         self.results_ = MetaResult(maps=maps, mask=dataset.masker, estimator=self)
 
