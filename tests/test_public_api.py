@@ -81,7 +81,7 @@ API = [
     ),
     ("io", ["convert_neurovault_to_dataset", "fetch_neurostore_studyset"], 15),
     ("stats", ["one_way", "two_way", "pearson", "null_to_p", "nullhist_to_p"], None),
-    ("stats", ["two_way_counts", "nlogp_bonferroni", "nlogp_fdr"], 12),
+    ("stats", ["two_way_counts", "nlogp_bonferroni", "nlogp_fdr"], None),
     (
         "utils",
         ["get_resource_path", "get_template", "mm2vox", "vox2mm", "tal2mni", "mni2tal"],
