@@ -12,6 +12,9 @@ laird_n20_dataset.json``; 17 experiments, each with an abstract). Output, beside
 * ``lda_laird.npz``: ``LDAModel(5, max_iter=100, random_state=0).fit(dset)``: topic-word
   weights (``distributions_["p_topic_g_word"]``), vocabulary, topic names and the document
   by topic weights NiMARE stores as annotations;
+* ``cogat_nimare.json``: ``extract_cogat`` and ``expand_counts`` on the hand-made ontology
+  of ``cogat_toy.json`` (with an ``isSelf`` row added for every term, which NiMARE's
+  expansion needs), weights ``{"isKindOf": 1}`` and ``{"isKindOf": 0.5, "measures": 1}``;
 * ``annotate_reference.json``: versions and the ``ValueError`` NiMARE raises with the
   defaults (``min_df=50, max_df=0.5``) on the 17 documents.
 """
@@ -23,6 +26,7 @@ import nimare
 import numpy as np
 import pandas as pd
 import sklearn
+from nimare.annotate.cogat import expand_counts, extract_cogat
 from nimare.annotate.lda import LDAModel
 from nimare.annotate.text import generate_counts
 from nimare.dataset import Dataset
@@ -68,6 +72,22 @@ def main():
         doc_topic=doc_topic.to_numpy(),
         doc_ids=np.array(doc_topic.index.tolist(), dtype=str),
     )
+
+    toy = json.loads((HERE / "cogat_toy.json").read_text())
+    id_df = pd.DataFrame(toy["aliases"], columns=["id", "name", "alias"])
+    rel_df = pd.DataFrame(toy["relationships"], columns=["input", "output", "rel_type"])
+    terms = sorted(set(rel_df["input"]) | set(rel_df["output"]))
+    self_rows = pd.DataFrame({"input": terms, "output": terms, "rel_type": "isSelf"})
+    rel_df = pd.concat([rel_df, self_rows], ignore_index=True)
+    texts = pd.DataFrame({"id": list(toy["texts"]), "abstract": list(toy["texts"].values())})
+    counts, rep = extract_cogat(texts, id_df=id_df)
+    cogat = {
+        "counts": counts.to_dict(orient="split"),
+        "replaced": rep["abstract"].to_dict(),
+    }
+    for key, weights in [("expand_1", {"isKindOf": 1}), ("expand_frac", {"isKindOf": 0.5, "measures": 1})]:
+        cogat[key] = expand_counts(counts.copy(), rel_df=rel_df, weights=weights).to_dict(orient="split")
+    (HERE / "cogat_nimare.json").write_text(json.dumps(cogat, indent=1) + "\n")
 
     meta = {
         "nimare": nimare.__version__,
