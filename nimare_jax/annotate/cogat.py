@@ -16,7 +16,7 @@ Two differences from NiMARE 0.22.1, both fixing its behaviour:
 * an alias is matched as literal text between non-word characters, so an alias ending in a
   parenthesis (``"stop signal task (sst)"``) is found before a space or a full stop, and
   other regular-expression characters in an alias are taken literally (NiMARE escapes only
-  parentheses and wraps the alias in ``\\b``, which never matches after a closing
+  parentheses and wraps the alias in word boundaries, which never matches after a closing
   parenthesis followed by a space);
 * ``CogAtLemmatizer(None)`` works (NiMARE 0.22.1 raises ``TypeError``), and
   ``expand_counts(counts, rel_df)`` with ``weights=None`` expands along no relationship
@@ -42,7 +42,7 @@ _FILES = {"ids": "cogat_aliases.csv", "relationships": "cogat_relationships.csv"
 
 @lru_cache(maxsize=1)
 def _spellings() -> tuple[re.Pattern, dict]:
-    """The British-to-American spelling table (``resources/text/english_spellings.csv``)."""
+    """Return the British-to-American spelling table (``resources/text/english_spellings.csv``)."""
     table = pd.read_csv(get_resource_path() / "text" / "english_spellings.csv", index_col="UK")
     mapping = table["US"].to_dict()
     return re.compile(r"\b(" + "|".join(mapping) + r")\b"), mapping

@@ -1,4 +1,4 @@
-"""Helpers of the ontology tools: the term-to-term expansion weights (NiMARE's ``annotate.utils``)."""
+"""Helpers of the ontology tools: term-to-term expansion weights (NiMARE's ``annotate.utils``)."""
 
 from __future__ import annotations
 

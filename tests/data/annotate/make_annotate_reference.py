@@ -85,8 +85,12 @@ def main():
         "counts": counts.to_dict(orient="split"),
         "replaced": rep["abstract"].to_dict(),
     }
-    for key, weights in [("expand_1", {"isKindOf": 1}), ("expand_frac", {"isKindOf": 0.5, "measures": 1})]:
-        cogat[key] = expand_counts(counts.copy(), rel_df=rel_df, weights=weights).to_dict(orient="split")
+    for key, weights in [
+        ("expand_1", {"isKindOf": 1}),
+        ("expand_frac", {"isKindOf": 0.5, "measures": 1}),
+    ]:
+        out = expand_counts(counts.copy(), rel_df=rel_df, weights=weights)
+        cogat[key] = out.to_dict(orient="split")
     (HERE / "cogat_nimare.json").write_text(json.dumps(cogat, indent=1) + "\n")
 
     meta = {
