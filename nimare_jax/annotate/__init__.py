@@ -4,7 +4,7 @@ The public names and submodules are NiMARE 0.22.1's ``nimare.annotate`` ones; ``
 ``topic`` and ``vector`` are the module paths early NiMARE documented.
 """
 
-from nimare_jax.annotate import cogat, lda, text, utils
+from nimare_jax.annotate import cogat, lda, ontology, text, topic, utils, vector
 from nimare_jax.annotate.cogat import CogAtLemmatizer, expand_counts, extract_cogat
 from nimare_jax.annotate.lda import LDAModel
 from nimare_jax.annotate.text import generate_counts
@@ -19,4 +19,7 @@ __all__ = [
     "lda",
     "text",
     "utils",
+    "ontology",
+    "topic",
+    "vector",
 ]
