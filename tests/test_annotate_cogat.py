@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from nimare_jax.annotate import CogAtLemmatizer, expand_counts, extract_cogat
+from nimare_jax.annotate.cogat import _uk_to_us
 from nimare_jax.exceptions import DatasetError, InputFileError
 
 DATA = Path(__file__).parent / "data" / "annotate"
@@ -205,3 +206,23 @@ def test_bad_tables(id_df, text_df):
         extract_cogat(text_df, id_df=id_df, text_column="body")
     with pytest.raises(DatasetError, match=r"lacks column\(s\) \['rel_type'\]"):
         expand_counts(pd.DataFrame({"a": [1]}), rel_df=pd.DataFrame(columns=["input", "output"]))
+
+
+def test_british_spellings_are_converted_word_by_word():
+    table = pd.read_csv(
+        Path(__file__).parents[1] / "nimare_jax" / "resources" / "text" / "english_spellings.csv"
+    )
+    pairs = [(uk.strip(), us.strip()) for uk, us in zip(table["UK"], table["US"], strict=True)]
+    pairs = [(uk, us) for uk, us in pairs if " " not in uk]
+    assert len(pairs) == len(table) - 1  # only "flyer / flier " is not one word
+    text = ", ".join(uk for uk, _ in pairs) + "."
+    assert _uk_to_us(text) == ", ".join(us for _, us in pairs) + "."
+    # Only whole, lower-case words of the table change. NiMARE 0.22.1 gives "A moral
+    # judgmenttask. Its judgement. ..." (its table has "judgement " with a trailing space).
+    assert _uk_to_us(
+        "A moral judgement task. Its judgement. The behaviour of colour-naming; "
+        "Behaviour, behaviours, colourimetric."
+    ) == (
+        "A moral judgment task. Its judgment. The behavior of color-naming; "
+        "Behaviour, behaviors, colourimetric."
+    )

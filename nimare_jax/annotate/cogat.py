@@ -11,13 +11,16 @@ The ontology tables are those of NiMARE's ``download_cognitive_atlas``: aliases 
 folder (``$NIMARE_SHARED_DATA``, ``$NIMARE_DATA`` or ``~/.nimare``, subfolder
 ``cognitive_atlas``); nimare_jax does not download them itself.
 
-Two differences from NiMARE 0.22.1, both fixing its behaviour:
+Differences from NiMARE 0.22.1, each fixing its behaviour:
 
 * an alias is matched as literal text between non-word characters, so an alias ending in a
   parenthesis (``"stop signal task (sst)"``) is found before a space or a full stop, and
   other regular-expression characters in an alias are taken literally (NiMARE escapes only
   parentheses and wraps the alias in word boundaries, which never matches after a closing
   parenthesis followed by a space);
+* British spellings are converted word by word: NiMARE's table has entries with a trailing
+  space, so it turns "judgement task" into "judgmenttask" and leaves "judgement." as it is;
+  here both become "judgment";
 * ``CogAtLemmatizer(None)`` works (NiMARE 0.22.1 raises ``TypeError``), and
   ``expand_counts(counts, rel_df)`` with ``weights=None`` expands along no relationship
   instead of raising.
@@ -37,23 +40,28 @@ from nimare_jax.annotate.utils import _generate_weights
 from nimare_jax.exceptions import DatasetError, InputFileError
 from nimare_jax.spatial import get_resource_path
 
+_WORD = re.compile(r"\w+")
 _FILES = {"ids": "cogat_aliases.csv", "relationships": "cogat_relationships.csv"}
 
 
 @lru_cache(maxsize=1)
-def _spellings() -> tuple[re.Pattern, dict]:
-    """Return the British-to-American spelling table (``resources/text/english_spellings.csv``)."""
-    table = pd.read_csv(get_resource_path() / "text" / "english_spellings.csv", index_col="UK")
-    mapping = table["US"].to_dict()
-    return re.compile(r"\b(" + "|".join(mapping) + r")\b"), mapping
+def _spellings() -> dict[str, str]:
+    """Return the British-to-American spellings (``resources/text/english_spellings.csv``).
+
+    Entries are stripped of the spaces some carry; the one entry that is not a single word
+    (``"flyer / flier"``) is left out.
+    """
+    table = pd.read_csv(get_resource_path() / "text" / "english_spellings.csv")
+    pairs = zip(table["UK"].str.strip(), table["US"].str.strip(), strict=True)
+    return {uk: us for uk, us in pairs if _WORD.fullmatch(uk)}
 
 
 def _uk_to_us(text):
-    """Replace British spellings (lower case, whole words) by American ones; non-text as is."""
+    """Replace British spellings (whole lower-case words) by American ones; non-text as is."""
     if not isinstance(text, str):
         return text
-    pattern, mapping = _spellings()
-    return pattern.sub(lambda m: mapping[m.group()], text)
+    spellings = _spellings()
+    return _WORD.sub(lambda m: spellings.get(m.group(), m.group()), text)
 
 
 def _data_dirs() -> list[Path]:
