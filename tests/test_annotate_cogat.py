@@ -171,6 +171,11 @@ def test_expand_counts_unknown_term(rel_df):
         expand_counts(counts, rel_df=rel_df, weights={"isKindOf": 1})
 
 
+def test_expand_counts_non_numeric(rel_df):
+    with pytest.raises(DatasetError, match="numbers only"):
+        expand_counts(pd.DataFrame({"trm_wm": ["two"]}), rel_df=rel_df, weights={"isKindOf": 1})
+
+
 def test_expand_counts_negative_weight(rel_df):
     with pytest.raises(DatasetError, match="finite and >= 0"):
         expand_counts(pd.DataFrame({"trm_wm": [1]}), rel_df=rel_df, weights={"isKindOf": -1})

@@ -231,7 +231,10 @@ def expand_counts(counts_df: pd.DataFrame, rel_df=None, weights=None) -> pd.Data
         raise DatasetError(
             "counts_df has term(s) absent from the relationships table: " + ", ".join(unknown)
         )
-    counts = counts_df.reindex(columns=expansion.index, fill_value=0).to_numpy()
+    try:
+        counts = counts_df.reindex(columns=expansion.index, fill_value=0).to_numpy(float)
+    except (TypeError, ValueError):
+        raise DatasetError("counts_df must hold numbers only") from None
     return pd.DataFrame(
         counts @ expansion.to_numpy(), index=counts_df.index, columns=expansion.columns
     )

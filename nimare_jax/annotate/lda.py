@@ -144,7 +144,9 @@ class LDAModel:
             "p_topic_g_word": topic_word,
             "p_topic_g_word_df": pd.DataFrame(topic_word, index=names, columns=vocabulary),
         }
-        table = pd.DataFrame(doc_topic, index=pd.Index(ids, name="id"), columns=names)
+        table = pd.DataFrame(
+            doc_topic.astype(np.float64), index=pd.Index(ids, name="id"), columns=names
+        )
         return _with_annotation_columns(dset, table)
 
 
