@@ -3,10 +3,11 @@
 The data are the test fixture ``tests/data/decode_discrete`` (NiMARE's ``testdata_laird``:
 17 experiments, 1117 foci, 740 ``Neurosynth_TFIDF`` columns of which 728 are retained); the
 selection is the 6 experiments with a focus in the right-amygdala ROI. Each program runs in a
-fresh subprocess. For nimare_jax the first ``transform`` (which compiles, unless JAX's
-persistent cache already holds the programs) is reported apart from the median of the
-following calls; NiMARE's ``transform`` is timed once per decoder (its BrainMap transform
-loops over features and takes about a minute). NiMARE is looked for in ``$NIMARE_PYTHON``
+fresh subprocess. For nimare_jax the first ``transform`` (which compiles) is reported apart
+from the median of the following calls, once with JAX's persistent compilation cache off
+(cold) and once with it on (a second process reuses the compiled programs). NiMARE's
+``transform`` is timed once per decoder (its BrainMap transform loops over features and
+takes one to several minutes). NiMARE is looked for in ``$NIMARE_PYTHON``
 (a Python executable with ``nimare`` installed), else in the current interpreter.
 
 Usage::
@@ -97,10 +98,14 @@ NIMARE_CHILD = LOAD + textwrap.dedent(
 )
 
 
-def child(python: str, code: str, cfg: dict) -> dict | None:
+def child(python: str, code: str, cfg: dict, env: dict | None = None) -> dict | None:
     """Run one configuration; return its JSON line, or None if it failed."""
     proc = subprocess.run(
-        [python, "-c", code, json.dumps(cfg)], capture_output=True, text=True, check=False
+        [python, "-c", code, json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     if proc.returncode != 0:
         print(f"  ! {cfg['decoder']} failed: {proc.stderr.strip()[-400:]}", file=sys.stderr)
@@ -123,9 +128,10 @@ def main(argv=None) -> None:
     rows = []
     for decoder in args.decoders:
         cfg = {"data": str(DATA), "decoder": decoder, "repeats": args.repeats}
-        ours = child(sys.executable, JAX_CHILD, cfg)
+        cold = child(sys.executable, JAX_CHILD, cfg, env={"NIMARE_JAX_CACHE_DIR": "off"})
+        ours = child(sys.executable, JAX_CHILD, cfg)  # persistent compilation cache warm
         theirs = child(nimare_python, NIMARE_CHILD, cfg)
-        rows.append((decoder, ours, theirs))
+        rows.append((decoder, cold, ours, theirs))
 
     print(
         f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -136,7 +142,7 @@ def main(argv=None) -> None:
         "features",
         "jax fit s",
         "NiMARE fit s",
-        "jax 1st transform s",
+        "jax 1st transform s (cold / cached compile)",
         "jax transform s",
         "NiMARE transform s",
         "speed-up (transform)",
@@ -144,14 +150,16 @@ def main(argv=None) -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     nan = float("nan")
-    for decoder, ours, theirs in rows:
+    for decoder, cold, ours, theirs in rows:
         o = ours or {}
         t = theirs or {}
+        c = cold or {}
         ratio = t.get("transform_s", nan) / o.get("transform_s", nan) if o and t else nan
         print(
             f"| {decoder} | {o.get('n_features', t.get('n_features', '?'))} "
             f"| {o.get('fit_s', nan):.2f} | {t.get('fit_s', nan):.2f} "
-            f"| {o.get('first_s', nan):.3f} | {o.get('transform_s', nan):.4f} "
+            f"| {c.get('first_s', nan):.2f} / {o.get('first_s', nan):.2f} "
+            f"| {o.get('transform_s', nan):.4f} "
             f"| {t.get('transform_s', nan):.3f} | {ratio:.0f}x |"
         )
 

@@ -176,8 +176,7 @@ def _table(features, columns, logp_fi, z_fi, effect_fi, logp_ri, z_ri, effect_ri
             f"{_names([features[r] for r in rows])} in columns "
             f"{_names([columns[c] for c in np.flatnonzero(bad.any(axis=0))])}"
         )
-    out = pd.DataFrame(data, index=pd.Index(features, name="Term"), columns=columns)
-    return out
+    return pd.DataFrame(data, index=pd.Index(features, name="Term"), columns=columns)
 
 
 def _reject(mask, features, why: str) -> None:
@@ -588,7 +587,7 @@ class ROIAssociationDecoder(Decoder):
 
     def _preprocess_input(self, dataset) -> None:
         super()._preprocess_input(dataset)
-        positive = label_matrix(self.inputs_["annotations"], self.features_, np.nextafter(0, 1))
+        positive = _binary_labels(self.inputs_["annotations"], self.features_, _SMALLEST_P)
         self.features_ = [f for f, p in zip(self.features_, positive.any(0), strict=True) if p]
         if not self.features_:
             raise DatasetError(f"{dataset.origin}: no feature has a value > 0 in any experiment")
