@@ -105,19 +105,19 @@ def binomial_logsf(k, n, p) -> jax.Array:
 
 
 def correct_logp(logp, correction):
-    """Adjust one family of ``log(p)`` for multiple comparisons.
+    """Adjust families of ``log(p)`` for multiple comparisons, each separately.
 
     Parameters
     ----------
-    logp : jax.Array, shape (n_tests,)
-        Natural logs of the p-values.
+    logp : jax.Array, shape (..., n_tests)
+        Natural logs of the p-values; each row along the last axis is one family.
     correction : {None, "bh", "by", "bonferroni"}
         None leaves them; "bh"/"by" are Benjamini-Hochberg and Benjamini-Yekutieli FDR
         adjusted p-values; "bonferroni" multiplies by the number of tests (capped at 1).
 
     Returns
     -------
-    jax.Array, shape (n_tests,)
+    jax.Array, shape of ``logp``
         Adjusted ``log(p)``.
     """
     if correction not in CORRECTIONS:
@@ -127,8 +127,10 @@ def correct_logp(logp, correction):
     if correction is None:
         return logp
     if correction == "bonferroni":
-        return jnp.minimum(logp + math.log(logp.shape[0]), 0.0)
-    return fdr_logp(logp, method=correction)
+        return jnp.minimum(logp + math.log(logp.shape[-1]), 0.0)
+    families = logp.reshape(-1, logp.shape[-1])
+    adjusted = jax.vmap(functools.partial(fdr_logp, method=correction))(families)
+    return adjusted.reshape(logp.shape)
 
 
 @functools.partial(jax.jit, static_argnames=("correction",))
@@ -200,14 +202,13 @@ def brainmap_statistics(
     prob_reverse = prob_reverse / jnp.nansum(prob_reverse)
 
     rare = nst < BRAINMAP_MIN_SELECTED
-    logp_fi = jnp.where(rare, 0.0, binomial_logsf(nst, n_term_foci, p_selected))
-    chi2_ri = two_way_counts(nst, nut, n_selected, n_unselected)
-    logp_ri = jnp.where(rare, 0.0, chi2_to_logp(chi2_ri))
-    logp_fi = correct_logp(logp_fi, correction)
-    logp_ri = correct_logp(logp_ri, correction)
-    z_fi = logp_to_z(logp_fi, tail="one")
-    z_ri = logp_to_z(logp_ri, tail="two") * jnp.sign(p_sel_g_term - p_sel_g_noterm)
-    return logp_fi, z_fi, likelihood, logp_ri, z_ri, prob_reverse
+    logp_fi = binomial_logsf(nst, n_term_foci, p_selected)
+    logp_ri = chi2_to_logp(two_way_counts(nst, nut, n_selected, n_unselected))
+    logp = correct_logp(jnp.where(rare, 0.0, jnp.stack([logp_fi, logp_ri])), correction)
+    # one-tailed z of the forward p; two-tailed z of the reverse p = one-tailed z of p / 2
+    z = logp_to_z(logp - jnp.array([[0.0], [math.log(2.0)]]), tail="one")
+    z_ri = z[1] * jnp.sign(p_sel_g_term - p_sel_g_noterm)
+    return logp[0], z[0], likelihood, logp[1], z_ri, prob_reverse
 
 
 @functools.partial(jax.jit, static_argnames=("correction", "empirical_prior"))
@@ -259,12 +260,14 @@ def neurosynth_statistics(
     if empirical_prior:
         prior = n_term / (n_selected + n_unselected)
 
-    logp_fi = correct_logp(chi2_to_logp(one_way(nst, n_selected)), correction)
-    logp_ri = correct_logp(
-        chi2_to_logp(two_way_counts(nst, nut, n_selected, n_unselected)), correction
+    chi2 = jnp.stack(
+        [one_way(nst, n_selected), two_way_counts(nst, nut, n_selected, n_unselected)]
     )
-    z_fi = logp_to_z(logp_fi, tail="two") * jnp.sign(nst - nst.mean())
-    z_ri = logp_to_z(logp_ri, tail="two") * jnp.sign(p_sel_g_term - p_sel_g_noterm)
+    logp = correct_logp(chi2_to_logp(chi2), correction)
+    z = logp_to_z(logp, tail="two")
+    z_fi = z[0] * jnp.sign(nst - nst.mean())
+    z_ri = z[1] * jnp.sign(p_sel_g_term - p_sel_g_noterm)
+    logp_fi, logp_ri = logp[0], logp[1]
     prob_forward = prior * p_sel_g_term + (1.0 - prior) * p_sel_g_noterm
     prob_reverse = p_sel_g_term * prior / prob_forward
     return logp_fi, z_fi, prob_forward, logp_ri, z_ri, prob_reverse
