@@ -421,6 +421,14 @@ class BrainMapDecoder(Decoder):
     correction : {None, "bh", "by", "bonferroni"}
         Multiple-comparisons correction across features.
 
+    Attributes
+    ----------
+    features_ : list of str
+        After ``fit``: the features decoded.
+    labels_ : object
+        After ``fit``: the binarized features and foci per experiment, shared by every
+        ``transform`` (NiMARE recomputes them on each call).
+
     See Also
     --------
     brainmap_decode : the computation, on tables.
@@ -486,6 +494,14 @@ class NeurosynthDecoder(Decoder):
     min_studies : int, float or None
         Minimum number (int) or proportion (float in (0, 1)) of experiments carrying a
         feature for it to be tested; see :func:`neurosynth_decode`.
+
+    Attributes
+    ----------
+    features_ : list of str
+        After ``fit``: the features decoded.
+    labels_ : object
+        After ``fit``: the binarized features and foci per experiment, shared by every
+        ``transform`` (NiMARE recomputes them on each call).
 
     See Also
     --------
