@@ -44,6 +44,8 @@ EXPERIMENT_CHUNK = 64
 CHUNK_CELLS = 2**25
 #: Features per block (the last block is padded with empty features).
 FEATURE_BLOCK = 256
+#: A feature block's maps over a voxel chunk: at most this many cells (bounds temporaries).
+BLOCK_CELLS = 2**22
 #: Active pairs of a chunk are padded to a multiple of this, so chunks share one shape.
 PAIR_QUANTUM = 2**14
 #: Feature maps correlated per step of ``transform`` (float64 blocks).
@@ -142,9 +144,13 @@ def batched_chi2_maps(kernel_transformer, dataset: Dataset, labels: np.ndarray, 
     """
     n_exp, n_feat = labels.shape
     n_vox = int((np.asanyarray(dataset.masker.dataobj) > 0).sum())
-    voxel_chunk = min(_pow2_at_most(CHUNK_CELLS / n_exp), 1 << math.ceil(math.log2(n_vox)))
-    pairs, coverage = activation_pairs(kernel_transformer, dataset, voxel_chunk)
     block = min(FEATURE_BLOCK, 1 << math.ceil(math.log2(n_feat)))
+    voxel_chunk = min(
+        _pow2_at_most(CHUNK_CELLS / n_exp),
+        _pow2_at_most(BLOCK_CELLS / block),
+        1 << math.ceil(math.log2(n_vox)),
+    )
+    pairs, coverage = activation_pairs(kernel_transformer, dataset, voxel_chunk)
     n_blocks = -(-n_feat // block)
     lab = np.zeros((n_blocks * block, n_exp), np.float32)
     lab[:n_feat] = labels.T
