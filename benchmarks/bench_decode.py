@@ -111,12 +111,12 @@ JAX_SYNTHETIC = textwrap.dedent(
     labels = (rng.random((n_s, n_f)) < prevalence).astype(np.float32)
     labels[rng.integers(0, n_s, n_f), np.arange(n_f)] = 1.0  # every feature used
     names = [f"syn__f{k}" for k in range(n_f)]
-    dset.annotations = pd.concat(
-        [dset.annotations[["id", "study_id", "contrast_id"]],
-         pd.DataFrame(labels, columns=names)], axis=1)
+    table = pd.concat([dset.annotations[["id", "study_id", "contrast_id"]],
+                       pd.DataFrame(labels, columns=names)], axis=1)
+    object.__setattr__(dset, "annotations", table)  # Dataset is frozen; labels too many for JSON
     t = time.perf_counter()
     n_vox = len(vox)
-    chunk = min(continuous._pow2_at_most(continuous.CHUNK_CELLS / n_s), 1 << 18)
+    chunk = continuous._layout(n_s, n_f, n_vox)[2]
     continuous.activation_pairs(MKDAKernel(), dset, chunk)
     t_ma = time.perf_counter() - t
     dec = continuous.CorrelationDecoder(feature_group="syn")

@@ -20,7 +20,7 @@ from nimare_jax.decode import continuous
 from nimare_jax.decode.continuous import CorrelationDecoder, CorrelationDistributionDecoder
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
-from nimare_jax.meta.cbma.mkda import MKDAChi2, MKDADensity
+from nimare_jax.meta.cbma import ALE, KDA, MKDAChi2, MKDADensity
 from nimare_jax.results import unmask
 
 DATA = Path(__file__).parent / "data" / "decode"
@@ -166,8 +166,7 @@ def test_second_fit_does_not_retrace(dset, decoder):
     assert traces == [], traces
 
 
-@pytest.mark.slow
-def test_mkdadensity_per_feature_matches_nimare(dset, reference, target):
+def test_mkdadensity_maps_match_nimare(dset, reference, target):
     dec = CorrelationDecoder(feature_group=GROUP, meta_estimator=MKDADensity(), target_image="z")
     dec.fit(dset)
     ref = reference["mkdadensity"]
@@ -180,6 +179,38 @@ def test_mkdadensity_per_feature_matches_nimare(dset, reference, target):
     table = dec.transform(target)
     for feature, r in ref["r"].items():
         np.testing.assert_allclose(table.loc[feature, "r"], r, atol=R_TOL, err_msg=feature)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", [MKDADensity, KDA])
+@pytest.mark.parametrize("target", ["stat", "p", "z", "logp"])
+def test_batched_density_equals_separate_fits(dset, estimator, target):
+    features = ["abnormal", "motor", "connectivity"]
+    dec = CorrelationDecoder(
+        feature_group=GROUP, features=features, meta_estimator=estimator(), target_image=target
+    )
+    dec.fit(dset)
+    for feature in dec.features_:
+        expected = estimator().fit(dset.slice(dset.get_studies_by_label(feature)))
+        expected = expected.get_map(target, return_type="array")
+        tol = SELF_TOL * max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(dec.results_.maps[feature], expected, atol=tol, rtol=0)
+
+
+@pytest.mark.slow
+def test_other_estimators_fit_once_per_feature(dset):
+    # ALE has no batched path: each map is a separate fit of the feature's experiments.
+    features = ["motor", "connectivity"]
+    dec = CorrelationDecoder(
+        feature_group=GROUP, features=features, meta_estimator=ALE(), target_image="z"
+    )
+    dec.fit(dset)
+    for feature in dec.features_:
+        expected = ALE().fit(dset.slice(dset.get_studies_by_label(feature)))
+        np.testing.assert_array_equal(
+            dec.results_.maps[feature],
+            expected.get_map("z", return_type="array").astype(np.float32),
+        )
 
 
 def test_self_correlation_never_exceeds_one(dset, decoder):
