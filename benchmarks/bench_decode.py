@@ -8,7 +8,8 @@ the shared copy of NiMARE's ``testdata_laird``), on the 50 labels carried by 3 t
 experiments, in NiMARE's (sorted) column order. nimare_jax fits all 50 (first fit, with
 compilation, and a second fit); NiMARE fits the first ``--nimare-features`` of them (its
 time is one meta-analysis per feature, so it is extrapolated linearly to 50 and marked so).
-NiMARE is looked for in ``$NIMARE_PYTHON``.
+NiMARE is looked for in ``$NIMARE_PYTHON``. ``--estimator MKDADensity`` (or ``KDA``) decodes
+their ``z`` map instead.
 
 ``synthetic``: ``--studies`` experiments with Poisson(35.3) foci each drawn uniformly in the
 ``mni152_2mm`` mask (Neurosynth: 14,371 studies, ~507,000 foci) and ``--features`` binary
@@ -21,6 +22,7 @@ counts linear in experiments x features) unless the full size is run.
 Usage::
 
     NIMARE_PYTHON=/work/venv-nimare/bin/python python benchmarks/bench_decode.py laird
+    NIMARE_PYTHON=... python benchmarks/bench_decode.py laird --estimator MKDADensity
     python benchmarks/bench_decode.py synthetic --studies 2000 --features 300
 """
 
@@ -60,7 +62,10 @@ JAX_LAIRD = FEATURES + textwrap.dedent(
     dset = Dataset(cfg["dataset"])
     times = []
     for _ in range(2):
-        dec = CorrelationDecoder(feature_group="Neurosynth_TFIDF", features=features)
+        import nimare_jax.meta.cbma as cbma
+        dec = CorrelationDecoder(feature_group="Neurosynth_TFIDF", features=features,
+                                 meta_estimator=getattr(cbma, cfg["estimator"])(),
+                                 target_image=cfg["target"])
         t = time.perf_counter(); dec.fit(dset); times.append(time.perf_counter() - t)
     print(json.dumps({"n": len(dec.features_), "first_s": times[0], "second_s": times[1],
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -74,9 +79,12 @@ NIMARE_LAIRD = FEATURES + textwrap.dedent(
     import nimare
     from nimare.dataset import Dataset
     from nimare.decode.continuous import CorrelationDecoder
+    import nimare.meta.cbma as cbma
     dset = Dataset(cfg["dataset"])
     features = features[: cfg["n_nimare"]]
-    dec = CorrelationDecoder(feature_group="Neurosynth_TFIDF", features=features)
+    dec = CorrelationDecoder(feature_group="Neurosynth_TFIDF", features=features,
+                             meta_estimator=getattr(cbma, cfg["estimator"])(),
+                             target_image=cfg["target"])
     t = time.perf_counter(); dec.fit(dset); fit = time.perf_counter() - t
     print(json.dumps({"n": len(dec.features_), "fit_s": fit, "version": nimare.__version__,
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -150,7 +158,14 @@ def _run(python, code, cfg):
 
 
 def laird(args):
-    cfg = {"dataset": str(args.dataset), "n_nimare": args.nimare_features}
+    target = {"MKDAChi2": "z_desc-association"}.get(args.estimator, "z")
+    cfg = {
+        "dataset": str(args.dataset),
+        "n_nimare": args.nimare_features,
+        "estimator": args.estimator,
+        "target": target,
+    }
+    print(f"CorrelationDecoder({args.estimator}(), target_image={target!r}) on laird\n")
     jx = _run(sys.executable, JAX_LAIRD, cfg)
     print("| implementation | features fitted | fit (s) | per feature (s) | peak RSS (MB) |")
     print("|---|---|---|---|---|")
@@ -211,6 +226,7 @@ def main():
     p = sub.add_parser("laird")
     p.add_argument("--dataset", type=Path, default=LAIRD)
     p.add_argument("--nimare-features", type=int, default=5)
+    p.add_argument("--estimator", default="MKDAChi2", choices=["MKDAChi2", "MKDADensity", "KDA"])
     p.add_argument("--nimare-python", default=os.environ.get("NIMARE_PYTHON", sys.executable))
     p.add_argument("--no-nimare", action="store_true")
     p = sub.add_parser("synthetic")

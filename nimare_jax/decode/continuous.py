@@ -163,13 +163,14 @@ def _padded_pairs(pairs, n_exp: int):
 
 def _layout(n_exp: int, n_feat: int, n_vox: int) -> tuple[int, int, int]:
     """Feature block size, number of blocks and voxel chunk size of the batched engines."""
-    block = min(FEATURE_BLOCK, 1 << math.ceil(math.log2(n_feat)))
+    n_blocks = -(-n_feat // FEATURE_BLOCK)
+    block = -(-(-(-n_feat // n_blocks)) // 8) * 8  # equal blocks, a multiple of 8 features
     voxel_chunk = min(
         _pow2_at_most(CHUNK_CELLS / n_exp),
         _pow2_at_most(BLOCK_CELLS / block),
         1 << math.ceil(math.log2(n_vox)),
     )
-    return block, -(-n_feat // block), voxel_chunk
+    return block, n_blocks, voxel_chunk
 
 
 def batched_chi2_maps(kernel_transformer, dataset: Dataset, labels: np.ndarray, target: str):
