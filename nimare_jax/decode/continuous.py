@@ -164,7 +164,7 @@ def _padded_pairs(pairs, n_exp: int):
 def _layout(n_exp: int, n_feat: int, n_vox: int) -> tuple[int, int, int]:
     """Feature block size, number of blocks and voxel chunk size of the batched engines."""
     n_blocks = -(-n_feat // FEATURE_BLOCK)
-    block = -(-(-(-n_feat // n_blocks)) // 8) * 8  # equal blocks, a multiple of 8 features
+    block = 8 * math.ceil(math.ceil(n_feat / n_blocks) / 8)  # equal blocks, multiple of 8
     voxel_chunk = min(
         _pow2_at_most(CHUNK_CELLS / n_exp),
         _pow2_at_most(BLOCK_CELLS / block),
