@@ -40,8 +40,11 @@ def label_matrix(annotations: pd.DataFrame, features, threshold: float) -> np.nd
         True where the experiment has the feature. Non-numeric or missing values count
         as absent.
     """
-    values = annotations[list(features)].apply(pd.to_numeric, errors="coerce")
-    return (values.fillna(-np.inf).to_numpy(np.float64) >= threshold).astype(bool)
+    values = annotations[list(features)]
+    if not all(pd.api.types.is_numeric_dtype(t) for t in values.dtypes):
+        values = values.apply(pd.to_numeric, errors="coerce")
+    with np.errstate(invalid="ignore"):
+        return values.to_numpy(np.float64) >= threshold  # NaN compares False
 
 
 class Decoder:

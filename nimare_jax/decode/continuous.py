@@ -30,7 +30,7 @@ from nimare_jax.dataset import Dataset
 from nimare_jax.decode.base import Decoder, label_matrix
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
-from nimare_jax.meta.cbma.mkda import MKDAChi2
+from nimare_jax.meta.cbma.mkda import KDA, MKDAChi2, MKDADensity, bernoulli_sum_null, sum_null
 from nimare_jax.ops import decode as ops_decode
 from nimare_jax.ops import kernels as K
 from nimare_jax.results import MetaResult
@@ -44,6 +44,8 @@ EXPERIMENT_CHUNK = 64
 CHUNK_CELLS = 2**25
 #: Features per block (the last block is padded with empty features).
 FEATURE_BLOCK = 256
+#: A feature block's maps over a voxel chunk: at most this many cells (bounds temporaries).
+BLOCK_CELLS = 2**22
 #: Active pairs of a chunk are padded to a multiple of this, so chunks share one shape.
 PAIR_QUANTUM = 2**14
 #: Feature maps correlated per step of ``transform`` (float64 blocks).
@@ -54,34 +56,41 @@ def _pow2_at_most(x: float) -> int:
     return 1 << max(int(math.floor(math.log2(max(x, 1.0)))), 0)
 
 
-def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int):
-    """Return the binary modelled activation of every experiment as active pairs per chunk.
+def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, binary=True):
+    """Return every experiment's modelled activation as its non-zero cells, per voxel chunk.
 
     Parameters
     ----------
     kernel_transformer : KernelTransformer
-        Kernel of the estimator (its maps are binarized: value > 0).
+        Kernel of the estimator.
     dataset : nimare_jax.dataset.Dataset
         Experiments, in the order of the rows.
     voxel_chunk : int
         Voxels per chunk.
+    binary : bool
+        Binarize the maps (value > 0), as ``MKDAChi2`` counts them. Otherwise keep each
+        cell's value in units of the kernel's ``value`` (a count of overlapping spheres for
+        ``KDAKernel``).
 
     Returns
     -------
-    pairs : list of (rows, cols) int32 arrays
-        For each chunk of ``voxel_chunk`` mask voxels, the experiment and chunk-local voxel
-        of every active cell.
-    coverage : numpy.ndarray of float64, shape (n_experiments,)
-        Number of active mask voxels of each experiment.
+    pairs : list of tuples of arrays
+        For each chunk of ``voxel_chunk`` mask voxels, ``(rows, cols)`` int32 (experiment and
+        chunk-local voxel of every non-zero cell), plus ``values`` float32 if not ``binary``.
+    histograms : numpy.ndarray of float64, shape (n_experiments, n_values)
+        Number of mask voxels at each value ``0, 1, ...`` of each experiment's map (for a
+        binary map, ``histograms[:, 1]`` is its coverage).
     """
     arrays = kernel_transformer.prepare(dataset)
     ijk, valid = arrays.padded()
     n_exp, n_vox = ijk.shape[0], arrays.mask_index.shape[0]
-    windows = jnp.asarray(np.asarray(arrays.windows) > 0, jnp.float32)
+    windows = np.asarray(arrays.windows)
+    unit = 1.0 if binary else float(kernel_transformer.value)
+    windows = jnp.asarray(windows > 0 if binary else windows, jnp.float32)
     mask_index = jnp.asarray(arrays.mask_index)
     n_chunks = -(-n_vox // voxel_chunk)
     pieces = [[] for _ in range(n_chunks)]
-    coverage = np.zeros(n_exp)
+    hist_rows = []
     step = min(EXPERIMENT_CHUNK, n_exp)
     for lo in range(0, n_exp, step):
         part = np.arange(lo, lo + step)
@@ -101,24 +110,67 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int):
                 arrays.combine,
             )
         n_part = int(keep.sum())
-        r, v = np.nonzero(np.asarray(ma)[:n_part] > 0)
-        coverage[lo : lo + n_part] = np.bincount(r, minlength=n_part)
+        ma = np.asarray(ma)[:n_part]
+        r, v = np.nonzero(ma > 0)
+        vals = (
+            np.ones(r.size, np.float32) if binary else np.rint(ma[r, v] / unit).astype(np.float32)
+        )
+        if binary:
+            hist_rows.append(np.bincount(r, minlength=n_part)[:, None])
+        else:
+            width = int(vals.max()) + 1 if vals.size else 1
+            h = np.zeros((n_part, width))
+            np.add.at(h, (r, vals.astype(np.int64)), 1.0)
+            hist_rows.append(h[:, 1:])
         chunk_id = v // voxel_chunk
         order = np.argsort(chunk_id, kind="stable")
         bounds = np.searchsorted(chunk_id[order], np.arange(n_chunks + 1))
         for c in range(n_chunks):
             sel = order[bounds[c] : bounds[c + 1]]
             if sel.size:
-                pieces[c].append(
-                    ((lo + r[sel]).astype(np.int32), (v[sel] - c * voxel_chunk).astype(np.int32))
-                )
-    pairs = []
-    for chunk in pieces:
-        if chunk:
-            pairs.append(tuple(np.concatenate(x) for x in zip(*chunk, strict=True)))
-        else:
-            pairs.append((np.zeros(0, np.int32), np.zeros(0, np.int32)))
-    return pairs, coverage
+                piece = [
+                    (lo + r[sel]).astype(np.int32),
+                    (v[sel] - c * voxel_chunk).astype(np.int32),
+                ]
+                pieces[c].append(piece if binary else [*piece, vals[sel]])
+    width = max(h.shape[1] for h in hist_rows)
+    histograms = np.zeros((n_exp, width + 1))
+    row = 0
+    for h in hist_rows:
+        histograms[row : row + h.shape[0], 1 : 1 + h.shape[1]] = h
+        row += h.shape[0]
+    histograms[:, 0] = n_vox - histograms[:, 1:].sum(1)
+    n_fields = 2 if binary else 3
+    empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
+    pairs = [
+        tuple(np.concatenate(x) for x in zip(*chunk, strict=True)) if chunk else empty[:n_fields]
+        for chunk in pieces
+    ]
+    return pairs, histograms
+
+
+def _padded_pairs(pairs, n_exp: int):
+    """Pad every chunk's pairs to one length (padding rows point past the last experiment)."""
+    n_pairs = max(max(p[0].size for p in pairs), 1)
+    n_pairs = -(-n_pairs // PAIR_QUANTUM) * PAIR_QUANTUM
+    for chunk in pairs:
+        pad = n_pairs - chunk[0].size
+        rows = np.concatenate([chunk[0], np.full(pad, n_exp, np.int32)])
+        cols = np.concatenate([chunk[1], np.zeros(pad, np.int32)])
+        extra = [np.concatenate([chunk[2], np.zeros(pad, np.float32)])] if len(chunk) > 2 else []
+        yield rows, cols, *extra
+
+
+def _layout(n_exp: int, n_feat: int, n_vox: int) -> tuple[int, int, int]:
+    """Feature block size, number of blocks and voxel chunk size of the batched engines."""
+    n_blocks = -(-n_feat // FEATURE_BLOCK)
+    block = 8 * math.ceil(math.ceil(n_feat / n_blocks) / 8)  # equal blocks, multiple of 8
+    voxel_chunk = min(
+        _pow2_at_most(CHUNK_CELLS / n_exp),
+        _pow2_at_most(BLOCK_CELLS / block),
+        1 << math.ceil(math.log2(n_vox)),
+    )
+    return block, n_blocks, voxel_chunk
 
 
 def batched_chi2_maps(kernel_transformer, dataset: Dataset, labels: np.ndarray, target: str):
@@ -142,29 +194,84 @@ def batched_chi2_maps(kernel_transformer, dataset: Dataset, labels: np.ndarray, 
     """
     n_exp, n_feat = labels.shape
     n_vox = int((np.asanyarray(dataset.masker.dataobj) > 0).sum())
-    voxel_chunk = min(_pow2_at_most(CHUNK_CELLS / n_exp), 1 << math.ceil(math.log2(n_vox)))
-    pairs, coverage = activation_pairs(kernel_transformer, dataset, voxel_chunk)
-    block = min(FEATURE_BLOCK, 1 << math.ceil(math.log2(n_feat)))
-    n_blocks = -(-n_feat // block)
+    block, n_blocks, voxel_chunk = _layout(n_exp, n_feat, n_vox)
+    pairs, histograms = activation_pairs(kernel_transformer, dataset, voxel_chunk)
+    coverage = histograms[:, 1]
     lab = np.zeros((n_blocks * block, n_exp), np.float32)
     lab[:n_feat] = labels.T
+    out = np.empty((n_feat, n_vox), np.float32)
     with jax.enable_x64(True):
-        expected1 = lab.astype(np.float64) @ coverage / n_vox
-        expected2 = (coverage.sum() - lab.astype(np.float64) @ coverage) / n_vox
-        shape = (n_blocks, block)
-        n_pairs = max(max(r.size for r, _ in pairs), 1)
-        n_pairs = -(-n_pairs // PAIR_QUANTUM) * PAIR_QUANTUM
+        selected = lab.astype(np.float64) @ coverage
+        e1 = jnp.asarray((selected / n_vox).reshape(n_blocks, block))
+        e2 = jnp.asarray(((coverage.sum() - selected) / n_vox).reshape(n_blocks, block))
         lab_dev = jnp.asarray(lab.reshape(n_blocks, block, n_exp))
-        e1 = jnp.asarray(expected1.reshape(shape))
-        e2 = jnp.asarray(expected2.reshape(shape))
-        out = np.empty((n_feat, n_vox), np.float32)
-        for c, (rows, cols) in enumerate(pairs):
-            pad = n_pairs - rows.size
-            rows_p = np.concatenate([rows, np.full(pad, n_exp, np.int32)])
-            cols_p = np.concatenate([cols, np.zeros(pad, np.int32)])
-            maps = ops_decode.chi2_chunk(lab_dev, rows_p, cols_p, voxel_chunk, e1, e2, target)
-            lo = c * voxel_chunk
-            hi = min(lo + voxel_chunk, n_vox)
+        for c, (rows, cols) in enumerate(_padded_pairs(pairs, n_exp)):
+            maps = ops_decode.chi2_chunk(lab_dev, rows, cols, voxel_chunk, e1, e2, target)
+            lo, hi = c * voxel_chunk, min((c + 1) * voxel_chunk, n_vox)
+            out[:, lo:hi] = np.asarray(maps).reshape(-1, voxel_chunk)[:n_feat, : hi - lo]
+    return out
+
+
+def batched_density_maps(estimator, dataset: Dataset, labels: np.ndarray, target: str):
+    """MKDADensity or KDA map of every feature's experiments (approximate null, unweighted).
+
+    Parameters
+    ----------
+    estimator : MKDADensity or KDA
+        The estimator (its kernel, ``n_histogram_bins`` for MKDADensity).
+    dataset : nimare_jax.dataset.Dataset
+        The experiments (rows of ``labels``).
+    labels : numpy.ndarray of bool, shape (n_experiments, n_features)
+        Which experiments carry each feature.
+    target : {"stat", "p", "z", "logp"}
+        Map name.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n_features, n_voxels)
+        Each feature's map, equal to ``estimator.fit(dataset.slice(with)).get_map(target)``.
+    """
+    kt = estimator.kernel_transformer
+    n_exp, n_feat = labels.shape
+    n_vox = int((np.asanyarray(dataset.masker.dataobj) > 0).sum())
+    block, n_blocks, voxel_chunk = _layout(n_exp, n_feat, n_vox)
+    binary = kt.combine == "max"
+    pairs, histograms = activation_pairs(kt, dataset, voxel_chunk, binary=False)
+    value = float(kt.value)
+    foci = np.bincount(kt.prepare(dataset).exp_index, minlength=n_exp)
+    nulls = []
+    for f in range(n_feat):
+        sel = labels[:, f]
+        if isinstance(estimator, MKDADensity):
+            weights = np.full(int(sel.sum()), value)
+            _, hist = bernoulli_sum_null(
+                weights, histograms[sel, 1] / n_vox, estimator.n_histogram_bins
+            )
+        else:
+            n_sum = int(foci[sel].sum()) if not binary else int(sel.sum())
+            hist = sum_null(histograms[sel] / n_vox, n_sum + 2)
+        surv = np.cumsum((hist / hist.sum())[::-1])[::-1]
+        nulls.append(surv / surv.max())
+    n_null = max(len(s) for s in nulls)
+    survival = np.ones((n_blocks * block, n_null))
+    floor = np.ones(n_blocks * block)
+    for f, surv in enumerate(nulls):
+        survival[f, : surv.size] = surv
+        survival[f, surv.size :] = surv[-1]
+        floor[f] = surv[surv != 0].min()
+    lab = np.zeros((n_blocks * block, n_exp), np.float32)
+    lab[:n_feat] = labels.T
+    out = np.empty((n_feat, n_vox), np.float32)
+    with jax.enable_x64(True):
+        args = (
+            jnp.asarray(survival.reshape(n_blocks, block, n_null)),
+            jnp.asarray(floor.reshape(n_blocks, block)),
+            value,
+        )
+        lab_dev = jnp.asarray(lab.reshape(n_blocks, block, n_exp))
+        for c, (rows, cols, vals) in enumerate(_padded_pairs(pairs, n_exp)):
+            maps = ops_decode.density_chunk(lab_dev, rows, cols, vals, voxel_chunk, *args, target)
+            lo, hi = c * voxel_chunk, min((c + 1) * voxel_chunk, n_vox)
             out[:, lo:hi] = np.asarray(maps).reshape(-1, voxel_chunk)[:n_feat, : hi - lo]
     return out
 
@@ -192,6 +299,16 @@ def _correlate(x: np.ndarray, maps) -> np.ndarray:
         rows = np.stack([np.asarray(m, np.float64) for m in maps[lo : lo + CORRELATION_BLOCK]])
         r[lo : lo + rows.shape[0]] = stats.pearson(x, rows)
     return np.clip(r, -1.0, 1.0)
+
+
+def _density_batchable(estimator, target: str) -> bool:
+    """Whether :func:`batched_density_maps` reproduces ``estimator``'s ``target`` map."""
+    if type(estimator) not in (MKDADensity, KDA) or target not in ops_decode.DENSITY_TARGETS:
+        return False
+    if getattr(estimator, "null_method", None) != "approximate":
+        return False
+    weighted = isinstance(estimator, MKDADensity) and estimator.weighting not in (None, "uniform")
+    return not weighted
 
 
 def _check_fitted(decoder) -> None:
@@ -289,13 +406,12 @@ class CorrelationDecoder(Decoder):
         data = dataset.slice(ids)
         annotations = self.inputs_["annotations"]
         labels = label_matrix(annotations, self.features_, self.frequency_threshold)
-        if (
-            isinstance(self.meta_estimator, MKDAChi2)
-            and self.target_image in ops_decode.CHI2_TARGETS
-        ):
-            stacked = batched_chi2_maps(
-                self.meta_estimator.kernel_transformer, data, labels, self.target_image
-            )
+        est = self.meta_estimator
+        if isinstance(est, MKDAChi2) and self.target_image in ops_decode.CHI2_TARGETS:
+            stacked = batched_chi2_maps(est.kernel_transformer, data, labels, self.target_image)
+            maps = dict(zip(self.features_, stacked, strict=True))
+        elif _density_batchable(est, self.target_image):
+            stacked = batched_density_maps(est, data, labels, self.target_image)
             maps = dict(zip(self.features_, stacked, strict=True))
         else:
             maps = {

@@ -32,6 +32,9 @@ from nimare_jax.ops import stats as ops_stats
 
 _LN10 = math.log(10.0)
 
+#: Maps :func:`density_chunk` computes (MKDADensity's and KDA's names).
+DENSITY_TARGETS = ("stat", "p", "z", "logp")
+
 #: Maps :func:`chi2_block` computes: ``{chi2,p,z,logp}_desc-{association,group1,
 #: uniformity,group2}`` and ``prob_desc-{A,AgF,AgU,group1,group2}`` (NiMARE's MKDAChi2 names).
 CHI2_TARGETS = tuple(
@@ -41,8 +44,8 @@ CHI2_TARGETS = tuple(
 ) + tuple(f"prob_desc-{name}" for name in ("A", "AgF", "AgU", "group1", "group2"))
 
 
-def dense_chunk(rows, cols, n_rows: int, n_cols: int) -> jax.Array:
-    """Scatter experiment/voxel pairs into a dense 0/1 block.
+def dense_chunk(rows, cols, n_rows: int, n_cols: int, values=None) -> jax.Array:
+    """Scatter experiment/voxel pairs into a dense block.
 
     Parameters
     ----------
@@ -51,13 +54,16 @@ def dense_chunk(rows, cols, n_rows: int, n_cols: int) -> jax.Array:
         ``rows == n_rows`` and land in a discarded extra row.
     n_rows, n_cols : int
         Block shape.
+    values : float32 array, shape (n_pairs,), optional
+        Value of each pair (default 1: a binary block).
 
     Returns
     -------
     jax.Array of float32, shape (n_rows, n_cols)
-        1 where a pair is active.
+        The values where a pair is active, 0 elsewhere.
     """
-    block = jnp.zeros((n_rows + 1, n_cols), jnp.float32).at[rows, cols].set(1.0)
+    block = jnp.zeros((n_rows + 1, n_cols), jnp.float32)
+    block = block.at[rows, cols].set(1.0) if values is None else block.at[rows, cols].add(values)
     return block[:n_rows]
 
 
@@ -167,3 +173,59 @@ def chi2_chunk(labels, rows, cols, n_cols: int, expected1, expected2, target: st
         return chi2_block(lab, ma, e1, e2, target).astype(jnp.float32)
 
     return jax.lax.map(block, (labels, expected1, expected2))
+
+
+@functools.partial(jax.jit, static_argnames=("n_cols", "target"))
+def density_chunk(labels, rows, cols, values, n_cols: int, survival, floor, step, target: str):
+    """MKDA-density or KDA maps of every feature over one chunk of voxels (float32 out).
+
+    A feature's statistic is the sum of its experiments' modelled activation
+    (``labels @ MA``, in units of the kernel value); its p-value is read from the feature's
+    null survival function at that sum, as :func:`nimare_jax.ops.stats.nullhist_to_p` reads
+    it (1 at a sum of 0, floored at the table's smallest non-zero survival).
+
+    Parameters
+    ----------
+    labels : float32 array, shape (n_blocks, block_size, n_experiments)
+        Feature x experiment labels in blocks.
+    rows, cols : int array, shape (n_pairs,)
+        Active experiment/voxel pairs of the chunk (see :func:`dense_chunk`).
+    values : float32 array, shape (n_pairs,)
+        Modelled activation of each pair in units of the kernel value (integers).
+    n_cols : int
+        Voxels in the chunk.
+    survival : float array, shape (n_blocks, block_size, n_null)
+        Each feature's null survival function on the grid ``0, 1, 2, ...`` (kernel
+        values), normalised to 1 at 0 and padded with its last value.
+    floor : float array, shape (n_blocks, block_size)
+        Smallest non-zero survival of each feature's table.
+    step : float
+        The kernel value (the statistic is ``step`` times the sum).
+    target : {"stat", "p", "z", "logp"}
+        Map to return (``z`` one-tailed).
+
+    Returns
+    -------
+    jax.Array of float32, shape (n_blocks, block_size, n_cols)
+        The target map of each feature over the chunk.
+    """
+    if target not in DENSITY_TARGETS:
+        raise ValueError(f"target must be one of {list(DENSITY_TARGETS)}, got {target!r}")
+    ma = dense_chunk(rows, cols, labels.shape[2], n_cols, values)
+    n_null = survival.shape[-1]
+
+    def block(args):
+        lab, surv, low = args
+        sums = lab @ ma
+        if target == "stat":
+            return (sums.astype(surv.dtype) * step).astype(jnp.float32)
+        index = jnp.clip(jnp.round(sums), 0, n_null - 1).astype(jnp.int32)
+        p = jnp.take_along_axis(surv, index, axis=1)
+        p = jnp.where(sums > 0, jnp.clip(p, low[:, None], 1.0), 1.0)
+        if target == "p":
+            return p.astype(jnp.float32)
+        if target == "z":
+            return ops_stats.logp_to_z(jnp.log(p), tail="one").astype(jnp.float32)
+        return (-jnp.log10(p)).astype(jnp.float32)
+
+    return jax.lax.map(block, (labels, survival, floor))
