@@ -78,19 +78,6 @@ def _check_ids(name: str, ids, known) -> list[str]:
     return ids
 
 
-def _binary_labels(annotations, features, threshold) -> np.ndarray:
-    """Return the (n_experiments, n_features) indicator ``value >= threshold``.
-
-    A table of numeric columns is compared in one step; otherwise
-    :func:`nimare_jax.decode.base.label_matrix` coerces each column (missing or
-    non-numeric values count as absent either way).
-    """
-    table = annotations[features]
-    if all(pd.api.types.is_numeric_dtype(t) for t in table.dtypes):
-        return table.to_numpy(np.float64) >= threshold
-    return label_matrix(annotations, features, threshold)
-
-
 class _Labels:
     """What every selection of one dataset shares: labels, foci per experiment, features.
 
@@ -120,7 +107,7 @@ class _Labels:
         coord_ids = coordinates["id"].astype(str)
         self.features = features
         self.study_ids = annotations["id"].astype(str).to_numpy()
-        self.labels = _binary_labels(annotations, features, frequency_threshold).T
+        self.labels = label_matrix(annotations, features, frequency_threshold).T
         self.foci = coord_ids.value_counts().reindex(self.study_ids, fill_value=0).to_numpy(float)
         self.n_foci = float(len(coordinates))
         self.in_database = sorted(set(coord_ids))
@@ -603,7 +590,7 @@ class ROIAssociationDecoder(Decoder):
 
     def _preprocess_input(self, dataset) -> None:
         super()._preprocess_input(dataset)
-        positive = _binary_labels(self.inputs_["annotations"], self.features_, _SMALLEST_P)
+        positive = label_matrix(self.inputs_["annotations"], self.features_, _SMALLEST_P)
         self.features_ = [f for f, p in zip(self.features_, positive.any(0), strict=True) if p]
         if not self.features_:
             raise DatasetError(f"{dataset.origin}: no feature has a value > 0 in any experiment")
