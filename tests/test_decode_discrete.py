@@ -213,6 +213,11 @@ def test_label_counts_equal_loops():
         assert unsel[f] == sum(labels[f, s] for s in range(30) if unselected[s])
         assert term_foci[f] == sum(foci[s] for s in range(30) if labels[f, s])
     assert n_labelled == labels.sum()
+    with jax.enable_x64(True):  # the float32 product the decoders use gives the same counts
+        single = ops.label_counts(labels.astype(np.float32), selected, unselected, foci)
+        for a, b in zip(single, (sel, unsel, term_foci, n_labelled), strict=True):
+            assert np.asarray(a).dtype == np.float64
+            np.testing.assert_array_equal(np.asarray(a), b)
 
 
 def test_binomial_and_chi2_tails_equal_scipy():

@@ -106,11 +106,16 @@ class _Labels:
             raise DatasetError("no features to decode")
         coord_ids = coordinates["id"].astype(str)
         self.features = features
-        self.study_ids = annotations["id"].astype(str).to_numpy()
-        self.labels = label_matrix(annotations, features, frequency_threshold).T
-        self.foci = coord_ids.value_counts().reindex(self.study_ids, fill_value=0).to_numpy(float)
+        study_ids = annotations["id"].astype(str).to_numpy()
+        self.position = {ident: row for row, ident in enumerate(study_ids)}
+        # kept on the device, in float32 where that is exact: every selection reuses it
+        exact32 = len(coordinates) < ops.FLOAT32_EXACT and len(study_ids) < ops.FLOAT32_EXACT
+        labels = label_matrix(annotations, features, frequency_threshold).T
+        with jax.enable_x64(True):
+            self.labels = jax.device_put(labels.astype(np.float32 if exact32 else np.float64))
+        self.foci = coord_ids.value_counts().reindex(study_ids, fill_value=0).to_numpy(float)
         self.n_foci = float(len(coordinates))
-        self.in_database = sorted(set(coord_ids))
+        self.in_database = set(coord_ids)
         self.frequency_threshold = frequency_threshold
 
     def counts(self, ids, ids2):
@@ -129,20 +134,21 @@ class _Labels:
         n_labelled, n_selected, n_unselected : float
             Labelled (experiment, feature) pairs; sizes of the two groups.
         """
-        known = set(self.study_ids)
-        ids = _check_ids("ids", ids, known)
+        ids = _check_ids("ids", ids, self.position)
         if ids2 is None:
-            ids2 = sorted(set(self.in_database) - set(ids))
+            ids2 = sorted(self.in_database - set(ids))
             if not ids2:
                 raise DatasetError(
                     "every experiment is selected, so none is left to compare with (give ids2)"
                 )
-        ids2 = _check_ids("ids2", ids2, known)
+        ids2 = _check_ids("ids2", ids2, self.position)
         both = sorted(set(ids) & set(ids2))
         if both:
             raise DatasetError(f"ids and ids2 share experiments: {_names(both)}")
-        selected = np.isin(self.study_ids, ids)
-        unselected = np.isin(self.study_ids, ids2)
+        selected = np.zeros(len(self.position), bool)
+        selected[[self.position[i] for i in ids]] = True
+        unselected = np.zeros(len(self.position), bool)
+        unselected[[self.position[i] for i in ids2]] = True
         with jax.enable_x64(True):
             out = ops.label_counts(self.labels, selected, unselected, self.foci)
             n_sel_term, n_unsel_term, n_term_foci, n_labelled = (np.asarray(o) for o in out)
