@@ -13,7 +13,7 @@ takes one to several minutes). NiMARE is looked for in ``$NIMARE_PYTHON``
 Usage::
 
     NIMARE_PYTHON=/path/to/python python benchmarks/bench_decode_discrete.py \
-        [--decoders brainmap neurosynth roi] [--repeats 5]
+        [--decoders brainmap neurosynth roi] [--repeats 5] [--scale]
 """
 
 from __future__ import annotations
@@ -98,6 +98,38 @@ NIMARE_CHILD = LOAD + textwrap.dedent(
 )
 
 
+# Neurosynth size (nimare_jax only: NiMARE's BrainMap loop would take hours): 14,371
+# experiments of 1 + Poisson(35) foci, 3,228 features, each carried by 0.2-20 % of the
+# experiments; 5 % of the experiments selected. The function forms are timed, so each call
+# also binarizes the annotation table (a fitted decoder does that once, in ``fit``).
+SCALE_CHILD = textwrap.dedent(
+    """
+    import json, resource, statistics, sys, time
+    import numpy as np, pandas as pd
+    from nimare_jax.decode.discrete import brainmap_decode, neurosynth_decode
+    cfg = json.loads(sys.argv[1])
+    rng = np.random.default_rng(0)
+    n_exp, n_feat = 14371, 3228
+    ids = np.array([f"s{i}-1" for i in range(n_exp)])
+    coords = pd.DataFrame({"id": np.repeat(ids, rng.poisson(35, n_exp) + 1)})
+    rate = rng.uniform(0.002, 0.2, n_feat)
+    values = (rng.random((n_exp, n_feat)) < rate) * rng.random((n_exp, n_feat))
+    ann = pd.DataFrame(values, columns=[f"Neurosynth_TFIDF__t{j}" for j in range(n_feat)])
+    ann.insert(0, "id", ids)
+    sel = ids[rng.random(n_exp) < 0.05].tolist()
+    out = {"n_foci": len(coords), "n_selected": len(sel)}
+    for name, decode in (("brainmap", brainmap_decode), ("neurosynth", neurosynth_decode)):
+        t = time.perf_counter(); decode(coords, ann, sel); first = time.perf_counter() - t
+        def once():
+            t = time.perf_counter(); decode(coords, ann, sel); return time.perf_counter() - t
+        steady = statistics.median(once() for _ in range(cfg["repeats"]))
+        out[name + "_first_s"], out[name + "_s"] = first, steady
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+    """
+)
+
+
 def child(python: str, code: str, cfg: dict, env: dict | None = None) -> dict | None:
     """Run one configuration; return its JSON line, or None if it failed."""
     proc = subprocess.run(
@@ -123,6 +155,9 @@ def main(argv=None) -> None:
         choices=["brainmap", "neurosynth", "roi"],
     )
     parser.add_argument("--repeats", type=int, default=5, help="nimare_jax steady-state calls")
+    parser.add_argument(
+        "--scale", action="store_true", help="also time a synthetic Neurosynth-size database"
+    )
     args = parser.parse_args(argv)
     nimare_python = os.environ.get("NIMARE_PYTHON", sys.executable)
     rows = []
@@ -162,6 +197,21 @@ def main(argv=None) -> None:
             f"| {o.get('transform_s', nan):.4f} "
             f"| {t.get('transform_s', nan):.3f} | {ratio:.0f}x |"
         )
+    if args.scale:
+        scale = child(sys.executable, SCALE_CHILD, {"decoder": "scale", "repeats": args.repeats})
+        if scale:
+            print(
+                f"\nNeurosynth size, nimare_jax only: 14,371 experiments, {scale['n_foci']:,} "
+                f"foci, 3,228 features, {scale['n_selected']} selected; "
+                f"peak RSS {scale['rss_mb']:.0f} MB"
+            )
+            print("| function (binarization + counts + statistics) | 1st call s | call s |")
+            print("|---|---|---|")
+            for name in ("brainmap", "neurosynth"):
+                print(
+                    f"| {name}_decode | {scale[name + '_first_s']:.2f} "
+                    f"| {scale[name + '_s']:.2f} |"
+                )
 
 
 if __name__ == "__main__":
