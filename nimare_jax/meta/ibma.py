@@ -5,7 +5,7 @@ Each estimator loads the images it needs from a :class:`~nimare_jax.dataset.Data
 grids differ), marks which study has a usable value at which voxel (finite and non-zero, and
 for variances above ``1 / sqrt(float max)``: smaller or negative varcopes are left out with a
 warning), and calls a voxel-wise function of
-:mod:`nimare_jax.meta.esma` over chunks of voxels, so memory is bounded by the chunk size
+:mod:`nimare_jax.ops.esma` over chunks of voxels, so memory is bounded by the chunk size
 rather than by the number of voxels.
 
 Missing data follow NiMARE: by default (``aggressive_mask=False``) each voxel is analysed
@@ -39,9 +39,8 @@ import pandas as pd
 
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
-from nimare_jax.meta import esma
 from nimare_jax.meta.fwe import fwe_map, fwe_null, fwe_options
-from nimare_jax.ops import signflip
+from nimare_jax.ops import esma, signflip
 from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import logp_to_z
 from nimare_jax.ops.validate import user_stacklevel
@@ -354,12 +353,12 @@ class IBMAEstimator:
 
 @functools.cache
 def _voxelwise(name: str, **options):
-    """Return the :mod:`~nimare_jax.meta.esma` function ``name`` with its options bound, jitted.
+    """Return the :mod:`~nimare_jax.ops.esma` function ``name`` with its options bound, jitted.
 
     Parameters
     ----------
     name : str
-        Name of the voxel-wise function in :mod:`nimare_jax.meta.esma`.
+        Name of the voxel-wise function in :mod:`nimare_jax.ops.esma`.
     **options
         Static options bound to it (``two_sided``, ``small_sample_correction``, ``method``,
         ``tau2``).
@@ -382,7 +381,7 @@ class _CombinationTest(IBMAEstimator):
     """
 
     _image_inputs = ("z_maps",)
-    #: Name of the :mod:`~nimare_jax.meta.esma` test.
+    #: Name of the :mod:`~nimare_jax.ops.esma` test.
     _test = ""
 
     def __init__(self, two_sided: bool = True, use_sample_size: bool = False, **kwargs):
@@ -487,7 +486,7 @@ class _RegressionEstimator(IBMAEstimator):
     _image_inputs = ("beta_maps", "varcope_maps")
     _default_correction = "knapp-hartung"
     _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
-    #: Name of the :mod:`~nimare_jax.meta.esma` model.
+    #: Name of the :mod:`~nimare_jax.ops.esma` model.
     _model = ""
 
     def __init__(self, small_sample_correction=None, **kwargs):
@@ -633,7 +632,7 @@ class _LikelihoodEstimator(_RegressionEstimator):
 
     def __init__(self, method: str = "ml", **kwargs):
         super().__init__(**kwargs)
-        self.method = esma._check_method(method)
+        self.method = esma.check_method(method)
 
     def _model_options(self):
         return {"method": self.method}
@@ -727,7 +726,7 @@ class PermutedOLS(IBMAEstimator):
         Weight each study by its sample size (default False: the ordinary one-sample t).
         The statistic is then the weighted mean's CR2 robust t (Hedges et al. 2010),
         referred to Satterthwaite degrees of freedom (Tipton 2015), as in NiMARE 0.22; see
-        :func:`nimare_jax.meta.esma.weighted_one_sample_t`.
+        :func:`nimare_jax.ops.esma.weighted_one_sample_t`.
     n_jobs : int
         Kept for NiMARE compatibility; parallelism comes from ``n_cores`` in
         :meth:`correct_fwe_montecarlo` (devices of the permutation engine).
@@ -923,7 +922,7 @@ def _sign_flip_summary(y, valid, columns, dof, two_sided: bool, weights=None):
             linear[0][:, part] = yc
             fixed[:2, part] = (yc * yc).sum(0), mc.sum(0)
         else:
-            q, a, total, _ = (np.asarray(v) for v in esma._cr2_weights(weights, mc))
+            q, a, total, _ = (np.asarray(v) for v in esma.cr2_weights(weights, mc))
             linear[0][:, part], linear[1][:, part] = q * yc, a * yc
             fixed[:, part] = (a * yc * yc).sum(0), a.sum(0), total
     linear = [jnp.asarray(linear.pop(0)) for _ in range(n_terms)]  # host copies released
@@ -933,6 +932,6 @@ def _sign_flip_summary(y, valid, columns, dof, two_sided: bool, weights=None):
     seg = jnp.asarray(inverse.ravel(), jnp.int32)
     class_dof = jnp.asarray(classes, jnp.float64)
 
-    t_stat = esma._t_from_sums if weights is None else esma._cr2_t
+    t_stat = esma.t_from_sums if weights is None else esma.cr2_t
     summary = signflip.sign_flip_summary(t_stat, esma.t_to_z, bool(two_sided), n_classes)
     return summary, (linear, fixed, seg, class_dof)
