@@ -273,7 +273,7 @@ label_backend, progress
             f"{name} supports only voxel-level FWE correction (vfwe_only=True); "
             "cluster-level inference is not defined for it"
         )
-    if not vfwe_only and not 0 < voxel_thresh < 1:
+    if not vfwe_only and not (isinstance(voxel_thresh, float | int) and 0 < voxel_thresh < 1):
         raise ValueError(f"voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
     if connectivity not in CONNECTIVITIES:
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
