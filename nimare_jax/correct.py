@@ -4,14 +4,19 @@
 "negcorr")`` take a :class:`~nimare_jax.results.MetaResult` and return a new one with the
 corrected maps added under NiMARE's names. Monte Carlo FWE is delegated to the estimator
 that produced the result (``result.estimator.correct_fwe_montecarlo``), which knows how to
-build its own null (Eickhoff et al. 2012, 2016).
+build its own null (Eickhoff et al. 2012, 2016). Every such method takes the same
+arguments with the same defaults (:class:`nimare_jax.meta.fwe.MonteCarloFWE`), and
+:class:`FWECorrector` passes its own through unchanged.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.meta.fwe import map_name
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 
@@ -25,12 +30,12 @@ def _with_maps(result: MetaResult, maps, nulls=None, description="", citations=(
     return new
 
 
-def _p_maps(p, suffix: str) -> dict:
+def _p_maps(p, corr: str, method: str) -> dict:
     p = np.asarray(p, np.float64)
     return {
-        f"p_{suffix}": p,
-        f"z_{suffix}": stats.p_to_z(p, tail="one"),
-        f"logp_{suffix}": -np.log10(p),
+        map_name("p", corr=corr, method=method): p,
+        map_name("z", corr=corr, method=method): stats.p_to_z(p, tail="one"),
+        map_name("logp", corr=corr, method=method): -np.log10(p),
     }
 
 
@@ -45,14 +50,20 @@ class FWECorrector:
     voxel_thresh : float
         Uncorrected p-value of the cluster-forming threshold (Monte Carlo only).
     n_iters : int or None
-        Monte Carlo iterations; None uses the estimator's ``n_iters`` (5000 by default).
-        Fewer than 1 / 0.05 = 20 cannot give a corrected p-value below 0.05: the estimator
-        warns (:class:`~nimare_jax.ops.validate.MonteCarloWarning`).
+        Monte Carlo iterations; None uses the estimator's default, as NiMARE (its
+        ``n_iters``, 5000 by default; 1000 for MKDAChi2). Fewer than 1 / 0.05 = 20 cannot
+        give a corrected p-value below 0.05: the estimator warns
+        (:class:`~nimare_jax.ops.validate.MonteCarloWarning`).
     n_cores : int
-        Devices to spread the permutations over.
+        Devices to spread the permutations over; ``<= 0``: all cores, as NiMARE. Never
+        ignored silently: on CPU, cores become JAX devices only before JAX's first
+        computation, so a later request beyond the devices JAX has warns
+        (:func:`nimare_jax.ops.permute.resolve_n_devices`).
     **kwargs
-        Further options of the estimator's ``correct_fwe_montecarlo``, e.g.
-        ``connectivity`` (6, 18 or 26), ``vfwe_only``, ``batch_size``, ``tolerance``.
+        Further arguments of the estimator's ``correct_fwe_montecarlo``, the same for every
+        estimator (:class:`nimare_jax.meta.fwe.MonteCarloFWE`): ``vfwe_only``,
+        ``connectivity``, ``batch_size``, ``tolerance``, ``label_backend``, ``progress``;
+        and ``target`` for ALESubtraction.
     """
 
     def __init__(
@@ -96,19 +107,27 @@ class FWECorrector:
             p = np.asarray(result.maps["p"], np.float64)
             p_corr = np.minimum(p * p.shape[0], 1.0)
             text = f"P-values were Bonferroni-corrected for {p.shape[0]} voxels."
-            return _with_maps(result, _p_maps(p_corr, "corr-FWE_method-bonferroni"), None, text)
+            return _with_maps(result, _p_maps(p_corr, "FWE", "bonferroni"), None, text)
         estimator = result.estimator
         if not hasattr(estimator, "correct_fwe_montecarlo"):
             raise ValueError(
                 f"{type(estimator).__name__} does not support Monte Carlo FWE correction"
             )
-        maps, nulls, text, cites = estimator.correct_fwe_montecarlo(
-            result,
-            voxel_thresh=self.voxel_thresh,
-            n_iters=self.n_iters,
-            n_cores=self.n_cores,
+        options = {
+            "voxel_thresh": self.voxel_thresh,
+            "n_iters": self.n_iters,
+            "n_cores": self.n_cores,
             **self.kwargs,
-        )
+        }
+        accepted = inspect.signature(estimator.correct_fwe_montecarlo).parameters
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise TypeError(
+                f"FWECorrector arguments {unknown} are not options of "
+                f"{type(estimator).__name__}.correct_fwe_montecarlo "
+                f"(it takes {[k for k in accepted if k != 'result']})"
+            )
+        maps, nulls, text, cites = estimator.correct_fwe_montecarlo(result, **options)
         return _with_maps(result, maps, nulls, text, cites)
 
 
@@ -159,4 +178,4 @@ class FDRCorrector:
             f"P-values were corrected for the false discovery rate with the {name} procedure "
             f"[{key}] (alpha = {self.alpha})."
         )
-        return _with_maps(result, _p_maps(q, f"corr-FDR_method-{self.method}"), None, text, (key,))
+        return _with_maps(result, _p_maps(q, "FDR", self.method), None, text, (key,))

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import ndimage
 
 from nimare_jax.meta.cbma.ale import ALE
+from nimare_jax.meta.fwe import fwe_map
 from nimare_jax.reports.clusters import atlas_labels, ordered_clusters
 from nimare_jax.spatial import mm2vox, vox2mm
 
@@ -104,7 +105,7 @@ class Diagnostics:
 
     def __init__(
         self,
-        target_image: str = "z_desc-size_level-cluster_corr-FWE_method-montecarlo",
+        target_image: str = fwe_map("z", "cluster", "size"),
         voxel_thresh: float | None = None,
         cluster_threshold: int | None = None,
         display_second_group: bool = False,

@@ -55,6 +55,30 @@ def test_second_run_permutations_traces_nothing():
     assert not np.array_equal(a.samples["max"], b.samples["max"])
 
 
+def _two_leaves(key, scale):
+    x = scale * jax.random.normal(key, (31,))
+    return {"count": x > 0, "max": x.max()}
+
+
+def test_second_per_leaf_reduction_run_traces_nothing():
+    # A per-leaf reduction is part of the runner's cache key: the same spec (in any key
+    # order) reuses the compiled runner; the summed leaf is the sum, the kept one is kept.
+    operands = (jnp.float32(2.0),)
+    opts = {"progress": False, "operands": operands}
+    with count_traces() as first:
+        a = run_permutations(
+            _two_leaves, jax.random.key(3), 37, reduce={"count": "sum", "max": "keep"}, **opts
+        )
+    with count_traces() as second:
+        b = run_permutations(
+            _two_leaves, jax.random.key(4), 37, reduce={"max": "keep", "count": "sum"}, **opts
+        )
+    assert first, "the first run should have traced its runner"
+    assert second == []
+    assert a.samples["max"].shape == (37,) and a.samples["count"].shape == (31,)
+    assert not np.array_equal(a.samples["max"], b.samples["max"])
+
+
 @pytest.fixture(scope="module")
 def small_dataset():
     _, dset = create_coordinate_dataset(

@@ -1,12 +1,18 @@
 """Multiple-comparison correction: closed forms, and the Monte Carlo null vs NiMARE's."""
 
+import inspect
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats as sps
 
 from nimare_jax.correct import FDRCorrector, FWECorrector
-from nimare_jax.meta.cbma import ALE
+from nimare_jax.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
+from nimare_jax.meta.fwe import MonteCarloFWE, fwe_map, fwe_null, map_name
+from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.ops import nulls
+from nimare_jax.ops import permute as pm
 from nimare_jax.ops.validate import MonteCarloWarning
 
 N_ITERS = 500
@@ -178,3 +184,80 @@ def test_ale_fwe_null_identical_on_one_and_two_devices(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["1"] == out["2"]
     assert len(out["1"]["values_level-voxel_corr-fwe_method-montecarlo"]) == 10
+
+
+#: Keyword-only options an estimator adds to the protocol (NiMARE's ALESubtraction target).
+_EXTRA_OPTIONS = {ALESubtraction: ("target",)}
+
+
+@pytest.mark.parametrize(
+    "estimator", [ALE, MKDADensity, KDA, MKDAChi2, ALESubtraction, SCALE, PermutedOLS]
+)
+def test_every_correct_fwe_montecarlo_has_the_protocol_signature(estimator):
+    protocol = inspect.signature(MonteCarloFWE.correct_fwe_montecarlo).parameters
+    params = inspect.signature(estimator.correct_fwe_montecarlo).parameters
+    extra = _EXTRA_OPTIONS.get(estimator, ())
+    shared = [p for name, p in params.items() if name not in extra]
+    assert shared == list(protocol.values())  # names, order, kinds, defaults, annotations
+    assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in extra)
+    # NiMARE 0.22.1's FWECorrector / CBMAEstimator defaults
+    assert protocol["voxel_thresh"].default == 0.001
+    assert protocol["n_cores"].default == 1
+    assert protocol["n_iters"].default is None  # each estimator's own, as NiMARE
+
+
+def test_map_names_are_nimare_names():
+    assert (
+        fwe_map("z", "cluster", "size") == "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
+    )
+    assert fwe_map("logp") == "logp_level-voxel_corr-FWE_method-montecarlo"
+    assert fwe_null() == "values_level-voxel_corr-fwe_method-montecarlo"
+    assert (
+        fwe_null("values", "cluster", "pFgAmass")
+        == "values_desc-pFgAmass_level-cluster_corr-fwe_method-montecarlo"
+    )
+    assert (
+        fwe_null("summary_stat_thresh")
+        == "summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo"
+    )
+    assert map_name("p", corr="FWE", method="bonferroni") == "p_corr-FWE_method-bonferroni"
+    assert map_name("histweights", corr="none", method="approximate") == (
+        "histweights_corr-none_method-approximate"
+    )
+
+
+@pytest.fixture(scope="module")
+def small_ale(laird):
+    return ALE(random_state=5).fit(laird.slice(laird.ids[:4]))
+
+
+def test_n_cores_all_or_too_many_warns_and_gives_the_same_null(small_ale, monkeypatch):
+    # n_cores <= 0 means all cores (NiMARE); more cores than JAX has devices (JAX already
+    # running) is reported, never silently ignored, and the draws do not change.
+    monkeypatch.setattr(pm, "_WARNED_SHORTFALL", set())
+    opts = {"method": "montecarlo", "n_iters": 20, "vfwe_only": True, "progress": False}
+    one = FWECorrector(n_cores=1, **opts).transform(small_ale)
+    many = pm.jax.device_count() + 3
+    with pytest.warns(RuntimeWarning, match=f"n_cores={many} asks for {many} devices"):
+        more = FWECorrector(n_cores=many, **opts).transform(small_ale)
+    with warnings.catch_warnings():
+        if pm._n_cpu_cores() <= pm.jax.device_count():
+            warnings.simplefilter("error")  # all cores are devices already: nothing to say
+        else:
+            warnings.filterwarnings("ignore", "n_cores=0", RuntimeWarning)
+        every = FWECorrector(n_cores=0, **opts).transform(small_ale)
+    for res in (more, every):
+        np.testing.assert_array_equal(
+            res.null_distributions[fwe_null()], one.null_distributions[fwe_null()]
+        )
+
+
+def test_fwe_protocol_errors(small_ale):
+    with pytest.raises(TypeError, match="n_cores must be an integer"):
+        FWECorrector(method="montecarlo", n_iters=10, n_cores=1.5).transform(small_ale)
+    with pytest.raises(TypeError, match=r"\['target'\] are not options of ALE"):
+        FWECorrector(method="montecarlo", n_iters=10, target="all").transform(small_ale)
+    with pytest.raises(ValueError, match="connectivity must be"):
+        FWECorrector(method="montecarlo", n_iters=10, connectivity=4).transform(small_ale)
+    with pytest.raises(ValueError, match="batch_size must be"):
+        FWECorrector(method="montecarlo", n_iters=10, batch_size=0).transform(small_ale)

@@ -180,6 +180,21 @@ def test_permutedols_null_independent_of_batch_size(dset):
     np.testing.assert_allclose(a[key], b[key], rtol=1e-9)
 
 
+def test_permutedols_tolerance_stops_early_on_the_same_draws(dset):
+    # The FWE protocol's early stopping (Maritz-Jarrett SE of the 95th percentile, checked
+    # from 1000 iterations on) ends the run early; the iterations run are those of a run of
+    # that length.
+    est = ibma.PermutedOLS(random_state=3)
+    result = est.fit(dset)
+    key = "values_level-voxel_corr-fwe_method-montecarlo"
+    null = est.correct_fwe_montecarlo(result, n_iters=5000, tolerance=0.5, progress=False)[1]
+    assert 1000 <= null[key].size < 5000
+    full = est.correct_fwe_montecarlo(result, n_iters=null[key].size, progress=False)[1]
+    np.testing.assert_array_equal(null[key], full[key])
+    with pytest.raises(ValueError, match="only voxel-level"):
+        est.correct_fwe_montecarlo(result, n_iters=50, vfwe_only=False)
+
+
 # ------------------------------------------------------------------ esma functions
 @pytest.fixture(scope="module")
 def small():

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -141,17 +142,49 @@ def test_progress_bar(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_device_arguments():
-    assert pm.resolve_n_devices(None) == jax.device_count()
-    assert pm.resolve_n_devices(-1) == jax.device_count()
-    with pytest.warns(RuntimeWarning, match="requested but only"):
-        assert pm.resolve_n_devices(jax.device_count() + 5) == jax.device_count()
-    with pytest.raises(ValueError, match="n_devices must be"):
-        pm.resolve_n_devices(0)
+def test_device_arguments(monkeypatch):
+    monkeypatch.setattr(pm, "_WARNED_SHORTFALL", set())
+    have = jax.device_count()
+    assert pm.resolve_n_devices(None) == have
+    assert pm.resolve_n_devices(1) == 1
+    with pytest.warns(RuntimeWarning, match=f"asks for {have + 5} devices but JAX has {have}"):
+        assert pm.resolve_n_devices(have + 5) == have
+    with warnings.catch_warnings():  # warned once per request
+        warnings.simplefilter("error")
+        assert pm.resolve_n_devices(have + 5) == have
+    # n <= 0 means all cores, as NiMARE's _check_ncores
+    cores = pm._n_cpu_cores()
+    if cores > have:
+        with pytest.warns(RuntimeWarning, match="could not be reconfigured"):
+            assert pm.resolve_n_devices(0) == have
+    else:
+        assert pm.resolve_n_devices(0) == cores
+    with pytest.raises(TypeError, match="n_cores must be an integer"):
+        pm.resolve_n_devices(1.5)
     jax.devices()  # backend is initialised: too late to change the device count
     if jax.device_count() < 64:
         with pytest.warns(RuntimeWarning, match="came too late"):
             assert not pm.configure_cpu_devices(64)
+
+
+def test_n_cores_configures_devices_before_jax_starts():
+    # In a fresh process, asking for 2 cores (or all, n_cores=0) exposes them as devices
+    # instead of silently running on JAX's single default CPU device.
+    code = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        import jax
+        from nimare_jax.ops import permute as pm
+        n = pm.resolve_n_devices(2)
+        res = pm.run_permutations(lambda k: jax.random.uniform(k), jax.random.key(0), 6,
+                                  n_devices=2, progress=False)
+        print(n, jax.device_count(), res.n_iters)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2", "2", "6"]
 
 
 def test_huge_n_iters_allocates_nothing_per_iteration():
@@ -261,3 +294,70 @@ def test_reduce_sum_equals_sum_of_samples(n_iters, batch_size):
     np.testing.assert_array_equal(summed.samples["hist"], full.samples["hist"].sum(0))
     np.testing.assert_allclose(summed.samples["total"], full.samples["total"].sum(), rtol=1e-5)
     assert summed.n_iters == n_iters
+
+
+@pytest.mark.parametrize("n_iters,batch_size", [(10, 4), (7, 7), (5, 16)])
+def test_per_leaf_reduction_equals_two_passes(n_iters, batch_size):
+    # One run with some leaves summed and others kept gives bit for bit what the old
+    # all-or-nothing engine gave in two runs of the same draws (reduce="sum", then kept).
+    def summary(k):
+        u = jax.random.uniform(k, (6,))
+        return {"exceed": u > 0.5, "total": u.sum(), "max": u.max(), "hist": summary_hist(k)}
+
+    def summary_hist(k):
+        return jnp.histogram(jax.random.normal(k, (40,)), bins=4, range=(-2.0, 2.0))[0]
+
+    key = jax.random.key(5)
+    opts = {"batch_size": batch_size, "progress": False}
+    summed = pm.run_permutations(summary, key, n_iters, reduce="sum", **opts).samples
+    kept = pm.run_permutations(summary, key, n_iters, **opts).samples
+    spec = {"exceed": "sum", "total": "sum", "max": "keep", "hist": None}
+    mixed = pm.run_permutations(summary, key, n_iters, reduce=spec, **opts)
+    assert mixed.n_iters == n_iters
+    assert set(mixed.samples) == set(spec)
+    for name in ("exceed", "total"):
+        np.testing.assert_array_equal(mixed.samples[name], summed[name])
+    for name in ("max", "hist"):
+        np.testing.assert_array_equal(mixed.samples[name], kept[name])
+    assert mixed.samples["max"].shape == (n_iters,)
+
+
+def test_per_leaf_reduction_stops_on_kept_leaves():
+    def summary(k):
+        u = jax.random.uniform(k, (3,))
+        return {"count": u > 0.5, "max": u.max()}
+
+    seen = []
+
+    def stop(samples):
+        seen.append(sorted(samples))
+        return samples["max"].shape[0] >= 8
+
+    res = pm.run_permutations(
+        summary,
+        jax.random.key(0),
+        100,
+        batch_size=4,
+        progress=False,
+        reduce={"count": "sum", "max": "keep"},
+        stop_fn=stop,
+    )
+    assert res.stopped_early and res.n_iters == 8
+    assert seen[0] == ["max"]  # the stopping rule sees only what is kept
+    full = pm.run_permutations(summary, jax.random.key(0), 8, progress=False).samples
+    np.testing.assert_array_equal(res.samples["count"], full["count"].sum(0))
+
+
+def test_reduction_spec_errors():
+    def summary(k):
+        return {"a": jax.random.uniform(k), "b": jax.random.uniform(k)}
+
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="reduce must be"):
+        pm.run_permutations(summary, key, 4, progress=False, reduce="mean")
+    with pytest.raises(ValueError, match=r"reduce\['a'\] must be"):
+        pm.run_permutations(summary, key, 4, progress=False, reduce={"a": "max", "b": "sum"})
+    with pytest.raises(ValueError, match="the summary returns"):
+        pm.run_permutations(summary, key, 4, progress=False, reduce={"a": "sum", "c": "keep"})
+    with pytest.raises(ValueError, match="stop_fn needs at least one leaf kept"):
+        pm.run_permutations(summary, key, 4, progress=False, reduce="sum", stop_fn=bool)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -9,7 +11,11 @@ from nimare_jax.correct import FWECorrector
 from nimare_jax.exceptions import InputFileError
 from nimare_jax.io import convert_sleuth_to_dataset
 from nimare_jax.meta.cbma import SCALE
-from nimare_jax.meta.cbma.scale import read_baseline
+from nimare_jax.meta.cbma.ale import ale_windows
+from nimare_jax.meta.cbma.base import seed_to_key
+from nimare_jax.meta.cbma.scale import baseline_null, baseline_operands, read_baseline
+from nimare_jax.ops import baseline
+from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.validate import MonteCarloWarning
 
 SLEUTH = Path(__file__).parent / "data" / "sleuth"
@@ -99,3 +105,34 @@ def test_bad_xyz():
         SCALE(np.zeros((4, 2)))
     with pytest.raises(InputFileError):
         SCALE("/nonexistent/baseline.txt")
+
+
+def test_one_pass_null_equals_the_two_pass_null(fitted):
+    # The fit runs its null once (counts summed, maxima kept, per-leaf reductions); the
+    # old engine needed two runs of the same draws. Both must agree bit for bit.
+    est, res = fitted
+    arrays = est.inputs_
+    log_windows = ale_windows(arrays)
+    observed = baseline.log_union_fn(tuple(arrays.shape), False, arrays.ma_fn)(
+        jnp.asarray(arrays.ijk), baseline_operands(arrays, log_windows, est.pool_ijk_)
+    )
+    key = jax.random.fold_in(seed_to_key(0)[1], 4)
+    old = {}
+    for output, reduce in (("exceed", "sum"), ("voxel", None)):
+        null = baseline_null(arrays, log_windows, est.pool_ijk_, observed, (output,))
+        old[output] = run_permutations(
+            null.summary,
+            key,
+            40,
+            batch_size=8,
+            progress=False,
+            vectorize="map",
+            reduce=reduce,
+            operands=null.operands,
+        ).samples[output]
+    counts, vmax = est._run(40, 1, False)
+    np.testing.assert_array_equal(counts, old["exceed"])
+    np.testing.assert_array_equal(vmax, old["voxel"])
+    np.testing.assert_array_equal(
+        res.null_distributions["values_level-voxel_corr-fwe_method-montecarlo"], old["voxel"]
+    )

@@ -3,13 +3,17 @@
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 from nimare_jax.correct import FWECorrector
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import ALESubtraction
-from nimare_jax.meta.cbma.subtraction import _threshold_from_histogram
+from nimare_jax.meta.cbma.base import seed_to_key
+from nimare_jax.meta.cbma.subtraction import _threshold_from_histogram, subtraction_null
+from nimare_jax.ops import subtraction as ops_subtraction
+from nimare_jax.ops.permute import run_permutations
 
 REFERENCE = Path(__file__).parent / "data" / "reference"
 
@@ -133,3 +137,51 @@ def test_group_with_one_experiment_is_rejected(groups):
     one = groups[0].slice(groups[0].ids[:1])
     with pytest.raises(DatasetError, match="at least two experiments"):
         ALESubtraction(n_iters=10).fit(one, groups[1])
+
+
+@pytest.mark.parametrize("vfwe_only", [True, False])
+def test_one_pass_null_equals_the_two_pass_null(groups, vfwe_only):
+    # The fit now gets the tail counts (summed) and the maxima (kept) of the same draws
+    # from one run of the engine (per-leaf reductions); before, one run summed and a second
+    # kept. Both must agree bit for bit; with clusters, the threshold and cluster nulls too.
+    n_iters = 24
+    est = ALESubtraction(
+        n_iters=n_iters, random_state=2, progress=False, batch_size=8, vfwe_only=vfwe_only
+    )
+    res = est.fit(*groups)
+    terms, scale, n1 = est.terms_, est.scale_, len(est.inputs1_.ids)
+    key = jax.random.fold_in(seed_to_key(2)[1], 3)
+    opts = {"batch_size": 8, "progress": False, "vectorize": "vmap"}
+    wanted, n_bins = ("upper", "lower"), None
+    if not vfwe_only:
+        top = float((-np.expm1(-terms.sum(axis=1) / scale)).max())
+        n_bins = int(top / ops_subtraction.THRESH_BIN) + 2
+        wanted += ("hist",)
+    first = subtraction_null(terms, scale, n1, hist_bins=n_bins, outputs=wanted)
+    summed = run_permutations(
+        first.summary, key, n_iters, reduce="sum", operands=first.operands, **opts
+    ).samples
+    thresh = None if vfwe_only else _threshold_from_histogram(summed["hist"], 0.001)
+    a = est.inputs1_
+    keys = ("voxel",) if vfwe_only else ("voxel", "size", "mass")
+    second = subtraction_null(
+        terms, scale, n1, mask_index=a.mask_index, shape=a.shape, thresh=thresh, outputs=keys
+    )
+    kept = run_permutations(second.summary, key, n_iters, operands=second.operands, **opts)
+    upper = summed["upper"].astype(np.float64)
+    lower = summed["lower"].astype(np.float64)
+    p = np.maximum(
+        1 / n_iters, np.minimum(2.0 * np.minimum(upper, lower) / n_iters, 1 - 1 / n_iters)
+    )
+    np.testing.assert_array_equal(res.maps[f"p_desc-{C}"], p)
+    nulls = res.null_distributions
+    np.testing.assert_array_equal(
+        nulls["values_level-voxel_corr-fwe_method-montecarlo"], kept.samples["voxel"]
+    )
+    if not vfwe_only:
+        assert nulls["summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo"] == thresh
+        for desc in ("size", "mass"):
+            np.testing.assert_array_equal(
+                nulls[f"values_desc-{desc}_level-cluster_corr-fwe_method-montecarlo"],
+                kept.samples[desc],
+            )

@@ -5,7 +5,7 @@ Each estimator loads the images it needs from a :class:`~nimare_jax.dataset.Data
 grids differ), marks which study has a usable value at which voxel (finite and non-zero, and
 for variances above ``1 / sqrt(float max)``: smaller or negative varcopes are left out with a
 warning), and calls a voxel-wise function of
-:mod:`nimare_jax.meta.esma` over chunks of voxels, so memory is bounded by the chunk size
+:mod:`nimare_jax.ops.esma` over chunks of voxels, so memory is bounded by the chunk size
 rather than by the number of voxels.
 
 Missing data follow NiMARE: by default (``aggressive_mask=False``) each voxel is analysed
@@ -39,11 +39,11 @@ import pandas as pd
 
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
-from nimare_jax.meta import esma
-from nimare_jax.ops import signflip
+from nimare_jax.meta.fwe import fwe_map, fwe_null, fwe_options
+from nimare_jax.ops import esma, signflip
 from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import logp_to_z
-from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters, user_stacklevel
+from nimare_jax.ops.validate import user_stacklevel
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
 
@@ -353,12 +353,12 @@ class IBMAEstimator:
 
 @functools.cache
 def _voxelwise(name: str, **options):
-    """Return the :mod:`~nimare_jax.meta.esma` function ``name`` with its options bound, jitted.
+    """Return the :mod:`~nimare_jax.ops.esma` function ``name`` with its options bound, jitted.
 
     Parameters
     ----------
     name : str
-        Name of the voxel-wise function in :mod:`nimare_jax.meta.esma`.
+        Name of the voxel-wise function in :mod:`nimare_jax.ops.esma`.
     **options
         Static options bound to it (``two_sided``, ``small_sample_correction``, ``method``,
         ``tau2``).
@@ -381,7 +381,7 @@ class _CombinationTest(IBMAEstimator):
     """
 
     _image_inputs = ("z_maps",)
-    #: Name of the :mod:`~nimare_jax.meta.esma` test.
+    #: Name of the :mod:`~nimare_jax.ops.esma` test.
     _test = ""
 
     def __init__(self, two_sided: bool = True, use_sample_size: bool = False, **kwargs):
@@ -486,7 +486,7 @@ class _RegressionEstimator(IBMAEstimator):
     _image_inputs = ("beta_maps", "varcope_maps")
     _default_correction = "knapp-hartung"
     _map_names = ("z", "p", "log_p", "est", "se", "tau2", "dof")
-    #: Name of the :mod:`~nimare_jax.meta.esma` model.
+    #: Name of the :mod:`~nimare_jax.ops.esma` model.
     _model = ""
 
     def __init__(self, small_sample_correction=None, **kwargs):
@@ -632,7 +632,7 @@ class _LikelihoodEstimator(_RegressionEstimator):
 
     def __init__(self, method: str = "ml", **kwargs):
         super().__init__(**kwargs)
-        self.method = esma._check_method(method)
+        self.method = esma.check_method(method)
 
     def _model_options(self):
         return {"method": self.method}
@@ -726,7 +726,7 @@ class PermutedOLS(IBMAEstimator):
         Weight each study by its sample size (default False: the ordinary one-sample t).
         The statistic is then the weighted mean's CR2 robust t (Hedges et al. 2010),
         referred to Satterthwaite degrees of freedom (Tipton 2015), as in NiMARE 0.22; see
-        :func:`nimare_jax.meta.esma.weighted_one_sample_t`.
+        :func:`nimare_jax.ops.esma.weighted_one_sample_t`.
     n_jobs : int
         Kept for NiMARE compatibility; parallelism comes from ``n_cores`` in
         :meth:`correct_fwe_montecarlo` (devices of the permutation engine).
@@ -798,40 +798,47 @@ class PermutedOLS(IBMAEstimator):
         extra = ("Hedges2010", "Tipton2015") if self.use_sample_size else ()
         return (*IBMAEstimator._citations, *extra)
 
+    #: Sign flips per device per dispatch (``batch_size=None``).
+    _fwe_batch_size = 64
+
     def correct_fwe_montecarlo(
-        self, result, voxel_thresh=None, n_iters=5000, n_cores=1, batch_size=64, **kwargs
+        self,
+        result,
+        voxel_thresh: float = 0.001,
+        n_iters: int | None = None,
+        n_cores: int = 1,
+        vfwe_only: bool | None = None,
+        *,
+        connectivity: int = 6,
+        batch_size: int | None = None,
+        tolerance: float | None = None,
+        label_backend: str = "auto",
+        progress: bool | None = None,
     ):
         """Voxel-level FWE correction with a sign-flipping max-|z| null.
 
-        Parameters
-        ----------
-        result : MetaResult
-            Output of :meth:`fit`.
-        voxel_thresh : float, optional
-            Unused (there is no cluster-level inference here); accepted for the corrector.
-        n_iters : int
-            Sign-flip iterations (default 5000).
-        n_cores : int
-            Devices of the permutation engine (-1 or 0: all).
-        batch_size : int
-            Iterations per device per step (sets peak memory).
-        **kwargs
-            ``progress`` (bool) and ``stop_fn`` for the engine.
-
-        Returns
-        -------
-        maps : dict
-            ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``.
-        nulls : dict
-            ``values_level-voxel_corr-fwe_method-montecarlo``: the per-iteration maxima.
-        description : str
-            Methods text.
-        citations : tuple of str
-            BibTeX keys.
+        Parameters and returns as :meth:`nimare_jax.meta.fwe.MonteCarloFWE.correct_fwe_montecarlo`
+        (``n_iters=None``: 5000, NiMARE's default). Voxel level only: ``vfwe_only``
+        defaults to True and False is an error; ``voxel_thresh``, ``connectivity`` and
+        ``label_backend`` have no use. Maps: ``{p,z,logp}_level-voxel_corr-FWE_method-
+        montecarlo``; null ``values_level-voxel_corr-fwe_method-montecarlo`` (the
+        per-iteration maxima).
         """
-        del voxel_thresh
-        n_iters = check_n_iters(5000 if n_iters is None else n_iters, FWE_ALPHA)
-        n_devices = None if n_cores in (None, -1, 0) else min(int(n_cores), jax.device_count())
+        opts = fwe_options(
+            self,
+            voxel_thresh=voxel_thresh,
+            n_iters=n_iters,
+            n_cores=n_cores,
+            vfwe_only=vfwe_only,
+            connectivity=connectivity,
+            batch_size=batch_size,
+            tolerance=tolerance,
+            label_backend=label_backend,
+            progress=progress,
+            default_n_iters=5000,
+            default_batch_size=self._fwe_batch_size,
+            cluster_level=False,
+        )
         observed = np.asarray(result.maps["z"], np.float64)
         seed = self.random_state
         if seed is None:
@@ -850,12 +857,12 @@ class PermutedOLS(IBMAEstimator):
             res = run_permutations(
                 summary,
                 jax.random.key(int(seed)),
-                int(n_iters),
-                batch_size=batch_size,
-                n_devices=n_devices,
-                progress=kwargs.get("progress", False),
+                opts.n_iters,
+                batch_size=opts.batch_size,
+                n_devices=opts.n_cores,
+                progress=opts.progress,
                 desc="PermutedOLS sign flips",
-                stop_fn=kwargs.get("stop_fn"),
+                stop_fn=opts.stopper(lambda samples: samples),
                 operands=operands,
             )
         null = np.asarray(res.samples, np.float64)
@@ -869,9 +876,8 @@ class PermutedOLS(IBMAEstimator):
         with jax.enable_x64(True):
             tail = "two" if self.two_sided else "one"
             z = np.asarray(logp_to_z(np.log(p), tail=tail)) * sign
-        suffix = "level-voxel_corr-FWE_method-montecarlo"
-        maps = {f"p_{suffix}": p, f"z_{suffix}": z, f"logp_{suffix}": -np.log10(p)}
-        nulls = {"values_level-voxel_corr-fwe_method-montecarlo": null}
+        maps = {fwe_map("p"): p, fwe_map("z"): z, fwe_map("logp"): -np.log10(p)}
+        nulls = {fwe_null(): null}
         text = (
             "Family-wise error rate correction was performed with a max-statistic null "
             "distribution built by randomly flipping the sign of each study's map "
@@ -916,7 +922,7 @@ def _sign_flip_summary(y, valid, columns, dof, two_sided: bool, weights=None):
             linear[0][:, part] = yc
             fixed[:2, part] = (yc * yc).sum(0), mc.sum(0)
         else:
-            q, a, total, _ = (np.asarray(v) for v in esma._cr2_weights(weights, mc))
+            q, a, total, _ = (np.asarray(v) for v in esma.cr2_weights(weights, mc))
             linear[0][:, part], linear[1][:, part] = q * yc, a * yc
             fixed[:, part] = (a * yc * yc).sum(0), a.sum(0), total
     linear = [jnp.asarray(linear.pop(0)) for _ in range(n_terms)]  # host copies released
@@ -926,6 +932,6 @@ def _sign_flip_summary(y, valid, columns, dof, two_sided: bool, weights=None):
     seg = jnp.asarray(inverse.ravel(), jnp.int32)
     class_dof = jnp.asarray(classes, jnp.float64)
 
-    t_stat = esma._t_from_sums if weights is None else esma._cr2_t
+    t_stat = esma.t_from_sums if weights is None else esma.cr2_t
     summary = signflip.sign_flip_summary(t_stat, esma.t_to_z, bool(two_sided), n_classes)
     return summary, (linear, fixed, seg, class_dof)

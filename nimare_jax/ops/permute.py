@@ -29,7 +29,8 @@ Devices on CPU
 XLA exposes one CPU device by default. To use ``n`` cores as ``n`` devices, call
 :func:`configure_cpu_devices` (or set ``XLA_FLAGS=--xla_force_host_platform_device_count=n``)
 *before the first JAX computation*. Estimators' NiMARE-style ``n_cores`` argument maps to
-``n_devices`` (see :func:`resolve_n_devices`).
+``n_devices`` (see :func:`resolve_n_devices`: ``n <= 0`` means all cores, as in NiMARE;
+a request JAX cannot honour any more is reduced to the devices it has, with a warning).
 
 Early stopping
 --------------
@@ -41,8 +42,10 @@ a tolerance.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,8 +78,8 @@ class PermutationResult:
     ----------
     samples : pytree of numpy.ndarray
         The summaries with a leading axis of length ``n_iters`` (iteration ``i`` at row
-        ``i``), same tree structure as ``summary_fn``'s output; with ``reduce="sum"``, their
-        sum over iterations.
+        ``i``), same tree structure as ``summary_fn``'s output; leaves reduced with
+        ``"sum"`` hold their sum over iterations instead.
     n_iters : int
         Iterations actually run (fewer than requested if stopped early).
     n_requested : int
@@ -153,41 +156,66 @@ def configure_cpu_devices(n: int) -> bool:
     return True
 
 
+#: ``(requested, available)`` device shortfalls already warned about (warned once each).
+_WARNED_SHORTFALL: set = set()
+
+
+def _n_cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def resolve_n_devices(n_devices: int | None = None) -> int:
-    """Map a NiMARE-style ``n_cores`` / ``n_devices`` request to a device count.
+    """Map a NiMARE-style ``n_cores`` request to a number of JAX devices.
+
+    ``n_cores`` is never ignored silently: on CPU, if JAX has not started yet, the cores
+    are exposed as devices here (:func:`configure_cpu_devices`); if it has already started
+    with fewer devices, a ``RuntimeWarning`` (once per request) says so and how to fix it.
 
     Parameters
     ----------
     n_devices : int or None
-        ``None`` or ``-1``: all devices of the default backend. A positive number larger
-        than the number of devices is reduced to it, with a ``RuntimeWarning`` (on CPU, see
-        :func:`configure_cpu_devices`).
+        ``None``: every device JAX already has (the engine's default). ``n <= 0``: all
+        cores, as NiMARE (on CPU the cores available to this process, elsewhere all
+        devices). ``n > 0``: that many, reduced with a warning to the devices available.
 
     Returns
     -------
     int
         Number of devices to use.
     """
+    if n_devices is None:
+        return jax.device_count()
+    if isinstance(n_devices, bool) or not isinstance(n_devices, int | np.integer):
+        raise TypeError(f"n_cores must be an integer or None; got {n_devices!r}.")
+    want_cpu = int(n_devices) if n_devices > 0 else _n_cpu_cores()
+    if want_cpu > 1 and jax.config.jax_num_cpu_devices in (None, -1):
+        with contextlib.suppress(RuntimeError):  # raises once JAX's backends have started
+            jax.config.update("jax_num_cpu_devices", want_cpu)
     available = jax.device_count()
-    if n_devices is None or n_devices == -1:
-        return available
-    n_devices = int(n_devices)
-    if n_devices < 1:
-        raise ValueError(f"n_devices must be a positive integer, -1 or None; got {n_devices}.")
-    if n_devices > available:
+    on_cpu = jax.default_backend() == "cpu"
+    wanted = want_cpu if (n_devices > 0 or on_cpu) else available
+    if wanted <= available:
+        return wanted
+    if (wanted, available) not in _WARNED_SHORTFALL:
+        _WARNED_SHORTFALL.add((wanted, available))
         hint = (
-            " Call nimare_jax.ops.permute.configure_cpu_devices(n) before any JAX computation."
-            if jax.default_backend() == "cpu"
+            " JAX was already running, so its CPU devices could not be reconfigured: call "
+            "nimare_jax.ops.permute.configure_cpu_devices(n) before any JAX computation, "
+            f"or set XLA_FLAGS=--xla_force_host_platform_device_count={wanted} before "
+            "importing jax."
+            if on_cpu
             else ""
         )
         warnings.warn(
-            f"{n_devices} devices requested but only {available} available; using {available}."
-            + hint,
+            f"n_cores={n_devices} asks for {wanted} devices but JAX has {available}; using "
+            f"{available}." + hint,
             RuntimeWarning,
             stacklevel=2,
         )
-        return available
-    return n_devices
+    return available
 
 
 def maritz_jarrett_se(x, q: float) -> float:
@@ -285,11 +313,55 @@ class QuantileStop:
         return self.se <= self.tol * scale
 
 
+#: Per-leaf reductions :func:`run_permutations` accepts.
+REDUCTIONS = ("keep", "sum")
+
+
+def _reduction_spec(reduce) -> tuple | str:
+    """Normalise ``reduce`` to ``"keep"``, ``"sum"`` or sorted ``((name, how), ...)``."""
+    if reduce is None:
+        return "keep"
+    if isinstance(reduce, str):
+        if reduce not in REDUCTIONS:
+            raise ValueError(
+                f"reduce must be None, one of {REDUCTIONS} or a dict; got {reduce!r}."
+            )
+        return reduce
+    if not isinstance(reduce, dict) or not reduce:
+        raise ValueError(f"reduce must be None, one of {REDUCTIONS} or a dict; got {reduce!r}.")
+    spec = []
+    for name, how in sorted(reduce.items()):
+        how = "keep" if how is None else how
+        if how not in REDUCTIONS:
+            raise ValueError(f"reduce[{name!r}] must be None or one of {REDUCTIONS}; got {how!r}.")
+        spec.append((name, how))
+    kinds = {how for _, how in spec}
+    return kinds.pop() if len(kinds) == 1 else tuple(spec)
+
+
+def _split(tree, spec):
+    """Return ``(kept, summed)`` parts of a summary tree (dicts, or the tree and None)."""
+    if spec == "keep":
+        return tree, None
+    if spec == "sum":
+        return None, tree
+    if not isinstance(tree, dict) or set(tree) != {name for name, _ in spec}:
+        have = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
+        raise ValueError(
+            f"reduce names the summary's leaves {[n for n, _ in spec]}, but the summary "
+            f"returns {have}"
+        )
+    kept = {n: tree[n] for n, how in spec if how == "keep"}
+    summed = {n: tree[n] for n, how in spec if how == "sum"}
+    return kept, summed
+
+
 @functools.lru_cache(maxsize=16)
-def _build_runner(summary_fn, vectorize: str, reduce: str | None, batch_size: int, step: int):
+def _build_runner(summary_fn, vectorize: str, spec, batch_size: int, step: int):
     # Cached: the same summary function (``nimare_jax.ops.relocation`` returns one per
-    # configuration) and batch layout reuse one jitted runner, so a second run with the same
-    # shapes neither traces nor compiles. Bounded, as entries keep their summary alive.
+    # configuration), reduction and batch layout reuse one jitted runner, so a second run
+    # with the same shapes neither traces nor compiles. Bounded, as entries keep their
+    # summary alive.
     def per_device(key, start, end, operands):
         # Iteration indices are made on the device from the batch's first index, so no
         # O(n_iters) array exists anywhere; the next batch's start is returned on the
@@ -301,7 +373,8 @@ def _build_runner(summary_fn, vectorize: str, reduce: str | None, batch_size: in
             return summary_fn(k, *operands)
 
         out = jax.lax.map(one, keys) if vectorize == "map" else jax.vmap(one)(keys)
-        if reduce is not None:
+        kept, summed = _split(out, spec)
+        if summed is not None:
             # Sum on the device (padding iterations masked out): only one summary per
             # device and step crosses to the host.
             valid = idx < end
@@ -309,8 +382,8 @@ def _build_runner(summary_fn, vectorize: str, reduce: str | None, batch_size: in
             def total(leaf):
                 return jnp.where(valid.reshape((-1,) + (1,) * (leaf.ndim - 1)), leaf, 0).sum(0)
 
-            out = jax.tree.map(total, out)
-        return out, start + step
+            summed = jax.tree.map(total, summed)
+        return (kept, summed), start + step
 
     return jax.jit(per_device)
 
@@ -386,9 +459,9 @@ def run_permutations(
         per-iteration intermediates per device). Reduced for small ``n_iters`` so padding
         never exceeds one step.
     n_devices : int or None
-        Devices to spread batches over (``jax.devices()[:n_devices]``); ``None`` or ``-1``
-        for all. On CPU this is the ``n_cores`` of NiMARE once the cores are exposed as
-        devices with :func:`configure_cpu_devices`.
+        Devices to spread batches over (``jax.devices()[:n_devices]``): ``None`` for every
+        device JAX has, otherwise NiMARE's ``n_cores`` (``<= 0``: all cores), resolved by
+        :func:`resolve_n_devices`.
     progress : bool
         Show a tqdm progress bar with iterations per second.
     desc : str
@@ -404,10 +477,14 @@ def run_permutations(
         array-parallel, and on GPUs); ``"map"`` runs the batch's iterations one after the
         other with ``lax.map`` (best for summaries built on in-place window updates, which
         ``vmap`` would turn into gathers and scatters).
-    reduce : {None, "sum"}
-        ``None`` keeps every iteration's summary; ``"sum"`` keeps only their running sum
-        (e.g. histograms of a voxel-wise null), so memory does not grow with ``n_iters``.
-        ``stop_fn`` is not available with ``"sum"``.
+    reduce : None, "keep", "sum" or dict
+        What comes back of each leaf of the summary. ``None``/``"keep"`` keeps every
+        iteration's value; ``"sum"`` keeps only the running sum over iterations (e.g.
+        histograms or exceedance counts of a voxel-wise null), so memory does not grow with
+        ``n_iters``. A dict ``{name: "keep" | "sum"}`` over the keys of a dict summary
+        chooses per leaf (subtree), so one run yields both a voxel-wise count and the
+        per-iteration maxima of the same draws. ``stop_fn`` needs at least one kept leaf
+        and sees only the kept ones.
     first_iter : int
         Index of the first iteration: runs iterations ``first_iter .. first_iter + n_iters
         - 1``. Lets several processes (``jax.distributed``) split one null between them
@@ -435,10 +512,9 @@ def run_permutations(
         raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
     if vectorize not in ("vmap", "map"):
         raise ValueError(f"vectorize must be 'vmap' or 'map'; got {vectorize!r}.")
-    if reduce not in (None, "sum"):
-        raise ValueError(f"reduce must be None or 'sum'; got {reduce!r}.")
-    if reduce is not None and stop_fn is not None:
-        raise ValueError("stop_fn cannot be combined with reduce='sum'.")
+    spec = _reduction_spec(reduce)
+    if spec == "sum" and stop_fn is not None:
+        raise ValueError("stop_fn needs at least one leaf kept; reduce='sum' keeps none.")
     n_dev = resolve_n_devices(n_devices)
     batch_size = min(int(batch_size), -(-n_iters // n_dev))
     step = batch_size * n_dev
@@ -459,7 +535,7 @@ def run_permutations(
     starts = [
         jax.device_put(np.int32(first_iter + n * batch_size), d) for n, d in enumerate(devices)
     ]
-    runner = _build_runner(summary_fn, vectorize, reduce, batch_size, step)
+    runner = _build_runner(summary_fn, vectorize, spec, batch_size, step)
 
     def dispatch():
         outs = []
@@ -468,7 +544,8 @@ def run_permutations(
             outs.append(out)
         return outs
 
-    samples = None if reduce == "sum" else _Samples(n_iters)
+    kept = None if spec == "sum" else _Samples(n_iters)
+    summed = None
     done = 0
     stopped = False
     with tqdm(total=n_iters, desc=desc, unit="it", disable=not progress, leave=False) as bar:
@@ -476,23 +553,29 @@ def run_permutations(
         for i_step in range(n_steps):
             upcoming = dispatch() if i_step + 1 < n_steps else None
             n_valid = min(step, n_iters - done)
-            if reduce == "sum":
+            outs = jax.device_get(pending)
+            if spec != "keep":
                 part = jax.tree.map(
-                    lambda *leaves: sum(np.asarray(x) for x in leaves), *jax.device_get(pending)
+                    lambda *leaves: sum(np.asarray(x) for x in leaves), *(s for _, s in outs)
                 )
-                samples = part if samples is None else jax.tree.map(np.add, samples, part)
-            else:
+                summed = part if summed is None else jax.tree.map(np.add, summed, part)
+            if kept is not None:
                 batch = jax.tree.map(
                     lambda *leaves: np.concatenate([np.asarray(x) for x in leaves]),
-                    *jax.device_get(pending),
+                    *(k for k, _ in outs),
                 )
-                samples.add(batch, n_valid)
+                kept.add(batch, n_valid)
             done += n_valid
             bar.update(n_valid)
             pending = upcoming
-            if stop_fn is not None and done < n_iters and stop_fn(samples.view()):
+            if stop_fn is not None and done < n_iters and stop_fn(kept.view()):
                 stopped = True
                 break
-    if reduce is None:
-        samples = samples.view()
+    if spec == "sum":
+        samples = summed
+    elif spec == "keep":
+        samples = kept.view()
+    else:
+        samples = {**kept.view(), **summed}
+    return PermutationResult(samples, done, n_iters, stopped)
     return PermutationResult(samples, done, n_iters, stopped)

@@ -19,6 +19,7 @@ from nimare_jax.meta.cbma.base import (
     summarize,
 )
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
+from nimare_jax.meta.fwe import map_name
 from nimare_jax.ops import nulls
 from nimare_jax.ops.validate import check_n_iters
 
@@ -103,6 +104,7 @@ class ALE(RelocationEstimator):
         ma_bound = 1.0 if arrays.ma_fn is not None else arrays.windows.max()
         n_ma_bins = int(nulls.nearest_bin(ma_bound, inv_step, 10**9)) + 2
         n_exp = len(arrays.ids)
+        self.weights_ = np.ones(n_exp, np.float32)
         n_voxels = arrays.mask_index.shape[0]
         maxima, union = [], None
 
@@ -120,7 +122,7 @@ class ALE(RelocationEstimator):
         with jax.enable_x64(True):  # one pass; float64 sums as NiMARE's (p-value bins)
             log_acc = summarize(
                 arrays,
-                np.ones(n_exp, np.float32),
+                self.weights_,
                 arrays.windows,
                 "probabilistic",
                 n_ma_bins,
@@ -130,12 +132,11 @@ class ALE(RelocationEstimator):
             stat = np.asarray(-jnp.expm1(-log_acc)).astype(np.float32)
         bins = nulls.ale_histogram_bins(np.concatenate(maxima))
         null = {"histogram_bins": bins}
+        key = map_name("histweights", corr="none", method=self.null_method)
         if self.null_method == "approximate":
-            key = "histweights_corr-none_method-approximate"
             null[key] = union  # the last chunk's grid is the final one
         else:
-            key = "histweights_corr-none_method-montecarlo"
-            null.update(self._montecarlo_null(arrays, bins))
+            null.update(self._montecarlo_null(arrays, bins, self.weights_))
         p = stats.nullhist_to_p(stat, null[key], bins)
         maps = {
             "stat": stat,
@@ -145,8 +146,8 @@ class ALE(RelocationEstimator):
         }
         return maps, null
 
-    def _relocation(self, arrays: FociArrays):
-        return relocation_maps(arrays)
+    def _relocation(self, arrays: FociArrays, exp_weight: np.ndarray):
+        return relocation_maps(arrays, exp_weight=exp_weight)
 
     def _description(self) -> str:
         null = (
@@ -164,7 +165,7 @@ class ALE(RelocationEstimator):
         )
 
 
-def relocation_maps(arrays: FociArrays, strategy: str = "auto"):
+def relocation_maps(arrays: FociArrays, strategy: str = "auto", exp_weight=None):
     """ALE volume of one random relocation of all foci (uniform over the mask voxels).
 
     Parameters
@@ -173,6 +174,8 @@ def relocation_maps(arrays: FociArrays, strategy: str = "auto"):
         Prepared foci and ALE kernels; experiments and kernels are kept, positions redrawn.
     strategy : {"auto", "window", "scatter"}
         How windows are applied (:func:`nimare_jax.ops.kernels.resolve_strategy`).
+    exp_weight : array-like, shape (n_exp,), optional
+        Weight of each experiment's log term (ALE: ones, the default).
 
     Returns
     -------
@@ -181,5 +184,6 @@ def relocation_maps(arrays: FociArrays, strategy: str = "auto"):
     operands : nimare_jax.ops.relocation.RelocationOperands
         Its arrays (see :func:`nimare_jax.meta.cbma.base.relocation_volume`).
     """
-    ones = np.ones(len(arrays.ids), np.float32)
-    return relocation_volume(arrays, ale_windows(arrays), ones, "probabilistic", strategy)
+    if exp_weight is None:
+        exp_weight = np.ones(len(arrays.ids), np.float32)
+    return relocation_volume(arrays, ale_windows(arrays), exp_weight, "probabilistic", strategy)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,10 +11,11 @@ import numpy as np
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.kernel import FociArrays, KernelTransformer
+from nimare_jax.meta.fwe import MONTECARLO, fwe_map, fwe_null, fwe_options, map_name
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls, relocation
 from nimare_jax.ops.label import label_clusters
-from nimare_jax.ops.permute import QuantileStop, run_permutations
+from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
 
@@ -79,10 +82,14 @@ class CBMAEstimator:
         self.dataset_ = dataset
         self.inputs_ = self.kernel_transformer.prepare(dataset)
         maps, nulls = self._fit(self.inputs_)
-        self.null_distributions_ = nulls
+        return self._result(maps, nulls, dataset.masker)
+
+    def _result(self, maps: dict, nulls: dict, mask) -> MetaResult:
+        """Record the fitted nulls and wrap the maps in a :class:`MetaResult`."""
+        self.null_distributions_ = dict(nulls)
         return MetaResult(
             maps=maps,
-            mask=dataset.masker,
+            mask=mask,
             null_distributions=nulls,
             description=self._description(),
             citations=(*self._citations, *self.kernel_transformer.citations),
@@ -96,8 +103,81 @@ class CBMAEstimator:
         raise NotImplementedError
 
 
-_FWE = "corr-FWE_method-montecarlo"
-_FWE_NULL = "corr-fwe_method-montecarlo"
+class PairwiseCBMAEstimator(CBMAEstimator):
+    """Base class of two-group estimators (MKDAChi2, ALESubtraction), as NiMARE's.
+
+    ``fit(dataset1, dataset2)`` checks that each group has at least two experiments and
+    that both use the same mask, warns about experiments in both groups, prepares each
+    group's foci and kernels (``inputs1_``, ``inputs2_``), calls
+    ``_fit(inputs1, inputs2) -> (maps, null_distributions)`` and wraps a
+    :class:`MetaResult` on the groups' mask. Subclasses set ``kernel_transformer`` and
+    implement ``_fit`` and ``_description``.
+    """
+
+    def fit(self, dataset1, dataset2) -> MetaResult:
+        """Compare two groups of experiments.
+
+        Parameters
+        ----------
+        dataset1, dataset2 : nimare_jax.dataset.Dataset
+            The groups, on the same mask; at least two experiments each.
+
+        Returns
+        -------
+        MetaResult
+            The estimator's maps and null distributions; ``result.estimator`` is this
+            (fitted) estimator.
+        """
+        name = type(self).__name__
+        for label, dataset in (("dataset1", dataset1), ("dataset2", dataset2)):
+            if len(dataset.ids) < 2:
+                raise DatasetError(
+                    f"{name} needs at least two experiments in each group; {label} has "
+                    f"{len(dataset.ids)}"
+                )
+        m1, m2 = dataset1.masker, dataset2.masker
+        if m1.shape[:3] != m2.shape[:3] or not np.allclose(m1.affine, m2.affine):
+            raise DatasetError("dataset1 and dataset2 must use the same mask (shape and affine)")
+        if not np.array_equal(np.asanyarray(m1.dataobj) > 0, np.asanyarray(m2.dataobj) > 0):
+            raise DatasetError("dataset1 and dataset2 must use the same mask")
+        shared = sorted(set(dataset1.ids) & set(dataset2.ids))
+        if shared:
+            warnings.warn(
+                f"{len(shared)} experiments are in both groups (e.g. {shared[0]!r}); the "
+                f"groups of {name} are meant to be disjoint",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.dataset1_, self.dataset2_ = dataset1, dataset2
+        self.inputs1_ = self.kernel_transformer.prepare(dataset1)
+        self.inputs2_ = self.kernel_transformer.prepare(dataset2)
+        maps, nulls = self._fit(self.inputs1_, self.inputs2_)
+        return self._result(maps, nulls, m1)
+
+    def _fit(self, arrays1: FociArrays, arrays2: FociArrays):
+        raise NotImplementedError
+
+    def _pooled_ma(self, windows, dtype) -> jax.Array:
+        """MA maps of both groups' experiments over the mask, group 1 first.
+
+        Parameters
+        ----------
+        windows : callable
+            ``windows(arrays) -> kernels`` of a group (e.g. its windows, or ``> 0`` of
+            them for binary maps).
+        dtype : dtype
+            Of the maps (float64 needs ``jax.enable_x64``).
+
+        Returns
+        -------
+        jax.Array, shape (n_exp1 + n_exp2, n_voxels)
+            One row per experiment.
+        """
+        rows = [
+            arrays.ma_values(jnp.asarray(windows(arrays), dtype))
+            for arrays in (self.inputs1_, self.inputs2_)
+        ]
+        return jnp.concatenate(rows, axis=0)
 
 
 def seed_to_key(random_state):
@@ -340,22 +420,28 @@ def cluster_fwe_maps(stat, mask_img, ss_thresh, null_sizes, null_masses, connect
 class RelocationEstimator(CBMAEstimator):
     """CBMA estimator whose nulls relocate every focus uniformly within the mask.
 
-    Subclasses define :meth:`_relocation` (the statistic volume of one relocation), and the
-    class attributes ``_name``, ``_stat_label`` and ``_fwe_citations`` used in descriptions.
-    Provides the Monte Carlo voxel-wise null and :meth:`correct_fwe_montecarlo`.
+    Subclasses define :meth:`_relocation` (the statistic volume of one relocation, given
+    the experiments' weights), set the fitted ``weights_`` (one per experiment) in
+    ``_fit``, and define the class attributes ``_name``, ``_stat_label`` and
+    ``_fwe_citations`` used in descriptions. Provides the Monte Carlo voxel-wise null and
+    :meth:`correct_fwe_montecarlo`.
     """
 
     _name = ""
     _stat_label = "statistic"
     _fwe_citations: tuple = ()
 
-    def _relocation(self, arrays: FociArrays):
+    #: Iterations per device per dispatch of the FWE null (``batch_size=None``).
+    _fwe_batch_size = 16
+
+    def _relocation(self, arrays: FociArrays, exp_weight: np.ndarray):
+        """Return ``relocation_volume(...)`` of one relocation with these experiment weights."""
         raise NotImplementedError
 
-    def _montecarlo_null(self, arrays: FociArrays, bins: np.ndarray) -> dict:
+    def _montecarlo_null(self, arrays: FociArrays, bins: np.ndarray, exp_weight) -> dict:
         """Voxel-wise null from ``n_iters`` relocations of all foci (histograms summed)."""
         _, key = seed_to_key(self.random_state)
-        volume, operands = self._relocation(arrays)
+        volume, operands = self._relocation(arrays, exp_weight)
         inv_step = np.float32(1.0 / (bins[1] - bins[0]))
         summary = relocation.histogram_summary(volume, bins.shape[0])
         out = run_permutations(
@@ -369,10 +455,10 @@ class RelocationEstimator(CBMAEstimator):
             reduce="sum",
         )
         return {
-            "histweights_corr-none_method-montecarlo": out.samples["all"].astype(np.float64),
-            "histweights_level-voxel_corr-fwe_method-montecarlo": (
-                out.samples["max"].astype(np.float64)
+            map_name("histweights", corr="none", method=MONTECARLO): (
+                out.samples["all"].astype(np.float64)
             ),
+            fwe_null("histweights"): out.samples["max"].astype(np.float64),
         }
 
     def correct_fwe_montecarlo(
@@ -381,94 +467,79 @@ class RelocationEstimator(CBMAEstimator):
         voxel_thresh: float = 0.001,
         n_iters: int | None = None,
         n_cores: int = 1,
+        vfwe_only: bool | None = None,
+        *,
         connectivity: int = 6,
-        vfwe_only: bool = False,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         tolerance: float | None = None,
         label_backend: str = "auto",
-        progress: bool = True,
+        progress: bool | None = None,
     ):
         """Monte Carlo FWE correction: relocate all foci uniformly in the mask, record maxima.
 
-        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead.
-
-        Parameters
-        ----------
-        result : MetaResult
-            This estimator's fit.
-        voxel_thresh : float
-            Uncorrected p of the cluster-forming threshold, read from the fit's null.
-        n_iters : int or None
-            Iterations (None: the estimator's ``n_iters``).
-        n_cores : int
-            Devices to spread iterations over.
-        connectivity : {6, 18, 26}
-            Cluster neighbourhood (NiMARE: 6).
-        vfwe_only : bool
-            Skip cluster-level inference. With ``null_method="montecarlo"`` the voxel-level
-            maps then come from the fit's histogram of maxima, without new iterations.
-        batch_size : int
-            Iterations per device per dispatch (run one after the other on a device).
-        tolerance : float or None
-            Early stopping (NiMARE issue 866): stop once the Maritz-Jarrett standard error
-            of the 95th percentile of the null maxima is below this fraction of it (checked
-            after each batch, from 1000 iterations on).
-        label_backend : {"auto", "jax", "scipy"}
-            Cluster labelling implementation.
-        progress : bool
-            Show a progress bar.
-
-        Returns
-        -------
-        maps : dict
-            ``logp``/``z`` maps at voxel level and (unless ``vfwe_only``) for cluster size
-            and mass, under NiMARE's names.
-        nulls : dict
-            Per-iteration maxima.
-        description : str
-            Methods text.
-        citations : tuple of str
-            BibTeX keys.
+        Parameters and returns as :meth:`nimare_jax.meta.fwe.MonteCarloFWE.correct_fwe_montecarlo`
+        (``n_iters=None``: the estimator's ``n_iters``). The cluster-forming threshold is
+        read from the fit's voxel-wise null. With ``vfwe_only=True`` and
+        ``null_method="montecarlo"`` the voxel-level maps come from the fit's histogram of
+        maxima, without new iterations. Maps: ``{logp,z}_level-voxel_corr-FWE_method-
+        montecarlo`` and, with clusters, ``{logp,z}_desc-{size,mass}_level-cluster_...``.
         """
-        if connectivity not in (6, 18, 26):
-            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
+        opts = fwe_options(
+            self,
+            voxel_thresh=voxel_thresh,
+            n_iters=n_iters,
+            n_cores=n_cores,
+            vfwe_only=vfwe_only,
+            connectivity=connectivity,
+            batch_size=batch_size,
+            tolerance=tolerance,
+            label_backend=label_backend,
+            progress=progress,
+            default_n_iters=self.n_iters,
+            default_batch_size=self._fwe_batch_size,
+        )
         stat = np.asarray(result.maps["stat"], np.float64)
         bins = self.null_distributions_["histogram_bins"]
         cites = self._fwe_citations
         refs = "; ".join(cites)
-        suffix = f"level-voxel_{_FWE}"
         maps, nulls_out = {}, {}
-        if vfwe_only and self.null_method == "montecarlo":
+        if opts.vfwe_only and self.null_method == MONTECARLO:
             check_n_iters(self.n_iters, FWE_ALPHA)
-            hist_max = self.null_distributions_[f"histweights_level-voxel_{_FWE_NULL}"]
+            hist_max = self.null_distributions_[fwe_null("histweights")]
             p_voxel = stats.nullhist_to_p(stat, hist_max, bins)
-            maps[f"logp_{suffix}"] = -np.log10(p_voxel)
-            maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
+            maps[fwe_map("logp")] = -np.log10(p_voxel)
+            maps[fwe_map("z")] = stats.p_to_z(p_voxel, tail="one")
             text = (
                 "Family-wise error was controlled at the voxel level with the distribution of "
                 f"the maximum {self._stat_label} over the {self.n_iters} relocations of the "
                 f"Monte Carlo null [{refs}]."
             )
             return maps, nulls_out, text, cites
-        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters, FWE_ALPHA)
-        if self.null_method == "montecarlo" and not vfwe_only:  # pooled over voxels
+        n_iters = opts.n_iters
+        if self.null_method == MONTECARLO and not opts.vfwe_only:  # pooled over voxels
             n_voxels = self.inputs_.mask_index.shape[0]
             what = "the cluster-forming threshold (voxel_thresh)"
-            check_n_iters(self.n_iters, voxel_thresh, per_iter=n_voxels, what=what)
-        weights = self.null_distributions_[f"histweights_corr-none_method-{self.null_method}"]
-        ss_thresh = nulls.histogram_to_threshold(weights, bins, voxel_thresh)
+            check_n_iters(self.n_iters, opts.voxel_thresh, per_iter=n_voxels, what=what)
+        weights = self.null_distributions_[
+            map_name("histweights", corr="none", method=self.null_method)
+        ]
+        ss_thresh = nulls.histogram_to_threshold(weights, bins, opts.voxel_thresh)
         seed, key = seed_to_key(self.random_state)
         summary, operands = relocation_null(
-            self._relocation(self.inputs_), ss_thresh, connectivity, label_backend, vfwe_only
+            self._relocation(self.inputs_, self.weights_),
+            ss_thresh,
+            opts.connectivity,
+            opts.label_backend,
+            opts.vfwe_only,
         )
-        stopper = None if tolerance is None else QuantileStop("voxel", tol=tolerance)
+        stopper = opts.stopper("voxel")
         out = run_permutations(
             summary,
             jax.random.fold_in(key, 1),
             n_iters,
-            batch_size=batch_size,
-            n_devices=n_cores,
-            progress=progress,
+            batch_size=opts.batch_size,
+            n_devices=opts.n_cores,
+            progress=opts.progress,
             desc=f"{self._name} FWE permutations",
             stop_fn=stopper,
             vectorize="map",
@@ -477,34 +548,33 @@ class RelocationEstimator(CBMAEstimator):
         vmax = np.asarray(out.samples["voxel"], np.float64)
         used = vmax.shape[0]
         p_voxel = stats.null_to_p(stat, vmax, tail="upper")
-        maps[f"logp_{suffix}"] = -np.log10(p_voxel)
-        maps[f"z_{suffix}"] = stats.p_to_z(p_voxel, tail="one")
-        nulls_out[f"values_level-voxel_{_FWE_NULL}"] = vmax
-        if not vfwe_only:
+        maps[fwe_map("logp")] = -np.log10(p_voxel)
+        maps[fwe_map("z")] = stats.p_to_z(p_voxel, tail="one")
+        nulls_out[fwe_null()] = vmax
+        if not opts.vfwe_only:
             smax = np.asarray(out.samples["size"], np.float64)
             mmax = np.asarray(out.samples["mass"], np.float64)
             p_size, p_mass, _ = cluster_fwe_maps(
-                stat, result.mask, ss_thresh, smax, mmax, connectivity
+                stat, result.mask, ss_thresh, smax, mmax, opts.connectivity
             )
             for desc, p, null in (("size", p_size, smax), ("mass", p_mass, mmax)):
-                sfx = f"desc-{desc}_level-cluster_{_FWE}"
-                maps[f"logp_{sfx}"] = -np.log10(p)
-                maps[f"z_{sfx}"] = stats.p_to_z(p, tail="one")
-                nulls_out[f"values_desc-{desc}_level-cluster_{_FWE_NULL}"] = null
+                maps[fwe_map("logp", "cluster", desc)] = -np.log10(p)
+                maps[fwe_map("z", "cluster", desc)] = stats.p_to_z(p, tail="one")
+                nulls_out[fwe_null("values", "cluster", desc)] = null
         stopped = ""
         if out.stopped_early:
             stopped = (
                 f" Iterations stopped early after {used} of {n_iters}: the Monte Carlo "
                 f"standard error of the 95th percentile of the maximum {self._stat_label} was "
-                f"{stopper.se:.2g} (relative tolerance {tolerance}) [MaritzJarrett1978]."
+                f"{stopper.se:.2g} (relative tolerance {opts.tolerance}) [MaritzJarrett1978]."
             )
             cites = cites + ("MaritzJarrett1978",)
         clusters = (
             " recorded"
-            if vfwe_only
+            if opts.vfwe_only
             else ", largest cluster size and largest cluster mass recorded. Clusters were "
-            f"formed at an uncorrected p < {voxel_thresh} ({self._stat_label} > "
-            f"{ss_thresh:.5g}) with {connectivity}-neighbour connectivity"
+            f"formed at an uncorrected p < {opts.voxel_thresh} ({self._stat_label} > "
+            f"{ss_thresh:.5g}) with {opts.connectivity}-neighbour connectivity"
         )
         text = (
             f"Family-wise error was controlled with a Monte Carlo procedure [{refs}]: in each "

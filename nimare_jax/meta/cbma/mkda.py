@@ -13,8 +13,6 @@ per-voxel proportion of active experiments between two groups of experiments.
 
 from __future__ import annotations
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,8 +21,7 @@ from scipy import stats as sps
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.base import (
-    _FWE,
-    _FWE_NULL,
+    PairwiseCBMAEstimator,
     RelocationEstimator,
     cluster_fwe_maps,
     make_kernel,
@@ -33,11 +30,11 @@ from nimare_jax.meta.cbma.base import (
     summarize,
 )
 from nimare_jax.meta.cbma.kernel import FociArrays, KDAKernel, MKDAKernel
+from nimare_jax.meta.fwe import MONTECARLO, fwe_map, fwe_null, fwe_options, map_name
 from nimare_jax.ops import chi2
 from nimare_jax.ops import stats as ops_stats
 from nimare_jax.ops.permute import BoundSummary, run_permutations
-from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
-from nimare_jax.results import MetaResult
+from nimare_jax.ops.validate import check_n_iters
 
 __all__ = ["KDA", "MKDAChi2", "MKDADensity"]
 
@@ -310,7 +307,7 @@ class _DensityEstimator(RelocationEstimator):
 
     def _fit(self, arrays: FociArrays):
         weights = self._weights()
-        self.weights_ = weights
+        self.weights_ = weights  # fitted attribute: descriptions and FWE correction
         value = float(self.kernel_transformer.value)
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{self._name} needs a positive kernel value, got {value!r}")
@@ -332,12 +329,10 @@ class _DensityEstimator(RelocationEstimator):
             stat = np.asarray(stat, np.float64)
         hist = np.concatenate(hists).astype(np.float64) / arrays.mask_index.shape[0]
         null = self._approximate_null(hist, weights * value, counts, value)
-        if self.null_method == "approximate":
-            key = "histweights_corr-none_method-approximate"
-        else:
-            key = "histweights_corr-none_method-montecarlo"
+        key = map_name("histweights", corr="none", method=self.null_method)
+        if self.null_method == MONTECARLO:
             null = {"histogram_bins": null["histogram_bins"]}
-            null.update(self._montecarlo_null(arrays, null["histogram_bins"]))
+            null.update(self._montecarlo_null(arrays, null["histogram_bins"], weights))
         p = stats.nullhist_to_p(stat, null[key], null["histogram_bins"])
         maps = {
             "stat": stat.astype(np.float32),
@@ -350,9 +345,9 @@ class _DensityEstimator(RelocationEstimator):
     def _approximate_null(self, hist, eff_weights, counts, value) -> dict:
         raise NotImplementedError
 
-    def _relocation(self, arrays: FociArrays):
+    def _relocation(self, arrays: FociArrays, exp_weight: np.ndarray):
         value = float(self.kernel_transformer.value)
-        return relocation_volume(arrays, arrays.windows, self.weights_ * value, "sum")
+        return relocation_volume(arrays, arrays.windows, exp_weight * value, "sum")
 
 
 class MKDADensity(_DensityEstimator):
@@ -443,7 +438,7 @@ class MKDADensity(_DensityEstimator):
         return {
             "histogram_bins": bins,
             "histogram_means": prop_active,
-            "histweights_corr-none_method-approximate": weights,
+            map_name("histweights", corr="none", method="approximate"): weights,
         }
 
     def _description(self) -> str:
@@ -537,7 +532,9 @@ class KDA(_DensityEstimator):
         bins = np.arange(0, value * n_foci + 1.5 * value, value)
         return {
             "histogram_bins": bins,
-            "histweights_corr-none_method-approximate": sum_null(hist, bins.shape[0]),
+            map_name("histweights", corr="none", method="approximate"): sum_null(
+                hist, bins.shape[0]
+            ),
         }
 
     def _description(self) -> str:
@@ -560,15 +557,7 @@ class KDA(_DensityEstimator):
 # ---------------------------------------------------------------------------------------
 
 
-def _check_group(dataset, label: str) -> None:
-    if len(dataset.ids) < 2:
-        raise DatasetError(
-            f"MKDAChi2 needs at least two experiments in each group; {label} has "
-            f"{len(dataset.ids)}"
-        )
-
-
-class MKDAChi2:
+class MKDAChi2(PairwiseCBMAEstimator):
     """MKDA chi-square analysis: is activation more frequent in one group than another.
 
     ``fit(dataset1, dataset2)`` counts, at each voxel, the experiments of each group whose
@@ -655,49 +644,10 @@ class MKDAChi2:
         stat = summarize(arrays, np.ones(n_exp, np.float32), arrays.windows > 0, "sum", 1, 1.0)
         return np.rint(np.asarray(stat, np.float64))
 
-    def fit(self, dataset1, dataset2) -> MetaResult:
-        """Compare two groups of experiments.
-
-        Parameters
-        ----------
-        dataset1, dataset2 : nimare_jax.dataset.Dataset
-            The groups (e.g. experiments with and without a feature), on the same mask.
-
-        Returns
-        -------
-        MetaResult
-            Chi-square, p, z, logp and probability maps (see the class notes).
-        """
-        _check_group(dataset1, "dataset1")
-        _check_group(dataset2, "dataset2")
-        m1, m2 = dataset1.masker, dataset2.masker
-        if m1.shape[:3] != m2.shape[:3] or not np.allclose(m1.affine, m2.affine):
-            raise DatasetError("dataset1 and dataset2 must use the same mask (shape and affine)")
-        if not np.array_equal(np.asanyarray(m1.dataobj) > 0, np.asanyarray(m2.dataobj) > 0):
-            raise DatasetError("dataset1 and dataset2 must use the same mask")
-        shared = sorted(set(dataset1.ids) & set(dataset2.ids))
-        if shared:
-            warnings.warn(
-                f"{len(shared)} experiments are in both groups (e.g. {shared[0]!r}); the "
-                "groups of MKDAChi2 are meant to be disjoint",
-                UserWarning,
-                stacklevel=2,
-            )
-        self.dataset1_, self.dataset2_ = dataset1, dataset2
-        self.inputs1_ = self.kernel_transformer.prepare(dataset1)
-        self.inputs2_ = self.kernel_transformer.prepare(dataset2)
-        n1, n2 = len(dataset1.ids), len(dataset2.ids)
-        count1, count2 = self._counts(self.inputs1_), self._counts(self.inputs2_)
-        maps = self._maps(count1, count2, n1, n2)
-        self.null_distributions_ = {}
-        return MetaResult(
-            maps=maps,
-            mask=m1,
-            null_distributions={},
-            description=self._description(),
-            citations=(*self._citations, *self.kernel_transformer.citations),
-            estimator=self,
-        )
+    def _fit(self, arrays1: FociArrays, arrays2: FociArrays):
+        n1, n2 = len(arrays1.ids), len(arrays2.ids)
+        count1, count2 = self._counts(arrays1), self._counts(arrays2)
+        return self._maps(count1, count2, n1, n2), {}
 
     def _maps(self, count1, count2, n1, n2) -> dict:
         with jax.enable_x64(True):
@@ -766,78 +716,67 @@ class MKDAChi2:
         )
 
     # ----------------------------------------------------------------- corrections
+    #: NiMARE's default iterations of MKDAChi2's FWE correction (``n_iters=None``).
+    _fwe_n_iters = 1000
+
+    #: Iterations per device per dispatch (``batch_size=None``; measured fastest on CPU,
+    #: where host-side cluster labelling dominates).
+    _fwe_batch_size = 8
+
     def correct_fwe_montecarlo(
         self,
         result,
         voxel_thresh: float = 0.001,
         n_iters: int | None = None,
         n_cores: int = 1,
+        vfwe_only: bool | None = None,
+        *,
         connectivity: int = 6,
-        vfwe_only: bool = False,
-        batch_size: int = 8,
+        batch_size: int | None = None,
+        tolerance: float | None = None,
         label_backend: str = "auto",
-        progress: bool = True,
+        progress: bool | None = None,
     ):
         """FWE correction of the chi-square maps by permutation.
 
-        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead.
-
-        Parameters
-        ----------
-        result : MetaResult
-            This estimator's fit.
-        voxel_thresh : float
-            Uncorrected p of the cluster-forming threshold (0.001: chi2 = 10.83).
-        n_iters : int or None
-            Iterations (None: 1000, NiMARE's default for MKDAChi2).
-        n_cores : int
-            Devices to spread iterations over.
-        connectivity : {6, 18, 26}
-            Cluster neighbourhood (NiMARE: 6).
-        vfwe_only : bool
-            Skip cluster-level inference.
-        batch_size : int
-            Iterations per device per dispatch (vmapped together; 8 measured fastest on
-            CPU, where host-side cluster labelling dominates).
-        label_backend : {"auto", "jax", "scipy"}
-            Cluster labelling implementation.
-        progress : bool
-            Show a progress bar.
-
-        Returns
-        -------
-        maps : dict
-            ``{p,z,logp}_desc-{uniformity,group1,group2,association}_level-voxel`` and
-            ``..._desc-{...}{Size,Mass}_level-cluster`` maps with the suffix
-            ``_corr-FWE_method-montecarlo``; z is two-tailed and signed as the
-            uncorrected z, as in NiMARE.
-        nulls : dict
-            Per-iteration maxima (``values_desc-{pAgF,pFgA,group1,group2}...``).
-        description : str
-            Methods text.
-        citations : tuple of str
-            BibTeX keys.
+        Parameters and returns as :meth:`nimare_jax.meta.fwe.MonteCarloFWE.correct_fwe_montecarlo`
+        (``n_iters=None``: 1000, NiMARE's default for MKDAChi2; ``voxel_thresh=0.001`` is
+        chi2 = 10.83). The null is :attr:`fwe_null_method`'s. Maps:
+        ``{p,z,logp}_desc-{uniformity,group1,group2,association}_level-voxel`` and
+        ``..._desc-{...}{Size,Mass}_level-cluster`` with the suffix
+        ``_corr-FWE_method-montecarlo``; z is two-tailed and signed as the uncorrected z,
+        as in NiMARE. Nulls: per-iteration maxima (``values_desc-{pAgF,pFgA,group1,
+        group2}...``). ``tolerance`` monitors the maximum of the association map.
         """
-        n_iters = check_n_iters(1000 if n_iters is None else n_iters, FWE_ALPHA)
-        if connectivity not in (6, 18, 26):
-            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
+        opts = fwe_options(
+            self,
+            voxel_thresh=voxel_thresh,
+            n_iters=n_iters,
+            n_cores=n_cores,
+            vfwe_only=vfwe_only,
+            connectivity=connectivity,
+            batch_size=batch_size,
+            tolerance=tolerance,
+            label_backend=label_backend,
+            progress=progress,
+            default_n_iters=self._fwe_n_iters,
+            default_batch_size=self._fwe_batch_size,
+        )
         a, b = self.inputs1_, self.inputs2_
         n1 = len(a.ids)
-        ss_thresh = float(sps.chi2.isf(voxel_thresh, 1))
+        ss_thresh = float(sps.chi2.isf(opts.voxel_thresh, 1))
         seed, key = seed_to_key(self.random_state)
+        cluster_args = (ss_thresh, opts.connectivity, opts.label_backend, opts.vfwe_only)
         if self.fwe_null_method == "label-permutation":
             pooled = self.pooled_ma_matrix()
-            null = label_permutation_null(
-                pooled, n1, a.mask_index, a.shape, ss_thresh, connectivity, label_backend,
-                vfwe_only,
-            )  # fmt: skip
+            null = label_permutation_null(pooled, n1, a.mask_index, a.shape, *cluster_args)
             # the observed maps through the same float32 arithmetic as the null (exact ties)
             count1 = pooled[:n1].sum(axis=0)
             observed = chi2.chi2_maps(count1, pooled.sum(axis=0) - count1, n1, len(b.ids))
             vectorize = "vmap"
             how = "the experiments were randomly reassigned to the two groups (sizes kept)"
         else:
-            null = random_foci_null(a, b, ss_thresh, connectivity, label_backend, vfwe_only)
+            null = random_foci_null(a, b, *cluster_args)
             count1 = jnp.asarray(self._counts(a), jnp.float32)
             count2 = jnp.asarray(self._counts(b), jnp.float32)
             observed = chi2.chi2_maps(count1, count2, n1, len(b.ids))
@@ -846,11 +785,12 @@ class MKDAChi2:
         out = run_permutations(
             null.summary,
             jax.random.fold_in(key, 2),
-            n_iters,
-            batch_size=batch_size,
-            n_devices=n_cores,
-            progress=progress,
+            opts.n_iters,
+            batch_size=opts.batch_size,
+            n_devices=opts.n_cores,
+            progress=opts.progress,
             desc="MKDAChi2 FWE permutations",
+            stop_fn=opts.stopper(lambda samples: samples["association"]["voxel"]),
             vectorize=vectorize,
             operands=null.operands,
         )
@@ -864,28 +804,31 @@ class MKDAChi2:
             aliases = [name] + (["uniformity"] if name == "group1" else [])
             nulls_names = [name] + ([null_names[name]] if name in null_names else [])
             for alias in nulls_names:
-                nulls_out[f"values_desc-{alias}_level-voxel_{_FWE_NULL}"] = samples["voxel"]
-            if not vfwe_only:
+                nulls_out[fwe_null("values", "voxel", alias)] = samples["voxel"]
+            if not opts.vfwe_only:
                 p_size, p_mass, _ = cluster_fwe_maps(
-                    stat, result.mask, ss_thresh, samples["size"], samples["mass"], connectivity
+                    stat,
+                    result.mask,
+                    ss_thresh,
+                    samples["size"],
+                    samples["mass"],
+                    opts.connectivity,
                 )
                 p.update(Size=p_size, Mass=p_mass)
                 for alias in nulls_names:
                     for desc in ("size", "mass"):
-                        nulls_out[f"values_desc-{alias}{desc}_level-cluster_{_FWE_NULL}"] = (
-                            samples[desc]
-                        )
+                        nulls_out[fwe_null("values", "cluster", alias + desc)] = samples[desc]
             for alias in aliases:
                 for level, pv in p.items():
-                    stem = f"desc-{alias}{level}_level-{'cluster' if level else 'voxel'}_{_FWE}"
-                    maps[f"p_{stem}"] = pv
-                    maps[f"z_{stem}"] = stats.p_to_z(pv, tail="two") * sign
-                    maps[f"logp_{stem}"] = -np.log10(pv)
+                    where = ("cluster" if level else "voxel", alias + level)
+                    maps[fwe_map("p", *where)] = pv
+                    maps[fwe_map("z", *where)] = stats.p_to_z(pv, tail="two") * sign
+                    maps[fwe_map("logp", *where)] = -np.log10(pv)
         clusters = (
             ""
-            if vfwe_only
+            if opts.vfwe_only
             else f", and the largest cluster size and mass above chi2 = {ss_thresh:.2f} "
-            f"(uncorrected p < {voxel_thresh}; {connectivity}-neighbour connectivity)"
+            f"(uncorrected p < {opts.voxel_thresh}; {opts.connectivity}-neighbour connectivity)"
         )
         text = (
             "Family-wise error of the chi-square maps was controlled by permutation: in each "
@@ -902,10 +845,7 @@ class MKDAChi2:
         jax.Array, shape (n_exp1 + n_exp2, n_voxels), float32
             1 where an experiment's spheres cover a mask voxel.
         """
-        rows = []
-        for arrays in (self.inputs1_, self.inputs2_):
-            rows.append(arrays.ma_values(jnp.asarray(arrays.windows > 0, jnp.float32)))
-        return jnp.concatenate(rows, axis=0)
+        return self._pooled_ma(lambda arrays: arrays.windows > 0, jnp.float32)
 
     def correct_fdr_indep(self, result, alpha: float = 0.05):
         """Benjamini-Hochberg FDR correction of the uniformity, group2 and association maps.
@@ -960,10 +900,10 @@ class MKDAChi2:
                 adj = np.asarray(ops_stats.fdr_logp(logp, method=method))
                 z = np.asarray(ops_stats.logp_to_z(adj, tail="two")) * sign
             for alias in [name] + (["uniformity"] if name == "group1" else []):
-                stem = f"desc-{alias}_level-voxel_corr-FDR_method-{label}"
-                maps[f"p_{stem}"] = np.exp(adj)
-                maps[f"z_{stem}"] = z
-                maps[f"logp_{stem}"] = -adj / np.log(10.0)
+                for kind, values in (("p", np.exp(adj)), ("z", z), ("logp", -adj / np.log(10.0))):
+                    maps[map_name(kind, desc=alias, level="voxel", corr="FDR", method=label)] = (
+                        values
+                    )
         who = "Benjamini-Hochberg" if method == "bh" else "Benjamini-Yekutieli"
         key = "Benjamini1995" if method == "bh" else "Benjamini2001"
         text = (

@@ -22,19 +22,17 @@ from nimare_jax.exceptions import DatasetError, InputFileError, excerpt
 from nimare_jax.meta.cbma.ale import ALE, ale_windows
 from nimare_jax.meta.cbma.base import make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
+from nimare_jax.meta.fwe import fwe_map, fwe_null, fwe_options
 from nimare_jax.ops import baseline
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops.permute import BoundSummary, run_permutations
 from nimare_jax.ops.stats import clip_null_p
-from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
+from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.parsing import parse_number, read_lines
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import MAX_COORDINATE_MM, mm2vox, outside_volume, volume_extent
 
 __all__ = ["SCALE", "baseline_null", "baseline_operands", "read_baseline"]
-
-_FWE = "corr-FWE_method-montecarlo"
-_FWE_NULL = "values_level-voxel_corr-fwe_method-montecarlo"
 
 
 def read_baseline(path) -> np.ndarray:
@@ -259,7 +257,7 @@ class SCALE:
         with jax.enable_x64(True):
             p = np.asarray(clip_null_p(counts / n, n))
         maps = {"stat": stat, "p": p, "z": stats.p_to_z(p, tail="one"), "logp": -np.log10(p)}
-        nulls = {_FWE_NULL: vmax}
+        nulls = {fwe_null(): vmax}
         self.null_distributions_ = dict(nulls)
         return MetaResult(
             maps=maps,
@@ -285,40 +283,35 @@ class SCALE:
             )
         return np.asarray(ijk, np.int32)
 
-    def _run(self, n_iters, n_cores, progress):
+    def _run(self, n_iters, n_cores, progress, counts=True, batch_size=None, stop_fn=None):
+        """Redraw the foci ``n_iters`` times; return ``(counts or None, maxima)``.
+
+        One pass gives both the voxel-wise exceedance counts (summed over iterations, if
+        ``counts``) and the per-iteration maxima of the same draws.
+        """
         _, key = seed_to_key(self.random_state)
         arrays = self.inputs_
         log_windows = ale_windows(arrays)
         observed = baseline.log_union_fn(tuple(arrays.shape), False, arrays.ma_fn)(
             jnp.asarray(arrays.ijk), baseline_operands(arrays, log_windows, self.pool_ijk_)
         )
-        exceed = baseline_null(arrays, log_windows, self.pool_ijk_, observed, ("exceed",))
-        maxima = baseline_null(arrays, log_windows, self.pool_ijk_, observed, ("voxel",))
-        options = {
-            "batch_size": self.batch_size,
-            "n_devices": n_cores,
-            "progress": progress,
-            "vectorize": "map",
-        }
-        key = jax.random.fold_in(key, 4)  # the fit's and the FWE correction's draws agree
-        counts = run_permutations(
-            exceed.summary,
-            key,
+        reduce = {"exceed": "sum", "voxel": "keep"} if counts else {"voxel": "keep"}
+        null = baseline_null(arrays, log_windows, self.pool_ijk_, observed, tuple(sorted(reduce)))
+        out = run_permutations(
+            null.summary,
+            jax.random.fold_in(key, 4),  # the fit's and the FWE correction's draws agree
             n_iters,
-            desc="SCALE null (voxel-wise)",
-            reduce="sum",
-            operands=exceed.operands,
-            **options,
-        ).samples["exceed"]
-        vmax = run_permutations(
-            maxima.summary,
-            key,
-            n_iters,
-            desc="SCALE null (maxima)",
-            operands=maxima.operands,
-            **options,
-        ).samples["voxel"]
-        return np.asarray(counts, np.float64), np.asarray(vmax, np.float64)
+            batch_size=self.batch_size if batch_size is None else batch_size,
+            n_devices=n_cores,
+            progress=progress,
+            desc="SCALE null",
+            vectorize="map",
+            reduce=reduce,
+            operands=null.operands,
+            stop_fn=stop_fn,
+        ).samples
+        exceed = np.asarray(out["exceed"], np.float64) if counts else None
+        return exceed, np.asarray(out["voxel"], np.float64)
 
     def _description(self) -> str:
         a = self.inputs_
@@ -336,62 +329,63 @@ class SCALE:
     def correct_fwe_montecarlo(
         self,
         result,
-        voxel_thresh=None,
+        voxel_thresh: float = 0.001,
         n_iters: int | None = None,
         n_cores: int = 1,
-        vfwe_only: bool = True,
+        vfwe_only: bool | None = None,
+        *,
+        connectivity: int = 6,
+        batch_size: int | None = None,
+        tolerance: float | None = None,
+        label_backend: str = "auto",
         progress: bool | None = None,
     ):
         """Voxel-level FWE: compare the ALE map with the maximum ALE of each null redraw.
 
-        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead. Reuses the
-        fit's null when ``n_iters`` matches (the draws are the same).
-
-        Parameters
-        ----------
-        result : MetaResult
-            This estimator's fit.
-        voxel_thresh : float or None
-            Ignored (no cluster-level inference for SCALE).
-        n_iters : int or None
-            Iterations (None: the estimator's ``n_iters``).
-        n_cores : int
-            Devices to spread iterations over.
-        vfwe_only : bool
-            Must be True: cluster-level FWE is not defined for SCALE.
-        progress : bool or None
-            Show a progress bar (None: the estimator's setting).
-
-        Returns
-        -------
-        maps : dict
-            ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``.
-        nulls : dict
-            Maximum ALE per iteration.
-        description : str
-            Methods text.
-        citations : tuple of str
-            BibTeX keys.
+        Parameters and returns as :meth:`nimare_jax.meta.fwe.MonteCarloFWE.correct_fwe_montecarlo`
+        (``n_iters=None``: the estimator's ``n_iters``; ``batch_size=None`` and
+        ``progress=None``: the estimator's settings). Voxel level only: ``vfwe_only``
+        defaults to True and False is an error; ``voxel_thresh``, ``connectivity`` and
+        ``label_backend`` have no use. Reuses the fit's null when ``n_iters`` matches and
+        no ``tolerance`` is given (the draws are the same). Maps:
+        ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``.
         """
-        del voxel_thresh
-        if not vfwe_only:
-            raise ValueError("SCALE supports only voxel-level FWE correction (vfwe_only=True)")
-        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters, FWE_ALPHA)
-        if n_iters == self.n_iters:
-            vmax = self.null_distributions_[_FWE_NULL]
+        opts = fwe_options(
+            self,
+            voxel_thresh=voxel_thresh,
+            n_iters=n_iters,
+            n_cores=n_cores,
+            vfwe_only=vfwe_only,
+            connectivity=connectivity,
+            batch_size=batch_size,
+            tolerance=tolerance,
+            label_backend=label_backend,
+            progress=progress,
+            default_n_iters=self.n_iters,
+            default_batch_size=self.batch_size,
+            cluster_level=False,
+        )
+        if opts.n_iters == self.n_iters and tolerance is None:
+            vmax = self.null_distributions_[fwe_null()]
         else:
-            _, vmax = self._run(n_iters, n_cores, self.progress if progress is None else progress)
+            _, vmax = self._run(
+                opts.n_iters,
+                opts.n_cores,
+                opts.progress,
+                counts=False,
+                batch_size=opts.batch_size,
+                stop_fn=opts.stopper("voxel"),
+            )
         stat = np.asarray(result.maps["stat"], np.float64)
         p = stats.null_to_p(stat, vmax, tail="upper")
-        suffix = f"level-voxel_{_FWE}"
         maps = {
-            f"p_{suffix}": p,
-            f"z_{suffix}": stats.p_to_z(p, tail="one"),
-            f"logp_{suffix}": -np.log10(p),
+            fwe_map("p"): p,
+            fwe_map("z"): stats.p_to_z(p, tail="one"),
+            fwe_map("logp"): -np.log10(p),
         }
         text = (
             "Family-wise error was controlled at the voxel level by comparing each voxel's ALE "
             f"value with the maximum ALE of each of {vmax.shape[0]} null data sets drawn from "
             "the baseline pool [Langner2014]."
         )
-        return maps, {_FWE_NULL: vmax}, text, ("Langner2014",)
+        return maps, {fwe_null(): vmax}, text, ("Langner2014",)

@@ -14,28 +14,28 @@ whatever the order of summation.
 
 from __future__ import annotations
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
-from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.ale import ALE
-from nimare_jax.meta.cbma.base import cluster_fwe_maps, make_kernel, seed_to_key
-from nimare_jax.meta.cbma.kernel import ALEKernel
+from nimare_jax.meta.cbma.base import (
+    PairwiseCBMAEstimator,
+    cluster_fwe_maps,
+    make_kernel,
+    seed_to_key,
+)
+from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
+from nimare_jax.meta.fwe import fwe_map, fwe_null, fwe_options
 from nimare_jax.ops import subtraction as ops_subtraction
 from nimare_jax.ops.permute import BoundSummary, run_permutations
 from nimare_jax.ops.stats import clip_null_p
-from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
-from nimare_jax.results import MetaResult
+from nimare_jax.ops.validate import check_n_iters
 
 __all__ = ["ALESubtraction", "fixed_point_terms", "subtraction_null"]
 
 _CONTRAST = "group1MinusGroup2"
-_FWE = "corr-FWE_method-montecarlo"
-_FWE_NULL = "corr-fwe_method-montecarlo"
 
 
 def fixed_point_terms(ma: np.ndarray) -> tuple[np.ndarray, float]:
@@ -154,28 +154,20 @@ def _threshold_from_histogram(hist: np.ndarray, voxel_thresh: float) -> float:
     return float((b + frac) * ops_subtraction.THRESH_BIN)
 
 
-def _check_group(dataset, label: str) -> None:
-    n = len(dataset.ids)
-    if n < 2:
-        raise DatasetError(
-            f"ALE subtraction needs at least two experiments in each group; {label} has {n}"
-        )
-
-
 def _rename_group_fwe(maps: dict, group: str) -> dict:
     """ALE FWE map names -> the ALESubtraction names of a group's main effect."""
     out = {}
-    for name, values in maps.items():
-        kind, rest = name.split("_", 1)
-        if rest.startswith("level-voxel"):
-            out[f"{kind}_desc-{group}_{rest}"] = values
-        else:
-            desc = "Size" if rest.startswith("desc-size") else "Mass"
-            out[f"{kind}_desc-{group}{desc}_level-cluster_{_FWE}"] = values
+    for kind in ("p", "z", "logp"):
+        names = {
+            fwe_map(kind): fwe_map(kind, "voxel", group),
+            fwe_map(kind, "cluster", "size"): fwe_map(kind, "cluster", f"{group}Size"),
+            fwe_map(kind, "cluster", "mass"): fwe_map(kind, "cluster", f"{group}Mass"),
+        }
+        out.update({new: maps[old] for old, new in names.items() if old in maps})
     return out
 
 
-class ALESubtraction:
+class ALESubtraction(PairwiseCBMAEstimator):
     """ALE subtraction analysis of two groups of experiments.
 
     ``fit(dataset1, dataset2)`` computes ALE1 - ALE2 at every voxel of the mask and tests
@@ -251,44 +243,10 @@ class ALESubtraction:
         return f"ALESubtraction({self.kernel_transformer!r}, n_iters={self.n_iters})"
 
     # ------------------------------------------------------------------------ fit
-    def fit(self, dataset1, dataset2) -> MetaResult:
-        """Compare two groups of experiments.
-
-        Parameters
-        ----------
-        dataset1, dataset2 : nimare_jax.dataset.Dataset
-            The groups, on the same mask; at least two experiments each.
-
-        Returns
-        -------
-        MetaResult
-            Maps named as in the class notes; null distribution
-            ``values_level-voxel_corr-fwe_method-montecarlo`` (and the cluster nulls if
-            ``vfwe_only`` is False).
-        """
-        _check_group(dataset1, "dataset1")
-        _check_group(dataset2, "dataset2")
-        m1, m2 = dataset1.masker, dataset2.masker
-        if (
-            m1.shape[:3] != m2.shape[:3]
-            or not np.allclose(m1.affine, m2.affine)
-            or not np.array_equal(np.asanyarray(m1.dataobj) > 0, np.asanyarray(m2.dataobj) > 0)
-        ):
-            raise DatasetError("dataset1 and dataset2 must use the same mask")
-        shared = sorted(set(dataset1.ids) & set(dataset2.ids))
-        if shared:
-            warnings.warn(
-                f"{len(shared)} experiments are in both groups (e.g. {shared[0]!r}); the "
-                "groups of an ALE subtraction are meant to be disjoint",
-                UserWarning,
-                stacklevel=2,
-            )
-        self.dataset1_, self.dataset2_ = dataset1, dataset2
-        self.inputs1_ = self.kernel_transformer.prepare(dataset1)
-        self.inputs2_ = self.kernel_transformer.prepare(dataset2)
+    def _fit(self, arrays1: FociArrays, arrays2: FociArrays):
         self.group_estimators_, self.group_results_ = [], []
         maps = {}
-        for label, dset in (("group1", dataset1), ("group2", dataset2)):
+        for label, dset in (("group1", self.dataset1_), ("group2", self.dataset2_)):
             est = ALE(kernel_transformer=self.kernel_transformer, random_state=self.random_state)
             res = est.fit(dset)
             self.group_estimators_.append(est)
@@ -296,7 +254,9 @@ class ALESubtraction:
             for name in ("stat", "p", "z", "logp"):
                 maps[f"{name}_desc-{label}"] = np.asarray(res.maps[name])
         stat = maps["stat_desc-group1"].astype(np.float64) - maps["stat_desc-group2"]
-        self.terms_, self.scale_ = fixed_point_terms(self._pooled_ma())
+        with jax.enable_x64(True):
+            pooled = np.asarray(self._pooled_ma(lambda arrays: arrays.windows, jnp.float64))
+        self.terms_, self.scale_ = fixed_point_terms(pooled)
         samples, n, thresh = self._permute(self.n_iters, self.vfwe_only, self.voxel_thresh)
         upper = np.asarray(samples["upper"], np.float64)
         lower = np.asarray(samples["lower"], np.float64)
@@ -311,98 +271,93 @@ class ALESubtraction:
                 f"logp_desc-{_CONTRAST}": -np.log10(p),
             }
         )
-        nulls = self._nulls(samples, thresh)
-        self.null_distributions_ = dict(nulls)
         self._cached_ = (n, self.voxel_thresh, self.vfwe_only)
-        return MetaResult(
-            maps=maps,
-            mask=m1,
-            null_distributions=nulls,
-            description=self._description(),
-            citations=(*self._citations, *self.kernel_transformer.citations),
-            estimator=self,
-        )
+        return maps, self._nulls(samples, thresh)
 
-    def _pooled_ma(self) -> np.ndarray:
-        rows = []
-        for arrays in (self.inputs1_, self.inputs2_):
-            with jax.enable_x64(True):
-                values = arrays.ma_values(jnp.asarray(arrays.windows, jnp.float64))
-                rows.append(np.asarray(values, np.float64))
-        return np.concatenate(rows, axis=0)
-
-    def _permute(self, n_iters, vfwe_only, voxel_thresh, n_cores=None, progress=None, counts=True):
+    def _permute(
+        self,
+        n_iters,
+        vfwe_only,
+        voxel_thresh,
+        *,
+        counts=True,
+        n_cores=None,
+        progress=None,
+        batch_size=None,
+        connectivity=6,
+        label_backend="auto",
+        stop_fn=None,
+    ):
         """Run the label permutations (the same draws in every pass, from one seed).
 
-        Pass 1 (summed over iterations): the voxel-wise tail counts and, for cluster
-        inference, the histogram of null ``|ALE1 - ALE2|`` that locates the cluster-forming
-        threshold. Pass 2 (kept per iteration): the maxima.
+        Pass 1: the per-iteration maxima, and summed over iterations the voxel-wise tail
+        counts (``counts``) and, for cluster inference, the histogram of null
+        ``|ALE1 - ALE2|`` that locates the cluster-forming threshold. Pass 2 (cluster
+        inference only, as its threshold needs all of pass 1): the largest clusters.
         """
         _, key = seed_to_key(self.random_state)
         key = jax.random.fold_in(key, 3)
         n1 = len(self.inputs1_.ids)
         options = {
-            "batch_size": self.batch_size,
+            "batch_size": self.batch_size if batch_size is None else batch_size,
             "n_devices": self.n_cores if n_cores is None else n_cores,
             "progress": self.progress if progress is None else progress,
             "vectorize": "vmap",
         }
-        wanted, n_bins = (), None
+        reduce, n_bins = {"voxel": "keep"}, None
         if counts:
-            wanted += ("upper", "lower")
+            reduce.update(upper="sum", lower="sum")
         if not vfwe_only:  # the threshold is read from all voxels of all iterations
             what = "the cluster-forming threshold (voxel_thresh)"
             check_n_iters(n_iters, voxel_thresh, per_iter=self.terms_.shape[0], what=what)
             top = float((-np.expm1(-self.terms_.sum(axis=1) / self.scale_)).max())
             n_bins = int(top / ops_subtraction.THRESH_BIN) + 2
-            wanted += ("hist",)
-        samples, thresh = {}, None
-        if wanted:
-            first = subtraction_null(
-                self.terms_, self.scale_, n1, hist_bins=n_bins, outputs=wanted
-            )
-            summed = run_permutations(
-                first.summary,
-                key,
-                n_iters,
-                desc="ALE subtraction permutations (voxel-wise null)",
-                reduce="sum",
-                operands=first.operands,
-                **options,
-            ).samples
-            samples.update(summed)
-            if not vfwe_only:
-                thresh = _threshold_from_histogram(summed["hist"], voxel_thresh)
-        a = self.inputs1_
-        keys = ("voxel",) if vfwe_only else ("voxel", "size", "mass")
-        second = subtraction_null(
-            self.terms_,
-            self.scale_,
-            n1,
-            mask_index=a.mask_index,
-            shape=a.shape,
-            thresh=thresh,
-            outputs=keys,
+            reduce["hist"] = "sum"
+        first = subtraction_null(
+            self.terms_, self.scale_, n1, hist_bins=n_bins, outputs=tuple(sorted(reduce))
         )
-        maxima = run_permutations(
-            second.summary,
+        out = run_permutations(
+            first.summary,
             key,
             n_iters,
-            desc="ALE subtraction permutations (maxima)",
-            operands=second.operands,
+            desc="ALE subtraction permutations",
+            reduce=reduce,
+            operands=first.operands,
+            stop_fn=stop_fn,
             **options,
         )
-        samples.update(maxima.samples)
-        return samples, n_iters, thresh
+        samples, thresh = dict(out.samples), None
+        if not vfwe_only:
+            thresh = _threshold_from_histogram(samples.pop("hist"), voxel_thresh)
+            a = self.inputs1_
+            second = subtraction_null(
+                self.terms_,
+                self.scale_,
+                n1,
+                mask_index=a.mask_index,
+                shape=a.shape,
+                thresh=thresh,
+                connectivity=connectivity,
+                label_backend=label_backend,
+                outputs=("mass", "size"),
+            )
+            clusters = run_permutations(
+                second.summary,
+                key,
+                out.n_iters,
+                desc="ALE subtraction permutations (clusters)",
+                operands=second.operands,
+                **options,
+            )
+            samples.update(clusters.samples)
+        return samples, out.n_iters, thresh
 
     def _nulls(self, samples, thresh) -> dict:
-        nulls = {f"values_level-voxel_{_FWE_NULL}": np.asarray(samples["voxel"], np.float64)}
+        nulls = {fwe_null(): np.asarray(samples["voxel"], np.float64)}
         if thresh is not None:
-            nulls[f"summary_stat_thresh_level-voxel_{_FWE_NULL}"] = thresh
+            nulls[fwe_null("summary_stat_thresh")] = thresh
             for desc in ("size", "mass"):
-                nulls[f"values_desc-{desc}_level-cluster_{_FWE_NULL}"] = np.asarray(
-                    samples[desc], np.float64
-                )
+                nulls[fwe_null("values", "cluster", desc)] = np.asarray(samples[desc], np.float64)
         return nulls
 
     def _description(self) -> str:
@@ -428,98 +383,107 @@ class ALESubtraction:
         voxel_thresh: float = 0.001,
         n_iters: int | None = None,
         n_cores: int = 1,
-        vfwe_only: bool = False,
-        target: str = "pairwise",
+        vfwe_only: bool | None = None,
+        *,
         connectivity: int = 6,
+        batch_size: int | None = None,
+        tolerance: float | None = None,
+        label_backend: str = "auto",
         progress: bool | None = None,
+        target: str = "pairwise",
     ):
         """FWE correction of the difference (and, on request, of each group's ALE).
 
-        Called by :class:`~nimare_jax.correct.FWECorrector`; use that instead. Reuses the
-        fit's null when ``n_iters``, ``voxel_thresh`` and ``vfwe_only`` match it, otherwise
-        reruns the same permutations (same seed).
+        Parameters and returns as :meth:`nimare_jax.meta.fwe.MonteCarloFWE.correct_fwe_montecarlo`
+        (``n_iters=None``: the estimator's ``n_iters``; ``batch_size=None`` and
+        ``progress=None``: the estimator's settings), plus ``target``. Reuses the fit's
+        null when ``n_iters``, ``voxel_thresh`` and ``vfwe_only`` match it (connectivity
+        6, no ``tolerance``), otherwise reruns the same permutations (same seed). The
+        cluster-forming threshold is the ``1 - voxel_thresh`` quantile of all null
+        ``|ALE1 - ALE2|`` values.
 
         Parameters
         ----------
-        result : MetaResult
-            This estimator's fit.
-        voxel_thresh : float
-            Uncorrected p of the cluster-forming threshold: the ``1 - voxel_thresh``
-            quantile of all null ``|ALE1 - ALE2|`` values.
-        n_iters : int or None
-            Permutations (None: the estimator's ``n_iters``).
-        n_cores : int
-            Devices to spread permutations over.
-        vfwe_only : bool
-            Skip cluster-level inference.
         target : {"pairwise", "main-effects", "all"}
             Correct the difference, each group's own ALE (Monte Carlo relocation FWE of
             :class:`~nimare_jax.meta.cbma.ALE`), or both.
-        connectivity : {6, 18, 26}
-            Cluster neighbourhood (NiMARE: 6); only 6 is cached by the fit.
-        progress : bool or None
-            Show progress bars (None: the estimator's setting).
 
         Returns
         -------
-        maps : dict
-            ``{p,z,logp}_desc-group1MinusGroup2_level-voxel_corr-FWE_method-montecarlo``,
-            ``..._desc-group1MinusGroup2{Size,Mass}_level-cluster_...``; z two-tailed and
-            signed as the uncorrected z. Main effects: ``..._desc-group1_level-voxel_...``,
-            ``..._desc-group1Size_level-cluster_...`` and so on.
-        nulls : dict
-            Per-iteration maxima.
-        description : str
-            Methods text.
-        citations : tuple of str
-            BibTeX keys.
+        maps, nulls, description, citations
+            Maps ``{p,z,logp}_desc-group1MinusGroup2_level-voxel_corr-FWE_method-
+            montecarlo``, ``..._desc-group1MinusGroup2{Size,Mass}_level-cluster_...``; z
+            two-tailed and signed as the uncorrected z. Main effects:
+            ``..._desc-group1_level-voxel_...``, ``..._desc-group1Size_level-cluster_...``
+            and so on.
         """
         if target not in ("pairwise", "main-effects", "all"):
             raise ValueError(f"target must be 'pairwise', 'main-effects' or 'all', not {target!r}")
-        if connectivity not in (6, 18, 26):
-            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
-        n_iters = check_n_iters(self.n_iters if n_iters is None else n_iters, FWE_ALPHA)
+        opts = fwe_options(
+            self,
+            voxel_thresh=voxel_thresh,
+            n_iters=n_iters,
+            n_cores=n_cores,
+            vfwe_only=vfwe_only,
+            connectivity=connectivity,
+            batch_size=batch_size,
+            tolerance=tolerance,
+            label_backend=label_backend,
+            progress=progress,
+            default_n_iters=self.n_iters,
+            default_batch_size=self.batch_size,
+        )
         maps, nulls, texts, cites = {}, {}, [], ["Eickhoff2012"]
         if target in ("pairwise", "all"):
-            if self._cached_ == (n_iters, voxel_thresh, vfwe_only) and connectivity == 6:
-                nulls = {k: v for k, v in self.null_distributions_.items()}
+            fitted = (opts.n_iters, opts.voxel_thresh, opts.vfwe_only)
+            if self._cached_ == fitted and opts.connectivity == 6 and tolerance is None:
+                nulls = dict(self.null_distributions_)
             else:
                 samples, _, thresh = self._permute(
-                    n_iters, vfwe_only, voxel_thresh, n_cores, progress, counts=False
+                    opts.n_iters,
+                    opts.vfwe_only,
+                    opts.voxel_thresh,
+                    counts=False,
+                    n_cores=opts.n_cores,
+                    progress=opts.progress,
+                    batch_size=opts.batch_size,
+                    connectivity=opts.connectivity,
+                    label_backend=opts.label_backend,
+                    stop_fn=opts.stopper("voxel"),
                 )
                 nulls = self._nulls(samples, thresh)
             stat = np.asarray(result.maps[f"stat_desc-{_CONTRAST}"], np.float64)
             sign = np.sign(np.asarray(result.maps[f"z_desc-{_CONTRAST}"]))
-            vmax = nulls[f"values_level-voxel_{_FWE_NULL}"]
+            vmax = nulls[fwe_null()]
             p = {"": stats.null_to_p(np.abs(stat), vmax, tail="upper")}
             text = (
                 "Family-wise error of the ALE difference was controlled with the same "
                 f"label permutations ({vmax.shape[0]} iterations), recording the largest "
                 "absolute difference of each"
             )
-            if not vfwe_only:
-                thresh = nulls[f"summary_stat_thresh_level-voxel_{_FWE_NULL}"]
-                sizes = nulls[f"values_desc-size_level-cluster_{_FWE_NULL}"]
-                masses = nulls[f"values_desc-mass_level-cluster_{_FWE_NULL}"]
+            if not opts.vfwe_only:
+                thresh = nulls[fwe_null("summary_stat_thresh")]
+                sizes = nulls[fwe_null("values", "cluster", "size")]
+                masses = nulls[fwe_null("values", "cluster", "mass")]
                 ps_pos, pm_pos, _ = cluster_fwe_maps(
-                    stat, result.mask, thresh, sizes, masses, connectivity
+                    stat, result.mask, thresh, sizes, masses, opts.connectivity
                 )
                 ps_neg, pm_neg, _ = cluster_fwe_maps(
-                    -stat, result.mask, thresh, sizes, masses, connectivity
+                    -stat, result.mask, thresh, sizes, masses, opts.connectivity
                 )
                 p["Size"] = np.where(stat < 0, ps_neg, ps_pos)
                 p["Mass"] = np.where(stat < 0, pm_neg, pm_pos)
                 text += (
                     ", and the largest size and mass of the clusters of positive and of "
                     f"negative differences beyond |ALE1 - ALE2| > {thresh:.3g} (the "
-                    f"{1 - voxel_thresh:g} quantile of all null differences; "
-                    f"{connectivity}-neighbour connectivity)"
+                    f"{1 - opts.voxel_thresh:g} quantile of all null differences; "
+                    f"{opts.connectivity}-neighbour connectivity)"
                 )
             for level, pv in p.items():
-                stem = f"desc-{_CONTRAST}{level}_level-{'cluster' if level else 'voxel'}_{_FWE}"
-                maps[f"p_{stem}"] = pv
-                maps[f"z_{stem}"] = stats.p_to_z(pv, tail="two") * sign
-                maps[f"logp_{stem}"] = -np.log10(pv)
+                where = ("cluster" if level else "voxel", _CONTRAST + level)
+                maps[fwe_map("p", *where)] = pv
+                maps[fwe_map("z", *where)] = stats.p_to_z(pv, tail="two") * sign
+                maps[fwe_map("logp", *where)] = -np.log10(pv)
             texts.append(text + ".")
         if target in ("main-effects", "all"):
             for label, est, res in zip(
@@ -527,12 +491,15 @@ class ALESubtraction:
             ):
                 gmaps, gnulls, gtext, gcites = est.correct_fwe_montecarlo(
                     res,
-                    voxel_thresh=voxel_thresh,
-                    n_iters=n_iters,
-                    n_cores=n_cores,
-                    connectivity=connectivity,
-                    vfwe_only=vfwe_only,
-                    progress=self.progress if progress is None else progress,
+                    voxel_thresh=opts.voxel_thresh,
+                    n_iters=opts.n_iters,
+                    n_cores=opts.n_cores,
+                    vfwe_only=opts.vfwe_only,
+                    connectivity=opts.connectivity,
+                    batch_size=batch_size,
+                    tolerance=tolerance,
+                    label_backend=opts.label_backend,
+                    progress=opts.progress,
                 )
                 maps.update(_rename_group_fwe(gmaps, label))
                 nulls.update({f"{k}_desc-{label}": v for k, v in gnulls.items()})
