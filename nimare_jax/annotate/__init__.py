@@ -1,0 +1,1 @@
+"""Annotation of studies: topic models and text-derived features."""

@@ -1,0 +1,1 @@
+"""Decoding brain maps into text and encoding text into brain maps."""
