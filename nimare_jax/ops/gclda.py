@@ -146,17 +146,18 @@ def precision_and_log_norm(sigma):
 def _densities_block(points, mu, precision, log_norm):
     """Gaussian densities of a block of points: (n, n_topics, n_regions)."""
     diff = points[:, None, None, :] - mu[None]
-    quad = jnp.einsum("ntri,trij,ntrj->ntr", diff, precision, diff)
+    quad = jnp.sum(diff * jnp.einsum("trij,ntrj->ntri", precision, diff), axis=-1)
     return jnp.exp(log_norm[None] - 0.5 * quad)
 
 
 def _blocked(fn, points, *args):
-    """Apply ``fn(block, *args)`` to blocks of ``_CHUNK`` points and concatenate."""
+    """Apply ``fn(block, *args)`` to blocks of at most ``_CHUNK`` points and concatenate."""
     n = points.shape[0]
     n_blocks = -(-n // _CHUNK)
-    padded = jnp.zeros((n_blocks * _CHUNK, points.shape[1]), points.dtype).at[:n].set(points)
-    out = lax.map(lambda block: fn(block, *args), padded.reshape(n_blocks, _CHUNK, -1))
-    return out.reshape((n_blocks * _CHUNK, *out.shape[2:]))[:n]
+    size = -(-n // n_blocks)
+    padded = jnp.zeros((n_blocks * size, points.shape[1]), points.dtype).at[:n].set(points)
+    out = lax.map(lambda block: fn(block, *args), padded.reshape(n_blocks, size, -1))
+    return out.reshape((n_blocks * size, *out.shape[2:]))[:n]
 
 
 def gaussian_densities(points, regions_mu, regions_sigma):
