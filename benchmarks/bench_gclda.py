@@ -39,7 +39,8 @@ out = {}
 for name, case in cases.items():
     f = np.load(case["path"])
     counts = pd.DataFrame(f["counts"], index=f["ids"], columns=f["vocabulary"])
-    coords = pd.DataFrame(f["coords"], columns=["x", "y", "z"]); coords.insert(0, "id", f["coord_ids"])
+    coords = pd.DataFrame(f["coords"], columns=["x", "y", "z"])
+    coords.insert(0, "id", f["coord_ids"])
     m = GCLDAModel(counts, coords, n_topics=case["n_topics"], seed_init=1)
     w, lo, hi = case["warm"], case["lo"], case["hi"]
     m.fit(n_iters=w)
