@@ -39,7 +39,7 @@ API = [
     ("meta.cbmr", ["CBMR", "CBMRInference"], 14),
     ("annotate.text", ["generate_counts"], 13),
     ("annotate.lda", ["LDAModel"], 13),
-    ("annotate.gclda", ["GCLDAModel"], 13),
+    ("annotate.gclda", ["GCLDAModel"], None),
     ("annotate.cogat", ["CogAtLemmatizer", "extract_cogat", "expand_counts"], 13),
     (
         "decode.continuous",
@@ -52,7 +52,7 @@ API = [
         13,
     ),
     ("decode.discrete", ["brainmap_decode", "neurosynth_decode"], 13),
-    ("decode.encode", ["gclda_encode"], 13),
+    ("decode.encode", ["gclda_encode"], None),
     ("parcellate.cbp", ["CoordCBP"], 16),
     ("parcellate.mamp", ["MAMP"], 16),
     ("parcellate.mapbot", ["MAPBOT"], 16),
