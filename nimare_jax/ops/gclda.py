@@ -42,6 +42,8 @@ from jax import lax
 
 #: Points per block when evaluating Gaussian densities (bounds the temporaries).
 _CHUNK = 4096
+#: Weights per block in the two-level inverse-CDF draw of :func:`_draw_weights`.
+_DRAW_BLOCK = 16
 
 
 class Corpus(NamedTuple):
@@ -143,11 +145,31 @@ def precision_and_log_norm(sigma):
     return precision, log_norm
 
 
-def _densities_block(points, mu, precision, log_norm):
+def _quadratic_coefficients(regions_mu, regions_sigma):
+    """Coefficients of each subregion's log-density as a linear function of point features.
+
+    ``log p(x|t,r) = features(x) @ coefficients[:, t, r]`` with ``features(x) = (x_i x_j for
+    i <= j, x, 1)``: the quadratic form ``(x - mu)' P (x - mu)`` expanded, so the densities of
+    many points under all subregions are one matrix product.
+    """
+    precision, log_norm = precision_and_log_norm(regions_sigma)
+    rows, cols = jnp.triu_indices(3)
+    off_diagonal = jnp.where(rows == cols, 1.0, 2.0)
+    quad_terms = -0.5 * off_diagonal * precision[..., rows, cols]  # (T, R, 6)
+    p_mu = jnp.einsum("trij,trj->tri", precision, regions_mu)
+    constant = log_norm - 0.5 * jnp.sum(regions_mu * p_mu, axis=-1)
+    coefficients = jnp.concatenate([quad_terms, p_mu, constant[..., None]], axis=-1)
+    return jnp.moveaxis(coefficients, -1, 0)  # (10, T, R)
+
+
+def _densities_block(points, coefficients):
     """Gaussian densities of a block of points: (n, n_topics, n_regions)."""
-    diff = points[:, None, None, :] - mu[None]
-    quad = jnp.sum(diff * jnp.einsum("trij,ntrj->ntri", precision, diff), axis=-1)
-    return jnp.exp(log_norm[None] - 0.5 * quad)
+    rows, cols = jnp.triu_indices(3)
+    ones = jnp.ones((points.shape[0], 1), points.dtype)
+    features = jnp.concatenate([points[:, rows] * points[:, cols], points, ones], axis=1)
+    n_features, n_topics, n_regions = coefficients.shape
+    log_p = features @ coefficients.reshape(n_features, n_topics * n_regions)
+    return jnp.exp(log_p).reshape(-1, n_topics, n_regions)
 
 
 def _blocked(fn, points, *args):
@@ -177,8 +199,8 @@ def gaussian_densities(points, regions_mu, regions_sigma):
     jax.Array, shape (n_points, n_topics, n_regions)
         ``p(x | t, r)``.
     """
-    precision, log_norm = precision_and_log_norm(regions_sigma)
-    return _blocked(_densities_block, points, regions_mu, precision, log_norm)
+    coefficients = _quadratic_coefficients(regions_mu, regions_sigma)
+    return _blocked(_densities_block, points, coefficients)
 
 
 def _draw(cumulative, u):
@@ -188,6 +210,29 @@ def _draw(cumulative, u):
     """
     threshold = u * cumulative[-1]
     return jnp.minimum(jnp.sum(cumulative <= threshold), cumulative.shape[0] - 1)
+
+
+def _draw_weights(weights, u):
+    """Inverse-CDF draw from 1-D unnormalised weights, in two levels of blocks.
+
+    A cumulative sum costs O(n^2) on XLA's CPU backend (a reduce-window), so the index is
+    found in two steps: the block of ``_DRAW_BLOCK`` weights whose cumulative block total
+    first exceeds ``u * total``, then the index inside it. Up to rounding of the partial
+    sums this is the index :func:`_draw` returns.
+    """
+    n = weights.shape[0]
+    n_blocks = -(-n // _DRAW_BLOCK)
+    blocks = jnp.zeros(n_blocks * _DRAW_BLOCK, weights.dtype).at[:n].set(weights)
+    blocks = blocks.reshape(n_blocks, _DRAW_BLOCK)
+    block_cumulative = jnp.cumsum(blocks.sum(axis=1))
+    threshold = u * block_cumulative[-1]
+    block = jnp.minimum(jnp.sum(block_cumulative <= threshold), n_blocks - 1)
+    before = jnp.where(block > 0, block_cumulative[jnp.maximum(block - 1, 0)], 0.0)
+    inner = jnp.cumsum(blocks[block])
+    index = block * _DRAW_BLOCK + jnp.minimum(
+        jnp.sum(inner <= threshold - before), _DRAW_BLOCK - 1
+    )
+    return jnp.minimum(index, n - 1)
 
 
 @partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
@@ -286,7 +331,7 @@ def word_sweep(key, state: State, corpus: Corpus, priors: Priors) -> State:
         weights = (
             (word_topic[word] + priors.beta) / (topic_total + beta_vocabulary) * peak_doc[doc]
         )
-        new = _draw(jnp.cumsum(weights), uniform).astype(jnp.int32)
+        new = _draw_weights(weights, uniform).astype(jnp.int32)
         word_topic = word_topic.at[word, new].add(1)
         topic_total = topic_total.at[new].add(1)
         doc_topic = doc_topic.at[doc, new].add(1)
@@ -336,7 +381,7 @@ def peak_sweep(key, state: State, corpus: Corpus, priors: Priors, peak_probs) ->
         word_term = jnp.exp(log_word_term - jnp.max(log_word_term))
         p_region = (region_topic + priors.delta) / (region_total + priors.delta * n_regions)
         weights = density.T * p_region * ((doc_topic[doc] + priors.alpha) * word_term)
-        flat = _draw(jnp.cumsum(weights.reshape(-1)), uniform)
+        flat = _draw_weights(weights.reshape(-1), uniform)
         region, topic = (flat // n_topics).astype(jnp.int32), (flat % n_topics).astype(jnp.int32)
         region_topic = region_topic.at[region, topic].add(1)
         region_total = region_total.at[topic].add(1)
@@ -498,9 +543,9 @@ def _normalise(x, axis):
     return jnp.where(total > 0, x / jnp.where(total > 0, total, 1), 0)
 
 
-def _topic_densities_block(points, mu, precision, log_norm):
+def _topic_densities_block(points, coefficients):
     """Sum over subregions of the densities of a block of points: (n, n_topics)."""
-    return _densities_block(points, mu, precision, log_norm).sum(axis=-1)
+    return _densities_block(points, coefficients).sum(axis=-1)
 
 
 @jax.jit
@@ -523,8 +568,8 @@ def probability_distributions(mask_xyz, word_by_topic, regions_mu, regions_sigma
         summed subregion densities at each voxel, ``p_topic_g_word`` and ``p_word_g_topic``
         (n_words, n_topics) from the counts; rows or columns with zero total are zero.
     """
-    precision, log_norm = precision_and_log_norm(regions_sigma)
-    spatial = _blocked(_topic_densities_block, mask_xyz, regions_mu, precision, log_norm)
+    coefficients = _quadratic_coefficients(regions_mu, regions_sigma)
+    spatial = _blocked(_topic_densities_block, mask_xyz, coefficients)
     counts = word_by_topic.astype(mask_xyz.dtype)
     return (
         _normalise(spatial, 1),
