@@ -65,7 +65,7 @@ def synthetic_corpus(path, scale, seed=0):
     rng = np.random.default_rng(seed)
     n_docs, n_words = max(int(14371 * scale), 20), 3228
     ids = np.array([f"s{i}" for i in range(n_docs)])
-    popularity = rng.zipf(1.6, n_words).astype(float)
+    popularity = 1.0 / (np.arange(n_words) + 10.0)  # Zipf-like term frequencies
     popularity /= popularity.sum()
     counts = rng.multinomial(50, popularity, size=n_docs).astype(np.int16)
     n_foci = rng.poisson(507000 / 14371, n_docs).clip(1)

@@ -322,19 +322,22 @@ def word_sweep(key, state: State, corpus: Corpus, priors: Priors) -> State:
     peak_doc = state.peak_doc_by_topic + priors.gamma  # fixed during the sweep
     u = jax.random.uniform(key, state.wtoken_topic.shape, peak_doc.dtype)
 
+    topic_ids = jnp.arange(state.word_by_topic.shape[1], dtype=jnp.int32)
+
     def step(carry, token):
         word_topic, topic_total, doc_topic = carry
         word, doc, old, uniform = token
-        word_topic = word_topic.at[word, old].add(-1)
-        topic_total = topic_total.at[old].add(-1)
-        doc_topic = doc_topic.at[doc, old].add(-1)
-        weights = (
-            (word_topic[word] + priors.beta) / (topic_total + beta_vocabulary) * peak_doc[doc]
-        )
+        # whole rows are read and written back once: fewer, cheaper ops than scatters
+        removed = (topic_ids == old).astype(jnp.int32)
+        word_row = lax.dynamic_index_in_dim(word_topic, word, keepdims=False) - removed
+        topic_total = topic_total - removed
+        weights = (word_row + priors.beta) / (topic_total + beta_vocabulary) * peak_doc[doc]
         new = _draw_weights(weights, uniform).astype(jnp.int32)
-        word_topic = word_topic.at[word, new].add(1)
-        topic_total = topic_total.at[new].add(1)
-        doc_topic = doc_topic.at[doc, new].add(1)
+        added = (topic_ids == new).astype(jnp.int32)
+        word_topic = lax.dynamic_update_index_in_dim(word_topic, word_row + added, word, 0)
+        topic_total = topic_total + added
+        doc_row = lax.dynamic_index_in_dim(doc_topic, doc, keepdims=False) - removed + added
+        doc_topic = lax.dynamic_update_index_in_dim(doc_topic, doc_row, doc, 0)
         return (word_topic, topic_total, doc_topic), new
 
     init = (state.word_by_topic, state.word_by_topic.sum(axis=0), state.word_doc_by_topic)
@@ -370,22 +373,26 @@ def peak_sweep(key, state: State, corpus: Corpus, priors: Priors, peak_probs) ->
     word_doc = state.word_doc_by_topic  # fixed during the sweep
     u = jax.random.uniform(key, state.peak_topic.shape, peak_probs.dtype)
 
+    region_ids = jnp.arange(n_regions, dtype=jnp.int32)[:, None]
+    topic_ids = jnp.arange(n_topics, dtype=jnp.int32)
+
     def step(carry, token):
         region_topic, region_total, doc_topic = carry
         doc, old_topic, old_region, density, uniform = token
-        region_topic = region_topic.at[old_region, old_topic].add(-1)
-        region_total = region_total.at[old_topic].add(-1)
-        doc_topic = doc_topic.at[doc, old_topic].add(-1)
-        peaks = doc_topic[doc] + priors.gamma
-        log_word_term = word_doc[doc] * jnp.log1p(1.0 / peaks)
+        removed_topic = (topic_ids == old_topic).astype(jnp.int32)
+        region_topic = region_topic - (region_ids == old_region) * removed_topic
+        region_total = region_total - removed_topic
+        doc_row = lax.dynamic_index_in_dim(doc_topic, doc, keepdims=False) - removed_topic
+        log_word_term = word_doc[doc] * jnp.log1p(1.0 / (doc_row + priors.gamma))
         word_term = jnp.exp(log_word_term - jnp.max(log_word_term))
         p_region = (region_topic + priors.delta) / (region_total + priors.delta * n_regions)
-        weights = density.T * p_region * ((doc_topic[doc] + priors.alpha) * word_term)
+        weights = density.T * p_region * ((doc_row + priors.alpha) * word_term)
         flat = _draw_weights(weights.reshape(-1), uniform)
         region, topic = (flat // n_topics).astype(jnp.int32), (flat % n_topics).astype(jnp.int32)
-        region_topic = region_topic.at[region, topic].add(1)
-        region_total = region_total.at[topic].add(1)
-        doc_topic = doc_topic.at[doc, topic].add(1)
+        added_topic = (topic_ids == topic).astype(jnp.int32)
+        region_topic = region_topic + (region_ids == region) * added_topic
+        region_total = region_total + added_topic
+        doc_topic = lax.dynamic_update_index_in_dim(doc_topic, doc_row + added_topic, doc, 0)
         return (region_topic, region_total, doc_topic), (topic, region)
 
     init = (state.region_by_topic, state.region_by_topic.sum(axis=0), state.peak_doc_by_topic)
