@@ -242,9 +242,10 @@ def test_fit_counts_consistent_reproducible_and_chunk_independent(corpus):
 
 
 def test_second_fit_of_same_shapes_does_not_retrace(corpus):
-    GCLDAModel(*corpus, n_topics=4, seed_init=1).fit(n_iters=4, loglikely_freq=2)
+    # the shapes of the previous test's models: within one session this compiles nothing new
+    GCLDAModel(*corpus, n_topics=6, n_regions=4, seed_init=1).fit(n_iters=4, loglikely_freq=2)
     with count_traces() as traces:
-        model = GCLDAModel(*corpus, n_topics=4, seed_init=2, alpha=0.2)
+        model = GCLDAModel(*corpus, n_topics=6, n_regions=4, seed_init=2, alpha=0.2)
         model.fit(n_iters=5, loglikely_freq=2)
         model.compute_log_likelihood()
     assert traces == [], traces
