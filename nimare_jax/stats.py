@@ -331,3 +331,101 @@ def fdr(p, q: float = 0.05, method: str = "bh") -> np.ndarray:
     with np.errstate(divide="ignore"):
         logp = np.log(p)
     return np.exp(_run64(ops.fdr_logp, logp, method=method))
+
+
+# ----------------------------------------------------------------------------- log space
+# NiMARE 0.21+ helpers on ``nlogp``, the natural logarithm of a p-value (at most 0, and not
+# negated: unlike the ``logp = -log10(p)`` maps). Used by the decoders.
+
+
+def _check_nlogp(nlogp) -> np.ndarray:
+    """Return ``nlogp`` as a float64 array; a positive entry (a p-value, not its log) raises."""
+    nlogp = np.asarray(nlogp, dtype=float)
+    if np.any(nlogp > 0):
+        raise ValueError(
+            "nlogp must hold natural logarithms of p-values (at most 0); got a maximum of "
+            f"{np.nanmax(nlogp)} - pass np.log(p), not p"
+        )
+    return nlogp
+
+
+def two_way_counts(selected, unselected, n_selected, n_unselected) -> np.ndarray:
+    """Two-way chi-square test from the active counts of two groups at each voxel.
+
+    Parameters
+    ----------
+    selected, unselected : array-like, shape (n_voxels,)
+        Number of active experiments at each voxel in each group.
+    n_selected, n_unselected : int or array-like
+        Size of each group (broadcastable to the counts).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_voxels,)
+        Pearson chi-square of each 2x2 table (no continuity correction); 2.0 where a margin
+        of the table is empty, as in NiMARE.
+
+    Examples
+    --------
+    >>> two_way_counts([10, 0], [0, 0], 10, 10)
+    array([20.,  2.])
+    """
+    return _run64(ops.two_way_counts, selected, unselected, n_selected, n_unselected)
+
+
+def nlogp_bonferroni(nlogp) -> np.ndarray:
+    """Bonferroni correction of natural-log p-values.
+
+    Parameters
+    ----------
+    nlogp : array-like of float
+        ``log(p)`` of one family of tests.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        ``min(log(p) + log(n_tests), 0)``: the log of the corrected p-values, exact however
+        small ``p`` is.
+
+    Raises
+    ------
+    ValueError
+        If an entry is positive (p-values passed instead of their logarithms).
+
+    Examples
+    --------
+    >>> float(np.exp(nlogp_bonferroni(np.log([0.01, 0.5]))[0]).round(12))
+    0.02
+    """
+    nlogp = _check_nlogp(nlogp)
+    return np.minimum(nlogp + np.log(nlogp.size), 0.0)
+
+
+def nlogp_fdr(nlogp, method: str = "bh") -> np.ndarray:
+    """Adjust natural-log p-values for the false discovery rate (Benjamini-Hochberg/Yekutieli).
+
+    Parameters
+    ----------
+    nlogp : array-like of float
+        ``log(p)`` of one family of tests; NaN marks a test that could not be evaluated.
+    method : {"bh", "by"}
+        Benjamini-Hochberg or Benjamini-Yekutieli.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape of ``nlogp``
+        Logs of the adjusted p-values. NaN stays NaN and counts in the number of tests (as
+        R's ``p.adjust`` and NiMARE do).
+
+    Raises
+    ------
+    ValueError
+        If an entry is positive, or ``method`` is unknown.
+
+    Examples
+    --------
+    >>> np.exp(nlogp_fdr(np.log([0.01, 0.04, 0.03, 0.5]))).round(4)
+    array([0.04  , 0.0533, 0.0533, 0.5   ])
+    """
+    nlogp = _check_nlogp(nlogp)
+    return _run64(ops.fdr_logp, nlogp, method=method)

@@ -31,10 +31,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import scipy.stats as sps
+from scipy import special
 
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.io.images import load_image, resolve_path
-from nimare_jax.stats import p_to_z, t_to_z, z_to_p
+from nimare_jax.ops import stats as ops_stats
+from nimare_jax.stats import _run64, _scalar_if_0d, p_to_z, t_to_z, z_to_p
 
 __all__ = [
     "ImageTransformer",
@@ -373,3 +375,156 @@ class ImageTransformer:
         for target in self.target:
             dataset = transform_images(dataset, target, overwrite=self.overwrite)
         return dataset
+
+
+# ----------------------------------------------------------------------------- log space
+# NiMARE 0.21+ converters to and from ``nlogp``, the natural logarithm of a p-value (not
+# negated, unlike the ``logp = -log10(p)`` maps), finite where the p-value underflows.
+
+__all__ += ["chi2_to_nlogp", "nlogp_to_z", "t_to_nlogp", "z_to_nlogp"]
+
+_LENTZ_TINY = 1e-300
+_LENTZ_MAX_ITER = 500
+
+
+def z_to_nlogp(z, tail: str = "two"):
+    """Convert z-values to natural-log p-values.
+
+    Parameters
+    ----------
+    z : float or array-like
+        Z-statistics.
+    tail : {"two", "one"}
+        ``"two"``: ``log P(|Z| >= |z|)``; ``"one"``: ``log P(Z >= z)``.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``log(p) <= 0``, finite for every finite ``z`` (``z = 50`` gives -1254.8, where
+        ``p`` itself underflows).
+
+    Examples
+    --------
+    >>> float(np.exp(z_to_nlogp(1.959963984540054)).round(6))
+    0.05
+    """
+    return _scalar_if_0d(_run64(ops_stats.z_to_logp, z, tail=tail))
+
+
+def nlogp_to_z(nlogp, tail: str = "two"):
+    """Convert natural-log p-values to unsigned z-values.
+
+    Parameters
+    ----------
+    nlogp : float or array-like
+        ``log(p)``, as :func:`z_to_nlogp` returns it.
+    tail : {"two", "one"}
+        Whether the p-values are two- or one-sided.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``z >= 0``; a one-sided ``p >= 0.5`` gives 0 and ``nlogp = -inf`` gives ``inf``.
+
+    Examples
+    --------
+    >>> float(nlogp_to_z(np.log(0.05)).round(4))
+    1.96
+    """
+    return _scalar_if_0d(_run64(ops_stats.logp_to_z, nlogp, tail=tail) + 0.0)
+
+
+def t_to_nlogp(t_values, dof, tail: str = "two"):
+    """Convert t-statistics to natural-log p-values.
+
+    Parameters
+    ----------
+    t_values : float or array-like
+        T-statistics.
+    dof : int or array-like
+        Degrees of freedom, broadcastable against ``t_values``.
+    tail : {"two", "one"}
+        ``"two"``: ``log P(|T| >= |t|)``; ``"one"``: ``log P(T >= t)``.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``log(p) <= 0``, finite where the p-value underflows.
+
+    Notes
+    -----
+    The tail is that of :func:`nimare_jax.stats.t_to_z` (exact in logs at any depth) read
+    back through the normal tail, ``log sf_t(t) = log sf_N(z(t))``.
+
+    Examples
+    --------
+    >>> float(np.exp(t_to_nlogp(2.0, 10)).round(6))
+    0.073388
+    """
+    z = np.asarray(t_to_z(t_values, dof), dtype=float)
+    return _scalar_if_0d(_run64(ops_stats.z_to_logp, z, tail=tail))
+
+
+def _log_gamma_q_cf(a, x):
+    """``log Q(a, x)`` (regularized upper incomplete gamma) by its continued fraction.
+
+    ``Q = exp(-x + a log x - lgamma(a)) * F`` with ``F`` the continued fraction evaluated by
+    the modified Lentz method; only the logarithm of the prefactor is formed, so nothing
+    underflows. Converges in a few terms for ``x`` well above ``a``, the region where
+    ``Q`` underflows and this is used.
+    """
+    b = x + 1.0 - a
+    c = np.full_like(x, 1.0 / _LENTZ_TINY)
+    d = 1.0 / b
+    h = d.copy()
+    for i in range(1, _LENTZ_MAX_ITER + 1):
+        an = -i * (i - a)
+        b = b + 2.0
+        d = an * d + b
+        d = np.where(np.abs(d) < _LENTZ_TINY, _LENTZ_TINY, d)
+        c = b + an / c
+        c = np.where(np.abs(c) < _LENTZ_TINY, _LENTZ_TINY, c)
+        d = 1.0 / d
+        step = d * c
+        h = h * step
+        if np.all(np.abs(step - 1.0) < 1e-16):
+            break
+    return -x + a * np.log(x) - special.gammaln(a) + np.log(h)
+
+
+def chi2_to_nlogp(chi2_values, dof):
+    """Convert chi-square statistics to natural-log p-values (upper tail).
+
+    Parameters
+    ----------
+    chi2_values : float or array-like
+        Chi-square statistics (non-negative).
+    dof : int, float or array-like
+        Degrees of freedom, broadcastable against ``chi2_values``.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``log P(chi2_dof >= x) <= 0``, finite where the p-value underflows.
+
+    Notes
+    -----
+    One degree of freedom is the two-sided normal tail at ``sqrt(x)``. Otherwise SciPy's
+    ``chi2.logsf`` is used where it is finite, and the continued fraction of the upper
+    incomplete gamma function, in logs, beyond.
+
+    Examples
+    --------
+    >>> float(np.exp(chi2_to_nlogp(3.841458820694124, 1)).round(6))
+    0.05
+    """
+    x = np.asarray(chi2_values, dtype=float)
+    if np.ndim(dof) == 0 and dof == 1:
+        return _scalar_if_0d(_run64(ops_stats.z_to_logp, np.sqrt(x), tail="two"))
+    x, df = np.broadcast_arrays(x, np.asarray(dof, dtype=float))
+    with np.errstate(divide="ignore"):
+        out = np.array(sps.chi2.logsf(x, df), dtype=float)
+    far = ~np.isfinite(out) & np.isfinite(x) & (x > 0)
+    if far.any():
+        out[far] = _log_gamma_q_cf(df[far] / 2.0, x[far] / 2.0)
+    return _scalar_if_0d(np.minimum(out, 0.0))

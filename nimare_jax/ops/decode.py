@@ -1,0 +1,231 @@
+"""Per-feature MKDA chi-square maps of many features at once (the CorrelationDecoder engine).
+
+NiMARE's ``CorrelationDecoder`` runs one ``MKDAChi2`` per feature: the experiments with the
+feature against those without. Every quantity those maps need is a count of active
+experiments per voxel, and for all features at once the counts are one product: with the
+binary label matrix ``L`` (features x experiments) and the binary modelled-activation
+matrix ``M`` (experiments x voxels),
+
+* ``count1 = L @ M`` (experiments with the feature active at each voxel),
+* ``count2 = M.sum(0) - count1`` (the others),
+* ``n1 = L.sum(1)``, ``n2 = n_experiments - n1``,
+* the uniformity tests' expected counts, the mean of ``count1`` over the mask, are
+  ``L @ coverage / n_voxels`` with ``coverage`` each experiment's number of active voxels,
+  so a chunk of voxels needs no other chunk.
+
+:func:`chi2_block` takes one block of features and one chunk of voxels, given as the
+experiment/voxel pairs where ``M`` is 1 (padded to a fixed length, so every chunk has the
+same shapes and compiles once), and returns one map per feature (vmapped over features).
+The counts are exact in float32 (integers below 2**24); the statistics are computed in the
+dtype of ``expected1`` (float64 under ``jax.enable_x64``), as ``MKDAChi2.fit`` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from nimare_jax.ops import stats as ops_stats
+
+_LN10 = math.log(10.0)
+
+#: Maps :func:`density_chunk` computes (MKDADensity's and KDA's names).
+DENSITY_TARGETS = ("stat", "p", "z", "logp")
+
+#: Maps :func:`chi2_block` computes: ``{chi2,p,z,logp}_desc-{association,group1,
+#: uniformity,group2}`` and ``prob_desc-{A,AgF,AgU,group1,group2}`` (NiMARE's MKDAChi2 names).
+CHI2_TARGETS = tuple(
+    f"{kind}_desc-{test}"
+    for kind in ("chi2", "p", "z", "logp")
+    for test in ("association", "uniformity", "group1", "group2")
+) + tuple(f"prob_desc-{name}" for name in ("A", "AgF", "AgU", "group1", "group2"))
+
+
+def dense_chunk(rows, cols, n_rows: int, n_cols: int, values=None) -> jax.Array:
+    """Scatter experiment/voxel pairs into a dense block.
+
+    Parameters
+    ----------
+    rows, cols : int array, shape (n_pairs,)
+        Experiment and (chunk-local) voxel of each active pair. Padding pairs have
+        ``rows == n_rows`` and land in a discarded extra row.
+    n_rows, n_cols : int
+        Block shape.
+    values : float32 array, shape (n_pairs,), optional
+        Value of each pair (default 1: a binary block).
+
+    Returns
+    -------
+    jax.Array of float32, shape (n_rows, n_cols)
+        The values where a pair is active, 0 elsewhere.
+    """
+    block = jnp.zeros((n_rows + 1, n_cols), jnp.float32)
+    block = block.at[rows, cols].set(1.0) if values is None else block.at[rows, cols].add(values)
+    return block[:n_rows]
+
+
+def _one_way(count, n, expected):
+    """One-way (uniformity) chi-square against a given expected count (0 where undefined)."""
+    denominator = expected * (n - expected)
+    empty = denominator == 0
+    chi2 = (count - expected) ** 2 * n / jnp.where(empty, 1.0, denominator)
+    return jnp.where(empty, 0.0, chi2)
+
+
+def _feature_map(count1, totals, n1, n_total, expected1, expected2, target: str):
+    """One feature's map over a chunk of voxels (see :data:`CHI2_TARGETS`)."""
+    count2 = totals - count1
+    n2 = n_total - n1
+    kind, desc = target.split("_desc-")
+    if kind == "prob":
+        prob = {
+            "A": (count1 + count2) / n_total,
+            "AgF": count1 / n1,
+            "group1": count1 / n1,
+            "AgU": count2 / n2,
+            "group2": count2 / n2,
+        }
+        return prob[desc]
+    if desc == "association":
+        chi2 = ops_stats.two_way_counts(count1, count2, n1, n2)
+        sign = jnp.sign(count1 / n1 - count2 / n2)
+    elif desc in ("uniformity", "group1"):
+        chi2 = _one_way(count1, n1, expected1)
+        sign = jnp.sign(count1 - expected1)
+    else:
+        chi2 = _one_way(count2, n2, expected2)
+        sign = jnp.sign(count2 - expected2)
+    if kind == "chi2":
+        return chi2
+    if kind == "z":
+        return jnp.sqrt(chi2) * sign
+    log_sf = ops_stats.z_to_logp(jnp.sqrt(chi2), tail="two")  # chi-square(1) upper tail
+    return jnp.exp(log_sf) if kind == "p" else -log_sf / _LN10
+
+
+def chi2_block(labels, ma, expected1, expected2, target: str) -> jax.Array:
+    """MKDA chi-square maps of a block of features over a chunk of voxels.
+
+    Parameters
+    ----------
+    labels : float32 array, shape (n_features, n_experiments)
+        1 where the experiment carries the feature (rows of zeros pad a block; their maps
+        are meaningless).
+    ma : float32 array, shape (n_experiments, n_voxels)
+        Binary modelled activation of every experiment over the chunk.
+    expected1, expected2 : float array, shape (n_features,)
+        Mean count of active experiments over the whole mask with / without the feature
+        (the uniformity tests' expectations); their dtype is that of the statistics.
+    target : str
+        One of :data:`CHI2_TARGETS`.
+
+    Returns
+    -------
+    jax.Array, shape (n_features, n_voxels)
+        The target map of each feature, in the dtype of ``expected1``.
+    """
+    dtype = expected1.dtype
+    n_total = jnp.asarray(labels.shape[1], dtype)
+    counts = (labels @ ma).astype(dtype)
+    totals = ma.sum(0).astype(dtype)
+    n1 = labels.sum(1).astype(dtype)
+
+    def one(count1, n_1, e1, e2):
+        return _feature_map(count1, totals, n_1, n_total, e1, e2, target)
+
+    return jax.vmap(one)(counts, n1, expected1, expected2)
+
+
+@functools.partial(jax.jit, static_argnames=("n_cols", "target"))
+def chi2_chunk(labels, rows, cols, n_cols: int, expected1, expected2, target: str):
+    """MKDA chi-square maps of every feature over one chunk of voxels (float32 out).
+
+    The chunk's dense activation block is built once from its active pairs and shared by
+    the feature blocks, which run one after another (``lax.map``) to bound memory.
+
+    Parameters
+    ----------
+    labels : float32 array, shape (n_blocks, block_size, n_experiments)
+        Feature x experiment labels in blocks (see :func:`chi2_block`).
+    rows, cols : int array, shape (n_pairs,)
+        Active experiment/voxel pairs of the chunk (see :func:`dense_chunk`).
+    n_cols : int
+        Voxels in the chunk.
+    expected1, expected2 : float array, shape (n_blocks, block_size)
+        See :func:`chi2_block`.
+    target : str
+        One of :data:`CHI2_TARGETS`.
+
+    Returns
+    -------
+    jax.Array of float32, shape (n_blocks, block_size, n_cols)
+        The target map of each feature over the chunk.
+    """
+    if target not in CHI2_TARGETS:
+        raise ValueError(f"target must be one of {list(CHI2_TARGETS)}, got {target!r}")
+    ma = dense_chunk(rows, cols, labels.shape[2], n_cols)
+
+    def block(args):
+        lab, e1, e2 = args
+        return chi2_block(lab, ma, e1, e2, target).astype(jnp.float32)
+
+    return jax.lax.map(block, (labels, expected1, expected2))
+
+
+@functools.partial(jax.jit, static_argnames=("n_cols", "target"))
+def density_chunk(labels, rows, cols, values, n_cols: int, survival, floor, step, target: str):
+    """MKDA-density or KDA maps of every feature over one chunk of voxels (float32 out).
+
+    A feature's statistic is the sum of its experiments' modelled activation
+    (``labels @ MA``, in units of the kernel value); its p-value is read from the feature's
+    null survival function at that sum, as :func:`nimare_jax.ops.stats.nullhist_to_p` reads
+    it (1 at a sum of 0, floored at the table's smallest non-zero survival).
+
+    Parameters
+    ----------
+    labels : float32 array, shape (n_blocks, block_size, n_experiments)
+        Feature x experiment labels in blocks.
+    rows, cols : int array, shape (n_pairs,)
+        Active experiment/voxel pairs of the chunk (see :func:`dense_chunk`).
+    values : float32 array, shape (n_pairs,)
+        Modelled activation of each pair in units of the kernel value (integers).
+    n_cols : int
+        Voxels in the chunk.
+    survival : float array, shape (n_blocks, block_size, n_null)
+        Each feature's null survival function on the grid ``0, 1, 2, ...`` (kernel
+        values), normalised to 1 at 0 and padded with its last value.
+    floor : float array, shape (n_blocks, block_size)
+        Smallest non-zero survival of each feature's table.
+    step : float
+        The kernel value (the statistic is ``step`` times the sum).
+    target : {"stat", "p", "z", "logp"}
+        Map to return (``z`` one-tailed).
+
+    Returns
+    -------
+    jax.Array of float32, shape (n_blocks, block_size, n_cols)
+        The target map of each feature over the chunk.
+    """
+    if target not in DENSITY_TARGETS:
+        raise ValueError(f"target must be one of {list(DENSITY_TARGETS)}, got {target!r}")
+    ma = dense_chunk(rows, cols, labels.shape[2], n_cols, values)
+    n_null = survival.shape[-1]
+
+    def block(args):
+        lab, surv, low = args
+        sums = lab @ ma
+        if target == "stat":
+            return (sums.astype(surv.dtype) * step).astype(jnp.float32)
+        index = jnp.clip(jnp.round(sums), 0, n_null - 1).astype(jnp.int32)
+        p = jnp.take_along_axis(surv, index, axis=1)
+        p = jnp.where(sums > 0, jnp.clip(p, low[:, None], 1.0), 1.0)
+        if target == "p":
+            return p.astype(jnp.float32)
+        if target == "z":
+            return ops_stats.logp_to_z(jnp.log(p), tail="one").astype(jnp.float32)
+        return (-jnp.log10(p)).astype(jnp.float32)
+
+    return jax.lax.map(block, (labels, survival, floor))

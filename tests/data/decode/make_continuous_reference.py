@@ -1,0 +1,121 @@
+"""Build the continuous-decoding test data: a small annotated laird dataset and NiMARE outputs.
+
+Run in two steps (the second needs the oracle environment, NiMARE 0.22.1):
+
+    python tests/data/decode/make_continuous_reference.py dataset SOURCE_JSON
+    /work/venv-nimare/bin/python tests/data/decode/make_continuous_reference.py nimare
+
+``dataset`` copies NiMARE's 17-experiment laird dataset with Neurosynth TF-IDF annotations
+(``neurosynth_laird_studies.json``, NiMARE's ``testdata_laird``) keeping only the labels of
+:data:`FEATURES`, without abstracts, and adds one synthetic label,
+``Neurosynth_TFIDF__everywhere`` (0.5 in every experiment), so that the skip of a feature
+present in every experiment is exercised. It writes ``laird_decode_dataset.json``.
+
+``nimare`` runs NiMARE 0.22.1's ``CorrelationDecoder`` with ``MKDAChi2()`` (target
+``z_desc-association``) and with ``MKDADensity()`` (target ``z``) on that dataset, then
+``transform`` on the image of :func:`target_image`, and writes ``continuous_reference.npz``:
+for each estimator the decoded feature names, every feature map over the ``mni152_2mm``
+brain mask (C order) stored losslessly as its distinct values plus a code per voxel (a map
+of counts takes few distinct values, so this compresses to a few kB), and NiMARE's ``r``.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+DATASET = HERE / "laird_decode_dataset.json"
+REFERENCE = HERE / "continuous_reference.npz"
+GROUP = "Neurosynth_TFIDF__"
+#: Labels kept; experiments carrying each (threshold 0.001): 0 (dropped by the frequency
+#: threshold), 1, 2, 3, 5, 6 and 11; plus the synthetic one in all 17.
+FEATURES = [
+    "001",
+    "abnormal",
+    "action",
+    "cognitive functions",
+    "motor",
+    "cognition",
+    "connectivity",
+]
+EVERYWHERE = "everywhere"
+
+
+def target_image(mask_img):
+    """Return a smooth deterministic image on the mask's grid (the decoded input)."""
+    import nibabel as nib
+
+    shape = mask_img.shape[:3]
+    i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
+    xyz = np.tensordot(mask_img.affine[:3, :3], np.stack([i, j, k]), axes=1)
+    x, y, z = (xyz[a] + mask_img.affine[a, 3] for a in range(3))
+    data = np.sin(x / 9.0) + np.cos(y / 13.0) + 0.02 * z + np.exp(-((x - 30) ** 2 + y**2) / 400.0)
+    return nib.Nifti1Image(data.astype(np.float32), mask_img.affine)
+
+
+def make_dataset(source):
+    src = json.loads(Path(source).read_text())
+    keep = [GROUP + f for f in FEATURES]
+    out = {}
+    for sid, study in src.items():
+        contrasts = {}
+        for cid, con in study["contrasts"].items():
+            labels = {k: float(con["labels"].get(k, 0.0)) for k in keep}
+            labels[GROUP + EVERYWHERE] = 0.5
+            contrasts[cid] = {
+                "coords": con["coords"],
+                "labels": labels,
+                "metadata": {"sample_sizes": [20]},
+            }
+        out[sid] = {"contrasts": contrasts}
+    DATASET.write_text(json.dumps(out, indent=0))
+
+
+def encode(maps):
+    """Distinct values and per-voxel codes of each map (lossless)."""
+    out = {}
+    for n, arr in enumerate(maps):
+        values, codes = np.unique(np.asarray(arr, np.float32), return_inverse=True)
+        out[f"values_{n}"] = values
+        out[f"codes_{n}"] = codes.astype(np.uint8 if values.size <= 256 else np.uint16)
+    return out
+
+
+def run_nimare():
+    import nimare
+    from nimare.dataset import Dataset
+    from nimare.decode.continuous import CorrelationDecoder
+    from nimare.meta.cbma.mkda import MKDAChi2, MKDADensity
+
+    assert nimare.__version__ == "0.22.1", nimare.__version__
+    dset = Dataset(str(DATASET))
+    img = target_image(dset.masker.mask_img)
+    out = {}
+    for tag, estimator, target in (
+        ("mkdachi2", MKDAChi2(), "z_desc-association"),
+        ("mkdadensity", MKDADensity(), "z"),
+    ):
+        decoder = CorrelationDecoder(
+            feature_group="Neurosynth_TFIDF",
+            meta_estimator=estimator,
+            target_image=target,
+        )
+        decoder.fit(dset)
+        names = list(decoder.results_.maps)
+        table = decoder.transform(img)
+        out[f"{tag}_features"] = np.array(names)
+        out[f"{tag}_r"] = table.loc[names, "r"].to_numpy(np.float64)
+        for key, value in encode(decoder.results_.maps[f] for f in names).items():
+            out[f"{tag}_{key}"] = value
+    np.savez_compressed(REFERENCE, **out)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "dataset":
+        make_dataset(sys.argv[2])
+    elif sys.argv[1] == "nimare":
+        run_nimare()
+    else:
+        raise SystemExit(__doc__)
