@@ -44,7 +44,8 @@ API = [
     ("annotate", ["CogAtLemmatizer", "expand_counts", "extract_cogat", "LDAModel"], None),
     ("annotate", ["generate_counts"], None),
     ("annotate.ontology", ["CogAtLemmatizer", "extract_cogat", "expand_counts"], None),
-    ("annotate.topic", ["LDAModel"], None),
+    ("annotate.topic", ["LDAModel", "GCLDAModel"], None),
+    ("annotate", ["GCLDAModel"], None),
     ("annotate.vector", ["generate_term_vectors", "term_similarity"], None),
     (
         "decode.continuous",
@@ -54,7 +55,7 @@ API = [
     (
         "decode.discrete",
         ["BrainMapDecoder", "NeurosynthDecoder", "ROIAssociationDecoder", "gclda_decode_roi"],
-        13,
+        None,
     ),
     ("decode.discrete", ["brainmap_decode", "neurosynth_decode"], None),
     ("decode.encode", ["gclda_encode"], None),

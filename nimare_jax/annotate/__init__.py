@@ -4,8 +4,9 @@ The public names and submodules are NiMARE 0.22.1's ``nimare.annotate`` ones; ``
 ``topic`` and ``vector`` are the module paths early NiMARE documented.
 """
 
-from nimare_jax.annotate import cogat, lda, ontology, text, topic, utils, vector
+from nimare_jax.annotate import cogat, gclda, lda, ontology, text, topic, utils, vector
 from nimare_jax.annotate.cogat import CogAtLemmatizer, expand_counts, extract_cogat
+from nimare_jax.annotate.gclda import GCLDAModel
 from nimare_jax.annotate.lda import LDAModel
 from nimare_jax.annotate.text import generate_counts
 
@@ -13,9 +14,11 @@ __all__ = [
     "CogAtLemmatizer",
     "expand_counts",
     "extract_cogat",
+    "GCLDAModel",
     "LDAModel",
     "generate_counts",
     "cogat",
+    "gclda",
     "lda",
     "text",
     "utils",

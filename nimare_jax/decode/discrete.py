@@ -23,12 +23,22 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax.decode.base import ID_COLUMNS, Decoder, label_matrix
+from nimare_jax.decode.gclda import gclda_decode_roi
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.base import make_kernel
 from nimare_jax.meta.cbma.kernel import MKDAKernel
 from nimare_jax.ops import discrete as ops
 from nimare_jax.spatial import load_mask
 from nimare_jax.stats import pearson
+
+__all__ = [
+    "BrainMapDecoder",
+    "NeurosynthDecoder",
+    "ROIAssociationDecoder",
+    "brainmap_decode",
+    "gclda_decode_roi",
+    "neurosynth_decode",
+]
 
 LGR = logging.getLogger(__name__)
 
