@@ -194,7 +194,9 @@ def test_poisson_designs_match_dense_newton(simulated, box_mask, formula, kind):
         diff = phi @ (beta[k : 2 * k] - beta[:k])
         c = np.c_[-np.eye(k), np.eye(k)]
         var = np.einsum("vk,kl,vl->v", phi, c @ cov[: 2 * k, : 2 * k] @ c.T, phi)
-        np.testing.assert_allclose(tested.maps["z_patient_vs_control"], diff / np.sqrt(var), rtol=1e-4, atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            tested.maps["z_patient_vs_control"], diff / np.sqrt(var), rtol=1e-4, atol=1e-5
+        )
         assert "z_patient_vs_control" not in result.maps
 
 

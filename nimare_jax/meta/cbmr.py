@@ -52,6 +52,7 @@ DERIVED_EXPOSURE = "_cbmr_n_foci"
 SUM_TO_ZERO = "sum_to_zero"
 INFORMATION_METHODS = ("closed_form", "autodiff")
 CONTRAST_METHODS = ("pairwise", "reference", "consecutive", "zero")
+NEWTON_MAX_PARAMS = 4000  # Poisson fits are polished by Newton steps up to this many parameters
 _CHUNK = 64  # covariance-root columns evaluated as maps at once by CBMRResult.test
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -388,6 +389,9 @@ class CBMR:
     ----------
     n_iter_, converged_, log_likelihood_ : int, bool, float
         L-BFGS iterations run, whether a stopping rule fired before the cap, and the optimum.
+    n_newton_ : int
+        Newton steps (closed-form information) that polished a Poisson optimum after L-BFGS
+        (up to 5, for designs with at most ``NEWTON_MAX_PARAMS`` coefficients).
     """
 
     def __init__(
@@ -533,9 +537,13 @@ class CBMR:
             fitted = ops.fit(
                 data, start, self.n_iter, self.tol, distribution=self.distribution, lr=self.lr
             )
-            self.params_ = np.asarray(fitted.params)
+            params, self.n_newton_ = fitted.params, 0
+            if self.distribution == "poisson" and params.size <= NEWTON_MAX_PARAMS:
+                params, n_newton = ops.newton_refine(params, data)
+                self.n_newton_ = int(n_newton)
+            self.params_ = np.asarray(params)
             self.data_ = data
-            self.log_likelihood_ = float(fitted.log_likelihood)
+            self.log_likelihood_ = float(ops.log_likelihood(params, data, self.distribution))
         self.n_iter_, self.converged_ = int(fitted.n_iter), bool(fitted.converged)
         if not np.isfinite(self.log_likelihood_):
             raise DatasetError(
@@ -711,6 +719,7 @@ class CBMR:
             if self.converged_
             else f"stopped at the cap of {self.n_iter_} L-BFGS iterations without converging"
         )
+        polish = f" and {self.n_newton_} Newton step(s) refined it" if self.n_newton_ else ""
         return (
             f"A coordinate-based meta-regression with the design ~ "
             f"{' + '.join(str(b.term) for b in self.blocks_)} was fitted with nimare_jax, using "
@@ -718,8 +727,8 @@ class CBMR:
             f"parameterized by cubic B-splines at spacing {self.spline_spacing} ("
             f"{self.n_bases_} bases over {n_vox} analysis voxels, {self.n_coefficients} "
             f"coefficients, {n_exp} experiments, {n_patterns} distinct spatial map(s)). The "
-            f"fit (float64, optax L-BFGS with a zoom line search, tolerance {self.tol:g}) {stop}, "
-            f"log-likelihood {self.log_likelihood_:.6g}."
+            f"fit (float64, optax L-BFGS with a zoom line search, tolerance {self.tol:g}) {stop}"
+            f"{polish}, log-likelihood {self.log_likelihood_:.6g}."
         )
 
 
