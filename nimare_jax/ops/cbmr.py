@@ -46,6 +46,9 @@ DISTRIBUTIONS = ("poisson", "negativebinomial", "clusterednegativebinomial")
 #: Starting overdispersion of the two negative-binomial models (optimized on the log scale).
 INITIAL_OVERDISPERSION = 1e-2
 
+#: Voxels per chunk when the kept basis columns are searched (bounds host memory).
+_CHUNK_VOXELS = 32768
+
 #: L-BFGS also stops when the largest absolute gradient entry falls to this.
 GRADIENT_TOLERANCE = 1e-7
 
@@ -195,14 +198,18 @@ def spline_basis(ijk, spacing: int, margin: int = 10) -> SplineBasis:
         first = np.clip(np.argmax(b > 0, axis=1), 0, shape[d] - width[d])
         starts.append(first)
         rows.append(np.take_along_axis(b, first[:, None] + np.arange(width[d]), axis=1))
-    xy = rows[0][:, :, None] * rows[1][:, None, :]
-    prod = xy[:, :, :, None] * rows[2][:, None, None, :]
-    ia = starts[0][:, None, None, None] + np.arange(width[0])[:, None, None]
-    ib = starts[1][:, None, None, None] + np.arange(width[1])[None, :, None]
-    ic = starts[2][:, None, None, None] + np.arange(width[2])[None, None, :]
-    flat = (ia * shape[1] + ib) * shape[2] + ic
+    offsets = [np.arange(w) for w in width]
+    local_flat = (
+        (offsets[0][:, None, None] * shape[1] + offsets[1][None, :, None]) * shape[2]
+        + offsets[2][None, None, :]
+    ).ravel()
     peak = np.zeros(int(np.prod(shape)))
-    np.maximum.at(peak, flat.ravel(), prod.ravel())
+    for lo_v in range(0, len(ijk), _CHUNK_VOXELS):  # bounded memory on whole-brain masks
+        part = slice(lo_v, lo_v + _CHUNK_VOXELS)
+        xy = rows[0][part, :, None] * rows[1][part, None, :]
+        prod = (xy[:, :, :, None] * rows[2][part, None, None, :]).reshape(xy.shape[0], -1)
+        base = (starts[0][part] * shape[1] + starts[1][part]) * shape[2] + starts[2][part]
+        np.maximum.at(peak, (base[:, None] + local_flat).ravel(), prod.ravel())
     kept = np.flatnonzero(peak >= SPLINE_SUPPORT_THRESHOLD).astype(np.int32)
     return SplineBasis(
         bx=axes[0],
@@ -234,8 +241,16 @@ def basis_apply(basis: SplineBasis, coef: jax.Array) -> jax.Array:
     full = full.reshape(coef.shape[0], nx, ny, nz)
     grid = jnp.einsum("raic,zc->raiz", full, basis.bz)  # (r, nx, ny, N_z)
     grid = jnp.einsum("raiz,yi->rayz", grid, basis.by)  # (r, nx, N_y, N_z)
-    columns = grid[:, :, basis.vy, basis.vz]  # (r, nx, n_vox)
-    return jnp.einsum("rav,va->rv", columns, basis.bx[basis.vx])
+    n_box = basis.bx.shape[0] * basis.by.shape[0] * basis.bz.shape[0]
+    if basis.vx.shape[0] * nx < n_box:
+        # Few voxels: gather each voxel's (y, z) column and contract x per voxel.
+        columns = grid[:, :, basis.vy, basis.vz]  # (r, nx, n_vox)
+        return jnp.einsum("rav,va->rv", columns, basis.bx[basis.vx])
+    # Dense voxel set: contract x on the grid too, then one flat gather (its adjoint is a
+    # 1-D scatter of n_vox values instead of n_x * n_vox).
+    grid = jnp.einsum("rayz,xa->rxyz", grid, basis.bx).reshape(coef.shape[0], -1)
+    flat = (basis.vx * basis.by.shape[0] + basis.vy) * basis.bz.shape[0] + basis.vz
+    return grid[:, flat]
 
 
 def basis_transpose(basis: SplineBasis, values: jax.Array) -> jax.Array:
