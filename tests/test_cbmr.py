@@ -17,7 +17,7 @@ import scipy.stats
 
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.meta.cbmr import CBMR, FormulaError
+from nimare_jax.meta.cbmr import CBMR, CovarianceError, FormulaError
 from nimare_jax.ops import cbmr as ops
 from nimare_jax.spatial import get_template, vox2mm
 
@@ -139,6 +139,8 @@ def _design(formula_kind, frame, phi):
         spatial, scalar = dx, np.zeros((len(frame), 0))
     elif formula_kind == "s(dx)+n":
         spatial, scalar = dx, n
+    elif formula_kind == "s(n)":  # the baseline 1 plus a spatially varying moderator
+        spatial, scalar = np.c_[np.ones(len(frame)), n], np.zeros((len(frame), 0))
     else:  # "sz(dx)+n": baseline + effect coding (control = +1, patient = -1)
         spatial, scalar = np.c_[np.ones(len(frame)), patient * -2 + 1], n
     n_vox = phi.shape[0]
@@ -150,7 +152,12 @@ def _design(formula_kind, frame, phi):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "formula, kind",
-    [("~ s(dx)", "s(dx)"), ("~ s(dx) + n", "s(dx)+n"), ("~ sz(dx) + n", "sz(dx)+n")],
+    [
+        ("~ s(dx)", "s(dx)"),
+        ("~ s(dx) + n", "s(dx)+n"),
+        ("~ s(n)", "s(n)"),
+        ("~ sz(dx) + n", "sz(dx)+n"),
+    ],
 )
 def test_poisson_designs_match_dense_newton(simulated, box_mask, formula, kind):
     """Coefficients (rtol 1e-4, atol 1e-5) and standard errors (rtol 1e-4) vs dense Newton."""
@@ -181,6 +188,17 @@ def test_poisson_designs_match_dense_newton(simulated, box_mask, formula, kind):
         params, mine_cov = t @ params, t @ mine_cov @ t.T
     np.testing.assert_allclose(params, beta, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.sqrt(np.diag(mine_cov)), np.sqrt(np.diag(cov)), rtol=1e-4)
+    if kind == "s(n)":
+        effects = result.moderator_effect_maps(unit_change=2.0)
+        relative = np.exp(2.0 * phi @ beta[k : 2 * k])
+        np.testing.assert_allclose(effects.maps["relativeIntensity_n_unit-2"], relative, rtol=1e-5)
+        np.testing.assert_allclose(
+            effects.maps["intensityDifference_n_unit-2_group-Default"],
+            np.exp(phi @ beta[:k]) * (relative - 1),
+            rtol=1e-4,
+            atol=1e-8,
+        )
+        return
     # the reported maps are the fitted log intensities
     if kind != "sz(dx)+n":
         np.testing.assert_allclose(
@@ -198,6 +216,15 @@ def test_poisson_designs_match_dense_newton(simulated, box_mask, formula, kind):
             tested.maps["z_patient_vs_control"], diff / np.sqrt(var), rtol=1e-4, atol=1e-5
         )
         assert "z_patient_vs_control" not in result.maps
+        # cluster sandwich (hc0) against dense per-experiment scores; hc1 needs n > p
+        X = _design(kind, frame, phi)
+        resid = (counts.ravel() - np.exp(X @ beta)).reshape(len(frame), -1)
+        scores = np.einsum("ivp,iv->ip", X.reshape(len(frame), phi.shape[0], -1), resid)
+        expected = cov @ (scores.T @ scores) @ cov
+        got = est.covariance("sandwich", correction="hc0")
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * abs(expected).max())
+        with pytest.raises(CovarianceError, match="29 parameters and only 28 experiments"):
+            result.test("patient = control", cov_type="sandwich")
 
 
 def test_axis_basis_matches_nimare(nimare_ref):

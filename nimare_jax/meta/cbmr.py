@@ -65,6 +65,10 @@ class ContrastError(NiMAREJaxError, ValueError):
     """A hypothesis cannot be interpreted against the fitted design."""
 
 
+class CovarianceError(NiMAREJaxError, ValueError):
+    """A covariance estimator cannot be used as requested."""
+
+
 # ----------------------------------------------------------------------------- formula
 @dataclass(frozen=True)
 class Term:
@@ -522,7 +526,7 @@ class CBMR:
         marginal = np.asarray((membership.T @ foci).todense())
         basis = ops.spline_basis(ijk, self.spline_spacing)
         self.n_bases_ = int(basis.kept.size)
-        self.mask_img_, self.ijk_ = mask_img, ijk
+        self.mask_img_, self.ijk_, self.foci_ = mask_img, ijk, foci
         with jax.enable_x64(True):
             data = ops.CBMRData(
                 basis=jax.device_put(basis),
@@ -595,7 +599,7 @@ class CBMR:
 
     def information_matrix(self) -> np.ndarray:
         """Observed Fisher information over the coefficients, shape (n_coef, n_coef)."""
-        if "information" not in self._covariance:
+        if "information" not in self._covariance:  # keyed apart from the covariances' tuples
             with jax.enable_x64(True):
                 params = jnp.asarray(self.params_)
                 if self.information_method == "closed_form" and self.distribution == "poisson":
@@ -605,36 +609,64 @@ class CBMR:
                 self._covariance["information"] = np.asarray(info)
         return self._covariance["information"]
 
-    def covariance(self, cov_type: str = "fisher") -> np.ndarray:
-        """Coefficient covariance: the inverse of the observed information.
+    def covariance(
+        self, cov_type: str = "fisher", meat: str = "cluster", correction="hc1", ridge=0.0
+    ) -> np.ndarray:
+        """Coefficient covariance: inverse information, or a cluster sandwich.
 
         Parameters
         ----------
-        cov_type : {"fisher"}
-            Only the model-based (Fisher) covariance is implemented so far.
+        cov_type : {"fisher", "sandwich"}
+            ``"fisher"``: the inverse of the observed information. ``"sandwich"``:
+            ``H^-1 M H^-1`` with ``M`` the sum over experiments of their Poisson score
+            outer products (robust to overdispersion and to correlation among an experiment's
+            foci), as NiMARE's ``meat="cluster"``.
+        meat : {"cluster"}
+            Only the experiment-clustered meat is implemented.
+        correction : {None, "hc0", "hc1"}
+            ``"hc1"`` scales the meat by ``n / (n - p)`` (n experiments, p coefficients) and
+            needs ``n > p``.
+        ridge : float
+            Added to the information's diagonal before it is inverted (sandwich only).
 
         Returns
         -------
         numpy.ndarray, shape (n_coef, n_coef)
         """
-        if cov_type != "fisher":
-            raise NotImplementedError(
-                f"cov_type={cov_type!r}: only the Fisher covariance is implemented in nimare_jax"
-            )
-        if "fisher" not in self._covariance:
-            info = self.information_matrix()
-            try:
-                factor = scipy.linalg.cho_factor(info, lower=True)
-                cov = scipy.linalg.cho_solve(factor, np.eye(info.shape[0]))
-            except np.linalg.LinAlgError:
-                warnings.warn(
-                    "the Fisher information is not positive definite; using its "
-                    "pseudo-inverse, so standard errors should not be trusted",
-                    stacklevel=2,
+        key = (cov_type, meat, correction, float(ridge))
+        if key in self._covariance:
+            return self._covariance[key]
+        if cov_type == "fisher":
+            cov = _inverse(self.information_matrix())
+        elif cov_type == "sandwich":
+            if meat != "cluster":
+                raise CovarianceError(f"meat={meat!r}: only meat='cluster' is implemented")
+            if correction not in (None, "hc0", "hc1"):
+                raise CovarianceError(
+                    f"correction must be None, 'hc0' or 'hc1' with meat='cluster', "
+                    f"got {correction!r}"
                 )
-                cov = np.linalg.pinv(info, hermitian=True)
-            self._covariance["fisher"] = 0.5 * (cov + cov.T)
-        return self._covariance["fisher"]
+            n_obs, n_coef = self.foci_.shape[0], self.n_coefficients
+            if correction == "hc1" and n_obs <= n_coef:
+                raise CovarianceError(
+                    f"hc1 scales by n / (n - p), but this design has {n_coef} parameters and "
+                    f"only {n_obs} experiments to fit them. Use correction='hc0', a coarser "
+                    "spline_spacing, or fewer s() terms."
+                )
+            with jax.enable_x64(True):
+                counts = jnp.asarray(self.foci_.toarray(), jnp.float64)
+                scores = np.asarray(
+                    ops.cluster_scores(jnp.asarray(self.params_), self.data_, counts)
+                )
+            meat_matrix = scores.T @ scores
+            if correction == "hc1":
+                meat_matrix *= n_obs / (n_obs - n_coef)
+            bread = _inverse(self.information_matrix() + ridge * np.eye(n_coef))
+            cov = bread @ meat_matrix @ bread
+        else:
+            raise ValueError(f"cov_type must be 'fisher' or 'sandwich', got {cov_type!r}")
+        self._covariance[key] = 0.5 * (cov + cov.T)
+        return self._covariance[key]
 
     def _slices(self) -> dict:
         """Slice of the flat coefficient vector owned by each non-exposure term."""
@@ -819,8 +851,8 @@ class CBMRResult(MetaResult):
         return block, over_levels @ block.level_map, np.array(constants), label.replace(" ", "")
 
     def test(self, hypotheses=None, name=None, inplace=False, *, term=None, method=None,
-             cov_type="fisher"):  # fmt: skip
-        """Wald tests of linear hypotheses over the fitted levels (Fisher covariance).
+             **covariance_kwargs):  # fmt: skip
+        """Wald tests of linear hypotheses over the fitted levels (Fisher covariance by default).
 
         Parameters
         ----------
@@ -834,8 +866,9 @@ class CBMRResult(MetaResult):
         term, method : str, optional
             A family of contrasts over one term: ``"pairwise"``, ``"reference"``,
             ``"consecutive"`` or ``"zero"``.
-        cov_type : {"fisher"}
-            Covariance of the coefficients.
+        **covariance_kwargs
+            ``cov_type``, ``meat``, ``correction``, ``ridge`` of :meth:`CBMR.covariance`
+            (default: Fisher).
 
         Returns
         -------
@@ -848,7 +881,7 @@ class CBMRResult(MetaResult):
         if (term is None) == (hypotheses is None):
             raise ContrastError("give either hypotheses, or term and method")
         requested = [(name, hypotheses)] if term is None else self._family(term, method)
-        cov = self.estimator.covariance(cov_type)
+        cov = self.estimator.covariance(**covariance_kwargs)
         slices = self.estimator._slices()
         target = self if inplace else self.copy()
         for label, statement in requested:
@@ -922,6 +955,60 @@ class CBMRResult(MetaResult):
         """Per-term parameter budget of the fitted design."""
         return self.estimator.describe_terms()
 
+    def moderator_effect_maps(self, moderators=None, unit_change=1.0, inplace=False):
+        """Relative-intensity and intensity-difference maps of the spatial moderators.
+
+        For a spatial moderator column with coefficient map ``b`` and a change ``u`` in it:
+        ``relativeIntensity_<label>_unit-<u> = exp(u b)`` and, against every baseline map
+        ``lambda_g``, ``intensityDifference_<label>_unit-<u>_group-<g> = lambda_g (exp(u b) - 1)``.
+
+        Parameters
+        ----------
+        moderators : str, list of str or None
+            Spatial terms or column labels to use (default: every non-baseline spatial term).
+        unit_change : float
+            Change in the moderator, in its own units.
+        inplace : bool
+            Add the maps to this result instead of a copy.
+
+        Returns
+        -------
+        CBMRResult
+        """
+        est = self.estimator
+        candidates = [b for b in est.blocks_ if b.term.spatial and not b.is_baseline]
+        if moderators is not None:
+            wanted = {moderators} if isinstance(moderators, str) else set(moderators)
+            candidates = [
+                b
+                for b in candidates
+                if {str(b.term), b.term.expr} & wanted or set(b.column_names) & wanted
+            ]
+        if not candidates:
+            raise ValueError(
+                "no spatial moderator to describe: mark a moderator with s() (available "
+                f"spatial terms: {', '.join(str(b.term) for b in est.blocks_ if b.term.spatial)})"
+            )
+        slices, unit = est._slices(), f"{float(unit_change):g}"
+        baselines = {}
+        for b in est.blocks_:
+            if b.is_baseline:
+                values = est.params_[slices[str(b.term)]].reshape(b.n_columns, -1)
+                for n, column in enumerate(b.column_names):
+                    baselines[_label(column)] = np.exp(est.coefficient_maps(values[n : n + 1])[0])
+        target = self if inplace else self.copy()
+        for b in candidates:
+            values = est.params_[slices[str(b.term)]].reshape(b.n_columns, -1)
+            maps = est.coefficient_maps(values)
+            for n, column in enumerate(b.column_names):
+                label = _label(column)
+                relative = np.exp(np.clip(float(unit_change) * maps[n], -100, 100))
+                target.maps[f"relativeIntensity_{label}_unit-{unit}"] = relative
+                for group, baseline in baselines.items():
+                    key = f"intensityDifference_{label}_unit-{unit}_group-{group}"
+                    target.maps[key] = baseline * (relative - 1.0)
+        return target
+
     @property
     def n_iter(self) -> int:
         """L-BFGS iterations run by the fit."""
@@ -931,6 +1018,20 @@ class CBMRResult(MetaResult):
     def converged(self) -> bool:
         """Whether the fit stopped by a convergence rule before the iteration cap."""
         return self.estimator.converged_
+
+
+def _inverse(info: np.ndarray) -> np.ndarray:
+    """Invert a symmetric positive definite matrix (Cholesky; pseudo-inverse with a warning)."""
+    try:
+        factor = scipy.linalg.cho_factor(info, lower=True)
+        return scipy.linalg.cho_solve(factor, np.eye(info.shape[0]))
+    except np.linalg.LinAlgError:
+        warnings.warn(
+            "the Fisher information is not positive definite; using its pseudo-inverse, so "
+            "standard errors should not be trusted",
+            stacklevel=3,
+        )
+        return np.linalg.pinv(info, hermitian=True)
 
 
 def _psd_root(sigma: np.ndarray) -> np.ndarray:

@@ -578,6 +578,37 @@ def autodiff_information(
     return 0.5 * (hessian + hessian.T)
 
 
+@jax.jit
+def cluster_scores(params: jax.Array, data: CBMRData, counts: jax.Array) -> jax.Array:
+    """Per-experiment Poisson score contributions, the meat of a cluster sandwich.
+
+    Row ``i`` is ``sum_v x_iv (y_iv - mu_iv)`` over the experiment's voxels, with the design row
+    ``x_iv = [L_p(i) (x) phi_v, G_i]`` - assembled as ``L_p(i) (x) Phi^T r_i`` and
+    ``G_i (y_i. - w_i E_p(i))``, never as an (experiment x voxel) x parameter array.
+
+    Parameters
+    ----------
+    params : float64 array, shape (n_params,)
+    data : CBMRData
+    counts : float64 array, shape (n_exp, n_vox)
+        Foci counts of each experiment.
+
+    Returns
+    -------
+    jax.Array, shape (n_exp, n_coef)
+    """
+    s, _, w, _ = _pieces(params, data, "poisson")
+    mu = jnp.exp(s)
+    residual = (
+        basis_transpose(data.basis, counts)
+        - w[:, None] * basis_transpose(data.basis, mu)[data.assignment]
+    )
+    spatial = data.loadings[data.assignment][:, :, None] * residual[:, None, :]
+    energy = mu.sum(axis=1)[data.assignment]
+    scalar = data.moderators * (data.totals - w * energy)[:, None]
+    return jnp.concatenate([spatial.reshape(counts.shape[0], -1), scalar], axis=1)
+
+
 @functools.partial(jax.jit, static_argnames=("distribution",))
 def log_intensity(params: jax.Array, data: CBMRData, distribution: str) -> jax.Array:
     """Fitted log intensity of each pattern, shape (n_patterns, n_vox)."""
