@@ -53,6 +53,7 @@ SUM_TO_ZERO = "sum_to_zero"
 INFORMATION_METHODS = ("closed_form", "autodiff")
 CONTRAST_METHODS = ("pairwise", "reference", "consecutive", "zero")
 NEWTON_MAX_PARAMS = 4000  # Poisson fits are polished by Newton steps up to this many parameters
+NEWTON_STEP_TOLERANCE = 1e-6  # a Newton step this small certifies a Poisson optimum
 _CHUNK = 64  # covariance-root columns evaluated as maps at once by CBMRResult.test
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -392,7 +393,9 @@ class CBMR:
     Attributes
     ----------
     n_iter_, converged_, log_likelihood_ : int, bool, float
-        L-BFGS iterations run, whether a stopping rule fired before the cap, and the optimum.
+        L-BFGS iterations run, whether the fit converged (an L-BFGS stopping rule fired before
+        the cap, or - Poisson - the final Newton step was below ``NEWTON_STEP_TOLERANCE``), and
+        the log-likelihood at the optimum.
     n_newton_ : int
         Newton steps (closed-form information) that polished a Poisson optimum after L-BFGS
         (up to 5, for designs with at most ``NEWTON_MAX_PARAMS`` coefficients).
@@ -541,14 +544,16 @@ class CBMR:
             fitted = ops.fit(
                 data, start, self.n_iter, self.tol, distribution=self.distribution, lr=self.lr
             )
-            params, self.n_newton_ = fitted.params, 0
+            params, self.n_newton_, newton_converged = fitted.params, 0, False
             if self.distribution == "poisson" and params.size <= NEWTON_MAX_PARAMS:
-                params, n_newton = ops.newton_refine(params, data)
+                params, n_newton, last_step = ops.newton_refine(params, data)
                 self.n_newton_ = int(n_newton)
+                newton_converged = bool(last_step < NEWTON_STEP_TOLERANCE)
             self.params_ = np.asarray(params)
             self.data_ = data
             self.log_likelihood_ = float(ops.log_likelihood(params, data, self.distribution))
-        self.n_iter_, self.converged_ = int(fitted.n_iter), bool(fitted.converged)
+        self.n_iter_ = int(fitted.n_iter)
+        self.converged_ = bool(fitted.converged) or newton_converged
         if not np.isfinite(self.log_likelihood_):
             raise DatasetError(
                 f"{dataset.origin}: the {self.distribution} log-likelihood became "
@@ -749,7 +754,7 @@ class CBMR:
         stop = (
             f"converged after {self.n_iter_} L-BFGS iterations"
             if self.converged_
-            else f"stopped at the cap of {self.n_iter_} L-BFGS iterations without converging"
+            else f"stopped after {self.n_iter_} L-BFGS iterations without converging"
         )
         polish = f" and {self.n_newton_} Newton step(s) refined it" if self.n_newton_ else ""
         return (

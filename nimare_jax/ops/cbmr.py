@@ -119,7 +119,7 @@ class FitResult(NamedTuple):
     n_iter : int32 scalar
         L-BFGS iterations run.
     converged : bool scalar
-        Whether a stopping rule (objective change below ``tol`` or gradient below
+        Whether a stopping rule (objective or parameter change below ``tol``, or gradient below
         :data:`GRADIENT_TOLERANCE`) fired before the iteration cap, with a finite objective.
     """
 
@@ -316,6 +316,26 @@ def _pieces(params, data: CBMRData, distribution: str):
     return log_intensity, moderator, weight, overdispersion
 
 
+def log_rising_ratio(n: jax.Array, phi: jax.Array) -> jax.Array:
+    """Return ``lgamma(n + phi) - lgamma(phi) - n log(phi)`` without cancellation.
+
+    Direct for ``phi <= 1e3``; above, Stirling's series to the ``1/x^3`` term (error below
+    ``1e-15`` there), which stays exact as ``phi`` grows without bound (the limit is 0).
+    """
+    big = phi > 1e3
+    safe_small = jnp.where(big, 1.0, phi)
+    safe_big = jnp.where(big, phi, 1e3)
+    direct = gammaln(n + safe_small) - gammaln(safe_small) - n * jnp.log(safe_small)
+    x = n + safe_big
+    series = (
+        (x - 0.5) * jnp.log1p(n / safe_big)
+        - n
+        + (1.0 / x - 1.0 / safe_big) / 12.0
+        - (1.0 / x**3 - 1.0 / safe_big**3) / 360.0
+    )
+    return jnp.where(big, series, direct)
+
+
 def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.Array:
     """Log-likelihood of the foci counts, up to NiMARE's parameter-free constants.
 
@@ -347,23 +367,24 @@ def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.
         s2 = jax.ops.segment_sum(w * w, data.assignment, n_patterns)
         a = s1 / (theta * s2)  # mean-to-size ratio of the matched NB, per pattern
         r = (s1 * a)[:, None]
-        log_a = jnp.log(a)[:, None]
-        log_mu_a = jnp.logaddexp(s, log_a)
+        # NiMARE's lgamma(y+r) - lgamma(y+1) - lgamma(r) + r log(1-p) + y log p, rewritten so
+        # that a vanishing overdispersion (r -> inf) does not cancel catastrophically.
+        excess = jnp.logaddexp(0.0, s - jnp.log(a)[:, None])  # log(1 + mu / a)
         return jnp.sum(
-            gammaln(y + r)
+            log_rising_ratio(y, r)
             - gammaln(y + 1)
-            - gammaln(r)
-            + r * (log_a - log_mu_a)
-            + y * (s - log_mu_a)
+            - r * excess
+            + y * (s + jnp.log(s1)[:, None] - excess)
         )
     if distribution == "clusterednegativebinomial":
         precision = (1.0 / theta)[data.assignment]
-        energy = jnp.exp(s).sum(axis=1)[data.assignment]
+        mean = jnp.exp(s).sum(axis=1)[data.assignment] * w
         n_i = data.totals
+        # NiMARE's phi log phi - lgamma(phi) + lgamma(n + phi) - (n + phi) log(mean + phi),
+        # rewritten stably for large precision phi.
         return (
-            jnp.sum(precision * jnp.log(precision) - gammaln(precision))
-            + jnp.sum(gammaln(n_i + precision))
-            - jnp.sum((n_i + precision) * jnp.log(energy * w + precision))
+            jnp.sum(log_rising_ratio(n_i, precision))
+            - jnp.sum((n_i + precision) * jnp.log1p(mean / precision))
             + jnp.sum(y * s)
             + jnp.dot(n_i, m)
         )
@@ -389,8 +410,9 @@ def fit(
     """Maximize the log-likelihood with optax L-BFGS (zoom line search), compiled end to end.
 
     The loop is a ``lax.while_loop``: it stops when the objective changes by less than ``tol``
-    between iterations, when the largest gradient entry is at most :data:`GRADIENT_TOLERANCE`
-    (PyTorch's L-BFGS rules, which NiMARE uses), or after ``max_iter`` iterations.
+    between iterations, when no parameter moves by more than ``tol``, when the largest gradient
+    entry is at most :data:`GRADIENT_TOLERANCE` (PyTorch's L-BFGS rules, which NiMARE uses), or
+    after ``max_iter`` iterations.
 
     Parameters
     ----------
@@ -425,8 +447,10 @@ def fit(
         params = optax.apply_updates(params, updates)
         new_value = optax.tree_utils.tree_get(state, "value")
         new_grad = optax.tree_utils.tree_get(state, "grad")
-        done = (jnp.abs(previous - new_value) < tol) | (
-            jnp.max(jnp.abs(new_grad)) <= GRADIENT_TOLERANCE
+        done = (
+            (jnp.abs(previous - new_value) < tol)
+            | (jnp.max(jnp.abs(updates)) <= tol)
+            | (jnp.max(jnp.abs(new_grad)) <= GRADIENT_TOLERANCE)
         )
         return params, state, it + 1, new_value, done
 
@@ -512,13 +536,16 @@ def newton_refine(params: jax.Array, data: CBMRData, max_steps: int = 5):
     params : jax.Array
     n_steps : int32 scalar
         Accepted steps.
+    last_step : float64 scalar
+        Largest entry of the last Newton step computed (accepted or not): the distance to the
+        optimum to first order, so a small value certifies convergence.
     """
 
     def objective(p):
         return log_likelihood(p, data, "poisson")
 
     def step(carry):
-        p, value, n, _ = carry
+        p, value, n, _, _ = carry
         grad = jax.grad(objective)(p)
         info = poisson_information(p, data)
         factor = jax.scipy.linalg.cho_factor(info, lower=True)
@@ -529,15 +556,16 @@ def newton_refine(params: jax.Array, data: CBMRData, max_steps: int = 5):
         small = jnp.max(jnp.abs(delta)) < 1e-12
         p = jnp.where(accept, candidate, p)
         value = jnp.where(accept, new_value, value)
-        return p, value, n + accept.astype(jnp.int32), ~accept | small
+        size = jnp.where(jnp.all(jnp.isfinite(delta)), jnp.max(jnp.abs(delta)), jnp.inf)
+        return p, value, n + accept.astype(jnp.int32), ~accept | small, size
 
     def keep_going(carry):
-        _, _, n, done = carry
+        _, _, n, done, _ = carry
         return (n < max_steps) & ~done
 
-    init = (params, objective(params), jnp.int32(0), jnp.bool_(False))
-    params, _, n, _ = jax.lax.while_loop(keep_going, step, init)
-    return params, n
+    init = (params, objective(params), jnp.int32(0), jnp.bool_(False), jnp.inf)
+    params, _, n, _, last = jax.lax.while_loop(keep_going, step, init)
+    return params, n, last
 
 
 @functools.partial(jax.jit, static_argnames=("distribution", "batch_size"))
