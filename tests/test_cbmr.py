@@ -433,3 +433,23 @@ def test_sim120_overdispersed_reach_nimare_optimum(sim120, dist):
     for group in ("schizophrenia", "depression"):
         name = f"spatialIntensity_group-{group}"
         np.testing.assert_allclose(result.maps[name], ref[f"{target}_{name}"], rtol=rtol)
+
+
+@pytest.mark.slow
+def test_second_fit_traces_nothing(simulated, box_mask):
+    """A second fit with the same shapes reuses every compiled program (spacing 8: shapes no
+    other test uses, so the first fit must trace)."""
+    from test_compilation import count_traces
+
+    dset, _ = simulated
+    results = []
+    for _ in range(2):
+        with count_traces() as traces:
+            est = CBMR("~ s(dx) + n", mask=box_mask, incidence_threshold=None, spline_spacing=8)
+            results.append((est.fit(dset), list(traces)))
+    (first, first_traces), (second, second_traces) = results
+    assert "fit" in first_traces
+    assert second_traces == []
+    np.testing.assert_array_equal(
+        second.maps["spatialIntensity_group-patient"], first.maps["spatialIntensity_group-patient"]
+    )
