@@ -13,12 +13,13 @@ import jax
 import jax.numpy as jnp
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.meta.cbmr import CBMR, CovarianceError, FormulaError
+from nimare_jax.meta.cbmr import CBMR, CovarianceError, FormulaError, bind, parse_formula
 from nimare_jax.ops import cbmr as ops
 from nimare_jax.spatial import get_template, vox2mm
 
@@ -453,3 +454,39 @@ def test_second_fit_traces_nothing(simulated, box_mask):
     np.testing.assert_array_equal(
         second.maps["spatialIntensity_group-patient"], first.maps["spatialIntensity_group-patient"]
     )
+
+
+def test_bind_names_and_blocks_follow_patsy():
+    """Columns of s(a:b), s(a:n), s(n:a), s(t) and sz(a) as patsy's "0 + expr" builds them.
+
+    Expected names are patsy 1.0's output for the same frame (NiMARE builds its blocks with
+    patsy.dmatrix("0 + expr")): the first factor varies fastest; booleans are factors.
+    """
+    frame = pd.DataFrame(
+        {"id": list("wxyz"), "a": ["x", "y", "x", "y"], "b": ["p", "p", "q", "q"],
+         "n": [1.0, 2.0, 3.0, 4.0], "t": [True, False, True, True]}
+    )  # fmt: skip
+    expected = {
+        "~ s(a:b)": ["a[x]:b[p]", "a[y]:b[p]", "a[x]:b[q]", "a[y]:b[q]"],
+        "~ s(a:n)": ["a[x]:n", "a[y]:n"],
+        "~ s(n:a)": ["n:a[x]", "n:a[y]"],
+        "~ s(t)": ["t[False]", "t[True]"],
+    }
+    for formula, names in expected.items():
+        blocks = bind(*parse_formula(formula), frame)
+        block = blocks[-1]
+        assert list(block.column_names) == names
+        for j, name in enumerate(names):  # each column is the product of its factors
+            value = np.ones(4)
+            for part in name.split(":"):
+                col, _, level = part.partition("[")
+                raw = frame[col].astype(str) == level[:-1] if level else frame[col]
+                value = value * np.asarray(raw, dtype=float)
+            np.testing.assert_array_equal(block.block[:, j], value)
+    # a:b gives one map per cell and so is the baseline; a:n is not, so 1 is added
+    assert bind(*parse_formula("~ s(a:b)"), frame)[0].is_baseline
+    assert str(bind(*parse_formula("~ s(a:n)"), frame)[0].term) == "1"
+    sz = bind(*parse_formula("~ sz(a) + n"), frame)
+    z = sz[1].level_map
+    np.testing.assert_allclose(z.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(z.T @ z, np.eye(z.shape[1]), atol=1e-12)

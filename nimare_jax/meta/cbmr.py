@@ -274,7 +274,7 @@ def _experiment_block(term: Term, frame: pd.DataFrame):
     for factor in term.expr.split(":"):
         columns, labels = _factor_columns(factor, frame, f"term {term}")
         # patsy's order: the first factor varies fastest.
-        block = (block[:, None, :] * columns[:, :, None]).reshape(len(frame), -1, order="F")
+        block = (block[:, :, None] * columns[:, None, :]).reshape(len(frame), -1, order="F")
         names = [f"{a}:{b}" if a else b for b in labels for a in names]
     names = tuple(names)
     if term.constraint == SUM_TO_ZERO:
