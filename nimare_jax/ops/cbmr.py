@@ -465,8 +465,8 @@ def fit(
 
 
 # ----------------------------------------------------------------------------- information
-@functools.partial(jax.jit, static_argnames=("distribution",))
-def poisson_information(params: jax.Array, data: CBMRData, distribution: str = "poisson"):
+@jax.jit
+def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
     """Observed Fisher information of the Poisson model in closed form (separable basis).
 
     ``H_ss = sum_p (L_p L_p^T) kron (T_p Phi^T diag(mu_p) Phi)``,
@@ -479,15 +479,12 @@ def poisson_information(params: jax.Array, data: CBMRData, distribution: str = "
     ----------
     params : float64 array, shape (n_params,)
     data : CBMRData
-    distribution : str
-        Must be ``"poisson"`` (kept for a uniform signature).
 
     Returns
     -------
     jax.Array, shape (n_coef, n_coef)
         Over the regression coefficients (spatial then moderators).
     """
-    del distribution
     s, _, w, _ = _pieces(params, data, "poisson")
     n_patterns, n_columns = data.loadings.shape
     n_bases = data.basis.kept.shape[0]
@@ -635,12 +632,6 @@ def cluster_scores(params: jax.Array, data: CBMRData, counts: jax.Array) -> jax.
     energy = mu.sum(axis=1)[data.assignment]
     scalar = data.moderators * (data.totals - w * energy)[:, None]
     return jnp.concatenate([spatial.reshape(counts.shape[0], -1), scalar], axis=1)
-
-
-@functools.partial(jax.jit, static_argnames=("distribution",))
-def log_intensity(params: jax.Array, data: CBMRData, distribution: str) -> jax.Array:
-    """Fitted log intensity of each pattern, shape (n_patterns, n_vox)."""
-    return _pieces(params, data, distribution)[0]
 
 
 @jax.jit
