@@ -35,7 +35,7 @@ API = [
     ("meta.cbma.ale", ["ALE"], None),
     ("meta.cbma.ale", ["ALESubtraction", "SCALE"], 12),
     ("meta.cbma.mkda", ["MKDADensity", "MKDAChi2", "KDA"], None),
-    ("meta.cbma.model", ["CBMR"], 14),
+    ("meta.cbma.model", ["CBMR"], None),
     ("meta.cbmr", ["CBMR", "CBMRInference"], 14),
     ("annotate.text", ["generate_counts"], None),
     ("annotate.lda", ["LDAModel"], None),

@@ -1,0 +1,129 @@
+"""Benchmark: whole-brain CBMR ``~ 1`` (laird, ``incidence_threshold=None``), nimare_jax vs NiMARE.
+
+Each side runs in its own process: one full fit (for nimare_jax this "first fit" includes
+compilation), then fits capped at ``--iters A B`` L-BFGS iterations (``tol=0``: no early
+stop); the time per iteration is ``(t_B - t_A) / (iterations_B - iterations_A)``, which cancels
+the per-fit setup (basis, foci matrix, information matrix, maps). For nimare_jax the capped
+fits time the compiled L-BFGS loop (``ops.cbmr.fit``) on the estimator's prepared data.
+Peak RSS is the process maximum.
+NiMARE's CBMR needs PyTorch: its interpreter is ``$NIMARE_PYTHON`` (default
+/work/venv-cbmr/bin/python, NiMARE 0.22.1 + torch CPU); NiMARE is skipped if that fails.
+
+    python benchmarks/bench_cbmr.py --spacing 10 --iters 10 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAIRD = ROOT / "nimare_jax" / "resources" / "data" / "laird_n20_dataset.json"
+
+JAX_CODE = r"""
+import json, resource, sys, time, warnings
+warnings.simplefilter("ignore")
+import jax
+from nimare_jax.dataset import Dataset
+from nimare_jax.meta.cbmr import CBMR
+from nimare_jax.ops import cbmr as ops
+cfg = json.loads(sys.argv[1])
+dset = Dataset(cfg["laird"])
+start = time.perf_counter()
+est = CBMR("~ 1", incidence_threshold=None, spline_spacing=cfg["spacing"], n_iter=cfg["iters"][0])
+est.fit(dset)
+first = time.perf_counter() - start
+times, iters = [], []
+with jax.enable_x64(True):
+    p0 = ops.initial_params(est.data_, "poisson")
+    for n in cfg["iters"]:  # the L-BFGS loop alone (the estimator adds a Newton polish)
+        start = time.perf_counter()
+        out = ops.fit(est.data_, p0, n, 0.0, distribution="poisson", lr=1.0)
+        out.params.block_until_ready()
+        times.append(time.perf_counter() - start)
+        iters.append(int(out.n_iter))
+print(json.dumps({"first": first, "times": times, "iters": iters, "n_vox": int(est.ijk_.shape[0]),
+                  "n_bases": est.n_bases_,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+NIMARE_CODE = r"""
+import json, logging, resource, sys, time, warnings
+warnings.simplefilter("ignore")
+logging.disable(logging.WARNING)
+import torch
+from nimare.dataset import Dataset
+from nimare.meta.cbmr import CBMR
+torch.set_num_threads(2)
+cfg = json.loads(sys.argv[1])
+dset = Dataset(cfg["laird"])
+def run(n):
+    start = time.perf_counter()
+    est = CBMR("~ 1", incidence_threshold=None, spline_spacing=cfg["spacing"], n_iter=n, tol=0.0)
+    result = est.fit(dset)
+    return time.perf_counter() - start, result
+first, result = run(cfg["iters"][0])
+runs = [run(n) for n in cfg["iters"]]
+times = [t for t, _ in runs]
+iters = [int(r.estimator.cbmr_model._iterations) for _, r in runs]
+model = result.estimator.cbmr_model
+print(json.dumps({"first": first, "times": times, "iters": iters,
+                  "n_vox": int(model.predictor.n_voxels),
+                  "n_bases": int(model.predictor.n_bases),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def child(python: str, code: str, cfg: dict, env: dict | None = None) -> dict | None:
+    """Run one side in a fresh process and return its JSON line (None on failure)."""
+    proc = subprocess.run(
+        [python, "-c", code, json.dumps(cfg)], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        print(f"[{python}] failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    """Run both sides and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spacing", type=int, default=10)
+    parser.add_argument("--iters", type=int, nargs=2, default=[10, 30])
+    parser.add_argument("--skip-nimare", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = {"laird": str(LAIRD), "spacing": args.spacing, "iters": args.iters}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rows = [("nimare_jax", child(sys.executable, JAX_CODE, cfg, env))]
+    if not args.skip_nimare:
+        python = os.environ.get("NIMARE_PYTHON", "/work/venv-cbmr/bin/python")
+        rows.append(("NiMARE 0.22.1 + torch", child(python, NIMARE_CODE, cfg)))
+    a, b = args.iters
+    print(f"\nwhole-brain CBMR ~ 1, laird, spacing {args.spacing}, n_iter {a} -> {b}, tol 0\n")
+    print("| implementation | voxels | bases | first fit (s) | fit A / B (s) | s per iteration "
+          "| peak RSS (MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    per_iter = {}
+    for name, out in rows:
+        if out is None:
+            print(f"| {name} | failed | | | | | |")
+            continue
+        ran = out["iters"][1] - out["iters"][0]
+        per_iter[name] = (out["times"][1] - out["times"][0]) / ran
+        print(
+            f"| {name} | {out['n_vox']} | {out['n_bases']} | {out['first']:.1f} | "
+            f"{out['times'][0]:.1f} / {out['times'][1]:.1f} ({out['iters'][0]} / "
+            f"{out['iters'][1]} it) | {per_iter[name]:.4f} | "
+            f"{out['rss_mb']:.0f} |"
+        )
+    if len(per_iter) == 2:
+        jax_s, nimare_s = per_iter["nimare_jax"], per_iter["NiMARE 0.22.1 + torch"]
+        print(f"\nper-iteration ratio NiMARE / nimare_jax: {nimare_s / jax_s:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
