@@ -143,9 +143,7 @@ class Report:
     # ------------------------------------------------------------------- summary
     def _summary(self) -> str:
         estimator = self.results.estimator
-        groups = [
-            (f"Group {g}", getattr(estimator, f"dataset{g}_", None)) for g in (1, 2)
-        ]
+        groups = [(f"Group {g}", getattr(estimator, f"dataset{g}_", None)) for g in (1, 2)]
         groups = [(label, d) for label, d in groups if d is not None]
         if not groups:
             groups = [("Dataset", getattr(estimator, "dataset_", None))]
@@ -189,7 +187,8 @@ class Report:
         shown = [(name, _Z_CORRECTED) for name in self._corrected_maps(corrected)]
         if uncorrected is not None:
             shown.insert(0, (uncorrected, _Z_UNCORRECTED))
-        tables = {n[: -len("_tab-clust")]: t for n, t in res.tables.items() if n.endswith("_tab-clust")}
+        suffix = "_tab-clust"
+        tables = {n[: -len(suffix)]: t for n, t in res.tables.items() if n.endswith(suffix)}
         for name, threshold in shown:
             img = res.get_map(name)
             parts.append(f"<h3>{html.escape(name)}</h3>")
@@ -202,16 +201,17 @@ class Report:
                 two_sided = bool((np.asarray(res.maps[name]) < -threshold).any())
                 clusters = cluster_table(img, threshold, min_size=_MIN_SIZE, two_sided=two_sided)
                 parts.append(
-                    f"<p>Clusters of at least {_MIN_SIZE} voxels with |value| &gt; {threshold:.2f} "
-                    "(6-connected):</p>"
+                    f"<p>Clusters of at least {_MIN_SIZE} voxels with |value| &gt; "
+                    f"{threshold:.2f} (6-connected):</p>"
                 )
                 parts.append(_table(clusters) if len(clusters) else "<p>No cluster.</p>")
         return "".join(parts)
 
     def _corrected_maps(self, corrected: list[str]) -> list[str]:
         """Diagnosed maps; without diagnostics, the first corrected z map by preference."""
-        diagnosed = [getattr(d, "target_image", None) for d in getattr(self.results, "diagnostics", None) or []]
-        diagnosed = list(dict.fromkeys(n for n in diagnosed if n in self.results.maps))
+        applied = getattr(self.results, "diagnostics", None) or []
+        diagnosed = [getattr(d, "target_image", None) for d in applied]
+        diagnosed = [n for n in diagnosed if n in self.results.maps]
         diagnosed += [
             n[: -len("_tab-clust")]
             for n in self.results.tables
@@ -228,9 +228,7 @@ class Report:
 
     # --------------------------------------------------------------- diagnostics
     def _diagnostics(self) -> str:
-        tables = [
-            (name, t) for name, t in sorted(self.results.tables.items()) if "_diag-" in name
-        ]
+        tables = [(name, t) for name, t in sorted(self.results.tables.items()) if "_diag-" in name]
         if not tables:
             return '<p class="note">No diagnostics were run on this result.</p>'
         parts = []
@@ -309,7 +307,7 @@ def _params_frame(obj, title=None) -> pd.DataFrame:
 
 
 def _params(obj) -> dict:
-    """Constructor parameters of ``obj`` that it keeps as attributes (NiMARE's get_params)."""
+    """Return the constructor parameters ``obj`` keeps as attributes (NiMARE's get_params)."""
     getter = getattr(obj, "get_params", None)
     if callable(getter):
         try:

@@ -38,10 +38,11 @@ from nimare_jax.meta.ibma import (
     VarianceBasedLikelihood,
     WeightedLeastSquares,
 )
+from nimare_jax.reports import cluster_table, run_reports
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows.staging import staged_dir
 
-__all__ = ["PAIRWISE_ESTIMATORS", "STR_TO_CLASS", "Workflow"]
+__all__ = ["PAIRWISE_ESTIMATORS", "STR_TO_CLASS", "Workflow", "add_cluster_tables", "write_report"]
 
 #: NiMARE's strings for estimators, correctors and diagnostics.
 STR_TO_CLASS = {
@@ -290,3 +291,76 @@ class Workflow:
                 corrected.save_tables(tmp)
                 corrected.save_boilerplate(tmp)
         return corrected
+
+
+def add_cluster_tables(
+    result: MetaResult, voxel_thresh: float = 1.65, cluster_threshold: int = 10
+) -> MetaResult:
+    """Add cluster tables of a Monte Carlo FWE-corrected result (for the command line).
+
+    The maps are those a workflow diagnoses (cluster-mass FWE z maps), else the voxel-level
+    FWE z maps. A coordinate-based result fitted to a dataset gets
+    :class:`~nimare_jax.diagnostics.FocusCounter`'s tables (``{map}_tab-clust`` and the foci
+    counts); any other result (e.g. images given as arrays) gets
+    :func:`~nimare_jax.reports.cluster_table`'s table as ``{map}_tab-clust``.
+
+    Parameters
+    ----------
+    result : MetaResult
+        Corrected result.
+    voxel_thresh : float
+        Threshold of the corrected z map defining clusters (1.65: corrected p < 0.05).
+    cluster_threshold : int
+        Smallest cluster listed, in voxels.
+
+    Returns
+    -------
+    MetaResult
+        A copy with the tables (and FocusCounter's label maps) added.
+    """
+    estimator = result.estimator
+    pairwise = isinstance(estimator, PAIRWISE_ESTIMATORS)
+    names = _diagnosed_maps(result, "montecarlo", pairwise)
+    if not names:
+        names = sorted(
+            n for n in result.maps if n.startswith("z_") and "_level-voxel_corr-FWE" in n
+        )
+    counts = hasattr(estimator, "kernel_transformer") and (
+        hasattr(estimator, "dataset_") or pairwise
+    )
+    out = result.copy()
+    for name in names:
+        if counts:
+            diagnostic = FocusCounter(
+                target_image=name,
+                target_threshold=voxel_thresh,
+                cluster_threshold=cluster_threshold,
+            )
+            out = diagnostic.transform(out)
+        else:
+            img = out.get_map(name)
+            two_sided = bool((out.get_map(name, return_type="array") < 0).any())
+            out.tables[f"{name}_tab-clust"] = cluster_table(
+                img, voxel_thresh, min_size=cluster_threshold, two_sided=two_sided
+            )
+    return out
+
+
+def write_report(result: MetaResult, folder, prefix: str | None = None):
+    """Write ``{prefix}_report.html`` (``report.html`` without a prefix) into ``folder``.
+
+    Parameters
+    ----------
+    result : MetaResult
+        The result to describe (see :func:`~nimare_jax.reports.run_reports`).
+    folder : str or os.PathLike
+        Output folder.
+    prefix : str or None
+        File-name prefix, as the maps'.
+
+    Returns
+    -------
+    pathlib.Path
+        The written page.
+    """
+    return run_reports(result, folder, out_filename=f"{prefix + '_' if prefix else ''}report.html")

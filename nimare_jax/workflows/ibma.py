@@ -68,9 +68,7 @@ class IBMAWorkflow(Workflow):
             Corrected maps, cluster and contribution tables, label maps.
         """
         images = dataset.images
-        missing = [
-            t for t in _IMAGE_TYPES if t not in images.columns or images[t].isna().any()
-        ]
+        missing = [t for t in _IMAGE_TYPES if t not in images.columns or images[t].isna().any()]
         if missing and len(images.columns) > 1:
             dataset = ImageTransformer(target=missing).transform(dataset)
         return self._transform(self.estimator.fit(dataset))
