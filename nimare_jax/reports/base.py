@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from nimare_jax import __version__
 from nimare_jax.reports.clusters import cluster_table
 from nimare_jax.reports.figures import plot_coordinates, plot_heatmap, plot_static_brain
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import mm2vox
-from nimare_jax.stats import p_to_z
 
 __all__ = ["SECTIONS", "Report", "run_reports"]
 
@@ -38,10 +38,10 @@ _UNCORRECTED = ("z", "z_desc-association", "z_desc-group1MinusGroup2")
 #: Image types counted in the summary of an image-based analysis.
 _IMAGE_TYPES = ("z", "t", "p", "beta", "varcope", "se")
 #: Threshold of uncorrected z maps in figures and cluster tables (one-tailed p < 0.001).
-_Z_UNCORRECTED = float(p_to_z(np.array([0.001]), tail="one")[0])
+_Z_UNCORRECTED = float(norm.isf(0.001))
 #: Threshold of corrected z maps (one-tailed p < 0.05).
 _MIN_SIZE = 10  # smallest cluster listed when the diagnostics gave no table (voxels)
-_Z_CORRECTED = float(p_to_z(np.array([0.05]), tail="one")[0])
+_Z_CORRECTED = float(norm.isf(0.05))
 
 _STYLE = """
 body{font-family:Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa}
