@@ -9,6 +9,7 @@ functions; nilearn's MNI152 background ships with nilearn, so nothing is downloa
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,13 @@ def plot_static_brain(img, out_filename=None, threshold: float = 1e-6, title=Non
     vmax = float(np.nanmax(np.abs(data))) if data.size else 0.0
     if not np.isfinite(vmax) or vmax <= threshold:
         vmax = threshold + 1.0  # nothing above threshold: an empty (but valid) overlay
+    with warnings.catch_warnings():  # e.g. "empty mask" when nothing exceeds the threshold
+        warnings.simplefilter("ignore", UserWarning)
+        _stat_map(img, threshold, fig, vmax, title)
+    return _png(fig, out_filename)
+
+
+def _stat_map(img, threshold: float, fig: Figure, vmax: float, title) -> None:
     plotting.plot_stat_map(
         img,
         threshold=threshold,
@@ -66,8 +74,7 @@ def plot_static_brain(img, out_filename=None, threshold: float = 1e-6, title=Non
         annotate=True,
         draw_cross=False,
         bg_img=datasets.load_mni152_template(resolution=2),
-    )
-    return _png(fig, out_filename)  # the figure is not pyplot's: nothing to close
+    )  # the figure is not pyplot's: nothing to close
 
 
 def _cuts(img, threshold: float, n: int = 8) -> list[float]:
