@@ -216,6 +216,7 @@ class Workflow:
         self.output_dir = output_dir
         self.n_cores = n_cores
         cores = {"n_cores": n_cores}
+        self._check_pairwise(estimator)
         self.estimator = _build(
             self._estm_default if estimator is None else estimator,
             "estimator",
@@ -241,12 +242,25 @@ class Workflow:
         self.diagnostics = [
             _build(d, "diagnostics", (Diagnostics,), options, diag_settings) for d in diagnostics
         ]
-        pairwise = isinstance(self.estimator, PAIRWISE_ESTIMATORS)
-        if pairwise != (type(self).__name__ == "PairwiseCBMAWorkflow"):
+
+    def _check_pairwise(self, estimator) -> None:
+        """Refuse a two-group estimator in a one-sample workflow, and the reverse."""
+        if estimator is None:
+            return
+        if isinstance(estimator, str):
+            cls = STR_TO_CLASS.get(estimator.lower())
+        else:
+            cls = estimator if isinstance(estimator, type) else type(estimator)
+        if cls is None or not (
+            issubclass(cls, PAIRWISE_ESTIMATORS) or cls in STR_TO_CLASS.values()
+        ):
+            return  # unknown: _build names what is accepted
+        pairwise = issubclass(cls, PAIRWISE_ESTIMATORS)
+        if pairwise != issubclass(self._estm_default, PAIRWISE_ESTIMATORS):
+            kind = "pairwise" if pairwise else "one-sample"
             raise TypeError(
-                f"{type(self).__name__} does not work with "
-                f"{'pairwise ' if pairwise else 'one-sample '}estimators such as "
-                f"{type(self.estimator).__name__}"
+                f"{type(self).__name__} does not work with {kind} estimators such as "
+                f"{cls.__name__}"
             )
 
     def __repr__(self) -> str:
