@@ -7,8 +7,9 @@ to each cluster) and Methods (the result's boilerplate and its BibTeX references
 
 Unlike NiMARE 0.22.1's report, the page works offline and stands alone: one inline style
 sheet, no script, figures embedded as base64 PNG (no ``figures/`` folder), and no ``http``
-or ``https`` reference anywhere. It also describes uncorrected results and results without
-diagnostics (NiMARE's raises ``AttributeError`` on the first).
+or ``https`` reference anywhere (the references' DOIs are written ``doi:10...``). It also
+describes uncorrected results and results without diagnostics (NiMARE's raises
+``AttributeError`` on the first).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import inspect
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,8 @@ _Z_UNCORRECTED = float(norm.isf(0.001))
 #: Threshold of corrected z maps (one-tailed p < 0.05).
 _MIN_SIZE = 10  # smallest cluster listed when the diagnostics gave no table (voxels)
 _Z_CORRECTED = float(norm.isf(0.05))
+
+_DOI_URL = re.compile(r"https?://(?:dx\.)?doi\.org/")
 
 _STYLE = """
 body{font-family:Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -246,7 +250,8 @@ class Report:
 
     # ------------------------------------------------------------------- methods
     def _methods(self) -> str:
-        text = self.results.boilerplate()
+        # DOIs as "doi:10..." text: the page holds no http(s) reference, not even a link
+        text = _DOI_URL.sub("doi:", self.results.boilerplate())
         paragraphs = "".join(
             f"<p>{html.escape(p.strip())}</p>" for p in text.split("\n\n") if p.strip()
         )
