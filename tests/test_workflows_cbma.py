@@ -287,3 +287,20 @@ def test_ibma_workflow_warns_nothing_else(ibma_dset):
         warnings.simplefilter("error")
         result = IBMAWorkflow(voxel_thresh=0.3, corrector="fdr").fit(ibma_dset)
     assert f"{FDR}_tab-clust" in result.tables
+
+
+@pytest.mark.slow
+def test_pairwise_defaults_give_nimare_names(laird):
+    split = json.loads((DATA / "reference" / "laird_split.json").read_text())
+    group1, group2 = (laird.slice(ids) for ids in split.values())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Jackknife: no clusters found")
+        result = PairwiseCBMAWorkflow(corrector=_fwe()).fit(group1, group2)
+    ref = NAMES["pairwise_defaults"]
+    assert [d.target_image for d in result.diagnostics] == [
+        "z_desc-associationMass_level-cluster_corr-FWE_method-montecarlo"
+    ]
+    # the label map exists only when the (random, 30-iteration) correction leaves clusters
+    labels = [m for m in ref["maps"] if m.startswith("label_")]
+    assert sorted(set(result.maps) - set(labels)) == sorted(set(ref["maps"]) - set(labels))
+    assert sorted(result.tables) == sorted(ref["tables"])

@@ -252,8 +252,10 @@ class Report:
     def _methods(self) -> str:
         # DOIs as "doi:10..." text: the page holds no http(s) reference, not even a link
         text = _DOI_URL.sub("doi:", self.results.boilerplate())
-        paragraphs = "".join(
-            f"<p>{html.escape(p.strip())}</p>" for p in text.split("\n\n") if p.strip()
+        paragraphs = "".join(  # the references come one per line
+            "<p>" + "<br>".join(html.escape(line) for line in p.strip().splitlines()) + "</p>"
+            for p in text.split("\n\n")
+            if p.strip()
         )
         bib = self.results.bibtex()
         return f"{paragraphs}<h3>BibTeX</h3><pre>{html.escape(bib)}</pre>"
