@@ -142,6 +142,7 @@ def test_ale_report_methods_hold_boilerplate_and_bibtex(ale_page, ale_result):
         assert f"{{{key}," in methods
 
 
+@pytest.mark.slow
 def test_ibma_report(ibma_result, ibma_dset, tmp_path):
     page = run_reports(ibma_result, tmp_path)
     text = page.read_text()

@@ -242,6 +242,7 @@ def test_ibma_defaults_give_nimare_names(ibma_dset):
     assert result.tables[f"{FDR}_diag-Jackknife_tab-counts"] is None
 
 
+@pytest.mark.slow  # Jackknife refits Stouffers 20 times
 def test_ibma_cluster_table_equals_cluster_table(ibma_result):
     table = ibma_result.tables[f"{FDR}_tab-clust"]
     volume, affine = _volume(ibma_result, FDR), ibma_result.mask.affine
@@ -249,6 +250,7 @@ def test_ibma_cluster_table_equals_cluster_table(ibma_result):
     _assert_clusters_equal(table, reference, volume, affine, 0.3)
 
 
+@pytest.mark.slow  # Jackknife refits Stouffers 20 times
 def test_ibma_jackknife_equals_refits_without_each_study(ibma_result, ibma_dset):
     table = ibma_result.tables[f"{FDR}_diag-Jackknife_tab-counts_tail-positive"]
     labels = ibma_result.get_map(
@@ -265,6 +267,7 @@ def test_ibma_jackknife_equals_refits_without_each_study(ibma_result, ibma_dset)
         np.testing.assert_allclose(table.iloc[row, 1:].to_numpy(float), expected, atol=1e-6)
 
 
+@pytest.mark.slow  # Jackknife refits Stouffers 20 times
 def test_output_dir_receives_every_map_and_table(ibma_dset, tmp_path):
     out = tmp_path / "wf"
     result = IBMAWorkflow(voxel_thresh=0.3, output_dir=out).fit(ibma_dset)
@@ -282,6 +285,7 @@ def test_output_dir_receives_every_map_and_table(ibma_dset, tmp_path):
     assert "Benjamini" in (out / "boilerplate.txt").read_text()
 
 
+@pytest.mark.slow  # Jackknife refits Stouffers 20 times
 def test_ibma_workflow_warns_nothing_else(ibma_dset):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -152,7 +152,8 @@ class Report:
         if not groups:
             groups = [("Dataset", getattr(estimator, "dataset_", None))]
         if groups[0][1] is None:
-            ids = getattr(estimator, "inputs_", {}).get("id")
+            inputs = getattr(estimator, "inputs_", None)
+            ids = inputs.get("id") if isinstance(inputs, dict) else None
             n = "unknown" if ids is None else len(ids)
             return f"<p>The estimator was fitted to arrays ({n} experiments), not a dataset.</p>"
         rows = [summary_counts(d, self.results.mask) for _, d in groups]
