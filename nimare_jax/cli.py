@@ -85,8 +85,10 @@ def _get_parser() -> argparse.ArgumentParser:
         description=(
             "Run an activation likelihood estimation (ALE) meta-analysis with voxel- and "
             "cluster-level Monte Carlo family-wise error correction, and write every map, "
-            "table, a methods paragraph (boilerplate.txt) and its references (references.bib)."
-            + _REPLACES
+            "table (with the cluster table and foci counts of the cluster-mass FWE map), a "
+            "methods paragraph (boilerplate.txt), its references (references.bib) and an HTML "
+            "report "
+            "(report.html, self-contained and offline)." + _REPLACES
         ),
     )
     ale.add_argument("dataset", metavar="DATASET", help="Sleuth text file or NiMARE JSON file")

@@ -101,7 +101,7 @@ API = [
     ),
     ("workflows", ["peaks2maps_workflow"], None),
     ("peaks2maps", ["Peaks2MapsKernel"], None),
-    ("workflows", ["CBMAWorkflow", "PairwiseCBMAWorkflow", "IBMAWorkflow"], 15),
+    ("workflows", ["CBMAWorkflow", "PairwiseCBMAWorkflow", "IBMAWorkflow"], None),
     ("results", ["MetaResult"], None),
     ("diagnostics", ["Jackknife", "FocusCounter"], None),
     ("generate", ["create_coordinate_dataset"], None),

@@ -15,6 +15,7 @@ from nimare_jax.io import convert_sleuth_to_dataset
 from nimare_jax.meta.cbma import ALE, ALESubtraction
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
+from nimare_jax.workflows.base import add_cluster_tables, write_report
 from nimare_jax.workflows.staging import staged_dir
 
 
@@ -88,7 +89,9 @@ def ale_sleuth_workflow(
     files : list of pathlib.Path
         Written files: ``{prefix}_{map}.nii.gz`` for every map (uncorrected, voxel- and
         cluster-level FWE), ``{prefix}_{table}.tsv``, ``{prefix}_boilerplate.txt`` and
-        ``{prefix}_references.bib``. With ``file2``, the maps of group ``g`` are
+        ``{prefix}_references.bib``, the cluster tables and foci counts of the
+        cluster-mass FWE map (``..._tab-clust.tsv``, ``..._diag-FocusCounter_...tsv``) and
+        ``{prefix}_report.html``. With ``file2``, the maps of group ``g`` are
         ``{prefix}_{g}_{map}.nii.gz`` and the difference ``{prefix}_{map}.nii.gz`` with
         ``desc-group1MinusGroup2`` in the map name.
     """
@@ -111,11 +114,13 @@ def ale_sleuth_workflow(
     )
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
         dataset = load_dataset(sleuth_file)
-        result = corrector.transform(estimator.fit(dataset))
+        result = add_cluster_tables(corrector.transform(estimator.fit(dataset)))
+        result.corrector = corrector
         staged = [
             *result.save_maps(tmp, prefix),
             *result.save_tables(tmp, prefix),
             *result.save_boilerplate(tmp, prefix),
+            write_report(result, tmp, prefix),
         ]
     return result, [output_dir / path.name for path in staged]
 
@@ -142,7 +147,8 @@ def _ale_subtraction(
         same = dset2.masker.shape == dset1.masker.shape
         if not (same and np.allclose(dset2.masker.affine, dset1.masker.affine)):
             dset2 = dset2.with_mask(dset1.masker)  # e.g. a Sleuth file and a JSON file
-        result = corrector.transform(estimator.fit(dset1, dset2))
+        result = add_cluster_tables(corrector.transform(estimator.fit(dset1, dset2)))
+        result.corrector = corrector
         staged = []
         for name in sorted(result.maps):
             group = next((g for g in ("group1", "group2") if f"desc-{g}" in name), None)
@@ -154,6 +160,7 @@ def _ale_subtraction(
             result.get_map(name).to_filename(path)
             staged.append(path)
         staged += [*result.save_tables(tmp, prefix), *result.save_boilerplate(tmp, prefix)]
+        staged.append(write_report(result, tmp, prefix))
     return result, [output_dir / path.name for path in staged]
 
 

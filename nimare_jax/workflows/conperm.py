@@ -3,8 +3,9 @@
 ``nimare-jax conperm FILE [FILE ...] [--output_dir DIR] [--prefix P] [--n_iters 10000]``
 takes one 4-D image (one volume per study) or several 3-D images, runs
 :class:`~nimare_jax.meta.ibma.PermutedOLS` with voxel-level FWE correction by sign flipping,
-and writes the maps (``{prefix}_{name}.nii.gz``) and a methods paragraph
-(``{prefix}_boilerplate.txt``).
+and writes the maps (``{prefix}_{name}.nii.gz``), the cluster table of the voxel-level FWE
+z map (``..._tab-clust.tsv``), a methods paragraph (``{prefix}_boilerplate.txt``) and an
+HTML report (``{prefix}_report.html``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from nimare_jax.io.images import load_image, mask_image
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.spatial import load_mask
 from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
+from nimare_jax.workflows.base import add_cluster_tables, write_report
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["add_conperm_arguments", "conperm_workflow"]
@@ -88,13 +90,16 @@ def conperm_workflow(
         est = PermutedOLS(two_sided=True, random_state=random_state)
         result = est.fit_arrays({"beta": data}, mask_img, ids=names)
         corrector = FWECorrector(method="montecarlo", n_iters=n_iters, n_cores=n_cores)
-        result = corrector.transform(result)
+        result = add_cluster_tables(corrector.transform(result))
+        result.corrector = corrector
         result.description = (
             f"A one-sample permutation test was performed with nimare_jax on {len(names)} "
             "contrast images. " + result.description
         )
         result.save_maps(output_dir=tmp, prefix=prefix)
+        result.save_tables(tmp, prefix=prefix)
         result.save_boilerplate(tmp, prefix=prefix)
+        write_report(result, tmp, prefix)
     return result
 
 

@@ -16,6 +16,7 @@ from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import add_common_arguments, probability, run_workflow
+from nimare_jax.workflows.base import add_cluster_tables, write_report
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["macm_workflow"]
@@ -63,7 +64,8 @@ def macm_workflow(
     result : MetaResult
         The corrected ALE result; ``result.tables["selected_experiments"]`` lists the ids.
     files : list of pathlib.Path
-        Written files (maps, the table, ``boilerplate.txt`` and ``references.bib``).
+        Written files (maps, the tables including the cluster tables, ``boilerplate.txt``,
+        ``references.bib`` and ``report.html``, each with the prefix).
 
     Raises
     ------
@@ -92,7 +94,8 @@ def macm_workflow(
                 f"({len(dset.ids)} experiments searched)"
             )
         selected = dset.slice(ids)
-        result = corrector.transform(estimator.fit(selected))
+        result = add_cluster_tables(corrector.transform(estimator.fit(selected)))
+        result.corrector = corrector
         result.tables["selected_experiments"] = pd.DataFrame({"id": list(ids)})
         result.description = (
             "A meta-analytic coactivation modelling (MACM) analysis [Robinson2010] was "
@@ -105,6 +108,7 @@ def macm_workflow(
             *result.save_maps(tmp, prefix),
             *result.save_tables(tmp, prefix),
             *result.save_boilerplate(tmp, prefix),
+            write_report(result, tmp, prefix),
         ]
     return result, [output_dir / path.name for path in staged]
 

@@ -4,8 +4,10 @@
 reconstructs each experiment's unthresholded map from its peaks with
 :class:`~nimare_jax.meta.cbma.kernel.Peaks2MapsKernel`, runs
 :class:`~nimare_jax.meta.ibma.PermutedOLS` (sign flipping) on the reconstructed maps with
-voxel-level FWE correction, and writes the maps (``{prefix}_{name}.nii.gz``), a methods
-paragraph (``{prefix}_boilerplate.txt``) and its references (``{prefix}_references.bib``).
+voxel-level FWE correction, and writes the maps (``{prefix}_{name}.nii.gz``), the cluster
+table of the voxel-level FWE z map (``..._tab-clust.tsv``), a methods paragraph
+(``{prefix}_boilerplate.txt``), its references (``{prefix}_references.bib``) and an HTML
+report (``{prefix}_report.html``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
+from nimare_jax.workflows.base import add_cluster_tables, write_report
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["add_peaks2maps_arguments", "peaks2maps_workflow", "run_peaks2maps"]
@@ -88,13 +91,19 @@ def peaks2maps_workflow(
         corrector = FWECorrector(
             method="montecarlo", n_iters=n_iters, n_cores=n_cores, progress=progress
         )
-        result = corrector.transform(result)
+        result = add_cluster_tables(corrector.transform(result))
+        result.corrector = corrector
         result.description = (
             _CAVEAT + f"A one-sample permutation test was then performed on the "
             f"{len(dataset.ids)} reconstructed maps. " + result.description
         )
         result.citations = tuple(dict.fromkeys(("Freyberg2018", *result.citations)))
-        staged = [*result.save_maps(tmp, prefix), *result.save_boilerplate(tmp, prefix)]
+        staged = [
+            *result.save_maps(tmp, prefix),
+            *result.save_tables(tmp, prefix),
+            *result.save_boilerplate(tmp, prefix),
+            write_report(result, tmp, prefix),
+        ]
     return result, [output_dir / path.name for path in staged]
 
 

@@ -13,6 +13,7 @@ from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import add_common_arguments, run_workflow
+from nimare_jax.workflows.base import add_cluster_tables, write_report
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["scale_workflow"]
@@ -80,13 +81,16 @@ def scale_workflow(
             **kernel,
         )
         fitted = estimator.fit(dset)
-        result = FWECorrector(method="montecarlo", n_cores=n_cores).transform(fitted)
+        corrector = FWECorrector(method="montecarlo", n_cores=n_cores)
+        result = add_cluster_tables(corrector.transform(fitted))
+        result.corrector = corrector
         if own:
             result.description += " The baseline pool was the data set's own foci."
         staged = [
             *result.save_maps(tmp, prefix),
             *result.save_tables(tmp, prefix),
             *result.save_boilerplate(tmp, prefix),
+            write_report(result, tmp, prefix),
         ]
     return result, [output_dir / path.name for path in staged]
 
