@@ -112,7 +112,13 @@ class Missing:
     def _fail(self, *args, **kwargs):
         raise ImportError(f"nimare_jax lacks {self._name}")
 
+    @property
+    def __name__(self):
+        return self._name.rsplit(".", 1)[-1]
+
     def __getattr__(self, attr):
+        if attr == "__qualname__":
+            return self.__name__
         if attr.startswith("__"):
             raise AttributeError(attr)
         return Missing(f"{self._name}.{attr}")
@@ -355,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--workdir", type=Path, default=None, help="default: <cache>/work")
     parser.add_argument("--causes", type=int, default=2, help="causes listed per module")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=REPO,
+        help="checkout whose nimare_jax is tested (default: this one), e.g. to compare branches",
+    )
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest after '--'")
     args = parser.parse_args(argv)
 
@@ -379,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--deselect", f"{PACKAGE}/{node}"]
     cmd += [str(pkg / MODULES[m]) for m in args.modules] + list(args.pytest_args)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(workdir), str(deps)])
+    env["PYTHONPATH"] = os.pathsep.join([str(args.repo.resolve()), str(workdir), str(deps)])
     print("+", " ".join(cmd[:8]), "...", flush=True)
     proc = subprocess.run(cmd, cwd=run, env=env)
     if not junit.exists():
@@ -387,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = summarise(junit, args.modules, pkg)
     print()
-    print(f"NiMARE {NIMARE_VERSION} test suite against nimare_jax")
+    print(f"NiMARE {NIMARE_VERSION} test suite against nimare_jax ({args.repo.resolve()})")
     print(table(rows, args.causes))
     print("\nMost frequent causes overall:")
     print(overall_causes(rows))
