@@ -83,7 +83,9 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
         return nib.Nifti1Image(data, img.affine)
     if mask is None:
         img = nib.load(folder / _T1)
-        return nib.Nifti1Image(img.get_fdata(dtype=DEFAULT_FLOAT_DTYPE), img.affine, img.header)
+        out = nib.Nifti1Image(img.get_fdata(dtype=DEFAULT_FLOAT_DTYPE), img.affine, img.header)
+        out.set_data_dtype(DEFAULT_FLOAT_DTYPE)
+        return out
     raise ValueError(f"Mask option {mask!r} is not supported; expected 'brain' or None")
 
 

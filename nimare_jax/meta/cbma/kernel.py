@@ -7,6 +7,7 @@ The classes hold configuration and prepare arrays; the numerics are the pure fun
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -159,11 +160,20 @@ class KernelTransformer:
         coords = dataset.coordinates
         with_foci = set(coords["id"])
         empty = [str(i) for i in dataset.ids if i not in with_foci]
-        if empty:
+        if empty and len(empty) < len(dataset.ids):  # NiMARE leaves them out of a CBMA
+            warnings.warn(
+                f"{dataset.origin}: {len(empty)} experiment(s) have no foci and are left out of "
+                f"the coordinate-based analysis: {', '.join(excerpt(i) for i in empty[:5])}"
+                + (" ..." if len(empty) > 5 else ""),
+                UserWarning,
+                stacklevel=3,
+            )
+            dataset = dataset.slice([i for i in dataset.ids if i in with_foci])
+            coords = dataset.coordinates
+        elif empty:
             raise DatasetError(
                 f"{dataset.origin}: {len(empty)} experiment(s) have no foci; a coordinate-based "
-                "meta-analysis needs foci in every experiment (drop them with "
-                f"dataset.slice): {', '.join(excerpt(i) for i in empty[:5])}"
+                f"meta-analysis needs foci: {', '.join(excerpt(i) for i in empty[:5])}"
                 + (" ..." if len(empty) > 5 else "")
             )
         order = {k: n for n, k in enumerate(dataset.ids)}
