@@ -284,6 +284,45 @@ class Dataset:
                 value = _relative_columns(value.reset_index(drop=True), self.basepath)
         object.__setattr__(self, name, value)
 
+    @classmethod
+    def from_coordinates(cls, coordinates: pd.DataFrame, mask) -> Dataset:
+        """Build a coordinates-only dataset from a foci table, as NiMARE kernels accept one.
+
+        Parameters
+        ----------
+        coordinates : pandas.DataFrame
+            One row per focus with ``id``, ``x``, ``y``, ``z`` (MNI mm); optional
+            ``study_id``, ``contrast_id`` and a per-experiment ``sample_size`` (or
+            ``sample_sizes``) column, which becomes the ``sample_sizes`` metadata.
+        mask : str, pathlib.Path, nibabel.Nifti1Image or nilearn masker
+            Mask of the maps.
+
+        Returns
+        -------
+        Dataset
+            One experiment per distinct ``id``, in order of first appearance.
+        """
+        coords = _validate_table(coordinates, "coordinates", _XYZ)
+        ids = np.asarray(list(dict.fromkeys(coords["id"].astype(str))))
+        coords = coords.assign(id=coords["id"].astype(str))
+        for col in ("study_id", "contrast_id"):
+            if col not in coords.columns:
+                coords[col] = coords["id"]
+        first = coords.drop_duplicates("id").set_index("id").loc[ids]
+        base = pd.DataFrame({"id": ids, "study_id": first["study_id"].to_numpy()})
+        base["contrast_id"] = first["contrast_id"].to_numpy()
+        metadata = base.copy()
+        for col in ("sample_sizes", "sample_size"):
+            if col in coords.columns:
+                metadata["sample_sizes"] = first[col].to_numpy()
+                break
+        new = cls.__new__(cls)
+        _set(new, ids=ids, space=None, basepath=None, origin="coordinates table")
+        _set(new, masker=get_masker(mask), metadata=metadata, images=base.copy())
+        _set(new, annotations=base.copy(), texts=base.copy())
+        _set(new, coordinates=_add_voxel_indices(coords, new.masker, new.origin))
+        return new
+
     def __repr__(self) -> str:
         return (
             f"Dataset({len(self.ids)} experiments, {len(self.coordinates)} foci, "

@@ -154,6 +154,11 @@ def load_mask(mask) -> nib.Nifti1Image:
     if mask is None:
         raise ValueError("a masker is required: give a mask (or a Dataset with a target space)")
     if _is_masker(mask):
+        if getattr(mask, "mask_img", None) is None and getattr(mask, "mask_img_", None) is None:
+            raise ValueError(
+                f"{type(mask).__name__} has no mask image: nimare_jax analyses voxels and "
+                "supports voxel maskers (nilearn's NiftiMasker), not region-averaging ones"
+            )
         fitted = getattr(mask, "mask_img_", None)
         if fitted is not None and np.asanyarray(fitted.dataobj).dtype.itemsize == 1:
             return fitted  # nilearn's binary 0/1 image: the same object on every call

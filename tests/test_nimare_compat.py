@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.special as sps_special
 import scipy.stats as sps
+from nilearn.maskers import NiftiLabelsMasker
 
 import nimare_jax.meta
 from nimare_jax import exceptions, spatial, transforms, utils
@@ -287,3 +288,33 @@ def test_ibma_leaves_out_experiments_without_the_image(tmp_path):
         res = ibma.Stouffers().fit(d)
     expected = np.sum(z, axis=0) / np.sqrt(4)  # Stouffer's combined z of the 4 studies
     np.testing.assert_allclose(res.get_map("z", "array"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_transform_accepts_a_coordinates_table():
+    dset = _dataset()
+    table = dset.coordinates[["id", "x", "y", "z"]].assign(sample_size=20)
+    for kernel in (ALEKernel(), MKDAKernel(r=6)):
+        got = kernel.transform(table, dset.masker, return_type="array")
+        np.testing.assert_array_equal(got, kernel.transform(dset, return_type="array"))
+    with pytest.raises(ValueError, match="masker is required"):
+        MKDAKernel().transform(table)
+
+
+def test_mkda_density_leaves_out_experiments_without_foci():
+    dset = _dataset()
+    src = {"img": {"contrasts": {"c": {"images": {"z": "z.nii.gz"}}}}}
+    mixed = dset.merge(Dataset(src, mask=dset.masker))
+    with pytest.warns(UserWarning, match="left out"):
+        got = cbma.MKDADensity(kernel__r=6, null_method="approximate").fit(mixed)
+    ref = cbma.MKDADensity(kernel__r=6, null_method="approximate").fit(dset)
+    np.testing.assert_array_equal(got.get_map("stat", "array"), ref.get_map("stat", "array"))
+    assert list(got.estimator.dataset_.ids) == list(dset.ids)
+
+
+def test_description_alias_and_label_maskers_refused():
+    res = MetaResult(None, mask=_small_mask(), description="text")
+    assert res.description_ == "text"
+    res.description_ = "new"
+    assert res.description == "new"
+    with pytest.raises(ValueError, match="not region-averaging"):
+        spatial.load_mask(NiftiLabelsMasker(_small_mask()))

@@ -257,6 +257,7 @@ class IBMAEstimator:
         MetaResult
             The maps; ``result.estimator`` is this fitted estimator.
         """
+        dataset = self._with_required_images(dataset)
         self.dataset_ = dataset
         self.inputs_ = self._collect_inputs(dataset)
         return self._result(self._fit(self.inputs_))
