@@ -30,6 +30,7 @@ from nimare_jax.spatial import (
     outside_volume,
     tal2mni,
     volume_extent,
+    vox2mm,
 )
 
 _MNI_NAMES = {"mni", "mni152", "icbm", "mni152_2mm", "ale_2mm"}
@@ -291,8 +292,9 @@ class Dataset:
         Parameters
         ----------
         coordinates : pandas.DataFrame
-            One row per focus with ``id``, ``x``, ``y``, ``z`` (MNI mm); optional
-            ``study_id``, ``contrast_id`` and a per-experiment ``sample_size`` (or
+            One row per focus with ``id`` and ``x``, ``y``, ``z`` (MNI mm) or ``i``, ``j``,
+            ``k`` (voxel indices in ``mask``, which then take precedence, as in NiMARE);
+            optional ``study_id``, ``contrast_id`` and a per-experiment ``sample_size`` (or
             ``sample_sizes``) column, which becomes the ``sample_sizes`` metadata.
         mask : str, pathlib.Path, nibabel.Nifti1Image or nilearn masker
             Mask of the maps.
@@ -302,6 +304,11 @@ class Dataset:
         Dataset
             One experiment per distinct ``id``, in order of first appearance.
         """
+        masker = get_masker(mask)
+        if isinstance(coordinates, pd.DataFrame) and {"i", "j", "k"} <= set(coordinates):
+            ijk = coordinates[["i", "j", "k"]].to_numpy(float)
+            xyz = vox2mm(ijk, load_mask(masker).affine)
+            coordinates = coordinates.assign(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2])
         coords = _validate_table(coordinates, "coordinates", _XYZ)
         ids = np.asarray(list(dict.fromkeys(coords["id"].astype(str))))
         coords = coords.assign(id=coords["id"].astype(str))
@@ -318,7 +325,7 @@ class Dataset:
                 break
         new = cls.__new__(cls)
         _set(new, ids=ids, space=None, basepath=None, origin="coordinates table")
-        _set(new, masker=get_masker(mask), metadata=metadata, images=base.copy())
+        _set(new, masker=masker, metadata=metadata, images=base.copy())
         _set(new, annotations=base.copy(), texts=base.copy())
         _set(new, coordinates=_add_voxel_indices(coords, new.masker, new.origin))
         return new

@@ -318,3 +318,15 @@ def test_description_alias_and_label_maskers_refused():
     assert res.description == "new"
     with pytest.raises(ValueError, match="not region-averaging"):
         spatial.load_mask(NiftiLabelsMasker(_small_mask()))
+
+
+def test_coordinates_table_with_voxel_indices_uses_them():
+    dset = _dataset()
+    # NiMARE: i, j, k of a table take precedence over x, y, z
+    table = dset.coordinates[["id", "i", "j", "k"]].assign(sample_size=20)
+    got = MKDAKernel(r=6).transform(table, dset.masker, return_type="array")
+    np.testing.assert_array_equal(got, MKDAKernel(r=6).transform(dset, return_type="array"))
+    moved = table.assign(x=999.0, y=999.0, z=999.0)  # ignored when i, j, k are given
+    np.testing.assert_array_equal(
+        MKDAKernel(r=6).transform(moved, dset.masker, return_type="array"), got
+    )
