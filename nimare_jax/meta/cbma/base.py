@@ -10,14 +10,19 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.meta.cbma.kernel import FociArrays, KernelTransformer
+from nimare_jax.meta.cbma.kernel import (
+    FociArrays,
+    KernelTransformer,
+    drop_experiments_without_foci,
+)
 from nimare_jax.meta.fwe import MONTECARLO, fwe_map, fwe_null, fwe_options, map_name
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls, relocation
 from nimare_jax.ops.label import label_clusters
 from nimare_jax.ops.permute import run_permutations
-from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
+from nimare_jax.ops.validate import FWE_ALPHA, IGNORED_NIMARE_OPTIONS, check_n_iters
 from nimare_jax.results import MetaResult
+from nimare_jax.spatial import load_mask
 
 
 def make_kernel(kernel_transformer, default, kwargs) -> KernelTransformer:
@@ -38,7 +43,9 @@ def make_kernel(kernel_transformer, default, kwargs) -> KernelTransformer:
         The kernel.
     """
     kernel_args = {k[len("kernel__") :]: v for k, v in kwargs.items() if k.startswith("kernel__")}
-    unknown = [k for k in kwargs if not k.startswith("kernel__")]
+    unknown = [
+        k for k in kwargs if not k.startswith("kernel__") and k not in IGNORED_NIMARE_OPTIONS
+    ]
     if unknown:
         raise TypeError(f"unexpected keyword arguments: {unknown}")
     kt = default if kernel_transformer is None else kernel_transformer
@@ -79,6 +86,7 @@ class CBMAEstimator:
         """
         if len(dataset.ids) == 0:
             raise DatasetError("cannot fit an estimator to an empty dataset")
+        dataset = drop_experiments_without_foci(dataset)
         self.dataset_ = dataset
         self.inputs_ = self.kernel_transformer.prepare(dataset)
         maps, nulls = self._fit(self.inputs_)
@@ -106,7 +114,8 @@ class CBMAEstimator:
 class PairwiseCBMAEstimator(CBMAEstimator):
     """Base class of two-group estimators (MKDAChi2, ALESubtraction), as NiMARE's.
 
-    ``fit(dataset1, dataset2)`` checks that each group has at least two experiments and
+    ``fit(dataset1, dataset2)`` leaves out experiments without foci (with a warning), checks
+    that each group has at least two experiments and
     that both use the same mask, warns about experiments in both groups, prepares each
     group's foci and kernels (``inputs1_``, ``inputs2_``), calls
     ``_fit(inputs1, inputs2) -> (maps, null_distributions)`` and wraps a
@@ -129,13 +138,15 @@ class PairwiseCBMAEstimator(CBMAEstimator):
             (fitted) estimator.
         """
         name = type(self).__name__
+        dataset1 = drop_experiments_without_foci(dataset1)
+        dataset2 = drop_experiments_without_foci(dataset2)
         for label, dataset in (("dataset1", dataset1), ("dataset2", dataset2)):
             if len(dataset.ids) < 2:
                 raise DatasetError(
-                    f"{name} needs at least two experiments in each group; {label} has "
-                    f"{len(dataset.ids)}"
+                    f"{name} needs at least two experiments with foci in each group; "
+                    f"{label} has {len(dataset.ids)}"
                 )
-        m1, m2 = dataset1.masker, dataset2.masker
+        m1, m2 = load_mask(dataset1.masker), load_mask(dataset2.masker)
         if m1.shape[:3] != m2.shape[:3] or not np.allclose(m1.affine, m2.affine):
             raise DatasetError("dataset1 and dataset2 must use the same mask (shape and affine)")
         if not np.array_equal(np.asanyarray(m1.dataobj) > 0, np.asanyarray(m2.dataobj) > 0):
