@@ -240,10 +240,6 @@ class Dataset:
             origin = str(source)
             basepath = str(Path(source).resolve().parent)
             source = load_json(source)
-        elif not isinstance(source, dict):
-            raise TypeError(
-                f"source must be a file path or a dictionary, got {type(source).__name__}"
-            )
         coords, meta, images, labels, texts = _tables_from_dict(source, origin)
         if not meta:
             raise DatasetError(f"{origin}: the dataset has no experiments")
