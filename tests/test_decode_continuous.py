@@ -164,6 +164,11 @@ def test_second_fit_does_not_retrace(dset, decoder):
     with count_traces() as traces:
         again.fit(dset)
     assert traces == [], traces
+    density = dict(feature_group=GROUP, meta_estimator=KDA(), target_image="z")
+    CorrelationDecoder(**density).fit(dset)
+    with count_traces() as traces:
+        CorrelationDecoder(**density).fit(dset)
+    assert traces == [], traces
 
 
 def test_mkdadensity_maps_match_nimare(dset, reference, target):

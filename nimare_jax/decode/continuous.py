@@ -48,6 +48,8 @@ FEATURE_BLOCK = 256
 BLOCK_CELLS = 2**22
 #: Active pairs of a chunk are padded to a multiple of this, so chunks share one shape.
 PAIR_QUANTUM = 2**14
+#: Maps of MKDADensity and KDA that the batched density engine makes.
+DENSITY_TARGETS = ("stat", "p", "z", "logp")
 #: Feature maps correlated per step of ``transform`` (float64 blocks).
 CORRELATION_BLOCK = 64
 
@@ -239,40 +241,42 @@ def batched_density_maps(estimator, dataset: Dataset, labels: np.ndarray, target
     pairs, histograms = activation_pairs(kt, dataset, voxel_chunk, binary=False)
     value = float(kt.value)
     foci = np.bincount(kt.prepare(dataset).exp_index, minlength=n_exp)
-    nulls = []
+    # Largest sum any feature can reach: its experiments' largest MA values added up.
+    top = np.array([np.flatnonzero(h)[-1] for h in histograms], np.float64)
+    n_grid = int((labels.T.astype(np.float64) @ top).max()) + 1
+    table = np.zeros((n_blocks * block, n_grid))
     for f in range(n_feat):
         sel = labels[:, f]
         if isinstance(estimator, MKDADensity):
             weights = np.full(int(sel.sum()), value)
-            _, hist = bernoulli_sum_null(
+            bins, hist = bernoulli_sum_null(
                 weights, histograms[sel, 1] / n_vox, estimator.n_histogram_bins
             )
         else:
             n_sum = int(foci[sel].sum()) if not binary else int(sel.sum())
+            bins = np.arange(n_sum + 2) * value
             hist = sum_null(histograms[sel] / n_vox, n_sum + 2)
-        surv = np.cumsum((hist / hist.sum())[::-1])[::-1]
-        nulls.append(surv / surv.max())
-    n_null = max(len(s) for s in nulls)
-    survival = np.ones((n_blocks * block, n_null))
-    floor = np.ones(n_blocks * block)
-    for f, surv in enumerate(nulls):
-        survival[f, : surv.size] = surv
-        survival[f, surv.size :] = surv[-1]
-        floor[f] = surv[surv != 0].min()
+        # Every map is a function of the sum k = stat / value: tabulate it on k's grid
+        # exactly as the estimator computes it (stats.nullhist_to_p, p_to_z).
+        stat = np.arange(n_grid) * value
+        p = stats.nullhist_to_p(stat, hist, bins)
+        if target == "stat":
+            table[f] = stat
+        elif target == "p":
+            table[f] = p
+        elif target == "z":
+            table[f] = stats.p_to_z(p, tail="one")
+        else:
+            table[f] = -np.log10(p)
     lab = np.zeros((n_blocks * block, n_exp), np.float32)
     lab[:n_feat] = labels.T
     out = np.empty((n_feat, n_vox), np.float32)
-    with jax.enable_x64(True):
-        args = (
-            jnp.asarray(survival.reshape(n_blocks, block, n_null)),
-            jnp.asarray(floor.reshape(n_blocks, block)),
-            value,
-        )
-        lab_dev = jnp.asarray(lab.reshape(n_blocks, block, n_exp))
-        for c, (rows, cols, vals) in enumerate(_padded_pairs(pairs, n_exp)):
-            maps = ops_decode.density_chunk(lab_dev, rows, cols, vals, voxel_chunk, *args, target)
-            lo, hi = c * voxel_chunk, min((c + 1) * voxel_chunk, n_vox)
-            out[:, lo:hi] = np.asarray(maps).reshape(-1, voxel_chunk)[:n_feat, : hi - lo]
+    lab_dev = jnp.asarray(lab.reshape(n_blocks, block, n_exp))
+    table = jnp.asarray(table.reshape(n_blocks, block, n_grid), jnp.float32)
+    for c, (rows, cols, vals) in enumerate(_padded_pairs(pairs, n_exp)):
+        maps = ops_decode.density_chunk(lab_dev, rows, cols, vals, voxel_chunk, table)
+        lo, hi = c * voxel_chunk, min((c + 1) * voxel_chunk, n_vox)
+        out[:, lo:hi] = np.asarray(maps).reshape(-1, voxel_chunk)[:n_feat, : hi - lo]
     return out
 
 
@@ -303,7 +307,7 @@ def _correlate(x: np.ndarray, maps) -> np.ndarray:
 
 def _density_batchable(estimator, target: str) -> bool:
     """Whether :func:`batched_density_maps` reproduces ``estimator``'s ``target`` map."""
-    if type(estimator) not in (MKDADensity, KDA) or target not in ops_decode.DENSITY_TARGETS:
+    if type(estimator) not in (MKDADensity, KDA) or target not in DENSITY_TARGETS:
         return False
     if getattr(estimator, "null_method", None) != "approximate":
         return False
