@@ -30,8 +30,8 @@ volume). The fallback is wrapped in a ``while_loop`` that runs at most once, so 
 be turned into a ``select`` that always pays for both branches). Results are therefore
 exact for any input; ``capacity`` only decides speed.
 
-``backend="scipy"`` labels on the host through :func:`jax.pure_callback` (a sparse graph of
-the active voxels and :func:`scipy.sparse.csgraph.connected_components`);
+``backend="scipy"`` labels on the host through :func:`jax.pure_callback` (the active
+voxels' neighbour edges and a vectorised NumPy union-find);
 ``backend="auto"`` chooses per platform from the measurements in
 ``benchmarks/bench_label.py``.
 """
@@ -45,8 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from scipy import ndimage, sparse
-from scipy.sparse import csgraph
+from scipy import ndimage
 
 __all__ = [
     "AUTO_BACKEND_CPU",
@@ -374,13 +373,16 @@ def _max_stats_jax(active, weights, connectivity, capacity):
 
 
 def _host_components(active: np.ndarray, connectivity: int):
-    """Return connected components of one volume's active voxels, via a sparse graph.
+    """Return connected components of one volume's active voxels, on the host.
 
     Cost grows with the number of active voxels, not the volume: the active voxels' linear
     indices are sorted, each half-neighbourhood offset is looked up with ``searchsorted``,
-    and :func:`scipy.sparse.csgraph.connected_components` joins the edges. About 7x faster
-    than :func:`scipy.ndimage.label` on a 91x109x91 volume with 1 % active voxels.
-    Component numbers are arbitrary (use :func:`label_clusters` for scipy's numbering).
+    and the edges are joined by a vectorised union-find (hook every edge's larger root onto
+    its smaller one, then compress paths fully; repeat until every edge lies inside one
+    component). A null map's few hundred supra-threshold voxels take well under a
+    millisecond, most of it in plain NumPy calls, which matters because the callback that
+    runs this holds the GIL. Component numbers are the smallest member's position in the
+    sorted active voxels (use :func:`label_clusters` for scipy's numbering).
     """
     shape = active.shape
     idx = np.flatnonzero(active.reshape(-1))
@@ -398,11 +400,19 @@ def _host_components(active: np.ndarray, connectivity: int):
         rows.append(np.flatnonzero(ok)[hit])
         cols.append(pos[hit])
     rows, cols = np.concatenate(rows), np.concatenate(cols)
-    graph = sparse.coo_matrix(
-        (np.ones(rows.size, np.int8), (rows, cols)), shape=(idx.size, idx.size)
-    )
-    _, comp = csgraph.connected_components(graph, directed=False)
-    return idx, comp
+    root = np.arange(idx.size)
+    while True:
+        ra, rb = root[rows], root[cols]
+        split = ra != rb
+        if not split.any():
+            return idx, root
+        ra, rb = ra[split], rb[split]
+        np.minimum.at(root, np.maximum(ra, rb), np.minimum(ra, rb))
+        while True:  # roots only ever point to smaller slots, so this ends
+            jumped = root[root]
+            if np.array_equal(jumped, root):
+                break
+            root = jumped
 
 
 def _host_max_stats(active, weights, connectivity):
