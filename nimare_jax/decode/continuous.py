@@ -5,10 +5,11 @@ meta-analytic map per feature (the experiments carrying it, against the others f
 two-group estimator) and correlates a new image with each; :class:`CorrelationDistributionDecoder`
 correlates it with every experiment image of each feature.
 
-For ``MKDAChi2`` (NiMARE's default) every feature map is computed at once: the experiments'
+For ``MKDAChi2`` (NiMARE's default), ``MKDADensity`` (unweighted) and ``KDA``, with their
+approximate nulls, every feature map is computed at once: the experiments'
 modelled-activation maps are made in one pass, and for a chunk of voxels the counts of all
 features are one product of the label matrix with the activation matrix
-(:mod:`nimare_jax.ops.decode`). Other estimators are fitted once per feature.
+(:mod:`nimare_jax.ops.decode`). Other estimators and maps are fitted once per feature.
 """
 
 from __future__ import annotations
@@ -367,6 +368,9 @@ class CorrelationDecoder(Decoder):
     maps, all features are computed at once (:func:`batched_chi2_maps`); each map equals
     a separate ``MKDAChi2().fit(with_feature, without_feature)``, including for a feature
     of a single experiment (which a direct ``MKDAChi2`` fit refuses, and NiMARE maps).
+    Likewise for ``MKDADensity`` (unweighted) and ``KDA`` with the approximate null and a
+    ``stat``, ``p``, ``z`` or ``logp`` target (:func:`batched_density_maps`). Any other
+    estimator, map or option is fitted once per feature.
     Features carried by every experiment are skipped for two-group estimators, as in
     NiMARE. Correlations are computed in float64 and never exceed 1 in absolute value
     (NiMARE's float32 Pearson can give 1.0000025).

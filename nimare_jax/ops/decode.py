@@ -1,23 +1,24 @@
-"""Per-feature MKDA chi-square maps of many features at once (the CorrelationDecoder engine).
+"""Per-feature meta-analytic maps of many features at once (the CorrelationDecoder engine).
 
-NiMARE's ``CorrelationDecoder`` runs one ``MKDAChi2`` per feature: the experiments with the
-feature against those without. Every quantity those maps need is a count of active
-experiments per voxel, and for all features at once the counts are one product: with the
-binary label matrix ``L`` (features x experiments) and the binary modelled-activation
-matrix ``M`` (experiments x voxels),
+NiMARE's ``CorrelationDecoder`` runs one meta-analysis per feature. For the MKDA family
+every quantity those maps need is a count (or sum) of modelled activation per voxel, and for
+all features at once it is one product: with the binary label matrix ``L`` (features x
+experiments) and the modelled-activation matrix ``M`` (experiments x voxels),
 
-* ``count1 = L @ M`` (experiments with the feature active at each voxel),
-* ``count2 = M.sum(0) - count1`` (the others),
-* ``n1 = L.sum(1)``, ``n2 = n_experiments - n1``,
-* the uniformity tests' expected counts, the mean of ``count1`` over the mask, are
+* MKDAChi2 (the feature's experiments against all others): ``count1 = L @ M``,
+  ``count2 = M.sum(0) - count1``, ``n1 = L.sum(1)``, ``n2 = n_experiments - n1``; the
+  uniformity tests' expected counts (the mean of ``count1`` over the mask) are
   ``L @ coverage / n_voxels`` with ``coverage`` each experiment's number of active voxels,
-  so a chunk of voxels needs no other chunk.
+  so a chunk of voxels needs no other chunk (:func:`chi2_block`, :func:`chi2_chunk`);
+* MKDADensity and KDA (the feature's experiments alone): the statistic is ``L @ M`` (in
+  units of the kernel value), an integer, and every map is a function of it given the
+  feature's null, read from a per-feature table (:func:`density_chunk`).
 
-:func:`chi2_block` takes one block of features and one chunk of voxels, given as the
-experiment/voxel pairs where ``M`` is 1 (padded to a fixed length, so every chunk has the
-same shapes and compiles once), and returns one map per feature (vmapped over features).
-The counts are exact in float32 (integers below 2**24); the statistics are computed in the
-dtype of ``expected1`` (float64 under ``jax.enable_x64``), as ``MKDAChi2.fit`` does.
+A chunk of voxels is given as the experiment/voxel pairs where ``M`` is non-zero, padded to
+a fixed length, so every chunk has the same shapes and compiles once; features go in equal
+blocks (``lax.map``), each block vmapped over its features. The counts are exact in float32
+(integers below 2**24); the chi-square statistics are computed in the dtype of ``expected1``
+(float64 under ``jax.enable_x64``), as ``MKDAChi2.fit`` does.
 """
 
 from __future__ import annotations
