@@ -78,8 +78,9 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
     Returns
     -------
     pairs : list of tuples of arrays
-        For each chunk of ``voxel_chunk`` mask voxels, ``(rows, cols)`` int32 (experiment and
-        chunk-local voxel of every non-zero cell), plus ``values`` float32 if not ``binary``.
+        For each chunk of ``voxel_chunk`` mask voxels, ``(rows, cols)`` (experiment and
+        chunk-local voxel of every non-zero cell; uint16 where the indices fit, else int32),
+        plus ``values`` float32 if not ``binary``.
     histograms : numpy.ndarray of float64, shape (n_experiments, n_values)
         Number of mask voxels at each value ``0, 1, ...`` of each experiment's map (for a
         binary map, ``histograms[:, 1]`` is its coverage).
@@ -93,6 +94,9 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
     mask_index = jnp.asarray(arrays.mask_index)
     n_chunks = -(-n_vox // voxel_chunk)
     pieces = [[] for _ in range(n_chunks)]
+    # Neurosynth has ~2e8 active cells: store indices in 16 bits where they fit.
+    row_type = np.uint16 if n_exp < 2**16 else np.int32
+    col_type = np.uint16 if voxel_chunk <= 2**16 else np.int32
     hist_rows = []
     step = min(EXPERIMENT_CHUNK, n_exp)
     for lo in range(0, n_exp, step):
@@ -132,8 +136,8 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
             sel = order[bounds[c] : bounds[c + 1]]
             if sel.size:
                 piece = [
-                    (lo + r[sel]).astype(np.int32),
-                    (v[sel] - c * voxel_chunk).astype(np.int32),
+                    (lo + r[sel]).astype(row_type),
+                    (v[sel] - c * voxel_chunk).astype(col_type),
                 ]
                 pieces[c].append(piece if binary else [*piece, vals[sel]])
     width = max(h.shape[1] for h in hist_rows)
@@ -144,11 +148,15 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
         row += h.shape[0]
     histograms[:, 0] = n_vox - histograms[:, 1:].sum(1)
     n_fields = 2 if binary else 3
-    empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
-    pairs = [
-        tuple(np.concatenate(x) for x in zip(*chunk, strict=True)) if chunk else empty[:n_fields]
-        for chunk in pieces
-    ]
+    empty = (np.zeros(0, row_type), np.zeros(0, col_type), np.zeros(0, np.float32))
+    pairs = []
+    for c, chunk in enumerate(pieces):  # freed as we go: peak memory ~ one copy of the pairs
+        pairs.append(
+            tuple(np.concatenate(x) for x in zip(*chunk, strict=True))
+            if chunk
+            else empty[:n_fields]
+        )
+        pieces[c] = None
     return pairs, histograms
 
 
@@ -158,8 +166,8 @@ def _padded_pairs(pairs, n_exp: int):
     n_pairs = -(-n_pairs // PAIR_QUANTUM) * PAIR_QUANTUM
     for chunk in pairs:
         pad = n_pairs - chunk[0].size
-        rows = np.concatenate([chunk[0], np.full(pad, n_exp, np.int32)])
-        cols = np.concatenate([chunk[1], np.zeros(pad, np.int32)])
+        rows = np.concatenate([chunk[0].astype(np.int32), np.full(pad, n_exp, np.int32)])
+        cols = np.concatenate([chunk[1].astype(np.int32), np.zeros(pad, np.int32)])
         extra = [np.concatenate([chunk[2], np.zeros(pad, np.float32)])] if len(chunk) > 2 else []
         yield rows, cols, *extra
 
