@@ -1,13 +1,14 @@
 """Continuous decoders: CorrelationDecoder and CorrelationDistributionDecoder.
 
 References: NiMARE 0.22.1's ``CorrelationDecoder`` maps and correlations on a 7-label laird
-dataset (``tests/data/decode/``, made by ``make_continuous_reference.py``); separate
-``MKDAChi2`` / ``MKDADensity`` fits of nimare_jax per feature; float64 NumPy correlations.
+dataset and its ``CorrelationDistributionDecoder`` on the 20 simulated IBMA studies with
+random labels (``tests/data/decode/``, made by ``make_continuous_reference.py``); separate
+``MKDAChi2`` / ``MKDADensity`` / ``KDA`` / ``ALE`` fits of nimare_jax per feature; float64
+NumPy correlations.
 """
 
 import contextlib
 import importlib.util
-import json
 from pathlib import Path
 
 import jax
@@ -21,7 +22,6 @@ from nimare_jax.decode.continuous import CorrelationDecoder, CorrelationDistribu
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
 from nimare_jax.meta.cbma import ALE, KDA, MKDAChi2, MKDADensity
-from nimare_jax.results import unmask
 
 DATA = Path(__file__).parent / "data" / "decode"
 IBMA = Path(__file__).parent / "data" / "ibma"
@@ -164,6 +164,11 @@ def test_second_fit_does_not_retrace(dset, decoder):
     with count_traces() as traces:
         again.fit(dset)
     assert traces == [], traces
+    density = dict(feature_group=GROUP, meta_estimator=KDA(), target_image="z")
+    CorrelationDecoder(**density).fit(dset)
+    with count_traces() as traces:
+        CorrelationDecoder(**density).fit(dset)
+    assert traces == [], traces
 
 
 def test_mkdadensity_maps_match_nimare(dset, reference, target):
@@ -283,33 +288,29 @@ def test_unfitted_and_load_imgs_errors(dset):
 
 # ----------------------------------------------------------------------------- distribution
 @pytest.fixture(scope="module")
-def ibma_labelled(tmp_path_factory):
-    """The 20 simulated IBMA studies with three random binary labels (seeded)."""
-    src = json.loads((IBMA / "inputs" / "ibma_sim_dataset.json").read_text())
-    rng = np.random.default_rng(7)
-    for study in src.values():
-        for con in study["contrasts"].values():
-            con["labels"] = {f"syn__{name}": float(rng.random() < 0.4) for name in "abc"}
-    path = tmp_path_factory.mktemp("cdd") / "labelled.json"
-    path.write_text(json.dumps(src))
-    return Dataset(path, mask=IBMA / "mask.nii.gz").update_path(IBMA / "inputs")
+def ibma_labelled():
+    """The 20 simulated IBMA studies with five seeded random binary labels."""
+    dset = Dataset(DATA / "ibma_labelled.json", mask=IBMA / "mask.nii.gz")
+    return dset.update_path(IBMA / "inputs")
 
 
-def test_distribution_decoder_matches_numpy(ibma_labelled):
+def test_distribution_decoder_matches_nimare_and_numpy(ibma_labelled):
     dset = ibma_labelled
     dec = CorrelationDistributionDecoder(feature_group="syn").fit(dset)
     z = load_images(dset, "z").astype(np.float64)
-    x = np.sin(np.arange(z.shape[1]) / 17.0) + z[0]
-    img = unmask(x, dset.masker)
+    img = make_ref.cdd_target(dset.masker, z[0].astype(np.float32))
+    x = np.asarray(img.dataobj, np.float64)[np.asanyarray(dset.masker.dataobj) > 0]
     table = dec.transform(img)
     assert list(table.columns) == ["mean", "std"] and table.index.name == "feature"
-    for name in "abc":
-        feature = f"syn__{name}"
-        rows = [i for i, v in enumerate(dset.annotations[feature].to_numpy()) if v >= 0.001]
-        r = np.array([np.corrcoef(x, z[i])[0, 1] for i in rows])
-        fz = np.arctanh(r)
-        np.testing.assert_allclose(table.loc[feature, "mean"], fz.mean(), atol=1e-6)
-        np.testing.assert_allclose(table.loc[feature, "std"], fz.std(), atol=1e-6)
+    with np.load(DATA / "cdd_reference.npz") as ref:
+        assert list(table.index) == [str(f) for f in ref["features"]]
+        np.testing.assert_allclose(table["mean"], ref["mean"], atol=1e-5)
+        np.testing.assert_allclose(table["std"], ref["std"], atol=1e-5)
+    for feature in table.index:
+        rows = np.flatnonzero(dset.annotations[feature].to_numpy() >= 0.001)
+        fz = np.arctanh([np.corrcoef(x, z[i])[0, 1] for i in rows])
+        np.testing.assert_allclose(table.loc[feature, "mean"], fz.mean(), atol=1e-10)
+        np.testing.assert_allclose(table.loc[feature, "std"], fz.std(), atol=1e-10)
 
 
 def test_distribution_decoders_do_not_share_requirements(ibma_labelled):

@@ -5,10 +5,11 @@ meta-analytic map per feature (the experiments carrying it, against the others f
 two-group estimator) and correlates a new image with each; :class:`CorrelationDistributionDecoder`
 correlates it with every experiment image of each feature.
 
-For ``MKDAChi2`` (NiMARE's default) every feature map is computed at once: the experiments'
+For ``MKDAChi2`` (NiMARE's default), ``MKDADensity`` (unweighted) and ``KDA``, with their
+approximate nulls, every feature map is computed at once: the experiments'
 modelled-activation maps are made in one pass, and for a chunk of voxels the counts of all
 features are one product of the label matrix with the activation matrix
-(:mod:`nimare_jax.ops.decode`). Other estimators are fitted once per feature.
+(:mod:`nimare_jax.ops.decode`). Other estimators and maps are fitted once per feature.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ FEATURE_BLOCK = 256
 BLOCK_CELLS = 2**22
 #: Active pairs of a chunk are padded to a multiple of this, so chunks share one shape.
 PAIR_QUANTUM = 2**14
+#: Maps of MKDADensity and KDA that the batched density engine makes.
+DENSITY_TARGETS = ("stat", "p", "z", "logp")
 #: Feature maps correlated per step of ``transform`` (float64 blocks).
 CORRELATION_BLOCK = 64
 
@@ -75,8 +78,9 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
     Returns
     -------
     pairs : list of tuples of arrays
-        For each chunk of ``voxel_chunk`` mask voxels, ``(rows, cols)`` int32 (experiment and
-        chunk-local voxel of every non-zero cell), plus ``values`` float32 if not ``binary``.
+        For each chunk of ``voxel_chunk`` mask voxels, ``(rows, cols)`` (experiment and
+        chunk-local voxel of every non-zero cell; uint16 where the indices fit, else int32),
+        plus ``values`` float32 if not ``binary``.
     histograms : numpy.ndarray of float64, shape (n_experiments, n_values)
         Number of mask voxels at each value ``0, 1, ...`` of each experiment's map (for a
         binary map, ``histograms[:, 1]`` is its coverage).
@@ -90,6 +94,9 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
     mask_index = jnp.asarray(arrays.mask_index)
     n_chunks = -(-n_vox // voxel_chunk)
     pieces = [[] for _ in range(n_chunks)]
+    # Neurosynth has ~2e8 active cells: store indices in 16 bits where they fit.
+    row_type = np.uint16 if n_exp < 2**16 else np.int32
+    col_type = np.uint16 if voxel_chunk <= 2**16 else np.int32
     hist_rows = []
     step = min(EXPERIMENT_CHUNK, n_exp)
     for lo in range(0, n_exp, step):
@@ -129,8 +136,8 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
             sel = order[bounds[c] : bounds[c + 1]]
             if sel.size:
                 piece = [
-                    (lo + r[sel]).astype(np.int32),
-                    (v[sel] - c * voxel_chunk).astype(np.int32),
+                    (lo + r[sel]).astype(row_type),
+                    (v[sel] - c * voxel_chunk).astype(col_type),
                 ]
                 pieces[c].append(piece if binary else [*piece, vals[sel]])
     width = max(h.shape[1] for h in hist_rows)
@@ -141,11 +148,15 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
         row += h.shape[0]
     histograms[:, 0] = n_vox - histograms[:, 1:].sum(1)
     n_fields = 2 if binary else 3
-    empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
-    pairs = [
-        tuple(np.concatenate(x) for x in zip(*chunk, strict=True)) if chunk else empty[:n_fields]
-        for chunk in pieces
-    ]
+    empty = (np.zeros(0, row_type), np.zeros(0, col_type), np.zeros(0, np.float32))
+    pairs = []
+    for c, chunk in enumerate(pieces):  # freed as we go: peak memory ~ one copy of the pairs
+        pairs.append(
+            tuple(np.concatenate(x) for x in zip(*chunk, strict=True))
+            if chunk
+            else empty[:n_fields]
+        )
+        pieces[c] = None
     return pairs, histograms
 
 
@@ -155,8 +166,8 @@ def _padded_pairs(pairs, n_exp: int):
     n_pairs = -(-n_pairs // PAIR_QUANTUM) * PAIR_QUANTUM
     for chunk in pairs:
         pad = n_pairs - chunk[0].size
-        rows = np.concatenate([chunk[0], np.full(pad, n_exp, np.int32)])
-        cols = np.concatenate([chunk[1], np.zeros(pad, np.int32)])
+        rows = np.concatenate([chunk[0].astype(np.int32), np.full(pad, n_exp, np.int32)])
+        cols = np.concatenate([chunk[1].astype(np.int32), np.zeros(pad, np.int32)])
         extra = [np.concatenate([chunk[2], np.zeros(pad, np.float32)])] if len(chunk) > 2 else []
         yield rows, cols, *extra
 
@@ -239,40 +250,42 @@ def batched_density_maps(estimator, dataset: Dataset, labels: np.ndarray, target
     pairs, histograms = activation_pairs(kt, dataset, voxel_chunk, binary=False)
     value = float(kt.value)
     foci = np.bincount(kt.prepare(dataset).exp_index, minlength=n_exp)
-    nulls = []
+    # Largest sum any feature can reach: its experiments' largest MA values added up.
+    top = np.array([np.flatnonzero(h)[-1] for h in histograms], np.float64)
+    n_grid = int((labels.T.astype(np.float64) @ top).max()) + 1
+    table = np.zeros((n_blocks * block, n_grid))
     for f in range(n_feat):
         sel = labels[:, f]
         if isinstance(estimator, MKDADensity):
             weights = np.full(int(sel.sum()), value)
-            _, hist = bernoulli_sum_null(
+            bins, hist = bernoulli_sum_null(
                 weights, histograms[sel, 1] / n_vox, estimator.n_histogram_bins
             )
         else:
             n_sum = int(foci[sel].sum()) if not binary else int(sel.sum())
+            bins = np.arange(n_sum + 2) * value
             hist = sum_null(histograms[sel] / n_vox, n_sum + 2)
-        surv = np.cumsum((hist / hist.sum())[::-1])[::-1]
-        nulls.append(surv / surv.max())
-    n_null = max(len(s) for s in nulls)
-    survival = np.ones((n_blocks * block, n_null))
-    floor = np.ones(n_blocks * block)
-    for f, surv in enumerate(nulls):
-        survival[f, : surv.size] = surv
-        survival[f, surv.size :] = surv[-1]
-        floor[f] = surv[surv != 0].min()
+        # Every map is a function of the sum k = stat / value: tabulate it on k's grid
+        # exactly as the estimator computes it (stats.nullhist_to_p, p_to_z).
+        stat = np.arange(n_grid) * value
+        p = stats.nullhist_to_p(stat, hist, bins)
+        if target == "stat":
+            table[f] = stat
+        elif target == "p":
+            table[f] = p
+        elif target == "z":
+            table[f] = stats.p_to_z(p, tail="one")
+        else:
+            table[f] = -np.log10(p)
     lab = np.zeros((n_blocks * block, n_exp), np.float32)
     lab[:n_feat] = labels.T
     out = np.empty((n_feat, n_vox), np.float32)
-    with jax.enable_x64(True):
-        args = (
-            jnp.asarray(survival.reshape(n_blocks, block, n_null)),
-            jnp.asarray(floor.reshape(n_blocks, block)),
-            value,
-        )
-        lab_dev = jnp.asarray(lab.reshape(n_blocks, block, n_exp))
-        for c, (rows, cols, vals) in enumerate(_padded_pairs(pairs, n_exp)):
-            maps = ops_decode.density_chunk(lab_dev, rows, cols, vals, voxel_chunk, *args, target)
-            lo, hi = c * voxel_chunk, min((c + 1) * voxel_chunk, n_vox)
-            out[:, lo:hi] = np.asarray(maps).reshape(-1, voxel_chunk)[:n_feat, : hi - lo]
+    lab_dev = jnp.asarray(lab.reshape(n_blocks, block, n_exp))
+    table = jnp.asarray(table.reshape(n_blocks, block, n_grid), jnp.float32)
+    for c, (rows, cols, vals) in enumerate(_padded_pairs(pairs, n_exp)):
+        maps = ops_decode.density_chunk(lab_dev, rows, cols, vals, voxel_chunk, table)
+        lo, hi = c * voxel_chunk, min((c + 1) * voxel_chunk, n_vox)
+        out[:, lo:hi] = np.asarray(maps).reshape(-1, voxel_chunk)[:n_feat, : hi - lo]
     return out
 
 
@@ -303,7 +316,7 @@ def _correlate(x: np.ndarray, maps) -> np.ndarray:
 
 def _density_batchable(estimator, target: str) -> bool:
     """Whether :func:`batched_density_maps` reproduces ``estimator``'s ``target`` map."""
-    if type(estimator) not in (MKDADensity, KDA) or target not in ops_decode.DENSITY_TARGETS:
+    if type(estimator) not in (MKDADensity, KDA) or target not in DENSITY_TARGETS:
         return False
     if getattr(estimator, "null_method", None) != "approximate":
         return False
@@ -363,6 +376,9 @@ class CorrelationDecoder(Decoder):
     maps, all features are computed at once (:func:`batched_chi2_maps`); each map equals
     a separate ``MKDAChi2().fit(with_feature, without_feature)``, including for a feature
     of a single experiment (which a direct ``MKDAChi2`` fit refuses, and NiMARE maps).
+    Likewise for ``MKDADensity`` (unweighted) and ``KDA`` with the approximate null and a
+    ``stat``, ``p``, ``z`` or ``logp`` target (:func:`batched_density_maps`). Any other
+    estimator, map or option is fitted once per feature.
     Features carried by every experiment are skipped for two-group estimators, as in
     NiMARE. Correlations are computed in float64 and never exceed 1 in absolute value
     (NiMARE's float32 Pearson can give 1.0000025).

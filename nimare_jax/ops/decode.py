@@ -1,23 +1,24 @@
-"""Per-feature MKDA chi-square maps of many features at once (the CorrelationDecoder engine).
+"""Per-feature meta-analytic maps of many features at once (the CorrelationDecoder engine).
 
-NiMARE's ``CorrelationDecoder`` runs one ``MKDAChi2`` per feature: the experiments with the
-feature against those without. Every quantity those maps need is a count of active
-experiments per voxel, and for all features at once the counts are one product: with the
-binary label matrix ``L`` (features x experiments) and the binary modelled-activation
-matrix ``M`` (experiments x voxels),
+NiMARE's ``CorrelationDecoder`` runs one meta-analysis per feature. For the MKDA family
+every quantity those maps need is a count (or sum) of modelled activation per voxel, and for
+all features at once it is one product: with the binary label matrix ``L`` (features x
+experiments) and the modelled-activation matrix ``M`` (experiments x voxels),
 
-* ``count1 = L @ M`` (experiments with the feature active at each voxel),
-* ``count2 = M.sum(0) - count1`` (the others),
-* ``n1 = L.sum(1)``, ``n2 = n_experiments - n1``,
-* the uniformity tests' expected counts, the mean of ``count1`` over the mask, are
+* MKDAChi2 (the feature's experiments against all others): ``count1 = L @ M``,
+  ``count2 = M.sum(0) - count1``, ``n1 = L.sum(1)``, ``n2 = n_experiments - n1``; the
+  uniformity tests' expected counts (the mean of ``count1`` over the mask) are
   ``L @ coverage / n_voxels`` with ``coverage`` each experiment's number of active voxels,
-  so a chunk of voxels needs no other chunk.
+  so a chunk of voxels needs no other chunk (:func:`chi2_block`, :func:`chi2_chunk`);
+* MKDADensity and KDA (the feature's experiments alone): the statistic is ``L @ M`` (in
+  units of the kernel value), an integer, and every map is a function of it given the
+  feature's null, read from a per-feature table (:func:`density_chunk`).
 
-:func:`chi2_block` takes one block of features and one chunk of voxels, given as the
-experiment/voxel pairs where ``M`` is 1 (padded to a fixed length, so every chunk has the
-same shapes and compiles once), and returns one map per feature (vmapped over features).
-The counts are exact in float32 (integers below 2**24); the statistics are computed in the
-dtype of ``expected1`` (float64 under ``jax.enable_x64``), as ``MKDAChi2.fit`` does.
+A chunk of voxels is given as the experiment/voxel pairs where ``M`` is non-zero, padded to
+a fixed length, so every chunk has the same shapes and compiles once; features go in equal
+blocks (``lax.map``), each block vmapped over its features. The counts are exact in float32
+(integers below 2**24); the chi-square statistics are computed in the dtype of ``expected1``
+(float64 under ``jax.enable_x64``), as ``MKDAChi2.fit`` does.
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ import jax.numpy as jnp
 from nimare_jax.ops import stats as ops_stats
 
 _LN10 = math.log(10.0)
-
-#: Maps :func:`density_chunk` computes (MKDADensity's and KDA's names).
-DENSITY_TARGETS = ("stat", "p", "z", "logp")
 
 #: Maps :func:`chi2_block` computes: ``{chi2,p,z,logp}_desc-{association,group1,
 #: uniformity,group2}`` and ``prob_desc-{A,AgF,AgU,group1,group2}`` (NiMARE's MKDAChi2 names).
@@ -175,14 +173,14 @@ def chi2_chunk(labels, rows, cols, n_cols: int, expected1, expected2, target: st
     return jax.lax.map(block, (labels, expected1, expected2))
 
 
-@functools.partial(jax.jit, static_argnames=("n_cols", "target"))
-def density_chunk(labels, rows, cols, values, n_cols: int, survival, floor, step, target: str):
+@functools.partial(jax.jit, static_argnames=("n_cols",))
+def density_chunk(labels, rows, cols, values, n_cols: int, table):
     """MKDA-density or KDA maps of every feature over one chunk of voxels (float32 out).
 
     A feature's statistic is the sum of its experiments' modelled activation
-    (``labels @ MA``, in units of the kernel value); its p-value is read from the feature's
-    null survival function at that sum, as :func:`nimare_jax.ops.stats.nullhist_to_p` reads
-    it (1 at a sum of 0, floored at the table's smallest non-zero survival).
+    (``labels @ MA``, in units of the kernel value), an integer ``k``; every map of the
+    estimator (``stat``, ``p``, ``z``, ``logp``) is a function of ``k`` alone, given the
+    feature's null, so it is read from a per-feature table at ``k``.
 
     Parameters
     ----------
@@ -194,38 +192,21 @@ def density_chunk(labels, rows, cols, values, n_cols: int, survival, floor, step
         Modelled activation of each pair in units of the kernel value (integers).
     n_cols : int
         Voxels in the chunk.
-    survival : float array, shape (n_blocks, block_size, n_null)
-        Each feature's null survival function on the grid ``0, 1, 2, ...`` (kernel
-        values), normalised to 1 at 0 and padded with its last value.
-    floor : float array, shape (n_blocks, block_size)
-        Smallest non-zero survival of each feature's table.
-    step : float
-        The kernel value (the statistic is ``step`` times the sum).
-    target : {"stat", "p", "z", "logp"}
-        Map to return (``z`` one-tailed).
+    table : float array, shape (n_blocks, block_size, n_grid)
+        Each feature's map value at sums ``0, 1, ..., n_grid - 1`` (larger sums take the
+        last entry, as :func:`nimare_jax.ops.stats.nullhist_to_p` does).
 
     Returns
     -------
     jax.Array of float32, shape (n_blocks, block_size, n_cols)
-        The target map of each feature over the chunk.
+        The map of each feature over the chunk.
     """
-    if target not in DENSITY_TARGETS:
-        raise ValueError(f"target must be one of {list(DENSITY_TARGETS)}, got {target!r}")
     ma = dense_chunk(rows, cols, labels.shape[2], n_cols, values)
-    n_null = survival.shape[-1]
+    n_grid = table.shape[-1]
 
     def block(args):
-        lab, surv, low = args
-        sums = lab @ ma
-        if target == "stat":
-            return (sums.astype(surv.dtype) * step).astype(jnp.float32)
-        index = jnp.clip(jnp.round(sums), 0, n_null - 1).astype(jnp.int32)
-        p = jnp.take_along_axis(surv, index, axis=1)
-        p = jnp.where(sums > 0, jnp.clip(p, low[:, None], 1.0), 1.0)
-        if target == "p":
-            return p.astype(jnp.float32)
-        if target == "z":
-            return ops_stats.logp_to_z(jnp.log(p), tail="one").astype(jnp.float32)
-        return (-jnp.log10(p)).astype(jnp.float32)
+        lab, tab = args
+        index = jnp.clip(jnp.round(lab @ ma), 0, n_grid - 1).astype(jnp.int32)
+        return jnp.take_along_axis(tab.astype(jnp.float32), index, axis=1)
 
-    return jax.lax.map(block, (labels, survival, floor))
+    return jax.lax.map(block, (labels, table))

@@ -4,6 +4,8 @@ Run in two steps (the second needs the oracle environment, NiMARE 0.22.1):
 
     python tests/data/decode/make_continuous_reference.py dataset SOURCE_JSON
     /work/venv-nimare/bin/python tests/data/decode/make_continuous_reference.py nimare
+    python tests/data/decode/make_continuous_reference.py ibma
+    /work/venv-nimare/bin/python tests/data/decode/make_continuous_reference.py nimare-cdd
 
 ``dataset`` copies NiMARE's 17-experiment laird dataset with Neurosynth TF-IDF annotations
 (``neurosynth_laird_studies.json``, NiMARE's ``testdata_laird``) keeping only the labels of
@@ -17,6 +19,12 @@ present in every experiment is exercised. It writes ``laird_decode_dataset.json`
 for each estimator the decoded feature names, every feature map over the ``mni152_2mm``
 brain mask (C order) stored losslessly as its distinct values plus a code per voxel (a map
 of counts takes few distinct values, so this compresses to a few kB), and NiMARE's ``r``.
+
+``ibma`` writes ``ibma_labelled.json``: the 20 simulated studies of ``tests/data/ibma``
+(images there) with five seeded random binary labels ``syn__a`` ... ``syn__e``.
+``nimare-cdd`` runs NiMARE 0.22.1's ``CorrelationDistributionDecoder(feature_group="syn")``
+on it (``z`` images, the cropped IBMA mask) and ``transform`` on :func:`cdd_target`, writing
+``cdd_reference.npz`` (features, mean, std).
 """
 
 import json
@@ -41,6 +49,9 @@ FEATURES = [
     "connectivity",
 ]
 EVERYWHERE = "everywhere"
+IBMA = HERE.parent / "ibma"
+IBMA_LABELLED = HERE / "ibma_labelled.json"
+CDD_REFERENCE = HERE / "cdd_reference.npz"
 
 
 def target_image(mask_img):
@@ -53,6 +64,51 @@ def target_image(mask_img):
     x, y, z = (xyz[a] + mask_img.affine[a, 3] for a in range(3))
     data = np.sin(x / 9.0) + np.cos(y / 13.0) + 0.02 * z + np.exp(-((x - 30) ** 2 + y**2) / 400.0)
     return nib.Nifti1Image(data.astype(np.float32), mask_img.affine)
+
+
+def cdd_target(mask_img, first_z):
+    """Return the image decoded in the distribution test: a ramp plus study 1's z map.
+
+    ``first_z`` is study 1's z values over the mask voxels (C order).
+    """
+    import nibabel as nib
+
+    mask = np.asanyarray(mask_img.dataobj) > 0
+    data = np.zeros(mask.shape, np.float32)
+    data[mask] = np.sin(np.arange(mask.sum()) / 17.0) + first_z
+    return nib.Nifti1Image(data, mask_img.affine)
+
+
+def make_ibma_labelled():
+    src = json.loads((IBMA / "inputs" / "ibma_sim_dataset.json").read_text())
+    rng = np.random.default_rng(7)
+    for study in src.values():
+        for con in study["contrasts"].values():
+            con["labels"] = {f"syn__{n}": float(rng.random() < 0.4) for n in "abcde"}
+    IBMA_LABELLED.write_text(json.dumps(src, indent=0))
+
+
+def run_nimare_cdd():
+    import nibabel as nib
+    import nimare
+    from nimare.dataset import Dataset
+    from nimare.decode.continuous import CorrelationDistributionDecoder
+
+    assert nimare.__version__ == "0.22.1", nimare.__version__
+    mask_img = nib.load(IBMA / "mask.nii.gz")
+    dset = Dataset(str(IBMA_LABELLED), mask=mask_img)
+    dset.update_path(str(IBMA / "inputs"))
+    decoder = CorrelationDistributionDecoder(feature_group="syn", target_image="z")
+    decoder.fit(dset)
+    first = nib.load(IBMA / "inputs" / "study-01_z.nii.gz")
+    first_z = np.asarray(first.dataobj, np.float32)[np.asanyarray(mask_img.dataobj) > 0]
+    table = decoder.transform(cdd_target(mask_img, first_z))
+    np.savez_compressed(
+        CDD_REFERENCE,
+        features=np.array(table.index, dtype=str),
+        mean=table["mean"].to_numpy(np.float64),
+        std=table["std"].to_numpy(np.float64),
+    )
 
 
 def make_dataset(source):
@@ -117,5 +173,9 @@ if __name__ == "__main__":
         make_dataset(sys.argv[2])
     elif sys.argv[1] == "nimare":
         run_nimare()
+    elif sys.argv[1] == "ibma":
+        make_ibma_labelled()
+    elif sys.argv[1] == "nimare-cdd":
+        run_nimare_cdd()
     else:
         raise SystemExit(__doc__)
