@@ -12,8 +12,13 @@ import os
 import warnings
 from collections import Counter
 
+import numpy as np
+import pandas as pd
+
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import InputFileError
+from nimare_jax.io.nimare_json import _json_value, _write_json
+from nimare_jax.io.sleuth import convert_sleuth_to_dataset
 from nimare_jax.parsing import load_json
 
 # NeuroVault/Neurostore image value types -> Dataset image columns.
@@ -86,6 +91,9 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
         for analysis in _records(study, "analyses", f"{origin}: study {study_id!r}"):
             where = f"{origin}: study {study_id!r}, analysis {analysis['id']!r}"
             label = labels.pop(str(analysis["id"]), None)
+            inline = _inline(analysis, "annotations", where)
+            if inline:
+                label = {**inline, **(label or {})}
             contrast = {"metadata": _metadata(study, analysis, label)}
             coords, space_given = _coords(analysis.get("points") or [], where)
             if coords:
@@ -93,6 +101,9 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
                 no_space += not space_given
             if label is not None:
                 contrast["labels"] = label
+            texts = _inline(analysis, "texts", where)
+            if texts:
+                contrast["text"] = texts
             images = _images(analysis.get("images") or [], skipped_images)
             if images:
                 contrast["images"] = images
@@ -134,10 +145,199 @@ def convert_nimads_to_dataset(studyset, annotation=None, target: str = "mni152_2
     Dataset
         One experiment per analysis; see :func:`convert_nimads_to_dict`.
     """
+    if _is_studyset(studyset):
+        studyset = studyset if annotation is None else studyset.with_annotation_payload(annotation)
+        return studyset.to_dataset()
     return Dataset(convert_nimads_to_dict(studyset, annotation), target=target)
 
 
+#: Metadata columns a NIMADS conversion derives from study and analysis fields; they go back
+#: to those fields rather than into an analysis' metadata.
+_DERIVED_METADATA = ("authors", "journal", "study_name", "analysis_name", "name")
+_ID_COLUMNS = ("id", "study_id", "contrast_id")
+_COORD_FIELDS = ("x", "y", "z", "space", "i", "j", "k")
+#: Coordinate columns <-> NIMADS point value kinds (others keep their column name).
+POINT_VALUE_KINDS = {"z_stat": "Z", "t_stat": "T", "p": "P"}
+
+
+def convert_dataset_to_nimads_dict(
+    dataset, *, studyset_id="nimads_from_dataset", studyset_name="", out_file=None
+) -> dict:
+    """Convert a Dataset to a NIMADS studyset dictionary (NiMARE 0.22's layout).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset; each study id becomes a study, each contrast an analysis.
+    studyset_id : str or None
+        ``id`` of the studyset.
+    studyset_name : str
+        ``name`` of the studyset.
+    out_file : str, os.PathLike or None
+        If given, the dictionary is also written there as JSON.
+
+    Returns
+    -------
+    dict
+        ``{"id", "name", "studies": [...]}``. A study carries ``name`` (its ``study_name``
+        metadata, else its id), ``authors`` and ``publication`` (the ``journal`` metadata);
+        an analysis carries ``name``, one default condition with weight 1, its foci as
+        ``points`` (MNI, with any extra coordinate columns as point ``values``), its images
+        (one per image column), its remaining ``metadata`` and, as NiMARE writes them, its
+        ``annotations`` and ``texts`` (non-missing values only).
+    """
+    tables = {
+        name: _rows_by_id(getattr(dataset, name))
+        for name in ("metadata", "images", "annotations", "texts")
+    }
+    coords = dataset.coordinates
+    extra = [c for c in coords.columns if c not in _ID_COLUMNS + _COORD_FIELDS]
+    points = {k: g for k, g in coords.groupby("id", sort=False)}
+    studies: dict[str, dict] = {}
+    for ident in map(str, dataset.ids):
+        meta = tables["metadata"].get(ident, {})
+        study_id = str(meta.get("study_id", ident))
+        contrast_id = str(meta.get("contrast_id", ident))
+        study = studies.setdefault(
+            study_id,
+            {
+                "id": study_id,
+                "name": str(meta.get("study_name") or study_id),
+                "authors": str(meta.get("authors") or ""),
+                "publication": str(meta.get("journal") or ""),
+                "metadata": {},
+                "analyses": [],
+            },
+        )
+        analysis = {
+            "id": contrast_id,
+            "name": str(meta.get("analysis_name") or contrast_id),
+            "conditions": [{"name": "default", "description": ""}],
+            "weights": [1.0],
+            "images": _image_records(tables["images"].get(ident, {})),
+            "points": _point_records(points.get(ident), extra),
+            "metadata": {
+                k: v for k, v in meta.items() if k not in _ID_COLUMNS + _DERIVED_METADATA
+            },
+        }
+        for key, table in (("annotations", "annotations"), ("texts", "texts")):
+            values = tables[table].get(ident, {})
+            if values:
+                analysis[key] = {k: v for k, v in values.items() if k not in _ID_COLUMNS}
+        study["analyses"].append(analysis)
+    out = {"id": studyset_id, "name": studyset_name, "studies": list(studies.values())}
+    if out_file is not None:
+        _write_json(out, out_file)
+    return out
+
+
+def convert_sleuth_to_nimads_dict(
+    text_file, *, target=None, studyset_id=None, studyset_name=""
+) -> dict:
+    """Convert Sleuth text file(s) to a NIMADS studyset dictionary.
+
+    Parameters
+    ----------
+    text_file : str, os.PathLike or a list or tuple of them
+        Sleuth file(s).
+    target : str or None
+        Template of the intermediate dataset: a name containing "ale" gives ``"ale_2mm"``,
+        one containing "mni" or "tal" gives ``"mni152_2mm"``; ``None`` keeps the Sleuth
+        reader's default. Foci are written in MNI either way (Talairach foci converted).
+    studyset_id : str or None
+        ``id`` of the studyset.
+    studyset_name : str
+        ``name`` of the studyset.
+
+    Returns
+    -------
+    dict
+        See :func:`convert_dataset_to_nimads_dict`.
+    """
+    if isinstance(text_file, str | os.PathLike):
+        files = os.fspath(text_file)
+    else:
+        files = [os.fspath(f) for f in text_file]
+    name = str(target).lower()
+    if target is None:
+        dataset = convert_sleuth_to_dataset(files)
+    elif "ale" in name:
+        dataset = convert_sleuth_to_dataset(files, target="ale_2mm")
+    elif "mni" in name or "tal" in name:
+        dataset = convert_sleuth_to_dataset(files, target="mni152_2mm")
+    else:
+        raise ValueError(f"target must name an MNI, ALE or Talairach space, got {target!r}")
+    return convert_dataset_to_nimads_dict(
+        dataset, studyset_id=studyset_id, studyset_name=studyset_name
+    )
+
+
+def _is_studyset(source) -> bool:
+    """Whether ``source`` is a Studyset (duck-typed: this module sits below it)."""
+    return hasattr(source, "to_dataset") and hasattr(source, "with_annotation_payload")
+
+
+def _rows_by_id(table: pd.DataFrame) -> dict[str, dict]:
+    """Map each ``id`` to its row's non-missing values (plain Python values)."""
+    out = {}
+    for record in table.to_dict("records"):
+        out[str(record["id"])] = {k: _json_value(v) for k, v in record.items() if not _missing(v)}
+    return out
+
+
+def _missing(value) -> bool:
+    if isinstance(value, list | tuple | dict | np.ndarray):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _image_records(images: dict) -> list[dict]:
+    space = images.get("space")
+    return [
+        {"value_type": column, "filename": str(path), "space": space}
+        for column, path in images.items()
+        if column not in _ID_COLUMNS + ("space",) and not column.endswith("__relative")
+    ]
+
+
+def _point_records(rows: pd.DataFrame | None, extra: list[str]) -> list[dict]:
+    if rows is None:
+        return []
+    out = []
+    for record in rows.to_dict("records"):
+        point = {
+            "space": "MNI",
+            "coordinates": [float(record["x"]), float(record["y"]), float(record["z"])],
+        }
+        values = [
+            {"kind": POINT_VALUE_KINDS.get(c, c), "value": _json_value(record[c])}
+            for c in extra
+            if not _missing(record[c])
+        ]
+        if values:
+            point["values"] = values
+        out.append(point)
+    return out
+
+
+def _inline(analysis: dict, key: str, where: str) -> dict:
+    """Return an analysis' own ``annotations``/``texts`` object (NiMARE's extension), ``null``s dropped."""
+    part = analysis.get(key)
+    if part is None:
+        return {}
+    if not isinstance(part, dict):
+        raise InputFileError(
+            f"{where}: field {key!r} must be an object, got {type(part).__name__}"
+        )
+    return {k: v for k, v in part.items() if v is not None}
+
+
 def _load(source, what: str) -> tuple[dict, str]:
+    if _is_studyset(source):
+        return source.to_dict(), f"Studyset {source.id!r}"
     if isinstance(source, str | os.PathLike):
         return load_json(source), str(source)
     if isinstance(source, dict):
