@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax.dataset import Dataset
-from nimare_jax.exceptions import InputFileError, InvalidStudysetError, excerpt
+from nimare_jax.exceptions import DatasetError, InputFileError, InvalidStudysetError, excerpt
 from nimare_jax.io.nimads import (
     POINT_VALUE_KINDS,
     convert_dataset_to_nimads_dict,
@@ -518,6 +518,9 @@ class Studyset:
     @property
     def masker(self) -> nib.Nifti1Image:
         """The mask of the studyset's dataset (the template of ``target`` by default)."""
+        if self._tables[0] is None:
+            default = self._space if self._space in _TEMPLATE_TARGETS else "mni152_2mm"
+            return load_mask(default if self._mask is None else _mask_image(self._mask))
         return self.to_dataset().masker
 
     @property
@@ -616,6 +619,8 @@ class Studyset:
         Its tables are those the studyset reports. Relative image paths are resolved
         against :attr:`basepath`; a Talairach or ``None`` target gives an MNI dataset.
         """
+        if self._tables[0] is None:
+            raise DatasetError(f"studyset {self.id!r}: no analyses are selected")
         return self._tables[0]
 
     @functools.cached_property
@@ -627,6 +632,8 @@ class Studyset:
                 note = labels.get(f"{study['id']}-{analysis['id']}")
                 if note:
                     analysis["annotations"] = note
+        if not len(self._rows):
+            return None, pd.DataFrame(columns=[*ID_COLS, "x", "y", "z", "space"])
         target = self._space if self._space in _TEMPLATE_TARGETS else "mni152_2mm"
         dataset = Dataset(
             convert_nimads_to_dict(document), target=target, mask=_mask_image(self._mask)
@@ -696,6 +703,10 @@ class Studyset:
                     out[key][names[label]] = value
         return out
 
+    def _table(self, name: str) -> pd.DataFrame:
+        dataset = self._tables[0]
+        return pd.DataFrame(columns=ID_COLS) if dataset is None else getattr(dataset, name)
+
     @property
     def coordinates(self) -> pd.DataFrame:
         """One row per focus: ids, x, y, z (in :attr:`space`), space, voxel indices, values."""
@@ -704,22 +715,22 @@ class Studyset:
     @property
     def metadata(self) -> pd.DataFrame:
         """One row per analysis: study and analysis names, authors, journal, sample sizes..."""
-        return _none_strings(self.to_dataset().metadata)
+        return _none_strings(self._table("metadata"))
 
     @property
     def images(self) -> pd.DataFrame:
         """One row per analysis, one column of paths per image type."""
-        return self.to_dataset().images.copy()
+        return self._table("images").copy()
 
     @property
     def texts(self) -> pd.DataFrame:
         """One row per analysis, one column per text field."""
-        return _none_strings(self.to_dataset().texts)
+        return _none_strings(self._table("texts"))
 
     @property
     def annotations_df(self) -> pd.DataFrame:
         """One row per analysis, one column per annotation label (see :meth:`_labels`)."""
-        return _none_strings(self.to_dataset().annotations)
+        return _none_strings(self._table("annotations"))
 
     # --------------------------------------------------------------- nested face
     @property
@@ -1213,7 +1224,7 @@ def _none_strings(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a copy with the literal string ``"None"`` read as missing (as NiMARE does)."""
     frame = frame.copy()
     for column in frame.columns:
-        if frame[column].dtype == object:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = frame[column].map(lambda v: None if v == "None" else v).astype(object)
     return frame
 
@@ -1267,6 +1278,23 @@ def convert_dataset_to_studyset(
             dataset, studyset_id=studyset_id, studyset_name=studyset_name, out_file=out_file
         )
     return Studyset.from_dataset(dataset, studyset_id=studyset_id, studyset_name=studyset_name)
+
+
+def convert_sleuth_to_studyset(text_file, target="ale_2mm") -> Studyset:
+    """Convert Sleuth text file(s) to a :class:`Studyset` in ``target`` space.
+
+    Parameters
+    ----------
+    text_file : str, os.PathLike or a list of them
+        Sleuth file(s).
+    target : {"ale_2mm", "mni152_2mm"}
+        Template space (as :func:`~nimare_jax.io.convert_sleuth_to_dataset`).
+
+    Returns
+    -------
+    Studyset
+    """
+    return Studyset(convert_sleuth_to_nimads_dict(text_file, target=target), target=target)
 
 
 def convert_nimads_to_sleuth(
