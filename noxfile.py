@@ -36,3 +36,10 @@ def parity(session):
     """Compare with NiMARE 0.22.1, installed from PyPI next to nimare_jax (``-m parity``)."""
     session.install("-e", ".[test]", "nimare==0.22.1")
     session.run("python", "-m", "pytest", "-n", "2", "-m", "parity", *session.posargs)
+
+
+@nox.session(name="nimare-tests")
+def nimare_tests(session):
+    """Run NiMARE 0.22.1's own tests against nimare_jax (scripts/run_nimare_tests.py)."""
+    session.install("-e", ".[test]")
+    session.run("python", "scripts/run_nimare_tests.py", *session.posargs)
