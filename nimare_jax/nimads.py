@@ -1,4 +1,4 @@
-"""NiMARE's historical import path ``nimare.nimads``: the same names as :mod:`nimare_jax.studyset`."""
+"""NiMARE's historical import path ``nimare.nimads``: the names of :mod:`nimare_jax.studyset`."""
 
 from nimare_jax.studyset import (
     Analysis,

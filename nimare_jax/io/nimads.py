@@ -324,7 +324,7 @@ def _point_records(rows: pd.DataFrame | None, extra: list[str]) -> list[dict]:
 
 
 def _inline(analysis: dict, key: str, where: str) -> dict:
-    """Return an analysis' own ``annotations``/``texts`` object (NiMARE's extension), ``null``s dropped."""
+    """Return an analysis' own ``annotations`` or ``texts`` object (NiMARE's), without nulls."""
     part = analysis.get(key)
     if part is None:
         return {}

@@ -32,6 +32,7 @@ from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, InputFileError, InvalidStudysetError, excerpt
 from nimare_jax.io.nimads import (
     POINT_VALUE_KINDS,
+    _space_name,
     convert_dataset_to_nimads_dict,
     convert_nimads_to_dict,
     convert_sleuth_to_nimads_dict,
@@ -150,8 +151,9 @@ class Annotation:
     note_keys: dict
     notes: dict
 
-    def keys(self) -> list[str]:
-        """Return the labels the annotation declares or uses."""
+    @property
+    def labels(self) -> list[str]:
+        """The labels the annotation declares or uses."""
         labels = dict.fromkeys(self.note_keys)
         for note in self.notes.values():
             labels.update(dict.fromkeys(note))
@@ -241,44 +243,30 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
             f"{origin}: field 'studies' must be a list of studies"
             + ("" if "studies" in document else " (it is missing)")
         )
-    keys, xyz, owner, records = [], [], [], []
     for s, study in enumerate(studies):
-        where = f"{origin}: studies[{s}]"
-        if not isinstance(study, dict) or study.get("id") is None:
-            raise InvalidStudysetError(f"{where}: a study must be an object with an 'id'")
-        analyses = study.get("analyses") or []
-        if not isinstance(analyses, list):
-            raise InvalidStudysetError(
-                f"{where} (study {study['id']!r}): field 'analyses' must be a list"
-            )
-        for a, analysis in enumerate(analyses):
-            here = f"{where}.analyses[{a}]"
-            if not isinstance(analysis, dict) or analysis.get("id") is None:
-                raise InvalidStudysetError(f"{here}: an analysis must be an object with an 'id'")
-            here += f" (analysis {str(study['id'])}-{str(analysis['id'])})"
-            points = analysis.get("points") or []
-            if not isinstance(points, list):
-                raise InvalidStudysetError(f"{here}: field 'points' must be a list")
-            for p, point in enumerate(points):
-                c = point.get("coordinates") if isinstance(point, dict) else None
-                try:
-                    c = [float(v) for v in c] if isinstance(c, list | tuple) else None
-                except (TypeError, ValueError):
-                    c = None
-                if c is None or len(c) != 3 or not np.all(np.isfinite(c)):
-                    raise InvalidStudysetError(
-                        f"{here}: field 'points[{p}].coordinates' must hold three finite "
-                        f"numbers, got {excerpt(point.get('coordinates') if isinstance(point, dict) else point)}"
-                    )
-                xyz.append(c)
+        _check_study(study, f"{origin}: studies[{s}]")
+    # NiMARE's canonical order: studies by id, analyses by id within their study
+    records = sorted(copy.deepcopy(studies), key=lambda study: str(study["id"]))
+    keys, xyz, owner = [], [], []
+    for study in records:
+        study["analyses"] = sorted(study.get("analyses") or [], key=lambda a: str(a["id"]))
+        seen = set()
+        for analysis in study["analyses"]:
+            key = (str(study["id"]), str(analysis["id"]))
+            if key in seen:
+                raise InvalidStudysetError(
+                    f"{origin}: study {key[0]!r} has two analyses with id {key[1]!r}"
+                )
+            seen.add(key)
+            for point in analysis.get("points") or []:
+                xyz.append([float(v) for v in point["coordinates"]])
                 owner.append(len(keys))
-            keys.append((str(study["id"]), str(analysis["id"])))
-        records.append(study)
+            keys.append(key)
     store = StudysetStore(
         id=document.get("id"),
         name=document.get("name"),
         description=document.get("description"),
-        studies=tuple(copy.deepcopy(records)),
+        studies=tuple(records),
         annotations=(),
         keys=np.array(keys, dtype=str).reshape(-1, 2),
         xyz=np.array(xyz, dtype=float).reshape(-1, 3),
@@ -290,6 +278,36 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
     for payload in payloads:
         attached.append(_read_annotation(store, payload, origin))
     return replace(store, annotations=tuple(attached))
+
+
+def _check_study(study, where: str) -> None:
+    """Raise InvalidStudysetError naming ``where`` and the field if a study record is malformed."""
+    if not isinstance(study, dict) or study.get("id") is None:
+        raise InvalidStudysetError(f"{where}: a study must be an object with an 'id'")
+    analyses = study.get("analyses") or []
+    if not isinstance(analyses, list):
+        raise InvalidStudysetError(
+            f"{where} (study {study['id']!r}): field 'analyses' must be a list"
+        )
+    for a, analysis in enumerate(analyses):
+        here = f"{where}.analyses[{a}]"
+        if not isinstance(analysis, dict) or analysis.get("id") is None:
+            raise InvalidStudysetError(f"{here}: an analysis must be an object with an 'id'")
+        here += f" (analysis {study['id']}-{analysis['id']})"
+        points = analysis.get("points") or []
+        if not isinstance(points, list):
+            raise InvalidStudysetError(f"{here}: field 'points' must be a list")
+        for p, point in enumerate(points):
+            given = point.get("coordinates") if isinstance(point, dict) else point
+            try:
+                xyz = [float(v) for v in given] if isinstance(given, list | tuple) else []
+            except (TypeError, ValueError):
+                xyz = []
+            if len(xyz) != 3 or not np.all(np.isfinite(xyz)):
+                raise InvalidStudysetError(
+                    f"{here}: field 'points[{p}].coordinates' must hold three finite "
+                    f"numbers, got {excerpt(given)}"
+                )
 
 
 def _inline_annotation(store: StudysetStore) -> Annotation | None:
@@ -350,7 +368,7 @@ def _read_annotation(store: StudysetStore, payload, origin: str) -> Annotation:
 
 
 def _note_keys(notes: dict) -> dict:
-    """Declared NIMADS types of the labels of ``notes``: boolean, number or string."""
+    """Return the NIMADS type of each label of ``notes``: boolean, number or string."""
     types = {}
     for note in notes.values():
         for label, value in note.items():
@@ -482,7 +500,7 @@ class Studyset:
 
     @property
     def view(self) -> Studyset:
-        """This studyset (NiMARE's selection object; here the studyset is its own view)."""
+        """The studyset itself (NiMARE's selection object; a studyset is its own view)."""
         return self
 
     @property
@@ -695,7 +713,7 @@ class Studyset:
         out, seen = defaultdict(dict), set()
         for annotation in self._store.annotations:
             names = {}
-            for label in annotation.keys():
+            for label in annotation.labels:
                 names[label] = label if label not in seen else f"{annotation.id}.{label}"
             seen.update(names.values())
             for key, note in annotation.notes.items():
@@ -996,7 +1014,7 @@ class Studyset:
         return self._ids_with(coords["id"].to_numpy()[dist <= r])
 
     def get_analyses_by_coordinate(self, xyz, r=None, n=None) -> list[str]:
-        """Full ids of the analyses with a focus within ``r`` mm of ``xyz``, or the ``n`` nearest foci's."""
+        """Full ids of the analyses with a focus within ``r`` mm of ``xyz`` (or the n nearest)."""
         if (r is None) == (n is None):
             raise ValueError("Exactly one of r or n must be provided.")
         xyz = np.asarray(xyz, dtype=float).ravel()
@@ -1060,7 +1078,7 @@ class Studyset:
         return {short: dict(labels.get(full, {})) for full, short in self._short_ids(analyses)}
 
     def get_analyses_by_metadata(self, key, value=None) -> dict:
-        """``{full id: {key: value}}`` for the analyses whose (or whose study's) metadata has ``key``."""
+        """``{full id: {key: value}}`` of the analyses whose metadata (or study's) has ``key``."""
         out = {}
         for analysis in self.analyses:
             meta = analysis.get_metadata()
@@ -1069,7 +1087,7 @@ class Studyset:
         return out
 
     def get_analyses_by_annotations(self, key, value=None) -> dict:
-        """``{full id: ...}``: a whole annotation's notes if ``key`` is its id, else one label's value."""
+        """``{full id: ...}``: an annotation's notes if ``key`` is its id, else a label's value."""
         ids = set(self.ids.tolist())
         for annotation in self._store.annotations:
             if annotation.id == key:
@@ -1126,7 +1144,7 @@ class Studyset:
         )
 
     def with_annotations_df(self, frame, name=None, replace=False) -> Studyset:
-        """Return the studyset carrying ``frame`` (an ``id`` column and one per label) as an annotation.
+        """Return the studyset with ``frame`` (an ``id`` column, one per label) as an annotation.
 
         Rows naming analyses not in the studyset are ignored. ``replace=True`` drops the
         existing annotations, ``name`` (default ``"annotations"``) is the new one's id.
@@ -1170,6 +1188,7 @@ class Studyset:
             }
             for key in ("conditions", "weights", "images", "points"):
                 merged[key] = [x for a in analyses for x in a.get(key) or []]
+            merged["points"] = _one_space(merged["points"])
             study["analyses"] = [merged]
         return self._with_document(document)
 
@@ -1196,6 +1215,20 @@ class Studyset:
             a for a in other.get("annotations", []) if a["id"] not in have
         )
         return self._with_document(left)
+
+
+def _one_space(points: list) -> list:
+    """Return foci of several analyses in one space: MNI if they mix MNI and Talairach."""
+    spaces = {_space_name(p["space"]) for p in points if p.get("space")}
+    if len(spaces) < 2:
+        return points
+    out = []
+    for point in points:
+        xyz = np.array([point["coordinates"]], dtype=float)
+        if _space_name(point.get("space") or "MNI") == "TAL":
+            xyz = tal2mni(xyz)
+        out.append({**point, "coordinates": xyz[0].tolist(), "space": "MNI"})
+    return out
 
 
 def _merge(dicts) -> dict | None:
@@ -1230,7 +1263,7 @@ def _none_strings(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _mask_image(mask):
-    """A mask image or path from a mask argument (a NiftiMasker gives its mask image)."""
+    """Return a mask image or path for a mask argument (a NiftiMasker gives its mask image)."""
     if mask is None or isinstance(mask, str | os.PathLike | nib.spatialimages.SpatialImage):
         return mask
     for attribute in ("mask_img_", "mask_img"):
@@ -1241,7 +1274,7 @@ def _mask_image(mask):
 
 
 def _dataset_basepath(dataset):
-    """The folder a dataset's relative image paths resolve against (given, or inferred)."""
+    """Return the folder a dataset's relative image paths resolve against (given or inferred)."""
     if getattr(dataset, "basepath", None):
         return dataset.basepath
     images = dataset.images
