@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax.dataset import Dataset
-from nimare_jax.exceptions import InputFileError
+from nimare_jax.exceptions import InputFileError, excerpt
 from nimare_jax.io.nimare_json import _json_value, _write_json
 from nimare_jax.io.sleuth import convert_sleuth_to_dataset
 from nimare_jax.parsing import load_json
@@ -64,7 +64,9 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
     -----
     UserWarning
         Once per conversion if foci give no space (they are used unchanged, as MNI), if
-        notes name analyses not in the studyset, or if images are skipped.
+        notes name analyses not in the studyset, if sample sizes are unusable (not positive
+        numbers, or a ``sample_sizes`` that is not a list; the next candidate is used), or if
+        images are skipped.
 
     Notes
     -----
@@ -84,7 +86,7 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
             {k: v for k, v in values.items() if v is not None}
         )
     out: dict = {}
-    no_space, skipped_images = 0, Counter()
+    no_space, skipped_images, bad_sizes = 0, Counter(), []
     for study in _records(studyset, "studies", origin):
         study_id = str(study["id"])
         contrasts = out.setdefault(study_id, {"contrasts": {}})["contrasts"]
@@ -94,7 +96,10 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
             inline = _inline(analysis, "annotations", where)
             if inline:
                 label = {**inline, **(label or {})}
-            contrast = {"metadata": _metadata(study, analysis, label)}
+            unusable: list[str] = []
+            contrast = {"metadata": _metadata(study, analysis, label, unusable)}
+            if unusable:
+                bad_sizes.append(f"{study_id}-{analysis['id']} ({', '.join(unusable)})")
             coords, space_given = _coords(analysis.get("points") or [], where)
             if coords:
                 contrast["coords"] = coords
@@ -118,6 +123,13 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
         problems.append(
             f"{note_origin} has notes for {len(labels)} analyses not in the studyset "
             f"(e.g. {next(iter(labels))!r}); they are ignored"
+        )
+    if bad_sizes:
+        problems.append(
+            f"{len(bad_sizes)} analyses have sample sizes that are not positive numbers "
+            "('sample_sizes' must be a list, 'sample_size' one number); they are ignored: "
+            + ", ".join(bad_sizes[:5])
+            + (" ..." if len(bad_sizes) > 5 else "")
         )
     if skipped_images:
         problems.append(
@@ -355,7 +367,7 @@ def _records(parent: dict, key: str, where: str) -> list[dict]:
     return records
 
 
-def _metadata(study: dict, analysis: dict, label: dict | None) -> dict:
+def _metadata(study: dict, analysis: dict, label: dict | None, unusable: list) -> dict:
     study_name = study.get("name") or study["id"]
     analysis_name = analysis.get("name") or analysis["id"]
     study_meta, analysis_meta = study.get("metadata") or {}, analysis.get("metadata") or {}
@@ -369,25 +381,36 @@ def _metadata(study: dict, analysis: dict, label: dict | None) -> dict:
     for key, value in {**study_meta, **analysis_meta}.items():
         if key not in _SAMPLE_SIZE_KEYS:
             meta[key] = value
-    candidates = [label or {}, analysis_meta, study_meta]
+    candidates = [("note", label or {}), ("analysis", analysis_meta), ("study", study_meta)]
     orders = [_SAMPLE_SIZE_KEYS, _SAMPLE_SIZE_KEYS[::-1], _SAMPLE_SIZE_KEYS[::-1]]
-    for source, keys in zip(candidates, orders, strict=True):
+    for (level, source), keys in zip(candidates, orders, strict=True):
         for key in keys:
-            sizes = _sample_sizes(source.get(key))
+            if source.get(key) is None:
+                continue
+            sizes = _sample_sizes(source[key], many=key == "sample_sizes")
             if sizes:
                 meta["sample_sizes"] = sizes
                 return meta
+            unusable.append(f"{level} {key} {excerpt(source[key])}")
     return meta
 
 
-def _sample_sizes(value) -> list | None:
-    """Return positive numbers (one or a list) as a list, or None if any is invalid."""
-    values = list(value) if isinstance(value, list | tuple) else [value]
+def _sample_sizes(value, many: bool) -> list | None:
+    """Return positive numbers as a list, or None if any is invalid.
+
+    ``sample_sizes`` (``many``) must be a list, as NiMARE requires; ``sample_size`` is one
+    number. Numbers may be given as strings ("12").
+    """
+    if many != isinstance(value, list | tuple):
+        return None
+    values = list(value) if many else [value]
     try:
-        numbers = [float(v) for v in values]
+        numbers = [float(v) for v in values if not isinstance(v, bool)]
     except (TypeError, ValueError):
         return None
-    if not numbers or not all(0 < n < float("inf") for n in numbers):
+    if len(numbers) != len(values) or not numbers:
+        return None
+    if not all(0 < n < float("inf") for n in numbers):
         return None
     return [int(n) if n.is_integer() else n for n in numbers]
 

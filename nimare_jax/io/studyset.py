@@ -534,8 +534,13 @@ class Studyset:
         return self._basepath
 
     @property
-    def masker(self) -> nib.Nifti1Image:
-        """The mask of the studyset's dataset (the template of ``target`` by default)."""
+    def masker(self):
+        """The mask of the studyset's dataset (the template of ``target`` by default).
+
+        None for a studyset read without a target or mask (``target=None``).
+        """
+        if self._space is None and self._mask is None:
+            return None
         if self._tables[0] is None:
             default = self._space if self._space in _TEMPLATE_TARGETS else "mni152_2mm"
             return load_mask(default if self._mask is None else _mask_image(self._mask))
@@ -647,6 +652,7 @@ class Studyset:
         labels = self._labels()
         for study in document["studies"]:
             for analysis in study["analyses"]:
+                analysis["points"] = _one_space(analysis.get("points") or [])
                 note = labels.get(f"{study['id']}-{analysis['id']}")
                 if note:
                     analysis["annotations"] = note
