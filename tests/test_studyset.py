@@ -507,3 +507,21 @@ def test_malformed_annotation_and_arguments(tmp_path):
         studyset.get_analyses_by_coordinate([0, 0, 0])
     with pytest.raises(ValueError, match="Missing label"):
         studyset.get_studies_by_label("nope")
+
+
+def test_sample_sizes_follow_nimare_and_unusable_values_are_named():
+    """NiMARE 0.22.1: a scalar 'sample_sizes' is unusable; numeric strings are numbers."""
+
+    def one(study_metadata, analysis_metadata):
+        document = small_document()
+        document["studies"] = [document["studies"][0]]
+        document["studies"][0]["metadata"] = study_metadata
+        document["studies"][0]["analyses"][0]["metadata"] = analysis_metadata
+        return Studyset(document)
+
+    with pytest.warns(UserWarning, match=r"b-1 \(analysis sample_sizes 5\)"):
+        studyset = one({"sample_size": "12"}, {"sample_sizes": 5})
+        assert studyset.metadata.iloc[0]["sample_sizes"] == [12]
+    assert "sample_size" not in studyset.metadata.columns
+    studyset = one({"sample_size": "12"}, {"sample_sizes": ["6", "7.5"]})
+    assert studyset.metadata.iloc[0]["sample_sizes"] == [6, 7.5]
