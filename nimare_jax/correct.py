@@ -42,8 +42,9 @@ class FWECorrector:
     method : {"bonferroni", "montecarlo"}
         Bonferroni on the uncorrected p-map (NiMARE's default), or the estimator's Monte
         Carlo max-statistic null (voxel level, and cluster size/mass for CBMA).
-    voxel_thresh : float
-        Uncorrected p-value of the cluster-forming threshold (Monte Carlo only).
+    voxel_thresh : float or None
+        Uncorrected p-value of the cluster-forming threshold (Monte Carlo only); None leaves
+        the estimator's default.
     n_iters : int or None
         Monte Carlo iterations; None uses the estimator's ``n_iters`` (5000 by default).
         Fewer than 1 / 0.05 = 20 cannot give a corrected p-value below 0.05: the estimator
@@ -53,6 +54,13 @@ class FWECorrector:
     **kwargs
         Further options of the estimator's ``correct_fwe_montecarlo``, e.g.
         ``connectivity`` (6, 18 or 26), ``vfwe_only``, ``batch_size``, ``tolerance``.
+
+    Attributes
+    ----------
+    parameters : dict
+        The options given for the estimator's correction (NiMARE's
+        ``Corrector.parameters``): ``voxel_thresh``, ``n_iters``, ``n_cores`` (Monte Carlo
+        only) and the ``**kwargs``, without those left at None.
     """
 
     def __init__(
@@ -67,13 +75,22 @@ class FWECorrector:
             raise ValueError(
                 f"FWECorrector method must be 'bonferroni' or 'montecarlo', not {method!r}"
             )
-        if not 0 < voxel_thresh < 1:
+        if voxel_thresh is not None and not 0 < voxel_thresh < 1:
             raise ValueError(f"voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
         self.method = method
         self.voxel_thresh = voxel_thresh
         self.n_iters = None if n_iters is None else check_n_iters(n_iters)
         self.n_cores = n_cores
         self.kwargs = kwargs
+
+    @property
+    def parameters(self) -> dict:
+        """Options passed on to the estimator's correction, None-valued ones dropped."""
+        named = {}
+        if self.method == "montecarlo":
+            named = {"voxel_thresh": self.voxel_thresh, "n_iters": self.n_iters}
+            named["n_cores"] = self.n_cores
+        return {k: v for k, v in {**named, **self.kwargs}.items() if v is not None}
 
     def transform(self, result: MetaResult) -> MetaResult:
         """Return a copy of ``result`` with FWE-corrected maps added.
@@ -102,9 +119,10 @@ class FWECorrector:
             raise ValueError(
                 f"{type(estimator).__name__} does not support Monte Carlo FWE correction"
             )
+        thresh = {} if self.voxel_thresh is None else {"voxel_thresh": self.voxel_thresh}
         maps, nulls, text, cites = estimator.correct_fwe_montecarlo(
             result,
-            voxel_thresh=self.voxel_thresh,
+            **thresh,
             n_iters=self.n_iters,
             n_cores=self.n_cores,
             **self.kwargs,
@@ -122,9 +140,21 @@ class FDRCorrector:
         Benjamini-Yekutieli (any dependence).
     alpha : float
         FDR level; recorded in the description (the corrected maps are q-values).
+    **kwargs
+        Accepted only with the value None (NiMARE drops None-valued options, e.g. a shared
+        ``voxel_thresh=None``); the FDR correction takes no other option.
+
+    Attributes
+    ----------
+    parameters : dict
+        Options passed on to the estimator (NiMARE's ``Corrector.parameters``): always empty.
     """
 
-    def __init__(self, method: str = "indep", alpha: float = 0.05):
+    def __init__(self, method: str = "indep", alpha: float = 0.05, **kwargs):
+        given = sorted(k for k, v in kwargs.items() if v is not None)
+        if given:
+            raise TypeError(f"FDRCorrector got unexpected keyword argument(s): {given}")
+        self.parameters: dict = {}
         if method not in ("indep", "negcorr"):
             raise ValueError(f"FDRCorrector method must be 'indep' or 'negcorr', not {method!r}")
         if not 0 < alpha < 1:

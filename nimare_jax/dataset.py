@@ -1,20 +1,22 @@
-"""The :class:`Dataset`: a thin, frozen container of pandas tables and a mask.
+"""The :class:`Dataset`: a thin container of pandas tables and a masker.
 
 A ``Dataset`` is built from a NiMARE-format dictionary (or a path to its JSON file), exactly
 as :class:`nimare.dataset.Dataset` is, so scripts keep working. Coordinates are stored in MNI
 mm (Talairach foci are converted with Lancaster et al.'s 2007 transform) together with their
-voxel indices in the mask, computed once. Methods never modify a dataset; they return ids or
-a new dataset.
+voxel indices in the mask. As in NiMARE, the tables and the masker can be replaced by
+assignment (``dset.coordinates = ...``, ``dset.masker = ...``); each assignment is validated
+and the voxel indices are recomputed. The selection methods (``slice``, ``with_mask``,
+``with_images``, ``merge``, ``copy``) return a new dataset and leave this one unchanged.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -22,6 +24,7 @@ from nimare_jax.exceptions import DatasetError, InputFileError, excerpt
 from nimare_jax.parsing import load_json, parse_number
 from nimare_jax.spatial import (
     MAX_COORDINATE_MM,
+    get_masker,
     load_mask,
     mm2vox,
     outside_volume,
@@ -32,6 +35,7 @@ from nimare_jax.spatial import (
 _MNI_NAMES = {"mni", "mni152", "icbm", "mni152_2mm", "ale_2mm"}
 _TAL_NAMES = {"tal", "talairach"}
 _COORD_COLUMNS = ["id", "study_id", "contrast_id", "x", "y", "z", "space", "i", "j", "k"]
+_TABLES = ("coordinates", "metadata", "images", "annotations", "texts")
 
 
 def _to_mni(xyz: np.ndarray, space: str, unknown: list, where: str) -> np.ndarray:
@@ -175,7 +179,7 @@ def _tables_from_dict(source: dict, origin: str):
     return coords, meta, images, labels, texts
 
 
-@dataclass(frozen=True, init=False, eq=False)
+@dataclass(init=False, eq=False)
 class Dataset:
     """Studies of a meta-analysis: coordinates, metadata, images, annotations and texts.
 
@@ -184,10 +188,13 @@ class Dataset:
     source : str, pathlib.Path or dict
         A NiMARE-format JSON file or the dictionary it holds:
         ``{study_id: {"contrasts": {contrast_id: {"coords": ..., "metadata": ...}}}}``.
-    target : {"mni152_2mm", "ale_2mm"}
-        Template space; sets the default mask.
-    mask : str, pathlib.Path, nibabel.Nifti1Image or None
-        Mask image. ``None`` uses the brain mask of ``target``.
+    target : {"mni152_2mm", "ale_2mm"} or None
+        Template space; sets the default mask. With ``target=None`` and ``mask=None`` the
+        dataset has no masker (as in NiMARE): it can be inspected, but an estimator needs a
+        mask (its own ``mask=`` or one assigned to ``dset.masker``).
+    mask : str, pathlib.Path, nibabel.Nifti1Image, nilearn masker or None
+        Mask. ``None`` uses the brain mask of ``target``. A 4-D image with one volume is
+        squeezed to 3-D.
 
     Attributes
     ----------
@@ -196,12 +203,16 @@ class Dataset:
     coordinates : pandas.DataFrame
         One row per focus: id, study_id, contrast_id, x, y, z (MNI mm), space (as given),
         and i, j, k (voxel indices in ``masker``'s grid, rounded to the nearest voxel as
-        NiMARE 0.22 does; foci outside the volume are kept, with a warning).
+        NiMARE 0.22 does; foci outside the volume are kept, with a warning). Assigning a
+        table (with at least ``id``, ``x``, ``y``, ``z``) recomputes i, j, k.
     metadata, images, annotations, texts : pandas.DataFrame
-        One row per experiment, keyed by ``id``.
-    masker : nibabel.Nifti1Image
-        The binary mask image.
-    space : str
+        One row per experiment, keyed by ``id``; assignable (an ``id`` column is required).
+    masker : nilearn.maskers.NiftiMasker or None
+        Fitted masker of the mask (``masker.mask_img_`` is the binary image), as in NiMARE.
+        Assigning a path, an image or a masker converts it with
+        :func:`~nimare_jax.spatial.get_masker` and recomputes the voxel indices.
+        :func:`~nimare_jax.spatial.load_mask` turns it into the mask image.
+    space : str or None
         The target space.
     basepath : str or None
         Folder relative image paths are resolved against.
@@ -216,8 +227,8 @@ class Dataset:
     images: pd.DataFrame
     annotations: pd.DataFrame
     texts: pd.DataFrame
-    masker: nib.Nifti1Image
-    space: str
+    masker: object
+    space: str | None
     basepath: str | None
     origin: str
 
@@ -228,16 +239,49 @@ class Dataset:
             origin = str(source)
             basepath = str(Path(source).resolve().parent)
             source = load_json(source)
+        elif not isinstance(source, dict):
+            raise TypeError(
+                f"source must be a file path or a dictionary, got {type(source).__name__}"
+            )
         coords, meta, images, labels, texts = _tables_from_dict(source, origin)
         if not meta:
             raise DatasetError(f"{origin}: the dataset has no experiments")
-        masker = load_mask(target if mask is None else mask)
+        if mask is None and target is None:
+            warnings.warn(
+                "No mask or target space given: the dataset has no masker (assign one to "
+                "dset.masker, or give the estimator a mask)",
+                UserWarning,
+                stacklevel=2,
+            )
+        masker = (
+            None
+            if mask is None and target is None
+            else get_masker(target if mask is None else mask)
+        )
         coordinates = pd.DataFrame(coords, columns=_COORD_COLUMNS[:7])
         _set(self, ids=np.array([m["id"] for m in meta]), space=target, basepath=basepath)
         _set(self, origin=origin)
         _set(self, masker=masker, metadata=pd.DataFrame(meta), images=pd.DataFrame(images))
         _set(self, annotations=pd.DataFrame(labels), texts=pd.DataFrame(texts))
         _set(self, coordinates=_add_voxel_indices(coordinates, masker, origin))
+
+    def __setattr__(self, name, value):
+        """Validate NiMARE's assignments to the tables and the masker (see the class notes)."""
+        if name == "masker":
+            value = None if value is None else get_masker(value)
+            object.__setattr__(self, name, value)
+            if "coordinates" in self.__dict__:
+                coords = _validate_table(self.coordinates, "coordinates", _XYZ)
+                _set(self, coordinates=_add_voxel_indices(coords, value, self.origin))
+            return
+        if name in _TABLES:
+            required = _XYZ if name == "coordinates" else ()
+            value = _validate_table(value, name, required)
+            if name == "coordinates":
+                value = _add_voxel_indices(value, self.masker, self.origin)
+            elif name == "images" and "id" in value.columns:
+                value = value.reset_index(drop=True)
+        object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return (
@@ -284,7 +328,7 @@ class Dataset:
 
         Parameters
         ----------
-        mask : str, pathlib.Path or nibabel.Nifti1Image
+        mask : str, pathlib.Path, nibabel.Nifti1Image or nilearn masker
             New mask.
 
         Returns
@@ -292,14 +336,62 @@ class Dataset:
         Dataset
             A new dataset.
         """
-        masker = load_mask(mask)
         new = copy.copy(self)
-        coords = self.coordinates[_COORD_COLUMNS[:7]]
-        _set(new, masker=masker, coordinates=_add_voxel_indices(coords, masker, self.origin))
+        new.masker = mask
+        return new
+
+    def copy(self) -> Dataset:
+        """Return an independent (deep) copy, as NiMARE's ``Dataset.copy``.
+
+        Returns
+        -------
+        Dataset
+            A copy whose tables and masker can be changed without affecting this one.
+        """
+        return copy.deepcopy(self)
+
+    def merge(self, right: Dataset) -> Dataset:
+        """Return a dataset holding the experiments of this one and of ``right``.
+
+        Parameters
+        ----------
+        right : Dataset
+            Another dataset; its experiment ids must differ from this one's.
+
+        Returns
+        -------
+        Dataset
+            A new dataset with this dataset's masker, space and base path; ``right``'s
+            relative image paths are made absolute against its own base path first.
+
+        Raises
+        ------
+        DatasetError
+            If ``right`` is not a Dataset or the two share experiment ids.
+        """
+        if not isinstance(right, Dataset):
+            raise DatasetError(f"can only merge a Dataset, got {type(right).__name__}")
+        shared = sorted(set(self.ids) & set(right.ids))
+        if shared:
+            raise DatasetError(
+                f"cannot merge datasets sharing experiment ids: {', '.join(shared[:5])}"
+                + (" ..." if len(shared) > 5 else "")
+            )
+        new = copy.deepcopy(self)
+        _set(new, ids=np.concatenate([np.asarray(self.ids), np.asarray(right.ids)]))
+        for name in _TABLES:
+            left_df, right_df = getattr(self, name), getattr(right, name)
+            if name == "images" and self.basepath != right.basepath:
+                left_df = _absolute_paths(left_df, self.basepath)
+                right_df = _absolute_paths(right_df, right.basepath)
+            setattr(new, name, pd.concat([left_df, right_df], ignore_index=True, sort=False))
+        if self.basepath != right.basepath:
+            _set(new, basepath=None)
+        _set(new, origin=f"{self.origin} + {right.origin}")
         return new
 
     def update_path(self, new_path) -> Dataset:
-        """Return a copy whose relative image paths resolve against ``new_path``.
+        """Resolve relative image paths against ``new_path`` from now on (in place, as NiMARE).
 
         Parameters
         ----------
@@ -309,11 +401,10 @@ class Dataset:
         Returns
         -------
         Dataset
-            A new dataset; this one is unchanged.
+            This dataset (NiMARE returns None; returning the dataset lets calls chain).
         """
-        new = copy.copy(self)
-        _set(new, basepath=str(Path(new_path).resolve()), images=self.images.copy())
-        return new
+        _set(self, basepath=str(Path(new_path).resolve()))
+        return self
 
     def with_images(self, images: pd.DataFrame) -> Dataset:
         """Return a copy with another ``images`` table (one row per experiment, by ``id``).
@@ -455,6 +546,38 @@ class Dataset:
         """
         return _get(self.texts, self.ids if ids is None else ids, text_type, "texts")
 
+    def get_images(self, ids=None, imtype=None):
+        """Return image paths of one type, or the image types present.
+
+        Parameters
+        ----------
+        ids : str, list of str or None
+            Experiments (all if None). A single id with ``imtype`` returns one path.
+        imtype : str or None
+            Column of ``images`` (``"z"``, ``"beta"``, ...). If None, the image types that
+            at least one of the experiments has are returned instead.
+
+        Returns
+        -------
+        list or str or None
+            Paths (absolute when a base path is known; None where missing) in the order of
+            ``ids``, or the list of image types.
+        """
+        single = isinstance(ids, str)
+        wanted = list(self.ids) if ids is None else ([ids] if single else list(ids))
+        skip = {"id", "study_id", "contrast_id", "space"}
+        types = [c for c in self.images.columns if c not in skip and not c.endswith("__relative")]
+        if imtype is None:
+            sub = self.images[self.images["id"].isin(wanted)]
+            return [c for c in types if sub[c].map(lambda v: resolve_path(v, None)).notna().any()]
+        if imtype not in types:
+            raise DatasetError(
+                f"image type {imtype!r} is not in the dataset's images (available: "
+                f"{', '.join(types) or 'none'})"
+            )
+        paths = [resolve_path(v, self.basepath) for v in _get(self.images, wanted, imtype, "")]
+        return paths[0] if single else paths
+
     def get_sample_sizes(self) -> np.ndarray:
         """Return the mean sample size of each experiment, validated.
 
@@ -489,6 +612,54 @@ class Dataset:
         return np.asarray(out)
 
 
+def resolve_path(path, basepath) -> str | None:
+    """Return an image path of a dataset's ``images`` table as a usable path.
+
+    Parameters
+    ----------
+    path : str, os.PathLike, float or None
+        The table's entry; None, NaN or ``""`` mean "no image".
+    basepath : str, os.PathLike or None
+        Folder that relative paths are relative to (``dataset.basepath``).
+
+    Returns
+    -------
+    str or None
+        The path (``~`` expanded, joined to ``basepath`` if relative), or None.
+    """
+    if path is None or (isinstance(path, float) and np.isnan(path)) or path == "":
+        return None
+    p = Path(os.fspath(path) if isinstance(path, os.PathLike) else str(path)).expanduser()
+    if not p.is_absolute() and basepath is not None:
+        p = Path(basepath) / p
+    return str(p)
+
+
+def _absolute_paths(images: pd.DataFrame, basepath) -> pd.DataFrame:
+    """Return ``images`` with relative paths joined to ``basepath`` (for merging)."""
+    out = images.copy()
+    for col in out.columns:
+        if col in ("id", "study_id", "contrast_id", "space") or col.endswith("__relative"):
+            continue
+        out[col] = [resolve_path(v, basepath) for v in out[col]]
+    return out
+
+
+_XYZ = ("x", "y", "z")
+
+
+def _validate_table(df, name: str, required=()) -> pd.DataFrame:
+    """Check an assigned table: a DataFrame with an ``id`` column (and ``required`` ones)."""
+    if not isinstance(df, pd.DataFrame):
+        raise DatasetError(f"Dataset.{name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in ("id", *required) if c not in df.columns]
+    if missing:
+        raise DatasetError(f"Dataset.{name} lacks the column(s) {missing}")
+    if name == "coordinates":
+        return df.drop(columns=[c for c in "ijk" if c in df.columns])
+    return df
+
+
 def _set(obj, **fields) -> None:
     for k, v in fields.items():
         object.__setattr__(obj, k, v)
@@ -508,14 +679,18 @@ def _isna(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def _add_voxel_indices(coords: pd.DataFrame, masker: nib.Nifti1Image, origin: str):
+def _add_voxel_indices(coords: pd.DataFrame, masker, origin: str):
     """Add i, j, k columns; warn about foci outside the image volume, refuse absurd ones.
 
     A focus outside the volume is kept (as in NiMARE): its kernel is clipped at the edge, so
     it contributes the part that falls inside. A coordinate beyond ``MAX_COORDINATE_MM``
-    is a column mistake and raises :class:`~nimare_jax.exceptions.DatasetError`.
+    is a column mistake and raises :class:`~nimare_jax.exceptions.DatasetError`. Without a
+    masker the table is returned without i, j, k.
     """
     coords = coords.reset_index(drop=True).copy()
+    if masker is None:
+        return coords
+    masker = load_mask(masker)
     if coords.empty:
         for a in "ijk":
             coords[a] = np.zeros(0, int)

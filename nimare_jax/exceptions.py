@@ -25,6 +25,10 @@ class ImageError(NiMAREJaxError, ValueError):
     """Images are incompatible (shapes, affines) or contain invalid values."""
 
 
+class InvalidStudysetError(NiMAREJaxError, ValueError):
+    """A NIMADS studyset is invalid or malformed (NiMARE's ``InvalidStudysetError``)."""
+
+
 class OutputError(NiMAREJaxError, OSError):
     """The output folder or file cannot be created or written (checked before any work)."""
 

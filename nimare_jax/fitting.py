@@ -63,6 +63,7 @@ import optax
 
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.ops import kernels as K
+from nimare_jax.spatial import load_mask
 
 __all__ = [
     "FitResult",
@@ -171,8 +172,9 @@ def foci_mm(dataset) -> FociMM:
         sizes = dataset.get_sample_sizes()[keep]
     except DatasetError:
         sizes = None
-    mask = np.asanyarray(dataset.masker.dataobj) > 0
-    voxel_volume = float(np.prod(dataset.masker.header.get_zooms()[:3]))
+    mask_img = load_mask(dataset.masker)
+    mask = np.asanyarray(mask_img.dataobj) > 0
+    voxel_volume = float(np.prod(mask_img.header.get_zooms()[:3]))
     return FociMM(
         xyz=coords[["x", "y", "z"]].to_numpy(np.float64)[sort],
         exp_index=remap[exp_index[sort]].astype(np.int32),

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax import references
+from nimare_jax.spatial import get_masker, load_mask
 
 
 class _Static:
@@ -40,6 +41,7 @@ class _Static:
             self.description,
             self.citations,
             id(self.estimator),
+            id(self.corrector),
         )
 
     def __hash__(self):
@@ -58,42 +60,70 @@ class _Static:
 class MetaResult:
     """Maps, tables and null distributions produced by an estimator or corrector.
 
+    The positional arguments follow NiMARE 0.22's ``MetaResult(estimator, corrector=None,
+    diagnostics=None, mask=None, maps=None, tables=None, description="")``; the null
+    distributions and citations that nimare_jax adds are keyword-only.
+
     Parameters
     ----------
-    maps : dict of str to array, each shape (n_voxels,)
-        Statistical maps over the mask's voxels, named as NiMARE names them (``stat``, ``p``,
-        ``z``, ``logp``, ``z_level-voxel_corr-FWE_method-montecarlo``, ...).
-    mask : nibabel.Nifti1Image
-        Binary mask the maps are defined on.
-    tables : dict of str to pandas.DataFrame, optional
-        Tables (cluster tables, diagnostics).
-    null_distributions : dict of str to array, optional
-        Null distributions (histogram bins and weights, per-iteration maxima).
-    description : str
-        A methods paragraph describing what was done, with citation keys in brackets.
-    citations : tuple of str
-        BibTeX keys of ``resources/references.bib`` cited by the description.
     estimator : object or None
         The fitted estimator that produced the result (correctors need it).
+    corrector : object or None
+        The corrector whose output this is, if any.
+    diagnostics : list or None
+        Diagnostics applied to the result (empty list if None).
+    mask : nibabel.Nifti1Image, str, pathlib.Path or nilearn masker
+        Binary mask the maps are defined on (a masker or a path is converted to its mask
+        image with :func:`~nimare_jax.spatial.load_mask`).
+    maps : dict of str to array, each shape (n_voxels,), optional
+        Statistical maps over the mask's voxels, named as NiMARE names them (``stat``, ``p``,
+        ``z``, ``logp``, ``z_level-voxel_corr-FWE_method-montecarlo``, ...).
+    tables : dict of str to pandas.DataFrame, optional
+        Tables (cluster tables, diagnostics).
+    description : str
+        A methods paragraph describing what was done, with citation keys in brackets.
+    null_distributions : dict of str to array, optional
+        Null distributions (histogram bins and weights, per-iteration maxima).
+    citations : tuple of str
+        BibTeX keys of ``resources/references.bib`` cited by the description.
+
+    Attributes
+    ----------
+    masker : nilearn.maskers.NiftiMasker
+        A fitted masker of ``mask`` (made on first use), as NiMARE's ``MetaResult.masker``.
     """
 
     def __init__(
         self,
-        maps,
-        mask,
-        tables=None,
-        null_distributions=None,
-        description: str = "",
-        citations=(),
         estimator=None,
+        corrector=None,
+        diagnostics=None,
+        mask=None,
+        maps=None,
+        tables=None,
+        description: str = "",
+        *,
+        null_distributions=None,
+        citations=(),
     ):
-        self.maps = dict(maps)
+        self.maps = dict(maps or {})
         self.null_distributions = dict(null_distributions or {})
-        self.mask = mask
+        self.mask = mask if isinstance(mask, nib.Nifti1Image) else load_mask(mask)
         self.tables = dict(tables or {})
         self.description = description
         self.citations = tuple(citations)
         self.estimator = estimator
+        self.corrector = corrector
+        self.diagnostics = list(diagnostics or [])
+
+    @property
+    def masker(self):
+        """Fitted nilearn masker of :attr:`mask` (NiMARE's ``MetaResult.masker``)."""
+        cached = self.__dict__.get("_masker")
+        if cached is None or cached[0] is not self.mask:
+            cached = (self.mask, get_masker(self.mask))
+            self.__dict__["_masker"] = cached
+        return cached[1]
 
     # -------------------------------------------------------------------- pytree
     def tree_flatten(self):
@@ -104,6 +134,8 @@ class MetaResult:
             description=self.description,
             citations=self.citations,
             estimator=self.estimator,
+            corrector=self.corrector,
+            diagnostics=self.diagnostics,
         )
         return (self.maps, self.null_distributions), aux
 
@@ -114,6 +146,7 @@ class MetaResult:
         obj.maps, obj.null_distributions = children
         obj.mask, obj.tables, obj.description = aux.mask, aux.tables, aux.description
         obj.citations, obj.estimator = aux.citations, aux.estimator
+        obj.corrector, obj.diagnostics = aux.corrector, aux.diagnostics
         return obj
 
     def __repr__(self) -> str:

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nilearn.maskers import NiftiMasker
 
 from nimare_jax.exceptions import ImageError, InputFileError
+
+#: Floating-point type of NiMARE's maps and maskers (``nimare.utils.DEFAULT_FLOAT_DTYPE``).
+DEFAULT_FLOAT_DTYPE = np.float32
 
 _TEMPLATES = {
     # MNI152NLin6Asym 2 mm brain mask, x axis +2 mm: the default of a JSON Dataset.
@@ -20,6 +24,8 @@ _TEMPLATES = {
     "ale_2mm": "MNI152_2x2x2_brainmask.nii.gz",
 }
 _T1 = "tpl-MNI152NLin6Asym_res-02_T1w.nii.gz"
+# NiMARE 0.22 also names a 1 mm template; its TemplateFlow files (11 MB) are not bundled.
+_NOT_BUNDLED = {"mni152_1mm"}
 
 # Lancaster et al. (2007) HBM 28:1194, "icbm_other" -> Talairach (the BrainMap transform for
 # MNI coordinates normalised with templates other than SPM's or FSL's).
@@ -51,10 +57,12 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
     ----------
     space : {"mni152_2mm", "ale_2mm"}
         Template space. ``"ale_2mm"`` holds the same voxels as ``"mni152_2mm"`` stored with
-        the x axis flipped, as in GingerALE and NiMARE's Sleuth conversion.
+        the x axis flipped, as in GingerALE and NiMARE's Sleuth conversion. NiMARE's
+        ``"mni152_1mm"`` is recognised but not bundled: asking for it raises ``ValueError``
+        saying so.
     mask : {"brain", None}
         ``"brain"`` returns the binary brain mask; ``None`` the T1-weighted template
-        (``mni152_2mm`` only).
+        (float32, as in NiMARE; the same 2 mm T1 image for both spaces).
 
     Returns
     -------
@@ -62,15 +70,21 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
         The template image.
     """
     folder = get_resource_path() / "templates"
+    if space in _NOT_BUNDLED:
+        raise ValueError(
+            f"Template space {space!r} is not bundled with nimare_jax (its files are 11 MB); "
+            f"use one of {sorted(_TEMPLATES)} or pass the template image as a mask"
+        )
     if space not in _TEMPLATES:
         raise ValueError(f"Unknown template space {space!r}; expected one of {sorted(_TEMPLATES)}")
     if mask == "brain":
         img = nib.load(folder / _TEMPLATES[space])
         data = (np.asanyarray(img.dataobj) > 0).astype(np.int8)
         return nib.Nifti1Image(data, img.affine)
-    if mask is None and space == "mni152_2mm":
-        return nib.load(folder / _T1)
-    raise ValueError(f"No template for space={space!r} with mask={mask!r}")
+    if mask is None:
+        img = nib.load(folder / _T1)
+        return nib.Nifti1Image(img.get_fdata(dtype=DEFAULT_FLOAT_DTYPE), img.affine, img.header)
+    raise ValueError(f"Mask option {mask!r} is not supported; expected 'brain' or None")
 
 
 def load_image(path, what: str = "image") -> nib.spatialimages.SpatialImage:
@@ -111,25 +125,48 @@ def load_image(path, what: str = "image") -> nib.spatialimages.SpatialImage:
 
 
 def load_mask(mask) -> nib.Nifti1Image:
-    """Return a binary int8 mask image from a path, a Nifti image or a template name.
+    """Return a binary int8 mask image from a path, an image, a masker or a template name.
+
+    This is the one conversion from whatever describes a mask (a ``Dataset``'s or an
+    estimator's ``masker`` included) to the image the numerics read.
 
     Parameters
     ----------
-    mask : str, pathlib.Path or nibabel.Nifti1Image
-        A template name accepted by :func:`get_template`, a NIfTI file or an image.
+    mask : str, pathlib.Path, nibabel.Nifti1Image or nilearn.maskers.NiftiMasker
+        A template name accepted by :func:`get_template`, a NIfTI file, an image, or a
+        nilearn masker (its fitted ``mask_img_``, else its ``mask_img``). A 4-D image with
+        one volume is squeezed to 3-D, as NiMARE does.
 
     Returns
     -------
     nibabel.Nifti1Image
-        3-D int8 image with ones inside the mask.
+        3-D image with ones inside the mask: int8, or a fitted masker's own ``mask_img_``
+        (binary, one byte per voxel), returned as is so that it is the same object on
+        every call.
+
+    Raises
+    ------
+    ValueError
+        If ``mask`` is None (no mask was given and none can be assumed).
     """
-    if isinstance(mask, str) and mask in _TEMPLATES:
-        return get_template(mask)
+    if mask is None:
+        raise ValueError("a masker is required: give a mask (or a Dataset with a target space)")
+    if _is_masker(mask):
+        fitted = getattr(mask, "mask_img_", None)
+        if fitted is not None and np.asanyarray(fitted.dataobj).dtype.itemsize == 1:
+            return fitted  # nilearn's binary 0/1 image: the same object on every call
+        mask = fitted if fitted is not None else mask.mask_img
+    if isinstance(mask, str) and (mask in _TEMPLATES or mask in _NOT_BUNDLED):
+        return get_template(mask, mask="brain")
     if isinstance(mask, str | Path):
         mask = load_image(mask, "mask image")
     if not isinstance(mask, nib.spatialimages.SpatialImage):
-        raise TypeError(f"mask must be a path or a nibabel image, got {type(mask).__name__}")
+        raise TypeError(
+            f"mask must be a path, a nibabel image or a nilearn masker, got {type(mask).__name__}"
+        )
     data = np.asanyarray(mask.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
     if data.ndim != 3:
         raise ImageError(f"mask must be 3-D, got shape {data.shape}")
     if not np.all(np.isfinite(data)):
@@ -138,6 +175,37 @@ def load_mask(mask) -> nib.Nifti1Image:
     if not binary.any():
         raise ImageError("mask is empty (no voxel > 0)")
     return nib.Nifti1Image(binary, mask.affine)
+
+
+def _is_masker(obj) -> bool:
+    """Tell whether ``obj`` is a nilearn masker (has transform, inverse_transform, fit)."""
+    return all(hasattr(obj, a) for a in ("transform", "inverse_transform", "fit"))
+
+
+def get_masker(mask) -> NiftiMasker:
+    """Return a fitted nilearn masker for a mask, as ``nimare.utils.get_masker`` does.
+
+    Parameters
+    ----------
+    mask : str, pathlib.Path, nibabel.Nifti1Image or nilearn masker
+        A NIfTI file, a template name (:func:`get_template`), an image (binarised: voxels
+        > 0) or a masker, which is fitted if it is not yet and otherwise returned as is.
+
+    Returns
+    -------
+    nilearn.maskers.NiftiMasker
+        Fitted masker (``mask_img_`` set) without standardisation, detrending or smoothing,
+        producing float32 values.
+    """
+    if _is_masker(mask):
+        if getattr(mask, "dtype", "") is None:
+            mask.dtype = DEFAULT_FLOAT_DTYPE
+        if not hasattr(mask, "mask_img_"):
+            mask.fit()
+        return mask
+    img = load_mask(mask)
+    # standardize=None: no scaling (nilearn 0.14 deprecates the equivalent ``False``).
+    return NiftiMasker(img, standardize=None, dtype=DEFAULT_FLOAT_DTYPE).fit()
 
 
 def mm2vox(xyz, affine) -> np.ndarray:

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import scipy.special as sps_special
 import scipy.stats as sps
 
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.io.images import load_image, resolve_path
+from nimare_jax.spatial import load_mask
 from nimare_jax.stats import p_to_z, t_to_z, z_to_p
 
 __all__ = [
@@ -187,10 +189,55 @@ def z_to_t(z, dof):
     Returns
     -------
     numpy.ndarray
-        Signed t statistics.
+        Signed t statistics; finite wherever the matching t fits in a double (as NiMARE
+        0.22, which no longer saturates or overflows at large ``|z|``).
+
+    Notes
+    -----
+    The tail probability of ``|z|`` is inverted with :func:`scipy.stats.t.isf` while it is
+    representable (above 1e-280); beyond, its logarithm is matched to the t distribution's
+    log tail, written with the incomplete-beta series
+    ``P(T > t) = x^a (1 - x)^b 2F1(a + b, 1; a + 1; x) / (2 a B(a, b))`` with
+    ``x = dof / (dof + t^2)``, ``a = dof / 2``, ``b = 1 / 2``, solved by bisection in
+    ``log t``. Infinity is returned only when that ``t`` exceeds the largest double.
     """
     z = np.asarray(z, float)
-    return np.sign(z) * sps.t.isf(sps.norm.sf(np.abs(z)), dof) + 0.0
+    mag = np.atleast_1d(np.abs(z))
+    with np.errstate(over="ignore", under="ignore"):
+        p = sps.norm.sf(mag)
+        t = np.asarray(sps.t.isf(p, dof), float)
+    deep = (p < 1e-280) | ~np.isfinite(t)
+    if deep.any():
+        t[deep] = _t_isf_from_log(sps.norm.logsf(mag[deep]), float(dof))
+    return np.sign(z) * t.reshape(z.shape) + 0.0
+
+
+def _t_log_sf(log_t, dof: float) -> np.ndarray:
+    """Log of the t distribution's upper tail at ``exp(log_t)``, accurate deep in the tail."""
+    a, b = dof / 2.0, 0.5
+    log_x = np.log(dof) - np.logaddexp(np.log(dof), 2.0 * log_t)
+    x = np.exp(log_x)
+    series = sps_special.hyp2f1(a + b, 1.0, a + 1.0, x)
+    return (
+        np.log(0.5)
+        + a * log_x
+        + b * np.log1p(-x)
+        - np.log(a)
+        - sps_special.betaln(a, b)
+        + np.log(series)
+    )
+
+
+def _t_isf_from_log(log_p, dof: float) -> np.ndarray:
+    """Return the ``t`` whose upper tail has logarithm ``log_p`` (bisection in ``log t``)."""
+    lo = np.zeros_like(log_p)
+    hi = np.full_like(log_p, 1000.0)  # t = e^1000 is beyond any double
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        above = _t_log_sf(mid, dof) > log_p  # tail still too heavy: t must grow
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    with np.errstate(over="ignore"):
+        return np.exp(0.5 * (lo + hi))
 
 
 def _get(available, key):
@@ -302,7 +349,7 @@ def transform_images(dataset, target: str, out_dir=None, overwrite: bool = False
         images[target] = None
     images[target] = images[target].astype(object)
     meta = dataset.metadata.set_index("id")
-    zooms = "x".join(f"{z:g}" for z in dataset.masker.header.get_zooms()[:3])
+    zooms = "x".join(f"{z:g}" for z in load_mask(dataset.masker).header.get_zooms()[:3])
     for row in images.itertuples(index=False):
         ident = str(row.id)
         current = getattr(row, target)

@@ -1,6 +1,9 @@
 """NiMARE-compatible home of the small helpers (``nimare.utils``); they live in spatial."""
 
+from nimare_jax.parsing import load_json
 from nimare_jax.spatial import (
+    DEFAULT_FLOAT_DTYPE,
+    get_masker,
     get_resource_path,
     get_template,
     listify,
@@ -12,9 +15,12 @@ from nimare_jax.spatial import (
 )
 
 __all__ = [
+    "DEFAULT_FLOAT_DTYPE",
+    "get_masker",
     "get_resource_path",
     "get_template",
     "listify",
+    "load_json",
     "mm2vox",
     "mni2tal",
     "round2",

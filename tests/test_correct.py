@@ -53,7 +53,7 @@ def test_cluster_fwe_p_is_constant_within_clusters_and_matches_null(fwe, ale_fit
     weights = ale_fit.null_distributions["histweights_corr-none_method-approximate"]
     bins = ale_fit.null_distributions["histogram_bins"]
     thr = nulls.histogram_to_threshold(weights, bins, 0.001)
-    mask = np.asanyarray(laird.masker.dataobj) > 0
+    mask = np.asanyarray(laird.masker.mask_img_.dataobj) > 0
     vol = np.zeros(mask.shape)
     vol[mask] = fwe.get_map("stat", "array")
     labels, n = ndimage.label(vol > thr, ndimage.generate_binary_structure(3, 1))
@@ -129,7 +129,7 @@ def test_montecarlo_null_method_agrees_with_approximate(laird):
     )
     t_mc = nulls.histogram_to_threshold(mc["histweights_corr-none_method-montecarlo"], bins, 0.001)
     assert t_mc == pytest.approx(t_approx, rel=0.15)
-    n_vox = int((np.asanyarray(sub.masker.dataobj) > 0).sum())
+    n_vox = int((np.asanyarray(sub.masker.mask_img_.dataobj) > 0).sum())
     assert mc["histweights_corr-none_method-montecarlo"].sum() == 40 * n_vox
     assert mc["histweights_level-voxel_corr-fwe_method-montecarlo"].sum() == 40
 

@@ -49,7 +49,7 @@ def test_ids_tables_and_voxel_indices():
     d = Dataset(small_dict())
     assert list(d.ids) == ["s1-c1", "s2-c1"]
     assert len(d.coordinates) == 3
-    ijk = spatial.mm2vox(d.coordinates[["x", "y", "z"]].to_numpy(), d.masker.affine)
+    ijk = spatial.mm2vox(d.coordinates[["x", "y", "z"]].to_numpy(), d.masker.mask_img_.affine)
     np.testing.assert_array_equal(d.coordinates[["i", "j", "k"]].to_numpy(), ijk)
 
 
@@ -95,10 +95,111 @@ def test_get_studies_by_mask_uses_world_coordinates():
     assert d.get_studies_by_mask(nib.Nifti1Image(roi, mask.affine)) == ["s1-c1"]
 
 
-def test_dataset_is_frozen():
+def test_assignments_revalidate_and_recompute_voxel_indices():
+    # NiMARE scripts assign tables; the voxel indices must follow the new coordinates.
     d = Dataset(small_dict())
-    with pytest.raises(AttributeError):
-        d.space = "other"
+    affine = d.masker.mask_img_.affine
+    d.coordinates = d.coordinates.drop_duplicates(subset=["id"])
+    assert list(d.coordinates["id"]) == ["s1-c1", "s2-c1"]
+    moved = d.coordinates.copy()
+    moved["x"] = moved["x"] + 10.0
+    d.coordinates = moved
+    expect = np.round(
+        np.c_[moved[["x", "y", "z"]].to_numpy(), np.ones(2)] @ np.linalg.inv(affine).T
+    )[:, :3]
+    np.testing.assert_array_equal(d.coordinates[["i", "j", "k"]].to_numpy(), expect)
+    d.annotations = d.annotations.assign(extra=[1, 2])
+    d.metadata = d.metadata.assign(sample_sizes=[[10], [12]])
+    np.testing.assert_array_equal(d.get_sample_sizes(), [10.0, 12.0])
+    with pytest.raises(DatasetError, match=r"coordinates lacks .*'x'"):
+        d.coordinates = moved.drop(columns=["x"])
+    with pytest.raises(DatasetError, match="must be a pandas DataFrame"):
+        d.metadata = {"id": ["s1-c1"]}
+    with pytest.raises(DatasetError, match="lacks the column"):
+        d.texts = d.texts.drop(columns=["id"])
+
+
+def test_masker_is_a_fitted_niftimasker_and_assignment_reindexes():
+    d = Dataset(small_dict())
+    assert hasattr(d.masker, "mask_img_") and hasattr(d.masker, "inverse_transform")
+    template = spatial.get_template("mni152_2mm")
+    np.testing.assert_array_equal(
+        np.asanyarray(d.masker.mask_img_.dataobj), np.asanyarray(template.dataobj)
+    )
+    n_vox = int(np.asanyarray(template.dataobj).sum())
+    np.testing.assert_array_equal(np.ravel(d.masker.transform(template)), np.ones(n_vox))
+    # A mask on another grid (3 mm, shifted): indices follow its affine.
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    affine[:3, 3] = [-60, -90, -40]
+    d.masker = nib.Nifti1Image(np.ones((40, 50, 40), np.int8), affine)
+    xyz = d.coordinates[["x", "y", "z"]].to_numpy()
+    np.testing.assert_array_equal(
+        d.coordinates[["i", "j", "k"]].to_numpy(), np.round((xyz - [-60, -90, -40]) / 3.0)
+    )
+
+
+def test_four_d_single_volume_mask_is_squeezed():
+    data = np.zeros((10, 10, 10, 1), np.int8)
+    data[2:8, 2:8, 2:8, 0] = 1
+    affine = np.diag([20.0, 20.0, 20.0, 1.0])
+    affine[:3, 3] = -100  # every focus of small_dict() inside
+    d = Dataset(small_dict(), mask=nib.Nifti1Image(data, affine))
+    assert d.masker.mask_img_.shape == (10, 10, 10)
+    assert int(np.asanyarray(d.masker.mask_img_.dataobj).sum()) == 6**3
+
+
+def test_no_mask_and_no_target_gives_no_masker():
+    with pytest.warns(UserWarning, match="no masker"):
+        d = Dataset(small_dict(), target=None, mask=None)
+    assert d.masker is None and "i" not in d.coordinates.columns
+    with pytest.raises(ValueError, match="masker is required"):
+        ALEKernel().transform(d, return_type="array")
+
+
+def test_copy_is_independent():
+    d = Dataset(small_dict())
+    c = d.copy()
+    c.coordinates = c.coordinates.iloc[:1]
+    c.annotations.loc[0, "pain"] = 99.0
+    assert len(d.coordinates) == 3 and d.annotations.loc[0, "pain"] == 0.5
+
+
+def test_merge_concatenates_experiments_and_refuses_shared_ids():
+    a = Dataset(small_dict())
+    src = copy.deepcopy(small_dict())
+    other = Dataset({"s3": src["s1"], "s4": src["s2"]})
+    m = a.merge(other)
+    assert list(m.ids) == ["s1-c1", "s2-c1", "s3-c1", "s4-c1"]
+    assert len(m.coordinates) == 6 and len(m.metadata) == 4
+    # Each focus keeps its MNI coordinate and its voxel index in the first dataset's mask.
+    np.testing.assert_allclose(
+        m.coordinates[["x", "y", "z"]].to_numpy(),
+        np.vstack([a.coordinates[["x", "y", "z"]], other.coordinates[["x", "y", "z"]]]),
+    )
+    np.testing.assert_array_equal(
+        m.coordinates[["i", "j", "k"]].to_numpy(),
+        spatial.mm2vox(m.coordinates[["x", "y", "z"]].to_numpy(), a.masker.mask_img_.affine),
+    )
+    with pytest.raises(DatasetError, match="sharing experiment ids: s1-c1"):
+        a.merge(a)
+
+
+def test_get_images_and_update_path_in_place(tmp_path):
+    src = small_dict()
+    src["s1"]["contrasts"]["c1"]["images"] = {"z": "s1_z.nii.gz", "beta": "/abs/s1_beta.nii"}
+    src["s2"]["contrasts"]["c1"]["images"] = {"z": "sub/s2_z.nii.gz"}
+    d = Dataset(src)
+    assert d.get_images(imtype=None) == ["z", "beta"]
+    assert d.get_images(ids=["s2-c1"]) == ["z"]
+    assert d.update_path(tmp_path) is d  # in place, as NiMARE
+    assert d.get_images(imtype="z") == [
+        str(tmp_path / "s1_z.nii.gz"),
+        str(tmp_path / "sub/s2_z.nii.gz"),
+    ]
+    assert d.get_images(ids="s1-c1", imtype="beta") == "/abs/s1_beta.nii"
+    assert d.get_images(ids=["s2-c1"], imtype="beta") == [None]
+    with pytest.raises(DatasetError, match="image type 'se' is not"):
+        d.get_images(imtype="se")
 
 
 def test_bad_inputs_have_clear_errors(tmp_path):

@@ -121,7 +121,7 @@ def test_no_clusters_and_errors(ale_result):
         Jackknife(voxel_thresh=1.0, target_threshold=1.0)
     with pytest.warns(FutureWarning):
         assert Jackknife(voxel_thresh=2.0).target_threshold == 2.0
-    bare = MetaResult(ale_result.maps, ale_result.mask, estimator=object())
+    bare = MetaResult(object(), mask=ale_result.mask, maps=ale_result.maps)
     with pytest.raises(ValueError, match="fitted to a dataset"):
         FocusCounter(target_image=TARGET).transform(bare)
 

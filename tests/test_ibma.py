@@ -319,10 +319,13 @@ def test_fewer_than_two_valid_studies_gives_nan():
 
 # ------------------------------------------------------------------ images and errors
 def test_update_path_and_resolved_paths(dset, tmp_path):
-    moved = dset.update_path(tmp_path)
+    # NiMARE's update_path changes the dataset in place; copies keep their own base path.
+    before = dset.copy()
+    moved = dset.copy()
+    assert moved.update_path(tmp_path) is moved
     assert get_image_paths(moved, "z")[0] == str(tmp_path / "study-01_z.nii.gz")
-    assert get_image_paths(dset, "z")[0].startswith(str(HERE))
-    assert dset.basepath != moved.basepath
+    assert get_image_paths(before, "z")[0].startswith(str(HERE))
+    assert before.basepath != moved.basepath
 
 
 def test_resampling_when_affines_differ(dset, tmp_path):

@@ -51,7 +51,7 @@ def test_ale_kernel_width_is_right_for_other_voxel_sizes():
 
 def brute_force_ma(dataset, kernel_of_exp, combine):
     """Independent MA maps: loop over foci, place the kernel window with clipping."""
-    mask = np.asanyarray(dataset.masker.dataobj) > 0
+    mask = np.asanyarray(dataset.masker.mask_img_.dataobj) > 0
     out = []
     for n, ident in enumerate(dataset.ids):
         vol = np.zeros(mask.shape)
@@ -75,7 +75,7 @@ def brute_force_ma(dataset, kernel_of_exp, combine):
 
 def test_ale_ma_maps_match_brute_force(laird):
     sub = laird.slice(laird.ids[:4])
-    ours = ALEKernel().transform(sub)
+    ours = ALEKernel().transform(sub, return_type="array")
     kern = scipy_ale_kernel(K.fwhm_from_sample_size(20)).astype(np.float32)
     ref = brute_force_ma(sub, lambda n: kern, "max")
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
@@ -85,7 +85,7 @@ def test_ale_ma_maps_match_brute_force(laird):
 @pytest.mark.parametrize("cls,combine", [(MKDAKernel, "max"), (KDAKernel, "sum")])
 def test_sphere_ma_maps_equal_distance_rule(laird, cls, combine):
     sub = laird.slice(laird.ids[5:8])
-    ours = cls(r=10).transform(sub)
+    ours = cls(r=10).transform(sub, return_type="array")
     g = np.arange(-5, 6)
     d = np.sqrt(
         (2 * g[:, None, None]) ** 2 + (2 * g[None, :, None]) ** 2 + (2 * g[None, None, :]) ** 2
@@ -98,8 +98,8 @@ def test_sphere_ma_maps_equal_distance_rule(laird, cls, combine):
 def test_kernel_image_output_has_mask_geometry(laird):
     imgs = MKDAKernel().transform(laird.slice(laird.ids[:2]), return_type="image")
     assert len(imgs) == 2
-    assert imgs[0].shape == laird.masker.shape
-    np.testing.assert_array_equal(imgs[0].affine, laird.masker.affine)
+    assert imgs[0].shape == laird.masker.mask_img_.shape
+    np.testing.assert_array_equal(imgs[0].affine, laird.masker.mask_img_.affine)
 
 
 def test_soft_sphere_tends_to_hard_sphere():

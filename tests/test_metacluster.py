@@ -42,14 +42,14 @@ def test_kmeans_outputs(small, tmp_path):
     saved = pd.read_csv(tmp_path / "mc_silhouette.tsv", sep="\t")
     np.testing.assert_allclose(saved["silhouette"], table["silhouette"])
     ma = MKDAKernel().transform(small, return_type="array")
-    inside = np.asanyarray(small.masker.dataobj) > 0
+    inside = np.asanyarray(small.masker.mask_img_.dataobj) > 0
     for k in (2, 3):
         assign = pd.read_csv(tmp_path / f"mc_k-{k}_labels.tsv", sep="\t")
         assert assign["id"].tolist() == list(small.ids)
         assert sorted(assign["cluster"].unique()) == list(range(1, k + 1))
         means = nib.load(tmp_path / f"mc_k-{k}_means.nii.gz")
         assert means.shape == (*inside.shape, k)
-        np.testing.assert_allclose(means.affine, small.masker.affine)
+        np.testing.assert_allclose(means.affine, small.masker.mask_img_.affine)
         data = means.get_fdata()
         for c in range(1, k + 1):
             expected = ma[assign["cluster"].to_numpy() == c].mean(axis=0)

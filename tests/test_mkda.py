@@ -151,7 +151,7 @@ def test_weighted_density(laird):
         np.testing.assert_array_equal(same.maps[name], plain.maps[name])
     w = np.array([1.0, 2.0, 3.0, 1.0, 3.0])
     result = MKDADensity(weighting=w).fit(sub)
-    ma = MKDAKernel().transform(sub)
+    ma = MKDAKernel().transform(sub, return_type="array")
     norm = w * 5 / w.sum()
     np.testing.assert_allclose(result.get_map("stat", "array"), norm @ ma, rtol=1e-6)
     nulls = result.null_distributions

@@ -68,7 +68,7 @@ def assert_equal_to_nimare(ours, theirs, name):
 def test_dataset_keeps_foci_outside_with_voxel_indices_outside(dset, ref):
     assert list(dset.ids) == list(ref["ids"])
     ijk = dset.coordinates[["i", "j", "k"]].to_numpy()
-    outside = ((ijk < 0) | (ijk >= np.array(dset.masker.shape))).any(axis=1)
+    outside = ((ijk < 0) | (ijk >= np.array(dset.masker.mask_img_.shape))).any(axis=1)
     assert outside.sum() == 11 and len(ijk) == 19
     # rounding as NiMARE: x = -93 mm is voxel -1.5 -> -2; x = 91 mm is 90.5 -> 90 (inside)
     xyz = dset.coordinates[["x", "y", "z"]].to_numpy()
@@ -156,7 +156,7 @@ def test_clipped_ale_kernel_brute_force(dset):
     one = dset.slice(["s1-c1"])
     foci = one.coordinates[["i", "j", "k"]].to_numpy()
     front = foci[np.argmax(foci[:, 1])]
-    assert front[1] == 112 and dset.masker.shape[1] == 109  # 4 voxels beyond y = 90 mm
+    assert front[1] == 112 and dset.masker.mask_img_.shape[1] == 109  # 4 voxels beyond y = 90 mm
     sigma = K.fwhm_from_sample_size(10) / np.sqrt(8 * np.log(2)) / 2.0  # voxels
     cut = int(4 * sigma + 0.5)
     norm = np.exp(-0.5 * (np.arange(-cut, cut + 1) / sigma) ** 2).sum()
@@ -164,7 +164,7 @@ def test_clipped_ale_kernel_brute_force(dset):
     def weight(d):  # 1-D Gaussian weights, truncated at 4 sigma and normalised
         return np.where(np.abs(d) <= cut, np.exp(-0.5 * (d / sigma) ** 2) / norm, 0.0)
 
-    mask = np.asanyarray(dset.masker.dataobj) > 0
+    mask = np.asanyarray(dset.masker.mask_img_.dataobj) > 0
     voxels = np.argwhere(mask)
     expected = np.zeros(len(voxels))
     for focus in foci:
@@ -254,19 +254,19 @@ def test_small_mask_volume_loads_and_agrees_with_full_grid(laird):
     """A mask on a cropped grid: foci outside its volume are kept and clipped, so each voxel's
     MA value is the one computed on the full grid."""
     box = (slice(30, 60), slice(40, 75), slice(30, 58))
-    full = np.asanyarray(laird.masker.dataobj) > 0
+    full = np.asanyarray(laird.masker.mask_img_.dataobj) > 0
     in_box = np.zeros(full.shape, bool)
     in_box[box] = True
     corner = np.array([b.start for b in box] + [1.0])
-    affine = laird.masker.affine.copy()
-    affine[:3, 3] = (laird.masker.affine @ corner)[:3]
+    affine = laird.masker.mask_img_.affine.copy()
+    affine[:3, 3] = (laird.masker.mask_img_.affine @ corner)[:3]
     small = nib.Nifti1Image(full[box].astype(np.uint8), affine)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*unknown space.*")
         with pytest.warns(UserWarning, match="foci lie outside the image volume"):
             cropped = Dataset(LAIRD, mask=small)
     on_box = laird.with_mask(
-        nib.Nifti1Image((full & in_box).astype(np.uint8), laird.masker.affine)
+        nib.Nifti1Image((full & in_box).astype(np.uint8), laird.masker.mask_img_.affine)
     )
     np.testing.assert_array_equal(
         ALEKernel().transform(cropped.slice(cropped.ids[:4])),

@@ -120,14 +120,14 @@ def small_dset():
 
 def test_kernel_ma_maps_are_the_reconstruction_thresholded(small_dset):
     z = Peaks2MapsKernel().reconstruct(small_dset)
-    n_vox = int((np.asanyarray(small_dset.masker.dataobj) > 0).sum())
+    n_vox = int((np.asanyarray(small_dset.masker.mask_img_.dataobj) > 0).sum())
     assert z.shape == (3, n_vox) and z.std() > 0
-    prob = Peaks2MapsKernel(threshold=2.5, error_sd=0.7).transform(small_dset)
+    prob = Peaks2MapsKernel(threshold=2.5, error_sd=0.7).transform(small_dset, return_type="array")
     np.testing.assert_allclose(prob, ss.norm.cdf((z - 2.5) / 0.7), rtol=1e-4, atol=1e-6)
-    binary = Peaks2MapsKernel(binary=True).transform(small_dset)
+    binary = Peaks2MapsKernel(binary=True).transform(small_dset, return_type="array")
     np.testing.assert_array_equal(binary, (z > 3.1).astype(np.float32))
-    imgs = Peaks2MapsKernel().transform(small_dset.slice(small_dset.ids[:2]), "image")
-    assert len(imgs) == 2 and imgs[0].shape == small_dset.masker.shape
+    imgs = Peaks2MapsKernel().transform(small_dset.slice(small_dset.ids[:2]), return_type="image")
+    assert len(imgs) == 2 and imgs[0].shape == small_dset.masker.mask_img_.shape
     with pytest.raises(ValueError, match="return_type"):
         Peaks2MapsKernel().transform(small_dset, return_type="table")
 
@@ -135,7 +135,7 @@ def test_kernel_ma_maps_are_the_reconstruction_thresholded(small_dset):
 def test_ale_with_peaks2maps_kernel_against_brute_force_null(small_dset):
     kernel = Peaks2MapsKernel()
     result = ALE(kernel_transformer=kernel).fit(small_dset)
-    ma = kernel.transform(small_dset).astype(np.float64)
+    ma = kernel.transform(small_dset, return_type="array").astype(np.float64)
     stat = result.maps["stat"]
     np.testing.assert_allclose(stat, 1 - np.prod(1 - ma, axis=0), atol=1e-6)
     # The approximate null: each experiment's MA value drawn independently from its own
@@ -163,7 +163,7 @@ def test_relocation_runs_the_network_on_relocated_foci(small_dset):
     volume, operands = relocation_maps(arrays)
     vol = np.asarray(volume(key, operands))
     # the same draw, by hand: foci moved to random mask voxels, then the observed-data path
-    mask = np.asanyarray(small_dset.masker.dataobj) > 0
+    mask = np.asanyarray(small_dset.masker.mask_img_.dataobj) > 0
     mask_ijk = np.argwhere(mask)
     moved = mask_ijk[np.asarray(jax.random.randint(key, (arrays.ijk.shape[0],), 0, len(mask_ijk)))]
     slot, valid = arrays.slots()
@@ -174,7 +174,7 @@ def test_relocation_runs_the_network_on_relocated_foci(small_dset):
 
 def test_density_estimators_with_binary_peaks2maps(small_dset):
     kernel = Peaks2MapsKernel(binary=True)
-    binary = kernel.transform(small_dset)
+    binary = kernel.transform(small_dset, return_type="array")
     mkda = MKDADensity(kernel_transformer=kernel).fit(small_dset)
     np.testing.assert_allclose(mkda.maps["stat"], binary.sum(0), atol=1e-6)
     # MKDA's null under uniformity: a sum of Bernoulli(coverage) variables
@@ -231,13 +231,20 @@ def test_group_comparisons_and_scale_with_peaks2maps(small_dset):
     prob, binary = Peaks2MapsKernel(), Peaks2MapsKernel(binary=True)
     # MKDAChi2 counts active experiments from the thresholded reconstructions
     chi2 = MKDAChi2(kernel_transformer=binary).fit(small_dset, other)
-    pooled = np.vstack([binary.transform(small_dset), binary.transform(other)])
+    pooled = np.vstack(
+        [
+            binary.transform(small_dset, return_type="array"),
+            binary.transform(other, return_type="array"),
+        ]
+    )
     np.testing.assert_array_equal(np.asarray(chi2.estimator.pooled_ma_matrix()), pooled)
     np.testing.assert_allclose(chi2.maps["prob_desc-group1"], pooled[:3].mean(0), atol=1e-6)
     # ALESubtraction: the difference of the two groups' ALE of the reconstructions
     sub = ALESubtraction(kernel_transformer=prob, n_iters=10).fit(small_dset, other)
-    ale1 = 1 - np.prod(1 - prob.transform(small_dset).astype(np.float64), axis=0)
-    ale2 = 1 - np.prod(1 - prob.transform(other).astype(np.float64), axis=0)
+    ale1 = 1 - np.prod(
+        1 - prob.transform(small_dset, return_type="array").astype(np.float64), axis=0
+    )
+    ale2 = 1 - np.prod(1 - prob.transform(other, return_type="array").astype(np.float64), axis=0)
     np.testing.assert_allclose(sub.maps["stat_desc-group1MinusGroup2"], ale1 - ale2, atol=1e-6)
     # SCALE: observed ALE of the reconstructions; null draws relocate foci to the baseline
     baseline = Path(SLEUTH).with_name("test_baseline.txt")

@@ -31,7 +31,15 @@ def result():
     nulls = {"values_desc-max": jnp.linspace(0, 1, 7)}
     tables = {"clusters": pd.DataFrame({"size": [3, 1], "peak_z": [2.5, 1.0]})}
     description = "An ALE [Turkeltaub2002; Eickhoff2009] was corrected [Benjamini1995]."
-    return MetaResult(maps, mask, tables, nulls, description, ("Turkeltaub2002", "Salo2023"))
+    return MetaResult(
+        None,
+        mask=mask,
+        maps=maps,
+        tables=tables,
+        description=description,
+        null_distributions=nulls,
+        citations=("Turkeltaub2002", "Salo2023"),
+    )
 
 
 def test_pytree_round_trip(result):
@@ -72,12 +80,13 @@ def test_jit_over_equal_results_traces_once(result):
         return sum(jnp.sum(v) for v in res.maps.values())
 
     twin = MetaResult(
-        {k: v + 1 for k, v in result.maps.items()},
-        nib.Nifti1Image(np.asanyarray(result.mask.dataobj).copy(), result.mask.affine),
-        {k: t.copy() for k, t in result.tables.items()},
-        result.null_distributions,
-        result.description,
-        result.citations,
+        None,
+        mask=nib.Nifti1Image(np.asanyarray(result.mask.dataobj).copy(), result.mask.affine),
+        maps={k: v + 1 for k, v in result.maps.items()},
+        tables={k: t.copy() for k, t in result.tables.items()},
+        description=result.description,
+        null_distributions=result.null_distributions,
+        citations=result.citations,
     )
     total(result), total(result), total(twin)
     assert len(traces) == 1

@@ -11,42 +11,18 @@ NiMARE does).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 from nilearn.image import resample_to_img
 
+from nimare_jax.dataset import resolve_path
 from nimare_jax.exceptions import DatasetError, ImageError
-from nimare_jax.spatial import load_image
+from nimare_jax.spatial import load_image, load_mask
 
 __all__ = ["get_image_paths", "load_image", "load_images", "mask_image", "resolve_path"]
 
 #: Defaults of the resampling applied when an image's grid differs from the mask's.
 RESAMPLE_DEFAULTS = {"interpolation": "linear", "clip": True}
-
-
-def resolve_path(path, basepath) -> str | None:
-    """Return an image path of a dataset's ``images`` table as a usable path.
-
-    Parameters
-    ----------
-    path : str, os.PathLike, float or None
-        The table's entry; None, NaN or ``""`` mean "no image".
-    basepath : str, os.PathLike or None
-        Folder that relative paths are relative to (``dataset.basepath``).
-
-    Returns
-    -------
-    str or None
-        The path (``~`` expanded, joined to ``basepath`` if relative), or None.
-    """
-    if path is None or (isinstance(path, float) and np.isnan(path)) or path == "":
-        return None
-    p = Path(str(path)).expanduser()
-    if not p.is_absolute() and basepath is not None:
-        p = Path(basepath) / p
-    return str(p)
 
 
 def get_image_paths(dataset, image_type: str, ids=None) -> list:
@@ -156,7 +132,7 @@ def load_images(dataset, image_type: str, mask=None, ids=None, resample_kwargs=N
     ImageError
         If an image cannot be brought onto the mask's grid.
     """
-    mask = dataset.masker if mask is None else mask
+    mask = load_mask(dataset.masker if mask is None else mask)
     ids = [str(i) for i in (dataset.ids if ids is None else ids)]
     paths = get_image_paths(dataset, image_type, ids)
     missing = [i for i, p in zip(ids, paths, strict=True) if p is None]

@@ -43,12 +43,18 @@ from nimare_jax.meta import esma
 from nimare_jax.ops import signflip
 from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import logp_to_z
-from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters, user_stacklevel
+from nimare_jax.ops.validate import (
+    FWE_ALPHA,
+    IGNORED_NIMARE_OPTIONS,
+    check_n_iters,
+    user_stacklevel,
+)
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
 
 __all__ = [
     "DerSimonianLaird",
+    "FixedEffectsHedges",
     "Fishers",
     "Hedges",
     "IBMAEstimator",
@@ -63,7 +69,7 @@ _LN10 = math.log(10.0)
 #: Entries of a (n_studies x chunk) float64 block processed at once (~32 MB per array).
 _CHUNK_ENTRIES = 1 << 22
 _MIN_VARCOPE = 1.0 / math.sqrt(np.finfo(np.float32).max)
-_IMAGE_NAMES = {"z_maps": "z", "beta_maps": "beta", "varcope_maps": "varcope"}
+_IMAGE_NAMES = {"z_maps": "z", "t_maps": "t", "beta_maps": "beta", "varcope_maps": "varcope"}
 
 
 def _chunk_size(n_studies: int, n_voxels: int) -> int:
@@ -130,6 +136,8 @@ class IBMAEstimator:
     **kwargs
         ``resample__<name>`` options passed to :func:`nilearn.image.resample_to_img` for
         images whose grid differs from the mask's (default linear interpolation, clipped).
+        NiMARE's ``memory``, ``memory_level`` and ``generate_description`` are accepted and
+        ignored (see ``nimare_jax.ops.validate.IGNORED_NIMARE_OPTIONS``).
     """
 
     #: ``inputs_`` keys of the images needed, in the order the model takes them.
@@ -139,7 +147,7 @@ class IBMAEstimator:
 
     def __init__(self, aggressive_mask: bool = False, *, mask=None, **kwargs):
         resample = {k: v for k, v in kwargs.items() if k.startswith("resample__")}
-        unknown = sorted(set(kwargs) - set(resample))
+        unknown = sorted(set(kwargs) - set(resample) - IGNORED_NIMARE_OPTIONS)
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword argument(s): "
@@ -160,7 +168,7 @@ class IBMAEstimator:
                 f"{type(self).__name__} needs at least 2 experiments, got {n}: one study has "
                 "no replication to estimate a variance from"
             )
-        mask = self.masker if self.masker is not None else dataset.masker
+        mask = load_mask(self.masker if self.masker is not None else dataset.masker)
         inputs = {"id": np.asarray(dataset.ids), "mask": mask}
         for key in self._image_inputs:
             inputs[key] = load_images(
@@ -564,6 +572,61 @@ class WeightedLeastSquares(_RegressionEstimator):
         return self._describe(
             "beta and variance images using weighted least squares (Brockwell & Gordon, "
             f"2001) with an a priori tau-squared of {self.tau2} at every voxel."
+        )
+
+
+class FixedEffectsHedges(WeightedLeastSquares):
+    """Fixed-effects meta-analysis of Hedges' g computed from t images (Bossier et al. 2019).
+
+    Each study's one-sample t image and sample size ``n`` give Cohen's ``d = t / sqrt(n)``,
+    Hedges' ``g = h d`` with the small-sample factor ``h = 1 - 3 / (4 (n - 1) - 1)``, and
+    its variance ``(n - 1) (1 + n d^2) h^2 / (n (n - 3)) - d^2`` (as NiMARE); ``g`` and that
+    variance are then pooled by weighted least squares with the assumed ``tau2``
+    (:class:`WeightedLeastSquares`).
+
+    Parameters
+    ----------
+    tau2 : float
+        Assumed between-study variance (default 0: fixed effects).
+    small_sample_correction : {None, "wald", "knapp-hartung"}
+        None means Wald, as in :class:`WeightedLeastSquares`.
+    aggressive_mask, mask, **kwargs
+        See :class:`IBMAEstimator`.
+
+    Notes
+    -----
+    Needs ``t`` images and ``sample_sizes`` metadata (more than 3 subjects per study, for
+    the variance to be defined). Output maps: ``z``, ``p``, ``logp``, ``est``, ``se``,
+    ``dof``; the table ``level-estimator`` holds ``tau2``.
+    """
+
+    _image_inputs = ("t_maps",)
+    _needs_sample_sizes = True
+    _citations = ("Salo2023", "SalimiKhorshidi2009", "Bossier2019")
+
+    def _fit(self, inputs):
+        n = np.asarray(inputs["sample_sizes"], np.float64)
+        if np.any(n <= 3):
+            bad = [str(i) for i, k in zip(inputs["id"], n, strict=True) if k <= 3]
+            raise DatasetError(
+                f"{type(self).__name__} needs more than 3 subjects per study for the variance "
+                f"of Hedges' g; sample size <= 3 in: {', '.join(bad[:5])}"
+            )
+        n = n[:, None]
+        d = np.asarray(inputs["t_maps"], np.float64) / np.sqrt(n)
+        h = 1.0 - 3.0 / (4.0 * (n - 1.0) - 1.0)
+        variance = (n - 1.0) * (1.0 + n * d**2) * h**2 / (n * (n - 3.0)) - d**2
+        fn = _voxelwise(
+            self._model, small_sample_correction=self._correction, **self._model_options()
+        )
+        maps = apply_chunked(fn, {"y": d * h, "v": variance}, inputs["valid"])
+        return {k: maps[k] for k in self._map_names}
+
+    def _description(self):
+        return self._describe(
+            "t-statistic images, converted to Hedges' g with the variance of bias-corrected "
+            "Cohen's d and pooled by weighted least squares (Brockwell & Gordon, 2001; Bossier "
+            f"et al., 2019) with an a priori tau-squared of {self.tau2} at every voxel."
         )
 
 

@@ -20,6 +20,12 @@ __all__ = ["FWE_ALPHA", "MonteCarloWarning", "check_n_iters", "user_stacklevel"]
 #: correctors take no alpha (thresholding comes later), so the conventional 0.05 is assumed.
 FWE_ALPHA = 0.05
 
+#: NiMARE estimator and kernel options that nimare_jax accepts so that NiMARE scripts run,
+#: and ignores: ``memory``/``memory_level`` configure joblib caching of NiMARE's kernel maps
+#: (nimare_jax caches compiled programs instead), and ``generate_description=False`` skips
+#: NiMARE's methods text, which nimare_jax always writes (it costs nothing).
+IGNORED_NIMARE_OPTIONS = frozenset({"generate_description", "memory", "memory_level"})
+
 _PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
 
 

@@ -15,6 +15,7 @@ from nimare_jax.io import convert_sleuth_to_dataset
 from nimare_jax.meta.cbma import ALE, ALESubtraction
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
+from nimare_jax.spatial import load_mask
 from nimare_jax.workflows.staging import staged_dir
 
 
@@ -139,8 +140,8 @@ def _ale_subtraction(
     )  # fmt: skip
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
         dset1, dset2 = load_dataset(file1), load_dataset(file2)
-        same = dset2.masker.shape == dset1.masker.shape
-        if not (same and np.allclose(dset2.masker.affine, dset1.masker.affine)):
+        mask1, mask2 = load_mask(dset1.masker), load_mask(dset2.masker)
+        if not (mask2.shape == mask1.shape and np.allclose(mask2.affine, mask1.affine)):
             dset2 = dset2.with_mask(dset1.masker)  # e.g. a Sleuth file and a JSON file
         result = corrector.transform(estimator.fit(dset1, dset2))
         staged = []

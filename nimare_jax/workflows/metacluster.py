@@ -41,6 +41,7 @@ from nimare_jax.io.images import get_image_paths, image_types, load_images
 from nimare_jax.meta.cbma.kernel import ALEKernel, KDAKernel, MKDAKernel
 from nimare_jax.references import bibtex, cited_keys, format_boilerplate
 from nimare_jax.results import unmask
+from nimare_jax.spatial import load_mask
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import add_prefix_argument, random_seed
 from nimare_jax.workflows.staging import staged_dir
@@ -237,7 +238,7 @@ def metacluster_workflow(
         for k, (assign, means) in outputs.items():
             assign.to_csv(tmp / f"{head}k-{k}_labels.tsv", sep="\t", index=False)
             if means is not None:
-                image = unmask(means.astype(np.float32), dataset.masker)
+                image = unmask(means.astype(np.float32), load_mask(dataset.masker))
                 nib.save(image, tmp / f"{head}k-{k}_means.nii.gz")
         table.to_csv(tmp / f"{head}silhouette.tsv", sep="\t", index=False)
         (tmp / f"{head}boilerplate.txt").write_text(

@@ -19,6 +19,7 @@ from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.ops.permute import configure_cpu_devices
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
+from nimare_jax.spatial import load_mask
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
 from nimare_jax.workflows.staging import staged_dir
@@ -84,7 +85,9 @@ def peaks2maps_workflow(
         dataset = load_dataset(sleuth_file)
         maps = Peaks2MapsKernel(weights=weights).reconstruct(dataset)
         estimator = PermutedOLS(two_sided=True, random_state=random_state)
-        result = estimator.fit_arrays({"beta": maps}, dataset.masker, ids=list(dataset.ids))
+        result = estimator.fit_arrays(
+            {"beta": maps}, load_mask(dataset.masker), ids=list(dataset.ids)
+        )
         corrector = FWECorrector(
             method="montecarlo", n_iters=n_iters, n_cores=n_cores, progress=progress
         )

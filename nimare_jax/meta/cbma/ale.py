@@ -183,3 +183,8 @@ def relocation_maps(arrays: FociArrays, strategy: str = "auto"):
     """
     ones = np.ones(len(arrays.ids), np.float32)
     return relocation_volume(arrays, ale_windows(arrays), ones, "probabilistic", strategy)
+
+
+# NiMARE 0.22 defines SCALE and ALESubtraction in its ALE module; here they live beside it.
+from nimare_jax.meta.cbma.scale import SCALE  # noqa: E402, F401
+from nimare_jax.meta.cbma.subtraction import ALESubtraction  # noqa: E402, F401

@@ -13,7 +13,7 @@ from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls, relocation
 from nimare_jax.ops.label import label_clusters
 from nimare_jax.ops.permute import QuantileStop, run_permutations
-from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
+from nimare_jax.ops.validate import FWE_ALPHA, IGNORED_NIMARE_OPTIONS, check_n_iters
 from nimare_jax.results import MetaResult
 
 
@@ -35,7 +35,9 @@ def make_kernel(kernel_transformer, default, kwargs) -> KernelTransformer:
         The kernel.
     """
     kernel_args = {k[len("kernel__") :]: v for k, v in kwargs.items() if k.startswith("kernel__")}
-    unknown = [k for k in kwargs if not k.startswith("kernel__")]
+    unknown = [
+        k for k in kwargs if not k.startswith("kernel__") and k not in IGNORED_NIMARE_OPTIONS
+    ]
     if unknown:
         raise TypeError(f"unexpected keyword arguments: {unknown}")
     kt = default if kernel_transformer is None else kernel_transformer

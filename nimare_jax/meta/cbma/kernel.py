@@ -14,13 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
+from scipy import sparse
 
 from nimare_jax.exceptions import DatasetError, excerpt
 from nimare_jax.io.weights import load_weights
 from nimare_jax.ops import coarse_grid, unet
 from nimare_jax.ops import kernels as K
 from nimare_jax.results import unmask
-from nimare_jax.spatial import get_template
+from nimare_jax.spatial import get_template, load_mask
 
 #: Standard deviation of the bundled peaks2maps network's error (reconstruction minus true
 #: map) over the coarse brain mask of 200 held-out simulated studies (``MODEL_CARD.md``).
@@ -168,8 +169,9 @@ class KernelTransformer:
         order = {k: n for n, k in enumerate(dataset.ids)}
         exp_index = coords["id"].map(order).to_numpy()
         sort = np.argsort(exp_index, kind="stable")
-        mask = np.asanyarray(dataset.masker.dataobj) > 0
-        ma_fn = self._ma_fn(dataset.masker)
+        mask_img = load_mask(dataset.masker)
+        mask = np.asanyarray(mask_img.dataobj) > 0
+        ma_fn = self._ma_fn(mask_img)
         if ma_fn is None:
             windows, exp_window = self._windows(dataset)
         else:
@@ -186,28 +188,42 @@ class KernelTransformer:
             ma_fn=ma_fn,
         )
 
-    def transform(self, dataset, return_type: str = "array"):
-        """Compute each experiment's modelled-activation map.
+    def transform(self, dataset, masker=None, return_type: str = "image"):
+        """Compute each experiment's modelled-activation map (NiMARE's signature).
 
         Parameters
         ----------
         dataset : nimare_jax.dataset.Dataset
             Studies with coordinates.
-        return_type : {"array", "image"}
-            ``"array"``: a (n_experiments, n_voxels) NumPy array over the dataset's mask;
-            ``"image"``: a list of NIfTI images, one per experiment.
+        masker : mask image, path or nilearn masker, optional
+            Mask to compute the maps in instead of the dataset's (voxel indices are
+            recomputed from the foci's mm coordinates).
+        return_type : {"image", "array", "sparse", "summary_array"}
+            ``"image"`` (default, as in NiMARE): a list of NIfTI images, one per experiment;
+            ``"array"``: a (n_experiments, n_voxels) NumPy array over the mask;
+            ``"sparse"``: the same as a :class:`scipy.sparse.csr_matrix`;
+            ``"summary_array"``: its sum over experiments, shape (n_voxels,).
 
         Returns
         -------
-        numpy.ndarray or list of nibabel.Nifti1Image
+        list of nibabel.Nifti1Image, numpy.ndarray or scipy.sparse.csr_matrix
             MA maps in the order of ``dataset.ids``.
         """
-        if return_type not in ("array", "image"):
-            raise ValueError(f"return_type must be 'array' or 'image', got {return_type!r}")
+        if return_type not in ("image", "array", "sparse", "summary_array"):
+            raise ValueError(
+                "return_type must be 'image', 'array', 'sparse' or 'summary_array', got "
+                f"{return_type!r}"
+            )
+        if masker is not None:
+            dataset = dataset.with_mask(masker)
         values = self._ma_values(dataset)
         if return_type == "array":
             return values
-        return [unmask(v, dataset.masker) for v in values]
+        if return_type == "sparse":
+            return sparse.csr_matrix(values)
+        if return_type == "summary_array":
+            return values.sum(axis=0)
+        return [unmask(v, load_mask(dataset.masker)) for v in values]
 
     def _ma_values(self, dataset) -> np.ndarray:
         """Return the (n_experiments, n_voxels) maps over the dataset's mask."""
@@ -224,6 +240,9 @@ class ALEKernel(KernelTransformer):
         Fixed FWHM in mm for every experiment.
     sample_size : float or None
         Sample size used for every experiment instead of the dataset's ``sample_sizes``.
+    memory, memory_level : object, int
+        NiMARE's joblib caching options, accepted and ignored (nimare_jax caches compiled
+        programs, not maps).
 
     Notes
     -----
@@ -234,7 +253,13 @@ class ALEKernel(KernelTransformer):
 
     combine = "max"
 
-    def __init__(self, fwhm: float | None = None, sample_size: float | None = None):
+    def __init__(
+        self,
+        fwhm: float | None = None,
+        sample_size: float | None = None,
+        memory=None,
+        memory_level: int = 0,
+    ):
         if fwhm is not None and sample_size is not None:
             raise ValueError("give ALEKernel either fwhm or sample_size, not both")
         for name, v in (("fwhm", fwhm), ("sample_size", sample_size)):
@@ -287,7 +312,7 @@ class ALEKernel(KernelTransformer):
     def _windows(self, dataset):
         fwhms = self.fwhms(dataset)
         unique, inverse = np.unique(fwhms, return_inverse=True)
-        voxel_size = dataset.masker.header.get_zooms()[:3]
+        voxel_size = load_mask(dataset.masker).header.get_zooms()[:3]
         return [K.ale_kernel(f, voxel_size) for f in unique], inverse
 
 
@@ -300,12 +325,15 @@ class MKDAKernel(KernelTransformer):
         Sphere radius in mm (NiMARE's default 10).
     value : float
         Value inside the spheres.
+    memory, memory_level : object, int
+        NiMARE's joblib caching options, accepted and ignored (nimare_jax caches compiled
+        programs, not maps).
     """
 
     combine = "max"
     ma_kind = "binary"
 
-    def __init__(self, r: float = 10, value: float = 1):
+    def __init__(self, r: float = 10, value: float = 1, memory=None, memory_level: int = 0):
         if not (np.isfinite(r) and r >= 0):
             raise ValueError(f"sphere radius r must be a non-negative number, got {r!r}")
         self.r = r
@@ -330,7 +358,7 @@ class MKDAKernel(KernelTransformer):
         return f"Each focus was modelled by a binary sphere of radius {self.r} mm; {spheres}."
 
     def _windows(self, dataset):
-        voxel_size = dataset.masker.header.get_zooms()[:3]
+        voxel_size = load_mask(dataset.masker).header.get_zooms()[:3]
         window = K.sphere_window(self.r, voxel_size, self.value)
         return [window], np.zeros(len(dataset.ids), int)
 
@@ -464,7 +492,7 @@ class Peaks2MapsKernel(KernelTransformer):
         """
         arrays = self.prepare(dataset)
         ijk, valid = arrays.padded()
-        return np.asarray(jax.jit(self._reconstruct_fn(dataset.masker))(ijk, valid))
+        return np.asarray(jax.jit(self._reconstruct_fn(load_mask(dataset.masker)))(ijk, valid))
 
     def _reconstruct_fn(self, mask_img):
         """Pure ``fn(ijk (n_exp, m, 3) mask voxels, valid) -> (n_exp, n_voxels)`` z maps."""

@@ -38,6 +38,7 @@ from nimare_jax.ops import stats as ops_stats
 from nimare_jax.ops.permute import BoundSummary, run_permutations
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
+from nimare_jax.spatial import load_mask
 
 __all__ = ["KDA", "MKDAChi2", "MKDADensity"]
 
@@ -670,7 +671,7 @@ class MKDAChi2:
         """
         _check_group(dataset1, "dataset1")
         _check_group(dataset2, "dataset2")
-        m1, m2 = dataset1.masker, dataset2.masker
+        m1, m2 = load_mask(dataset1.masker), load_mask(dataset2.masker)
         if m1.shape[:3] != m2.shape[:3] or not np.allclose(m1.affine, m2.affine):
             raise DatasetError("dataset1 and dataset2 must use the same mask (shape and affine)")
         if not np.array_equal(np.asanyarray(m1.dataobj) > 0, np.asanyarray(m2.dataobj) > 0):

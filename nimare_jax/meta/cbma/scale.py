@@ -29,7 +29,13 @@ from nimare_jax.ops.stats import clip_null_p
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.parsing import parse_number, read_lines
 from nimare_jax.results import MetaResult
-from nimare_jax.spatial import MAX_COORDINATE_MM, mm2vox, outside_volume, volume_extent
+from nimare_jax.spatial import (
+    MAX_COORDINATE_MM,
+    load_mask,
+    mm2vox,
+    outside_volume,
+    volume_extent,
+)
 
 __all__ = ["SCALE", "baseline_null", "baseline_operands", "read_baseline"]
 
@@ -253,7 +259,7 @@ class SCALE:
         ale = ALE(kernel_transformer=self.kernel_transformer)
         stat = np.asarray(ale.fit(dataset).maps["stat"])
         self.inputs_ = ale.inputs_
-        self.pool_ijk_ = self._pool_ijk(dataset.masker)
+        self.pool_ijk_ = self._pool_ijk(load_mask(dataset.masker))
         counts, vmax = self._run(self.n_iters, self.n_cores, self.progress)
         n = self.n_iters
         with jax.enable_x64(True):

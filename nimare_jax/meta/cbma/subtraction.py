@@ -30,6 +30,7 @@ from nimare_jax.ops.permute import BoundSummary, run_permutations
 from nimare_jax.ops.stats import clip_null_p
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 from nimare_jax.results import MetaResult
+from nimare_jax.spatial import load_mask
 
 __all__ = ["ALESubtraction", "fixed_point_terms", "subtraction_null"]
 
@@ -268,7 +269,7 @@ class ALESubtraction:
         """
         _check_group(dataset1, "dataset1")
         _check_group(dataset2, "dataset2")
-        m1, m2 = dataset1.masker, dataset2.masker
+        m1, m2 = load_mask(dataset1.masker), load_mask(dataset2.masker)
         if (
             m1.shape[:3] != m2.shape[:3]
             or not np.allclose(m1.affine, m2.affine)
