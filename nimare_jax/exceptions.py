@@ -13,10 +13,6 @@ class InputFileError(NiMAREJaxError, ValueError):
     """A file (Sleuth, JSON, image, ...) is malformed; the message names file, line and field."""
 
 
-class InvalidStudysetError(InputFileError):
-    """A NIMADS studyset or annotation is malformed, or cannot be converted as asked."""
-
-
 class DatasetError(NiMAREJaxError, ValueError):
     """A dataset cannot be analysed as asked (empty, no sample sizes, absurd foci)."""
 

@@ -525,3 +525,19 @@ def test_sample_sizes_follow_nimare_and_unusable_values_are_named():
     assert "sample_size" not in studyset.metadata.columns
     studyset = one({"sample_size": "12"}, {"sample_sizes": ["6", "7.5"]})
     assert studyset.metadata.iloc[0]["sample_sizes"] == [6, 7.5]
+
+
+def test_with_metadata_and_texts_feed_the_tables():
+    studyset = Studyset(small_document())
+    labelled = studyset.with_metadata("group", ["x", "y", "z"])
+    assert labelled.metadata["group"].tolist() == ["x", "y", "z"]
+    assert labelled.filter_metadata("group", "!=", "y").ids.tolist() == ["a-1", "b-1"]
+    by_study = studyset.with_metadata("site", ["A", "B"], level="study")
+    assert by_study.metadata["site"].tolist() == ["A", "A", "B"]
+    texts = studyset.slice(["b-1", "a-2"]).with_texts([1], "abstract", ["new"])
+    assert as_objects(texts.texts).set_index("id")["abstract"].to_dict() == {
+        "a-2": None,
+        "b-1": "new",
+    }
+    with pytest.raises(ValueError, match="expected 3 values"):
+        studyset.with_metadata("group", ["x"])

@@ -1149,6 +1149,52 @@ class Studyset:
             [*self._store.annotations, Annotation(name, name, "", {}, types, notes)]
         )
 
+    def _with_analysis_fields(self, section: str, values: dict, rows) -> Studyset:
+        """Return the studyset with ``values`` set in ``section`` of the analyses ``rows``."""
+        where, row = {}, 0
+        for s, study in enumerate(self._store.studies):
+            for a in range(len(study.get("analyses") or [])):
+                where[row] = (s, a)
+                row += 1
+        studies = copy.deepcopy(list(self._store.studies))
+        for r, value in zip(rows, values, strict=True):
+            s, a = where[int(r)]
+            target = studies[s] if section == "study" else studies[s]["analyses"][a]
+            key = "metadata" if section in ("study", "metadata") else "texts"
+            target[key] = {**(target.get(key) or {}), **value}
+        return self._view(store=replace(self._store, studies=tuple(studies)))
+
+    def with_metadata(self, name, values, *, level="analysis") -> Studyset:
+        """Return the studyset with one more metadata field.
+
+        Parameters
+        ----------
+        name : str
+            Field name.
+        values : sequence
+            One value per selected analysis (``level="analysis"``), or per study of
+            :attr:`study_ids` (``level="study"``).
+        level : {"analysis", "study"}
+            Where the field is stored.
+        """
+        values = list(values)
+        if level == "analysis":
+            rows = self._rows
+        elif level == "study":
+            studies = self._store.keys[:, 0]
+            rows = [int(np.flatnonzero(studies == sid)[0]) for sid in self.study_ids]
+        else:
+            raise ValueError(f"level must be 'analysis' or 'study', got {level!r}")
+        if len(values) != len(rows):
+            raise ValueError(f"expected {len(rows)} values (one per {level}), got {len(values)}")
+        section = "metadata" if level == "analysis" else "study"
+        return self._with_analysis_fields(section, [{name: v} for v in values], rows)
+
+    def with_texts(self, rows, field, values) -> Studyset:
+        """Return the studyset with text ``field`` set for the analyses at positions ``rows``."""
+        rows = self._rows[np.asarray(rows, dtype=int)]
+        return self._with_analysis_fields("texts", [{field: v} for v in values], rows)
+
     def with_annotations_df(self, frame, name=None, replace=False) -> Studyset:
         """Return the studyset with ``frame`` (an ``id`` column, one per label) as an annotation.
 
