@@ -20,7 +20,7 @@ import functools
 import operator
 import os
 import pickle
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, InputFileError, InvalidStudysetError, excerpt
 from nimare_jax.io.nimads import (
     POINT_VALUE_KINDS,
+    _images,
     _space_name,
     convert_dataset_to_nimads_dict,
     convert_nimads_to_dict,
@@ -743,8 +744,21 @@ class Studyset:
 
     @property
     def images(self) -> pd.DataFrame:
-        """One row per analysis, one column of paths per image type."""
-        return self._table("images").copy()
+        """One row per analysis, one column of paths per image type.
+
+        Paths are resolved against :attr:`basepath`; each type also has a
+        ``{type}__relative`` column with the reference as the document stores it.
+        """
+        frame = self._table("images").copy()
+        stored = self._document(resolve=False, annotations=False)
+        relative = [
+            _images(analysis.get("images") or [], Counter())
+            for study in stored["studies"]
+            for analysis in study["analyses"]
+        ]
+        for column in [c for c in frame.columns if c not in [*ID_COLS, "space"]]:
+            frame[f"{column}__relative"] = [r.get(column) for r in relative]
+        return frame
 
     @property
     def texts(self) -> pd.DataFrame:
