@@ -24,6 +24,7 @@ from nimare_jax.io.sleuth import (
 )
 from nimare_jax.io.studyset import (
     convert_dataset_to_studyset,
+    convert_neurosynth_to_studyset,
     convert_nimads_to_sleuth,
     convert_sleuth_to_studyset,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "convert_neurosynth_to_dataset",
     "convert_neurosynth_to_dict",
     "convert_neurosynth_to_json",
+    "convert_neurosynth_to_studyset",
     "convert_nimads_to_dataset",
     "convert_nimads_to_dict",
     "convert_sleuth_to_dataset",

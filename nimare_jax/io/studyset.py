@@ -30,6 +30,7 @@ import pandas as pd
 
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, InputFileError, InvalidStudysetError, excerpt
+from nimare_jax.io.neurosynth import convert_neurosynth_to_dataset
 from nimare_jax.io.nimads import (
     POINT_VALUE_KINDS,
     _images,
@@ -1394,6 +1395,36 @@ def convert_sleuth_to_studyset(text_file, target="ale_2mm") -> Studyset:
     Studyset
     """
     return Studyset(convert_sleuth_to_nimads_dict(text_file, target=target), target=target)
+
+
+def convert_neurosynth_to_studyset(
+    coordinates_file,
+    metadata_file,
+    annotations_files=None,
+    feature_groups=None,
+    target="mni152_2mm",
+    *,
+    studyset_id="nimads_from_neurosynth",
+    studyset_name="",
+) -> Studyset:
+    """Convert Neurosynth/NeuroQuery files to a :class:`Studyset`.
+
+    Parameters
+    ----------
+    coordinates_file, metadata_file, annotations_files, feature_groups, target
+        As :func:`~nimare_jax.io.convert_neurosynth_to_dataset`; the feature sets become
+        the studyset's annotation.
+    studyset_id, studyset_name : str
+        ``id`` and ``name`` of the studyset.
+
+    Returns
+    -------
+    Studyset
+    """
+    dataset = convert_neurosynth_to_dataset(
+        coordinates_file, metadata_file, annotations_files, feature_groups, target=target
+    )
+    return Studyset.from_dataset(dataset, studyset_id=studyset_id, studyset_name=studyset_name)
 
 
 def convert_nimads_to_sleuth(
