@@ -541,3 +541,24 @@ def test_with_metadata_and_texts_feed_the_tables():
     }
     with pytest.raises(ValueError, match="expected 3 values"):
         studyset.with_metadata("group", ["x"])
+
+
+def test_neurosynth_studyset_has_the_datasets_tables():
+    ns = DATA / "neurosynth"
+    files = (
+        ns / "data-neurosynth_version-7_coordinates.tsv.gz",
+        ns / "data-neurosynth_version-7_metadata.tsv.gz",
+    )
+    features = {
+        "features": ns
+        / "data-neurosynth_version-7_vocab-terms_source-abstract_type-tfidf_features.npz",
+        "vocabulary": ns / "data-neurosynth_version-7_vocab-terms_vocabulary.txt",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Neurosynth's 'UNKNOWN' spaces
+        dataset = io.convert_neurosynth_to_dataset(*files, annotations_files=features)
+        studyset = io.convert_neurosynth_to_studyset(*files, annotations_files=features)
+        back = studyset.to_dataset()
+    assert len(studyset) == len(dataset) == 20
+    assert "terms_abstract_tfidf__abilities" in studyset.annotations_df.columns
+    assert_same_tables(back, dataset.slice(back.ids), columns_of_b=True)

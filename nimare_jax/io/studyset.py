@@ -1020,7 +1020,8 @@ class Studyset:
     get_studies_by_mask = get_analyses_by_mask
 
     def _ids_with(self, found) -> list[str]:
-        return [i for i in self.ids.tolist() if i in set(found.tolist())]
+        found = set(found.tolist())
+        return [i for i in self.ids.tolist() if i in found]
 
     def get_studies_by_coordinate(self, xyz, r=20) -> list[str]:
         """Full ids of the analyses with a focus within ``r`` mm of any point of ``xyz``."""
