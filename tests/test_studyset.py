@@ -130,6 +130,8 @@ def test_queries_match_nimare(document, annotated):
     included = annotated.get_studies_by_label("include", label_threshold=0.5)
     assert included == EXPECTED["included"]
     assert list(annotated.slice(included[:4]).ids) == EXPECTED["sliced_ids"]
+    combined = annotated.slice(included[:6]).combine_analyses()
+    assert list(combined.ids) == EXPECTED["combined_ids"]
 
 
 def test_coordinate_queries_against_brute_force(document):
@@ -424,7 +426,7 @@ def test_annotation_notes_resolve_by_study_and_analysis():
 def test_combine_and_merge():
     studyset = Studyset(small_document())
     combined = studyset.combine_analyses()
-    assert list(combined.ids) == ["a-1_2", "b-1"]
+    assert list(combined.ids) == ["a-2_1", "b-1"]  # merged in document order
     assert len(combined.coordinates) == len(studyset.coordinates)
     other = Studyset({"id": "o", "name": "O", "studies": [{"id": "c", "analyses": []}]})
     merged = studyset.merge(other)

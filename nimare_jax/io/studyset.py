@@ -197,6 +197,9 @@ class StudysetStore:
         Every focus as written in the document (read-only).
     point_analysis : numpy.ndarray of int, shape (n_points,)
         The analysis (row of ``keys``) of each focus.
+    source_order : numpy.ndarray of int, shape (n_analyses,)
+        Position of each analysis within its study in the document as read (studies and
+        analyses are stored sorted by id, as NiMARE stores them).
     """
 
     id: str | None
@@ -207,9 +210,10 @@ class StudysetStore:
     keys: np.ndarray
     xyz: np.ndarray
     point_analysis: np.ndarray
+    source_order: np.ndarray
 
     def __post_init__(self):
-        for array in (self.keys, self.xyz, self.point_analysis):
+        for array in (self.keys, self.xyz, self.point_analysis, self.source_order):
             array.flags.writeable = False
 
     def __setstate__(self, state):
@@ -249,9 +253,12 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
         _check_study(study, f"{origin}: studies[{s}]")
     # NiMARE's canonical order: studies by id, analyses by id within their study
     records = sorted(copy.deepcopy(studies), key=lambda study: str(study["id"]))
-    keys, xyz, owner = [], [], []
+    keys, xyz, owner, source = [], [], [], []
     for study in records:
-        study["analyses"] = sorted(study.get("analyses") or [], key=lambda a: str(a["id"]))
+        analyses = study.get("analyses") or []
+        order = sorted(range(len(analyses)), key=lambda n: str(analyses[n]["id"]))
+        study["analyses"] = [analyses[n] for n in order]
+        source += order
         seen = set()
         for analysis in study["analyses"]:
             key = (str(study["id"]), str(analysis["id"]))
@@ -273,6 +280,7 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
         keys=np.array(keys, dtype=str).reshape(-1, 2),
         xyz=np.array(xyz, dtype=float).reshape(-1, 3),
         point_analysis=np.array(owner, dtype=int),
+        source_order=np.array(source, dtype=int),
     )
     inline = _inline_annotation(store)
     payloads = list(document.get("annotations") or []) + list(annotations or [])
@@ -1244,8 +1252,13 @@ class Studyset:
         Annotations name the analyses before merging, so they are dropped.
         """
         document = self._document(resolve=False, annotations=False)
+        store = self._store
+        position = dict(zip(store.full_ids.tolist(), store.source_order.tolist(), strict=True))
         for study in document["studies"]:
-            analyses = study["analyses"]
+            # merged in the order the document gave them, as NiMARE does
+            analyses = sorted(
+                study["analyses"], key=lambda a: position[f"{study['id']}-{a['id']}"]
+            )
             if len(analyses) < 2:
                 continue
             merged = {
