@@ -564,3 +564,29 @@ def test_neurosynth_studyset_has_the_datasets_tables():
     assert len(studyset) == len(dataset) == 20
     assert "terms_abstract_tfidf__abilities" in studyset.annotations_df.columns
     assert_same_tables(back, dataset.slice(back.ids), columns_of_b=True)
+
+
+def test_plain_converter_and_studyset_attach_notes_alike():
+    """One note matcher: convert_nimads_to_dataset reads annotations as the Studyset does."""
+    document = small_document()
+    document["annotations"] = [
+        {
+            "id": "first",
+            "notes": [
+                {"study": "a", "analysis": "1", "note": {"g": 1.0}},
+                {"analysis": "b-1", "note": {"g": 2.0}},
+            ],
+        },
+        {"id": "second", "notes": [{"analysis": "2", "note": {"g": 3.0}}]},
+    ]
+    dataset = io.convert_nimads_to_dataset(document)
+    frame = as_objects(dataset.annotations).set_index("id")
+    assert frame["g"].to_dict() == {"a-1": 1.0, "a-2": None, "b-1": 2.0}
+    assert frame["second.g"].to_dict() == {"a-1": None, "a-2": 3.0, "b-1": None}
+    studyset = Studyset(document)  # canonical order; the plain converter keeps the file's
+    pd.testing.assert_frame_equal(
+        as_objects(studyset.annotations_df),
+        as_objects(dataset.slice(studyset.ids).annotations),
+    )
+    with pytest.warns(UserWarning, match=r"notes for 1 analyses not in the studyset.*'1'"):
+        io.convert_nimads_to_dict(small_document(), {"notes": [{"analysis": "1", "note": {}}]})

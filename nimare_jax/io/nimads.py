@@ -78,13 +78,27 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
     studyset, origin = _load(studyset, "studyset")
     if "studies" not in studyset:
         raise InputFileError(f"{origin}: not a NIMADS studyset (it has no 'studies')")
-    notes, note_origin = ({}, None) if annotation is None else _load(annotation, "annotation")
-    labels: dict[str, dict] = {}
-    for note in notes.get("notes") or []:
-        values = note.get("note") or {}
-        labels.setdefault(str(note.get("analysis")), {}).update(
-            {k: v for k, v in values.items() if v is not None}
-        )
+    keys = [
+        (str(study["id"]), str(analysis["id"]))
+        for study in _records(studyset, "studies", origin)
+        for analysis in _records(study, "analyses", f"{origin}: study {study['id']!r}")
+    ]
+    payloads = [
+        (p, f"{origin}: annotations[{n}]") for n, p in enumerate(studyset.get("annotations") or [])
+    ]
+    if annotation is not None:
+        payloads.append(_load(annotation, "annotation"))
+    resolved, unmatched = [], []
+    for payload, where in payloads:
+        if not isinstance(payload, dict):
+            raise InputFileError(f"{where}: an annotation must be an object")
+        notes, missed = match_notes(keys, payload.get("notes"), where)
+        labels_of = dict.fromkeys(payload.get("note_keys") or {})
+        for note in notes.values():
+            labels_of.update(dict.fromkeys(note))
+        resolved.append((str(payload.get("id")), list(labels_of), notes))
+        unmatched += [(where, m) for m in missed]
+    labels = label_columns(resolved)
     out: dict = {}
     no_space, skipped_images, bad_sizes = 0, Counter(), []
     for study in _records(studyset, "studies", origin):
@@ -92,7 +106,7 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
         contrasts = out.setdefault(study_id, {"contrasts": {}})["contrasts"]
         for analysis in _records(study, "analyses", f"{origin}: study {study_id!r}"):
             where = f"{origin}: study {study_id!r}, analysis {analysis['id']!r}"
-            label = labels.pop(str(analysis["id"]), None)
+            label = labels.get(f"{study_id}-{analysis['id']}")
             inline = _inline(analysis, "annotations", where)
             if inline:
                 label = {**inline, **(label or {})}
@@ -119,10 +133,12 @@ def convert_nimads_to_dict(studyset, annotation=None) -> dict:
             f"{no_space} analyses give no space for their foci; they are used unchanged, "
             "as MNI (NiMARE does not transform them either)"
         )
-    if labels:
+    if unmatched:
+        sources = ", ".join(dict.fromkeys(w for w, _ in unmatched))
         problems.append(
-            f"{note_origin} has notes for {len(labels)} analyses not in the studyset "
-            f"(e.g. {next(iter(labels))!r}); they are ignored"
+            f"{sources} has notes for {len(unmatched)} analyses not in the studyset, or "
+            f"naming an analysis id several studies use (e.g. {unmatched[0][1]!r}); "
+            "they are ignored"
         )
     if bad_sizes:
         problems.append(
@@ -332,6 +348,84 @@ def _point_records(rows: pd.DataFrame | None, extra: list[str]) -> list[dict]:
         if values:
             point["values"] = values
         out.append(point)
+    return out
+
+
+def match_notes(keys: list, notes, where: str) -> tuple[dict, list]:
+    """Attach NIMADS annotation notes to analyses.
+
+    A note names its analysis by ``study`` and ``analysis``, by the full id
+    ``"{study}-{analysis}"``, or by an analysis id that only one study uses (an id several
+    studies share would be a guess, so it is not attached).
+
+    Parameters
+    ----------
+    keys : list of (str, str)
+        ``(study id, analysis id)`` of every analysis.
+    notes : list of dict or None
+        The annotation's ``notes``.
+    where : str
+        Names the annotation in errors.
+
+    Returns
+    -------
+    notes : dict
+        ``{full id: {label: value}}`` (``null`` values dropped).
+    unmatched : list of str
+        The analyses named by notes that were not attached.
+    """
+    if notes is not None and not isinstance(notes, list):
+        raise InputFileError(f"{where}: field 'notes' must be a list")
+    full = {f"{s}-{a}" for s, a in keys}
+    by_short: dict[str, list] = {}
+    for s, a in keys:
+        by_short.setdefault(a, []).append(f"{s}-{a}")
+    out: dict[str, dict] = {}
+    unmatched = []
+    for n, note in enumerate(notes or []):
+        if not isinstance(note, dict) or not isinstance(note.get("note") or {}, dict):
+            raise InputFileError(
+                f"{where}: notes[{n}] must be an object whose 'note' is an object"
+            )
+        analysis, study = str(note.get("analysis")), note.get("study")
+        if study is not None:
+            key = f"{study}-{analysis}"
+        elif analysis in full:
+            key = analysis
+        else:
+            candidates = by_short.get(analysis, [])
+            key = candidates[0] if len(candidates) == 1 else None
+        if key not in full:
+            unmatched.append(analysis if study is None else f"{study}-{analysis}")
+            continue
+        values = {k: v for k, v in (note.get("note") or {}).items() if v is not None}
+        if values:
+            out.setdefault(key, {}).update(values)
+    return out, unmatched
+
+
+def label_columns(annotations: list) -> dict:
+    """Return ``{full id: {column: value}}`` over several annotations.
+
+    Parameters
+    ----------
+    annotations : list of (str, list of str, dict)
+        Each annotation's id, labels and ``{full id: note}``, in order.
+
+    Returns
+    -------
+    dict
+        A label two annotations share keeps its bare name for the first and becomes
+        ``"{annotation id}.{label}"`` for the others, so no value is overwritten.
+    """
+    out: dict[str, dict] = {}
+    seen: set = set()
+    for ident, labels, notes in annotations:
+        names = {label: label if label not in seen else f"{ident}.{label}" for label in labels}
+        seen.update(names.values())
+        for key, note in notes.items():
+            for label, value in note.items():
+                out.setdefault(key, {})[names.get(label, label)] = value
     return out
 
 

@@ -38,6 +38,8 @@ from nimare_jax.io.nimads import (
     convert_dataset_to_nimads_dict,
     convert_nimads_to_dict,
     convert_sleuth_to_nimads_dict,
+    label_columns,
+    match_notes,
 )
 from nimare_jax.io.nimare_json import _json_value, _write_json
 from nimare_jax.parsing import load_json
@@ -343,29 +345,10 @@ def _read_annotation(store: StudysetStore, payload, origin: str) -> Annotation:
         raise InvalidStudysetError(
             f"{origin}: an annotation must be an object whose 'notes' is a list"
         )
-    full = set(store.full_ids.tolist())
-    by_short = defaultdict(list)
-    for study, analysis in store.keys.tolist():
-        by_short[analysis].append(f"{study}-{analysis}")
-    notes = {}
-    for n, note in enumerate(payload.get("notes") or []):
-        if not isinstance(note, dict) or not isinstance(note.get("note") or {}, dict):
-            raise InvalidStudysetError(
-                f"{origin}: annotation {payload.get('id')!r}, notes[{n}] must be an object "
-                "whose 'note' is an object"
-            )
-        analysis, study = str(note.get("analysis")), note.get("study")
-        if study is not None:
-            key = f"{study}-{analysis}"
-        elif analysis in full:
-            key = analysis
-        elif len(by_short[analysis]) == 1:
-            key = by_short[analysis][0]
-        else:  # unknown or ambiguous: attaching it to one study would be a guess
-            continue
-        values = {k: v for k, v in (note.get("note") or {}).items() if v is not None}
-        if key in full and values:
-            notes.setdefault(key, {}).update(values)
+    try:
+        notes, _ = match_notes(store.keys.tolist(), payload.get("notes"), origin)
+    except InputFileError as exc:
+        raise InvalidStudysetError(str(exc)) from None
     ident = str(payload.get("id") or payload.get("name") or "annotation")
     return Annotation(
         id=ident,
@@ -726,16 +709,7 @@ class Studyset:
         A label two annotations share keeps its bare name for the first and becomes
         ``"{annotation id}.{label}"`` for the others, so no value is overwritten.
         """
-        out, seen = defaultdict(dict), set()
-        for annotation in self._store.annotations:
-            names = {}
-            for label in annotation.labels:
-                names[label] = label if label not in seen else f"{annotation.id}.{label}"
-            seen.update(names.values())
-            for key, note in annotation.notes.items():
-                for label, value in note.items():
-                    out[key][names[label]] = value
-        return out
+        return label_columns([(a.id, a.labels, a.notes) for a in self._store.annotations])
 
     def _table(self, name: str) -> pd.DataFrame:
         dataset = self._tables[0]
