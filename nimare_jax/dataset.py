@@ -261,7 +261,8 @@ class Dataset:
         coordinates = pd.DataFrame(coords, columns=_COORD_COLUMNS[:7])
         _set(self, ids=np.array([m["id"] for m in meta]), space=target, basepath=basepath)
         _set(self, origin=origin)
-        _set(self, masker=masker, metadata=pd.DataFrame(meta), images=pd.DataFrame(images))
+        images = _relative_columns(pd.DataFrame(images), basepath)
+        _set(self, masker=masker, metadata=pd.DataFrame(meta), images=images)
         _set(self, annotations=pd.DataFrame(labels), texts=pd.DataFrame(texts))
         _set(self, coordinates=_add_voxel_indices(coordinates, masker, origin))
 
@@ -279,9 +280,48 @@ class Dataset:
             value = _validate_table(value, name, required)
             if name == "coordinates":
                 value = _add_voxel_indices(value, self.masker, self.origin)
-            elif name == "images" and "id" in value.columns:
-                value = value.reset_index(drop=True)
+            elif name == "images":
+                value = _relative_columns(value.reset_index(drop=True), self.basepath)
         object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_coordinates(cls, coordinates: pd.DataFrame, mask) -> Dataset:
+        """Build a coordinates-only dataset from a foci table, as NiMARE kernels accept one.
+
+        Parameters
+        ----------
+        coordinates : pandas.DataFrame
+            One row per focus with ``id``, ``x``, ``y``, ``z`` (MNI mm); optional
+            ``study_id``, ``contrast_id`` and a per-experiment ``sample_size`` (or
+            ``sample_sizes``) column, which becomes the ``sample_sizes`` metadata.
+        mask : str, pathlib.Path, nibabel.Nifti1Image or nilearn masker
+            Mask of the maps.
+
+        Returns
+        -------
+        Dataset
+            One experiment per distinct ``id``, in order of first appearance.
+        """
+        coords = _validate_table(coordinates, "coordinates", _XYZ)
+        ids = np.asarray(list(dict.fromkeys(coords["id"].astype(str))))
+        coords = coords.assign(id=coords["id"].astype(str))
+        for col in ("study_id", "contrast_id"):
+            if col not in coords.columns:
+                coords[col] = coords["id"]
+        first = coords.drop_duplicates("id").set_index("id").loc[ids]
+        base = pd.DataFrame({"id": ids, "study_id": first["study_id"].to_numpy()})
+        base["contrast_id"] = first["contrast_id"].to_numpy()
+        metadata = base.copy()
+        for col in ("sample_sizes", "sample_size"):
+            if col in coords.columns:
+                metadata["sample_sizes"] = first[col].to_numpy()
+                break
+        new = cls.__new__(cls)
+        _set(new, ids=ids, space=None, basepath=None, origin="coordinates table")
+        _set(new, masker=get_masker(mask), metadata=metadata, images=base.copy())
+        _set(new, annotations=base.copy(), texts=base.copy())
+        _set(new, coordinates=_add_voxel_indices(coords, new.masker, new.origin))
+        return new
 
     def __repr__(self) -> str:
         return (
@@ -393,6 +433,9 @@ class Dataset:
     def update_path(self, new_path) -> Dataset:
         """Resolve relative image paths against ``new_path`` from now on (in place, as NiMARE).
 
+        Each ``<type>__relative`` column is joined to ``new_path`` to give the ``<type>``
+        column, as in NiMARE; other relative paths are resolved against it when read.
+
         Parameters
         ----------
         new_path : str or pathlib.Path
@@ -403,7 +446,17 @@ class Dataset:
         Dataset
             This dataset (NiMARE returns None; returning the dataset lets calls chain).
         """
-        _set(self, basepath=str(Path(new_path).resolve()))
+        basepath = str(Path(new_path).resolve())
+        images = self.images.copy()
+        for rel in [c for c in images.columns if c.endswith("__relative")]:
+            col = rel[: -len("__relative")]
+            old = images[col] if col in images.columns else [None] * len(images)
+            new = [
+                resolve_path(r, basepath) if isinstance(r, str) and r else o
+                for r, o in zip(images[rel], old, strict=True)
+            ]
+            images[col] = pd.Series(new, index=images.index, dtype=object)
+        _set(self, basepath=basepath, images=images)
         return self
 
     def with_images(self, images: pd.DataFrame) -> Dataset:
@@ -633,6 +686,32 @@ def resolve_path(path, basepath) -> str | None:
     if not p.is_absolute() and basepath is not None:
         p = Path(basepath) / p
     return str(p)
+
+
+def _relative_columns(images: pd.DataFrame, basepath) -> pd.DataFrame:
+    """Lay out image paths as NiMARE does once a base folder is known.
+
+    Missing entries become None. With a ``basepath``, an image column holding relative
+    paths keeps them in ``<type>__relative`` and holds the absolute paths itself, so code
+    that reads ``dset.images["z"]`` (NiMARE's scripts and tests) finds usable paths, and
+    :meth:`Dataset.update_path` can rebuild them.
+    """
+    out = images.copy()
+    for col in [c for c in out.columns if c not in _ID_SPACE and not c.endswith("__relative")]:
+        values = [
+            resolve_path(v, None) if isinstance(v, str | os.PathLike) else None for v in out[col]
+        ]
+        relative = [v is not None and not Path(v).is_absolute() for v in values]
+        out[col] = pd.Series(values, index=out.index, dtype=object)
+        if basepath is not None and any(relative) and f"{col}__relative" not in out.columns:
+            rel = [v if r else None for v, r in zip(values, relative, strict=True)]
+            out[f"{col}__relative"] = pd.Series(rel, index=out.index, dtype=object)
+            absolute = [resolve_path(v, basepath) for v in values]
+            out[col] = pd.Series(absolute, index=out.index, dtype=object)
+    return out
+
+
+_ID_SPACE = ("id", "study_id", "contrast_id", "space")
 
 
 def _absolute_paths(images: pd.DataFrame, basepath) -> pd.DataFrame:

@@ -117,6 +117,15 @@ class MetaResult:
         self.diagnostics = list(diagnostics or [])
 
     @property
+    def description_(self) -> str:
+        """NiMARE's name of :attr:`description`."""
+        return self.description
+
+    @description_.setter
+    def description_(self, text: str) -> None:
+        self.description = text
+
+    @property
     def masker(self):
         """Fitted nilearn masker of :attr:`mask` (NiMARE's ``MetaResult.masker``)."""
         cached = self.__dict__.get("_masker")

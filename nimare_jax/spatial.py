@@ -83,7 +83,9 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
         return nib.Nifti1Image(data, img.affine)
     if mask is None:
         img = nib.load(folder / _T1)
-        return nib.Nifti1Image(img.get_fdata(dtype=DEFAULT_FLOAT_DTYPE), img.affine, img.header)
+        out = nib.Nifti1Image(img.get_fdata(dtype=DEFAULT_FLOAT_DTYPE), img.affine, img.header)
+        out.set_data_dtype(DEFAULT_FLOAT_DTYPE)
+        return out
     raise ValueError(f"Mask option {mask!r} is not supported; expected 'brain' or None")
 
 
@@ -152,6 +154,11 @@ def load_mask(mask) -> nib.Nifti1Image:
     if mask is None:
         raise ValueError("a masker is required: give a mask (or a Dataset with a target space)")
     if _is_masker(mask):
+        if getattr(mask, "mask_img", None) is None and getattr(mask, "mask_img_", None) is None:
+            raise ValueError(
+                f"{type(mask).__name__} has no mask image: nimare_jax analyses voxels and "
+                "supports voxel maskers (nilearn's NiftiMasker), not region-averaging ones"
+            )
         fitted = getattr(mask, "mask_img_", None)
         if fitted is not None and np.asanyarray(fitted.dataobj).dtype.itemsize == 1:
             return fitted  # nilearn's binary 0/1 image: the same object on every call

@@ -380,7 +380,8 @@ def transform_images(dataset, target: str, out_dir=None, overwrite: bool = False
             Path(folder).mkdir(parents=True, exist_ok=True)
             nib.Nifti1Image(np.asarray(data, np.float32), ref.affine).to_filename(new_file)
         images.loc[images["id"] == row.id, target] = str(new_file)
-    return dataset.with_images(images)
+    # the derived paths are absolute: a stale "<target>__relative" would override them
+    return dataset.with_images(images.drop(columns=[f"{target}__relative"], errors="ignore"))
 
 
 class ImageTransformer:

@@ -225,7 +225,7 @@ def test_soft_mkda_density_is_differentiable_in_radius(laird):
 def test_soft_mkda_density_tends_to_hard_mkda_density(laird):
     sub = laird.slice(laird.ids[[8, 9, 14]])
     arr = MKDAKernel().prepare(sub)
-    hard = MKDAKernel(r=10).transform(sub).sum(0)
+    hard = MKDAKernel(r=10).transform(sub, return_type="array").sum(0)
     # voxel-centre distances are 2 sqrt(k) mm: 10 is inside, the next (10.2) outside, so a
     # soft radius of 10.1 keeps every centre 0.1 mm (100 temperatures) off the surface
     soft = np.asarray(soft_mkda_density(arr, 10.1, 1e-3)).reshape(-1)[arr.mask_index]

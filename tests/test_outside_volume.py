@@ -78,7 +78,7 @@ def test_dataset_keeps_foci_outside_with_voxel_indices_outside(dset, ref):
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_ma_maps_equal_nimare(dset, ref, name):
-    ma = KERNELS[name]().transform(dset)
+    ma = KERNELS[name]().transform(dset, return_type="array")
     assert_equal_to_nimare(ma, ref[f"ma_{name}"], f"ma_{name}")
     # every experiment whose kernels reach the mask has MA values (s7 reaches nothing)
     assert np.all(ma[:6].max(axis=1) > 0) and np.all(ma[6] == 0)
@@ -170,7 +170,7 @@ def test_clipped_ale_kernel_brute_force(dset):
     for focus in foci:
         d = voxels - focus
         expected = np.maximum(expected, weight(d[:, 0]) * weight(d[:, 1]) * weight(d[:, 2]))
-    ma = ALEKernel().transform(one)[0]
+    ma = ALEKernel().transform(one, return_type="array")[0]
     np.testing.assert_allclose(ma, expected, rtol=0, atol=1e-9)
     # the front focus alone reaches the mask: it contributes the part of its kernel inside
     reached = (weight(voxels[:, 1] - front[1]) > 0) & (np.abs(voxels[:, 0] - front[0]) <= cut)
@@ -269,8 +269,8 @@ def test_small_mask_volume_loads_and_agrees_with_full_grid(laird):
         nib.Nifti1Image((full & in_box).astype(np.uint8), laird.masker.mask_img_.affine)
     )
     np.testing.assert_array_equal(
-        ALEKernel().transform(cropped.slice(cropped.ids[:4])),
-        ALEKernel().transform(on_box.slice(on_box.ids[:4])),
+        ALEKernel().transform(cropped.slice(cropped.ids[:4]), return_type="array"),
+        ALEKernel().transform(on_box.slice(on_box.ids[:4]), return_type="array"),
     )
     np.testing.assert_array_equal(
         MKDADensity().fit(cropped).get_map("stat", "array"),

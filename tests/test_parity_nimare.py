@@ -50,7 +50,9 @@ def test_ma_maps(pair, ours, theirs, rtol):
         ref = theirs().transform(d_theirs, return_type="array")
     ref = np.asarray(ref.toarray() if hasattr(ref, "toarray") else ref)
     order = [list(d_theirs.ids).index(i) for i in d_ours.ids]
-    np.testing.assert_allclose(ours().transform(d_ours), ref[order], rtol=rtol, atol=1e-9)
+    np.testing.assert_allclose(
+        ours().transform(d_ours, return_type="array"), ref[order], rtol=rtol, atol=1e-9
+    )
 
 
 def test_ale_maps(pair):

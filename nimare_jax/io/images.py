@@ -164,5 +164,6 @@ def image_types(dataset) -> list[str]:
     list of str
         Column names.
     """
-    cols = [c for c in dataset.images.columns if c not in ("id", "study_id", "contrast_id")]
+    skip = ("id", "study_id", "contrast_id")
+    cols = [c for c in dataset.images.columns if c not in skip and not c.endswith("__relative")]
     return [c for c in cols if dataset.images[c].notna().any()]

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax.exceptions import DatasetError, ImageError
-from nimare_jax.io.images import load_images
+from nimare_jax.io.images import get_image_paths, image_types, load_images
 from nimare_jax.meta import esma
 from nimare_jax.ops import signflip
 from nimare_jax.ops.permute import run_permutations
@@ -162,6 +162,7 @@ class IBMAEstimator:
     # ------------------------------------------------------------------ inputs
     def _collect_inputs(self, dataset) -> dict:
         """Load images and metadata; validate; return ``inputs_``."""
+        dataset = self._with_required_images(dataset)
         n = len(dataset.ids)
         if n < 2:
             raise DatasetError(
@@ -177,6 +178,25 @@ class IBMAEstimator:
         if self._needs_sample_sizes:
             inputs["sample_sizes"] = dataset.get_sample_sizes()
         return self._validate_inputs(inputs)
+
+    def _with_required_images(self, dataset):
+        """Leave out experiments lacking a required image type, with a warning (as NiMARE)."""
+        names = [_IMAGE_NAMES[k] for k in self._image_inputs]
+        have = np.ones(len(dataset.ids), bool)
+        for name in names:
+            paths = get_image_paths(dataset, name) if name in image_types(dataset) else None
+            have &= np.array([p is not None for p in paths or [None] * len(have)])
+        if have.all() or not have.any():  # none usable: load_images names what is missing
+            return dataset
+        dropped = [str(i) for i in np.asarray(dataset.ids)[~have]]
+        warnings.warn(
+            f"{type(self).__name__}: {len(dropped)} experiment(s) lack a {'/'.join(names)} "
+            f"image and are left out: {', '.join(dropped[:10])}"
+            + (" ..." if len(dropped) > 10 else ""),
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return dataset.slice(np.asarray(dataset.ids)[have])
 
     def _validate_inputs(self, inputs: dict) -> dict:
         validity = np.logical_and.reduce([_usable(inputs[k]) for k in self._image_inputs])
@@ -237,6 +257,7 @@ class IBMAEstimator:
         MetaResult
             The maps; ``result.estimator`` is this fitted estimator.
         """
+        dataset = self._with_required_images(dataset)
         self.dataset_ = dataset
         self.inputs_ = self._collect_inputs(dataset)
         return self._result(self._fit(self.inputs_))

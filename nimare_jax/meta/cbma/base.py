@@ -8,7 +8,11 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.meta.cbma.kernel import FociArrays, KernelTransformer
+from nimare_jax.meta.cbma.kernel import (
+    FociArrays,
+    KernelTransformer,
+    drop_experiments_without_foci,
+)
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls, relocation
 from nimare_jax.ops.label import label_clusters
@@ -78,6 +82,7 @@ class CBMAEstimator:
         """
         if len(dataset.ids) == 0:
             raise DatasetError("cannot fit an estimator to an empty dataset")
+        dataset = drop_experiments_without_foci(dataset)
         self.dataset_ = dataset
         self.inputs_ = self.kernel_transformer.prepare(dataset)
         maps, nulls = self._fit(self.inputs_)

@@ -7,19 +7,23 @@ The classes hold configuration and prepare arrays; the numerics are the pure fun
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from jax.scipy.special import ndtr
 from scipy import sparse
 
+from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, excerpt
 from nimare_jax.io.weights import load_weights
 from nimare_jax.ops import coarse_grid, unet
 from nimare_jax.ops import kernels as K
+from nimare_jax.ops.validate import user_stacklevel
 from nimare_jax.results import unmask
 from nimare_jax.spatial import get_template, load_mask
 
@@ -116,6 +120,46 @@ class FociArrays:
         return np.where(valid[..., None], self.ijk[slot], 0).astype(np.int32), valid
 
 
+def drop_experiments_without_foci(dataset):
+    """Return ``dataset`` without its experiments that have no foci, warning about them.
+
+    NiMARE leaves such (image-only) experiments out of a coordinate-based analysis; the
+    estimators call this before anything else, so weights and inputs agree.
+
+    Parameters
+    ----------
+    dataset : nimare_jax.dataset.Dataset
+        Studies, some possibly without coordinates.
+
+    Returns
+    -------
+    nimare_jax.dataset.Dataset
+        The dataset itself if every experiment has foci, else a slice.
+
+    Raises
+    ------
+    DatasetError
+        If no experiment has foci.
+    """
+    with_foci = set(dataset.coordinates["id"])
+    empty = [str(i) for i in dataset.ids if i not in with_foci]
+    if not empty:
+        return dataset
+    names = ", ".join(excerpt(i) for i in empty[:5]) + (" ..." if len(empty) > 5 else "")
+    if len(empty) == len(dataset.ids):
+        raise DatasetError(
+            f"{dataset.origin}: {len(empty)} experiment(s) have no foci; a coordinate-based "
+            f"meta-analysis needs foci: {names}"
+        )
+    warnings.warn(
+        f"{dataset.origin}: {len(empty)} experiment(s) have no foci and are left out of the "
+        f"coordinate-based analysis: {names}",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+    return dataset.slice([i for i in dataset.ids if i in with_foci])
+
+
 class KernelTransformer:
     """Base class: subclasses define :meth:`_windows` and the ``combine`` rule.
 
@@ -156,16 +200,8 @@ class KernelTransformer:
         """
         if len(dataset.ids) == 0:
             raise DatasetError("the dataset has no experiments")
+        dataset = drop_experiments_without_foci(dataset)
         coords = dataset.coordinates
-        with_foci = set(coords["id"])
-        empty = [str(i) for i in dataset.ids if i not in with_foci]
-        if empty:
-            raise DatasetError(
-                f"{dataset.origin}: {len(empty)} experiment(s) have no foci; a coordinate-based "
-                "meta-analysis needs foci in every experiment (drop them with "
-                f"dataset.slice): {', '.join(excerpt(i) for i in empty[:5])}"
-                + (" ..." if len(empty) > 5 else "")
-            )
         order = {k: n for n, k in enumerate(dataset.ids)}
         exp_index = coords["id"].map(order).to_numpy()
         sort = np.argsort(exp_index, kind="stable")
@@ -193,11 +229,12 @@ class KernelTransformer:
 
         Parameters
         ----------
-        dataset : nimare_jax.dataset.Dataset
-            Studies with coordinates.
+        dataset : nimare_jax.dataset.Dataset or pandas.DataFrame
+            Studies with coordinates, or a foci table (``id``, ``x``, ``y``, ``z``; see
+            :meth:`~nimare_jax.dataset.Dataset.from_coordinates`).
         masker : mask image, path or nilearn masker, optional
             Mask to compute the maps in instead of the dataset's (voxel indices are
-            recomputed from the foci's mm coordinates).
+            recomputed from the foci's mm coordinates); required for a foci table.
         return_type : {"image", "array", "sparse", "summary_array"}
             ``"image"`` (default, as in NiMARE): a list of NIfTI images, one per experiment;
             ``"array"``: a (n_experiments, n_voxels) NumPy array over the mask;
@@ -214,7 +251,11 @@ class KernelTransformer:
                 "return_type must be 'image', 'array', 'sparse' or 'summary_array', got "
                 f"{return_type!r}"
             )
-        if masker is not None:
+        if isinstance(dataset, pd.DataFrame):  # a foci table, as NiMARE kernels accept
+            if masker is None:
+                raise ValueError("a masker is required to transform a coordinates table")
+            dataset = Dataset.from_coordinates(dataset, masker)
+        elif masker is not None:
             dataset = dataset.with_mask(masker)
         values = self._ma_values(dataset)
         if return_type == "array":

@@ -32,7 +32,12 @@ from nimare_jax.meta.cbma.base import (
     seed_to_key,
     summarize,
 )
-from nimare_jax.meta.cbma.kernel import FociArrays, KDAKernel, MKDAKernel
+from nimare_jax.meta.cbma.kernel import (
+    FociArrays,
+    KDAKernel,
+    MKDAKernel,
+    drop_experiments_without_foci,
+)
 from nimare_jax.ops import chi2
 from nimare_jax.ops import stats as ops_stats
 from nimare_jax.ops.permute import BoundSummary, run_permutations
@@ -669,6 +674,8 @@ class MKDAChi2:
         MetaResult
             Chi-square, p, z, logp and probability maps (see the class notes).
         """
+        dataset1 = drop_experiments_without_foci(dataset1)
+        dataset2 = drop_experiments_without_foci(dataset2)
         _check_group(dataset1, "dataset1")
         _check_group(dataset2, "dataset2")
         m1, m2 = load_mask(dataset1.masker), load_mask(dataset2.masker)

@@ -24,7 +24,7 @@ from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.ale import ALE
 from nimare_jax.meta.cbma.base import cluster_fwe_maps, make_kernel, seed_to_key
-from nimare_jax.meta.cbma.kernel import ALEKernel
+from nimare_jax.meta.cbma.kernel import ALEKernel, drop_experiments_without_foci
 from nimare_jax.ops import subtraction as ops_subtraction
 from nimare_jax.ops.permute import BoundSummary, run_permutations
 from nimare_jax.ops.stats import clip_null_p
@@ -267,6 +267,8 @@ class ALESubtraction:
             ``values_level-voxel_corr-fwe_method-montecarlo`` (and the cluster nulls if
             ``vfwe_only`` is False).
         """
+        dataset1 = drop_experiments_without_foci(dataset1)
+        dataset2 = drop_experiments_without_foci(dataset2)
         _check_group(dataset1, "dataset1")
         _check_group(dataset2, "dataset2")
         m1, m2 = load_mask(dataset1.masker), load_mask(dataset2.masker)
