@@ -65,8 +65,15 @@ LAYERS = [
     (
         "io",
         "Datasets from files (readers, writers, images, network weights) or from simulation, "
-        "and conversions of a Dataset's image files",
-        ["nimare_jax.io.*", "nimare_jax.generate", "nimare_jax.transforms"],
+        "and conversions of a Dataset's image files; the NIMADS Studyset (read from files, "
+        "its tables are a Dataset's) under its NiMARE import paths",
+        [
+            "nimare_jax.io.*",
+            "nimare_jax.generate",
+            "nimare_jax.transforms",
+            "nimare_jax.studyset",
+            "nimare_jax.nimads",
+        ],
     ),
     (
         "estimators",
