@@ -78,7 +78,7 @@ def decoder(dset):
 
 @pytest.fixture(scope="module")
 def target(dset):
-    return make_ref.target_image(dset.masker)
+    return make_ref.target_image(dset.masker.mask_img_)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_transform_matches_nimare_and_float64_pearson(dset, decoder, reference, 
     table = decoder.transform(target)
     assert table.index.name == "feature" and list(table.columns) == ["r"]
     assert decoder.results_.tables["correlation"] is table
-    x = np.asarray(target.dataobj, np.float64)[np.asanyarray(dset.masker.dataobj) > 0]
+    x = np.asarray(target.dataobj, np.float64)[np.asanyarray(dset.masker.mask_img_.dataobj) > 0]
     for feature, r in reference["mkdachi2"]["r"].items():
         np.testing.assert_allclose(table.loc[feature, "r"], r, atol=R_TOL, err_msg=feature)
         m = decoder.results_.maps[feature].astype(np.float64)
@@ -277,7 +277,7 @@ def test_image_on_another_grid_is_clear(dset, decoder, target):
 
 def test_unfitted_and_load_imgs_errors(dset):
     with pytest.raises(AttributeError, match="not fitted"):
-        CorrelationDecoder().transform(make_ref.target_image(dset.masker))
+        CorrelationDecoder().transform(make_ref.target_image(dset.masker.mask_img_))
     with pytest.raises(ValueError, match="mask"):
         CorrelationDecoder().load_imgs({})
     with pytest.raises(ValueError, match="dictionary or a folder"):
@@ -298,8 +298,8 @@ def test_distribution_decoder_matches_nimare_and_numpy(ibma_labelled):
     dset = ibma_labelled
     dec = CorrelationDistributionDecoder(feature_group="syn").fit(dset)
     z = load_images(dset, "z").astype(np.float64)
-    img = make_ref.cdd_target(dset.masker, z[0].astype(np.float32))
-    x = np.asarray(img.dataobj, np.float64)[np.asanyarray(dset.masker.dataobj) > 0]
+    img = make_ref.cdd_target(dset.masker.mask_img_, z[0].astype(np.float32))
+    x = np.asarray(img.dataobj, np.float64)[np.asanyarray(dset.masker.mask_img_.dataobj) > 0]
     table = dec.transform(img)
     assert list(table.columns) == ["mean", "std"] and table.index.name == "feature"
     with np.load(DATA / "cdd_reference.npz") as ref:

@@ -204,7 +204,7 @@ def batched_chi2_maps(kernel_transformer, dataset: Dataset, labels: np.ndarray, 
         Each feature's map, equal to ``MKDAChi2().fit(with, without).get_map(target)``.
     """
     n_exp, n_feat = labels.shape
-    n_vox = int((np.asanyarray(dataset.masker.dataobj) > 0).sum())
+    n_vox = int((np.asanyarray(load_mask(dataset.masker).dataobj) > 0).sum())
     block, n_blocks, voxel_chunk = _layout(n_exp, n_feat, n_vox)
     pairs, histograms = activation_pairs(kernel_transformer, dataset, voxel_chunk)
     coverage = histograms[:, 1]
@@ -244,7 +244,7 @@ def batched_density_maps(estimator, dataset: Dataset, labels: np.ndarray, target
     """
     kt = estimator.kernel_transformer
     n_exp, n_feat = labels.shape
-    n_vox = int((np.asanyarray(dataset.masker.dataobj) > 0).sum())
+    n_vox = int((np.asanyarray(load_mask(dataset.masker).dataobj) > 0).sum())
     block, n_blocks, voxel_chunk = _layout(n_exp, n_feat, n_vox)
     binary = kt.combine == "max"
     pairs, histograms = activation_pairs(kt, dataset, voxel_chunk, binary=False)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 
 import jax
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -592,13 +591,7 @@ class ROIAssociationDecoder(Decoder):
     def __init__(
         self, masker, kernel_transformer=MKDAKernel, feature_group=None, features=None, **kwargs
     ):
-        for attr in ("mask_img_", "mask_img"):  # a fitted or unfitted nilearn NiftiMasker
-            if not isinstance(masker, str | nib.spatialimages.SpatialImage) and hasattr(
-                masker, attr
-            ):
-                masker = getattr(masker, attr)
-                break
-        self.masker = load_mask(masker)
+        self.masker = load_mask(masker)  # an image, a path or a (fitted) NiftiMasker
         self.kernel_transformer = make_kernel(kernel_transformer, MKDAKernel, kwargs)
         self.feature_group = feature_group
         self.features = features
@@ -613,7 +606,9 @@ class ROIAssociationDecoder(Decoder):
 
     def _fit(self, dataset) -> None:
         roi_dset = dataset.slice(self.inputs_["id"]).with_mask(self.masker)
-        values = np.asarray(self.kernel_transformer.transform(roi_dset), np.float64)
+        values = np.asarray(
+            self.kernel_transformer.transform(roi_dset, return_type="array"), np.float64
+        )
         self.roi_values_ = values.mean(axis=1)
 
     def transform(self) -> pd.DataFrame:
