@@ -50,7 +50,7 @@ API = [
     (
         "decode.continuous",
         ["CorrelationDecoder", "CorrelationDistributionDecoder", "gclda_decode_map"],
-        13,
+        None,
     ),
     (
         "decode.discrete",

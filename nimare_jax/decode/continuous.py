@@ -29,6 +29,7 @@ import pandas as pd
 from nimare_jax import stats
 from nimare_jax.dataset import Dataset
 from nimare_jax.decode.base import Decoder, label_matrix
+from nimare_jax.decode.gclda import gclda_decode_map
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
 from nimare_jax.meta.cbma.mkda import KDA, MKDAChi2, MKDADensity, bernoulli_sum_null, sum_null
@@ -53,6 +54,15 @@ PAIR_QUANTUM = 2**14
 DENSITY_TARGETS = ("stat", "p", "z", "logp")
 #: Feature maps correlated per step of ``transform`` (float64 blocks).
 CORRELATION_BLOCK = 64
+
+__all__ = [
+    "CorrelationDecoder",
+    "CorrelationDistributionDecoder",
+    "activation_pairs",
+    "batched_chi2_maps",
+    "batched_density_maps",
+    "gclda_decode_map",
+]
 
 
 def _pow2_at_most(x: float) -> int:
