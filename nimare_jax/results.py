@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax import references
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.spatial import get_masker, load_mask
 
 
@@ -201,15 +202,14 @@ class MetaResult:
         return new
 
     # -------------------------------------------------------------------- files
+    @fill_doc
     def save_maps(self, output_dir=".", prefix: str = "", names=None) -> list[Path]:
         """Write maps as ``{prefix}_{name}.nii.gz`` (``{name}.nii.gz`` without a prefix).
 
         Parameters
         ----------
-        output_dir : str or pathlib.Path
-            Folder, created if needed.
-        prefix : str
-            File-name prefix.
+        %(output_dir)s
+        %(prefix)s
         names : list of str or None
             Maps to write (all if None).
 
@@ -227,15 +227,14 @@ class MetaResult:
             ),
         )
 
+    @fill_doc
     def save_tables(self, output_dir=".", prefix: str = "") -> list[Path]:
         """Write tables as tab-separated ``{prefix}_{name}.tsv`` files.
 
         Parameters
         ----------
-        output_dir : str or pathlib.Path
-            Folder, created if needed.
-        prefix : str
-            File-name prefix.
+        %(output_dir)s
+        %(prefix)s
 
         Returns
         -------
@@ -275,6 +274,7 @@ class MetaResult:
         """
         return references.bibtex(references.cited_keys(self.description, self.citations))
 
+    @fill_doc
     def save_boilerplate(self, output_dir=".", prefix: str = "") -> list[Path]:
         """Write ``{prefix}_boilerplate.txt`` and ``{prefix}_references.bib``.
 
@@ -282,10 +282,8 @@ class MetaResult:
 
         Parameters
         ----------
-        output_dir : str or pathlib.Path
-            Folder, created if needed.
-        prefix : str
-            File-name prefix.
+        %(output_dir)s
+        %(prefix)s
 
         Returns
         -------

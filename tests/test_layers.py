@@ -55,6 +55,7 @@ LAYERS = [
             "nimare_jax.stats",
             "nimare_jax.references",
             "nimare_jax.parsing",
+            "nimare_jax.docstrings",
         ],
     ),
     (

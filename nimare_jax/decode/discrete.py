@@ -405,7 +405,26 @@ def _neurosynth(labels: _Labels, ids, ids2, prior, correction, min_studies) -> p
     return _table(kept, NEUROSYNTH_COLUMNS, *stats)
 
 
-class BrainMapDecoder(Decoder):
+class _CountDecoder(Decoder):
+    """Base of the count-based decoders (BrainMap, Neurosynth).
+
+    ``fit`` binarizes the features and counts foci per experiment once, for every later
+    selection.
+    """
+
+    _required_inputs = ("coordinates", "annotations")
+
+    def _fit(self, dataset) -> None:
+        """Binarize the features and count foci per experiment, once for every selection."""
+        self.labels_ = _Labels(
+            self.inputs_["coordinates"],
+            self.inputs_["annotations"],
+            self.features_,
+            self.frequency_threshold,
+        )
+
+
+class BrainMapDecoder(_CountDecoder):
     """Decode a selection of experiments with the BrainMap method (Amft et al. 2015).
 
     Parameters
@@ -436,8 +455,6 @@ class BrainMapDecoder(Decoder):
     brainmap_decode : the computation, on tables.
     """
 
-    _required_inputs = ("coordinates", "annotations")
-
     def __init__(
         self, feature_group=None, features=None, frequency_threshold=0.001, u=0.05, correction="bh"
     ):
@@ -447,15 +464,6 @@ class BrainMapDecoder(Decoder):
         self.frequency_threshold = frequency_threshold
         self.u = u
         self.correction = correction
-
-    def _fit(self, dataset) -> None:
-        """Binarize the features and count foci per experiment, once for every selection."""
-        self.labels_ = _Labels(
-            self.inputs_["coordinates"],
-            self.inputs_["annotations"],
-            self.features_,
-            self.frequency_threshold,
-        )
 
     def transform(self, ids, ids2=None) -> pd.DataFrame:
         """Decode a selection of the fitted experiments.
@@ -476,7 +484,7 @@ class BrainMapDecoder(Decoder):
         return _brainmap(self.labels_, ids, ids2, self.correction)
 
 
-class NeurosynthDecoder(Decoder):
+class NeurosynthDecoder(_CountDecoder):
     """Decode a selection of experiments with Neurosynth's tests (Yarkoni et al. 2011).
 
     Parameters
@@ -510,8 +518,6 @@ class NeurosynthDecoder(Decoder):
     neurosynth_decode : the computation, on tables.
     """
 
-    _required_inputs = ("coordinates", "annotations")
-
     def __init__(
         self,
         feature_group=None,
@@ -530,15 +536,6 @@ class NeurosynthDecoder(Decoder):
         self.u = u
         self.correction = correction
         self.min_studies = min_studies
-
-    def _fit(self, dataset) -> None:
-        """Binarize the features and count foci per experiment, once for every selection."""
-        self.labels_ = _Labels(
-            self.inputs_["coordinates"],
-            self.inputs_["annotations"],
-            self.features_,
-            self.frequency_threshold,
-        )
 
     def transform(self, ids, ids2=None) -> pd.DataFrame:
         """Decode a selection of the fitted experiments.

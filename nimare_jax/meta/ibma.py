@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import get_image_paths, image_types, load_images
 from nimare_jax.meta.fwe import fwe_map, fwe_null, fwe_options
@@ -425,6 +426,7 @@ class _CombinationTest(IBMAEstimator):
         return apply_chunked(fn, {"z": inputs["z_maps"]}, inputs["valid"], per_study)
 
 
+@fill_doc
 class Fishers(_CombinationTest):
     """Fisher's combined probability test on z-statistic images (Fisher 1946).
 
@@ -435,8 +437,7 @@ class Fishers(_CombinationTest):
     use_sample_size : bool
         Weight each study's ``-2 log p`` by its sample size, referring the weighted sum to
         Brown's scaled chi-square (default False).
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(ibma_kwargs)s
 
     Notes
     -----
@@ -456,6 +457,7 @@ class Fishers(_CombinationTest):
         )
 
 
+@fill_doc
 class Stouffers(_CombinationTest):
     """Stouffer's z test on z-statistic images (Stouffer et al. 1949).
 
@@ -465,8 +467,7 @@ class Stouffers(_CombinationTest):
         Weight studies by the square root of their sample sizes (Zaykin 2011).
     two_sided : bool
         Concordant two-sided test (default) or one-sided test of positive effects.
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(ibma_kwargs)s
 
     Notes
     -----
@@ -550,6 +551,7 @@ class _RegressionEstimator(IBMAEstimator):
         return " Tests used a normal reference (Wald)."
 
 
+@fill_doc
 class WeightedLeastSquares(_RegressionEstimator):
     """Weighted least-squares meta-analysis with a known tau^2 (Brockwell & Gordon 2001).
 
@@ -559,8 +561,7 @@ class WeightedLeastSquares(_RegressionEstimator):
         Assumed between-study variance (default 0: fixed effects).
     small_sample_correction : {None, "wald", "knapp-hartung"}
         None means Wald, PyMARE's default here.
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(ibma_kwargs)s
 
     Notes
     -----
@@ -591,6 +592,7 @@ class WeightedLeastSquares(_RegressionEstimator):
         )
 
 
+@fill_doc
 class FixedEffectsHedges(WeightedLeastSquares):
     """Fixed-effects meta-analysis of Hedges' g computed from t images (Bossier et al. 2019).
 
@@ -606,8 +608,7 @@ class FixedEffectsHedges(WeightedLeastSquares):
         Assumed between-study variance (default 0: fixed effects).
     small_sample_correction : {None, "wald", "knapp-hartung"}
         None means Wald, as in :class:`WeightedLeastSquares`.
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(ibma_kwargs)s
 
     Notes
     -----
@@ -646,6 +647,7 @@ class FixedEffectsHedges(WeightedLeastSquares):
         )
 
 
+@fill_doc
 class DerSimonianLaird(_RegressionEstimator):
     """DerSimonian-Laird random-effects meta-analysis (DerSimonian & Laird 1986).
 
@@ -653,15 +655,12 @@ class DerSimonianLaird(_RegressionEstimator):
 
     Parameters
     ----------
-    small_sample_correction : {None, "knapp-hartung", "wald"}
-        None means Knapp-Hartung, PyMARE's default.
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(small_sample_correction)s
+    %(ibma_kwargs)s
 
     Notes
     -----
-    Needs ``beta`` and ``varcope`` images. Output maps: ``z``, ``p``, ``logp``, ``est``,
-    ``se``, ``tau2``, ``dof``.
+    %(regression_maps)s
     """
 
     _model = "dersimonian_laird"
@@ -675,20 +674,18 @@ class DerSimonianLaird(_RegressionEstimator):
         )
 
 
+@fill_doc
 class Hedges(_RegressionEstimator):
     """Hedges' random-effects meta-analysis (Hedges & Olkin 1985).
 
     Parameters
     ----------
-    small_sample_correction : {None, "knapp-hartung", "wald"}
-        None means Knapp-Hartung, PyMARE's default.
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(small_sample_correction)s
+    %(ibma_kwargs)s
 
     Notes
     -----
-    Needs ``beta`` and ``varcope`` images. Output maps: ``z``, ``p``, ``logp``, ``est``,
-    ``se``, ``tau2``, ``dof``.
+    %(regression_maps)s
     """
 
     _model = "hedges"
@@ -721,6 +718,7 @@ class _LikelihoodEstimator(_RegressionEstimator):
         return "restricted maximum" if self.method == "reml" else "maximum"
 
 
+@fill_doc
 class VarianceBasedLikelihood(_LikelihoodEstimator):
     """Likelihood-based random-effects meta-analysis with known variances.
 
@@ -732,15 +730,12 @@ class VarianceBasedLikelihood(_LikelihoodEstimator):
     ----------
     method : {"ml", "reml"}
         Estimation method (default ``"ml"``).
-    small_sample_correction : {None, "knapp-hartung", "wald"}
-        None means Knapp-Hartung, PyMARE's default.
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(small_sample_correction)s
+    %(ibma_kwargs)s
 
     Notes
     -----
-    Needs ``beta`` and ``varcope`` images. Output maps: ``z``, ``p``, ``logp``, ``est``,
-    ``se``, ``tau2``, ``dof``.
+    %(regression_maps)s
     """
 
     _model = "variance_based_likelihood"
@@ -752,6 +747,7 @@ class VarianceBasedLikelihood(_LikelihoodEstimator):
         )
 
 
+@fill_doc
 class SampleSizeBasedLikelihood(_LikelihoodEstimator):
     """Likelihood-based meta-analysis with known sample sizes and unknown variances.
 
@@ -762,10 +758,8 @@ class SampleSizeBasedLikelihood(_LikelihoodEstimator):
     ----------
     method : {"ml", "reml"}
         Estimation method (default ``"ml"``).
-    small_sample_correction : {None, "knapp-hartung", "wald"}
-        None means Knapp-Hartung, PyMARE's default.
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(small_sample_correction)s
+    %(ibma_kwargs)s
 
     Notes
     -----
@@ -794,6 +788,7 @@ class SampleSizeBasedLikelihood(_LikelihoodEstimator):
         )
 
 
+@fill_doc
 class PermutedOLS(IBMAEstimator):
     """One-sample t test of beta images with a sign-flipping max-statistic FWE null.
 
@@ -811,8 +806,7 @@ class PermutedOLS(IBMAEstimator):
         :meth:`correct_fwe_montecarlo` (devices of the permutation engine).
     random_state : int or None
         Seed of the sign flips (default 42, as NiMARE).
-    aggressive_mask, mask, **kwargs
-        See :class:`IBMAEstimator`.
+    %(ibma_kwargs)s
 
     Notes
     -----
