@@ -30,13 +30,21 @@ def _with_maps(result: MetaResult, maps, nulls=None, description="", citations=(
     return new
 
 
-def _p_maps(p, corr: str, method: str) -> dict:
+def _p_maps(p, corr: str, method: str, z=None) -> dict:
+    """Corrected p, logp and (if the result has a ``z`` map) z maps, as NiMARE names them.
+
+    As NiMARE 0.22.1, the corrected z is the two-tailed z of the corrected p with the sign
+    of the uncorrected ``z``; without a ``z`` map there is no corrected z.
+    """
     p = np.asarray(p, np.float64)
-    return {
+    maps = {
         map_name("p", corr=corr, method=method): p,
-        map_name("z", corr=corr, method=method): stats.p_to_z(p, tail="one"),
         map_name("logp", corr=corr, method=method): -np.log10(p),
     }
+    if z is not None:
+        signs = np.sign(np.asarray(z, np.float64))
+        maps[map_name("z", corr=corr, method=method)] = stats.p_to_z(p, tail="two") * signs
+    return maps
 
 
 class FWECorrector:
@@ -124,7 +132,9 @@ class FWECorrector:
             p = np.asarray(result.maps["p"], np.float64)
             p_corr = np.minimum(p * p.shape[0], 1.0)
             text = f"P-values were Bonferroni-corrected for {p.shape[0]} voxels."
-            return _with_maps(result, _p_maps(p_corr, "FWE", "bonferroni"), None, text)
+            return _with_maps(
+                result, _p_maps(p_corr, "FWE", "bonferroni", result.maps.get("z")), None, text
+            )
         estimator = result.estimator
         if not hasattr(estimator, "correct_fwe_montecarlo"):
             raise ValueError(
@@ -204,4 +214,6 @@ class FDRCorrector:
             f"P-values were corrected for the false discovery rate with the {name} procedure "
             f"[{key}] (alpha = {self.alpha})."
         )
-        return _with_maps(result, _p_maps(q, "FDR", self.method), None, text, (key,))
+        return _with_maps(
+            result, _p_maps(q, "FDR", self.method, result.maps.get("z")), None, text, (key,)
+        )

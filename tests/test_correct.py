@@ -122,6 +122,26 @@ def test_fdr_matches_scipy(ale_fit, method):
     np.testing.assert_allclose(out.get_map(f"p_corr-FDR_method-{method}", "array"), ref, rtol=1e-9)
 
 
+@pytest.mark.parametrize(
+    ("corrector", "suffix"),
+    [
+        (FWECorrector(method="bonferroni"), "corr-FWE_method-bonferroni"),
+        (FDRCorrector(method="indep"), "corr-FDR_method-indep"),
+    ],
+)
+def test_corrected_z_is_two_tailed_with_the_sign_of_z(ale_fit, corrector, suffix):
+    # NiMARE 0.22.1 (Corrector._generate_secondary_maps): the corrected z is the two-tailed
+    # z of the corrected p, signed like the uncorrected z; no z map without a z map.
+    out = corrector.transform(ale_fit)
+    p = out.get_map(f"p_{suffix}", "array").astype(np.float64)
+    sign = np.sign(ale_fit.get_map("z", "array").astype(np.float64))
+    expected = sps.norm.isf(p / 2) * sign
+    np.testing.assert_allclose(out.get_map(f"z_{suffix}", "array"), expected, rtol=1e-9, atol=1e-9)
+    without_z = ale_fit.copy()
+    del without_z.maps["z"]
+    assert f"z_{suffix}" not in corrector.transform(without_z).maps
+
+
 def test_montecarlo_null_method_agrees_with_approximate(laird):
     # The analytic null treats voxels as independent draws from the observed MA histograms;
     # relocated foci overlap less and reach the mask edge more often, so the two thresholds
