@@ -153,7 +153,7 @@ def test_ibma_report(ibma_result, ibma_dset, tmp_path):
     assert _summary_value(summary, "foci") == 0
     assert "Estimator: Stouffers" in text and "Corrector: FDRCorrector" in text
     diag = _section(text, "Diagnostics")
-    assert f"{FDR}_diag-Jackknife_tab-counts_tail-positive" in diag
+    assert f"{FDR}_diag-Jackknife_tab-counts" in diag  # one table: both tails have clusters
     assert "<img " in diag  # the contribution heat map
     table = ibma_result.tables[f"{FDR}_tab-clust"]
     meta = _section(text, "Meta-analysis")
