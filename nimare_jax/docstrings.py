@@ -41,6 +41,19 @@ docdict: dict[str, str] = {
     Folder, created if needed.""",
     "prefix": """prefix : str
     File-name prefix.""",
+    "count_decoder_attributes": """features_ : list of str
+    After ``fit``: the features decoded.
+labels_ : object
+    After ``fit``: the binarized features and foci per experiment, shared by every
+    ``transform`` (NiMARE recomputes them on each call).""",
+    "gclda_priors": """topic_priors : array-like, shape (n_topics,), optional
+    Topic weights to apply. Default None (none).
+prior_weight : float, optional
+    Weight of ``topic_priors`` against a uniform distribution. Default 1.0.""",
+    "gclda_decoded": """decoded_df : pandas.DataFrame
+    Column ``Weight``, index ``Term`` (the model's vocabulary).
+topic_weights : numpy.ndarray, shape (n_topics,)
+    The topic weights.""",
 }
 
 _PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)%\((?P<name>\w+)\)s[ \t]*$", re.MULTILINE)

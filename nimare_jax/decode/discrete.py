@@ -23,6 +23,7 @@ import pandas as pd
 
 from nimare_jax.decode.base import ID_COLUMNS, Decoder, label_matrix
 from nimare_jax.decode.gclda import gclda_decode_roi
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.base import make_kernel
 from nimare_jax.meta.cbma.kernel import MKDAKernel
@@ -424,6 +425,7 @@ class _CountDecoder(Decoder):
         )
 
 
+@fill_doc
 class BrainMapDecoder(_CountDecoder):
     """Decode a selection of experiments with the BrainMap method (Amft et al. 2015).
 
@@ -444,11 +446,7 @@ class BrainMapDecoder(_CountDecoder):
 
     Attributes
     ----------
-    features_ : list of str
-        After ``fit``: the features decoded.
-    labels_ : object
-        After ``fit``: the binarized features and foci per experiment, shared by every
-        ``transform`` (NiMARE recomputes them on each call).
+    %(count_decoder_attributes)s
 
     See Also
     --------
@@ -484,6 +482,7 @@ class BrainMapDecoder(_CountDecoder):
         return _brainmap(self.labels_, ids, ids2, self.correction)
 
 
+@fill_doc
 class NeurosynthDecoder(_CountDecoder):
     """Decode a selection of experiments with Neurosynth's tests (Yarkoni et al. 2011).
 
@@ -507,11 +506,7 @@ class NeurosynthDecoder(_CountDecoder):
 
     Attributes
     ----------
-    features_ : list of str
-        After ``fit``: the features decoded.
-    labels_ : object
-        After ``fit``: the binarized features and foci per experiment, shared by every
-        ``transform`` (NiMARE recomputes them on each call).
+    %(count_decoder_attributes)s
 
     See Also
     --------

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax.decode.utils import apply_topic_priors
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import ImageError
 from nimare_jax.spatial import check_same_space, load_image
 
@@ -53,6 +54,7 @@ def _in_model_grid(model, img, what):
     return np.asarray(img.dataobj)[mask]
 
 
+@fill_doc
 def gclda_decode_roi(model, roi, topic_priors=None, prior_weight=1.0):
     """Decode a binary region of interest into word weights with a GC-LDA model.
 
@@ -66,17 +68,11 @@ def gclda_decode_roi(model, roi, topic_priors=None, prior_weight=1.0):
         A fitted model.
     roi : str, path or nibabel.Nifti1Image
         Binary image (non-zero voxels are the region) on the grid of ``model.mask``.
-    topic_priors : array-like, shape (n_topics,), optional
-        Topic weights to apply. Default None (none).
-    prior_weight : float, optional
-        Weight of ``topic_priors`` against a uniform distribution. Default 1.0.
+    %(gclda_priors)s
 
     Returns
     -------
-    decoded_df : pandas.DataFrame
-        Column ``Weight``, index ``Term`` (the model's vocabulary).
-    topic_weights : numpy.ndarray, shape (n_topics,)
-        The topic weights.
+    %(gclda_decoded)s
 
     Raises
     ------
@@ -94,6 +90,7 @@ def gclda_decode_roi(model, roi, topic_priors=None, prior_weight=1.0):
     return _word_table(model, topic_weights), topic_weights
 
 
+@fill_doc
 def gclda_decode_map(model, image, topic_priors=None, prior_weight=1):
     """Decode a continuous brain map into word weights with a GC-LDA model.
 
@@ -108,17 +105,11 @@ def gclda_decode_map(model, image, topic_priors=None, prior_weight=1):
         A fitted model.
     image : str, path or nibabel.Nifti1Image
         Map on the grid of ``model.mask``.
-    topic_priors : array-like, shape (n_topics,), optional
-        Topic weights to apply. Default None (none).
-    prior_weight : float, optional
-        Weight of ``topic_priors`` against a uniform distribution. Default 1.
+    %(gclda_priors)s
 
     Returns
     -------
-    decoded_df : pandas.DataFrame
-        Column ``Weight``, index ``Term`` (the model's vocabulary).
-    topic_weights : numpy.ndarray, shape (n_topics,)
-        The topic weights.
+    %(gclda_decoded)s
 
     Raises
     ------
