@@ -16,7 +16,6 @@ import inspect
 import numpy as np
 
 from nimare_jax import stats
-from nimare_jax.meta.fwe import map_name
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 
@@ -30,20 +29,44 @@ def _with_maps(result: MetaResult, maps, nulls=None, description="", citations=(
     return new
 
 
-def _p_maps(p, corr: str, method: str, z=None) -> dict:
+def _p_maps(p, corr: str, method: str, z=None, desc: str = "") -> dict:
     """Corrected p, logp and (if the result has a ``z`` map) z maps, as NiMARE names them.
 
     As NiMARE 0.22.1, the corrected z is the two-tailed z of the corrected p with the sign
-    of the uncorrected ``z``; without a ``z`` map there is no corrected z.
+    of the uncorrected ``z``; without a ``z`` map there is no corrected z. ``desc`` is what
+    follows the kind in the uncorrected map's name (``"_desc-uniformity"`` for
+    ``p_desc-uniformity``; empty for ``p``).
     """
     p = np.asarray(p, np.float64)
-    maps = {
-        map_name("p", corr=corr, method=method): p,
-        map_name("logp", corr=corr, method=method): -np.log10(p),
-    }
+    suffix = f"{desc}_corr-{corr}_method-{method}"
+    maps = {f"p{suffix}": p, f"logp{suffix}": -np.log10(p)}
     if z is not None:
         signs = np.sign(np.asarray(z, np.float64))
-        maps[map_name("z", corr=corr, method=method)] = stats.p_to_z(p, tail="two") * signs
+        maps[f"z{suffix}"] = stats.p_to_z(p, tail="two") * signs
+    return maps
+
+
+def _correct_p_maps(result: MetaResult, correct, corr: str, method: str) -> dict:
+    """Apply ``correct(p) -> p_corr`` to each uncorrected p map of ``result``, as NiMARE.
+
+    The maps corrected are the ``p_<entities>`` maps without a ``corr-`` entity (e.g.
+    MKDAChi2's ``p_desc-uniformity``) if there are any, else ``p``. NaN p-values stay NaN
+    and are not counted as tests.
+    """
+    names = [n for n in result.maps if n.startswith("p_") and "_corr-" not in n] or ["p"]
+    if names == ["p"] and "p" not in result.maps:
+        raise ValueError(
+            f"{corr} correction needs a 'p' map (or 'p_<desc>' maps) in the result; it has "
+            f"{sorted(result.maps)}"
+        )
+    maps = {}
+    for name in names:
+        p = np.asarray(result.maps[name], np.float64)
+        finite = ~np.isnan(p)
+        p_corr = np.full_like(p, np.nan)
+        p_corr[finite] = correct(p[finite])
+        desc = name[1:]
+        maps.update(_p_maps(p_corr, corr, method, result.maps.get(f"z{desc}"), desc))
     return maps
 
 
@@ -56,8 +79,9 @@ class FWECorrector:
         Bonferroni on the uncorrected p-map (NiMARE's default), or the estimator's Monte
         Carlo max-statistic null (voxel level, and cluster size/mass for CBMA).
     voxel_thresh : float or None
-        Uncorrected p-value of the cluster-forming threshold (Monte Carlo only); None leaves
-        the estimator's default.
+        Uncorrected p-value of the cluster-forming threshold (Monte Carlo only); None (the
+        default, as NiMARE) leaves the estimator's default, 0.001 for every nimare_jax
+        estimator. Bonferroni takes no options: giving it one raises a ``TypeError``.
     n_iters : int or None
         Monte Carlo iterations; None uses the estimator's default, as NiMARE (its
         ``n_iters``, 5000 by default; 1000 for MKDAChi2). Fewer than 1 / 0.05 = 20 cannot
@@ -85,7 +109,7 @@ class FWECorrector:
     def __init__(
         self,
         method: str = "bonferroni",
-        voxel_thresh: float = 0.001,
+        voxel_thresh: float | None = None,
         n_iters: int | None = None,
         n_cores: int = 1,
         **kwargs,
@@ -102,13 +126,29 @@ class FWECorrector:
         self.n_cores = n_cores
         self.kwargs = kwargs
 
+    @classmethod
+    def inspect(cls, result: MetaResult) -> list:
+        """List the ``method`` values available for a result (NiMARE's ``inspect``).
+
+        Parameters
+        ----------
+        result : MetaResult
+            Output of an estimator's ``fit``.
+
+        Returns
+        -------
+        list of str
+            ``"bonferroni"`` and the estimator's own ``correct_fwe_<method>`` methods
+            (``"montecarlo"`` for the estimators that build a null), sorted.
+        """
+        return _available_methods("fwe", ("bonferroni",), result)
+
     @property
     def parameters(self) -> dict:
         """Options passed on to the estimator's correction, None-valued ones dropped."""
-        named = {}
+        named = {"voxel_thresh": self.voxel_thresh}
         if self.method == "montecarlo":
-            named = {"voxel_thresh": self.voxel_thresh, "n_iters": self.n_iters}
-            named["n_cores"] = self.n_cores
+            named.update(n_iters=self.n_iters, n_cores=self.n_cores)
         return {k: v for k, v in {**named, **self.kwargs}.items() if v is not None}
 
     def transform(self, result: MetaResult) -> MetaResult:
@@ -127,32 +167,88 @@ class FWECorrector:
             ``z_desc-size_level-cluster_corr-FWE_method-montecarlo``, ... .
         """
         if self.method == "bonferroni":
-            if "p" not in result.maps:
-                raise ValueError("Bonferroni correction needs a 'p' map in the result")
-            p = np.asarray(result.maps["p"], np.float64)
-            p_corr = np.minimum(p * p.shape[0], 1.0)
-            text = f"P-values were Bonferroni-corrected for {p.shape[0]} voxels."
-            return _with_maps(
-                result, _p_maps(p_corr, "FWE", "bonferroni", result.maps.get("z")), None, text
+            if self.parameters:
+                raise TypeError(
+                    f"FWECorrector(method='bonferroni') got "
+                    f"{', '.join(repr(k) for k in sorted(self.parameters))}, which "
+                    "FWECorrector.correct_fwe_bonferroni does not take. Accepted keyword "
+                    "arguments: (none)."
+                )
+            maps = _correct_p_maps(
+                result, lambda p: np.minimum(p * p.shape[0], 1.0), "FWE", "bonferroni"
             )
+            text = "P-values were Bonferroni-corrected for the number of voxels tested."
+            return _with_maps(result, maps, None, text)
         estimator = result.estimator
         if not hasattr(estimator, "correct_fwe_montecarlo"):
             raise ValueError(
                 f"{type(estimator).__name__} does not support Monte Carlo FWE correction"
             )
-        options = {"n_iters": self.n_iters, "n_cores": self.n_cores, **self.kwargs}
-        if self.voxel_thresh is not None:  # None: the estimator's default
-            options["voxel_thresh"] = self.voxel_thresh
-        accepted = inspect.signature(estimator.correct_fwe_montecarlo).parameters
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise TypeError(
-                f"FWECorrector arguments {unknown} are not options of "
-                f"{type(estimator).__name__}.correct_fwe_montecarlo "
-                f"(it takes {[k for k in accepted if k != 'result']})"
-            )
-        maps, nulls, text, cites = estimator.correct_fwe_montecarlo(result, **options)
+        return _run_estimator_method(
+            self, result, estimator.correct_fwe_montecarlo, self.parameters, "FWE"
+        )
+
+
+def _available_methods(kind: str, native: tuple, result: MetaResult) -> list:
+    """Sorted correction methods for ``result``: ``native`` plus the estimator's own."""
+    prefix = f"correct_{kind}_"
+    own = [n[len(prefix) :] for n in dir(result.estimator) if n.startswith(prefix)]
+    return sorted(set(native) | set(own))
+
+
+def _check_options(corrector, method, options: dict) -> None:
+    """Raise a TypeError naming ``method`` and what it accepts if it cannot take ``options``.
+
+    A method with ``**kwargs`` accepts anything; the result is its first, positional,
+    argument.
+    """
+    params = list(inspect.signature(method).parameters.values())
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params[1:]]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        owner = getattr(method, "__self__", None)
+        name = (
+            f"{type(owner).__name__}.{method.__name__}"
+            if owner is not None
+            else getattr(method, "__qualname__", repr(method))
+        )
+        raise TypeError(
+            f"{type(corrector).__name__}(method={corrector.method!r}) got "
+            f"{', '.join(repr(k) for k in unknown)}, which {name} does not take. "
+            f"Accepted keyword arguments: {', '.join(accepted) if accepted else '(none)'}."
+        )
+
+
+def _run_estimator_method(corrector, result, method, options: dict, corr: str) -> MetaResult:
+    """Run an estimator's own correction method and add what it returns to a copy of ``result``.
+
+    nimare_jax's estimators return ``(maps, null_distributions, description, citations)``
+    with the maps fully named. An estimator written for NiMARE returns ``(maps, tables,
+    description)``; its map and table names then get NiMARE's suffix
+    ``_corr-<FWE|FDR>_method-<method>`` and floating maps become float32, as NiMARE's
+    corrector does.
+    """
+    _check_options(corrector, method, options)
+    out = method(result, **options)
+    if len(out) == 4:
+        maps, nulls, text, cites = out
+        held = getattr(result.estimator, "null_distributions_", None)
+        if isinstance(held, dict):  # as NiMARE, the estimator keeps the nulls it drew
+            held.update(nulls or {})
         return _with_maps(result, maps, nulls, text, cites)
+    maps, tables, text = out
+    suffix = f"_corr-{corr}_method-{corrector.method}"
+    maps = {
+        name + suffix: np.asarray(v, np.float32)
+        if np.issubdtype(np.asarray(v).dtype, np.floating)
+        else np.asarray(v)
+        for name, v in maps.items()
+    }
+    new = _with_maps(result, maps, None, text)
+    new.tables.update({name + suffix: t for name, t in (tables or {}).items()})
+    return new
 
 
 class FDRCorrector:
@@ -187,6 +283,23 @@ class FDRCorrector:
         self.method = method
         self.alpha = alpha
 
+    @classmethod
+    def inspect(cls, result: MetaResult) -> list:
+        """List the ``method`` values available for a result (NiMARE's ``inspect``).
+
+        Parameters
+        ----------
+        result : MetaResult
+            Output of an estimator's ``fit``.
+
+        Returns
+        -------
+        list of str
+            ``"indep"``, ``"negcorr"`` and any ``correct_fdr_<method>`` of the estimator,
+            sorted.
+        """
+        return _available_methods("fdr", ("indep", "negcorr"), result)
+
     def transform(self, result: MetaResult) -> MetaResult:
         """Return a copy of ``result`` with ``{p,z,logp}_corr-FDR_method-{method}`` added.
 
@@ -202,18 +315,17 @@ class FDRCorrector:
         """
         own = getattr(result.estimator, f"correct_fdr_{self.method}", None)
         if own is not None:  # estimators with several p-maps (MKDAChi2) correct their own
-            maps, nulls, text, cites = own(result, alpha=self.alpha)
-            return _with_maps(result, maps, nulls, text, cites)
-        if "p" not in result.maps:
-            raise ValueError("FDR correction needs a 'p' map in the result")
-        p = np.asarray(result.maps["p"], np.float64)
-        q = stats.fdr(p, q=self.alpha, method="bh" if self.method == "indep" else "by")
+            return _run_estimator_method(self, result, own, {"alpha": self.alpha}, "FDR")
+        maps = _correct_p_maps(
+            result,
+            lambda p: stats.fdr(p, q=self.alpha, method="bh" if self.method == "indep" else "by"),
+            "FDR",
+            self.method,
+        )
         name = "Benjamini-Hochberg" if self.method == "indep" else "Benjamini-Yekutieli"
         key = "Benjamini1995" if self.method == "indep" else "Benjamini2001"
         text = (
             f"P-values were corrected for the false discovery rate with the {name} procedure "
             f"[{key}] (alpha = {self.alpha})."
         )
-        return _with_maps(
-            result, _p_maps(q, "FDR", self.method, result.maps.get("z")), None, text, (key,)
-        )
+        return _with_maps(result, maps, None, text, (key,))

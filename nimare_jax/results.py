@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
+import pickle
 from pathlib import Path
 
 import jax
@@ -55,6 +57,62 @@ class _Static:
             np.asanyarray(self.mask.dataobj), np.asanyarray(other.mask.dataobj)
         )
         return same_mask and all(self.tables[k].equals(other.tables[k]) for k in self.tables)
+
+
+class DroppedInput:
+    """Stand-in for an input array left out by ``MetaResult.save(..., with_inputs=False)``.
+
+    Reading it in any way (an attribute such as ``.shape``, indexing, iterating, converting
+    to an array) raises a :class:`RuntimeError` naming the ``estimator.inputs_`` key, so an
+    operation that needs the input images (Monte Carlo FWE of an image-based estimator, a
+    report) says why it cannot run instead of failing obscurely.
+
+    Parameters
+    ----------
+    key : str
+        The ``estimator.inputs_`` key whose array was left out.
+    """
+
+    def __init__(self, key: str):
+        self._key = key
+
+    def _raise(self, *args, **kwargs):
+        raise RuntimeError(
+            f"estimator.inputs_[{self._key!r}] was left out when this MetaResult was saved "
+            "with with_inputs=False; refit the estimator, or save the result with "
+            "with_inputs=True, to run what reads the input images"
+        )
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # let pickle and copy probe for their hooks
+            raise AttributeError(name)
+        self._raise()
+
+    __array__ = _raise
+    __getitem__ = _raise
+    __iter__ = _raise
+    __len__ = _raise
+
+    def __repr__(self) -> str:
+        return f"DroppedInput({self._key!r})"
+
+
+def _without_input_images(estimator):
+    """Return a shallow copy of ``estimator`` whose input image arrays are placeholders.
+
+    The keys replaced are the image inputs an image-based estimator declares
+    (``_image_inputs``) and ``data_bags``; ids, mask and sample sizes are kept. An estimator
+    without such inputs (a coordinate-based one) is returned unchanged.
+    """
+    inputs = getattr(estimator, "inputs_", None)
+    if not isinstance(inputs, dict):
+        return estimator
+    dropped = (set(getattr(estimator, "_image_inputs", ())) | {"data_bags"}) & set(inputs)
+    if not dropped:
+        return estimator
+    stripped = copy.copy(estimator)
+    stripped.inputs_ = {k: DroppedInput(k) if k in dropped else v for k, v in inputs.items()}
+    return stripped
 
 
 @jax.tree_util.register_pytree_node_class
@@ -202,6 +260,58 @@ class MetaResult:
         return new
 
     # -------------------------------------------------------------------- files
+    def save(self, filename, compress: bool = True, with_inputs: bool = True) -> None:
+        """Pickle the result (with its estimator and corrector) to a file, as NiMARE's.
+
+        Parameters
+        ----------
+        filename : str or pathlib.Path
+            File to write.
+        compress : bool
+            Gzip the pickle (default True; :meth:`load` then needs ``compressed=True``).
+        with_inputs : bool
+            Keep the estimator's input image arrays (default True). False replaces them by
+            :class:`DroppedInput` placeholders, which makes an image-based result's file
+            much smaller; maps, tables, ids, corrections and diagnostics that refit from
+            the dataset still work, while Monte Carlo FWE correction of an image-based
+            estimator and reports raise a ``RuntimeError`` naming the dropped input.
+        """
+        obj = self
+        if not with_inputs:
+            obj = copy.copy(self)
+            obj.estimator = _without_input_images(self.estimator)
+        opener = gzip.open if compress else open
+        with opener(filename, "wb") as f:
+            pickle.dump(obj, f)
+
+    @classmethod
+    def load(cls, filename, compressed: bool = True) -> MetaResult:
+        """Read a result written by :meth:`save`.
+
+        Parameters
+        ----------
+        filename : str or pathlib.Path
+            File written by :meth:`save`.
+        compressed : bool
+            Whether the file is gzipped (:meth:`save`'s default).
+
+        Returns
+        -------
+        MetaResult
+            The result (of the class it was saved as).
+
+        Raises
+        ------
+        TypeError
+            If the file holds something other than a ``cls`` instance.
+        """
+        opener = gzip.open if compressed else open
+        with opener(filename, "rb") as f:
+            obj = pickle.load(f)
+        if not isinstance(obj, cls):
+            raise TypeError(f"{filename} holds a {type(obj).__name__}, not a {cls.__name__}")
+        return obj
+
     @fill_doc
     def save_maps(self, output_dir=".", prefix: str = "", names=None) -> list[Path]:
         """Write maps as ``{prefix}_{name}.nii.gz`` (``{name}.nii.gz`` without a prefix).

@@ -275,7 +275,11 @@ def test_n_cores_all_or_too_many_warns_and_gives_the_same_null(small_ale, monkey
 def test_fwe_protocol_errors(small_ale):
     with pytest.raises(TypeError, match="n_cores must be an integer"):
         FWECorrector(method="montecarlo", n_iters=10, n_cores=1.5).transform(small_ale)
-    with pytest.raises(TypeError, match=r"\['target'\] are not options of ALE"):
+    with pytest.raises(
+        TypeError,
+        match=r"'target', which ALE\.correct_fwe_montecarlo does not take\. Accepted keyword "
+        r"arguments: voxel_thresh, n_iters, n_cores",
+    ):
         FWECorrector(method="montecarlo", n_iters=10, target="all").transform(small_ale)
     with pytest.raises(ValueError, match="connectivity must be"):
         FWECorrector(method="montecarlo", n_iters=10, connectivity=4).transform(small_ale)

@@ -88,6 +88,7 @@ class CBMAEstimator:
             raise DatasetError("cannot fit an estimator to an empty dataset")
         dataset = drop_experiments_without_foci(dataset)
         self.dataset_ = dataset
+        self.masker = dataset.masker
         self.inputs_ = self.kernel_transformer.prepare(dataset)
         maps, nulls = self._fit(self.inputs_)
         return self._result(maps, nulls, dataset.masker)
@@ -160,8 +161,14 @@ class PairwiseCBMAEstimator(CBMAEstimator):
                 stacklevel=2,
             )
         self.dataset1_, self.dataset2_ = dataset1, dataset2
+        self.masker = dataset1.masker
         self.inputs1_ = self.kernel_transformer.prepare(dataset1)
         self.inputs2_ = self.kernel_transformer.prepare(dataset2)
+        self.inputs_ = {  # NiMARE's view of the two groups
+            f"{key}{g}": arrays[key]
+            for g, arrays in ((1, self.inputs1_), (2, self.inputs2_))
+            for key in ("id", "coordinates")
+        }
         maps, nulls = self._fit(self.inputs1_, self.inputs2_)
         return self._result(maps, nulls, m1)
 

@@ -7,7 +7,9 @@ The classes hold configuration and prepare arrays; the numerics are the pure fun
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -32,9 +34,13 @@ from nimare_jax.spatial import get_template, load_mask
 ERROR_SD = 0.88
 
 
-@dataclass(frozen=True)
-class FociArrays:
+@dataclass(frozen=True, eq=False)
+class FociArrays(Mapping):
     """A dataset's foci and kernels as arrays for the ``ops`` layer.
+
+    It also reads as NiMARE's ``estimator.inputs_`` dictionary of a coordinate-based
+    estimator: ``arrays["id"]`` (the experiment ids) and ``arrays["coordinates"]`` (the foci
+    table, one row per focus, in the order of ``ijk``).
 
     Attributes
     ----------
@@ -59,6 +65,8 @@ class FociArrays:
         then holds one empty placeholder): pure ``ma_fn(ijk (n_exp, m, 3), valid (n_exp,
         m)) -> (n_exp, n_voxels)`` MA values over the mask, for the padded foci of
         :meth:`padded` or any relocation of them.
+    coordinates : pandas.DataFrame or None
+        The dataset's foci table rows behind ``ijk`` (same order).
     """
 
     ids: np.ndarray
@@ -70,6 +78,24 @@ class FociArrays:
     mask_index: np.ndarray
     combine: str
     ma_fn: object = None
+    coordinates: object = None
+
+    # Identity semantics (Mapping's item-wise equality would compare arrays).
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def __getitem__(self, key):
+        if key == "id":
+            return self.ids
+        if key == "coordinates" and self.coordinates is not None:
+            return self.coordinates
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(("id",) if self.coordinates is None else ("id", "coordinates"))
+
+    def __len__(self):
+        return 1 if self.coordinates is None else 2
 
     def slots(self):
         """Return ``(slot (n_exp, m) int32, valid (n_exp, m) bool)``: focus index per slot.
@@ -185,6 +211,51 @@ class KernelTransformer:
         """Whole-brain MA function (see :class:`FociArrays`), or None for window kernels."""
         return None
 
+    def get_params(self, deep: bool = True) -> dict:
+        """Return the kernel's constructor arguments, as NiMARE's (scikit-learn style).
+
+        Parameters
+        ----------
+        deep : bool
+            Accepted for scikit-learn compatibility (kernels hold no nested estimators).
+
+        Returns
+        -------
+        dict
+            Constructor argument name -> current value (None for an argument the kernel
+            accepts and ignores, such as ``memory``).
+        """
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name, None) for name in names}
+
+    def set_params(self, **params):
+        """Change constructor arguments; the kernel is re-validated as if newly made.
+
+        Parameters
+        ----------
+        **params
+            Constructor arguments to change.
+
+        Returns
+        -------
+        KernelTransformer
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            If a name is not a constructor argument, or the new combination is invalid
+            (e.g. both ``fwhm`` and ``sample_size`` for :class:`ALEKernel`).
+        """
+        current = self.get_params()
+        unknown = sorted(set(params) - set(current))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no parameter(s) {unknown}; valid: {sorted(current)}"
+            )
+        self.__init__(**{**current, **params})
+        return self
+
     def prepare(self, dataset) -> FociArrays:
         """Validate a dataset and return its foci and kernels as arrays.
 
@@ -222,6 +293,7 @@ class KernelTransformer:
             mask_index=np.flatnonzero(mask.reshape(-1)).astype(np.int32),
             combine=self.combine,
             ma_fn=ma_fn,
+            coordinates=coords.iloc[sort].reset_index(drop=True),
         )
 
     def transform(self, dataset, masker=None, return_type: str = "image"):
@@ -308,6 +380,7 @@ class ALEKernel(KernelTransformer):
                 raise ValueError(f"ALEKernel {name} must be a positive number, got {v!r}")
         self.fwhm = fwhm
         self.sample_size = sample_size
+        self.memory, self.memory_level = memory, memory_level
 
     def __repr__(self) -> str:
         return f"ALEKernel(fwhm={self.fwhm}, sample_size={self.sample_size})"
@@ -379,6 +452,7 @@ class MKDAKernel(KernelTransformer):
             raise ValueError(f"sphere radius r must be a non-negative number, got {r!r}")
         self.r = r
         self.value = value
+        self.memory, self.memory_level = memory, memory_level
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(r={self.r}, value={self.value})"

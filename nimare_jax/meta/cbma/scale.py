@@ -257,6 +257,7 @@ class SCALE:
         ale = ALE(kernel_transformer=self.kernel_transformer)
         stat = np.asarray(ale.fit(dataset).maps["stat"])
         self.inputs_ = ale.inputs_
+        self.masker = dataset.masker
         self.pool_ijk_ = self._pool_ijk(load_mask(dataset.masker))
         counts, vmax = self._run(self.n_iters, self.n_cores, self.progress)
         n = self.n_iters
