@@ -16,6 +16,7 @@ import inspect
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.base import NiMAREBase
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 
@@ -70,7 +71,16 @@ def _correct_p_maps(result: MetaResult, correct, corr: str, method: str) -> dict
     return maps
 
 
-class FWECorrector:
+class Corrector(NiMAREBase):
+    """Base class of the multiple-comparison correctors (NiMARE's ``Corrector``).
+
+    A corrector's ``transform(result)`` returns a copy of a
+    :class:`~nimare_jax.results.MetaResult` with corrected maps added; ``inspect(result)``
+    lists the ``method`` values available for it.
+    """
+
+
+class FWECorrector(Corrector):
     """Family-wise error correction.
 
     Parameters
@@ -251,7 +261,7 @@ def _run_estimator_method(corrector, result, method, options: dict, corr: str) -
     return new
 
 
-class FDRCorrector:
+class FDRCorrector(Corrector):
     """False discovery rate correction of the ``p`` map.
 
     Parameters

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import gzip
-import pickle
 from pathlib import Path
 
 import jax
@@ -20,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax import references
+from nimare_jax.base import read_pickle, write_pickle
 from nimare_jax.docstrings import fill_doc
 from nimare_jax.spatial import get_masker, load_mask
 
@@ -280,9 +279,7 @@ class MetaResult:
         if not with_inputs:
             obj = copy.copy(self)
             obj.estimator = _without_input_images(self.estimator)
-        opener = gzip.open if compress else open
-        with opener(filename, "wb") as f:
-            pickle.dump(obj, f)
+        write_pickle(obj, filename, compress)
 
     @classmethod
     def load(cls, filename, compressed: bool = True) -> MetaResult:
@@ -305,12 +302,7 @@ class MetaResult:
         TypeError
             If the file holds something other than a ``cls`` instance.
         """
-        opener = gzip.open if compressed else open
-        with opener(filename, "rb") as f:
-            obj = pickle.load(f)
-        if not isinstance(obj, cls):
-            raise TypeError(f"{filename} holds a {type(obj).__name__}, not a {cls.__name__}")
-        return obj
+        return read_pickle(cls, filename, compressed)
 
     @fill_doc
     def save_maps(self, output_dir=".", prefix: str = "", names=None) -> list[Path]:
@@ -373,6 +365,11 @@ class MetaResult:
             ``resources/references.bib``, then the formatted references.
         """
         return references.format_boilerplate(self.description, self.citations)
+
+    @property
+    def bibtex_(self) -> str:
+        """NiMARE's attribute: the BibTeX entries cited (:meth:`bibtex`)."""
+        return self.bibtex()
 
     def bibtex(self) -> str:
         """Return the BibTeX entries cited by the description and ``citations``.

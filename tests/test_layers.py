@@ -60,8 +60,8 @@ LAYERS = [
     ),
     (
         "containers",
-        "Dataset and MetaResult",
-        ["nimare_jax.dataset", "nimare_jax.results"],
+        "Dataset and MetaResult; NiMARE's base class of estimators, kernels and correctors",
+        ["nimare_jax.dataset", "nimare_jax.results", "nimare_jax.base"],
     ),
     (
         "io",

@@ -13,9 +13,9 @@ import pytest
 #: (module under nimare_jax, public names, open issue that brings them or None if present)
 API = [
     ("dataset", ["Dataset"], None),
-    ("base", ["NiMAREBase"], 12),
+    ("base", ["NiMAREBase"], None),
     ("correct", ["FWECorrector", "FDRCorrector"], None),
-    ("correct", ["Corrector"], 12),
+    ("correct", ["Corrector"], None),
     ("meta.esma", ["fisher", "stouffer", "weighted_least_squares", "dersimonian_laird"], None),
     ("meta.esma", ["hedges", "variance_based_likelihood", "sample_size_based_likelihood"], None),
     (

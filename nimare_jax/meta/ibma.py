@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from nimare_jax.base import NiMAREBase
 from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import get_image_paths, image_types, load_images
@@ -119,7 +120,7 @@ def _usable(values: np.ndarray) -> np.ndarray:
     return np.isfinite(values) & (values != 0)
 
 
-class IBMAEstimator:
+class IBMAEstimator(NiMAREBase):
     """Base class of the image-based meta-analysis estimators.
 
     Parameters

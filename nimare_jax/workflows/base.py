@@ -27,6 +27,7 @@ import itertools
 
 from nimare_jax.correct import FDRCorrector, FWECorrector
 from nimare_jax.diagnostics import Diagnostics, FocusCounter, Jackknife
+from nimare_jax.exceptions import NiMAREJaxError
 from nimare_jax.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
 from nimare_jax.meta.ibma import (
     DerSimonianLaird,
@@ -42,7 +43,23 @@ from nimare_jax.reports import cluster_table, run_reports
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows.staging import staged_dir
 
-__all__ = ["PAIRWISE_ESTIMATORS", "STR_TO_CLASS", "Workflow", "add_cluster_tables", "write_report"]
+__all__ = [
+    "PAIRWISE_ESTIMATORS",
+    "STR_TO_CLASS",
+    "ComponentError",
+    "Workflow",
+    "add_cluster_tables",
+    "write_report",
+]
+
+
+class ComponentError(NiMAREJaxError, TypeError, ValueError, AttributeError):
+    """A workflow was given an estimator, corrector or diagnostic of a kind it cannot use.
+
+    A ``TypeError``; also a ``ValueError`` and an ``AttributeError``, the exceptions
+    NiMARE 0.22.1's workflows raise for the same mistakes, so code catching those works.
+    """
+
 
 #: NiMARE's strings for estimators, correctors and diagnostics.
 STR_TO_CLASS = {
@@ -119,12 +136,14 @@ def _build(obj, kind: str, bases: tuple, options: tuple, settings: dict):
     if isinstance(obj, type):
         if not issubclass(obj, bases):
             names = ", ".join(b.__name__ for b in bases)
-            raise TypeError(f"{kind} must be one of {names} (or a string), got {obj.__name__}")
+            raise ComponentError(
+                f"{kind} must be one of {names} (or a string), got {obj.__name__}"
+            )
         accepted = _accepted(obj)
         return obj(**{k: v for k, v in settings.items() if k in accepted})
     if not isinstance(obj, bases):
         names = ", ".join(b.__name__ for b in bases)
-        raise TypeError(
+        raise ComponentError(
             f"{kind} must be one of {names}, a class or a string, got {type(obj).__name__}"
         )
     defaults = _accepted(type(obj))
@@ -258,7 +277,7 @@ class Workflow:
         pairwise = issubclass(cls, PAIRWISE_ESTIMATORS)
         if pairwise != issubclass(self._estm_default, PAIRWISE_ESTIMATORS):
             kind = "pairwise" if pairwise else "one-sample"
-            raise TypeError(
+            raise ComponentError(
                 f"{type(self).__name__} does not work with {kind} estimators such as "
                 f"{cls.__name__}"
             )

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.base import NiMAREBase
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.kernel import (
     FociArrays,
@@ -62,7 +63,7 @@ def make_kernel(kernel_transformer, default, kwargs) -> KernelTransformer:
     return kt
 
 
-class CBMAEstimator:
+class CBMAEstimator(NiMAREBase):
     """Base class: ``fit(dataset)`` validates, calls :meth:`_fit`, wraps a :class:`MetaResult`.
 
     Subclasses implement ``_fit(arrays) -> (maps, null_distributions)``, ``_description()``
@@ -121,16 +122,40 @@ class PairwiseCBMAEstimator(CBMAEstimator):
     group's foci and kernels (``inputs1_``, ``inputs2_``), calls
     ``_fit(inputs1, inputs2) -> (maps, null_distributions)`` and wraps a
     :class:`MetaResult` on the groups' mask. Subclasses set ``kernel_transformer`` and
-    implement ``_fit`` and ``_description``.
+    implement ``_fit`` and ``_description``, and name their signed contrast map
+    (``_contrast``: ``"group1MinusGroup2"``, ``"association"``).
     """
 
-    def fit(self, dataset1, dataset2) -> MetaResult:
+    _contrast: str = ""
+
+    def fit(
+        self,
+        dataset1,
+        dataset2,
+        drop_invalid: bool = True,
+        inference_map1=None,
+        inference_map2=None,
+        ma_maps1=None,
+        ma_maps2=None,
+    ) -> MetaResult:
         """Compare two groups of experiments.
 
         Parameters
         ----------
         dataset1, dataset2 : nimare_jax.dataset.Dataset
             The groups, on the same mask; at least two experiments each.
+        drop_invalid : bool
+            NiMARE's option; only True (leave out experiments without foci, with a
+            warning) is supported.
+        inference_map1, inference_map2 : array of shape (n_voxels,), image or None
+            Directional inference masks (NiMARE 0.22): a positive contrast (group 1 above
+            group 2) is kept only where ``inference_map1 > 0`` and a negative one only where
+            ``inference_map2 > 0``; elsewhere the contrast's z and statistic are 0, its p 1
+            and its logp 0. Applied to the fitted contrast maps; the permutation null
+            itself is that of the whole mask.
+        ma_maps1, ma_maps2 : None
+            NiMARE's precomputed MA maps; nimare_jax computes them on the fly, so only None
+            is accepted.
 
         Returns
         -------
@@ -139,6 +164,12 @@ class PairwiseCBMAEstimator(CBMAEstimator):
             (fitted) estimator.
         """
         name = type(self).__name__
+        if not drop_invalid:
+            raise ValueError(f"{name}.fit supports only drop_invalid=True")
+        if ma_maps1 is not None or ma_maps2 is not None:
+            raise ValueError(
+                f"{name}.fit computes the MA maps itself; ma_maps1/ma_maps2 must be None"
+            )
         dataset1 = drop_experiments_without_foci(dataset1)
         dataset2 = drop_experiments_without_foci(dataset2)
         for label, dataset in (("dataset1", dataset1), ("dataset2", dataset2)):
@@ -170,7 +201,25 @@ class PairwiseCBMAEstimator(CBMAEstimator):
             for key in ("id", "coordinates")
         }
         maps, nulls = self._fit(self.inputs1_, self.inputs2_)
+        gates = [_inference_mask(m, m1, n) for m, n in ((inference_map1, 1), (inference_map2, 2))]
+        if gates != [None, None]:
+            maps = self._gate_contrast(maps, *gates)
         return self._result(maps, nulls, m1)
+
+    def _gate_contrast(self, maps: dict, gate1, gate2) -> dict:
+        """Zero the contrast where its direction lacks support in the inference masks."""
+        z = np.asarray(maps[f"z_desc-{self._contrast}"])
+        keep = np.zeros(z.shape, bool)
+        if gate1 is not None:
+            keep |= (z > 0) & gate1
+        if gate2 is not None:
+            keep |= (z < 0) & gate2
+        out = dict(maps)
+        for name, value in maps.items():
+            kind, _, rest = name.partition("_")
+            if rest == f"desc-{self._contrast}":
+                out[name] = np.where(keep, np.asarray(value), 1.0 if kind == "p" else 0.0)
+        return out
 
     def _fit(self, arrays1: FociArrays, arrays2: FociArrays):
         raise NotImplementedError
@@ -196,6 +245,27 @@ class PairwiseCBMAEstimator(CBMAEstimator):
             for arrays in (self.inputs1_, self.inputs2_)
         ]
         return jnp.concatenate(rows, axis=0)
+
+
+def _inference_mask(values, mask_img, group: int):
+    """Boolean (n_voxels,) of ``values > 0`` from an array over the mask or an image."""
+    if values is None:
+        return None
+    in_mask = np.asanyarray(mask_img.dataobj) > 0
+    if hasattr(values, "affine"):  # an image on the mask's grid
+        data = np.asanyarray(values.dataobj)
+        if data.shape[:3] != in_mask.shape:
+            raise ValueError(
+                f"inference_map{group} has shape {data.shape}, the mask {in_mask.shape}"
+            )
+        values = data.reshape(in_mask.shape)[in_mask]
+    values = np.asarray(values)
+    if values.shape != (int(in_mask.sum()),):
+        raise ValueError(
+            f"inference_map{group} must hold one value per mask voxel ({int(in_mask.sum())}), "
+            f"got shape {values.shape}"
+        )
+    return values > 0
 
 
 def seed_to_key(random_state):

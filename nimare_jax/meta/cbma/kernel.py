@@ -7,7 +7,6 @@ The classes hold configuration and prepare arrays; the numerics are the pure fun
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pandas as pd
 from jax.scipy.special import ndtr
 from scipy import sparse
 
+from nimare_jax.base import NiMAREBase
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, excerpt
 from nimare_jax.io.weights import load_weights
@@ -186,7 +186,7 @@ def drop_experiments_without_foci(dataset):
     return dataset.slice([i for i in dataset.ids if i in with_foci])
 
 
-class KernelTransformer:
+class KernelTransformer(NiMAREBase):
     """Base class: subclasses define :meth:`_windows` and the ``combine`` rule.
 
     ``ma_kind`` says what an MA value is -- ``"probability"`` (ALE's union needs it) or
@@ -210,51 +210,6 @@ class KernelTransformer:
     def _ma_fn(self, mask_img):
         """Whole-brain MA function (see :class:`FociArrays`), or None for window kernels."""
         return None
-
-    def get_params(self, deep: bool = True) -> dict:
-        """Return the kernel's constructor arguments, as NiMARE's (scikit-learn style).
-
-        Parameters
-        ----------
-        deep : bool
-            Accepted for scikit-learn compatibility (kernels hold no nested estimators).
-
-        Returns
-        -------
-        dict
-            Constructor argument name -> current value (None for an argument the kernel
-            accepts and ignores, such as ``memory``).
-        """
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name, None) for name in names}
-
-    def set_params(self, **params):
-        """Change constructor arguments; the kernel is re-validated as if newly made.
-
-        Parameters
-        ----------
-        **params
-            Constructor arguments to change.
-
-        Returns
-        -------
-        KernelTransformer
-            ``self``.
-
-        Raises
-        ------
-        ValueError
-            If a name is not a constructor argument, or the new combination is invalid
-            (e.g. both ``fwhm`` and ``sample_size`` for :class:`ALEKernel`).
-        """
-        current = self.get_params()
-        unknown = sorted(set(params) - set(current))
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__} has no parameter(s) {unknown}; valid: {sorted(current)}"
-            )
-        self.__init__(**{**current, **params})
-        return self
 
     def prepare(self, dataset) -> FociArrays:
         """Validate a dataset and return its foci and kernels as arrays.

@@ -603,6 +603,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
     """
 
     _citations = ("Wager2007", "Yarkoni2011")
+    _contrast = "association"
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.base import NiMAREBase
 from nimare_jax.exceptions import DatasetError, InputFileError, excerpt
 from nimare_jax.meta.cbma.ale import ALE, ale_windows
 from nimare_jax.meta.cbma.base import make_kernel, seed_to_key
@@ -171,7 +172,7 @@ def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log, outpu
     return BoundSummary(summary, (operands, observed_log))
 
 
-class SCALE:
+class SCALE(NiMAREBase):
     """Specific coactivation likelihood estimation (Langner et al. 2014).
 
     Parameters

@@ -182,8 +182,9 @@ class ALESubtraction(PairwiseCBMAEstimator):
         Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
     n_iters : int
         Permutations of the group labels (NiMARE's default 5000).
-    voxel_thresh : float
-        Uncorrected p of the cluster-forming threshold, used when ``vfwe_only`` is False.
+    voxel_thresh : float or None
+        Uncorrected p of the cluster-forming threshold, used when ``vfwe_only`` is False
+        (None is accepted only when ``vfwe_only`` is True).
     vfwe_only : bool
         If True (default, as NiMARE), the fit records only the voxel-level FWE null (the
         maximum ``|ALE1 - ALE2|`` of each permutation); otherwise it also records the
@@ -210,12 +211,13 @@ class ALESubtraction(PairwiseCBMAEstimator):
     """
 
     _citations = ("Laird2005", "Eickhoff2012", "Turkeltaub2012")
+    _contrast = _CONTRAST
 
     def __init__(
         self,
         kernel_transformer=ALEKernel,
         n_iters: int = 5000,
-        voxel_thresh: float = 0.001,
+        voxel_thresh: float | None = 0.001,
         vfwe_only: bool = True,
         n_cores: int = 1,
         random_state: int | None = None,
@@ -229,10 +231,18 @@ class ALESubtraction(PairwiseCBMAEstimator):
                 "ALESubtraction needs a kernel whose MA values are probabilities (ALEKernel, "
                 f"or Peaks2MapsKernel(binary=False)), got {self.kernel_transformer!r}"
             )
-        if not 0 < voxel_thresh < 1:
-            raise ValueError(f"voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
+        if voxel_thresh is not None or not vfwe_only:  # None: only without cluster nulls
+            if voxel_thresh is None:
+                raise ValueError("voxel_thresh must be provided when vfwe_only is False")
+            if isinstance(voxel_thresh, bool) or not isinstance(voxel_thresh, int | float):
+                raise TypeError(
+                    f"voxel_thresh must be a scalar numeric value, got {voxel_thresh!r}"
+                )
+            if not 0 < voxel_thresh < 1:
+                raise ValueError(f"voxel_thresh must be between 0 and 1, got {voxel_thresh!r}")
+            voxel_thresh = float(voxel_thresh)
         self.n_iters = check_n_iters(n_iters)
-        self.voxel_thresh = float(voxel_thresh)
+        self.voxel_thresh = voxel_thresh
         self.vfwe_only = bool(vfwe_only)
         self.n_cores = n_cores
         self.random_state = random_state
