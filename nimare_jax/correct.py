@@ -21,8 +21,10 @@ from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 
 
-def _with_maps(result: MetaResult, maps, nulls=None, description="", citations=()):
+def _with_maps(result: MetaResult, maps, nulls=None, description="", citations=(), by=None):
+    """Copy of ``result`` with maps and nulls added, made by corrector ``by`` (as NiMARE)."""
     new = result.copy()
+    new.corrector = by if by is not None else result.corrector
     new.maps.update(maps)
     new.null_distributions.update(nulls or {})
     new.description = (result.description + " " + description).strip()
@@ -188,7 +190,7 @@ class FWECorrector(Corrector):
                 result, lambda p: np.minimum(p * p.shape[0], 1.0), "FWE", "bonferroni"
             )
             text = "P-values were Bonferroni-corrected for the number of voxels tested."
-            return _with_maps(result, maps, None, text)
+            return _with_maps(result, maps, None, text, by=self)
         estimator = result.estimator
         if not hasattr(estimator, "correct_fwe_montecarlo"):
             raise ValueError(
@@ -247,7 +249,7 @@ def _run_estimator_method(corrector, result, method, options: dict, corr: str) -
         held = getattr(result.estimator, "null_distributions_", None)
         if isinstance(held, dict):  # as NiMARE, the estimator keeps the nulls it drew
             held.update(nulls or {})
-        return _with_maps(result, maps, nulls, text, cites)
+        return _with_maps(result, maps, nulls, text, cites, by=corrector)
     maps, tables, text = out
     suffix = f"_corr-{corr}_method-{corrector.method}"
     maps = {
@@ -256,7 +258,7 @@ def _run_estimator_method(corrector, result, method, options: dict, corr: str) -
         else np.asarray(v)
         for name, v in maps.items()
     }
-    new = _with_maps(result, maps, None, text)
+    new = _with_maps(result, maps, None, text, by=corrector)
     new.tables.update({name + suffix: t for name, t in (tables or {}).items()})
     return new
 
@@ -338,4 +340,4 @@ class FDRCorrector(Corrector):
             f"P-values were corrected for the false discovery rate with the {name} procedure "
             f"[{key}] (alpha = {self.alpha})."
         )
-        return _with_maps(result, maps, None, text, (key,))
+        return _with_maps(result, maps, None, text, (key,), by=self)

@@ -294,6 +294,13 @@ target_threshold, atlas
                 "Jackknife needs at least two experiments in every group: it refits the "
                 "estimator without each experiment in turn"
             )
+        floor = getattr(estimator, "_min_analyses", None)  # IBMA: 2 to estimate a variance
+        n = min(len(d.ids) for d in datasets)
+        if floor is not None and n - 1 < floor:
+            raise ValueError(
+                f"Jackknife needs at least {floor + 1} analyses, got {n}: each refit leaves "
+                f"one out, and {type(estimator).__name__} needs at least {floor}"
+            )
 
     @staticmethod
     def _ale_leave_one_out(estimator, dataset, chunk: int = 128):

@@ -368,8 +368,9 @@ class MetaResult:
 
     @property
     def bibtex_(self) -> str:
-        """NiMARE's attribute: the BibTeX entries cited (:meth:`bibtex`)."""
-        return self.bibtex()
+        """NiMARE's attribute: the BibTeX entries cited (:meth:`bibtex`); "" if none."""
+        text = self.bibtex()
+        return text if text.strip() else ""
 
     def bibtex(self) -> str:
         """Return the BibTeX entries cited by the description and ``citations``.

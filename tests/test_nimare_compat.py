@@ -6,9 +6,11 @@ Each test states the NiMARE behaviour and checks it against an independent compu
 
 import json
 import math
+import warnings
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.special as sps_special
 import scipy.stats as sps
@@ -18,9 +20,17 @@ import nimare_jax.meta
 from nimare_jax import exceptions, spatial, transforms, utils
 from nimare_jax.correct import FDRCorrector, FWECorrector
 from nimare_jax.dataset import Dataset
+from nimare_jax.diagnostics import Jackknife
 from nimare_jax.meta import cbma, ibma
 from nimare_jax.meta.cbma.kernel import ALEKernel, KDAKernel, MKDAKernel
-from nimare_jax.results import MetaResult
+from nimare_jax.results import DroppedInput, MetaResult
+from nimare_jax.workflows import (
+    CBMAWorkflow,
+    ContrastWorkflow,
+    PairwiseCBMAWorkflow,
+    conjunction_analysis,
+)
+from nimare_jax.workflows.cbma import main_effect_map
 
 AFFINE = np.diag([4.0, 4.0, 4.0, 1.0])
 
@@ -340,3 +350,328 @@ def test_coordinates_table_with_voxel_indices_uses_them():
     np.testing.assert_array_equal(
         MKDAKernel(r=6).transform(moved, dset.masker, return_type="array"), got
     )
+
+
+# ------------------------------------------------------------------ NiMAREBase
+def test_kernel_set_params_equals_a_kernel_built_with_them():
+    dset = _dataset()
+    kern = ALEKernel(sample_size=20)
+    assert kern.get_params() == {
+        "fwhm": None,
+        "sample_size": 20,
+        "memory": None,
+        "memory_level": 0,
+    }
+    assert kern.set_params(sample_size=None, fwhm=10) is kern
+    np.testing.assert_array_equal(
+        kern.transform(dset, return_type="array"),
+        ALEKernel(fwhm=10).transform(dset, return_type="array"),
+    )
+    with pytest.raises(ValueError, match="no parameter 'radius'"):
+        MKDAKernel().set_params(radius=3)
+
+
+def test_estimator_params_are_nested_like_sklearn(tmp_path):
+    est = cbma.MKDADensity(kernel__r=6)
+    params = est.get_params()
+    assert params["kernel_transformer__r"] == 6 and params["null_method"] == "approximate"
+    assert "kernel_transformer__r" not in est.get_params(deep=False)
+    est.set_params(kernel_transformer__r=8, n_iters=10)
+    assert est.kernel_transformer.r == 8 and est.n_iters == 10
+    # save / load: a pickled copy, whose fit equals the original's
+    est.save(tmp_path / "est.pkl.gz")
+    back = cbma.MKDADensity.load(tmp_path / "est.pkl.gz")
+    dset = _dataset()
+    np.testing.assert_array_equal(
+        np.asarray(back.fit(dset).maps["stat"]), np.asarray(est.fit(dset).maps["stat"])
+    )
+    with pytest.raises(TypeError, match="not a ALE"):
+        cbma.ALE.load(tmp_path / "est.pkl.gz")
+    assert "groupby" not in ibma.Stouffers().get_params()
+
+
+# ------------------------------------------------------------------ inputs_ / masker
+def _groups(n=4):
+    def src(offset):
+        return {
+            f"s{offset + k}": {
+                "contrasts": {
+                    "c": {
+                        "coords": {
+                            "space": "MNI",
+                            "x": [4.0 * ((k + offset) % 3) - 4.0, 8.0],
+                            "y": [0.0, -4.0 * (k % 2)],
+                            "z": [4.0, 0.0],
+                        },
+                        "metadata": {"sample_sizes": [20 + k]},
+                    }
+                }
+            }
+            for k in range(n)
+        }
+
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = -20
+    mask = nib.Nifti1Image(np.ones((11, 11, 11), np.int8), affine)
+    return Dataset(src(0), mask=mask), Dataset(src(10), mask=mask)
+
+
+def test_cbma_inputs_read_as_nimares_dictionary():
+    dset = _dataset()
+    est = cbma.MKDADensity()
+    est.fit(dset)
+    assert list(est.inputs_) == ["id", "coordinates"]
+    np.testing.assert_array_equal(est.inputs_["id"], dset.ids)
+    coords = est.inputs_["coordinates"]
+    # one row per focus, grouped by experiment in ids order, and the voxel indices used
+    assert len(coords) == len(dset.coordinates) == est.inputs_.ijk.shape[0]
+    np.testing.assert_array_equal(coords[["i", "j", "k"]].to_numpy(), est.inputs_.ijk)
+    assert est.inputs_.get("ma_maps") is None
+    assert est.masker is dset.masker
+    d1, d2 = _groups()
+    pair = cbma.MKDAChi2()
+    pair.fit(d1, d2)
+    assert sorted(pair.inputs_) == ["coordinates1", "coordinates2", "id1", "id2"]
+    np.testing.assert_array_equal(pair.inputs_["id2"], d2.ids)
+    assert set(pair.inputs_["coordinates1"]["id"]) == set(d1.ids)
+    assert pair.masker is d1.masker
+
+
+def test_density_weight_vec_is_the_weights():
+    est = cbma.MKDADensity(weighting="sample_size")
+    est.fit(_dataset())
+    np.testing.assert_array_equal(est.weight_vec_, est.weights_)
+
+
+# ------------------------------------------------------------------ MetaResult.save
+def test_metaresult_save_load_and_dropped_inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    mask = _small_mask()
+    n_vox = int(np.asanyarray(mask.dataobj).sum())
+    est = ibma.Stouffers()
+    res = est.fit_arrays({"z": rng.normal(size=(5, n_vox))}, mask)
+    full, lean = tmp_path / "full.pkl.gz", tmp_path / "lean.pkl.gz"
+    res.save(full)
+    res.save(lean, with_inputs=False)
+    back = MetaResult.load(full)
+    for name in res.maps:
+        np.testing.assert_array_equal(np.asarray(back.maps[name]), np.asarray(res.maps[name]))
+    np.testing.assert_array_equal(back.estimator.inputs_["z_maps"], est.inputs_["z_maps"])
+    thin = MetaResult.load(lean)
+    assert set(thin.estimator.inputs_) == set(est.inputs_)
+    assert isinstance(thin.estimator.inputs_["z_maps"], DroppedInput)
+    assert isinstance(est.inputs_["z_maps"], np.ndarray)  # the caller's copy is untouched
+    np.testing.assert_array_equal(thin.estimator.inputs_["id"], est.inputs_["id"])
+    with pytest.raises(RuntimeError, match="'z_maps'.*with_inputs=False"):
+        np.asarray(thin.estimator.inputs_["z_maps"])
+    with pytest.raises(RuntimeError, match="'z_maps'"):
+        thin.estimator.inputs_["z_maps"].shape  # noqa: B018
+    # the FDR correction reads only the maps
+    q = FDRCorrector().transform(thin).maps["p_corr-FDR_method-indep"]
+    np.testing.assert_allclose(q, FDRCorrector().transform(res).maps["p_corr-FDR_method-indep"])
+    # a coordinate-based estimator has no image inputs: nothing is dropped
+    cres = cbma.MKDADensity().fit(_dataset())
+    cres.save(tmp_path / "c.pkl.gz", with_inputs=False)
+    assert MetaResult.load(tmp_path / "c.pkl.gz").estimator.inputs_.ijk.shape[0] == 6
+
+
+# ------------------------------------------------------------------ correctors (NiMARE protocol)
+class _NiMAREStyle:
+    """An estimator written for NiMARE: its correction returns (maps, tables, description)."""
+
+    def correct_fwe_montecarlo(self, result, n_iters=5000, n_cores=1):
+        self.call = {"n_iters": n_iters, "n_cores": n_cores}
+        return {"p": np.asarray(result.maps["p"]) * 2}, {"t": pd_frame()}, "Corrected."
+
+
+def pd_frame():
+    return pd.DataFrame({"a": [1]})
+
+
+def test_corrector_runs_nimare_protocol_methods_and_checks_their_options():
+    mask = _small_mask()
+    est = _NiMAREStyle()
+    res = MetaResult(est, mask=mask, maps={"p": np.full(60, 0.01)})
+    out = FWECorrector(method="montecarlo", n_iters=7).transform(res)
+    assert est.call == {"n_iters": 7, "n_cores": 1}
+    got = out.maps["p_corr-FWE_method-montecarlo"]  # NiMARE's suffix added, float32
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, 0.02, rtol=1e-6)
+    assert "t_corr-FWE_method-montecarlo" in out.tables
+    with pytest.raises(TypeError) as err:
+        FWECorrector(method="montecarlo", voxel_thresh=0.01).transform(res)
+    assert "'voxel_thresh'" in str(err.value)
+    assert "_NiMAREStyle.correct_fwe_montecarlo" in str(err.value)
+    assert "Accepted keyword arguments: n_iters, n_cores." in str(err.value)
+    with pytest.raises(TypeError, match=r"Accepted keyword arguments: \(none\)"):
+        FWECorrector(method="bonferroni", voxel_thresh=0.01).transform(res)
+    assert FWECorrector.inspect(res) == ["bonferroni", "montecarlo"]
+    assert FDRCorrector.inspect(res) == ["indep", "negcorr"]
+
+
+def test_bonferroni_and_fdr_correct_every_desc_p_map_and_keep_nans():
+    mask = _small_mask()
+    rng = np.random.default_rng(1)
+    p1, p2 = rng.uniform(1e-5, 1, 60), rng.uniform(1e-5, 1, 60)
+    p1[:3] = np.nan
+    z2 = sps.norm.isf(p2 / 2) * np.sign(rng.normal(size=60))
+    res = MetaResult(None, mask=mask, maps={"p_desc-a": p1, "p_desc-b": p2, "z_desc-b": z2})
+    out = FWECorrector(method="bonferroni").transform(res)
+    a = out.maps["p_desc-a_corr-FWE_method-bonferroni"]
+    assert np.isnan(a[:3]).all()
+    np.testing.assert_allclose(a[3:], np.minimum(p1[3:] * 57, 1))  # NaNs are not tests
+    b = out.maps["p_desc-b_corr-FWE_method-bonferroni"]
+    np.testing.assert_allclose(b, np.minimum(p2 * 60, 1))
+    zb = out.maps["z_desc-b_corr-FWE_method-bonferroni"]
+    np.testing.assert_allclose(zb, sps.norm.isf(b / 2) * np.sign(z2), atol=1e-8)
+    assert "z_desc-a_corr-FWE_method-bonferroni" not in out.maps  # no z_desc-a to sign it
+    fdr = FDRCorrector().transform(res).maps["p_desc-b_corr-FDR_method-indep"]
+    np.testing.assert_allclose(fdr, sps.false_discovery_control(p2, method="bh"))
+
+
+def test_monte_carlo_nulls_are_kept_by_the_estimator():
+    est = cbma.MKDADensity(random_state=1)
+    res = est.fit(_dataset())
+    out = FWECorrector(method="montecarlo", n_iters=20).transform(res)
+    key = "values_level-voxel_corr-fwe_method-montecarlo"
+    np.testing.assert_array_equal(est.null_distributions_[key], out.null_distributions[key])
+    assert len(est.null_distributions_[key]) == 20
+
+
+# ------------------------------------------------------------------ pairwise inference maps
+def test_pairwise_inference_maps_gate_the_contrast():
+    d1, d2 = _groups()
+    base = cbma.MKDAChi2().fit(d1, d2)
+    z = np.asarray(base.maps["z_desc-association"])
+    pos, neg = (z > 0).astype(np.int8), (z < 0).astype(np.int8)
+    pos[: len(pos) // 2] = 0  # withdraw support from half the positive voxels
+    gated = cbma.MKDAChi2().fit(d1, d2, inference_map1=pos, inference_map2=neg)
+    gz = np.asarray(gated.maps["z_desc-association"])
+    gp = np.asarray(gated.maps["p_desc-association"])
+    keep = ((z > 0) & (pos > 0)) | ((z < 0) & (neg > 0))
+    np.testing.assert_array_equal(gz, np.where(keep, z, 0))
+    np.testing.assert_array_equal(gp, np.where(keep, base.maps["p_desc-association"], 1))
+    np.testing.assert_array_equal(  # other maps untouched
+        np.asarray(gated.maps["z_desc-uniformity"]), np.asarray(base.maps["z_desc-uniformity"])
+    )
+    with pytest.raises(ValueError, match="one value per mask voxel"):
+        cbma.MKDAChi2().fit(d1, d2, inference_map1=pos[:-1])
+
+
+def test_alesubtraction_voxel_thresh_checks():
+    assert cbma.ALESubtraction().voxel_thresh == 0.001
+    assert cbma.ALESubtraction(voxel_thresh=None).voxel_thresh is None
+    with pytest.raises(ValueError, match="voxel_thresh must be provided"):
+        cbma.ALESubtraction(vfwe_only=False, voxel_thresh=None)
+    with pytest.raises(TypeError, match="scalar numeric"):
+        cbma.ALESubtraction(vfwe_only=False, voxel_thresh="x")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        cbma.ALESubtraction(vfwe_only=False, voxel_thresh=1)
+
+
+# ------------------------------------------------------------------ workflows
+def test_conjunction_is_the_minimum_where_all_are_positive(tmp_path):
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(4, 5, 6)), rng.normal(size=(4, 5, 6))
+    imgs = [nib.Nifti1Image(a, np.eye(4)), nib.Nifti1Image(b, np.eye(4))]
+    want = np.where((a > 0) & (b > 0), np.minimum(a, b), 0)
+    np.testing.assert_array_equal(conjunction_analysis(imgs).get_fdata(), want)
+    imgs[1].to_filename(tmp_path / "b.nii.gz")
+    got = conjunction_analysis([imgs[0], str(tmp_path / "b.nii.gz")]).get_fdata()
+    np.testing.assert_allclose(got, want)
+    with pytest.raises(ValueError, match="at least two"):
+        conjunction_analysis(imgs[:1])
+    with pytest.raises(ValueError, match="NIfTI image or a path"):
+        conjunction_analysis([1, 2])
+
+
+def test_main_effect_map_prefers_nimares_order_and_thresholds():
+    mask = _small_mask()
+    z = np.linspace(-3, 3, 60)
+    p_fdr = np.linspace(0.001, 0.2, 60)
+    p_bonf = np.full(60, 0.01)
+    res = MetaResult(
+        None,
+        mask=mask,
+        maps={
+            "z_corr-FDR_method-indep": z,
+            "p_corr-FDR_method-indep": p_fdr,
+            "z_corr-FWE_method-bonferroni": z,
+            "p_corr-FWE_method-bonferroni": p_bonf,
+        },
+    )
+    got = main_effect_map(res, 0.05)  # FDR ranks before Bonferroni
+    np.testing.assert_array_equal(got, np.where(p_fdr <= 0.05, z, 0).astype(np.float32))
+    assert got.dtype == np.float32
+    with pytest.raises(ValueError, match="no corrected z map"):
+        main_effect_map(MetaResult(None, mask=mask, maps={"z": z}), 0.05)
+
+
+def test_contrast_workflow_gates_the_contrast_by_the_main_effects():
+    d1, d2 = _groups()
+    wf = ContrastWorkflow("mkdadensity", "mkdachi2", corrector="fdr", alpha=0.2)
+    res = wf.fit(d1, d2)
+    m1, m2 = res.maps["z_desc-group1MainEffect"], res.maps["z_desc-group2MainEffect"]
+    np.testing.assert_array_equal(res.maps["z_desc-conjunction"], np.minimum(m1, m2))
+    # the same contrast computed by hand from the pieces
+    pair = cbma.MKDAChi2().fit(d1, d2, inference_map1=m1, inference_map2=m2)
+    p = np.asarray(pair.maps["p_desc-association"])
+    z = np.asarray(pair.maps["z_desc-association"])
+    np.testing.assert_allclose(res.maps["z_desc-contrast"], np.where(p <= 0.2, z, 0), rtol=1e-6)
+    assert "Masked contrast workflow" in res.description
+    assert "laird2005ale" in res.bibtex_ and "Frahm_Monimu_Hoffstaedter" in res.bibtex_
+    res2 = cbma.MKDADensity().fit(d2)
+    with pytest.raises(ValueError, match="study ids"):
+        wf.fit(d1, d2, corr_result1=wf.corrector.transform(res2))
+    quiet = ContrastWorkflow("mkdadensity", "mkdachi2", generate_description=False).fit(d1, d2)
+    assert quiet.description == "" and quiet.bibtex_ == ""
+
+
+def test_workflows_refuse_the_wrong_estimators_with_nimares_exceptions():
+    for wf, est in ((CBMAWorkflow, cbma.MKDAChi2), (PairwiseCBMAWorkflow, cbma.ALE)):
+        with pytest.raises(TypeError) as err:
+            wf(estimator=est)
+        assert isinstance(err.value, ValueError) and isinstance(err.value, AttributeError)
+    with pytest.raises(ValueError):
+        CBMAWorkflow(estimator=ibma.Fishers)
+
+
+# ------------------------------------------------------------------ IBMA groupby / floors
+def test_ibma_groupby_records_groups_and_warns_about_dependence(tmp_path):
+    rng = np.random.default_rng(4)
+    mask = _small_mask()
+    data = np.asanyarray(mask.dataobj) > 0
+    src = {}
+    for k in range(4):
+        z = np.zeros(data.shape, np.float32)
+        z[data] = rng.normal(size=int(data.sum()))
+        path = tmp_path / f"z{k}.nii.gz"
+        nib.Nifti1Image(z, AFFINE).to_filename(path)
+        study = f"s{k // 2}"  # two contrasts per study
+        src.setdefault(study, {"contrasts": {}})["contrasts"][f"c{k}"] = {
+            "images": {"z": str(path)},
+            "metadata": {"sample_sizes": [20], "site": ["a", "b"][k % 2]},
+        }
+    dset = Dataset(src, mask=mask)
+    with pytest.warns(UserWarning, match="2 image\\(s\\) share a group"):
+        est = ibma.Stouffers()
+        res = est.fit(dset)
+    np.testing.assert_array_equal(est.inputs_["contrast_names"], [0, 0, 1, 1])
+    est_site = ibma.Stouffers(groupby="site")
+    with pytest.warns(UserWarning):
+        est_site.fit(dset)
+    np.testing.assert_array_equal(est_site.inputs_["contrast_names"], [0, 1, 0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        free = ibma.Stouffers(groupby=False)
+        free_res = free.fit(dset)
+    # the dependence is recorded, not modelled: the maps are the independent test's
+    np.testing.assert_array_equal(np.asarray(free_res.maps["z"]), np.asarray(res.maps["z"]))
+    with pytest.raises(ValueError, match="one label per image"):
+        ibma.Stouffers(groupby=["x", "y"]).fit(dset)
+    # the floor: one analysis gives no variance, and the jackknife refits with one fewer
+    with pytest.raises(ValueError, match="Fishers needs at least 2 analyses, got 1"):
+        ibma.Fishers().fit(dset.slice(dset.ids[:1]))
+    two = ibma.Fishers(groupby=False).fit(dset.slice(dset.ids[:2]))
+    with pytest.raises(ValueError, match="Jackknife needs at least 3 analyses"):
+        Jackknife(target_image="z", target_threshold=0.5).transform(two)

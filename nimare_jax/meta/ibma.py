@@ -28,6 +28,7 @@ for :class:`PermutedOLS`.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import warnings
@@ -133,16 +134,26 @@ class IBMAEstimator(NiMAREBase):
     **kwargs
         ``resample__<name>`` options passed to :func:`nilearn.image.resample_to_img` for
         images whose grid differs from the mask's (default linear interpolation, clipped).
-        NiMARE's ``memory``, ``memory_level`` and ``generate_description`` are accepted and
-        ignored (see ``nimare_jax.ops.validate.IGNORED_NIMARE_OPTIONS``).
+        ``groupby`` (NiMARE 0.22): which images share participants -- None (default) groups
+        them by study, a string names a metadata field, an array gives one label per image,
+        False declares every image independent. nimare_jax records the groups
+        (``inputs_["contrast_names"]``, one integer per image) but does not model the
+        dependence: when a group holds several images it warns that they are treated as
+        independent (NiMARE instead uses Brown's method, variance inflation or
+        cluster-robust errors). NiMARE's ``memory``, ``memory_level`` and
+        ``generate_description`` are accepted and ignored (see
+        ``nimare_jax.ops.validate.IGNORED_NIMARE_OPTIONS``).
     """
 
     #: ``inputs_`` keys of the images needed, in the order the model takes them.
     _image_inputs: tuple = ()
     _needs_sample_sizes = False
     _citations: tuple = ("Salo2023", "SalimiKhorshidi2009")
+    #: Fewest analyses a fit accepts (one gives no replication to estimate a variance).
+    _min_analyses = 2
 
     def __init__(self, aggressive_mask: bool = False, *, mask=None, **kwargs):
+        self.groupby = kwargs.pop("groupby", None)
         resample = {k: v for k, v in kwargs.items() if k.startswith("resample__")}
         unknown = sorted(set(kwargs) - set(resample) - IGNORED_NIMARE_OPTIONS)
         if unknown:
@@ -157,14 +168,24 @@ class IBMAEstimator(NiMAREBase):
         self.inputs_: dict = {}
 
     # ------------------------------------------------------------------ inputs
-    def _collect_inputs(self, dataset) -> dict:
+    def _collect_inputs(self, dataset, n_submitted: int | None = None) -> dict:
         """Load images and metadata; validate; return ``inputs_``."""
         dataset = self._with_required_images(dataset)
         n = len(dataset.ids)
-        if n < 2:
+        if n < self._min_analyses:
+            n_submitted = n if n_submitted is None else n_submitted
+            lacking = n_submitted - n
+            fate = (
+                f"; the other {lacking} lacked required input(s) "
+                f"{', '.join(repr(k) for k in self._image_inputs)}."
+                if lacking
+                else "."
+            )
             raise DatasetError(
-                f"{type(self).__name__} needs at least 2 experiments, got {n}: one study has "
-                "no replication to estimate a variance from"
+                f"{type(self).__name__} needs at least {self._min_analyses} analyses, got {n}: "
+                "one analysis has "
+                f"no replication to estimate a variance from. {n} of the {n_submitted} "
+                f"submitted reached the estimator{fate}"
             )
         mask = load_mask(self.masker if self.masker is not None else dataset.masker)
         inputs = {"id": np.asarray(dataset.ids), "mask": mask}
@@ -254,10 +275,53 @@ class IBMAEstimator(NiMAREBase):
         MetaResult
             The maps; ``result.estimator`` is this fitted estimator.
         """
+        given = [str(i) for i in dataset.ids]
         dataset = self._with_required_images(dataset)
         self.dataset_ = dataset
-        self.inputs_ = self._collect_inputs(dataset)
+        self.inputs_ = self._collect_inputs(dataset, len(given))
+        self.inputs_["contrast_names"] = self._group_codes(dataset, given)
         return self._result(self._fit(self.inputs_))
+
+    def _group_codes(self, dataset, given: list) -> np.ndarray:
+        """Integer group of each image from ``groupby``, warning if a group has several."""
+        ids = [str(i) for i in dataset.ids]
+        if self.groupby is False:
+            return np.arange(len(ids))
+        if self.groupby is None or isinstance(self.groupby, str):
+            field = "study_id" if self.groupby is None else self.groupby
+            table = dataset.metadata
+            if field not in table.columns:
+                raise DatasetError(
+                    f"groupby={field!r}: the dataset's metadata has no column {field!r}"
+                )
+            by_id = dict(zip(table["id"].astype(str), table[field], strict=True))
+            labels = [str(by_id[i]) for i in ids]
+        else:
+            labels = [str(v) for v in np.asarray(self.groupby, dtype=object).ravel()]
+            if len(labels) not in (len(ids), len(given)):
+                raise ValueError(
+                    f"groupby must hold one label per image: expected {len(ids)}, got "
+                    f"{len(labels)}"
+                )
+            if len(labels) != len(ids):  # images were left out: their labels go with them
+                kept = set(ids)
+                labels = [lab for i, lab in zip(given, labels, strict=True) if i in kept]
+        codes = {lab: n for n, lab in enumerate(sorted(set(labels)))}
+        if len(codes) < len(labels):
+            what = (
+                f"groupby={self.groupby!r}"
+                if self.groupby is None or isinstance(self.groupby, str)
+                else "by the groupby labels"
+            )
+            warnings.warn(
+                f"{type(self).__name__}: {len(labels) - len(codes)} image(s) share a group "
+                f"({what}) with another image; nimare_jax does not model "
+                "that dependence and treats them as independent, which overstates "
+                "significance if they share participants. Pass groupby=False to silence.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+        return np.array([codes[lab] for lab in labels])
 
     def fit_arrays(self, arrays: dict, mask, sample_sizes=None, ids=None) -> MetaResult:
         """Fit the estimator to masked arrays instead of a dataset.
@@ -309,7 +373,8 @@ class IBMAEstimator(NiMAREBase):
             tables=self._tables(),
             description=self._description(),
             citations=self._citations,
-            estimator=self,
+            # a snapshot, as NiMARE's deep copy: a later fit must not change this result
+            estimator=copy.copy(self),
         )
 
     def _check_defined(self, z: np.ndarray) -> None:

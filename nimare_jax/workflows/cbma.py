@@ -263,7 +263,7 @@ class ContrastWorkflow:
             raise ValueError("corr_result was made by a different corrector or parameters")
         ids = [getattr(r.estimator, "inputs_", None) for r in (result, corrected)]
         ids = [None if i is None else i.get("id") for i in ids]
-        if None not in ids and not np.array_equal(ids[0], ids[1]):
+        if all(i is not None for i in ids) and not np.array_equal(ids[0], ids[1]):
             raise ValueError("corr_result does not match the study ids in result")
         sizes = {np.shape(next(iter(r.maps.values())))[0] for r in (result, corrected)}
         if len(sizes) > 1:
@@ -272,7 +272,6 @@ class ContrastWorkflow:
     def _main_effect(self, result: MetaResult, corrected) -> tuple:
         if corrected is None:
             corrected = self.corrector.transform(result)
-            corrected.corrector = self.corrector
         else:
             self._check_cached(result, corrected)
         return main_effect_map(corrected, self.alpha), corrected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import jax
@@ -103,7 +104,8 @@ class CBMAEstimator(NiMAREBase):
             null_distributions=nulls,
             description=self._description(),
             citations=(*self._citations, *self.kernel_transformer.citations),
-            estimator=self,
+            # a snapshot, as NiMARE's deep copy: a later fit must not change this result
+            estimator=copy.copy(self),
         )
 
     def _fit(self, arrays):
@@ -202,7 +204,7 @@ class PairwiseCBMAEstimator(CBMAEstimator):
         }
         maps, nulls = self._fit(self.inputs1_, self.inputs2_)
         gates = [_inference_mask(m, m1, n) for m, n in ((inference_map1, 1), (inference_map2, 2))]
-        if gates != [None, None]:
+        if any(g is not None for g in gates):
             maps = self._gate_contrast(maps, *gates)
         return self._result(maps, nulls, m1)
 

@@ -305,6 +305,11 @@ class _DensityEstimator(RelocationEstimator):
     def _weights(self) -> np.ndarray:
         return np.ones(len(self.dataset_.ids))
 
+    @property
+    def weight_vec_(self) -> np.ndarray:
+        """NiMARE's name of the fitted experiment weights, :attr:`weights_`."""
+        return self.weights_
+
     def _fit(self, arrays: FociArrays):
         weights = self._weights()
         self.weights_ = weights  # fitted attribute: descriptions and FWE correction

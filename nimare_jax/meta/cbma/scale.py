@@ -10,6 +10,7 @@ are active in many studies anyway need more convergence to reach significance.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -273,7 +274,8 @@ class SCALE(NiMAREBase):
             null_distributions=nulls,
             description=self._description(),
             citations=(*self._citations, *self.kernel_transformer.citations),
-            estimator=self,
+            # a snapshot, as NiMARE's deep copy: a later fit must not change this result
+            estimator=copy.copy(self),
         )
 
     def _pool_ijk(self, masker) -> np.ndarray:
