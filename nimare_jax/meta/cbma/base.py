@@ -73,19 +73,29 @@ class CBMAEstimator(NiMAREBase):
 
     _citations: tuple = ()
 
-    def fit(self, dataset) -> MetaResult:
+    def fit(self, dataset, drop_invalid: bool = True, ma_maps=None) -> MetaResult:
         """Fit the estimator to a dataset.
 
         Parameters
         ----------
         dataset : nimare_jax.dataset.Dataset
             Studies with coordinates.
+        drop_invalid : bool
+            NiMARE's option; only True (leave out experiments without foci, with a
+            warning) is supported.
+        ma_maps : None
+            NiMARE's precomputed MA maps; nimare_jax computes them inside its statistic,
+            so only None is accepted.
 
         Returns
         -------
         MetaResult
             Maps and null distributions; ``result.estimator`` is this (fitted) estimator.
         """
+        if not drop_invalid:
+            raise ValueError(f"{type(self).__name__}.fit supports only drop_invalid=True")
+        if ma_maps is not None:
+            raise ValueError(f"{type(self).__name__}.fit computes the MA maps; ma_maps must be None")
         if len(dataset.ids) == 0:
             raise DatasetError("cannot fit an estimator to an empty dataset")
         dataset = drop_experiments_without_foci(dataset)
