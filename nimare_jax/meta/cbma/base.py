@@ -95,7 +95,9 @@ class CBMAEstimator(NiMAREBase):
         if not drop_invalid:
             raise ValueError(f"{type(self).__name__}.fit supports only drop_invalid=True")
         if ma_maps is not None:
-            raise ValueError(f"{type(self).__name__}.fit computes the MA maps; ma_maps must be None")
+            raise ValueError(
+                f"{type(self).__name__}.fit computes the MA maps itself; ma_maps must be None"
+            )
         if len(dataset.ids) == 0:
             raise DatasetError("cannot fit an estimator to an empty dataset")
         dataset = drop_experiments_without_foci(dataset)
