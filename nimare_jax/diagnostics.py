@@ -34,12 +34,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from nimare_jax.base import NiMAREBase
 from nimare_jax.meta.cbma.ale import ALE
 from nimare_jax.meta.fwe import fwe_map
 from nimare_jax.reports.clusters import atlas_labels, ordered_clusters
-from nimare_jax.spatial import mm2vox, vox2mm
+from nimare_jax.spatial import load_mask, mm2vox, vox2mm
+from nimare_jax.studyset import as_dataset
 
-__all__ = ["Diagnostics", "FocusCounter", "Jackknife"]
+__all__ = ["Diagnostics", "FocusCounter", "FocusFilter", "Jackknife"]
 
 POSTAIL_LBL = "PositiveTail"
 NEGTAIL_LBL = "NegativeTail"
@@ -401,4 +403,48 @@ target_threshold, atlas
             table = np.zeros((len(dataset.ids), tail["n"] + 1), np.int64)
             np.add.at(table, (rows[rows >= 0], lab[rows >= 0]), 1)
             out.append(table[:, 1:])
+        return out
+
+
+class FocusFilter(NiMAREBase):
+    """Remove the foci that fall outside a mask (NiMARE's ``FocusFilter``).
+
+    Parameters
+    ----------
+    mask : mask image, path, nilearn masker or None
+        Mask whose voxels keep a focus (a focus is kept if its nearest voxel is in the mask);
+        None uses the dataset's own mask.
+
+    Notes
+    -----
+    Experiments are all kept, even those left without foci (a dataset may hold experiments
+    with images only).
+    """
+
+    def __init__(self, mask=None):
+        self.mask = mask
+
+    def transform(self, dataset):
+        """Return a copy of ``dataset`` without its foci outside the mask.
+
+        Parameters
+        ----------
+        dataset : nimare_jax.dataset.Dataset or Studyset
+            The collection to filter.
+
+        Returns
+        -------
+        nimare_jax.dataset.Dataset
+            A copy with the in-mask foci only.
+        """
+        dataset = as_dataset(dataset)
+        mask_img = load_mask(dataset.masker if self.mask is None else self.mask)
+        inside = np.asanyarray(mask_img.dataobj) > 0
+        coords = dataset.coordinates
+        ijk = mm2vox(coords[["x", "y", "z"]].to_numpy(float), mask_img.affine)
+        in_bounds = np.all((ijk >= 0) & (ijk < np.array(inside.shape)), axis=1)
+        keep = np.zeros(len(coords), bool)
+        keep[in_bounds] = inside[tuple(ijk[in_bounds].T)]
+        out = dataset.copy()
+        out.coordinates = coords.loc[keep].reset_index(drop=True)
         return out

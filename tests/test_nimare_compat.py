@@ -20,7 +20,7 @@ import nimare_jax.meta
 from nimare_jax import exceptions, spatial, transforms, utils
 from nimare_jax.correct import FDRCorrector, FWECorrector
 from nimare_jax.dataset import Dataset
-from nimare_jax.diagnostics import Jackknife
+from nimare_jax.diagnostics import FocusFilter, Jackknife
 from nimare_jax.meta import cbma, ibma
 from nimare_jax.meta.cbma.kernel import ALEKernel, KDAKernel, MKDAKernel
 from nimare_jax.results import DroppedInput, MetaResult
@@ -675,3 +675,16 @@ def test_ibma_groupby_records_groups_and_warns_about_dependence(tmp_path):
     two = ibma.Fishers(groupby=False).fit(dset.slice(dset.ids[:2]))
     with pytest.raises(ValueError, match="Jackknife needs at least 3 analyses"):
         Jackknife(target_image="z", target_threshold=0.5).transform(two)
+
+
+def test_focus_filter_keeps_the_foci_whose_voxel_is_in_the_mask():
+    dset = _dataset()
+    sub = np.zeros((11, 11, 11), np.int8)
+    sub[6:, :, :] = 1  # x >= 4 mm
+    mask = nib.Nifti1Image(sub, dset.masker.mask_img_.affine)
+    out = FocusFilter(mask=mask).transform(dset)
+    want = dset.coordinates[dset.coordinates["x"] >= 4]
+    assert 0 < len(want) < len(dset.coordinates)
+    np.testing.assert_array_equal(out.coordinates[["x", "y", "z"]], want[["x", "y", "z"]])
+    assert list(out.ids) == list(dset.ids)  # experiments are all kept
+    assert len(FocusFilter().transform(dset).coordinates) == len(dset.coordinates)
