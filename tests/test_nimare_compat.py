@@ -23,6 +23,7 @@ from nimare_jax.dataset import Dataset
 from nimare_jax.diagnostics import FocusFilter, Jackknife
 from nimare_jax.meta import cbma, ibma
 from nimare_jax.meta.cbma.kernel import ALEKernel, KDAKernel, MKDAKernel
+from nimare_jax.meta.fwe import VoxelLevelOnlyError
 from nimare_jax.results import DroppedInput, MetaResult
 from nimare_jax.workflows import (
     CBMAWorkflow,
@@ -688,3 +689,26 @@ def test_focus_filter_keeps_the_foci_whose_voxel_is_in_the_mask():
     np.testing.assert_array_equal(out.coordinates[["x", "y", "z"]], want[["x", "y", "z"]])
     assert list(out.ids) == list(dset.ids)  # experiments are all kept
     assert len(FocusFilter().transform(dset).coordinates) == len(dset.coordinates)
+
+
+def test_nimare_exception_types_for_scale_and_missing_sample_sizes(tmp_path):
+    with pytest.raises(TypeError, match="'dog'"):
+        cbma.SCALE(xyz="dog")
+    with pytest.raises(exceptions.InputFileError, match="file not found"):
+        cbma.SCALE(xyz=str(tmp_path / "none.txt"))
+    src = {
+        "a": {"contrasts": {"c": {"coords": {"space": "MNI", "x": [0], "y": [0], "z": [0]}}}},
+        "b": {
+            "contrasts": {
+                "c": {
+                    "coords": {"space": "MNI", "x": [4], "y": [0], "z": [0]},
+                    "metadata": {"sample_sizes": [20]},
+                }
+            }
+        },
+    }
+    dset = Dataset(src, mask=_small_mask())
+    with pytest.raises(ValueError, match="sample size.*'a-c'"):
+        cbma.ALE().fit(dset)
+    assert issubclass(VoxelLevelOnlyError, NotImplementedError)
+    assert issubclass(VoxelLevelOnlyError, ValueError)

@@ -119,6 +119,13 @@ def fwe_null(kind: str = "values", level: str | None = "voxel", desc: str | None
     return map_name(kind, desc=desc, level=level, corr="fwe", method=MONTECARLO)
 
 
+class VoxelLevelOnlyError(ValueError, NotImplementedError):
+    """Cluster-level FWE asked of an estimator that has only voxel-level inference.
+
+    A ``ValueError`` (an option out of range), and NiMARE's ``NotImplementedError``.
+    """
+
+
 class MonteCarloFWE(Protocol):
     """What an estimator supporting ``FWECorrector(method="montecarlo")`` provides."""
 
@@ -269,8 +276,8 @@ label_backend, progress
     if vfwe_only is None:
         vfwe_only = not cluster_level
     elif not vfwe_only and not cluster_level:
-        raise ValueError(
-            f"{name} supports only voxel-level FWE correction (vfwe_only=True); "
+        raise VoxelLevelOnlyError(
+            f"{name} supports only voxel-level Monte Carlo FWE correction (vfwe_only=True); "
             "cluster-level inference is not defined for it"
         )
     if not vfwe_only and not (isinstance(voxel_thresh, float | int) and 0 < voxel_thresh < 1):

@@ -375,7 +375,16 @@ class ALEKernel(KernelTransformer):
         n = len(dataset.ids)
         if self.fwhm is not None:
             return np.full(n, float(self.fwhm))
-        sizes = np.full(n, self.sample_size) if self.sample_size else dataset.get_sample_sizes()
+        if self.sample_size:
+            sizes = np.full(n, self.sample_size)
+        else:
+            try:
+                sizes = dataset.get_sample_sizes()
+            except DatasetError as err:
+                raise DatasetError(
+                    "ALEKernel sets each kernel's width from the experiment's sample size, "
+                    f"and one is missing or invalid (give sample_size= or fwhm=): {err}"
+                ) from err
         return np.asarray(K.fwhm_from_sample_size(sizes))
 
     def _windows(self, dataset):

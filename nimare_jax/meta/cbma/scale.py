@@ -87,8 +87,21 @@ def read_baseline(path) -> np.ndarray:
     return np.asarray(rows, np.float64)
 
 
+class BaselineNotFoundError(InputFileError, TypeError):
+    """SCALE's ``xyz`` is a string naming no file.
+
+    An :class:`~nimare_jax.exceptions.InputFileError`, and the ``TypeError`` NiMARE (which
+    takes only arrays) raises for a string.
+    """
+
+
 def _check_xyz(xyz) -> np.ndarray:
     if isinstance(xyz, str | Path):
+        if not Path(xyz).is_file():
+            raise BaselineNotFoundError(
+                f"baseline file {excerpt(str(xyz))}: file not found (xyz must be an (n, 3) "
+                "array of mm coordinates or the path of a baseline file)"
+            )
         arr, what, error = read_baseline(xyz), f"baseline file {xyz}", InputFileError
     else:
         arr, what, error = np.asarray(xyz, dtype=float), "xyz", ValueError
