@@ -712,3 +712,11 @@ def test_nimare_exception_types_for_scale_and_missing_sample_sizes(tmp_path):
         cbma.ALE().fit(dset)
     assert issubclass(VoxelLevelOnlyError, NotImplementedError)
     assert issubclass(VoxelLevelOnlyError, ValueError)
+
+
+def test_kernel_arguments_with_a_kernel_instance_are_ignored_with_a_warning():
+    kern = MKDAKernel(r=2)
+    with pytest.warns(UserWarning, match=r"kernel__ arguments \['r'\] are ignored"):
+        est = cbma.MKDADensity(kern, kernel__r=6)
+    assert est.kernel_transformer is kern and kern.r == 2
+    assert cbma.MKDADensity(MKDAKernel, kernel__r=6).kernel_transformer.r == 6

@@ -42,7 +42,8 @@ def make_kernel(kernel_transformer, default, kwargs) -> KernelTransformer:
     Returns
     -------
     KernelTransformer
-        The kernel.
+        The kernel (an instance is returned as given; ``kernel__`` arguments with it are
+        ignored with a warning, as NiMARE).
     """
     kernel_args = {k[len("kernel__") :]: v for k, v in kwargs.items() if k.startswith("kernel__")}
     unknown = [
@@ -57,9 +58,12 @@ def make_kernel(kernel_transformer, default, kwargs) -> KernelTransformer:
         return kt(**kernel_args)
     if not isinstance(kt, KernelTransformer):
         raise TypeError(f"kernel_transformer must be a KernelTransformer, got {kt!r}")
-    if kernel_args:
-        raise TypeError(
-            "kernel__ arguments can only be given with a kernel class, not an instance"
+    if kernel_args:  # as NiMARE: the instance is used as given
+        warnings.warn(
+            f"kernel__ arguments {sorted(kernel_args)} are ignored: they configure a kernel "
+            f"class, and {kt!r} is an instance (set its parameters with set_params)",
+            UserWarning,
+            stacklevel=3,
         )
     return kt
 
