@@ -24,6 +24,7 @@ from nimare_jax.diagnostics import FocusFilter, Jackknife
 from nimare_jax.meta import cbma, ibma
 from nimare_jax.meta.cbma.kernel import ALEKernel, KDAKernel, MKDAKernel
 from nimare_jax.meta.fwe import VoxelLevelOnlyError
+from nimare_jax.nimads import Studyset
 from nimare_jax.results import DroppedInput, MetaResult
 from nimare_jax.workflows import (
     CBMAWorkflow,
@@ -720,3 +721,15 @@ def test_kernel_arguments_with_a_kernel_instance_are_ignored_with_a_warning():
         est = cbma.MKDADensity(kern, kernel__r=6)
     assert est.kernel_transformer is kern and kern.r == 2
     assert cbma.MKDADensity(MKDAKernel, kernel__r=6).kernel_transformer.r == 6
+
+
+def test_estimators_accept_a_studyset_as_its_dataset():
+    d1, d2 = _groups()
+    s1, s2 = Studyset.from_dataset(d1), Studyset.from_dataset(d2)
+    for fit in (
+        lambda x, y: cbma.MKDADensity().fit(x),
+        lambda x, y: cbma.MKDAChi2().fit(x, y),
+    ):
+        want, got = fit(s1.to_dataset(), s2.to_dataset()), fit(s1, s2)
+        for name in want.maps:
+            np.testing.assert_array_equal(np.asarray(got.maps[name]), np.asarray(want.maps[name]))

@@ -43,6 +43,7 @@ from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import get_image_paths, image_types, load_images
 from nimare_jax.meta.fwe import fwe_map, fwe_null, fwe_options
+from nimare_jax.nimads import as_dataset  # NiMARE's path of the Studyset coercion
 from nimare_jax.ops import esma, signflip
 from nimare_jax.ops.permute import run_permutations
 from nimare_jax.ops.stats import logp_to_z
@@ -275,6 +276,7 @@ class IBMAEstimator(NiMAREBase):
         MetaResult
             The maps; ``result.estimator`` is this fitted estimator.
         """
+        dataset = as_dataset(dataset)
         given = [str(i) for i in dataset.ids]
         dataset = self._with_required_images(dataset)
         self.dataset_ = dataset

@@ -18,6 +18,7 @@ from nimare_jax.meta.cbma.kernel import (
     drop_experiments_without_foci,
 )
 from nimare_jax.meta.fwe import MONTECARLO, fwe_map, fwe_null, fwe_options, map_name
+from nimare_jax.nimads import as_dataset  # NiMARE's path of the Studyset coercion
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls, relocation
 from nimare_jax.ops.label import label_clusters
@@ -102,6 +103,7 @@ class CBMAEstimator(NiMAREBase):
             raise ValueError(
                 f"{type(self).__name__}.fit computes the MA maps itself; ma_maps must be None"
             )
+        dataset = as_dataset(dataset)
         if len(dataset.ids) == 0:
             raise DatasetError("cannot fit an estimator to an empty dataset")
         dataset = drop_experiments_without_foci(dataset)
@@ -188,8 +190,8 @@ class PairwiseCBMAEstimator(CBMAEstimator):
             raise ValueError(
                 f"{name}.fit computes the MA maps itself; ma_maps1/ma_maps2 must be None"
             )
-        dataset1 = drop_experiments_without_foci(dataset1)
-        dataset2 = drop_experiments_without_foci(dataset2)
+        dataset1 = drop_experiments_without_foci(as_dataset(dataset1))
+        dataset2 = drop_experiments_without_foci(as_dataset(dataset2))
         for label, dataset in (("dataset1", dataset1), ("dataset2", dataset2)):
             if len(dataset.ids) < 2:
                 raise DatasetError(

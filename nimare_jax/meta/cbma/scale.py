@@ -25,6 +25,7 @@ from nimare_jax.meta.cbma.ale import ALE, ale_windows
 from nimare_jax.meta.cbma.base import make_kernel, seed_to_key
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
 from nimare_jax.meta.fwe import fwe_map, fwe_null, fwe_options
+from nimare_jax.nimads import as_dataset  # NiMARE's path of the Studyset coercion
 from nimare_jax.ops import baseline
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops.permute import BoundSummary, run_permutations
@@ -266,6 +267,7 @@ class SCALE(NiMAREBase):
             ``stat``, ``p``, ``z`` and ``logp`` maps; null distribution
             ``values_level-voxel_corr-fwe_method-montecarlo`` (maximum ALE per redraw).
         """
+        dataset = as_dataset(dataset)
         if len(dataset.ids) == 0:
             raise DatasetError("cannot fit SCALE to an empty dataset")
         self.dataset_ = dataset
