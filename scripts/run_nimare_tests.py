@@ -351,6 +351,9 @@ EXCLUDED: dict[str, str] = {
         _private("_permute_pairwise_group_indices")
     ),
     "test_meta_ibma.py::test_mask_images_keeps_one_4d_transform_for_a_labels_masker": _LABELS,
+    "test_diagnostics.py::test_focuscounter_single_tail_mixed_sign_warning": _private(
+        "_infer_label_map_tails"
+    ),
     "test_meta_ale.py::test_ALE_precomputed_ma_maps_do_not_leak_between_fit_calls": _NO_MA_MAPS,
     "test_meta_ale.py::test_ALE_precomputed_ma_maps_match_generated_fast_path": _NO_MA_MAPS,
     "test_meta_mkda.py::test_MKDAChi2_precomputed_ma_maps_do_not_leak_between_fit_calls": (
