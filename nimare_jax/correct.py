@@ -11,6 +11,7 @@ arguments with the same defaults (:class:`nimare_jax.meta.fwe.MonteCarloFWE`), a
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import numpy as np
@@ -246,10 +247,12 @@ def _run_estimator_method(corrector, result, method, options: dict, corr: str) -
     out = method(result, **options)
     if len(out) == 4:
         maps, nulls, text, cites = out
+        new = _with_maps(result, maps, nulls, text, cites, by=corrector)
         held = getattr(result.estimator, "null_distributions_", None)
-        if isinstance(held, dict):  # as NiMARE, the estimator keeps the nulls it drew
-            held.update(nulls or {})
-        return _with_maps(result, maps, nulls, text, cites, by=corrector)
+        if isinstance(held, dict) and nulls:  # as NiMARE: the corrected result's estimator
+            new.estimator = copy.copy(result.estimator)  # holds the nulls, not the original
+            new.estimator.null_distributions_ = {**held, **nulls}
+        return new
     maps, tables, text = out
     suffix = f"_corr-{corr}_method-{corrector.method}"
     maps = {

@@ -536,8 +536,12 @@ def test_monte_carlo_nulls_are_kept_by_the_estimator():
     res = est.fit(_dataset())
     out = FWECorrector(method="montecarlo", n_iters=20).transform(res)
     key = "values_level-voxel_corr-fwe_method-montecarlo"
-    np.testing.assert_array_equal(est.null_distributions_[key], out.null_distributions[key])
-    assert len(est.null_distributions_[key]) == 20
+    held = out.estimator.null_distributions_
+    np.testing.assert_array_equal(held[key], out.null_distributions[key])
+    assert len(held[key]) == 20
+    assert "histogram_bins" in held  # the fit's nulls are kept beside them
+    # as NiMARE: neither the fitted estimator nor the uncorrected result's one changes
+    assert key not in est.null_distributions_ and key not in res.estimator.null_distributions_
 
 
 # ------------------------------------------------------------------ pairwise inference maps
