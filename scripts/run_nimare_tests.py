@@ -341,6 +341,9 @@ EXCLUDED: dict[str, str] = {
         _private("_collect_inputs")
     ),
     "test_meta_mkda.py::test_p_to_summarystat_is_monotone_in_p": _private("_p_to_summarystat"),
+    "test_meta_mkda.py::test_MKDADensity_weighted_null_matches_independent_computation": (
+        _private("meta.cbma.mkda._weighted_histogram_bins")
+    ),
     "test_meta_mkda.py::test_MKDADensity_weights_renormalise_over_a_subset": _private(
         "_collect_ma_maps"
     ),

@@ -737,3 +737,28 @@ def test_estimators_accept_a_studyset_as_its_dataset():
         want, got = fit(s1.to_dataset(), s2.to_dataset()), fit(s1, s2)
         for name in want.maps:
             np.testing.assert_array_equal(np.asarray(got.maps[name]), np.asarray(want.maps[name]))
+
+
+def test_ibma_drops_images_without_a_usable_voxel(tmp_path):
+    rng = np.random.default_rng(5)
+    mask = _small_mask()
+    inside = np.asanyarray(mask.dataobj) > 0
+    src = {}
+    for k in range(4):
+        z = np.zeros(inside.shape, np.float32)
+        if k != 2:  # experiment s2-c is all zeros: nothing usable
+            z[inside] = rng.normal(size=int(inside.sum()))
+        nib.Nifti1Image(z, AFFINE).to_filename(tmp_path / f"z{k}.nii.gz")
+        src[f"s{k}"] = {"contrasts": {"c": {"images": {"z": str(tmp_path / f"z{k}.nii.gz")}}}}
+    dset = Dataset(src, mask=mask)
+    with pytest.warns(UserWarning, match="'s2-c'.*left out"):
+        est = ibma.Stouffers(groupby=False)
+        res = est.fit(dset)
+    assert list(est.inputs_["id"]) == ["s0-c", "s1-c", "s3-c"] == list(est.dataset_.ids)
+    want = ibma.Stouffers(groupby=False).fit(dset.slice(["s0-c", "s1-c", "s3-c"]))
+    np.testing.assert_array_equal(np.asarray(res.maps["z"]), np.asarray(want.maps["z"]))
+    with pytest.raises(ValueError, match="'s2-c'"):
+        ibma.Stouffers(groupby=False).fit(dset, drop_invalid=False)
+    zeros = {f"e{k}": {"contrasts": {"c": src["s2"]["contrasts"]["c"]}} for k in range(2)}
+    with pytest.raises(ValueError, match="nothing to meta-analyse"):
+        ibma.Stouffers(groupby=False).fit(Dataset(zeros, mask=mask))

@@ -169,7 +169,9 @@ class IBMAEstimator(NiMAREBase):
         self.inputs_: dict = {}
 
     # ------------------------------------------------------------------ inputs
-    def _collect_inputs(self, dataset, n_submitted: int | None = None) -> dict:
+    def _collect_inputs(
+        self, dataset, n_submitted: int | None = None, drop_empty: bool = False
+    ) -> dict:
         """Load images and metadata; validate; return ``inputs_``."""
         dataset = self._with_required_images(dataset)
         n = len(dataset.ids)
@@ -196,7 +198,7 @@ class IBMAEstimator(NiMAREBase):
             )
         if self._needs_sample_sizes:
             inputs["sample_sizes"] = dataset.get_sample_sizes()
-        return self._validate_inputs(inputs)
+        return self._validate_inputs(inputs, drop_empty)
 
     def _with_required_images(self, dataset):
         """Leave out experiments lacking a required image type, with a warning (as NiMARE)."""
@@ -217,7 +219,7 @@ class IBMAEstimator(NiMAREBase):
         )
         return dataset.slice(np.asarray(dataset.ids)[have])
 
-    def _validate_inputs(self, inputs: dict) -> dict:
+    def _validate_inputs(self, inputs: dict, drop_empty: bool = False) -> dict:
         validity = np.logical_and.reduce([_usable(inputs[k]) for k in self._image_inputs])
         if "varcope_maps" in self._image_inputs:
             # a variance must be positive: inverse-variance weights of negative or vanishing
@@ -237,11 +239,32 @@ class IBMAEstimator(NiMAREBase):
         if empty.any():
             names = "/".join(repr(_IMAGE_NAMES[k]) for k in self._image_inputs)
             bad = ", ".join(repr(str(i)) for i in inputs["id"][empty][:10])
-            raise ImageError(
+            what = (
                 f"{int(empty.sum())} experiment(s) have no voxel with a usable (finite, "
-                f"non-zero) value in their {names} image(s) within the mask: {bad}. Remove "
-                "them from the dataset (Dataset.slice) or check the images' space."
+                f"non-zero) value in their {names} image(s) within the mask: {bad}"
             )
+            if not drop_empty or empty.all():
+                raise ImageError(
+                    what
+                    + (
+                        "; nothing to meta-analyse. Check the images' space."
+                        if empty.all()
+                        else ". Remove them from the dataset (Dataset.slice), fit with "
+                        "drop_invalid=True, or check the images' space."
+                    )
+                )
+            warnings.warn(f"{what}; they are left out.", UserWarning, stacklevel=user_stacklevel())
+            n = len(empty)
+            inputs = {
+                k: v[~empty] if isinstance(v, np.ndarray) and v.shape[:1] == (n,) else v
+                for k, v in inputs.items()
+            }
+            validity = validity[~empty]
+            if len(inputs["id"]) < self._min_analyses:
+                raise DatasetError(
+                    f"{type(self).__name__} needs at least {self._min_analyses} analyses; "
+                    f"{len(inputs['id'])} of the {n} with images have usable values"
+                )
         n_voxels = validity.shape[1]
         if self.aggressive_mask:
             keep = validity.all(axis=0)
@@ -263,13 +286,17 @@ class IBMAEstimator(NiMAREBase):
         return inputs
 
     # --------------------------------------------------------------------- fit
-    def fit(self, dataset) -> MetaResult:
+    def fit(self, dataset, drop_invalid: bool = True) -> MetaResult:
         """Fit the estimator to a dataset with images.
 
         Parameters
         ----------
-        dataset : nimare_jax.dataset.Dataset
+        dataset : nimare_jax.dataset.Dataset or Studyset
             Experiments with the image types this estimator needs.
+        drop_invalid : bool
+            Leave out, with a warning, experiments lacking a required image or whose image
+            has no usable (finite, non-zero) voxel in the mask (default, as NiMARE); False
+            refuses the latter with an error naming them.
 
         Returns
         -------
@@ -279,8 +306,10 @@ class IBMAEstimator(NiMAREBase):
         dataset = as_dataset(dataset)
         given = [str(i) for i in dataset.ids]
         dataset = self._with_required_images(dataset)
+        self.inputs_ = self._collect_inputs(dataset, len(given), drop_empty=drop_invalid)
+        if len(self.inputs_["id"]) < len(dataset.ids):  # images without a usable voxel
+            dataset = dataset.slice(self.inputs_["id"])
         self.dataset_ = dataset
-        self.inputs_ = self._collect_inputs(dataset, len(given))
         self.inputs_["contrast_names"] = self._group_codes(dataset, given)
         return self._result(self._fit(self.inputs_))
 
