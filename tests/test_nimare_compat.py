@@ -340,6 +340,12 @@ def test_description_alias_and_label_maskers_refused():
     assert res.description == "new"
     with pytest.raises(ValueError, match="not region-averaging"):
         spatial.load_mask(NiftiLabelsMasker(_small_mask()))
+    # an IBMA estimator takes the masker as given and refuses it when fitting (as NiMARE)
+    labels = NiftiLabelsMasker(_small_mask())
+    est = ibma.Fishers(mask=labels)
+    assert est.masker is labels
+    with pytest.raises(ValueError, match="not region-averaging"):
+        est.fit_arrays({"z": np.ones((2, 60))}, labels)
 
 
 def test_coordinates_table_with_voxel_indices_uses_them():

@@ -130,8 +130,9 @@ class IBMAEstimator(NiMAREBase):
     aggressive_mask : bool
         If True, analyse only voxels with a usable (finite, non-zero) value in every study.
         If False (NiMARE's default), each voxel is analysed over the studies that have it.
-    mask : str, pathlib.Path, nibabel.Nifti1Image or None
-        Mask to analyse within (default: the dataset's).
+    mask : str, pathlib.Path, nibabel.Nifti1Image, nilearn masker or None
+        Mask to analyse within (default: the dataset's); kept as given in ``masker`` and
+        read when fitting, where a region-averaging masker is refused.
     **kwargs
         ``resample__<name>`` options passed to :func:`nilearn.image.resample_to_img` for
         images whose grid differs from the mask's (default linear interpolation, clipped).
@@ -164,7 +165,7 @@ class IBMAEstimator(NiMAREBase):
                 "with 'resample__')"
             )
         self.aggressive_mask = bool(aggressive_mask)
-        self.masker = None if mask is None else load_mask(mask)
+        self.masker = mask  # as given; read (and a labels masker refused) at fit, as NiMARE
         self._resample_kwargs = {k[len("resample__") :]: v for k, v in resample.items()}
         self.inputs_: dict = {}
 
