@@ -417,7 +417,12 @@ def test_error_nan_only_image_names_study(tmp_path):
     src["study-02"]["contrasts"]["1"]["images"]["z"] = str(nan)
     d = Dataset(src, mask=HERE / "mask.nii.gz")
     with pytest.raises(ImageError, match=r"no voxel with a usable.*'z'.*'study-02-1'"):
-        ibma.Stouffers().fit(d)
+        ibma.Stouffers().fit(d, drop_invalid=False)
+    # NiMARE's default: the study is left out, with a warning naming it
+    with pytest.warns(UserWarning, match=r"'study-02-1'.*left out"):
+        est = ibma.Stouffers()
+        est.fit(d)
+    assert "study-02-1" not in list(est.inputs_["id"])
 
 
 def test_equal_sample_sizes_rejected():
