@@ -579,6 +579,10 @@ def test_alesubtraction_voxel_thresh_checks():
         cbma.ALESubtraction(vfwe_only=False, voxel_thresh="x")
     with pytest.raises(ValueError, match="between 0 and 1"):
         cbma.ALESubtraction(vfwe_only=False, voxel_thresh=1)
+    assert cbma.ALESubtraction(vfwe_only=False, voxel_thresh="0.01").voxel_thresh == 0.01
+    assert cbma.ALESubtraction(low_memory="auto").low_memory == "auto"
+    with pytest.raises(ValueError, match="low_memory must be"):
+        cbma.ALESubtraction(low_memory="sometimes")
 
 
 # ------------------------------------------------------------------ workflows

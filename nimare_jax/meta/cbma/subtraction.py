@@ -197,6 +197,9 @@ class ALESubtraction(PairwiseCBMAEstimator):
         Permutations per device per dispatch.
     progress : bool
         Show a progress bar.
+    low_memory : {False, True, "auto"}
+        NiMARE's switch to memory-mapped arrays; validated and without effect here (the
+        permutations run in batches of ``batch_size`` whatever its value).
     **kwargs
         ``kernel__*`` arguments of the kernel.
 
@@ -223,6 +226,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
         random_state: int | None = None,
         batch_size: int = 32,
         progress: bool = True,
+        low_memory=False,
         **kwargs,
     ):
         self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
@@ -234,13 +238,20 @@ class ALESubtraction(PairwiseCBMAEstimator):
         if voxel_thresh is not None or not vfwe_only:  # None: only without cluster nulls
             if voxel_thresh is None:
                 raise ValueError("voxel_thresh must be provided when vfwe_only is False")
-            if isinstance(voxel_thresh, bool) or not isinstance(voxel_thresh, int | float):
+            try:  # numbers and numeric strings, as NiMARE
+                if isinstance(voxel_thresh, bool):
+                    raise TypeError
+                value = float(voxel_thresh)
+            except (TypeError, ValueError):
                 raise TypeError(
                     f"voxel_thresh must be a scalar numeric value, got {voxel_thresh!r}"
-                )
-            if not 0 < voxel_thresh < 1:
+                ) from None
+            if not 0 < value < 1:
                 raise ValueError(f"voxel_thresh must be between 0 and 1, got {voxel_thresh!r}")
-            voxel_thresh = float(voxel_thresh)
+            voxel_thresh = value
+        if low_memory not in (False, True, "auto"):
+            raise ValueError(f"low_memory must be False, True, or 'auto', got {low_memory!r}")
+        self.low_memory = low_memory
         self.n_iters = check_n_iters(n_iters)
         self.voxel_thresh = voxel_thresh
         self.vfwe_only = bool(vfwe_only)
