@@ -56,7 +56,7 @@ def _spellings() -> dict[str, str]:
     return {uk: us for uk, us in pairs if _WORD.fullmatch(uk)}
 
 
-def _uk_to_us(text):
+def uk_to_us(text):
     """Replace British spellings (whole lower-case words) by American ones; non-text as is."""
     if not isinstance(text, str):
         return text
@@ -151,7 +151,7 @@ class CogAtLemmatizer:
             The text with aliases replaced, in the order of the ontology's rows.
         """
         if convert_uk:
-            text = _uk_to_us(text)
+            text = uk_to_us(text)
         for pattern, term_id in self._patterns:
             text = pattern.sub(lambda _, t=term_id: t, text)
         return text
@@ -187,7 +187,7 @@ def extract_cogat(text_df: pd.DataFrame, id_df=None, text_column: str = "abstrac
     text_df = _check_columns(text_df, (text_column,), "text_df").copy()
     if "id" in text_df.columns:
         text_df = text_df.set_index("id")
-    texts = [_uk_to_us(t) for t in text_df[text_column].fillna("")]
+    texts = [uk_to_us(t) for t in text_df[text_column].fillna("")]
     terms = sorted({str(t) for t in id_df["id"]})
     column = {term: n for n, term in enumerate(terms)}
     counts = np.zeros((len(texts), len(terms)), dtype=int)
