@@ -57,7 +57,17 @@ def _spellings() -> dict[str, str]:
 
 
 def uk_to_us(text):
-    """Replace British spellings (whole lower-case words) by American ones; non-text as is."""
+    """Replace British spellings (whole lower-case words) by American ones.
+
+    Parameters
+    ----------
+    text : str or object
+        Text to convert; anything else (e.g. a missing value) is returned as it is.
+
+    Returns
+    -------
+    str or object
+    """
     if not isinstance(text, str):
         return text
     spellings = _spellings()
