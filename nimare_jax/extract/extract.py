@@ -29,6 +29,7 @@ Differences from NiMARE 0.22.1:
 
 from __future__ import annotations
 
+import json
 import shutil
 import tarfile
 import tempfile
@@ -52,7 +53,6 @@ from nimare_jax.io.neurostore import (
 )
 from nimare_jax.io.neurosynth import convert_neurosynth_to_dataset
 from nimare_jax.io.studyset import Studyset
-from nimare_jax.parsing import load_json
 from nimare_jax.spatial import get_resource_path
 
 #: Neurosynth's data files, at the commit NiMARE 0.22.1 pins.
@@ -106,7 +106,7 @@ def _match_databases(data: str, version, selectors: dict) -> list[dict]:
         )
     wanted = {"version": _as_strings(version)}
     wanted.update({k: _as_strings(v) for k, v in selectors.items()})
-    manifest = load_json(get_resource_path() / "database_file_manifest.json")
+    manifest = json.loads((get_resource_path() / "database_file_manifest.json").read_text())
     found, available = [], {}
     for database in manifest:
         if _entities(database["coordinates"]).get("data") != data:

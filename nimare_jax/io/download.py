@@ -113,6 +113,7 @@ def _failure(url: str, folder, reason) -> DownloadError:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.HTTPError):
+        exc.close()  # it holds the connection of the error page
         return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, urllib.error.URLError):
         return f"{exc.reason} (offline, or the server is down?)"
