@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 
 from nimare_jax import extract
+from nimare_jax.annotate.cogat import extract_cogat
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, DownloadError
 from nimare_jax.extract import extract as extract_module
@@ -444,6 +445,28 @@ def test_download_cognitive_atlas_equals_nimare_on_recorded_answers(server, tmp_
     assert sum(server.hits.values()) == hits  # on disk: not asked again
 
 
+def test_the_annotator_reads_the_download(server, tmp_path, monkeypatch):
+    responses = json.loads((FIXTURES / "cogat_responses.json").read_text())
+    for key, payload in responses.items():
+        server.routes[f"/api/v-alpha/{key}"] = json.dumps(payload).encode()
+    monkeypatch.delenv("NIMARE_JAX_SHARED_DATA", raising=False)
+    monkeypatch.setenv("NIMARE_JAX_DATA", str(tmp_path))
+    extract.download_cognitive_atlas(url=f"{server.base}/api/v-alpha")
+    text = "Working memory (WM) was tested with an n-back task; response selection (RS) and "
+    text_df = pd.DataFrame({"id": ["a"], "abstract": [text + "the stop signal task."]})
+    counts, _ = extract_cogat(text_df)
+    # by hand: each alias counted once, longest first; "RS" is found thanks to the lone alias
+    assert counts.loc["a"].to_dict() == {
+        "dso_adhd": 0,
+        "trm_att": 0,
+        "trm_bi": 0,
+        "trm_rs": 2,
+        "trm_wm": 2,
+        "tsk_nback": 1,
+        "tsk_sst": 1,
+    }
+
+
 def test_download_cognitive_atlas_failure_writes_nothing(server, tmp_path):
     responses = json.loads((FIXTURES / "cogat_responses.json").read_text())
     for key, payload in responses.items():
@@ -457,7 +480,7 @@ def test_download_cognitive_atlas_failure_writes_nothing(server, tmp_path):
 # ------------------------------------------------------------------------------ NeuroVault
 def _image_bytes(value):
     img = nib.Nifti1Image(np.full((2, 3, 2), value, dtype=np.float32), np.eye(4))
-    return gzip.compress(img.to_bytes())
+    return gzip.compress(img.to_bytes(), mtime=0)  # the same bytes at every call
 
 
 def _serve_neurovault(server):
