@@ -681,10 +681,13 @@ def resolve_path(path, basepath) -> str | None:
     Returns
     -------
     str or None
-        The path (``~`` expanded, joined to ``basepath`` if relative), or None.
+        The path (``~`` expanded, joined to ``basepath`` if relative; a URL as it is), or
+        None.
     """
     if path is None or (isinstance(path, float) and np.isnan(path)) or path == "":
         return None
+    if "://" in str(path):  # a URL (NeuroStore's images): Path would fold its "//"
+        return str(path)
     p = Path(os.fspath(path) if isinstance(path, os.PathLike) else str(path)).expanduser()
     if not p.is_absolute() and basepath is not None:
         p = Path(basepath) / p

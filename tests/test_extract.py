@@ -312,12 +312,7 @@ def _serve_releases(server, checksum=None, archive=None):
     return f"{server.base}/api/releases/"
 
 
-def _sorted_coordinates(studyset):
-    cols = ["id", "study_id", "contrast_id", "x", "y", "z"]
-    return studyset.coordinates[cols].sort_values(cols).reset_index(drop=True)
-
-
-def test_fetch_neurostore_release_equals_the_studyset_it_was_written_from(server, tmp_path):
+def test_fetch_neurostore_release_equals_nimare_reading_it(server, tmp_path):
     url = _serve_releases(server)
     assert [r["version"] for r in extract.fetch_neurostore_releases(url=url)] == [
         "2026-08",
@@ -325,14 +320,26 @@ def test_fetch_neurostore_release_equals_the_studyset_it_was_written_from(server
         "nightly",
     ]
     studyset = extract.fetch_neurostore(data_dir=tmp_path, url=url)
-    annotation = json.loads((NIMADS / "nimads_annotation.json").read_text())
-    source = Studyset(NIMADS / "nimads_studyset.json", annotations=[annotation])
-    pd.testing.assert_frame_equal(_sorted_coordinates(studyset), _sorted_coordinates(source))
+    expected = json.loads((FIXTURES / "neurostore-release-expected.json").read_text())
+    cols = ["id", "x", "y", "z", "z_stat"]
+    reference = pd.DataFrame(expected["coordinates"], columns=cols).astype({"id": object})
+    got = studyset.coordinates[cols].astype({"id": object, "z_stat": float})
+    pd.testing.assert_frame_equal(
+        got.sort_values(cols[:4]).reset_index(drop=True),
+        reference.sort_values(cols[:4]).reset_index(drop=True),
+    )
+    document = json.loads((NIMADS / "nimads_studyset.json").read_text())
+    first = next(s for s in document["studies"] if s["analyses"])["analyses"][0]
+    assert reference["z_stat"].notna().sum() == len(first["points"])  # the fixture's Z values
     sizes = studyset.metadata.set_index("id")["sample_sizes"]
-    expected = source.metadata.set_index("id")["sample_sizes"]
-    assert sizes.loc[expected.index].tolist() == expected.tolist()
-    include = studyset.annotations_df.set_index("id").filter(like="include")
-    assert include.shape == (27, 1) and include.iloc[:, 0].eq(1).all()
+    assert {i: list(v) for i, v in sizes.items()} == expected["sample_sizes"]
+    include = studyset.annotations_df.set_index("id").filter(like="include").iloc[:, 0]
+    assert include.astype(float).to_dict() == expected["include"]
+    # NiMARE 0.22.1 writes the T map as a "t" column and reads only "t__source": kept here
+    images = studyset.images.set_index("id")["t"].dropna()
+    assert images.to_dict() == {
+        "4gjJHCEboH8f-7jAUMpYv9brz": "https://neurovault.org/media/images/1/tstat.nii.gz"
+    }
     # what is kept: the extracted tables, not the archive
     assert _files_in(tmp_path / "neurostore") == ["2026-09"]
     assert _files_in(tmp_path / "neurostore" / "2026-09") == ["neurostore-studyset-2026-09"]

@@ -583,5 +583,5 @@ def test_load_json_errors(tmp_path):
 
 def test_public_names():
     assert sorted(io.__all__) == sorted(
-        name for name in dir(io) if name.startswith(("convert_", "load_"))
+        name for name in dir(io) if name.startswith(("convert_", "load_", "fetch_"))
     )

@@ -26,6 +26,7 @@ import pandas as pd
 
 from nimare_jax.exceptions import InputFileError
 from nimare_jax.io.download import fetch_json
+from nimare_jax.io.nimads import POINT_VALUE_KINDS
 from nimare_jax.io.studyset import Studyset
 
 try:
@@ -142,9 +143,10 @@ def read_neurostore_release(directory) -> dict:
     dict
         ``{"id", "name", "studies": [...], "annotations": [...]}``: studies with their fields,
         analyses with ``metadata``, ``texts``, ``points`` (``coordinates``, ``space``,
-        ``kind`` and the point value columns as ``values``) and ``images`` (one per
-        ``<type>__source`` column); the ``annotations`` table becomes one annotation whose
-        id is the first that ``studyset.json`` declares (``"release"`` if none).
+        ``kind`` and the point value columns as ``values``, e.g. ``z_stat`` as kind ``"Z"``)
+        and ``images`` (one per image column); the ``annotations`` table becomes one
+        annotation whose id is the first that ``studyset.json`` declares (``"release"`` if
+        none).
 
     Raises
     ------
@@ -231,7 +233,7 @@ def read_neurostore_release(directory) -> dict:
 
 
 def _note_type(value) -> str:
-    """NIMADS ``note_keys`` type of a note value."""
+    """Return the NIMADS ``note_keys`` type of a note value."""
     if isinstance(value, bool):
         return "boolean"
     return "number" if isinstance(value, int | float) else "string"
@@ -250,7 +252,7 @@ def _points(table: pd.DataFrame | None, folder: Path) -> dict[str, list]:
             if _plain(row.get(key)) is not None:
                 point[key] = _plain(row[key])
         values = [
-            {"kind": c, "value": _plain(row[c])}
+            {"kind": POINT_VALUE_KINDS.get(c, c), "value": _plain(row[c])}
             for c in value_columns
             if _plain(row[c]) is not None
         ]
@@ -261,17 +263,28 @@ def _points(table: pd.DataFrame | None, folder: Path) -> dict[str, list]:
 
 
 def _image_records(table: pd.DataFrame | None) -> dict[str, list]:
-    """NIMADS images of each analysis from the wide ``<type>__source`` columns."""
+    """NIMADS images of each analysis from the images table.
+
+    A release names an image column ``<type>__source``; NiMARE 0.22.1's writer
+    (``Studyset.to_parquet``) names it ``<type>`` beside a ``<type>__relative`` flag (and its
+    reader then finds no image). Both are read.
+    """
     if table is None:
         return {}
-    sources = [c for c in table.columns if c.endswith("__source")]
+    sources = {c: c.removesuffix("__source") for c in table.columns if c.endswith("__source")}
+    if not sources:
+        sources = {
+            c: c
+            for c in table.columns
+            if c not in (*_KEYS, "space") and not c.endswith("__relative")
+        }
     out: dict[str, list] = {}
     for row in table.to_dict("records"):
-        for column in sources:
+        for column, value_type in sources.items():
             path = _plain(row[column])
             if path is None:
                 continue
-            image = {"filename": path, "value_type": column.removesuffix("__source")}
+            image = {"filename": path, "value_type": value_type}
             if _plain(row.get("space")) is not None:
                 image["space"] = row["space"]
             out.setdefault(str(row["id"]), []).append(image)

@@ -9,8 +9,12 @@ Run once with the oracle's interpreter (it needs ``nimare``, ``cognitiveatlas``,
 It writes, beside this script:
 
 * ``neurostore-release.tar.gz``: a NeuroStore studyset release as NiMARE 0.22.1 writes one
-  (``Studyset.to_parquet``), of ``tests/data/nimads`` (studyset and annotation), nested one
+  (``Studyset.to_parquet``), of ``tests/data/nimads`` (studyset and annotation) with point
+  values (Z) and a T map added to its first analysis (:func:`release_document`), nested one
   folder deep as the published archives are;
+* ``neurostore-release-expected.json``: NiMARE 0.22.1's reading of that release
+  (``Studyset(folder)``): foci (id, x, y, z, z_stat), sample sizes and the annotation's
+  ``include`` per analysis;
 * ``cogat_aliases.csv`` and ``cogat_relationships.csv``: NiMARE 0.22.1's
   ``download_cognitive_atlas`` fed the recorded API answers of ``cogat_responses.json``
   (written by hand after the Cognitive Atlas API's format) instead of the network.
@@ -33,17 +37,51 @@ HERE = Path(__file__).parent
 NIMADS = HERE.parent / "nimads"
 
 
+def release_document():
+    """The NIMADS studyset of tests/data/nimads, with Z values and a T map on one analysis.
+
+    tests/test_extract.py builds the same document to compare the images (NiMARE 0.22.1
+    writes them as ``t`` columns but reads only ``t__source`` ones, so its reading of the
+    release has none).
+    """
+    document = json.loads((NIMADS / "nimads_studyset.json").read_text())
+    analysis = next(s for s in document["studies"] if s["analyses"])["analyses"][0]
+    for k, point in enumerate(analysis["points"]):
+        point["values"] = [{"kind": "Z", "value": 3.0 + k / 4}]
+    analysis["images"] = [
+        {"url": "https://neurovault.org/media/images/1/tstat.nii.gz", "value_type": "T"}
+    ]
+    return document
+
+
 def write_release():
     annotation = json.loads((NIMADS / "nimads_annotation.json").read_text())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        studyset = Studyset(str(NIMADS / "nimads_studyset.json"), annotations=annotation)
+        studyset = Studyset(release_document(), annotations=annotation)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "neurostore-studyset-2026-09"
         studyset.to_parquet(str(folder))
         with tarfile.open(HERE / "neurostore-release.tar.gz", "w:gz") as tar:
             for path in sorted(folder.iterdir()):
                 tar.add(path, arcname=f"{folder.name}/{path.name}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read = Studyset(str(folder), target="mni152_2mm")
+            coords = read.coordinates[["id", "x", "y", "z", "z_stat"]]
+            metadata = read.metadata.set_index("id")
+            notes = read.annotations_df.set_index("id").filter(like="include").iloc[:, 0]
+        expected = {
+            "nimare_version": nimare.__version__,
+            "coordinates": [
+                [i, float(x), float(y), float(z), None if v is None else float(v)]
+                for i, x, y, z, v in coords.itertuples(index=False)
+            ],
+            "sample_sizes": {i: [int(n) for n in v] for i, v in metadata["sample_sizes"].items()},
+            "include": {i: float(v) for i, v in notes.items()},
+        }
+        text = json.dumps(expected)
+        (HERE / "neurostore-release-expected.json").write_text(text + "\n")
 
 
 def write_cogat():
