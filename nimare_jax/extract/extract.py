@@ -151,7 +151,7 @@ def _fetch_database(data, version, selectors, base_url, data_dir, overwrite, ret
         path = folder / name
         # A 0-byte file is what NiMARE leaves after a failed download: never data.
         if overwrite or not path.is_file() or path.stat().st_size == 0:
-            download_file(urllib.parse.urljoin(base_url, name), path)
+            download_file(urllib.parse.urljoin(base_url.rstrip("/") + "/", name), path)
     files = [
         {
             "coordinates": str(folder / db["coordinates"]),

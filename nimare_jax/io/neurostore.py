@@ -107,17 +107,26 @@ def _plain(value):
     return value
 
 
+def _present(column: pd.Series) -> tuple[np.ndarray, list]:
+    """Positions of a column's non-missing cells and their JSON-like values."""
+    keep = np.flatnonzero(column.notna().to_numpy())
+    values = column.iloc[keep]
+    if values.dtype != object:  # numbers, booleans, strings: tolist gives Python values
+        return keep, values.tolist()
+    return keep, [_plain(v) for v in values.tolist()]
+
+
 def _fields(table: pd.DataFrame | None, skip=_KEYS) -> dict[str, dict]:
     """Non-missing values of each row of an analysis-keyed table, by analysis id."""
     if table is None:
         return {}
-    columns = [c for c in table.columns if c not in skip]
-    out = {}
-    for key, row in zip(
-        table["id"].astype(str), table[columns].itertuples(index=False), strict=True
-    ):
-        values = {c: _plain(v) for c, v in zip(columns, row, strict=True)}
-        out[key] = {c: v for c, v in values.items() if v is not None}
+    ids = table["id"].astype(str).tolist()
+    out = {key: {} for key in ids}
+    for column in table.columns:
+        if column in skip:
+            continue
+        for row, value in zip(*_present(table[column]), strict=True):
+            out[ids[row]][column] = value
     return out
 
 
@@ -240,25 +249,30 @@ def _note_type(value) -> str:
 
 
 def _points(table: pd.DataFrame | None, folder: Path) -> dict[str, list]:
-    """NIMADS points of each analysis from the coordinates table."""
+    """NIMADS points of each analysis from the coordinates table (column by column)."""
     if table is None:
         return {}
     _require(table, "coordinates", ("id", "x", "y", "z"), folder)
-    value_columns = [c for c in table.columns if c not in (*_KEYS, "x", "y", "z", "space", "kind")]
+    xyz = table[["x", "y", "z"]].to_numpy(dtype=float)
+    if not np.isfinite(xyz).all():
+        row = int(np.flatnonzero(~np.isfinite(xyz).all(axis=1))[0])
+        raise InputFileError(
+            f"{folder / 'coordinates.parquet'}: row {row} (analysis "
+            f"{table['id'].iloc[row]!r}) has a missing or non-finite coordinate"
+        )
+    points = [{"coordinates": c} for c in xyz.tolist()]
+    for column in table.columns:
+        if column in (*_KEYS, "x", "y", "z"):
+            continue
+        for row, value in zip(*_present(table[column]), strict=True):
+            if column in ("space", "kind"):
+                points[row][column] = value
+            else:
+                kind = POINT_VALUE_KINDS.get(column, column)
+                points[row].setdefault("values", []).append({"kind": kind, "value": value})
     out: dict[str, list] = {}
-    for row in table.to_dict("records"):
-        point = {"coordinates": [float(row[axis]) for axis in "xyz"]}
-        for key in ("space", "kind"):
-            if _plain(row.get(key)) is not None:
-                point[key] = _plain(row[key])
-        values = [
-            {"kind": POINT_VALUE_KINDS.get(c, c), "value": _plain(row[c])}
-            for c in value_columns
-            if _plain(row[c]) is not None
-        ]
-        if values:
-            point["values"] = values
-        out.setdefault(str(row["id"]), []).append(point)
+    for key, point in zip(table["id"].astype(str).tolist(), points, strict=True):
+        out.setdefault(key, []).append(point)
     return out
 
 
