@@ -257,6 +257,39 @@ def test_offline_failure_names_the_url_and_the_cache_folder(closed_port_url, tmp
     assert _files_in(tmp_path / "neurosynth") == []
 
 
+def test_fetch_neuroquery_reads_its_files(server, tmp_path):
+    # the Neurosynth sample served under NeuroQuery's names (the same file format)
+    rename = {
+        "coordinates.tsv.gz": "coordinates.tsv.gz",
+        "metadata.tsv.gz": "metadata.tsv.gz",
+        "vocab-terms_source-abstract_type-tfidf_features.npz": (
+            "vocab-neuroquery7547_source-abstract_type-count_features.npz"
+        ),
+        "vocab-terms_vocabulary.txt": "vocab-neuroquery7547_vocabulary.txt",
+    }
+    for old, new in rename.items():
+        data = (NS / f"data-neurosynth_version-7_{old}").read_bytes()
+        server.routes[f"/nq/data-neuroquery_version-1_{new}"] = data
+    (dset,) = extract.fetch_neuroquery(
+        data_dir=tmp_path,
+        vocab="neuroquery7547",
+        source="abstract",
+        return_type="dataset",
+        url=f"{server.base}/nq",  # no trailing slash: still the folder
+    )
+    reference = _reference_dataset()
+    pd.testing.assert_frame_equal(dset.coordinates, reference.coordinates)
+    labels = reference.annotations.filter(like="terms_abstract_tfidf__")
+    ours = dset.annotations.filter(like="neuroquery7547_abstract_count__")
+    assert ours.columns.str.removeprefix("neuroquery7547_abstract_count__").tolist() == (
+        labels.columns.str.removeprefix("terms_abstract_tfidf__").tolist()
+    )
+    np.testing.assert_array_equal(ours.to_numpy(), labels.to_numpy())
+    assert _files_in(tmp_path / "neuroquery") == sorted(
+        f"data-neuroquery_version-1_{new}" for new in rename.values()
+    )
+
+
 def test_an_empty_file_left_by_nimare_is_downloaded_again(server, tmp_path):
     url = _serve_neurosynth(server)
     folder = tmp_path / "neurosynth"
@@ -361,6 +394,15 @@ def test_fetch_neurostore_reuses_a_cached_release(server, tmp_path):
     )
     assert isinstance(dset, Dataset) and len(dset.ids) == 27
     assert server.hits["/api/releases/"] == 2
+
+
+def test_fetch_neurostore_offline(closed_port_url, tmp_path):
+    url = closed_port_url + "api/releases/"
+    with pytest.raises(DownloadError, match="offline") as info:
+        extract.fetch_neurostore(data_dir=tmp_path, url=url)
+    assert url in str(info.value) and str(tmp_path / "neurostore") in str(info.value)
+    with pytest.raises(DownloadError, match=url):
+        extract.fetch_neurostore_releases(url=url)
 
 
 def test_fetch_neurostore_selects_versions(server, tmp_path):
