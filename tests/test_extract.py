@@ -219,7 +219,9 @@ def test_fetch_neurosynth_invalid_queries_list_the_valid_options(server, tmp_pat
     assert "version: 3, 4, 5, 6, 7" in str(info.value)
     with pytest.raises(ValueError, match=r"vocb.*\['source', 'vocab', 'type'\]"):
         extract.fetch_neurosynth(data_dir=tmp_path, vocb="terms", url=url)
-    with pytest.raises(ValueError, match="LDA50"):  # LDA only for versions 6 and 7
+    with pytest.raises(  # LDA only for versions 6 and 7
+        ValueError, match=r"with version='3': source=abstract vocab=terms type=tfidf$"
+    ):
         extract.fetch_neurosynth(data_dir=tmp_path, version="3", vocab="LDA50", url=url)
     with pytest.raises(ValueError, match=r"\['studyset', 'dataset', 'files'\]"):
         extract.fetch_neurosynth(data_dir=tmp_path, vocab="terms", return_type="json", url=url)

@@ -107,7 +107,7 @@ def _match_databases(data: str, version, selectors: dict) -> list[dict]:
     wanted = {"version": _as_strings(version)}
     wanted.update({k: _as_strings(v) for k, v in selectors.items()})
     manifest = json.loads((get_resource_path() / "database_file_manifest.json").read_text())
-    found, available = [], {}
+    found, available, combinations = [], {}, []
     for database in manifest:
         if _entities(database["coordinates"]).get("data") != data:
             continue
@@ -116,6 +116,8 @@ def _match_databases(data: str, version, selectors: dict) -> list[dict]:
             entities = _entities(Path(feature["features"]).name)
             for key in ("version", *FEATURE_SELECTORS):
                 available.setdefault(key, set()).add(entities.get(key))
+            if entities.get("version") in wanted["version"]:
+                combinations.append(" ".join(f"{k}={entities.get(k)}" for k in FEATURE_SELECTORS))
             if all(entities.get(k) in values for k, values in wanted.items()):
                 features.append(feature)
         if features:
@@ -125,11 +127,13 @@ def _match_databases(data: str, version, selectors: dict) -> list[dict]:
             f"{key}: {', '.join(sorted(v for v in values if v))}"
             for key, values in available.items()
         )
+        within = ""
+        if combinations:
+            within = f"; with version={version!r}: " + ", ".join(dict.fromkeys(combinations))
         raise ValueError(
             f"no {data} files match version={version!r}"
             + "".join(f", {k}={v!r}" for k, v in selectors.items())
-            + f". Available options for {data}: {options} (see "
-            "nimare_jax/resources/database_file_manifest.json for the valid combinations)"
+            + f". Available options for {data}: {options}{within}"
         )
     return found
 
