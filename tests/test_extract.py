@@ -395,6 +395,8 @@ def test_fetch_neurostore_reuses_a_cached_release(server, tmp_path):
         version="2026-09", data_dir=tmp_path, url=url, return_type="dataset"
     )
     assert isinstance(dset, Dataset) and len(dset.ids) == 27
+    studyset = extract.fetch_neurostore(version="2026-09", data_dir=tmp_path, url=url)
+    _assert_same_dataset(dset, studyset.to_dataset())
     assert server.hits["/api/releases/"] == 2
 
 

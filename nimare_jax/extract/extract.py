@@ -52,6 +52,7 @@ from nimare_jax.io.neurostore import (
     read_neurostore_release,
 )
 from nimare_jax.io.neurosynth import convert_neurosynth_to_dataset
+from nimare_jax.io.nimads import convert_nimads_to_dataset
 from nimare_jax.io.studyset import Studyset
 from nimare_jax.spatial import get_resource_path
 
@@ -427,8 +428,10 @@ def fetch_neurostore(
     studyset_dir = find_release_folder(release_dir)
     if return_type == "files":
         return studyset_dir
-    studyset = Studyset(read_neurostore_release(studyset_dir), target=target)
-    return studyset.to_dataset() if return_type == "dataset" else studyset
+    document = read_neurostore_release(studyset_dir)
+    if return_type == "dataset":  # the studyset's dataset, without building the studyset
+        return convert_nimads_to_dataset(document, target=target)
+    return Studyset(document, target=target)
 
 
 def _download_release(release: dict, url: str, release_dir: Path, timeout, verify) -> None:
