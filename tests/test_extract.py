@@ -380,6 +380,34 @@ def test_fetch_neurostore_release_equals_nimare_reading_it(server, tmp_path):
     assert _files_in(tmp_path / "neurostore" / "2026-09") == ["neurostore-studyset-2026-09"]
 
 
+def test_fetch_neurostore_real_release_equals_nimare_reading_it(server, tmp_path):
+    # NiMARE's packaged NeuroStore release (cut): Talairach foci, point kinds, "<type>__source"
+    archive = (FIXTURES / "neurostore-real-release.tar.gz").read_bytes()
+    release = {
+        "version": "2026-10",
+        "release_type": "monthly",
+        "built_at": "2026-10-01T00:00:00Z",
+        "download_path": "2026-10/download",  # relative to the index
+        "archive_checksum": "sha256:" + hashlib.sha256(archive).hexdigest(),
+    }
+    server.routes["/api/releases/"] = json.dumps([release]).encode()  # a bare list
+    server.routes["/api/releases/2026-10/download"] = archive
+    studyset = extract.fetch_neurostore(data_dir=tmp_path, url=f"{server.base}/api/releases/")
+    expected = json.loads((FIXTURES / "neurostore-real-release-expected.json").read_text())
+    cols = ["id", "x", "y", "z"]
+    reference = pd.DataFrame(expected["coordinates"], columns=cols).astype({"id": object})
+    got = studyset.coordinates[cols].astype({"id": object})
+    pd.testing.assert_frame_equal(
+        got.sort_values(cols).reset_index(drop=True),
+        reference.sort_values(cols).reset_index(drop=True),
+        rtol=1e-12,  # Talairach -> MNI in both
+    )
+    notes = studyset.annotations_df.set_index("id")
+    assert len(expected["annotations"]) == 6
+    for column, values in expected["annotations"].items():
+        assert notes[column].dropna().astype(float).to_dict() == values
+
+
 def test_fetch_neurostore_reuses_a_cached_release(server, tmp_path):
     url = _serve_releases(server)
     first = extract.fetch_neurostore(

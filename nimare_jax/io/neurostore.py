@@ -217,10 +217,12 @@ def read_neurostore_release(directory) -> dict:
                 "images": images.get(full_id, []),
             }
         )
-    notes = _fields(_read_table(folder, "annotations"))
-    if notes:
+    table = _read_table(folder, "annotations")
+    if table is not None and len(table.columns) > len(_KEYS):
+        notes = _fields(table)
         declared = [a.get("id") for a in manifest.get("annotations") or [] if a.get("id")]
-        keys = {c: _note_type(v) for note in notes.values() for c, v in note.items()}
+        # every column is a note key, even one no analysis fills (NiMARE keeps them too)
+        keys = {c: _note_type(table[c]) for c in table.columns if c not in _KEYS}
         document["annotations"] = [
             {
                 "id": declared[0] if declared else "release",
@@ -241,11 +243,11 @@ def read_neurostore_release(directory) -> dict:
     return document
 
 
-def _note_type(value) -> str:
-    """Return the NIMADS ``note_keys`` type of a note value."""
-    if isinstance(value, bool):
+def _note_type(column: pd.Series) -> str:
+    """Return the NIMADS ``note_keys`` type of an annotation column."""
+    if pd.api.types.is_bool_dtype(column):
         return "boolean"
-    return "number" if isinstance(value, int | float) else "string"
+    return "number" if pd.api.types.is_numeric_dtype(column) else "string"
 
 
 def _points(table: pd.DataFrame | None, folder: Path) -> dict[str, list]:

@@ -15,6 +15,12 @@ It writes, beside this script:
 * ``neurostore-release-expected.json``: NiMARE 0.22.1's reading of that release
   (``Studyset(folder)``): foci (id, x, y, z, z_stat), sample sizes and the annotation's
   ``include`` per analysis;
+* ``neurostore-real-release.tar.gz`` and ``neurostore-real-release-expected.json``: the
+  NeuroStore release NiMARE 0.22.1 ships (``nimare/resources/neurostore_parquet_studyset``:
+  4 studies, 8 analyses, 47 foci in Talairach space, point kinds, an ``other__source``
+  image column) with its annotation table cut to 40 columns and its metadata to the columns
+  some analysis fills (the full tables are 500 KB), and NiMARE's reading of the cut release:
+  foci (id, x, y, z in MNI) and the numeric annotation values;
 * ``cogat_aliases.csv`` and ``cogat_relationships.csv``: NiMARE 0.22.1's
   ``download_cognitive_atlas`` fed the recorded API answers of ``cogat_responses.json``
   (written by hand after the Cognitive Atlas API's format) instead of the network.
@@ -30,6 +36,7 @@ from pathlib import Path
 import cognitiveatlas.api
 import nimare
 import nimare.extract.extract as nimare_extract
+import pandas as pd
 from nimare.studyset import Studyset
 
 assert nimare.__version__.startswith("0.22.1"), nimare.__version__
@@ -84,6 +91,36 @@ def write_release():
         (HERE / "neurostore-release-expected.json").write_text(text + "\n")
 
 
+def write_real_release():
+    source = Path(nimare.__file__).parent / "resources" / "neurostore_parquet_studyset"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "neurostore-studyset-2026-10"
+        shutil.copytree(source, folder)
+        annotations = pd.read_parquet(folder / "annotations.parquet")
+        annotations.iloc[:, :43].to_parquet(folder / "annotations.parquet", index=False)
+        metadata = pd.read_parquet(folder / "metadata.parquet")
+        metadata.dropna(axis=1, how="all").to_parquet(folder / "metadata.parquet", index=False)
+        with tarfile.open(HERE / "neurostore-real-release.tar.gz", "w:gz") as tar:
+            for path in sorted(folder.iterdir()):
+                tar.add(path, arcname=f"{folder.name}/{path.name}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read = Studyset(str(folder), target="mni152_2mm")
+            coords = read.coordinates[["id", "x", "y", "z"]]
+            notes = read.annotations_df.set_index("id").drop(columns=["study_id", "contrast_id"])
+        numeric = notes.select_dtypes("number")
+        expected = {
+            "nimare_version": nimare.__version__,
+            "coordinates": [[i, float(x), float(y), float(z)] for i, x, y, z in coords.values],
+            "annotations": {
+                column: {i: float(v) for i, v in numeric[column].dropna().items()}
+                for column in numeric.columns
+            },
+        }
+        text = json.dumps(expected)
+        (HERE / "neurostore-real-release-expected.json").write_text(text + "\n")
+
+
 def write_cogat():
     responses = json.loads((HERE / "cogat_responses.json").read_text())
 
@@ -101,4 +138,5 @@ def write_cogat():
 
 if __name__ == "__main__":
     write_release()
+    write_real_release()
     write_cogat()
