@@ -412,7 +412,10 @@ def fetch_neurostore(
     Notes
     -----
     A release already on disk is reused; for an explicit version (not ``"latest"``) the
-    index is then not asked at all, so it works offline.
+    index is then not asked at all, so it works offline. ``"nightly"`` is cached like any
+    version: pass ``overwrite=True`` to replace it by the current build. Archives are
+    extracted with tarfile's ``"data"`` filter (no absolute paths, links or members outside
+    the folder).
     """
     _check_return_type(return_type)
     url = url or NEUROSTORE_RELEASES_URL
