@@ -8,9 +8,10 @@ the term identifiers, and spread the counts along the ontology's relationships.
 The ontology tables are those of NiMARE's ``download_cognitive_atlas``: aliases (columns
 ``id``, ``name``, ``alias``; one row per alias, longest first) and relationships (``input``,
 ``output``, ``rel_type``). Passing None reads the files that download left in a data folder
-(subfolder ``cognitive_atlas``): nimare_jax's (:func:`nimare_jax.extract.download_cognitive_atlas`:
-``$NIMARE_JAX_SHARED_DATA``, ``$NIMARE_JAX_DATA`` or ``~/.nimare_jax``), then NiMARE's
-(``$NIMARE_SHARED_DATA``, ``$NIMARE_DATA`` or ``~/.nimare``).
+(subfolder ``cognitive_atlas``): first nimare_jax's, where
+:func:`nimare_jax.extract.download_cognitive_atlas` writes (``$NIMARE_JAX_SHARED_DATA``,
+``$NIMARE_JAX_DATA`` or ``~/.nimare_jax``), then NiMARE's (``$NIMARE_SHARED_DATA``,
+``$NIMARE_DATA`` or ``~/.nimare``).
 
 Differences from NiMARE 0.22.1, each fixing its behaviour:
 
