@@ -616,6 +616,27 @@ def test_convert_neurovault_to_dataset_with_recorded_listings(server, tmp_path):
     assert server.hits["/media/images/1000/animal_tstat.nii.gz"] == hits  # reused
 
 
+def test_convert_neurovault_to_dataset_equals_nimare_on_one_page(server, tmp_path):
+    _serve_neurovault(server)
+    expected = json.loads((FIXTURES / "neurovault-expected.json").read_text())
+    dset = convert_neurovault_to_dataset(
+        {"two": 2000},
+        {"animal": "as-Animal", "tool": "as-Tool"},
+        img_dir=tmp_path,
+        url=server.base,
+    )
+    assert list(dset.ids) == expected["ids"]
+    images = dset.images.set_index("id")
+    for exp_id, columns in expected["images"].items():
+        assert {
+            c: Path(v).name
+            for c, v in images.loc[exp_id].items()
+            if isinstance(v, str) and c not in ("study_id", "contrast_id")
+        } == columns
+    sizes = dset.metadata.set_index("id")["sample_sizes"]
+    assert {i: list(v) for i, v in sizes.items()} == expected["sample_sizes"]
+
+
 def test_convert_neurovault_to_dataset_errors(server, tmp_path):
     _serve_neurovault(server)
     with pytest.raises(DownloadError, match=r"/api/collections/3000/images/\?format=json.*404"):

@@ -21,6 +21,9 @@ It writes, beside this script:
   image column) with its annotation table cut to 40 columns and its metadata to the columns
   some analysis fills (the full tables are 500 KB), and NiMARE's reading of the cut release:
   foci (id, x, y, z in MNI) and the numeric annotation values;
+* ``neurovault-expected.json``: NiMARE 0.22.1's ``convert_neurovault_to_dataset`` on the
+  recorded listing of collection 2000 (``neurovault_images.json``; one page, as NiMARE reads
+  only the first): experiment ids, image file names per type, sample sizes;
 * ``cogat_aliases.csv`` and ``cogat_relationships.csv``: NiMARE 0.22.1's
   ``download_cognitive_atlas`` fed the recorded API answers of ``cogat_responses.json``
   (written by hand after the Cognitive Atlas API's format) instead of the network.
@@ -121,6 +124,55 @@ def write_real_release():
         (HERE / "neurostore-real-release-expected.json").write_text(text + "\n")
 
 
+def write_neurovault():
+    import nimare.io as nimare_io
+
+    listings = json.loads((HERE / "neurovault_images.json").read_text())
+    base = "https://neurovault.org"
+
+    class Answer:
+        def __init__(self, payload=None, content=b""):
+            self.payload, self.content, self.status_code = payload, content, 200
+
+        def json(self):
+            return self.payload
+
+        def raise_for_status(self):
+            pass
+
+    def get(url, timeout=None):
+        path = url.removeprefix(base)
+        if path in listings:
+            return Answer(json.loads(json.dumps(listings[path]).replace("{base}", base)))
+        return Answer(content=b"image " + path.encode())
+
+    nimare_io.requests.get = get
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dset = nimare_io.convert_neurovault_to_dataset(
+            {"two": 2000}, {"animal": "as-Animal", "tool": "as-Tool"}, img_dir=tmp
+        )
+    images = dset.images.set_index("id")
+    expected = {
+        "nimare_version": nimare.__version__,
+        "ids": list(dset.ids),
+        "images": {
+            i: {
+                c: Path(v).name
+                for c, v in images.loc[i].items()
+                if isinstance(v, str)
+                and c not in ("study_id", "contrast_id")
+                and not c.endswith("__relative")
+            }
+            for i in dset.ids
+        },
+        "sample_sizes": {
+            i: list(v) for i, v in dset.metadata.set_index("id")["sample_sizes"].items()
+        },
+    }
+    (HERE / "neurovault-expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+
+
 def write_cogat():
     responses = json.loads((HERE / "cogat_responses.json").read_text())
 
@@ -139,4 +191,5 @@ def write_cogat():
 if __name__ == "__main__":
     write_release()
     write_real_release()
+    write_neurovault()
     write_cogat()
