@@ -76,6 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404, "Not found")
             return
         data, mode = route if isinstance(route, tuple) else (route, "full")
+        if mode == "busy-once":  # a transient failure: 503 now, the data next time
+            state.routes[self.path] = data
+            self.send_error(503, "Service Unavailable")
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -643,6 +647,13 @@ def test_convert_neurovault_to_dataset_errors(server, tmp_path):
         convert_neurovault_to_dataset(
             [3000], {"animal": "as-Animal"}, img_dir=tmp_path, url=server.base
         )
+    assert server.hits["/api/collections/3000/images/?format=json"] == 1  # 404: not retried
+    listing = "/api/collections/2000/images/?format=json"
+    server.routes[listing] = (server.routes[listing], "busy-once")
+    dset = convert_neurovault_to_dataset(
+        [2000], {"animal": "as-Animal"}, img_dir=tmp_path, url=server.base
+    )
+    assert server.hits[listing] == 2 and list(dset.ids) == ["study-2000-animal"]  # retried
     with pytest.raises(DatasetError, match=r"collection 2000.*'face'"):
         convert_neurovault_to_dataset(
             [2000], {"face": "as-Face"}, img_dir=tmp_path, url=server.base

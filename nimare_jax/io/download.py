@@ -161,8 +161,10 @@ def fetch_bytes(url: str, *, data: bytes | None = None, timeout=30, folder=None,
                 return body
         except (OSError, http.client.HTTPException) as exc:
             last = exc
-            if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500:
-                break  # the server answered: asking again will not change its mind
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()  # it holds the connection of the error page
+                if 400 <= exc.code < 500:
+                    break  # the server answered: asking again will not change its mind
     raise _failure(url, folder, _reason(last)) from last
 
 
