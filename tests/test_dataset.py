@@ -77,7 +77,7 @@ def test_slice_selection_and_getters():
     assert d.get_studies_by_label(["memory"], label_threshold=0.1) == ["s2-c1"]
     assert sorted(d.get_labels()) == ["memory", "pain"]
     assert d.get_labels(ids=["s1-c1"]) == ["pain"]
-    assert d.get_texts() == ["pain study", "memory study"]
+    assert d.get_texts(text_type="abstract") == ["pain study", "memory study"]
     assert d.get_metadata(field="sample_sizes") == [[20, 30], [15]]
     np.testing.assert_allclose(d.get_sample_sizes(), [25, 15])
     assert d.get_studies_by_coordinate([[40, -20, 30]], r=1) == ["s1-c1"]
