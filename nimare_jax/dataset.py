@@ -755,12 +755,27 @@ def _relative_columns(images: pd.DataFrame, basepath) -> pd.DataFrame:
         ]
         relative = [v is not None and not Path(v).is_absolute() for v in values]
         out[col] = pd.Series(values, index=out.index, dtype=object)
-        if basepath is not None and any(relative) and f"{col}__relative" not in out.columns:
+        if f"{col}__relative" in out.columns:
+            continue
+        if basepath is not None and any(relative):
             rel = [v if r else None for v, r in zip(values, relative, strict=True)]
             out[f"{col}__relative"] = pd.Series(rel, index=out.index, dtype=object)
             absolute = [resolve_path(v, basepath) for v in values]
             out[col] = pd.Series(absolute, index=out.index, dtype=object)
+        elif basepath is None and _is_image_column(values) and not any(relative):
+            # absolute paths only: relative to their shared folder, for update_path (NiMARE)
+            shared = os.path.commonpath([os.path.dirname(v) for v in values if v is not None])
+            rel = [None if v is None else os.path.relpath(v, shared) for v in values]
+            out[f"{col}__relative"] = pd.Series(rel, index=out.index, dtype=object)
     return out
+
+
+_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".brik", ".head")
+
+
+def _is_image_column(values) -> bool:
+    """Tell whether a column's entries include image file paths (by their extension)."""
+    return any(v is not None and v.lower().endswith(_IMAGE_SUFFIXES) for v in values)
 
 
 _ID_SPACE = ("id", "study_id", "contrast_id", "space")

@@ -196,7 +196,8 @@ def test_get_images_and_update_path_in_place(tmp_path):
         str(tmp_path / "s1_z.nii.gz"),
         str(tmp_path / "sub/s2_z.nii.gz"),
     ]
-    assert d.get_images(ids="s1-c1", imtype="beta") == "/abs/s1_beta.nii"
+    # An all-absolute column is kept relative to its folder too, so it moves (as NiMARE).
+    assert d.get_images(ids="s1-c1", imtype="beta") == str(tmp_path / "s1_beta.nii")
     assert d.get_images(ids=["s2-c1"], imtype="beta") == [None]
     with pytest.raises(DatasetError, match="image type 'se' is not"):
         d.get_images(imtype="se")
