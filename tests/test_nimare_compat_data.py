@@ -359,3 +359,16 @@ def test_create_coordinate_studyset_is_the_dataset_simulation():
 def test_sleuth_reader_refuses_a_number_with_a_value_error():
     with pytest.raises(ValueError, match="text_file must be a path"):
         convert_sleuth_to_dataset(5)
+
+
+def test_studyset_from_dataset_keeps_image_paths_relative_to_the_inferred_folder(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    path = str(folder / "s_z.nii.gz")
+    dset = Dataset({"s": {"contrasts": {"1": {"images": {"z": path}}}}}, target=None, mask=_mask())
+    studyset = Studyset.from_dataset(dset)
+    assert studyset.basepath == str(folder)
+    assert studyset.to_dict()["studies"][0]["analyses"][0]["images"][0]["filename"] == "s_z.nii.gz"
+    assert studyset.images.loc[0, "z"] == path
+    assert studyset.images.loc[0, "z__relative"] == "s_z.nii.gz"
+    assert studyset.to_dataset().get_images(imtype="z") == [path]
