@@ -334,7 +334,9 @@ class Dataset:
         ----------
         coordinates : pandas.DataFrame
             One row per focus with ``id`` and ``x``, ``y``, ``z`` (MNI mm) or ``i``, ``j``,
-            ``k`` (voxel indices in ``mask``, which then take precedence, as in NiMARE);
+            ``k`` (voxel indices in ``mask``, which then take precedence, as in NiMARE;
+            a dataset's ``coordinates`` table remembers the grid its i, j, k index, and if
+            that is not ``mask``'s they are recomputed from x, y, z);
             optional ``study_id``, ``contrast_id`` and a per-experiment ``sample_size`` (or
             ``sample_sizes``) column, which becomes the ``sample_sizes`` metadata.
         mask : str, pathlib.Path, nibabel.Nifti1Image or nilearn masker
@@ -346,6 +348,14 @@ class Dataset:
             One experiment per distinct ``id``, in order of first appearance.
         """
         masker = get_masker(mask)
+        if (
+            isinstance(coordinates, pd.DataFrame)
+            and {"i", "j", "k", "x", "y", "z"} <= set(coordinates)
+            and coordinates.attrs.get(_IJK_GRID, _grid_key(load_mask(masker)))
+            != _grid_key(load_mask(masker))
+        ):
+            # a dataset's foci table, indexed in another mask's grid: x, y, z decide
+            coordinates = coordinates.drop(columns=["i", "j", "k"])
         if isinstance(coordinates, pd.DataFrame) and {"i", "j", "k"} <= set(coordinates):
             ijk = coordinates[["i", "j", "k"]].to_numpy(float)
             xyz = vox2mm(ijk, load_mask(masker).affine)
@@ -834,6 +844,16 @@ def _isna(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
+#: Key of ``coordinates.attrs`` naming the grid its i, j, k columns index (see _grid_key).
+_IJK_GRID = "nimare_jax_ijk_grid"
+
+
+def _grid_key(img) -> tuple:
+    """Shape and affine of an image's voxel grid, as plain numbers (hashable, comparable)."""
+    affine = tuple(tuple(float(v) for v in row) for row in np.asarray(img.affine))
+    return tuple(int(n) for n in img.shape[:3]), affine
+
+
 def _add_voxel_indices(coords: pd.DataFrame, masker, origin: str):
     """Add i, j, k columns; warn about foci outside the image volume, refuse absurd ones.
 
@@ -843,9 +863,11 @@ def _add_voxel_indices(coords: pd.DataFrame, masker, origin: str):
     masker the table is returned without i, j, k.
     """
     coords = coords.reset_index(drop=True).copy()
+    coords.attrs.pop(_IJK_GRID, None)
     if masker is None:
         return coords
     masker = load_mask(masker)
+    coords.attrs[_IJK_GRID] = _grid_key(masker)
     if coords.empty:
         for a in "ijk":
             coords[a] = np.zeros(0, int)

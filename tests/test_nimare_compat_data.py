@@ -18,8 +18,9 @@ from nimare_jax import generate, transforms, utils
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import InputFileError
 from nimare_jax.io import convert_sleuth_to_dataset
+from nimare_jax.meta.kernel import MKDAKernel
 from nimare_jax.references import load_references
-from nimare_jax.spatial import get_masker, get_template, vox2mm
+from nimare_jax.spatial import get_masker, get_template, mm2vox, vox2mm
 from nimare_jax.studyset import Studyset
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -372,3 +373,21 @@ def test_studyset_from_dataset_keeps_image_paths_relative_to_the_inferred_folder
     assert studyset.images.loc[0, "z"] == path
     assert studyset.images.loc[0, "z__relative"] == "s_z.nii.gz"
     assert studyset.to_dataset().get_images(imtype="z") == [path]
+
+
+def test_a_foci_table_indexed_in_another_grid_is_placed_by_its_mm(tmp_path):
+    dset = Dataset(_foci_dict([3.5, 4.0]), target=None, mask=_mask())  # 2 mm grid
+    fine = nib.Nifti1Image(np.ones((40, 40, 40), np.int8), np.diag([1.0, 1.0, 1.0, 1.0]))
+    table = dset.coordinates.copy().assign(sample_size=20)
+    got = MKDAKernel(r=3).transform(table, fine, return_type="array")
+    # i, j, k recomputed in the 1 mm grid from x, y, z, by hand
+    by_hand = table.assign(
+        **dict(zip("ijk", mm2vox(table[["x", "y", "z"]], fine.affine).T, strict=True))
+    )
+    by_hand.attrs.clear()
+    want = MKDAKernel(r=3).transform(by_hand, fine, return_type="array")
+    np.testing.assert_array_equal(got, want)
+    assert got.sum() > 0
+    # indices of the mask's own grid are used as given (NiMARE: i, j, k take precedence)
+    same = MKDAKernel(r=3).transform(dset.coordinates.assign(x=99.0), _mask(), return_type="array")
+    np.testing.assert_array_equal(same, MKDAKernel(r=3).transform(dset, return_type="array"))
