@@ -17,7 +17,7 @@ import scipy.stats as sps
 from nimare_jax import generate, transforms, utils
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import InputFileError
-from nimare_jax.io import convert_sleuth_to_dataset
+from nimare_jax.io import convert_dataset_to_json, convert_sleuth_to_dataset
 from nimare_jax.meta.kernel import MKDAKernel
 from nimare_jax.references import load_references
 from nimare_jax.spatial import get_masker, get_template, mm2vox, vox2mm
@@ -391,3 +391,13 @@ def test_a_foci_table_indexed_in_another_grid_is_placed_by_its_mm(tmp_path):
     # indices of the mask's own grid are used as given (NiMARE: i, j, k take precedence)
     same = MKDAKernel(r=3).transform(dset.coordinates.assign(x=99.0), _mask(), return_type="array")
     np.testing.assert_array_equal(same, MKDAKernel(r=3).transform(dset, return_type="array"))
+
+
+def test_focus_fields_survive_the_json_round_trip(tmp_path):
+    dset = Dataset(_foci_dict([3.5, 4.0], cluster_size=[11, 12]))
+    convert_dataset_to_json(dset, tmp_path / "d.json")
+    again = Dataset(str(tmp_path / "d.json"))
+    pd.testing.assert_frame_equal(
+        again.coordinates[["x", "y", "z", "z_stat", "cluster_size"]],
+        dset.coordinates[["x", "y", "z", "z_stat", "cluster_size"]],
+    )
