@@ -401,3 +401,16 @@ def test_focus_fields_survive_the_json_round_trip(tmp_path):
         again.coordinates[["x", "y", "z", "z_stat", "cluster_size"]],
         dset.coordinates[["x", "y", "z", "z_stat", "cluster_size"]],
     )
+
+
+def test_image_transformer_takes_a_studyset(t_map):
+    t, path = t_map
+    source = {
+        "s": {"contrasts": {"1": {"images": {"t": path}, "metadata": {"sample_sizes": [12]}}}}
+    }
+    dset = Dataset(source, target=None, mask=_mask())
+    out = transforms.ImageTransformer(["z", "g"]).transform(Studyset.from_dataset(dset))
+    z = nib.load(out.get_images(ids="s-1", imtype="z")).get_fdata()
+    np.testing.assert_allclose(z, sps.norm.isf(sps.t.sf(t, 11)), rtol=2e-6, atol=1e-5)
+    g = nib.load(out.get_images(ids="s-1", imtype="g")).get_fdata()
+    np.testing.assert_allclose(g, t / np.sqrt(12) * (1 - 3 / (4 * 11 - 1)), rtol=2e-6, atol=1e-6)
