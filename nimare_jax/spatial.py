@@ -22,13 +22,11 @@ _TEMPLATES = {
     "mni152_2mm": "tpl-MNI152NLin6Asym_res-02_desc-brain_mask.nii.gz",
     # The same 228,483 voxels stored with the x axis flipped (-2 mm): Sleuth's target.
     "ale_2mm": "MNI152_2x2x2_brainmask.nii.gz",
-    # MNI152NLin6Asym 1 mm brain mask (68 KB, from NiMARE 0.22.1's resources).
+    # MNI152NLin6Asym 1 mm brain mask (68 kB); its 1 mm T1 image (11 MB) is not bundled.
     "mni152_1mm": "tpl-MNI152NLin6Asym_res-01_desc-brain_mask.nii.gz",
 }
 _T1 = "tpl-MNI152NLin6Asym_res-02_T1w.nii.gz"
-# The 1 mm T1-weighted template (NiMARE's get_template("mni152_1mm", mask=None)) is 11 MB
-# and not bundled; its brain mask is.
-_T1_NOT_BUNDLED = {"mni152_1mm"}
+_NO_T1 = {"mni152_1mm"}
 
 # Lancaster et al. (2007) HBM 28:1194, "icbm_other" -> Talairach (the BrainMap transform for
 # MNI coordinates normalised with templates other than SPM's or FSL's).
@@ -60,13 +58,12 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
     ----------
     space : {"mni152_2mm", "ale_2mm", "mni152_1mm"}
         Template space. ``"ale_2mm"`` holds the same voxels as ``"mni152_2mm"`` stored with
-        the x axis flipped, as in GingerALE and NiMARE's Sleuth conversion.
-        ``"mni152_1mm"`` is the MNI152NLin6Asym 1 mm grid; only its brain mask is bundled.
+        the x axis flipped, as in GingerALE and NiMARE's Sleuth conversion. Of
+        ``"mni152_1mm"`` only the brain mask is bundled: its T1 image (``mask=None``)
+        raises ``ValueError`` saying so.
     mask : {"brain", None}
         ``"brain"`` returns the binary brain mask; ``None`` the T1-weighted template
-        (float32, as in NiMARE; the same 2 mm T1 image for both 2 mm spaces). The 1 mm T1
-        image (11 MB) is not bundled: ``space="mni152_1mm", mask=None`` raises
-        ``ValueError`` saying so.
+        (float32, as in NiMARE; the same 2 mm T1 image for both spaces).
 
     Returns
     -------
@@ -81,10 +78,10 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
         data = (np.asanyarray(img.dataobj) > 0).astype(np.int8)
         return nib.Nifti1Image(data, img.affine)
     if mask is None:
-        if space in _T1_NOT_BUNDLED:
+        if space in _NO_T1:
             raise ValueError(
-                f"The T1-weighted template of {space!r} is not bundled with nimare_jax (the "
-                "file is 11 MB); its brain mask is (mask='brain'), and 'mni152_2mm' has both"
+                f"The T1 image of template space {space!r} is not bundled with nimare_jax "
+                "(11 MB); its brain mask is (mask='brain')"
             )
         img = nib.load(folder / _T1)
         out = nib.Nifti1Image(img.get_fdata(dtype=DEFAULT_FLOAT_DTYPE), img.affine, img.header)

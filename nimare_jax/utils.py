@@ -150,12 +150,21 @@ def get_description_references(description: str) -> str:
     Returns
     -------
     str
-        The entries of nimare_jax's bundled ``references.bib``, one after another; keys not
-        in it are left out and logged as a warning through :data:`LGR`.
+        The entries of nimare_jax's bundled ``references.bib``, one after another. A key
+        may also be one of an entry's ``ids`` (BibLaTeX aliases, such as NiMARE's
+        ``laird2005ale`` for ``Laird2005``); keys not found are left out and logged as a
+        warning through :data:`LGR`.
     """
     refs = load_references()
+    aliases = {
+        alias.strip(): key
+        for key, entry in refs.items()
+        for alias in entry.get("ids", "").split(",")
+        if alias.strip()
+    }
     entries = []
     for key in find_citations(description):
+        key = key if key in refs else aliases.get(key, key)
         if key in refs:
             entries.append(refs[key]["bibtex"])
         else:

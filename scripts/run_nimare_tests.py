@@ -84,12 +84,6 @@ MODULES = {
 }
 
 _NET = "needs the network (live NeuroStore/NeuroVault API); not a nimare_jax feature to test"
-_LABELS = (
-    "not implemented: region-averaging maskers (nilearn NiftiLabelsMasker); nimare_jax analyses "
-    "voxels and refuses them with a ValueError naming the masker (tests/test_nimare_compat.py)"
-)
-
-
 _MOCKED_REQUESTS = (
     "replaces `nimare.io.requests.get` with a fake NeuroVault server; nimare_jax does not use "
     "the requests library (its downloads go through urllib), so the patch cannot reach them"
@@ -112,14 +106,16 @@ _SAMPLE_SIZE_LOG = (
 _T1_1MM = (
     "deliberate difference: the 1 mm T1-weighted template (11 MB) is not bundled; "
     "get_template('mni152_1mm', mask=None) raises a ValueError saying so. The 1 mm brain "
-    "mask (68 KB) is bundled and the rest of get_template's behaviour is tested in "
-    "tests/test_nimare_compat_data.py"
+    "mask (68 KB) is bundled and get_template is tested in tests/test_nimare_compat.py"
 )
 _JALE_ENTRY = (
-    "asks for the BibTeX entry of the JALE software, which no nimare_jax method cites "
-    "(references.bib holds the works nimare_jax's descriptions cite); "
-    "get_description_references itself, with underscore keys, is tested in "
-    "tests/test_nimare_compat_data.py"
+    "checks NiMARE's own BibTeX text of the JALE entry (its key and its title 'Juaml/Jale'); "
+    "nimare_jax's references.bib writes its entries its own way; citation keys with "
+    "underscores are tested in tests/test_nimare_compat_data.py"
+)
+_LABELS = (
+    "not implemented: region-averaging maskers (nilearn NiftiLabelsMasker); nimare_jax analyses "
+    "voxels and refuses them with a ValueError naming the masker (tests/test_nimare_compat.py)"
 )
 
 
