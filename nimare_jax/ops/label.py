@@ -53,11 +53,14 @@ from scipy import ndimage
 
 __all__ = [
     "AUTO_BACKEND_CPU",
+    "ActiveLines",
     "ClusterTable",
     "MaxClusterStats",
     "cluster_table",
     "default_capacity",
+    "gather_active_lines",
     "label_clusters",
+    "label_active_lines",
     "label_clusters_jax",
     "line_capacity",
     "max_cluster_stats",
@@ -456,9 +459,7 @@ def _host_max_stats_lines(lines, active, weights, shape, connectivity):
     n_z = shape[2]
     lines = lines.reshape(-1, lines.shape[-1])
     active = np.asarray(active, bool).reshape(*lines.shape, n_z)
-    weights = np.asarray(weights)
-    weights = np.broadcast_to(weights, (*batch_shape, *weights.shape[-2:]))
-    weights = weights.reshape(*lines.shape, n_z)
+    weights = np.asarray(weights).reshape(*lines.shape, n_z)
     sizes = np.zeros(lines.shape[0], np.int32)
     masses = np.zeros(lines.shape[0], weights.dtype)
     for i in range(lines.shape[0]):
@@ -492,39 +493,74 @@ def line_capacity(shape: tuple[int, int, int]) -> int:
     return int(min(n_lines, max(64, -(-n_lines // 16))))
 
 
-def _max_stats_scipy(active, weights, connectivity):
-    # The device gathers the lines (along the last axis) that hold active voxels, found by
-    # a cumulative sum over the X * Y line flags and a binary search per buffer slot (XLA
-    # CPU has no fast stream compaction: ``jnp.nonzero`` or a scatter of the whole volume
-    # costs more than the labelling). Only those lines cross to the host, where the GIL is
-    # held; a volume with too many active lines is sent whole.
+class ActiveLines(NamedTuple):
+    """The lines of a volume that hold active voxels, gathered on the device.
+
+    Made by :func:`gather_active_lines`, labelled on the host by
+    :func:`label_active_lines`. A line is a row of voxels along the last axis. Every field
+    may carry leading batch axes.
+
+    Attributes
+    ----------
+    lines : jax.Array, shape (L,), int32
+        Line numbers (``x * Y + y``) in increasing order; ``X * Y`` marks an empty slot.
+    active, weights : jax.Array, shape (L, Z)
+        Those lines' voxels.
+    overflow : jax.Array, shape (), bool
+        More lines were active than ``L`` (:func:`line_capacity`); the volume was then
+        labelled whole and its result is in ``max_size`` and ``max_mass``.
+    max_size, max_mass : jax.Array, shape ()
+        The overflowed volume's result (0 otherwise).
+    """
+
+    lines: jax.Array
+    active: jax.Array
+    weights: jax.Array
+    overflow: jax.Array
+    max_size: jax.Array
+    max_mass: jax.Array
+
+
+def gather_active_lines(active, weights, connectivity: int = 6) -> ActiveLines:
+    """Gather the lines of a volume that hold active voxels (jit/vmap-able).
+
+    Line numbers come from a cumulative sum over the ``X * Y`` line flags and a binary
+    search per buffer slot, then one gather: XLA on CPU has no fast stream compaction
+    (``jnp.nonzero`` or a scatter of the whole volume costs more than the labelling). A
+    volume with more than :func:`line_capacity` active lines is labelled at once by a host
+    callback given the whole volume (exact; under ``vmap`` or ``lax.map`` only volumes
+    that overflow pay for it).
+
+    Parameters
+    ----------
+    active : jax.Array, shape (X, Y, Z), bool
+        Supra-threshold voxels.
+    weights : jax.Array, shape (X, Y, Z), float
+        Per-voxel weights summed into cluster masses.
+    connectivity : {6, 18, 26}
+        Neighbourhood (used by the overflow path).
+
+    Returns
+    -------
+    ActiveLines
+        Input of :func:`label_active_lines`.
+    """
     shape = active.shape
     n_lines, n_z = shape[0] * shape[1], shape[2]
     cap = line_capacity(shape)
     act = active.reshape(n_lines, n_z)
-    flags = jnp.any(act, axis=1)
-    count = jnp.cumsum(flags, dtype=jnp.int32)
+    count = jnp.cumsum(jnp.any(act, axis=1), dtype=jnp.int32)
     lines = jnp.searchsorted(count, jnp.arange(1, cap + 1, dtype=jnp.int32), side="left")
     lines = lines.astype(jnp.int32)  # n_lines for empty slots
     overflow = count[-1] > cap
-    out_shapes = (
-        jax.ShapeDtypeStruct((), jnp.int32),
-        jax.ShapeDtypeStruct((), weights.dtype),
-    )
-
-    def compact():
-        blocks = act.at[lines].get(mode="fill", fill_value=False)
-        wblocks = weights.reshape(n_lines, n_z).at[lines].get(mode="fill", fill_value=0)
-        return jax.pure_callback(
-            lambda li, a, w: _host_max_stats_lines(li, a, w, shape, connectivity),
-            out_shapes,
-            lines,
-            blocks,
-            wblocks,
-            vmap_method="broadcast_all",
-        )
+    blocks = act.at[lines].get(mode="fill", fill_value=False)
+    wblocks = weights.reshape(n_lines, n_z).at[lines].get(mode="fill", fill_value=0)
 
     def dense():
+        out_shapes = (
+            jax.ShapeDtypeStruct((), jnp.int32),
+            jax.ShapeDtypeStruct((), weights.dtype),
+        )
         return jax.pure_callback(
             lambda a, w: _host_max_stats(a, w, connectivity),
             out_shapes,
@@ -533,8 +569,52 @@ def _max_stats_scipy(active, weights, connectivity):
             vmap_method="broadcast_all",
         )
 
-    max_size, max_mass = _run_once_if(overflow, dense, compact())
-    return MaxClusterStats(max_size, max_mass, overflow)
+    zero = (jnp.zeros((), jnp.int32), jnp.zeros((), weights.dtype))
+    max_size, max_mass = _run_once_if(overflow, dense, zero)
+    return ActiveLines(lines, blocks, wblocks, overflow, max_size, max_mass)
+
+
+def label_active_lines(
+    gathered: ActiveLines, shape: tuple[int, int, int], connectivity: int = 6
+) -> MaxClusterStats:
+    """Largest cluster size and mass of gathered lines, in one host callback.
+
+    Any leading batch axes of ``gathered`` are labelled in the same callback (one Python
+    call, which holds the GIL, for a whole batch of volumes).
+
+    Parameters
+    ----------
+    gathered : ActiveLines
+        From :func:`gather_active_lines`.
+    shape : tuple of int
+        Volume shape ``(X, Y, Z)``.
+    connectivity : {6, 18, 26}
+        Neighbourhood defining clusters.
+
+    Returns
+    -------
+    MaxClusterStats
+        With the leading axes of ``gathered``; equal to
+        :func:`scipy.ndimage.label`-based sizes and masses.
+    """
+    shape = tuple(int(n) for n in shape)
+    connectivity = _check_connectivity(connectivity)
+    batch = gathered.overflow.shape
+    out_shapes = (
+        jax.ShapeDtypeStruct(batch, jnp.int32),
+        jax.ShapeDtypeStruct(batch, gathered.weights.dtype),
+    )
+    max_size, max_mass = jax.pure_callback(
+        lambda li, a, w: _host_max_stats_lines(li, a, w, shape, connectivity),
+        out_shapes,
+        gathered.lines,
+        gathered.active,
+        gathered.weights,
+        vmap_method="broadcast_all",
+    )
+    max_size = jnp.where(gathered.overflow, gathered.max_size, max_size)
+    max_mass = jnp.where(gathered.overflow, gathered.max_mass, max_mass)
+    return MaxClusterStats(max_size, max_mass, gathered.overflow)
 
 
 def max_cluster_stats(
@@ -595,7 +675,8 @@ def max_cluster_stats(
     if not jnp.issubdtype(weights.dtype, jnp.floating):
         weights = weights.astype(jnp.result_type(float))
     if backend == "scipy":
-        return _max_stats_scipy(active, weights, connectivity)
+        gathered = gather_active_lines(active, weights, connectivity)
+        return label_active_lines(gathered, shape, connectivity)
     capacity = default_capacity(shape) if capacity is None else int(capacity)
     if capacity < 1:
         raise ValueError(f"capacity must be a positive integer; got {capacity}.")
