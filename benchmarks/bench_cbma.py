@@ -2,9 +2,10 @@
 
 Every configuration runs in a fresh subprocess (so the CPU device count can be set and peak
 RSS is that run's own). nimare_jax's per-permutation time is the slope between a short and a
-long run (best of two runs of each), so compilation is reported separately; NiMARE's is its total correction time over
-``n_iters`` (its per-call overhead is small). NiMARE is looked for in ``$NIMARE_PYTHON``
-(a Python executable with ``nimare`` installed), else in the current interpreter.
+long run (best of two runs of each), so compilation is reported separately; NiMARE's is its
+total correction time over ``n_iters`` (its per-call overhead is small). NiMARE is looked
+for in ``$NIMARE_PYTHON`` (a Python executable with ``nimare`` installed), else in the
+current interpreter.
 
 Usage::
 
