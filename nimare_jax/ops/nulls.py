@@ -152,24 +152,23 @@ def fold_union_histograms(
     if initial is None:
         initial, exp_hists = exp_hists[0], exp_hists[1:]
     out[: len(initial)] = initial
-    for hist in exp_hists:
-        nonzero = np.flatnonzero(out)
-        lo, hi = nonzero[0], nonzero[-1] + 1
-        span = out[lo:hi]
-        bins = np.flatnonzero(hist)
-        # The experiment's bins are split in two fixed halves, folded by two threads (NumPy
-        # releases the GIL inside each pass) into two partial histograms, then added.
-        halves = [
-            _POOL.submit(_fold_bins, span, lo, hist, part, step, n_bins)
-            for part in (bins[0::2], bins[1::2])
-        ]
-        out = halves[0].result()
-        out += halves[1].result()
+    # A pool per call, not per module: a process forked after a fit must not inherit a pool
+    # whose threads are gone.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimare_jax-fold") as pool:
+        for hist in exp_hists:
+            nonzero = np.flatnonzero(out)
+            lo, hi = nonzero[0], nonzero[-1] + 1
+            span = out[lo:hi]
+            bins = np.flatnonzero(hist)
+            # The experiment's bins are split in two fixed halves, folded by two threads
+            # (NumPy releases the GIL inside each pass) into two partial histograms, added.
+            halves = [
+                pool.submit(_fold_bins, span, lo, hist, part, step, n_bins)
+                for part in (bins[0::2], bins[1::2])
+            ]
+            out = halves[0].result()
+            out += halves[1].result()
     return out
-
-
-#: Two threads for :func:`fold_union_histograms` (the approximate null runs on the host).
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimare_jax-fold")
 
 
 def _fold_bins(span, lo, hist, bins, step, n_bins):
