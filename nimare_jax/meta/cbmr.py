@@ -531,27 +531,33 @@ class CBMR:
         self.n_bases_ = int(basis.kept.size)
         self.mask_img_, self.ijk_, self.foci_ = mask_img, ijk, foci
         with jax.enable_x64(True):
-            data = ops.CBMRData(
-                basis=jax.device_put(basis),
-                marginal=jnp.asarray(marginal, jnp.float64),
-                totals=jnp.asarray(totals, jnp.float64),
-                assignment=jnp.asarray(assignment, jnp.int32),
-                loadings=jnp.asarray(loadings, jnp.float64),
-                moderators=jnp.asarray(moderators, jnp.float64),
-                exposure=jnp.asarray(exposure, jnp.float64),
+            # converted on the host: a dtype conversion on the device is a program to compile
+            data = jax.device_put(
+                ops.CBMRData(
+                    basis=basis,
+                    marginal=np.asarray(marginal, np.float64),
+                    totals=np.asarray(totals, np.float64),
+                    assignment=np.asarray(assignment, np.int32),
+                    loadings=np.asarray(loadings, np.float64),
+                    moderators=np.asarray(moderators, np.float64),
+                    exposure=np.asarray(exposure, np.float64),
+                )
             )
             start = ops.initial_params(data, self.distribution)
             fitted = ops.fit(
                 data, start, self.n_iter, self.tol, distribution=self.distribution, lr=self.lr
             )
             params, self.n_newton_, newton_converged = fitted.params, 0, False
+            log_likelihood, self._covariance = fitted.log_likelihood, {}
             if self.distribution == "poisson" and params.size <= NEWTON_MAX_PARAMS:
-                params, n_newton, last_step = ops.newton_refine(params, data)
+                params, n_newton, last_step, log_likelihood, info = ops.newton_refine(params, data)
                 self.n_newton_ = int(n_newton)
-                newton_converged = bool(last_step < NEWTON_STEP_TOLERANCE)
+                newton_converged = float(last_step) < NEWTON_STEP_TOLERANCE
+                if self.information_method == "closed_form":
+                    self._covariance["information"] = np.asarray(info)
             self.params_ = np.asarray(params)
             self.data_ = data
-            self.log_likelihood_ = float(ops.log_likelihood(params, data, self.distribution))
+            self.log_likelihood_ = float(log_likelihood)
         self.n_iter_ = int(fitted.n_iter)
         self.converged_ = bool(fitted.converged) or newton_converged
         if not np.isfinite(self.log_likelihood_):
@@ -567,7 +573,6 @@ class CBMR:
                 stacklevel=2,
             )
         self.loadings_, self.assignment_ = loadings, assignment
-        self._covariance = {}
         maps, tables = self._summarize()
         return CBMRResult(
             maps=maps,
