@@ -336,6 +336,7 @@ def log_rising_ratio(n: jax.Array, phi: jax.Array) -> jax.Array:
     return jnp.where(big, series, direct)
 
 
+@functools.partial(jax.jit, static_argnames=("distribution",))
 def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.Array:
     """Log-likelihood of the foci counts, up to NiMARE's parameter-free constants.
 
@@ -351,6 +352,11 @@ def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.
     Returns
     -------
     jax.Array, scalar
+
+    Notes
+    -----
+    Jitted so that the fit and Newton programs, which evaluate it (and its gradient) in
+    several places, trace its Python once per process and embed one shared function.
     """
     s, m, w, theta = _pieces(params, data, distribution)
     n_patterns = data.loadings.shape[0]
