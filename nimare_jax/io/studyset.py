@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import operator
 import os
 import pickle
@@ -238,6 +239,39 @@ class StudysetStore:
         """``"{study id}-{analysis id}"`` of every analysis."""
         return np.array([f"{s}-{a}" for s, a in self.keys.tolist()], dtype=str)
 
+    @functools.cached_property
+    def records(self) -> tuple:
+        """``(study record, analysis record)`` of every analysis, in the order of ``keys``."""
+        return tuple(
+            (study, analysis) for study in self.studies for analysis in study.get("analyses") or []
+        )
+
+    @functools.cached_property
+    def point_fields(self) -> tuple[np.ndarray, list, list]:
+        """What the tables need of each focus, read in one pass over the records.
+
+        Returns
+        -------
+        space_code : numpy.ndarray of int, shape (n_points,)
+            Index of the focus' ``space`` (as written, None if absent) in ``spaces``.
+        spaces : list
+            The distinct spaces, in order of first use.
+        values : list of tuple
+            ``(focus, column, value)`` for every ``values`` entry that names a ``kind``, in
+            document order (the column is the coordinates column of the kind).
+        """
+        codes, spaces, values = [], {}, []
+        n = 0
+        for _, analysis in self.records:
+            for point in analysis.get("points") or []:
+                codes.append(spaces.setdefault(point.get("space"), len(spaces)))
+                for value in point.get("values") or []:
+                    if isinstance(value, dict) and value.get("kind") is not None:
+                        column = _VALUE_COLUMNS.get(value["kind"], str(value["kind"]))
+                        values.append((n, column, value.get("value")))
+                n += 1
+        return np.array(codes, dtype=int), list(spaces), values
+
 
 def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset dict"):
     """Check a NIMADS document and build the store; errors name ``origin`` and the field."""
@@ -254,7 +288,7 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
     for s, study in enumerate(studies):
         _check_study(study, f"{origin}: studies[{s}]")
     # NiMARE's canonical order: studies by id, analyses by id within their study
-    records = sorted(copy.deepcopy(studies), key=lambda study: str(study["id"]))
+    records = sorted(_copy_json(studies), key=lambda study: str(study["id"]))
     keys, xyz, owner, source = [], [], [], []
     for study in records:
         analyses = study.get("analyses") or []
@@ -311,15 +345,30 @@ def _check_study(study, where: str) -> None:
             raise InvalidStudysetError(f"{here}: field 'points' must be a list")
         for p, point in enumerate(points):
             given = point.get("coordinates") if isinstance(point, dict) else point
-            try:
-                xyz = [float(v) for v in given] if isinstance(given, list | tuple) else []
-            except (TypeError, ValueError):
-                xyz = []
-            if len(xyz) != 3 or not np.all(np.isfinite(xyz)):
+            if not _finite_triple(given):
                 raise InvalidStudysetError(
                     f"{here}: field 'points[{p}].coordinates' must hold three finite "
                     f"numbers, got {excerpt(given)}"
                 )
+
+
+def _finite_triple(given) -> bool:
+    """Whether ``given`` is a list of three finite numbers (or strings of numbers)."""
+    if not isinstance(given, list | tuple) or len(given) != 3:
+        return False
+    try:
+        return all(not isinstance(v, bool) and math.isfinite(float(v)) for v in given)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _copy_json(value):
+    """Return a deep copy of a JSON-like document (one pickle round trip: far faster than
+    :func:`copy.deepcopy` on many small dicts); objects pickle cannot copy are deep-copied."""
+    try:
+        return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return copy.deepcopy(value)
 
 
 def _inline_annotation(store: StudysetStore) -> Annotation | None:
@@ -374,6 +423,26 @@ def _note_keys(notes: dict) -> dict:
             )
             types[label] = kind if types.get(label, kind) == kind else "string"
     return types
+
+
+@dataclass(frozen=True)
+class _Foci:
+    """The selected foci of a studyset, as :meth:`Studyset._foci` resolves them.
+
+    ``index`` (store positions, document order), ``mni`` (their MNI coordinates),
+    ``dataset_space`` (the dataset's space of each) and ``raw_space`` (the space as written,
+    MNI for foci of an analysis that mixed spaces) are per focus; ``has_points`` and
+    ``given_space`` (the space the analysis' foci name, None if none) and ``dataset_space_of``
+    (the dataset's space of its foci) are per store analysis.
+    """
+
+    index: np.ndarray
+    mni: np.ndarray
+    dataset_space: list
+    raw_space: list
+    has_points: np.ndarray
+    given_space: list
+    dataset_space_of: list
 
 
 def _is_url(path: str) -> bool:
@@ -572,7 +641,7 @@ class Studyset:
             for analysis in study.get("analyses") or []:
                 n_points = len(analysis.get("points") or [])
                 if keep[row]:
-                    record = copy.deepcopy(analysis)
+                    record = _copy_json(analysis)
                     record.pop("annotations", None)
                     mask = kept_points[first_point : first_point + n_points]
                     record["points"] = [
@@ -587,7 +656,7 @@ class Studyset:
             if analyses or (len(self._rows) == store.n_analyses and not study.get("analyses")):
                 studies.append(
                     {
-                        **copy.deepcopy({k: v for k, v in study.items() if k != "analyses"}),
+                        **_copy_json({k: v for k, v in study.items() if k != "analyses"}),
                         "analyses": analyses,
                     }
                 )
@@ -639,66 +708,145 @@ class Studyset:
 
     @functools.cached_property
     def _tables(self):
-        document = self._document(resolve=True, annotations=False)
-        labels = self._labels()
-        for study in document["studies"]:
-            for analysis in study["analyses"]:
-                analysis["points"] = _one_space(analysis.get("points") or [])
-                note = labels.get(f"{study['id']}-{analysis['id']}")
-                if note:
-                    analysis["annotations"] = note
+        # The dataset reads every analysis' metadata, images, texts and labels from a NIMADS
+        # document; its foci are built here column-wise from the store's arrays (one row per
+        # focus, in document order) and assigned to it, which adds the voxel indices. An
+        # analysis whose foci name no space, or one other than MNI or Talairach, gives the
+        # document one placeholder focus in that space, so the conversion warns as it would
+        # for the real foci; the placeholders are then replaced.
         if not len(self._rows):
             return None, pd.DataFrame(columns=[*ID_COLS, "x", "y", "z", "space"])
+        foci = self._foci()
+        labels = self._labels()
+        store = self._store
+        selected = self._selected_analyses()
+        records = _copy_json(
+            [
+                {k: v for k, v in analysis.items() if k not in ("points", "annotations")}
+                for _, _, analysis in selected
+            ]
+        )
+        studies = {}
+        for (row, study, _), record in zip(selected, records, strict=True):
+            for image in record.get("images") or []:
+                image["filename"] = self._resolve(image.get("filename"))
+            note = labels.get(store.full_ids[row])
+            if note:
+                record["annotations"] = note
+            if foci.has_points[row] and foci.dataset_space_of[row] not in ("MNI", "TAL"):
+                placeholder = {"coordinates": [0.0, 0.0, 0.0]}
+                if foci.given_space[row] is not None:
+                    placeholder["space"] = foci.given_space[row]
+                record["points"] = [placeholder]
+            if id(study) not in studies:
+                head = _copy_json({k: v for k, v in study.items() if k != "analyses"})
+                studies[id(study)] = {**head, "analyses": []}
+            studies[id(study)]["analyses"].append(record)
+        document = {"id": store.id, "name": store.name, "studies": list(studies.values())}
         target = self._space if self._space in _TEMPLATE_TARGETS else "mni152_2mm"
         dataset = Dataset(
             convert_nimads_to_dict(document), target=target, mask=_mask_image(self._mask)
         )
+        rows = store.point_analysis[foci.index]
+        if len(rows):
+            dataset.coordinates = pd.DataFrame(
+                {
+                    "id": store.full_ids[rows].tolist(),
+                    "study_id": store.keys[rows, 0].tolist(),
+                    "contrast_id": store.keys[rows, 1].tolist(),
+                    "x": foci.mni[:, 0],
+                    "y": foci.mni[:, 1],
+                    "z": foci.mni[:, 2],
+                    "space": foci.dataset_space,
+                }
+            )
         coords = dataset.coordinates.copy()
         if self._space is None:
-            coords[["x", "y", "z"]] = self._raw_xyz()
-            coords["space"] = self._raw_spaces(document)
+            coords[["x", "y", "z"]] = store.xyz[foci.index]
+            coords["space"] = foci.raw_space
         else:
             if "tal" in str(self._space).lower():
                 coords[["x", "y", "z"]] = mni2tal(coords[["x", "y", "z"]].to_numpy())
             coords["space"] = self._space
-        for column, values in self._point_values(document).items():
+        for column, values in self._point_values(foci.index).items():
             coords[column] = values
         return dataset, coords
 
-    def _raw_xyz(self) -> np.ndarray:
+    def _selected_analyses(self) -> list:
+        """``(row, study record, analysis record)`` of the selected analyses, in document order.
+
+        The records are the store's own: read them, never change them.
+        """
+        keep = np.zeros(self._store.n_analyses, dtype=bool)
+        keep[self._rows] = True
+        return [(row, *pair) for row, pair in enumerate(self._store.records) if keep[row]]
+
+    def _foci(self) -> _Foci:
+        """The selected foci in document order, with their spaces resolved per analysis.
+
+        Follows :func:`_one_space` and the dataset's reading of a space: an analysis whose
+        foci (those selected) name two spaces has its Talairach foci converted one by one and
+        is in MNI; otherwise the one space named (or MNI) is the analysis', and a Talairach
+        analysis is converted as a block.
+        """
         store = self._store
-        keep = np.isin(store.point_analysis, self._rows)
+        keep = np.zeros(store.n_analyses, dtype=bool)
+        keep[self._rows] = True
+        kept = keep[store.point_analysis]
         if self._point_mask is not None:
-            keep &= self._point_mask
-        # the dataset lists foci analysis by analysis in selection order
-        order = {row: n for n, row in enumerate(self._rows)}
-        idx = np.flatnonzero(keep)
-        idx = idx[np.argsort([order[r] for r in store.point_analysis[idx]], kind="stable")]
-        return store.xyz[idx]
-
-    @staticmethod
-    def _raw_spaces(document) -> list:
-        return [
-            p.get("space")
-            for study in document["studies"]
-            for analysis in study["analyses"]
-            for p in analysis.get("points") or []
+            kept &= self._point_mask
+        index = np.flatnonzero(kept)
+        rows = store.point_analysis[index]
+        code_of_point, spaces, _ = store.point_fields
+        codes = code_of_point[index]
+        # per distinct space as written: is it given, its name, its name with MNI for none
+        given = np.array([bool(s) for s in spaces], dtype=bool)
+        names = [_space_name(s) if s else None for s in spaces]
+        name_code = {name: n for n, name in enumerate(dict.fromkeys(names))}
+        name_of = np.array([name_code[name] for name in names], dtype=int)
+        tal_default = np.array([_space_name(s or "MNI") == "TAL" for s in spaces], dtype=bool)
+        has_points = np.zeros(store.n_analyses, dtype=bool)
+        has_points[rows] = True
+        spaced = given[codes] if len(codes) else np.zeros(0, dtype=bool)
+        pairs = np.unique(np.stack([rows[spaced], name_of[codes[spaced]]]), axis=1)
+        mixed = np.bincount(pairs[0], minlength=store.n_analyses) > 1
+        # the first space given by each analysis' selected foci
+        first = np.full(store.n_analyses, -1)
+        spaced_rows, at = np.unique(rows[spaced], return_index=True)
+        first[spaced_rows] = codes[spaced][at]
+        given_space = [
+            "MNI" if mixed[r] else (spaces[first[r]] if first[r] >= 0 else None)
+            for r in range(store.n_analyses)
         ]
-
-    @staticmethod
-    def _point_values(document) -> dict:
-        points = [
-            p
-            for study in document["studies"]
-            for analysis in study["analyses"]
-            for p in analysis.get("points") or []
+        row_space = [
+            "MNI" if s is None or mixed[r] else _space_name(s) for r, s in enumerate(given_space)
         ]
+        mni = store.xyz[index].copy()
+        point_mixed = mixed[rows]
+        for n in np.flatnonzero(point_mixed & tal_default[codes]):
+            mni[n] = tal2mni(mni[n : n + 1])[0]
+        for r in np.unique(rows):
+            if row_space[r] == "TAL" and not mixed[r]:
+                block = rows == r
+                mni[block] = tal2mni(mni[block])
+        raw = np.array(spaces, dtype=object)[codes] if len(codes) else np.zeros(0, dtype=object)
+        raw_space = np.where(point_mixed, "MNI", raw).tolist()
+        dataset_space = np.array(row_space, dtype=object)[rows].tolist()
+        return _Foci(index, mni, dataset_space, raw_space, has_points, given_space, row_space)
+
+    def _point_values(self, index: np.ndarray) -> dict:
+        """``{column: one value per selected focus}`` of the foci's ``values`` (None if absent).
+
+        Columns are in order of first use by the selected foci.
+        """
+        _, _, entries = self._store.point_fields
+        position = np.full(self._store.n_points, -1)
+        position[index] = np.arange(len(index))
         columns: dict[str, list] = {}
-        for n, point in enumerate(points):
-            for value in point.get("values") or []:
-                if isinstance(value, dict) and value.get("kind") is not None:
-                    column = _VALUE_COLUMNS.get(value["kind"], str(value["kind"]))
-                    columns.setdefault(column, [None] * len(points))[n] = value.get("value")
+        for point, column, value in entries:
+            n = position[point]
+            if n >= 0:
+                columns.setdefault(column, [None] * len(index))[n] = _copy_json(value)
         return columns
 
     def _labels(self) -> dict:
@@ -731,11 +879,9 @@ class Studyset:
         ``{type}__relative`` column with the reference as the document stores it.
         """
         frame = self._table("images").copy()
-        stored = self._document(resolve=False, annotations=False)
         relative = [
             _images(analysis.get("images") or [], Counter())
-            for study in stored["studies"]
-            for analysis in study["analyses"]
+            for _, _, analysis in self._selected_analyses()
         ]
         for column in [c for c in frame.columns if c not in [*ID_COLS, "space"]]:
             frame[f"{column}__relative"] = [r.get(column) for r in relative]
@@ -1152,7 +1298,7 @@ class Studyset:
             for a in range(len(study.get("analyses") or [])):
                 where[row] = (s, a)
                 row += 1
-        studies = copy.deepcopy(list(self._store.studies))
+        studies = _copy_json(list(self._store.studies))
         for r, value in zip(rows, values, strict=True):
             s, a = where[int(r)]
             target = studies[s] if section == "study" else studies[s]["analyses"][a]
@@ -1311,7 +1457,10 @@ def _none_strings(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column in frame.columns:
         if not pd.api.types.is_numeric_dtype(frame[column]):
-            frame[column] = frame[column].map(lambda v: None if v == "None" else v).astype(object)
+            values = frame[column].to_numpy(dtype=object)
+            # a new Series from the list infers the dtype as Series.map would
+            kept = np.where(values == "None", None, values).tolist()
+            frame[column] = pd.Series(kept, index=frame.index, dtype=None).astype(object)
     return frame
 
 
