@@ -285,8 +285,19 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
             f"{origin}: field 'studies' must be a list of studies"
             + ("" if "studies" in document else " (it is missing)")
         )
+    # every focus checked at once; only if one is bad is each checked in turn (to name it)
+    try:
+        given = [
+            point.get("coordinates") if isinstance(point, dict) else point
+            for study in studies
+            for analysis in study.get("analyses") or []
+            for point in analysis.get("points") or []
+        ]
+        points_ok = _coordinate_array(given) is not None
+    except (AttributeError, TypeError):
+        points_ok = False
     for s, study in enumerate(studies):
-        _check_study(study, f"{origin}: studies[{s}]")
+        _check_study(study, f"{origin}: studies[{s}]", check_points=not points_ok)
     # NiMARE's canonical order: studies by id, analyses by id within their study
     records = sorted(_copy_json(studies), key=lambda study: str(study["id"]))
     keys, xyz, owner, source = [], [], [], []
@@ -303,9 +314,9 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
                     f"{origin}: study {key[0]!r} has two analyses with id {key[1]!r}"
                 )
             seen.add(key)
-            for point in analysis.get("points") or []:
-                xyz.append([float(v) for v in point["coordinates"]])
-                owner.append(len(keys))
+            points = analysis.get("points") or []
+            xyz += [point["coordinates"] for point in points]
+            owner += [len(keys)] * len(points)
             keys.append(key)
     store = StudysetStore(
         id=document.get("id"),
@@ -314,7 +325,7 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
         studies=tuple(records),
         annotations=(),
         keys=np.array(keys, dtype=str).reshape(-1, 2),
-        xyz=np.array(xyz, dtype=float).reshape(-1, 3),
+        xyz=_float_rows(xyz),
         point_analysis=np.array(owner, dtype=int),
         source_order=np.array(source, dtype=int),
     )
@@ -326,8 +337,35 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
     return replace(store, annotations=tuple(attached))
 
 
-def _check_study(study, where: str) -> None:
-    """Raise InvalidStudysetError naming ``where`` and the field if a study record is malformed."""
+def _coordinate_array(given: list) -> np.ndarray | None:
+    """Return foci as an (n, 3) float array, or None unless each is three finite numbers.
+
+    A focus is a list (or tuple) of numbers or strings of numbers; booleans are not numbers.
+    """
+    try:
+        xyz = np.array(given, dtype=float).reshape(-1, 3)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if len(xyz) != len(given) or not np.isfinite(xyz).all():
+        return None
+    if any(type(c) not in (list, tuple) or bool in map(type, c) for c in given):
+        return None
+    return xyz
+
+
+def _float_rows(given: list) -> np.ndarray:
+    """Return checked foci as an (n, 3) float array (``float`` of each value)."""
+    xyz = _coordinate_array(given)
+    if xyz is None:  # a spelling of a number only Python's float reads
+        xyz = np.array([[float(v) for v in c] for c in given], dtype=float).reshape(-1, 3)
+    return xyz
+
+
+def _check_study(study, where: str, check_points: bool = True) -> None:
+    """Raise InvalidStudysetError naming ``where`` and the field if a study record is malformed.
+
+    ``check_points=False`` skips the foci' coordinates (checked already).
+    """
     if not isinstance(study, dict) or study.get("id") is None:
         raise InvalidStudysetError(f"{where}: a study must be an object with an 'id'")
     analyses = study.get("analyses") or []
@@ -343,7 +381,7 @@ def _check_study(study, where: str) -> None:
         points = analysis.get("points") or []
         if not isinstance(points, list):
             raise InvalidStudysetError(f"{here}: field 'points' must be a list")
-        for p, point in enumerate(points):
+        for p, point in enumerate(points if check_points else []):
             given = point.get("coordinates") if isinstance(point, dict) else point
             if not _finite_triple(given):
                 raise InvalidStudysetError(
