@@ -484,8 +484,7 @@ class _Foci:
     ``index`` (store positions, document order), ``mni`` (their MNI coordinates),
     ``dataset_space`` (the dataset's space of each) and ``raw_space`` (the space as written,
     MNI for foci of an analysis that mixed spaces) are per focus; ``has_points`` and
-    ``given_space`` (the space the analysis' foci name, None if none) and ``dataset_space_of``
-    (the dataset's space of its foci) are per store analysis.
+    ``given_space`` (the space the analysis' foci name, None if none) are per store analysis.
     """
 
     index: np.ndarray
@@ -494,7 +493,6 @@ class _Foci:
     raw_space: list
     has_points: np.ndarray
     given_space: list
-    dataset_space_of: list
 
 
 def _is_url(path: str) -> bool:
@@ -785,10 +783,13 @@ class Studyset:
             note = labels.get(store.full_ids[row])
             if note:
                 record["annotations"] = note
-            if foci.has_points[row] and foci.dataset_space_of[row] not in ("MNI", "TAL"):
+            space = foci.given_space[row]
+            if foci.has_points[row] and (
+                space is None or _space_name(space) not in ("MNI", "TAL")
+            ):
                 placeholder = {"coordinates": [0.0, 0.0, 0.0]}
-                if foci.given_space[row] is not None:
-                    placeholder["space"] = foci.given_space[row]
+                if space is not None:
+                    placeholder["space"] = space
                 record["points"] = [placeholder]
             studies.setdefault(id(study), (study, []))[1].append(record)
         heads = _copy_json(
@@ -841,7 +842,7 @@ class Studyset:
         return [(row, *pair) for row, pair in enumerate(self._store.records) if keep[row]]
 
     def _foci(self) -> _Foci:
-        """The selected foci in document order, with their spaces resolved per analysis.
+        """Return the selected foci in document order, their spaces resolved per analysis.
 
         Follows :func:`_one_space` and the dataset's reading of a space: an analysis whose
         foci (those selected) name two spaces has its Talairach foci converted one by one and
@@ -891,7 +892,7 @@ class Studyset:
         raw = np.array(spaces, dtype=object)[codes] if len(codes) else np.zeros(0, dtype=object)
         raw_space = np.where(point_mixed, "MNI", raw).tolist()
         dataset_space = np.array(row_space, dtype=object)[rows].tolist()
-        return _Foci(index, mni, dataset_space, raw_space, has_points, given_space, row_space)
+        return _Foci(index, mni, dataset_space, raw_space, has_points, given_space)
 
     def _point_values(self, index: np.ndarray) -> dict:
         """``{column: one value per selected focus}`` of the foci's ``values`` (None if absent).
