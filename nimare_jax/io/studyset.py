@@ -15,6 +15,7 @@ dataset's ids) or by their analysis id alone.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import gc
@@ -279,6 +280,11 @@ class StudysetStore:
 
 def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset dict"):
     """Check a NIMADS document and build the store; errors name ``origin`` and the field."""
+    with _collector_paused():
+        return _build_store(document, annotations, origin)
+
+
+def _build_store(document: dict, annotations, origin: str):
     if not isinstance(document, dict):
         raise InvalidStudysetError(
             f"{origin}: a NIMADS studyset must be a JSON object, got {type(document).__name__}"
@@ -409,15 +415,27 @@ def _finite_triple(given) -> bool:
 def _copy_json(value):
     """Return a deep copy of a JSON-like document.
 
-    One pickle round trip, with the garbage collector paused: several times faster than
+    One pickle round trip, with the garbage collector paused: faster than
     :func:`copy.deepcopy` on many small dicts. Objects pickle cannot copy are deep-copied.
     """
+    with _collector_paused():
+        try:
+            return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return copy.deepcopy(value)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause the garbage collector while many small objects are made.
+
+    Each full collection walks every object of the studyset (a million for a NeuroStore
+    release), and making the tables would start many of them; the collector resumes after.
+    """
     collecting = gc.isenabled()
-    gc.disable()  # the collector would walk the young objects again and again
+    gc.disable()
     try:
-        return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return copy.deepcopy(value)
+        yield
     finally:
         if collecting:
             gc.enable()
@@ -758,6 +776,10 @@ class Studyset:
 
     @functools.cached_property
     def _tables(self):
+        with _collector_paused():
+            return self._make_tables()
+
+    def _make_tables(self):
         # The dataset reads every analysis' metadata, images, texts and labels from a NIMADS
         # document; its foci are built here column-wise from the store's arrays (one row per
         # focus, in document order) and assigned to it, which adds the voxel indices. An
@@ -1517,6 +1539,12 @@ def _none_strings(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column in frame.columns:
         if not pd.api.types.is_numeric_dtype(frame[column]):
+            if (
+                isinstance(frame[column].dtype, pd.StringDtype)
+                and not frame[column].eq("None").any()
+            ):
+                frame[column] = frame[column].astype(object)  # what the general path gives
+                continue
             values = frame[column].to_numpy(dtype=object)
             # a new Series from the list infers the dtype as Series.map would
             kept = np.where(values == "None", None, values).tolist()
