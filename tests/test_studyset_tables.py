@@ -33,7 +33,12 @@ def random_document(seed: int) -> dict:
             spaces = rng.choice(len(SPACES), size=2)
             points = []
             for _ in range(int(rng.integers(0, 5))):
-                point = {"coordinates": rng.integers(-70, 70, 3).astype(float).tolist()}
+                xyz = rng.integers(-70, 70, 3)
+                kind = rng.random()  # JSON floats, JSON integers, or a number in a string
+                xyz = xyz.tolist() if kind < 0.3 else xyz.astype(float).tolist()
+                if kind > 0.9:
+                    xyz[0] = f" {xyz[0]} "
+                point = {"coordinates": xyz}
                 space = SPACES[spaces[rng.integers(2)]]
                 if space is not None:
                     point["space"] = space
@@ -197,8 +202,9 @@ def test_tables_equal_a_focus_by_focus_construction(seed, target):
 
 
 def test_random_documents_exercise_every_space_case():
-    """The random documents hold mixed-space analyses, bare and unknown spaces, values."""
-    spaces, mixed, values = set(), 0, 0
+    """The random documents hold mixed-space analyses, bare and unknown spaces, values, and
+    coordinates written as floats, integers and strings."""
+    spaces, mixed, values, written = set(), 0, 0, set()
     for seed in range(4):
         for study in random_document(seed)["studies"]:
             for analysis in study["analyses"]:
@@ -206,5 +212,6 @@ def test_random_documents_exercise_every_space_case():
                 mixed += len(given) > 1
                 values += sum("values" in p for p in analysis["points"])
                 spaces |= {p.get("space") for p in analysis["points"]}
-    assert mixed > 0 and values > 0
+                written |= {type(p["coordinates"][0]) for p in analysis["points"]}
+    assert mixed > 0 and values > 0 and len(written) == 3
     assert {"TAL", "MNI", "foo", None, ""} <= spaces

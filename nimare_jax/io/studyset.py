@@ -348,25 +348,28 @@ def _build_store(document: dict, annotations, origin: str):
 
 
 def _coordinate_array(given: list) -> np.ndarray | None:
-    """Return foci as an (n, 3) float array, or None unless each is three finite numbers.
+    """Return foci as an (n, 3) float array if each is a list of three finite numbers, else None.
 
-    A focus is a list (or tuple) of numbers or strings of numbers; booleans are not numbers.
+    Only plain ``int`` and ``float`` values pass (no booleans); anything else (a string, a
+    NumPy number) returns None, for the focus-by-focus check to judge.
     """
+    if not set(map(type, given)) <= {list, tuple} or set(map(len, given)) - {3}:
+        return None
+    flat = list(itertools.chain.from_iterable(given))
+    if not set(map(type, flat)) <= {float, int}:
+        return None
     try:
-        xyz = np.array(given, dtype=float).reshape(-1, 3)
-    except (TypeError, ValueError, OverflowError):
+        xyz = np.array(flat, dtype=float).reshape(-1, 3)
+    except OverflowError:
         return None
-    if len(xyz) != len(given) or not np.isfinite(xyz).all():
-        return None
-    if not set(map(type, given)) <= {list, tuple}:
-        return None
-    if bool in set(map(type, itertools.chain.from_iterable(given))):
-        return None
-    return xyz
+    return xyz if np.isfinite(xyz).all() else None
 
 
 def _float_rows(given: list) -> np.ndarray:
     """Return checked foci as an (n, 3) float array (``float`` of each value)."""
+    xyz = _coordinate_array(given)
+    if xyz is not None:
+        return xyz
     try:
         return np.array(given, dtype=float).reshape(-1, 3)
     except ValueError:  # a spelling of a number only Python's float reads
