@@ -174,6 +174,10 @@ def test_tables_equal_a_focus_by_focus_construction(seed, target):
         got_coords, got_warnings = recorded(getattr, studyset, "coordinates")  # first use
         assert got_warnings == expected_warnings
         pd.testing.assert_frame_equal(got_coords, none_strings_by_cell(coords), check_exact=True)
+        got_coords.loc[:, "x"] = np.nan  # a caller's change does not reach the studyset
+        pd.testing.assert_frame_equal(
+            studyset.coordinates, none_strings_by_cell(coords), check_exact=True
+        )
         dataset = studyset.to_dataset()
         for name in ("coordinates", "metadata", "images", "annotations", "texts"):
             pd.testing.assert_frame_equal(

@@ -949,6 +949,11 @@ class Studyset:
     @property
     def coordinates(self) -> pd.DataFrame:
         """One row per focus: ids, x, y, z (in :attr:`space`), space, voxel indices, values."""
+        return self._coordinates.copy()
+
+    @functools.cached_property
+    def _coordinates(self) -> pd.DataFrame:
+        # the studyset is a value, and this table is its own (to_dataset's are the caller's)
         return _none_strings(self._tables[1])
 
     @property
