@@ -208,14 +208,15 @@ def test_tables_equal_a_focus_by_focus_construction(seed, target):
 def test_random_documents_exercise_every_space_case():
     """The random documents hold mixed-space analyses, bare and unknown spaces, values, and
     coordinates written as floats, integers and strings."""
-    spaces, mixed, values, written = set(), 0, 0, set()
+    spaces, mixed, talairach, values, written = set(), 0, 0, 0, set()
     for seed in range(4):
         for study in random_document(seed)["studies"]:
             for analysis in study["analyses"]:
                 given = {_space(p["space"]) for p in analysis["points"] if p.get("space")}
                 mixed += len(given) > 1
+                talairach += given == {"TAL"}
                 values += sum("values" in p for p in analysis["points"])
                 spaces |= {p.get("space") for p in analysis["points"]}
                 written |= {type(p["coordinates"][0]) for p in analysis["points"]}
-    assert mixed > 0 and values > 0 and len(written) == 3
+    assert mixed > 0 and talairach > 0 and values > 0 and len(written) == 3
     assert {"TAL", "MNI", "foo", None, ""} <= spaces

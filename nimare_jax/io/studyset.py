@@ -910,10 +910,11 @@ class Studyset:
         point_mixed = mixed[rows]
         for n in np.flatnonzero(point_mixed & tal_default[codes]):
             mni[n] = tal2mni(mni[n : n + 1])[0]
-        for r in np.unique(rows):
-            if row_space[r] == "TAL" and not mixed[r]:
-                block = rows == r
-                mni[block] = tal2mni(mni[block])
+        # foci are grouped by analysis (rows never decrease): convert each Talairach block
+        tal = np.array([space == "TAL" for space in row_space], dtype=bool) & ~mixed
+        for r in np.flatnonzero(tal & has_points):
+            start, stop = np.searchsorted(rows, [r, r + 1])
+            mni[start:stop] = tal2mni(mni[start:stop])
         raw = np.array(spaces, dtype=object)[codes] if len(codes) else np.zeros(0, dtype=object)
         raw_space = np.where(point_mixed, "MNI", raw).tolist()
         dataset_space = np.array(row_space, dtype=object)[rows].tolist()
