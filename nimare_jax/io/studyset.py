@@ -926,8 +926,11 @@ class Studyset:
         Columns are in order of first use by the selected foci.
         """
         _, _, entries = self._store.point_fields
+        if not entries:
+            return {}
         position = np.full(self._store.n_points, -1)
         position[index] = np.arange(len(index))
+        position = position.tolist()
         columns: dict[str, list] = {}
         for point, column, value in entries:
             n = position[point]
