@@ -39,12 +39,11 @@ n_cores, out = int(sys.argv[1]), sys.argv[2]
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*unknown space.*")
     dset = Dataset(get_resource_path() / "data" / "laird_n20_dataset.json")
-est = ALE()
-result = est.fit(dset)
+result = ALE().fit(dset)
 corrector = FWECorrector(method="montecarlo", n_iters=64, n_cores=n_cores, progress=False)
 corrected = corrector.transform(result)
 print(f"{len(jax.devices())} device(s): {jax.devices()}")
-null = corrected.estimator.null_distributions_
+null = corrected.null_distributions
 np.savez(
     out,
     voxel=null["values_level-voxel_corr-fwe_method-montecarlo"],
