@@ -43,7 +43,7 @@ print(sorted(result.maps))
 # 200 permutations keep this example quick; use 5,000 to 10,000 in a real analysis.
 # Iteration ``i`` uses the key ``fold_in(seed, i)``, so the same seed gives the same null
 # on any hardware and with any batch size.
-corrector = FWECorrector(method="montecarlo", n_iters=200, voxel_thresh=0.001)
+corrector = FWECorrector(method="montecarlo", n_iters=200, voxel_thresh=0.001, progress=False)
 corrected = corrector.transform(result)
 cluster_map = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
 print([name for name in corrected.maps if "corr-FWE" in name])

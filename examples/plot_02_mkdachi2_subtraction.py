@@ -44,7 +44,7 @@ print([name for name in result.maps if name.startswith("z_")])
 # FDR correction needs no permutations; the Monte Carlo FWE correction permutes the
 # group labels (100 permutations here).
 fdr = FDRCorrector(method="indep", alpha=0.05).transform(result)
-fwe = FWECorrector(method="montecarlo", n_iters=100).transform(result)
+fwe = FWECorrector(method="montecarlo", n_iters=100, progress=False).transform(result)
 p_assoc = fdr.get_map("p_desc-association_level-voxel_corr-FDR_method-indep", return_type="array")
 print(f"association: {(p_assoc < 0.05).sum()} voxels with an FDR-adjusted p < 0.05")
 print([name for name in fwe.maps if "corr-FWE" in name])

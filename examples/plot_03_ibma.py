@@ -51,7 +51,7 @@ print(f"{np.count_nonzero(p_fdr < 0.05)} of {p_fdr.size} voxels have an adjusted
 # ``PermutedOLS`` reads ``beta`` maps; its Monte Carlo FWE correction multiplies each
 # study's map by a random sign in every iteration (200 here).
 ols = PermutedOLS(two_sided=True).fit(dset)
-ols_fwe = FWECorrector(method="montecarlo", n_iters=200).transform(ols)
+ols_fwe = FWECorrector(method="montecarlo", n_iters=200, progress=False).transform(ols)
 print([name for name in ols_fwe.maps if "corr-FWE" in name])
 
 # %%

@@ -61,4 +61,4 @@ print(table.sort_values("probReverse", ascending=False).head(10).to_string())
 # -----------------------
 brainmap = BrainMapDecoder(feature_group="Neurosynth_TFIDF").fit(dset)
 table = brainmap.transform(selected)
-print(table.sort_values("zForward", ascending=False).head(10).to_string())
+print(table.sort_values("likelihoodForward", ascending=False).head(10).to_string())
