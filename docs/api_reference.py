@@ -29,6 +29,8 @@ EXTRA_MODULES = [
     "spatial",
     "exceptions",
     "ops.permute",
+    "parcellate",  # issue 16; modules that do not import yet are skipped
+    "extract",  # issue 15
 ]
 
 
