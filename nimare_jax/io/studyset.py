@@ -478,12 +478,10 @@ class Studyset:
         document = convert_dataset_to_nimads_dict(
             dataset, studyset_id=studyset_id, studyset_name=studyset_name
         )
-        return cls(
-            document,
-            target=dataset.space,
-            mask=dataset.masker,
-            basepath=_dataset_basepath(dataset),
-        )
+        basepath = _dataset_basepath(dataset)
+        if basepath is not None:
+            _store_relative_filenames(document, dataset.images, basepath)
+        return cls(document, target=dataset.space, mask=dataset.masker, basepath=basepath)
 
     # ---------------------------------------------------------------- identity
     @property
@@ -1326,6 +1324,28 @@ def _mask_image(mask):
         if img is not None:
             return img
     raise TypeError(f"mask must be a path, an image or a NiftiMasker, got {type(mask).__name__}")
+
+
+def _store_relative_filenames(document: dict, images: pd.DataFrame, basepath) -> None:
+    """Store an image's ``<type>__relative`` path in ``document`` where it names the same file.
+
+    A dataset keeps both the absolute path and the one relative to its base folder (as
+    NiMARE); the studyset keeps the relative one and resolves it against ``basepath``.
+    """
+    relative = {
+        (str(row["id"]), col.removesuffix("__relative")): row[col]
+        for _, row in images.iterrows()
+        for col in images.columns
+        if col.endswith("__relative") and isinstance(row[col], str) and row[col]
+    }
+    for study in document["studies"]:
+        for analysis in study["analyses"]:
+            ident = f"{study['id']}-{analysis['id']}"
+            for image in analysis.get("images") or []:
+                rel = relative.get((ident, image.get("value_type")))
+                absolute = os.path.normpath(str(image.get("filename")))
+                if rel is not None and os.path.normpath(os.path.join(basepath, rel)) == absolute:
+                    image["filename"] = rel
 
 
 def _dataset_basepath(dataset):
