@@ -420,6 +420,7 @@ EXCLUDED: dict[str, str] = {
     "test_meta_mkda.py::test_KDA_fwe_1core": _FLOAT64,
     "test_meta_mkda.py::test_MKDAChi2_logp_maps_follow_the_chi_squared_tail": _FLOAT64,
     "test_correct.py::test_FDRCorrector_clips_tiny_p_values_and_finite_secondary_maps": _FLOAT64,
+    "test_correct.py::test_MetaResult_clips_tiny_analytical_p_values_to_float32_floor": _FLOAT64,
     "test_meta_mkda.py::test_MKDADensity_approximate_null": (
         "deliberate difference: the test passes MKDADensity(null='approximate'), an option "
         "that does not exist (null_method is meant); NiMARE ignores unknown keyword arguments, "
