@@ -188,7 +188,7 @@ def _check_recovery(result, truth, k_true):
     # the silhouette picks the planted k, and its split halves agree (a random split of so
     # few experiments is too noisy to rank the other k by stability)
     assert metrics["silhouette"].idxmax() == k_true, metrics
-    assert metrics.loc[k_true, "misclassified_pct"] <= 10, metrics
+    assert metrics.loc[k_true, "misclassified_pct"] <= 15, metrics
 
 
 @pytest.mark.slow
