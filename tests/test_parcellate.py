@@ -194,7 +194,7 @@ def _check_recovery(result, truth, k_true):
 @pytest.mark.slow
 def test_cbp_recovers_two_subregions_ale(two):
     dset, roi, truth = two
-    result = CoordCBP(roi, [2, 3, 4], n=15, n_init=10).fit(dset)
+    result = CoordCBP(roi, [2, 3, 4], n=10, n_init=10).fit(dset)
     _check_recovery(result, truth, 2)
 
 
