@@ -59,8 +59,8 @@ API = [
     ),
     ("decode.discrete", ["brainmap_decode", "neurosynth_decode"], None),
     ("decode.encode", ["gclda_encode"], None),
-    ("parcellate.cbp", ["CoordCBP"], 16),
-    ("parcellate.mamp", ["MAMP"], 16),
+    ("parcellate.cbp", ["CoordCBP"], None),
+    ("parcellate.mamp", ["MAMP"], None),
     ("parcellate.mapbot", ["MAPBOT"], 16),
     (
         "io",
