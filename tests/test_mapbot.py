@@ -5,10 +5,15 @@ of two kinds: the array steps against brute-force NumPy written from the definit
 the whole method on a simulated corpus whose planted subregions carry distinct terms.
 """
 
+import nibabel as nib
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
+from nimare_jax.dataset import Dataset
 from nimare_jax.ops import mapbot as ops_mapbot
+from nimare_jax.parcellate.mapbot import MAPBOT
+from nimare_jax.spatial import load_mask, mm2vox, vox2mm
 
 
 # ----------------------------------------------------------------------------- ops
@@ -49,3 +54,109 @@ def test_assign_parcels_rescales_without_changing_the_product():
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
     norms = np.linalg.norm(components, axis=1)
     np.testing.assert_array_equal(labels, np.argmax(loadings * norms, axis=1))
+
+
+# ----------------------------------------------------------------------------- simulation
+GROUP = "Neurosynth_TFIDF"
+N_TERMS = 3  # planted terms per subregion
+N_COMMON = 3  # terms every experiment carries at random weights
+
+
+def planted_corpus(k, n_per=40, width=16.0, seed=0):
+    """A region split along x into ``k`` slabs; each slab's experiments carry its own terms.
+
+    The region is ``k`` slabs of ``width`` mm (x) by 12 mm (y) by 12 mm (z) of 2 mm voxels.
+    Each of the ``n_per`` experiments of slab ``s`` reports 3 foci drawn uniformly inside
+    the slab (1 mm from its faces) and weights ``U(0.3, 1)`` on the terms
+    ``region{s}_term{t}``, 0 on the other slabs' terms, and ``U(0, 0.6)`` on common terms.
+
+    Returns the dataset, the ROI image and the planted slab of each ROI voxel in the
+    order of ``np.argwhere`` on the ROI (which is the order of the result's voxels).
+    """
+    rng = np.random.default_rng(seed)
+    x0 = -40.0
+    xs = np.arange(x0, x0 + k * width, 2.0)
+    ys, zs = np.arange(-20.0, -8.0, 2.0), np.arange(0.0, 12.0, 2.0)
+    edges = x0 - 1.0 + width * np.arange(k + 1)  # slab faces between voxel centres
+    terms = [f"region{s}_term{t}" for s in range(k) for t in range(N_TERMS)]
+    terms += [f"common{t}" for t in range(N_COMMON)]
+    source = {}
+    for s in range(k):
+        for e in range(n_per):
+            x = rng.uniform(edges[s] + 1, edges[s + 1] - 1, 3)
+            y = rng.uniform(ys[0], ys[-1], 3)
+            z = rng.uniform(zs[0], zs[-1], 3)
+            w = np.zeros(len(terms))
+            w[s * N_TERMS : (s + 1) * N_TERMS] = rng.uniform(0.3, 1.0, N_TERMS)
+            w[k * N_TERMS :] = rng.uniform(0.0, 0.6, N_COMMON)
+            coords = {"space": "MNI", "x": x.tolist(), "y": y.tolist(), "z": z.tolist()}
+            labels = {f"{GROUP}__{t}": float(v) for t, v in zip(terms, w, strict=True)}
+            source[f"s{s}e{e}"] = {"contrasts": {"1": {"coords": coords, "labels": labels}}}
+    dset = Dataset(source)
+    mask = load_mask(dset.masker)
+    vox = np.stack(np.meshgrid(xs, ys, zs, indexing="ij"), -1).reshape(-1, 3)
+    data = np.zeros(mask.shape, np.int8)
+    data[tuple(mm2vox(vox, mask.affine).T)] = 1
+    roi = nib.Nifti1Image(data, mask.affine)
+    roi_xyz = vox2mm(np.argwhere(data > 0), mask.affine)
+    truth = np.digitize(roi_xyz[:, 0], edges[1:-1])
+    return dset, roi, truth
+
+
+@pytest.fixture(scope="module")
+def two():
+    return planted_corpus(2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def three():
+    return planted_corpus(3, seed=1)
+
+
+def brute_force_profiles(dset, xyz, r):
+    """Normalized-cut-weighted mean term weights, one voxel and one experiment at a time."""
+    terms = [c for c in dset.annotations.columns if c.startswith(GROUP)]
+    table = dset.annotations.set_index("id")
+    weights = {exp: table.loc[exp, terms].to_numpy(float) for exp in dset.ids}
+    coords = dset.coordinates
+    foci = {exp: coords.loc[coords["id"] == exp, ["x", "y", "z"]].to_numpy() for exp in dset.ids}
+    freq = np.zeros((len(xyz), len(terms)))
+    for v, point in enumerate(xyz):
+        chosen = [
+            weights[exp]
+            for exp in dset.ids
+            if (np.linalg.norm(foci[exp] - point, axis=1) <= r).any()
+        ]
+        freq[v] = np.mean(chosen, axis=0)
+    degree = (freq @ freq.T).sum(1)  # row sums of the voxel similarity matrix
+    return freq / np.sqrt(degree)[:, None]
+
+
+# ----------------------------------------------------------------------------- MAPBOT
+@pytest.mark.parametrize("case", ["two", "three"])
+def test_planted_parcels_and_their_terms_are_recovered(case, request):
+    dset, roi, truth = request.getfixturevalue(case)
+    k = truth.max() + 1
+    result = MAPBOT(roi, [2, 3], r=5, feature_group=GROUP).fit(dset)
+    labels = result.labels[k]
+    assert adjusted_rand_score(truth, labels) >= 0.9
+    # the silhouette favours the planted number of parcels
+    assert result.metrics["silhouette"].idxmax() == k
+    # each parcel's 3 top terms are the planted terms of the slab holding most of its voxels
+    top = result.top_terms(k, N_TERMS)
+    for parcel in range(1, k + 1):
+        slab = np.bincount(truth[labels == parcel]).argmax()
+        planted = {f"{GROUP}__region{slab}_term{t}" for t in range(N_TERMS)}
+        assert set(top.loc[parcel]) == planted
+    # the term table holds unit-norm NMF components, one column per parcel
+    table = result.terms[k]
+    assert list(table.columns) == list(range(1, k + 1))
+    np.testing.assert_allclose(np.linalg.norm(table.to_numpy(), axis=0), 1.0, rtol=1e-6)
+
+
+def test_voxel_profiles_equal_a_brute_force_computation(two):
+    dset, roi, _ = two
+    model = MAPBOT(roi, 2, r=5, feature_group=GROUP, n_splits=0)
+    result = model.fit(dset)
+    expected = brute_force_profiles(dset, result.roi.xyz, 5.0)
+    np.testing.assert_allclose(model.profiles_, expected, rtol=1e-5, atol=1e-7)
