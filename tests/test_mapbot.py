@@ -7,10 +7,12 @@ the whole method on a simulated corpus whose planted subregions carry distinct t
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from nimare_jax.dataset import Dataset
+from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.ops import mapbot as ops_mapbot
 from nimare_jax.parcellate.mapbot import MAPBOT
 from nimare_jax.spatial import load_mask, mm2vox, vox2mm
@@ -160,3 +162,69 @@ def test_voxel_profiles_equal_a_brute_force_computation(two):
     result = model.fit(dset)
     expected = brute_force_profiles(dset, result.roi.xyz, 5.0)
     np.testing.assert_allclose(model.profiles_, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_nearest_experiments_selection_recovers_the_parcels(two):
+    dset, roi, truth = two
+    result = MAPBOT(roi, 2, n=12, feature_group=GROUP, n_splits=0).fit(dset)
+    assert adjusted_rand_score(truth, result.labels[2]) >= 0.9
+
+
+def test_save_writes_the_term_tables(two, tmp_path):
+    dset, roi, _ = two
+    result = MAPBOT(roi, [2, 3], r=5, feature_group=GROUP, n_splits=1).fit(dset)
+    files = {p.name for p in result.save(tmp_path, prefix="thal")}
+    assert {"thal_k-2_terms.tsv", "thal_k-3_terms.tsv", "thal_k-2_labels.nii.gz"} <= files
+    back = pd.read_csv(tmp_path / "thal_k-3_terms.tsv", sep="\t", index_col="term")
+    np.testing.assert_allclose(back.to_numpy(), result.terms[3].to_numpy(), rtol=1e-5)
+    assert list(back.index) == list(result.terms[3].index)
+    img = nib.load(tmp_path / "thal_k-2_labels.nii.gz")
+    np.testing.assert_array_equal(np.asarray(img.dataobj), result.get_label_image(2).dataobj)
+    assert "Yuan et al., 2017" in result.boilerplate()
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_missing_feature_group_is_an_error(two):
+    dset, roi, _ = two
+    with pytest.raises(DatasetError, match="no annotation column belongs to feature_group 'LDA'"):
+        MAPBOT(roi, 2, r=5, feature_group="LDA").fit(dset)
+
+
+def test_voxels_without_nearby_experiments_are_an_error(two):
+    dset, roi, _ = two
+    with pytest.raises(DatasetError, match=r"target voxels have no experiment within r=1 mm"):
+        MAPBOT(roi, 2, r=1, feature_group=GROUP).fit(dset)
+
+
+def test_roi_smaller_than_the_number_of_parcels_is_an_error(two):
+    dset, roi, _ = two
+    data = np.zeros(roi.shape, np.int8)
+    data[tuple(np.argwhere(np.asarray(roi.dataobj))[:2].T)] = 1
+    with pytest.raises(ImageError, match="2 voxel"):
+        MAPBOT(nib.Nifti1Image(data, roi.affine), [2, 3], r=5, feature_group=GROUP).fit(dset)
+
+
+def test_negative_or_non_numeric_term_weights_are_errors(two):
+    dset, roi, _ = two
+    bad = dset.copy()
+    column = f"{GROUP}__common0"
+    bad.annotations = bad.annotations.assign(**{column: -bad.annotations[column]})
+    with pytest.raises(DatasetError, match="non-negative term weights.*common0"):
+        MAPBOT(roi, 2, r=5, feature_group=GROUP).fit(bad)
+    bad.annotations = bad.annotations.assign(**{column: "often"})
+    with pytest.raises(DatasetError, match="is not a number: 'often'"):
+        MAPBOT(roi, 2, r=5, feature_group=GROUP).fit(bad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "exactly one of r"),
+        ({"r": 5, "n": 10}, "exactly one of r"),
+        ({"r": -1}, "positive distance"),
+        ({"n": 2.5}, "positive integer"),
+    ],
+)
+def test_selection_parameters_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MAPBOT("roi.nii.gz", 2, **kwargs)
