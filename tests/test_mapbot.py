@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
+from test_compilation import count_traces
 
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, ImageError
@@ -228,3 +229,13 @@ def test_negative_or_non_numeric_term_weights_are_errors(two):
 def test_selection_parameters_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MAPBOT("roi.nii.gz", 2, **kwargs)
+
+
+def test_a_second_fit_compiles_nothing(two):
+    dset, roi, _ = two
+    model = MAPBOT(roi, 2, r=5, feature_group=GROUP, n_splits=1)
+    first = model.fit(dset)
+    with count_traces() as traced:
+        second = model.fit(dset)
+    assert traced == []
+    np.testing.assert_array_equal(first.labels[2], second.labels[2])
