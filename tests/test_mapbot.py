@@ -239,3 +239,12 @@ def test_a_second_fit_compiles_nothing(two):
         second = model.fit(dset)
     assert traced == []
     np.testing.assert_array_equal(first.labels[2], second.labels[2])
+
+
+def test_a_component_without_voxels_is_reported(three):
+    # 3 planted subregions, 5 components: NMF leaves some components without a voxel.
+    dset, roi, _ = three
+    with pytest.warns(UserWarning, match="5 parcels: 2 NMF component.s. won no voxel"):
+        result = MAPBOT(roi, 5, r=5, feature_group=GROUP, n_splits=0).fit(dset)
+    assert np.unique(result.labels[5]).tolist() == [1, 2, 3]
+    assert list(result.terms[5].columns) == [1, 2, 3]

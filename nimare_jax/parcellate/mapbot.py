@@ -251,6 +251,13 @@ class MAPBOT(Parcellator):
         terms = {}
         for k in self.n_clusters:
             found = np.unique(result.labels[k])
+            if found.size < k:
+                warnings.warn(
+                    f"MAPBOT with {k} parcels: {k - found.size} NMF component(s) won no "
+                    f"voxel, so the solution has {found.size} parcels",
+                    UserWarning,
+                    stacklevel=2,
+                )
             terms[k] = pd.DataFrame(
                 self.components_[k][found - 1].T, index=self.terms_, columns=list(found)
             ).rename_axis("term")
@@ -301,13 +308,6 @@ class MAPBOT(Parcellator):
         labels, unit = np.asarray(labels), np.asarray(unit, np.float64)
         _, first = np.unique(labels, return_index=True)
         order = np.unique(labels)[np.argsort(first)]  # component of label 0, 1, ...
-        if order.size < k:
-            warnings.warn(
-                f"MAPBOT with {k} parcels: {k - order.size} NMF component(s) won no voxel, "
-                f"so the solution has {order.size} parcels",
-                UserWarning,
-                stacklevel=3,
-            )
         relabel = np.empty(k, np.int32)
         relabel[order] = np.arange(order.size)
         empty = np.setdiff1d(np.arange(k), order)
