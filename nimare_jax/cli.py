@@ -27,6 +27,7 @@ from nimare_jax.workflows.arguments import (
 from nimare_jax.workflows.conperm import add_conperm_arguments
 from nimare_jax.workflows.macm import add_macm_arguments, run_macm
 from nimare_jax.workflows.metacluster import add_metacluster_arguments, run_metacluster
+from nimare_jax.workflows.parcellate import add_parcellate_arguments, run_parcellate
 from nimare_jax.workflows.peaks2maps import add_peaks2maps_arguments, run_peaks2maps
 from nimare_jax.workflows.scale import add_scale_arguments, run_scale
 from nimare_jax.workflows.staging import staged_file
@@ -165,6 +166,17 @@ def _get_parser() -> argparse.ArgumentParser:
     )
     add_macm_arguments(macm)
     macm.set_defaults(run=run_macm)
+    cbp = add(
+        "cbp",
+        help="meta-analytic parcellation of a region (CBP or MAMP) for several cluster numbers",
+        description="Parcellate a region by the coactivation of its voxels (CBP: one "
+        "meta-analysis per voxel of the experiments near it) or by their modelled activation "
+        "across experiments (MAMP); writes a label image per number of clusters, the "
+        "criteria (silhouette, split-half stability, hierarchy), a figure and boilerplate."
+        + _REPLACES,
+    )
+    add_parcellate_arguments(cbp)
+    cbp.set_defaults(run=run_parcellate)
 
     scale = add(
         "scale",

@@ -1,0 +1,377 @@
+"""Coordinate-based coactivation-based parcellation (CBP).
+
+Bzdok et al. (2013) HBM 34:3247; Clos et al. (2013) NeuroImage 83:174; Chase et al. (2020)
+HBM 41:3266. Every voxel of a target region gets a meta-analytic coactivation map (MACM):
+the meta-analysis (ALE or MKDA density) of the experiments reporting a focus within ``r`` mm
+of it (or of its ``n`` nearest experiments). Voxels are then clustered by the similarity
+(Pearson correlation over the brain) of their MACM maps.
+
+All the MACMs are computed together (:mod:`nimare_jax.ops.parcellate`): each experiment's
+additive term (MA value, or ``-log(1 - MA)`` for ALE) is made once; a chunk of brain voxels
+of every MACM is then a gather-and-add over the selected experiments followed by a lookup
+in the selection's own null distribution (exactly the estimator's, so each map equals
+``meta_estimator.fit(dataset.slice(selected)).get_map(target_image)``), and the chunk
+updates the cross-products of the correlation matrix before the next one. Identical
+selections (neighbouring voxels often select the same experiments) are computed once.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nimare_jax import stats
+from nimare_jax.exceptions import DatasetError
+from nimare_jax.meta.cbma.ale import ALE
+from nimare_jax.meta.cbma.kernel import ALEKernel, MKDAKernel
+from nimare_jax.meta.cbma.mkda import MKDADensity, bernoulli_sum_null
+from nimare_jax.ops import kernels as K
+from nimare_jax.ops import nulls
+from nimare_jax.ops import parcellate as ops
+from nimare_jax.parcellate.base import Parcellator, RegionOfInterest
+
+__all__ = ["CoordCBP", "batched_macm_maps", "select_experiments"]
+
+#: Brain voxels per chunk of the batched MACMs.
+VOXEL_CHUNK = 4096
+#: Experiments whose MA maps are made per call.
+EXPERIMENT_CHUNK = 64
+#: ROI voxels per call of the distance computation.
+ROI_CHUNK = 256
+#: Target maps the batched MACMs can make.
+TARGETS = ("stat", "p", "z", "logp")
+
+
+def select_experiments(dataset, xyz, r=None, n=None) -> np.ndarray:
+    """Experiments selected for each seed voxel: a focus within ``r`` mm, or the ``n`` nearest.
+
+    Parameters
+    ----------
+    dataset : nimare_jax.dataset.Dataset
+        Experiments with coordinates.
+    xyz : array-like, shape (n_seeds, 3)
+        Seed coordinates in mm.
+    r : float or None
+        Radius in mm (a focus at distance ``<= r`` selects its experiment).
+    n : int or None
+        Number of nearest experiments (distance of an experiment: its nearest focus; ties
+        go to the earlier experiment).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_seeds, n_experiments)
+        Selection, experiments in ``dataset.ids`` order.
+    """
+    if (r is None) == (n is None):
+        raise ValueError("give exactly one of r (mm) and n (number of experiments)")
+    ids = list(dataset.ids)
+    order = {k: i for i, k in enumerate(ids)}
+    coords = dataset.coordinates
+    foci = coords[["x", "y", "z"]].to_numpy(np.float64)
+    exp = coords["id"].map(order).to_numpy(np.int32)
+    xyz = np.atleast_2d(np.asarray(xyz, np.float64))
+    n_seeds = xyz.shape[0]
+    d2 = np.empty((n_seeds, len(ids)))
+    with jax.enable_x64(True):
+        for lo in range(0, n_seeds, ROI_CHUNK):
+            block = np.zeros((ROI_CHUNK, 3))
+            part = xyz[lo : lo + ROI_CHUNK]
+            block[: part.shape[0]] = part
+            out = ops.selection_distances(block, foci, exp, np.zeros(len(ids)))
+            d2[lo : lo + part.shape[0]] = np.asarray(out)[: part.shape[0]]
+    if r is not None:
+        return d2 <= float(r) ** 2
+    if n > len(ids):
+        raise ValueError(f"n={n} nearest experiments asked for, the dataset has {len(ids)}")
+    rank = np.argsort(np.argsort(d2, axis=1, kind="stable"), axis=1, kind="stable")
+    return rank < n
+
+
+def _check_estimator(meta_estimator, target_image: str):
+    if meta_estimator is None:
+        meta_estimator = ALE()
+    if isinstance(meta_estimator, type):
+        meta_estimator = meta_estimator()
+    if type(meta_estimator) not in (ALE, MKDADensity):
+        raise TypeError(
+            f"meta_estimator must be ALE or MKDADensity (or None for ALE), got {meta_estimator!r}"
+        )
+    kt = meta_estimator.kernel_transformer
+    if type(kt) not in (ALEKernel, MKDAKernel):
+        raise TypeError(f"CoordCBP needs an ALEKernel or MKDAKernel, got {kt!r}")
+    if target_image not in TARGETS:
+        raise ValueError(f"target_image must be one of {TARGETS}, got {target_image!r}")
+    if target_image != "stat" and meta_estimator.null_method != "approximate":
+        raise ValueError(
+            f"target_image={target_image!r} needs the estimator's approximate null "
+            f"(null_method='approximate'), got {meta_estimator.null_method!r}"
+        )
+    if isinstance(meta_estimator, MKDADensity) and meta_estimator.weighting not in (
+        None,
+        "uniform",
+    ):
+        raise ValueError("CoordCBP supports unweighted MKDADensity only (weighting=None)")
+    return meta_estimator
+
+
+class _Terms:
+    """Every experiment's additive term over the mask, its MA histogram and maximum."""
+
+    def __init__(self, estimator, dataset):
+        kt = estimator.kernel_transformer
+        arrays = kt.prepare(dataset)
+        self.is_ale = isinstance(estimator, ALE)
+        self.value = 1.0 if self.is_ale else float(kt.value)
+        self.n_vox = arrays.mask_index.shape[0]
+        ijk, valid = arrays.padded()
+        n_exp = ijk.shape[0]
+        windows = jnp.asarray(arrays.windows, jnp.float32)
+        if self.is_ale:
+            inv_step = 1.0 / nulls.STEP
+            n_bins = int(nulls.nearest_bin(arrays.windows.max(), inv_step, 10**9)) + 2
+        else:
+            inv_step, n_bins = 1.0 / self.value, 2
+        self.terms = np.zeros((n_exp + 1, self.n_vox), np.float32)  # last row: padding
+        self.hist = np.zeros((n_exp, n_bins))
+        self.ma_max = np.zeros(n_exp)
+        union = "probabilistic" if self.is_ale else "sum"
+        for lo in range(0, n_exp, EXPERIMENT_CHUNK):
+            part = np.arange(lo, lo + EXPERIMENT_CHUNK)
+            keep = part < n_exp
+            part = np.where(keep, part, 0)
+            ma = K.ma_values(
+                ijk[part],
+                valid[part] & keep[:, None],
+                arrays.exp_window[part],
+                windows,
+                arrays.mask_index,
+                arrays.shape,
+                arrays.combine,
+            )
+            terms, hist, ma_max = ops.experiment_terms(ma, union, n_bins, inv_step)
+            m = int(keep.sum())
+            self.terms[lo : lo + m] = np.asarray(terms)[:m]
+            self.hist[lo : lo + m] = np.asarray(hist)[:m]
+            self.ma_max[lo : lo + m] = np.asarray(ma_max)[:m]
+        self.n_histogram_bins = getattr(estimator, "n_histogram_bins", None)
+
+    def survival(self, selected: np.ndarray) -> np.ndarray:
+        """p-value of one selection's map at each bin of its null (see ``macm_chunk``).
+
+        The estimator's null (:func:`nimare_jax.ops.nulls.fold_union_histograms` for ALE,
+        :func:`nimare_jax.meta.cbma.mkda.bernoulli_sum_null` for MKDA) read as
+        :func:`nimare_jax.stats.nullhist_to_p` reads it: normalised upper tail, floored at
+        its smallest non-zero value. No experiment: one bin, p = 1.
+        """
+        if not selected.any():
+            return np.ones(1)
+        if self.is_ale:
+            grid = nulls.ale_histogram_bins(self.ma_max[selected])
+            probs = self.hist[selected, : min(self.hist.shape[1], grid.size)] / self.n_vox
+            null = nulls.fold_union_histograms(probs, grid)
+        else:
+            weights = np.full(int(selected.sum()), self.value)
+            _, null = bernoulli_sum_null(
+                weights, self.hist[selected, 1] / self.n_vox, self.n_histogram_bins
+            )
+            # unweighted: the null's bins are the sums 0, value, 2 value, ... themselves
+        tail = np.cumsum((null / null.sum())[::-1])[::-1]
+        tail = tail / tail.max()
+        tail[0] = 1.0  # a statistic of 0 has p = 1
+        return np.clip(tail, tail[tail > 0].min(), 1.0)
+
+    @property
+    def inv_step(self) -> float:
+        if self.is_ale:
+            grid = nulls.ale_histogram_bins(self.ma_max[:1])
+            return 1.0 / (grid[1] - grid[0])
+        return 1.0 / self.value
+
+
+def _macm_chunks(terms: _Terms, subsets: np.ndarray, target: str, voxel_chunk: int):
+    """Yield ``(lo, hi, maps)``: every subset's map over brain voxels ``lo:hi`` (on device)."""
+    n_exp = terms.terms.shape[0] - 1
+    counts = subsets.sum(1)
+    width = max(int(counts.max()), 1)
+    index = np.full((subsets.shape[0], width), n_exp, np.int32)
+    for row, sel in enumerate(subsets):
+        chosen = np.flatnonzero(sel)
+        index[row, : chosen.size] = chosen
+    if target == "stat":
+        table, offset, length = np.zeros(1), np.zeros(len(subsets), np.int32), None
+        length = np.ones(len(subsets), np.int32)
+    else:
+        parts = [terms.survival(sel) for sel in subsets]
+        length = np.array([t.size for t in parts], np.int32)
+        offset = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+        table = np.concatenate(parts)
+        if target == "z":
+            table = np.asarray(stats.p_to_z(table, tail="one"), np.float64)
+        elif target == "logp":
+            table = -np.log10(table)
+    kind = ("ale_" if terms.is_ale else "sum_") + ("stat" if target == "stat" else "table")
+    table = jnp.asarray(table, jnp.float32 if table.size > 2**26 else jnp.float64)
+    index, offset, length = jnp.asarray(index), jnp.asarray(offset), jnp.asarray(length)
+    n_vox = terms.n_vox
+    block = np.zeros((n_exp + 1, voxel_chunk), np.float32)
+    for lo in range(0, n_vox, voxel_chunk):
+        hi = min(lo + voxel_chunk, n_vox)
+        block[:, : hi - lo] = terms.terms[:, lo:hi]
+        block[:, hi - lo :] = 0.0
+        maps = ops.macm_chunk(
+            jnp.asarray(block), index, table, offset, length, terms.inv_step, kind
+        )
+        yield lo, hi, maps
+
+
+def batched_macm_maps(meta_estimator, dataset, selection, target_image: str = "z"):
+    """Meta-analytic map of each selection of experiments, all computed together.
+
+    Parameters
+    ----------
+    meta_estimator : ALE or MKDADensity
+        Estimator (approximate null unless ``target_image="stat"``).
+    dataset : nimare_jax.dataset.Dataset
+        The experiments.
+    selection : array-like of bool, shape (n_maps, n_experiments)
+        Experiments of each map, in ``dataset.ids`` order.
+    target_image : {"stat", "p", "z", "logp"}
+        Map returned.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_maps, n_voxels)
+        Each map, equal to ``meta_estimator.fit(dataset.slice(selected)).get_map(
+        target_image, return_type="array")``. A selection without experiments gives 0
+        (``p``: 1).
+    """
+    estimator = _check_estimator(meta_estimator, target_image)
+    selection = np.asarray(selection, bool)
+    with jax.enable_x64(True):
+        terms = _Terms(estimator, dataset)
+        out = np.empty((selection.shape[0], terms.n_vox))
+        for lo, hi, maps in _macm_chunks(terms, selection, target_image, VOXEL_CHUNK):
+            out[:, lo:hi] = np.asarray(maps)[:, : hi - lo]
+    return out
+
+
+class CoordCBP(Parcellator):
+    """Coactivation-based parcellation of a region from coordinates.
+
+    Parameters
+    ----------
+    target_mask : str, os.PathLike or nibabel.Nifti1Image
+        Region to parcellate (resampled to the dataset's mask grid if needed).
+    n_clusters : int or sequence of int
+        Numbers of clusters (each at least 2).
+    r : float or None
+        Each voxel's MACM uses the experiments with a focus within ``r`` mm of it.
+    n : int or None
+        ... or its ``n`` nearest experiments. Give exactly one of ``r`` and ``n``.
+    meta_estimator : ALE, MKDADensity or None
+        Estimator of the MACMs (None: ``ALE()``). Unweighted, approximate null.
+    target_image : {"z", "stat", "p", "logp"}
+        Map of each MACM that is correlated. ``"z"`` uses each MACM's own null (for ALE
+        the null depends on the experiments selected, so every distinct selection's null
+        is computed; ``"stat"`` skips that).
+    n_splits, method, n_init, random_state
+        See :class:`~nimare_jax.parcellate.base.Parcellator`.
+    voxel_chunk : int
+        Brain voxels per batched step (bounds memory: about ``16 * n_selections *
+        voxel_chunk`` bytes).
+
+    Notes
+    -----
+    A voxel that selects no experiment (``r`` too small) is an error; in a split half it is
+    allowed and its MACM, constant, gets correlation 0 with every other voxel.
+    """
+
+    _citations = ("Bzdok2013", "Clos2013", "Chase2020", "Robinson2010")
+
+    def __init__(
+        self,
+        target_mask,
+        n_clusters,
+        r=None,
+        n=None,
+        meta_estimator=None,
+        target_image: str = "z",
+        n_splits: int = 2,
+        method: str = "kmeans",
+        n_init: int = 50,
+        random_state: int = 0,
+        voxel_chunk: int = VOXEL_CHUNK,
+    ):
+        super().__init__(target_mask, n_clusters, n_splits, method, n_init, random_state)
+        if (r is None) == (n is None):
+            raise ValueError("give exactly one of r (mm) and n (number of experiments)")
+        if r is not None and not (np.isfinite(r) and r > 0):
+            raise ValueError(f"r must be a positive distance in mm, got {r!r}")
+        if n is not None and (int(n) != n or n < 1):
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        self.r, self.n = r, n
+        self.meta_estimator = _check_estimator(meta_estimator, target_image)
+        self.target_image = target_image
+        self.voxel_chunk = int(voxel_chunk)
+
+    def _profiles(self, dataset, roi: RegionOfInterest, groups) -> list[np.ndarray]:
+        selection = select_experiments(dataset, roi.xyz, self.r, self.n)
+        self.selection_ = selection
+        empty = ~selection.any(1)
+        if empty.any():
+            where = ", ".join(f"({x:g}, {y:g}, {z:g})" for x, y, z in roi.xyz[empty][:3])
+            raise DatasetError(
+                f"{int(empty.sum())} of the {len(roi)} target voxels select no experiment "
+                f"within r={self.r} mm (e.g. at {where} mm); increase r or give n instead"
+            )
+        # every group's selections, identical ones computed once
+        keys, rows = {}, []
+        for g in groups:
+            sel = selection & g[None, :]
+            packed = np.packbits(sel, axis=1)
+            rows.append(np.array([keys.setdefault(p.tobytes(), len(keys)) for p in packed]))
+        subsets = np.zeros((len(keys), selection.shape[1]), bool)
+        for g, row in zip(groups, rows, strict=True):
+            subsets[row] = selection & g[None, :]
+        self.n_macms_ = len(keys)
+        with jax.enable_x64(True):
+            terms = _Terms(self.meta_estimator, dataset)
+            uniq = [np.unique(r, return_inverse=True) for r in rows]
+            grams = [jnp.zeros((u.size, u.size)) for u, _ in uniq]
+            totals = [jnp.zeros(u.size) for u, _ in uniq]
+            pick = [jnp.asarray(u) for u, _ in uniq]
+            for lo, hi, maps in _macm_chunks(terms, subsets, self.target_image, self.voxel_chunk):
+                valid = jnp.asarray(np.arange(self.voxel_chunk) < hi - lo, maps.dtype)
+                for i in range(len(groups)):
+                    grams[i], totals[i] = ops.gram_update(
+                        grams[i], totals[i], maps, pick[i], valid
+                    )
+            profiles = []
+            for (_, inverse), gram, total in zip(uniq, grams, totals, strict=True):
+                corr = ops.correlation_from_gram(gram, total, terms.n_vox)[np.ix_(inverse, inverse)]
+                profiles.append(corr)
+        profiles = [np.nan_to_num(c, nan=0.0) for c in profiles]
+        for c in profiles:
+            np.fill_diagonal(c, 1.0)
+        return profiles
+
+    def _description(self, roi: RegionOfInterest) -> str:
+        how = (
+            f"all experiments reporting a focus within {self.r:g} mm of it"
+            if self.r is not None
+            else f"its {self.n} nearest experiments (distance to their nearest focus)"
+        )
+        est = "activation likelihood estimation (ALE) [Turkeltaub2012; Eickhoff2012]"
+        if isinstance(self.meta_estimator, MKDADensity):
+            est = "multilevel kernel density analysis (MKDA) [Wager2007]"
+        return (
+            "A coactivation-based parcellation (CBP) [Bzdok2013; Clos2013; Chase2020] was "
+            f"performed with nimare_jax on {len(self.dataset_.ids)} experiments. For each of "
+            f"the {len(roi)} voxels of the target region, a meta-analytic coactivation map "
+            f"(MACM) [Robinson2010] was computed by {est} of {how} "
+            f"({self.n_macms_} distinct experiment selections over the full data and the "
+            f"split halves). The MACMs' {self.target_image} maps were correlated (Pearson) "
+            "over the brain mask, giving a voxel x voxel similarity matrix. "
+            + super()._description(roi)
+        )
