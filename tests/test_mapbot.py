@@ -5,6 +5,8 @@ of two kinds: the array steps against brute-force NumPy written from the definit
 the whole method on a simulated corpus whose planted subregions carry distinct terms.
 """
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from test_compilation import count_traces
 
+from nimare_jax.cli import main
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.ops import mapbot as ops_mapbot
@@ -65,7 +68,7 @@ N_TERMS = 3  # planted terms per subregion
 N_COMMON = 3  # terms every experiment carries at random weights
 
 
-def planted_corpus(k, n_per=40, width=16.0, seed=0):
+def planted_corpus(k, n_per=40, width=16.0, seed=0, return_source=False):
     """A region split along x into ``k`` slabs; each slab's experiments carry its own terms.
 
     The region is ``k`` slabs of ``width`` mm (x) by 12 mm (y) by 12 mm (z) of 2 mm voxels.
@@ -74,7 +77,8 @@ def planted_corpus(k, n_per=40, width=16.0, seed=0):
     ``region{s}_term{t}``, 0 on the other slabs' terms, and ``U(0, 0.6)`` on common terms.
 
     Returns the dataset, the ROI image and the planted slab of each ROI voxel in the
-    order of ``np.argwhere`` on the ROI (which is the order of the result's voxels).
+    order of ``np.argwhere`` on the ROI (which is the order of the result's voxels), and
+    with ``return_source`` the NiMARE-format dict the dataset was built from.
     """
     rng = np.random.default_rng(seed)
     x0 = -40.0
@@ -103,7 +107,7 @@ def planted_corpus(k, n_per=40, width=16.0, seed=0):
     roi = nib.Nifti1Image(data, mask.affine)
     roi_xyz = vox2mm(np.argwhere(data > 0), mask.affine)
     truth = np.digitize(roi_xyz[:, 0], edges[1:-1])
-    return dset, roi, truth
+    return (dset, roi, truth, source) if return_source else (dset, roi, truth)
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +252,37 @@ def test_a_component_without_voxels_is_reported(three):
         result = MAPBOT(roi, 5, r=5, feature_group=GROUP, n_splits=0).fit(dset)
     assert np.unique(result.labels[5]).tolist() == [1, 2, 3]
     assert list(result.terms[5].columns) == [1, 2, 3]
+
+
+# ----------------------------------------------------------------------------- command line
+def test_cbp_command_runs_mapbot(tmp_path, capsys):
+    dset, roi, _, source = planted_corpus(2, seed=0, return_source=True)
+    (tmp_path / "corpus.json").write_text(json.dumps(source))
+    roi.to_filename(tmp_path / "roi.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["cbp", str(tmp_path / "corpus.json"), "--roi", str(tmp_path / "roi.nii.gz")]
+    argv += ["--n_clusters", "2", "3", "--method", "mapbot", "--feature_group", GROUP]
+    argv += ["--r", "5", "--n_splits", "1", "--output_dir", str(out), "--prefix", "m"]
+    assert main(argv) == 0
+    assert "Yuan et al., 2017" in capsys.readouterr().out
+    direct = MAPBOT(roi, [2, 3], r=5, feature_group=GROUP, n_splits=1).fit(dset)
+    for k in (2, 3):
+        img = nib.load(out / f"m_k-{k}_labels.nii.gz")
+        np.testing.assert_array_equal(np.asarray(img.dataobj), direct.get_label_image(k).dataobj)
+        table = pd.read_csv(out / f"m_k-{k}_terms.tsv", sep="\t", index_col="term")
+        np.testing.assert_allclose(table.to_numpy(), direct.terms[k].to_numpy(), rtol=1e-5)
+    metrics = pd.read_csv(out / "m_metrics.tsv", sep="\t", index_col="n_clusters")
+    np.testing.assert_allclose(metrics.to_numpy(), direct.metrics.to_numpy(), rtol=1e-5)
+
+
+def test_cbp_command_reports_a_missing_feature_group(tmp_path, capsys):
+    _, roi, _, source = planted_corpus(2, n_per=3, seed=0, return_source=True)
+    (tmp_path / "corpus.json").write_text(json.dumps(source))
+    roi.to_filename(tmp_path / "roi.nii.gz")
+    argv = ["cbp", str(tmp_path / "corpus.json"), "--roi", str(tmp_path / "roi.nii.gz")]
+    argv += ["--n_clusters", "2", "--method", "mapbot", "--feature_group", "LDA50"]
+    assert main([*argv, "--output_dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no annotation column belongs to feature_group 'LDA50'" in err
+    assert "Traceback" not in err

@@ -59,9 +59,9 @@ API = [
     ),
     ("decode.discrete", ["brainmap_decode", "neurosynth_decode"], None),
     ("decode.encode", ["gclda_encode"], None),
-    ("parcellate.cbp", ["CoordCBP"], 16),
-    ("parcellate.mamp", ["MAMP"], 16),
-    ("parcellate.mapbot", ["MAPBOT"], 16),
+    ("parcellate.cbp", ["CoordCBP"], None),
+    ("parcellate.mamp", ["MAMP"], None),
+    ("parcellate.mapbot", ["MAPBOT"], None),
     (
         "io",
         ["convert_sleuth_to_dataset", "convert_sleuth_to_json", "convert_sleuth_to_dict"],
