@@ -288,7 +288,8 @@ class MAPBOT(Parcellator):
         profiles = []
         for g in groups:
             freq, _ = ops.term_profiles(selection & g[None, :], weights)
-            profiles.append(np.asarray(ops.normalized_cut_weighting(freq), np.float64))
+            # float32 (as computed): scikit-learn's NMF keeps it, ~1.5x faster than float64
+            profiles.append(np.asarray(ops.normalized_cut_weighting(freq)))
         self.profiles_ = profiles[0]
         return profiles
 
