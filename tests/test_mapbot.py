@@ -196,6 +196,14 @@ def test_missing_feature_group_is_an_error(two):
         MAPBOT(roi, 2, r=5, feature_group="LDA").fit(dset)
 
 
+def test_a_dataset_without_annotations_is_an_error(two):
+    dset, roi, _ = two
+    bare = dset.copy()
+    bare.annotations = bare.annotations[["id", "study_id", "contrast_id"]]
+    with pytest.raises(DatasetError, match="the dataset has no annotations"):
+        MAPBOT(roi, 2, r=5).fit(bare)
+
+
 def test_voxels_without_nearby_experiments_are_an_error(two):
     dset, roi, _ = two
     with pytest.raises(DatasetError, match=r"target voxels have no experiment within r=1 mm"):

@@ -30,7 +30,7 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import cosine_distances
 
-from nimare_jax.decode.base import select_features
+from nimare_jax.decode.base import ID_COLUMNS, select_features
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.ops import mapbot as ops
 from nimare_jax.parcellate.base import ParcellationResult, Parcellator, RegionOfInterest
@@ -69,7 +69,7 @@ def term_weights(dataset, feature_group=None, features=None) -> tuple[list[str],
         not a number or is negative, or no experiment carries any selected term.
     """
     annotations = dataset.annotations
-    if "id" not in annotations.columns or len(annotations.columns) <= 1:
+    if "id" not in annotations.columns or set(annotations.columns) <= set(ID_COLUMNS):
         raise DatasetError(f"{dataset.origin}: the dataset has no annotations (term weights)")
     terms = select_features(annotations.columns, feature_group, features, dataset.origin)
     table = annotations.assign(id=annotations["id"].astype(str)).drop_duplicates("id")
