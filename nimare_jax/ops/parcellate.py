@@ -84,7 +84,7 @@ def selection_distances(roi_xyz, foci_xyz, foci_exp, n_exp_pad):
 
 @partial(jax.jit, static_argnames=("kind",))
 def macm_chunk(terms, index, table, offset, length, inv_step, kind: str):
-    """Maps of many experiment selections over one chunk of brain voxels.
+    """Compute the maps of many experiment selections over one chunk of brain voxels.
 
     Parameters
     ----------

@@ -26,13 +26,14 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matplotlib.figure import Figure
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from nilearn.image import resample_to_img
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 from nimare_jax import references
@@ -52,6 +53,8 @@ __all__ = [
     "variation_of_information",
 ]
 
+#: k-means runs on at most this many principal components of the similarity profiles.
+KMEANS_COMPONENTS = 64
 #: Columns of :attr:`ParcellationResult.metrics` (one row per number of clusters).
 METRIC_COLUMNS = ("silhouette", "vi", "misclassified_pct", "hierarchy_deviation_pct")
 
@@ -323,7 +326,10 @@ class ParcellationResult:
         path = out / f"{stem}metrics.png"
         fig.savefig(path, dpi=80)
         files.append(path)
-        for name, text in (("boilerplate.txt", self.boilerplate()), ("references.bib", self.bibtex())):
+        for name, text in (
+            ("boilerplate.txt", self.boilerplate()),
+            ("references.bib", self.bibtex()),
+        ):
             path = out / f"{stem}{name}"
             path.write_text(text, encoding="utf-8")
             files.append(path)
@@ -421,8 +427,16 @@ class Parcellator:
         raise NotImplementedError
 
     def _cluster(self, features: np.ndarray, k: int) -> np.ndarray:
-        """Labels 0..k-1 (numbered by first appearance) of one solution."""
+        """Labels 0..k-1 (numbered by first appearance) of one solution.
+
+        k-means runs on the profiles' first :data:`KMEANS_COMPONENTS` principal components
+        (all of them for smaller ROIs): Euclidean distances between profiles are kept up to
+        the discarded variance, and each restart costs ``O(n k 64)`` instead of ``O(n k n)``.
+        """
         if self.method == "kmeans":
+            if features.shape[1] > KMEANS_COMPONENTS:
+                pca = PCA(KMEANS_COMPONENTS, random_state=self.random_state)
+                features = pca.fit_transform(features)
             model = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
             labels = model.fit_predict(features)
         else:

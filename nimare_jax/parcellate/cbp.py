@@ -349,7 +349,9 @@ class CoordCBP(Parcellator):
                     )
             profiles = []
             for (_, inverse), gram, total in zip(uniq, grams, totals, strict=True):
-                corr = ops.correlation_from_gram(gram, total, terms.n_vox)[np.ix_(inverse, inverse)]
+                corr = ops.correlation_from_gram(gram, total, terms.n_vox)[
+                    np.ix_(inverse, inverse)
+                ]
                 profiles.append(corr)
         profiles = [np.nan_to_num(c, nan=0.0) for c in profiles]
         for c in profiles:

@@ -172,7 +172,9 @@ def add_parcellate_arguments(parser) -> None:
     )
     parser.add_argument("--output_dir", metavar="PATH", default=".", help="output folder (.)")
     add_prefix_argument(parser)
-    parser.add_argument("--seed", type=random_seed, default=0, help="seed of splits and k-means (0)")
+    parser.add_argument(
+        "--seed", type=random_seed, default=0, help="seed of splits and k-means (0)"
+    )
 
 
 def run_parcellate(args) -> None:
