@@ -204,6 +204,16 @@ def test_a_dataset_without_annotations_is_an_error(two):
         MAPBOT(roi, 2, r=5).fit(bare)
 
 
+def test_features_select_terms_within_the_group(two):
+    dset, roi, truth = two
+    planted = [f"region{s}_term{t}" for s in range(2) for t in range(N_TERMS)]
+    result = MAPBOT(roi, 2, r=5, feature_group=GROUP, features=planted, n_splits=0).fit(dset)
+    assert list(result.terms[2].index) == [f"{GROUP}__{term}" for term in planted]
+    assert adjusted_rand_score(truth, result.labels[2]) >= 0.9
+    with pytest.raises(DatasetError, match=r"features not in feature_group .*'attention'"):
+        MAPBOT(roi, 2, r=5, feature_group=GROUP, features=["attention"]).fit(dset)
+
+
 def test_voxels_without_nearby_experiments_are_an_error(two):
     dset, roi, _ = two
     with pytest.raises(DatasetError, match=r"target voxels have no experiment within r=1 mm"):
