@@ -20,6 +20,7 @@ PREFIX = "data-neurosynth_version-7_"
 
 SUBCOMMANDS = [
     "ale",
+    "cbp",
     "conperm",
     "macm",
     "metacluster",

@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, mutual_info_score
+from test_compilation import count_traces
 
 from nimare_jax.cli import main
 from nimare_jax.dataset import Dataset
@@ -164,6 +165,16 @@ def test_batched_macm_equals_estimator(two, estimator, target):
         ids = list(np.asarray(dset.ids)[row])
         ref = estimator().fit(dset.slice(ids)).get_map(target, return_type="array")
         np.testing.assert_allclose(m, np.asarray(ref, np.float64), rtol=0, atol=1e-6)
+
+
+def test_batched_macm_second_call_does_not_retrace(two):
+    """Same shapes, other selections: the chunked MACM program is reused, not retraced."""
+    dset, roi, _ = two
+    sel = select_experiments(dset, target_voxels(roi, dset).xyz[[0, 1]], r=6)
+    batched_macm_maps(MKDADensity(), dset, sel, "stat")
+    with count_traces() as names:
+        batched_macm_maps(MKDADensity(), dset, sel[::-1], "stat")
+    assert [n for n in names if "macm" in n] == []
 
 
 # ---------------------------------------------------------------------------------------
