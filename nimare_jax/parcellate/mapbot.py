@@ -101,12 +101,14 @@ def term_weights(dataset, feature_group=None, features=None) -> tuple[list[str],
 class MAPBOTResult(ParcellationResult):
     """A :class:`~nimare_jax.parcellate.base.ParcellationResult` with each parcel's terms.
 
+    The other attributes and methods are those of ``ParcellationResult``; :meth:`save`
+    writes the term tables too.
+
     Attributes
     ----------
     terms : dict of int to pandas.DataFrame
         For each k, one row per term (index: the annotation column) and one column per
         parcel label (1..k): the parcel's NMF component, scaled to unit Euclidean norm.
-    (the others as in ParcellationResult)
     """
 
     terms: dict = field(default_factory=dict, repr=False)
