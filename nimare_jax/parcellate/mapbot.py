@@ -11,7 +11,7 @@ weighting, non-negative matrix factorisation (scikit-learn's ``NMF``) with one c
 parcel, each voxel in the component of its largest loading, and each parcel described by
 its component's term weights (:mod:`nimare_jax.ops.mapbot`).
 
-The selection criteria are those of the other parcellations
+The criteria for choosing k are those of the other parcellations
 (:mod:`nimare_jax.parcellate.base`), with cosine distances between the voxels' weighted
 term profiles for the silhouette and the split halves' own term profiles for the
 stability criteria.
