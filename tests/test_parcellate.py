@@ -188,13 +188,13 @@ def _check_recovery(result, truth, k_true):
     # the silhouette picks the planted k, and its split halves agree (a random split of so
     # few experiments is too noisy to rank the other k by stability)
     assert metrics["silhouette"].idxmax() == k_true, metrics
-    assert metrics.loc[k_true, "misclassified_pct"] <= 10, metrics
+    assert metrics.loc[k_true, "misclassified_pct"] <= 15, metrics
 
 
 @pytest.mark.slow
 def test_cbp_recovers_two_subregions_ale(two):
     dset, roi, truth = two
-    result = CoordCBP(roi, [2, 3, 4], n=15, n_init=10).fit(dset)
+    result = CoordCBP(roi, [2, 3, 4], n=10, n_init=10).fit(dset)
     _check_recovery(result, truth, 2)
 
 

@@ -35,6 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
+from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from nimare_jax import references
 from nimare_jax.exceptions import DatasetError, ImageError
@@ -432,7 +433,13 @@ class Parcellator:
         k-means runs on the profiles' first :data:`KMEANS_COMPONENTS` principal components
         (all of them for smaller ROIs): Euclidean distances between profiles are kept up to
         the discarded variance, and each restart costs ``O(n k 64)`` instead of ``O(n k n)``.
+        It runs on one thread: these small problems are dominated by thread start-up and
+        synchronisation (several times slower on a busy machine otherwise).
         """
+        with threadpool_limits(1):
+            return self._cluster_one_thread(features, k)
+
+    def _cluster_one_thread(self, features: np.ndarray, k: int) -> np.ndarray:
         if self.method == "kmeans":
             if features.shape[1] > KMEANS_COMPONENTS:
                 pca = PCA(KMEANS_COMPONENTS, random_state=self.random_state)

@@ -148,8 +148,8 @@ def add_parcellate_arguments(parser) -> None:
     parser.add_argument(
         "--method",
         default="cbp",
-        help="cbp (coactivation-based), mamp (activation modelling-based) or mapbot "
-        "(text-based) (cbp)",
+        help="cbp (coactivation-based, default), mamp (activation modelling-based) or mapbot "
+        "(text-based); the methods registered in nimare_jax.workflows.parcellate.METHODS",
     )
     selection = parser.add_mutually_exclusive_group()
     selection.add_argument(
