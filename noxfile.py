@@ -38,6 +38,20 @@ def parity(session):
     session.run("python", "-m", "pytest", "-n", "2", "-m", "parity", *session.posargs)
 
 
+@nox.session
+def docs(session):
+    """Build the documentation site (Sphinx, gallery run on CPU) into docs/_build/html.
+
+    Warnings are errors (``-W --keep-going``); extra arguments go to ``sphinx-build``
+    (``nox -s docs -- -D sphinx_gallery_conf.plot_gallery=0`` skips running the examples).
+    """
+    session.install("-e", ".[docs]")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", *session.posargs,
+        "docs", "docs/_build/html",
+    )  # fmt: skip
+
+
 @nox.session(name="nimare-tests")
 def nimare_tests(session):
     """Run NiMARE 0.22.1's own tests against nimare_jax (scripts/run_nimare_tests.py)."""

@@ -193,7 +193,7 @@ def main(argv=None) -> None:
         print(
             f"| {decoder} | {o.get('n_features', t.get('n_features', '?'))} "
             f"| {o.get('fit_s', nan):.2f} | {t.get('fit_s', nan):.2f} "
-            f"| {c.get('first_s', nan):.2f} / {o.get('first_s', nan):.2f} "
+            f"| {c.get('first_s', nan):.4f} / {o.get('first_s', nan):.4f} "
             f"| {o.get('transform_s', nan):.4f} "
             f"| {t.get('transform_s', nan):.3f} | {ratio:.0f}x |"
         )

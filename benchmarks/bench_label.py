@@ -7,9 +7,11 @@ active, which gives smooth blobs. Compared, per volume:
 - ``jax``          : :func:`nimare_jax.ops.label.max_cluster_stats` (backend="jax") under jit
 - ``jax vmap``     : the same, vmapped over a batch (per-volume time), as the permutation
                      engine runs it
-- ``scipy cb``     : backend="scipy" (``jax.pure_callback`` to ``scipy.ndimage.label``)
-- ``scipy cb vmap``: the callback under vmap (one host call per batch)
-- ``scipy``        : plain ``scipy.ndimage.label`` + ``bincount`` on numpy arrays
+- ``scipy cb``     : backend="scipy": the lines holding active voxels are gathered on the
+                     device and labelled by a ``jax.pure_callback`` (NumPy union-find)
+- ``scipy cb vmap``: the callback under vmap (one host call per batch, as the ALE Monte
+                     Carlo FWE null runs it through ``BatchedSummary``)
+- ``host``         : the host labelling alone on a dense numpy volume (no JAX)
 
 Run: ``python benchmarks/bench_label.py [--batch 8] [--repeats 5]``. Times are medians in
 ms per volume; compilation is reported separately. The winner on CPU sets
@@ -73,7 +75,7 @@ def main():
         for be in ("jax", "scipy")
     }
     header = f"{'active %':>9} {'n vox':>7} | " + " ".join(
-        f"{c:>14}" for c in ("jax", "jax vmap", "scipy cb", "scipy cb vmap", "scipy")
+        f"{c:>14}" for c in ("jax", "jax vmap", "scipy cb", "scipy cb vmap", "host")
     )
     print(header)
     print("-" * len(header))

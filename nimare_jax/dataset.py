@@ -98,8 +98,12 @@ def _section(con: dict, key: str, where: str) -> dict:
     return part or {}
 
 
-def _foci(c, where: str, unknown: list, ident: str) -> tuple[np.ndarray, object]:
-    """Validate a contrast's ``coords`` object; return MNI coordinates (n, 3) and the space."""
+def _foci(c, where: str, unknown: list, ident: str) -> tuple[np.ndarray, object, dict]:
+    """Validate a contrast's ``coords`` object.
+
+    Returns MNI coordinates (n, 3), the space, and the other fields (``z_stat``, ...) as
+    one value per focus.
+    """
     if not isinstance(c, dict):
         raise InputFileError(
             f"{where}: field 'coords' must be an object with x, y, z, got {type(c).__name__}"
@@ -125,7 +129,41 @@ def _foci(c, where: str, unknown: list, ident: str) -> tuple[np.ndarray, object]
         raise InputFileError(
             f"{where}: field 'coords.space' must be a string, got {excerpt(space)}"
         )
-    return _to_mni(np.c_[x, y, z], space, unknown, ident), space
+    extras = {}
+    for key, value in c.items():
+        if key in ("x", "y", "z", "space"):
+            continue
+        if isinstance(value, list | tuple):
+            if len(value) != len(x):
+                raise InputFileError(
+                    f"{where}: field 'coords.{key}' has {len(value)} values for {len(x)} foci"
+                )
+            extras[key] = list(value)
+        else:  # one value for every focus, as NiMARE reads it
+            extras[key] = [value] * len(x)
+    return _to_mni(np.c_[x, y, z], space, unknown, ident), space, extras
+
+
+def warn_mixed_signs(z_stat, stacklevel: int = 2) -> None:
+    """Warn if foci statistics are both positive and negative (NiMARE's one-sided caveat).
+
+    Parameters
+    ----------
+    z_stat : array-like
+        The ``z_stat`` values of a dataset's foci; NaN values are ignored.
+    stacklevel : int
+        Passed to :func:`warnings.warn`.
+    """
+    values = pd.to_numeric(pd.Series(np.asarray(z_stat, dtype=object)), errors="coerce")
+    values = values.dropna().to_numpy(float)
+    if (values >= 0).any() and (values < 0).any():
+        warnings.warn(
+            "Coordinates dataset contains both positive and negative z_stats; the CBMA "
+            "estimators treat every focus as evidence for the same effect (one-sided), so "
+            "foci of opposite signs may give misleading results",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def _tables_from_dict(source: dict, origin: str):
@@ -152,9 +190,10 @@ def _tables_from_dict(source: dict, origin: str):
             if "\x00" in ident:  # NumPy's strings drop trailing NULs: ids would change
                 raise InputFileError(f"{where}: study and contrast names may not hold NUL")
             if con.get("coords") is not None:
-                xyz, space = _foci(con["coords"], where, unknown, ident)
-                for row in xyz:
-                    coords.append({**base, "x": row[0], "y": row[1], "z": row[2], "space": space})
+                xyz, space, extras = _foci(con["coords"], where, unknown, ident)
+                for n, row in enumerate(xyz):
+                    focus = {**base, "x": row[0], "y": row[1], "z": row[2], "space": space}
+                    coords.append({**focus, **{k: v[n] for k, v in extras.items()}})
             md = _section(con, "metadata", where)
             if md.get("sample_sizes") is not None:
                 try:
@@ -255,7 +294,13 @@ class Dataset:
             if mask is None and target is None
             else get_masker(target if mask is None else mask)
         )
-        coordinates = pd.DataFrame(coords, columns=_COORD_COLUMNS[:7])
+        extra = list(dict.fromkeys(k for c in coords for k in c if k not in _COORD_COLUMNS))
+        coordinates = pd.DataFrame(coords, columns=_COORD_COLUMNS[:7] + extra)
+        if "z_stat" in extra:
+            z_stat = pd.to_numeric(coordinates["z_stat"], errors="coerce")
+            if not z_stat.isna().any():
+                coordinates["z_stat"] = z_stat.astype(float)
+                warn_mixed_signs(z_stat.to_numpy(), stacklevel=2)
         _set(self, ids=np.array([m["id"] for m in meta]), space=target, basepath=basepath)
         _set(self, origin=origin)
         images = _relative_columns(pd.DataFrame(images), basepath)
@@ -289,7 +334,9 @@ class Dataset:
         ----------
         coordinates : pandas.DataFrame
             One row per focus with ``id`` and ``x``, ``y``, ``z`` (MNI mm) or ``i``, ``j``,
-            ``k`` (voxel indices in ``mask``, which then take precedence, as in NiMARE);
+            ``k`` (voxel indices in ``mask``, which then take precedence, as in NiMARE;
+            a dataset's ``coordinates`` table remembers the grid its i, j, k index, and if
+            that is not ``mask``'s they are recomputed from x, y, z);
             optional ``study_id``, ``contrast_id`` and a per-experiment ``sample_size`` (or
             ``sample_sizes``) column, which becomes the ``sample_sizes`` metadata.
         mask : str, pathlib.Path, nibabel.Nifti1Image or nilearn masker
@@ -301,6 +348,14 @@ class Dataset:
             One experiment per distinct ``id``, in order of first appearance.
         """
         masker = get_masker(mask)
+        if (
+            isinstance(coordinates, pd.DataFrame)
+            and {"i", "j", "k", "x", "y", "z"} <= set(coordinates)
+            and coordinates.attrs.get(_IJK_GRID, _grid_key(load_mask(masker)))
+            != _grid_key(load_mask(masker))
+        ):
+            # a dataset's foci table, indexed in another mask's grid: x, y, z decide
+            coordinates = coordinates.drop(columns=["i", "j", "k"])
         if isinstance(coordinates, pd.DataFrame) and {"i", "j", "k"} <= set(coordinates):
             ijk = coordinates[["i", "j", "k"]].to_numpy(float)
             xyz = vox2mm(ijk, load_mask(masker).affine)
@@ -569,38 +624,41 @@ class Dataset:
         return [i for i in self.ids if i in found]
 
     def get_metadata(self, ids=None, field=None):
-        """Return metadata values.
+        """Return metadata values of one field, or the fields present (as NiMARE).
 
         Parameters
         ----------
-        ids : list of str or None
-            Experiments (all if None), in the order given.
+        ids : str, list of str or None
+            Experiments (all if None), in the order given. A single id with ``field``
+            returns its one value.
         field : str or None
-            Column; if None, the whole table for ``ids``.
+            Column of ``metadata``. If None, the names of the fields that at least one of
+            the experiments has a value for are returned instead.
 
         Returns
         -------
-        list or pandas.DataFrame
-            One value per experiment for a field, else a table.
+        list or object
+            One value per experiment (None where missing), or the list of field names.
         """
-        return _get(self.metadata, self.ids if ids is None else ids, field, "metadata")
+        return _get(self.metadata, ids, field, "metadata", self.ids)
 
-    def get_texts(self, ids=None, text_type: str = "abstract"):
-        """Return one text per experiment (e.g. abstracts).
+    def get_texts(self, ids=None, text_type=None):
+        """Return texts of one type (e.g. abstracts), or the text types present (as NiMARE).
 
         Parameters
         ----------
-        ids : list of str or None
-            Experiments (all if None).
-        text_type : str
-            Column of ``texts``.
+        ids : str, list of str or None
+            Experiments (all if None). A single id with ``text_type`` returns its one text.
+        text_type : str or None
+            Column of ``texts`` (``"abstract"``, ...). If None, the text types that at
+            least one of the experiments has are returned instead.
 
         Returns
         -------
-        list of str
-            Texts (None where missing).
+        list or str
+            One text per experiment (None where missing), or the list of text types.
         """
-        return _get(self.texts, self.ids if ids is None else ids, text_type, "texts")
+        return _get(self.texts, ids, text_type, "texts", self.ids)
 
     def get_images(self, ids=None, imtype=None):
         """Return image paths of one type, or the image types present.
@@ -631,7 +689,8 @@ class Dataset:
                 f"image type {imtype!r} is not in the dataset's images (available: "
                 f"{', '.join(types) or 'none'})"
             )
-        paths = [resolve_path(v, self.basepath) for v in _get(self.images, wanted, imtype, "")]
+        values = _get(self.images, wanted, imtype, "", None)
+        paths = [resolve_path(v, self.basepath) for v in values]
         return paths[0] if single else paths
 
     def get_sample_sizes(self) -> np.ndarray:
@@ -681,10 +740,13 @@ def resolve_path(path, basepath) -> str | None:
     Returns
     -------
     str or None
-        The path (``~`` expanded, joined to ``basepath`` if relative), or None.
+        The path (``~`` expanded, joined to ``basepath`` if relative; a URL as it is), or
+        None.
     """
     if path is None or (isinstance(path, float) and np.isnan(path)) or path == "":
         return None
+    if "://" in str(path):  # a URL (NeuroStore's images): Path would fold its "//"
+        return str(path)
     p = Path(os.fspath(path) if isinstance(path, os.PathLike) else str(path)).expanduser()
     if not p.is_absolute() and basepath is not None:
         p = Path(basepath) / p
@@ -706,12 +768,27 @@ def _relative_columns(images: pd.DataFrame, basepath) -> pd.DataFrame:
         ]
         relative = [v is not None and not Path(v).is_absolute() for v in values]
         out[col] = pd.Series(values, index=out.index, dtype=object)
-        if basepath is not None and any(relative) and f"{col}__relative" not in out.columns:
+        if f"{col}__relative" in out.columns:
+            continue
+        if basepath is not None and any(relative):
             rel = [v if r else None for v, r in zip(values, relative, strict=True)]
             out[f"{col}__relative"] = pd.Series(rel, index=out.index, dtype=object)
             absolute = [resolve_path(v, basepath) for v in values]
             out[col] = pd.Series(absolute, index=out.index, dtype=object)
+        elif basepath is None and _is_image_column(values) and not any(relative):
+            # absolute paths only: relative to their shared folder, for update_path (NiMARE)
+            shared = os.path.commonpath([os.path.dirname(v) for v in values if v is not None])
+            rel = [None if v is None else os.path.relpath(v, shared) for v in values]
+            out[f"{col}__relative"] = pd.Series(rel, index=out.index, dtype=object)
     return out
+
+
+_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".brik", ".head")
+
+
+def _is_image_column(values) -> bool:
+    """Tell whether a column's entries include image file paths (by their extension)."""
+    return any(v is not None and v.lower().endswith(_IMAGE_SUFFIXES) for v in values)
 
 
 _ID_SPACE = ("id", "study_id", "contrast_id", "space")
@@ -747,18 +824,37 @@ def _set(obj, **fields) -> None:
         object.__setattr__(obj, k, v)
 
 
-def _get(table: pd.DataFrame, ids, field, what: str):
-    ids = list(ids)
+def _get(table: pd.DataFrame, ids, field, what: str, all_ids):
+    """Values of ``field`` for ``ids`` (one value for a single id), or the fields present.
+
+    Without a field, all of the table's fields are listed when ``ids`` is None, and only
+    those with a value for one of ``ids`` otherwise (NiMARE's rule).
+    """
+    single = isinstance(ids, str)
+    everything = ids is None
+    ids = list(all_ids) if everything else [ids] if single else list(ids)
     sub = table.set_index("id").reindex(ids)
     if field is None:
-        return sub.reset_index()
+        fields = [c for c in sub.columns if c not in ("study_id", "contrast_id")]
+        return [c for c in fields if everything or any(not _isna(v) for v in sub[c])]
     if field not in table.columns:
         raise DatasetError(f"field {field!r} is not in the dataset's {what}")
-    return [None if _isna(v) else v for v in sub[field].tolist()]
+    values = [None if _isna(v) else v for v in sub[field].tolist()]
+    return values[0] if single else values
 
 
 def _isna(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+#: Key of ``coordinates.attrs`` naming the grid its i, j, k columns index (see _grid_key).
+_IJK_GRID = "nimare_jax_ijk_grid"
+
+
+def _grid_key(img) -> tuple:
+    """Shape and affine of an image's voxel grid, as plain numbers (hashable, comparable)."""
+    affine = tuple(tuple(float(v) for v in row) for row in np.asarray(img.affine))
+    return tuple(int(n) for n in img.shape[:3]), affine
 
 
 def _add_voxel_indices(coords: pd.DataFrame, masker, origin: str):
@@ -770,9 +866,11 @@ def _add_voxel_indices(coords: pd.DataFrame, masker, origin: str):
     masker the table is returned without i, j, k.
     """
     coords = coords.reset_index(drop=True).copy()
+    coords.attrs.pop(_IJK_GRID, None)
     if masker is None:
         return coords
     masker = load_mask(masker)
+    coords.attrs[_IJK_GRID] = _grid_key(masker)
     if coords.empty:
         for a in "ijk":
             coords[a] = np.zeros(0, int)

@@ -29,6 +29,10 @@ class OutputError(NiMAREJaxError, OSError):
     """The output folder or file cannot be created or written (checked before any work)."""
 
 
+class DownloadError(NiMAREJaxError, OSError):
+    """A download failed (offline, HTTP error, cut short, wrong checksum); names URL and folder."""
+
+
 def excerpt(value, limit: int = 80) -> str:
     """Return ``repr(value)`` for an error message, cut to a readable length.
 

@@ -25,6 +25,7 @@ from nimare_jax.dataset import Dataset
 from nimare_jax.ops.kernels import FWHM_TO_SIGMA
 from nimare_jax.spatial import get_template, load_mask, mm2vox, vox2mm
 from nimare_jax.stats import t_to_z
+from nimare_jax.studyset import Studyset
 
 _TRUNCATE = 4.0  # Gaussian window half-width in standard deviations (as scipy.ndimage's)
 
@@ -149,6 +150,46 @@ def create_coordinate_dataset(
     return truth, Dataset(source)
 
 
+def create_coordinate_studyset(
+    foci=1,
+    foci_percentage="100%",
+    fwhm=10,
+    sample_size=30,
+    n_studies=30,
+    n_noise_foci=0,
+    seed=None,
+    space="MNI",
+):
+    """Simulate a coordinate studyset with known ground-truth foci.
+
+    The same simulation as :func:`create_coordinate_dataset`, returned as a
+    :class:`~nimare_jax.studyset.Studyset` (NiMARE 0.22's preferred container).
+
+    Parameters
+    ----------
+    foci, foci_percentage, fwhm, sample_size, n_studies, n_noise_foci, seed, space
+        As in :func:`create_coordinate_dataset`.
+
+    Returns
+    -------
+    ground_truth_foci : list of tuple of float
+        The ground-truth foci as (x, y, z) in mm.
+    studyset : nimare_jax.studyset.Studyset
+        The simulated studies.
+    """
+    truth, dataset = create_coordinate_dataset(
+        foci=foci,
+        foci_percentage=foci_percentage,
+        fwhm=fwhm,
+        sample_size=sample_size,
+        n_studies=n_studies,
+        n_noise_foci=n_noise_foci,
+        seed=seed,
+        space=space,
+    )
+    return truth, Studyset.from_dataset(dataset)
+
+
 def _check_inputs(foci, foci_percentage, fwhm, sample_size, n_studies, n_noise_foci, space):
     """Validate the arguments of :func:`create_coordinate_dataset`; return the signal share."""
     if space != "MNI":
@@ -159,7 +200,7 @@ def _check_inputs(foci, foci_percentage, fwhm, sample_size, n_studies, n_noise_f
     if _is_int(foci):
         if foci < 0:
             raise ValueError(f"foci must be a non-negative integer, got {foci}")
-    elif np.ndim(foci) != 2 or np.shape(foci)[1] != 3:
+    elif not _array_like(foci) or np.ndim(foci) != 2 or np.shape(foci)[1] != 3:
         raise ValueError(f"foci must be an integer or (n, 3) coordinates, got {foci!r}")
     if isinstance(foci_percentage, str) and foci_percentage.endswith("%"):
         share = float(foci_percentage[:-1]) / 100
@@ -179,6 +220,11 @@ def _check_inputs(foci, foci_percentage, fwhm, sample_size, n_studies, n_noise_f
             f"({n_studies}), got {len(sample_size)} entries"
         )
     return share
+
+
+def _array_like(obj) -> bool:
+    """Tell whether ``obj`` is a list, tuple or array (NiMARE's name; its tests use it)."""
+    return isinstance(obj, list | tuple | np.ndarray)
 
 
 def _is_int(value) -> bool:

@@ -22,10 +22,11 @@ _TEMPLATES = {
     "mni152_2mm": "tpl-MNI152NLin6Asym_res-02_desc-brain_mask.nii.gz",
     # The same 228,483 voxels stored with the x axis flipped (-2 mm): Sleuth's target.
     "ale_2mm": "MNI152_2x2x2_brainmask.nii.gz",
+    # MNI152NLin6Asym 1 mm brain mask (68 kB); its 1 mm T1 image (11 MB) is not bundled.
+    "mni152_1mm": "tpl-MNI152NLin6Asym_res-01_desc-brain_mask.nii.gz",
 }
 _T1 = "tpl-MNI152NLin6Asym_res-02_T1w.nii.gz"
-# NiMARE 0.22 also names a 1 mm template; its TemplateFlow files (11 MB) are not bundled.
-_NOT_BUNDLED = {"mni152_1mm"}
+_NO_T1 = {"mni152_1mm"}
 
 # Lancaster et al. (2007) HBM 28:1194, "icbm_other" -> Talairach (the BrainMap transform for
 # MNI coordinates normalised with templates other than SPM's or FSL's).
@@ -55,11 +56,11 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
 
     Parameters
     ----------
-    space : {"mni152_2mm", "ale_2mm"}
+    space : {"mni152_2mm", "ale_2mm", "mni152_1mm"}
         Template space. ``"ale_2mm"`` holds the same voxels as ``"mni152_2mm"`` stored with
-        the x axis flipped, as in GingerALE and NiMARE's Sleuth conversion. NiMARE's
-        ``"mni152_1mm"`` is recognised but not bundled: asking for it raises ``ValueError``
-        saying so.
+        the x axis flipped, as in GingerALE and NiMARE's Sleuth conversion. Of
+        ``"mni152_1mm"`` only the brain mask is bundled: its T1 image (``mask=None``)
+        raises ``ValueError`` saying so.
     mask : {"brain", None}
         ``"brain"`` returns the binary brain mask; ``None`` the T1-weighted template
         (float32, as in NiMARE; the same 2 mm T1 image for both spaces).
@@ -70,11 +71,6 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
         The template image.
     """
     folder = get_resource_path() / "templates"
-    if space in _NOT_BUNDLED:
-        raise ValueError(
-            f"Template space {space!r} is not bundled with nimare_jax (its files are 11 MB); "
-            f"use one of {sorted(_TEMPLATES)} or pass the template image as a mask"
-        )
     if space not in _TEMPLATES:
         raise ValueError(f"Unknown template space {space!r}; expected one of {sorted(_TEMPLATES)}")
     if mask == "brain":
@@ -82,6 +78,11 @@ def get_template(space: str = "mni152_2mm", mask: str | None = "brain") -> nib.N
         data = (np.asanyarray(img.dataobj) > 0).astype(np.int8)
         return nib.Nifti1Image(data, img.affine)
     if mask is None:
+        if space in _NO_T1:
+            raise ValueError(
+                f"The T1 image of template space {space!r} is not bundled with nimare_jax "
+                "(11 MB); its brain mask is (mask='brain')"
+            )
         img = nib.load(folder / _T1)
         out = nib.Nifti1Image(img.get_fdata(dtype=DEFAULT_FLOAT_DTYPE), img.affine, img.header)
         out.set_data_dtype(DEFAULT_FLOAT_DTYPE)
@@ -163,7 +164,7 @@ def load_mask(mask) -> nib.Nifti1Image:
         if fitted is not None and np.asanyarray(fitted.dataobj).dtype.itemsize == 1:
             return fitted  # nilearn's binary 0/1 image: the same object on every call
         mask = fitted if fitted is not None else mask.mask_img
-    if isinstance(mask, str) and (mask in _TEMPLATES or mask in _NOT_BUNDLED):
+    if isinstance(mask, str) and mask in _TEMPLATES:
         return get_template(mask, mask="brain")
     if isinstance(mask, str | Path):
         mask = load_image(mask, "mask image")

@@ -1,9 +1,10 @@
 """Image transforms: derive missing image types of a dataset (NiMARE's ``nimare.transforms``).
 
 :class:`ImageTransformer` fills a target image type (``z``, ``t``, ``p``, ``beta``,
-``varcope``, ``se``) for every experiment that lacks it but has what it can be computed
-from, writes the new images next to the dataset (``{id}_{resolution}_{target}.nii.gz`` in
+``varcope``, ``se``, ``d``, ``g``, ``g_var``) for every experiment that lacks it but has what
+it can be computed from, writes the new images (``{id}_{zooms}_{target}.nii.gz`` in
 ``dataset.basepath``) and returns a new dataset whose ``images`` table points at them.
+:class:`ImagesToCoordinates` turns z or p maps into peak coordinates.
 
 Conversions (dof = sum(sample_sizes) - number of groups; n = sum(sample_sizes)):
 
@@ -14,9 +15,11 @@ z          t + sample_sizes (same tail probability); p (two-sided; sign from t i
 t          z + sample_sizes
 p          t + sample_sizes; z (two-sided)
 beta       t + varcope (``t * sqrt(varcope)``), deriving t or varcope first if needed
-varcope    se (``se**2``); sd + sample_sizes (``(sd / sqrt(n))**2``);
-           samplevar_dataset + sample_sizes (``/ n``); t + beta (``(beta / t)**2``)
+varcope    se (``se**2``); samplevar_dataset + sample_sizes (``/ n``);
+           sd + sample_sizes (``(sd / sqrt(n))**2``); t + beta (``(beta / t)**2``)
 se         varcope (``sqrt(varcope)``)
+d          t (derived from z or p if needed) + sample_sizes (``t / sqrt(n)``)
+g, g_var   d, with Hedges' small-sample correction (:func:`d_to_g`)
 =========  =====================================================================
 
 The p <-> z <-> t conversions re-exported here (:func:`p_to_z`, :func:`t_to_z`,
@@ -25,38 +28,51 @@ The p <-> z <-> t conversions re-exported here (:func:`p_to_z`, :func:`t_to_z`,
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
+import logging
+import os
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import scipy.stats as sps
+from nilearn.reporting import get_clusters_table
 from scipy import special
 
+from nimare_jax.dataset import resolve_path, warn_mixed_signs
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.io.images import load_image, resolve_path
 from nimare_jax.ops import stats as ops_stats
-from nimare_jax.spatial import load_mask
+from nimare_jax.spatial import DEFAULT_FLOAT_DTYPE, get_masker, load_image, load_mask
 from nimare_jax.stats import _run64, _scalar_if_0d, p_to_z, t_to_z, z_to_p
+from nimare_jax.studyset import as_dataset
 
 __all__ = [
+    "LGR",
     "ImageTransformer",
+    "ImagesToCoordinates",
+    "d_to_g",
     "p_to_z",
     "resolve_transforms",
     "sample_sizes_to_dof",
     "sample_sizes_to_sample_size",
+    "samplevar_dataset_to_varcope",
     "sd_to_varcope",
     "se_to_varcope",
     "t_and_beta_to_varcope",
     "t_and_varcope_to_beta",
+    "t_to_d",
     "t_to_z",
+    "threshold_image",
     "transform_images",
     "varcope_to_se",
     "z_to_p",
     "z_to_t",
 ]
 
-TARGETS = ("z", "t", "p", "beta", "varcope", "se")
+#: The module's logger: conversion notes (an unsigned z from a p map, a skipped analysis)
+#: are logged here, as NiMARE logs them, rather than raised as warnings.
+LGR = logging.getLogger(__name__)
+
+TARGETS = ("z", "t", "p", "beta", "varcope", "se", "d", "g", "g_var")
 
 
 def sample_sizes_to_dof(sample_sizes) -> float:
@@ -241,148 +257,219 @@ def _t_isf_from_log(log_p, dof: float) -> np.ndarray:
         return np.exp(0.5 * (lo + hi))
 
 
-def _get(available, key):
-    value = available[key]
-    if isinstance(value, str | Path):
-        img = load_image(value, f"image {key!r}")
-        return np.asarray(img.get_fdata(dtype=np.float64)), img
-    return value
+def _image_values(value, key: str, masker) -> np.ndarray:
+    """Return an image (path or loaded) as the 1-D float64 values of ``masker``'s voxels."""
+    if isinstance(value, str | os.PathLike):
+        value = load_image(value, f"{key} image")
+    return np.asarray(masker.transform(value), dtype=np.float64).reshape(-1)
 
 
-def resolve_transforms(target: str, available: dict):
-    """Compute a target image from what an experiment has.
+def _derive(target: str, available: dict, masker, cache: dict):
+    """Return the masked values of ``target`` computed from ``available``, or None.
+
+    ``cache`` holds the values already read or derived, so a chain of conversions (p -> z ->
+    t -> g) reads each file once.
+    """
+    if target in cache:
+        return cache[target]
+
+    def have(key):
+        return key in available
+
+    def values(key):
+        if key not in cache:
+            cache[key] = _image_values(available[key], key, masker)
+        return cache[key]
+
+    n = available.get("sample_sizes")
+    out = None
+    if have(target):
+        out = values(target)
+    elif target == "z":
+        if have("t") and n is not None:
+            out = t_to_z(values("t"), sample_sizes_to_dof(n))
+        elif have("p"):
+            out = p_to_z(values("p"), tail="two")
+            if have("t"):  # no sample size: p gives the magnitude, t the sign
+                out = np.sign(values("t")) * out
+            else:
+                prefix = f"{available['id']}: " if "id" in available else ""
+                LGR.warning(
+                    f"{prefix}z derived from a p map is unsigned (a p-value has no direction; "
+                    "p is read as two-sided), so it is unsuitable for signed tests such as "
+                    "Stouffers"
+                )
+    elif target == "t":
+        z = _derive("z", available, masker, cache)
+        if z is not None and n is not None:
+            out = z_to_t(z, sample_sizes_to_dof(n))
+    elif target in ("d", "g", "g_var"):
+        t = _derive("t", available, masker, cache)
+        if t is not None and n is not None:
+            if np.size(n) > 1:
+                LGR.warning(
+                    f"'{target}' from {np.size(n)} group sample sizes uses the one-sample "
+                    "d = t / sqrt(N); a between-group contrast needs each group's size"
+                )
+            total = sample_sizes_to_sample_size(n)
+            d = t_to_d(t, total)
+            if target == "d":
+                out = d
+            else:
+                g, g_var = d_to_g(d, total, return_variance=True)
+                out = g if target == "g" else g_var
+    elif target == "p":
+        if have("t") and n is not None:
+            out = z_to_p(t_to_z(values("t"), sample_sizes_to_dof(n)), tail="two")
+        elif have("z"):
+            out = z_to_p(values("z"), tail="two")
+    elif target == "beta":
+        t = _derive("t", available, masker, cache)
+        v = _derive("varcope", available, masker, cache)
+        if t is not None and v is not None:
+            out = t_and_varcope_to_beta(t, v)
+    elif target == "varcope":
+        if have("se"):
+            out = se_to_varcope(values("se"))
+        elif have("samplevar_dataset") and n is not None:
+            out = samplevar_dataset_to_varcope(
+                values("samplevar_dataset"), sample_sizes_to_sample_size(n)
+            )
+        elif have("sd") and n is not None:
+            out = sd_to_varcope(values("sd"), sample_sizes_to_sample_size(n))
+        elif have("t") and have("beta"):
+            out = t_and_beta_to_varcope(values("t"), values("beta"))
+    elif target == "se":
+        v = _derive("varcope", available, masker, cache)
+        if v is not None:
+            out = varcope_to_se(v)
+    if out is not None:
+        cache[target] = np.asarray(out, dtype=np.float64).reshape(-1)
+        return cache[target]
+    return None
+
+
+def resolve_transforms(target: str, available_data: dict, masker):
+    """Compute an image of type ``target`` from what one analysis has, as NiMARE does.
 
     Parameters
     ----------
-    target : {"z", "t", "p", "beta", "varcope", "se"}
-        Image type wanted.
-    available : dict
-        Image types mapped to paths (or ``(array, image)`` pairs already loaded), plus
-        metadata such as ``sample_sizes`` and ``id``.
+    target : {"z", "t", "p", "beta", "varcope", "se", "d", "g", "g_var"}
+        Image type wanted. ``"d"`` is Cohen's d (``t / sqrt(N)``), ``"g"`` Hedges' g and
+        ``"g_var"`` its sampling variance (:func:`d_to_g`). ``"se"`` is an extension of
+        NiMARE's targets.
+    available_data : dict
+        Image types mapped to images (paths or loaded images), plus metadata such as
+        ``sample_sizes`` and ``id`` (named in warnings).
+    masker : nilearn.maskers.NiftiMasker
+        Fitted masker: images are read through ``masker.transform`` and the result is
+        written back with ``masker.inverse_transform``.
 
     Returns
     -------
-    tuple of (numpy.ndarray, nibabel image) or None
-        The data and an image whose grid it is on, or None if it cannot be computed.
+    nibabel.Nifti1Image, the input entry, or None
+        The new image (float32, 3-D); ``available_data[target]`` itself (with a logged
+        warning) if the target is already there; None if it cannot be computed (for
+        instance ``d``/``g``/``g_var`` without a sample size).
+
+    Notes
+    -----
+    Conversions follow NiMARE 0.22.1 (see the table in the module docstring). A ``z``
+    derived from a p map alone has no sign and is logged as such through :data:`LGR`; a t
+    map beside the p map gives the sign. ``d``, ``g`` and ``g_var`` use the one-sample
+    ``d = t / sqrt(N)`` with ``N = sum(sample_sizes)`` and log a warning when several group
+    sizes are given.
     """
-    have = {k: v for k, v in available.items() if v is not None}
-    if target in have:
-        return _get(have, target)
-    n = have.get("sample_sizes")
-    out = None
-    if target == "z":
-        if "t" in have and n is not None:
-            t, img = _get(have, "t")
-            out = (t_to_z(t, sample_sizes_to_dof(n)), img)
-        elif "p" in have:
-            p, img = _get(have, "p")
-            z = p_to_z(p, tail="two")
-            if "t" in have:
-                z = np.sign(_get(have, "t")[0]) * z
-            else:
-                warnings.warn(
-                    f"{have.get('id', 'experiment')}: z derived from a p map has no sign "
-                    "(p is read as two-sided); it is unsuitable for signed tests",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            out = (z, img)
-    elif target == "t":
-        z = resolve_transforms("z", have)
-        if z is not None and n is not None:
-            out = (z_to_t(z[0], sample_sizes_to_dof(n)), z[1])
-    elif target == "p":
-        if "t" in have and n is not None:
-            t, img = _get(have, "t")
-            out = (z_to_p(t_to_z(t, sample_sizes_to_dof(n)), tail="two"), img)
-        elif "z" in have:
-            z, img = _get(have, "z")
-            out = (z_to_p(z, tail="two"), img)
-    elif target == "beta":
-        t = resolve_transforms("t", have)
-        v = resolve_transforms("varcope", have)
-        if t is not None and v is not None:
-            out = (t_and_varcope_to_beta(t[0], v[0]), t[1])
-    elif target == "varcope":
-        if "se" in have:
-            se, img = _get(have, "se")
-            out = (se_to_varcope(se), img)
-        elif "sd" in have and n is not None:
-            sd, img = _get(have, "sd")
-            out = (sd_to_varcope(sd, sample_sizes_to_sample_size(n)), img)
-        elif "samplevar_dataset" in have and n is not None:
-            sv, img = _get(have, "samplevar_dataset")
-            out = (sv / sample_sizes_to_sample_size(n), img)
-        elif "t" in have and "beta" in have:
-            t, img = _get(have, "t")
-            out = (t_and_beta_to_varcope(t, _get(have, "beta")[0]), img)
-    elif target == "se":
-        v = resolve_transforms("varcope", have)
-        if v is not None:
-            out = (varcope_to_se(v[0]), v[1])
+    if target in available_data:
+        LGR.warning(f"Target '{target}' already available.")
+        return available_data[target]
+    values = _derive(target, available_data, masker, {})
+    if values is None:
+        return None
+    return masker.inverse_transform(values.astype(DEFAULT_FLOAT_DTYPE))
+
+
+def _full_grid_masker(masker):
+    """Return a masker of every voxel of ``masker``'s grid (derived maps are saved whole)."""
+    mask_img = load_mask(masker)
+    ones = nib.Nifti1Image(np.ones(mask_img.shape[:3], np.int8), mask_img.affine)
+    return get_masker(ones)
+
+
+def transform_images(
+    images_df, target: str, masker, metadata_df=None, out_dir=None, overwrite: bool = False
+):
+    """Write images of type ``target`` for the analyses that lack one, where computable.
+
+    Parameters
+    ----------
+    images_df : pandas.DataFrame
+        One row per analysis: ``id`` and one column of image paths per type.
+    target : {"z", "t", "p", "beta", "varcope", "se", "d", "g", "g_var"}
+        Image type to derive (see :func:`resolve_transforms`).
+    masker : nilearn.maskers.NiftiMasker, nibabel image or path
+        Its grid (every voxel of it, not only the mask's) is the grid of the new images.
+    metadata_df : pandas.DataFrame or None
+        Metadata with an ``id`` column (``sample_sizes`` is what the conversions read).
+    out_dir : str, pathlib.Path or None
+        Folder of the new files; None writes each next to the analysis' first existing image
+        (an analysis with none is skipped, with a logged warning).
+    overwrite : bool
+        Rewrite files that exist (default False: an existing file is reused).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``images_df`` whose ``target`` column holds the new files
+        (``{id}_{zooms}_{target}.nii.gz``, zooms as ``2.0x2.0x2.0``) and None where the
+        image cannot be computed; existing entries are kept.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unsupported target image type {target!r}; choose from {TARGETS}")
+    full = _full_grid_masker(masker)
+    zooms = "x".join(str(z) for z in load_mask(masker).header.get_zooms())
+    out = images_df.copy()
+    if target in images_df.columns:
+        todo = images_df.loc[images_df[target].isnull(), "id"].tolist()
+    else:
+        todo = images_df["id"].tolist()
+    meta = None if metadata_df is None else metadata_df.drop_duplicates("id").set_index("id")
+    for ident in todo:
+        row = images_df.loc[images_df["id"] == ident].iloc[0]
+        if out_dir is None:
+            files = [v for v in row.to_numpy() if isinstance(v, str) and os.path.isfile(v)]
+            if not files:
+                LGR.warning(f"No existing image files for {ident}, skipping {target} transform.")
+                continue
+            folder = os.path.dirname(files[0])
+        else:
+            folder = os.fspath(out_dir)
+        available = {k: v for k, v in row.items() if not _missing(v)}
+        if meta is not None and ident in meta.index:
+            for key, value in meta.loc[ident].items():
+                if key not in available and not _missing(value):
+                    available[key] = value
+        img = resolve_transforms(target, available, full)
+        new_file = None
+        if img is not None:
+            new_file = os.path.join(folder, f"{ident}_{zooms}_{target}.nii.gz")
+            if overwrite or not os.path.isfile(new_file):
+                os.makedirs(folder, exist_ok=True)
+                img.to_filename(new_file)
+        if target not in out.columns:
+            out[target] = None
+        out[target] = out[target].astype(object)
+        out.loc[out["id"] == ident, target] = new_file
+    if target not in out.columns:
+        out[target] = None
     return out
 
 
-def transform_images(dataset, target: str, out_dir=None, overwrite: bool = False):
-    """Return a dataset with images of type ``target`` added where they can be computed.
-
-    Parameters
-    ----------
-    dataset : nimare_jax.dataset.Dataset
-        The dataset.
-    target : {"z", "t", "p", "beta", "varcope", "se"}
-        Image type to derive.
-    out_dir : str or pathlib.Path, optional
-        Where to write the new images (default ``dataset.basepath``, else the folder of each
-        experiment's first image).
-    overwrite : bool
-        Rewrite files that already exist.
-
-    Returns
-    -------
-    nimare_jax.dataset.Dataset
-        A new dataset; experiments that cannot be converted keep no ``target`` image.
-    """
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {list(TARGETS)}, got {target!r}")
-    images = dataset.images.copy()
-    if target not in images.columns:
-        images[target] = None
-    images[target] = images[target].astype(object)
-    meta = dataset.metadata.set_index("id")
-    zooms = "x".join(f"{z:g}" for z in load_mask(dataset.masker).header.get_zooms()[:3])
-    for row in images.itertuples(index=False):
-        ident = str(row.id)
-        current = getattr(row, target)
-        if isinstance(current, str) and current:
-            continue
-        available = {
-            col: resolve_path(getattr(row, col), dataset.basepath)
-            for col in images.columns
-            if col not in ("id", "study_id", "contrast_id", target)
-        }
-        available["id"] = ident
-        if "sample_sizes" in meta.columns and ident in meta.index:
-            n = meta.at[ident, "sample_sizes"]
-            if n is not None and not (np.isscalar(n) and np.isnan(n)):
-                available["sample_sizes"] = n
-        folder = out_dir or dataset.basepath
-        if folder is None:
-            paths = [v for k, v in available.items() if isinstance(v, str) and Path(v).is_file()]
-            if not paths:
-                continue
-            folder = Path(paths[0]).parent
-        out = resolve_transforms(target, {k: v for k, v in available.items() if v is not None})
-        if out is None:
-            continue
-        data, ref = out
-        new_file = Path(folder) / f"{ident}_{zooms}_{target}.nii.gz"
-        if overwrite or not new_file.exists():
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            nib.Nifti1Image(np.asarray(data, np.float32), ref.affine).to_filename(new_file)
-        images.loc[images["id"] == row.id, target] = str(new_file)
-    # the derived paths are absolute: a stale "<target>__relative" would override them
-    return dataset.with_images(images.drop(columns=[f"{target}__relative"], errors="ignore"))
+def _missing(value) -> bool:
+    """Tell whether a cell is None or NaN (NiMARE drops a row's null cells before converting)."""
+    if value is None:
+        return True
+    return isinstance(value, float | np.floating) and np.isnan(value)
 
 
 class ImageTransformer:
@@ -392,7 +479,7 @@ class ImageTransformer:
     ----------
     target : str or list of str
         Image type(s) to derive: ``"z"``, ``"t"``, ``"p"``, ``"beta"``, ``"varcope"``,
-        ``"se"``.
+        ``"se"``, ``"d"``, ``"g"``, ``"g_var"``.
     overwrite : bool
         Rewrite files that already exist (default False).
     """
@@ -409,19 +496,321 @@ class ImageTransformer:
 
         Parameters
         ----------
-        dataset : nimare_jax.dataset.Dataset
-            Dataset with images (and ``sample_sizes`` metadata for t <-> z conversions).
+        dataset : nimare_jax.dataset.Dataset or nimare_jax.studyset.Studyset
+            Images, a masker, and ``sample_sizes`` metadata for the conversions that need it.
 
         Returns
         -------
         nimare_jax.dataset.Dataset
-            New dataset; new images are written to ``dataset.basepath``.
+            New dataset; new images are written to ``dataset.basepath`` (else next to each
+            analysis' images), on the grid of ``dataset.masker``.
         """
+        dataset = as_dataset(dataset)
         if dataset.images is None or "id" not in dataset.images.columns:
             raise DatasetError("the dataset has no images table")
+        if dataset.masker is None:
+            raise DatasetError("the dataset has no masker; assign one to dataset.masker")
+        images = dataset.images.copy()
+        for col in [c for c in images.columns if c not in _ID_COLUMNS]:
+            if not col.endswith("__relative"):
+                images[col] = [resolve_path(v, dataset.basepath) for v in images[col]]
         for target in self.target:
-            dataset = transform_images(dataset, target, overwrite=self.overwrite)
-        return dataset
+            images = transform_images(
+                images,
+                target,
+                dataset.masker,
+                metadata_df=dataset.metadata,
+                out_dir=dataset.basepath,
+                overwrite=self.overwrite,
+            )
+            # the derived paths are absolute: a stale "<target>__relative" would override them
+            images = images.drop(columns=[f"{target}__relative"], errors="ignore")
+        return dataset.with_images(images)
+
+
+_ID_COLUMNS = ("id", "study_id", "contrast_id", "space")
+
+
+def threshold_image(image, threshold, thresholding_values=None, tail="upper", fill_value=0):
+    """Keep an image's values where a threshold criterion passes, ``fill_value`` elsewhere.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, nibabel image or path
+        Values to keep.
+    threshold : float
+        Threshold applied to ``thresholding_values`` (default: ``image`` itself).
+    thresholding_values : numpy.ndarray, nibabel image, path or None
+        Values deciding which voxels survive; same shape as ``image``.
+    tail : {"upper", "lower", "two-sided"}
+        Keep values ``>= threshold``, ``<= threshold`` or with ``|value| >= threshold``.
+    fill_value : scalar
+        Value of the voxels that do not survive (default 0).
+
+    Returns
+    -------
+    numpy.ndarray or nibabel image
+        Same container as ``image`` (an image keeps its affine and header); floating data
+        keep their dtype.
+
+    Raises
+    ------
+    ValueError
+        For another ``tail``, an input of another type, or shapes that differ.
+    """
+
+    def as_array_or_image(obj, what):
+        if isinstance(obj, np.ndarray):
+            return obj, np.asarray(obj)
+        if isinstance(obj, str | os.PathLike):
+            obj = load_image(obj, what)
+        if isinstance(obj, nib.spatialimages.SpatialImage):
+            return obj, np.asanyarray(obj.dataobj)
+        raise ValueError(
+            f"{what} must be a numpy array, a nibabel image or an image path, "
+            f"got {type(obj).__name__}"
+        )
+
+    if tail not in ("upper", "lower", "two-sided"):
+        raise ValueError(f"tail must be 'upper', 'lower' or 'two-sided', got {tail!r}")
+    image, data = as_array_or_image(image, "image")
+    if thresholding_values is None:
+        decide = data
+    else:
+        decide = as_array_or_image(thresholding_values, "thresholding_values")[1]
+    if decide.shape != data.shape:
+        raise ValueError(
+            f"image and thresholding_values differ in shape: {data.shape} and {decide.shape}"
+        )
+    if tail == "upper":
+        keep = decide >= threshold
+    elif tail == "lower":
+        keep = decide <= threshold
+    else:
+        keep = np.abs(decide) >= threshold
+    out = np.where(keep, data, fill_value)
+    if np.issubdtype(data.dtype, np.floating):
+        out = out.astype(data.dtype, copy=False)
+    if isinstance(image, np.ndarray):
+        return out
+    header = image.header.copy()
+    header.set_data_dtype(out.dtype)
+    return image.__class__(out, image.affine, header)
+
+
+def t_to_d(t_values, sample_sizes):
+    """Convert one-sample t statistics to Cohen's d, ``d = t / sqrt(N)``.
+
+    Parameters
+    ----------
+    t_values : array-like
+        T statistics.
+    sample_sizes : float or array-like
+        Sample size ``N`` (broadcast against ``t_values``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Cohen's d.
+    """
+    return np.asarray(t_values, float) / np.sqrt(np.asarray(sample_sizes, float))
+
+
+def d_to_g(d, N, return_variance: bool = False):
+    """Convert Cohen's d to Hedges' g, optionally with g's sampling variance.
+
+    Parameters
+    ----------
+    d : array-like
+        Cohen's d.
+    N : float or array-like
+        Sample size.
+    return_variance : bool
+        Also return the variance.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of numpy.ndarray
+        ``g = h d`` with the small-sample correction ``h = 1 - 3 / (4 (N - 1) - 1)``; with
+        ``return_variance``, also ``(N - 1)(1 + N d^2) h^2 / (N (N - 3)) - d^2`` (NiMARE
+        0.22.1's expression).
+    """
+    d = np.asarray(d, float)
+    n = np.asarray(N, float)
+    h = 1.0 - 3.0 / (4.0 * (n - 1.0) - 1.0)
+    g = d * h
+    if not return_variance:
+        return g
+    return g, (n - 1.0) * (1.0 + n * d**2) * h**2 / (n * (n - 3.0)) - d**2
+
+
+def samplevar_dataset_to_varcope(samplevar_dataset, sample_size):
+    """Return the variance of a mean from the sample variance, ``samplevar / n``.
+
+    Parameters
+    ----------
+    samplevar_dataset : array-like
+        Sample variances.
+    sample_size : float
+        Sample size.
+
+    Returns
+    -------
+    numpy.ndarray
+        Variances.
+    """
+    return np.asarray(samplevar_dataset, float) / float(sample_size)
+
+
+class ImagesToCoordinates:
+    """Find peaks in the z (or p) maps of a dataset and use them as coordinates.
+
+    Parameters
+    ----------
+    merge_strategy : {"fill", "replace", "demolish"}
+        ``"fill"`` (default): only analyses without coordinates get peaks. ``"replace"``:
+        peaks replace an analysis' coordinates where peaks are found; other analyses keep
+        theirs. ``"demolish"``: only the peaks are kept; analyses without any are left
+        without coordinates.
+    cluster_threshold : int or None
+        Minimum cluster size in voxels (None: no minimum).
+    remove_subpeaks : bool
+        Keep only each cluster's main peak (default False).
+    two_sided : bool
+        Also find peaks of negative z (default False; not possible from a p map).
+    min_distance : float
+        Minimum distance between subpeaks, in mm (default 8).
+    z_threshold : float
+        Cluster-forming threshold on the uncorrected z (default 3.1). A p map is thresholded
+        at the two-sided p of this z.
+
+    Notes
+    -----
+    Peaks are found by :func:`nilearn.reporting.get_clusters_table`, as in NiMARE 0.22.1;
+    a p map is read as ``1 - p`` and its peaks' values are returned as z. What happens to
+    each analysis (no map, no cluster above the threshold) is logged through :data:`LGR`.
+    """
+
+    def __init__(
+        self,
+        merge_strategy="fill",
+        cluster_threshold=None,
+        remove_subpeaks=False,
+        two_sided=False,
+        min_distance=8.0,
+        z_threshold=3.1,
+    ):
+        if merge_strategy not in ("fill", "replace", "demolish"):
+            raise ValueError(
+                f"merge_strategy must be 'fill', 'replace' or 'demolish', got {merge_strategy!r}"
+            )
+        self.merge_strategy = merge_strategy
+        self.cluster_threshold = cluster_threshold
+        self.remove_subpeaks = remove_subpeaks
+        self.two_sided = two_sided
+        self.min_distance = min_distance
+        self.z_threshold = z_threshold
+
+    def transform(self, dataset):
+        """Return a copy of ``dataset`` whose coordinates include the peaks of its maps.
+
+        Parameters
+        ----------
+        dataset : nimare_jax.dataset.Dataset or nimare_jax.studyset.Studyset
+            Analyses with ``z`` and/or ``p`` images.
+
+        Returns
+        -------
+        nimare_jax.dataset.Dataset
+            New dataset: coordinates merged by ``merge_strategy`` (peaks carry their z in a
+            ``z_stat`` column) and a ``coordinate_source`` metadata column, ``"nimare"`` for
+            analyses whose coordinates are peaks and ``"original"`` otherwise.
+        """
+        dataset = as_dataset(dataset)
+        have_coords = set(dataset.coordinates["id"])
+        threshold = 0 if self.cluster_threshold is None else self.cluster_threshold
+        peaks = []
+        for _, row in dataset.images.iterrows():
+            ident = str(row["id"])
+            if self.merge_strategy == "fill" and ident in have_coords:
+                continue
+            z_path = resolve_path(row.get("z"), dataset.basepath)
+            p_path = resolve_path(row.get("p"), dataset.basepath)
+            if z_path is not None:
+                img = nib.funcs.squeeze_image(load_image(z_path, "z image"))
+                clusters = get_clusters_table(
+                    img,
+                    self.z_threshold,
+                    threshold,
+                    two_sided=self.two_sided,
+                    min_distance=self.min_distance,
+                )
+            elif p_path is not None:
+                LGR.info(f"No Z map for {ident}, using p map (its peaks are given as z)")
+                if self.two_sided:
+                    LGR.warning(f"Cannot use two_sided threshold using a p map for {ident}")
+                img = nib.funcs.squeeze_image(load_image(p_path, "p image"))
+                one_minus_p = nib.Nifti1Image(
+                    1.0 - img.get_fdata(dtype=DEFAULT_FLOAT_DTYPE), img.affine, img.header
+                )
+                clusters = get_clusters_table(
+                    one_minus_p,
+                    1.0 - z_to_p(self.z_threshold),
+                    threshold,
+                    two_sided=False,
+                    min_distance=self.min_distance,
+                )
+                clusters["Peak Stat"] = p_to_z(1.0 - clusters["Peak Stat"].to_numpy(float))
+            else:
+                LGR.warning(f"No Z or p map for {ident}, skipping...")
+                continue
+            if clusters.empty:
+                LGR.warning(
+                    f"No clusters were found for {ident} at a threshold of {self.z_threshold}"
+                )
+                continue
+            if self.remove_subpeaks:  # subpeaks have ids such as "1a"; main peaks are ints
+                clusters = clusters[clusters["Cluster ID"].map(lambda c: isinstance(c, int))]
+            peaks.append(
+                pd.DataFrame(
+                    {
+                        "id": ident,
+                        "study_id": row.get("study_id", ident),
+                        "contrast_id": row.get("contrast_id", ident),
+                        "x": clusters["X"].to_numpy(float),
+                        "y": clusters["Y"].to_numpy(float),
+                        "z": clusters["Z"].to_numpy(float),
+                        "z_stat": clusters["Peak Stat"].to_numpy(float),
+                        "space": _coordinate_space(dataset.space),
+                    }
+                )
+            )
+        new_coords = pd.concat(peaks, ignore_index=True) if peaks else None
+        generated = set() if new_coords is None else set(new_coords["id"])
+        old = dataset.coordinates.drop(columns=["i", "j", "k"], errors="ignore")
+        if self.merge_strategy != "demolish":
+            old = old[~old["id"].isin(generated)]
+            parts = [p for p in (new_coords, old) if p is not None]
+        else:
+            parts = [new_coords] if new_coords is not None else [old.iloc[:0]]
+        coords = pd.concat(parts, ignore_index=True, sort=False)
+        if "z_stat" in coords.columns:
+            coords["z_stat"] = coords["z_stat"].astype(float)
+            warn_mixed_signs(coords["z_stat"].to_numpy(), stacklevel=3)
+        new = dataset.copy()
+        new.coordinates = coords
+        metadata = new.metadata.copy()
+        metadata["coordinate_source"] = [
+            "nimare" if str(i) in generated else "original" for i in metadata["id"]
+        ]
+        new.metadata = metadata
+        return new
+
+
+def _coordinate_space(space) -> str:
+    """Name of the coordinates' space (MNI or TAL) for a dataset's template space."""
+    key = str(space or "").lower()
+    return "TAL" if "tal" in key else "MNI"
 
 
 # ----------------------------------------------------------------------------- log space

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from nimare_jax.annotate import CogAtLemmatizer, expand_counts, extract_cogat
-from nimare_jax.annotate.cogat import _uk_to_us
+from nimare_jax.annotate.cogat import uk_to_us
 from nimare_jax.exceptions import DatasetError, InputFileError
 
 DATA = Path(__file__).parent / "data" / "annotate"
@@ -221,10 +221,10 @@ def test_british_spellings_are_converted_word_by_word():
     pairs = [(uk, us) for uk, us in pairs if " " not in uk]
     assert len(pairs) == len(table) - 1  # only "flyer / flier " is not one word
     text = ", ".join(uk for uk, _ in pairs) + "."
-    assert _uk_to_us(text) == ", ".join(us for _, us in pairs) + "."
+    assert uk_to_us(text) == ", ".join(us for _, us in pairs) + "."
     # Only whole, lower-case words of the table change. NiMARE 0.22.1 gives "A moral
     # judgmenttask. Its judgement. ..." (its table has "judgement " with a trailing space).
-    assert _uk_to_us(
+    assert uk_to_us(
         "A moral judgement task. Its judgement. The behaviour of colour-naming; "
         "Behaviour, behaviours, colourimetric."
     ) == (

@@ -166,7 +166,7 @@ def test_sweeps_equal_sequential_numpy_sampler(corpus):
         densities = ops_gclda.gaussian_densities(
             data.ptoken_coords, state.regions_mu, state.regions_sigma
         )
-        after_peaks = jax.jit(ops_gclda.peak_sweep)(key_p, after_words, data, priors, densities)
+        after_peaks = jax.jit(ops_gclda.peak_sweep)(key_p, after_words, data, priors)
         u_peaks = np.asarray(jax.random.uniform(key_p, data.ptoken_doc.shape, jnp.float64))
 
     t = model.topics

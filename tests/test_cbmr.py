@@ -510,3 +510,24 @@ def test_exposure_column_matches_dense_offset(simulated, box_mask):
     np.testing.assert_allclose(
         np.sqrt(np.diag(est.covariance())), np.sqrt(np.diag(cov)), rtol=1e-4
     )
+
+
+def test_device_argument(simulated, box_mask):
+    """``device="cpu"`` runs on the CPU device with the default's result; a GPU request on a
+    machine without one falls back to the CPU with a warning; a bad name is refused."""
+    dset, _ = simulated
+    kwargs = {"mask": box_mask, "incidence_threshold": None, "spline_spacing": 8}
+    default = CBMR("~ s(dx) + n", **kwargs).fit(dset)
+    on_cpu = CBMR("~ s(dx) + n", device="cpu", random_state=3, **kwargs)
+    result = on_cpu.fit(dset)
+    assert on_cpu.data_.marginal.devices() == {jax.devices("cpu")[0]}
+    key = "spatialIntensity_group-patient"
+    np.testing.assert_array_equal(result.maps[key], default.maps[key])
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        with pytest.warns(UserWarning, match="no GPU is available"):
+            fallback = CBMR("~ s(dx) + n", device="cuda", **kwargs).fit(dset)
+        np.testing.assert_array_equal(fallback.maps[key], default.maps[key])
+    with pytest.raises(ValueError, match="device must be"):
+        CBMR("~ 1", device="tpu-7")
+    with pytest.raises(TypeError, match="random_state"):
+        CBMR("~ 1", random_state="seed")

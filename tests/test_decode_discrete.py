@@ -27,6 +27,7 @@ from nimare_jax.decode.discrete import (
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.meta.kernel import KDAKernel
 from nimare_jax.ops import discrete as ops
+from nimare_jax.ops import stats as jax_stats
 
 HERE = Path(__file__).parent / "data" / "decode_discrete"
 ROI = HERE / "amygdala_roi.nii.gz"
@@ -204,20 +205,17 @@ def test_label_counts_equal_loops():
     selected = rng.random(30) < 0.4
     unselected = ~selected & (rng.random(30) < 0.7)
     foci = rng.integers(1, 20, 30).astype(float)
-    with jax.enable_x64(True):
-        sel, unsel, term_foci, n_labelled = (
-            np.asarray(x) for x in ops.label_counts(labels, selected, unselected, foci)
-        )
+    sel, unsel, term_foci, n_labelled = ops.label_counts(labels, selected, unselected, foci)
     for f in range(7):
         assert sel[f] == sum(labels[f, s] for s in range(30) if selected[s])
         assert unsel[f] == sum(labels[f, s] for s in range(30) if unselected[s])
         assert term_foci[f] == sum(foci[s] for s in range(30) if labels[f, s])
     assert n_labelled == labels.sum()
-    with jax.enable_x64(True):  # the float32 product the decoders use gives the same counts
-        single = ops.label_counts(labels.astype(np.float32), selected, unselected, foci)
-        for a, b in zip(single, (sel, unsel, term_foci, n_labelled), strict=True):
-            assert np.asarray(a).dtype == np.float64
-            np.testing.assert_array_equal(np.asarray(a), b)
+    # the float32 product the decoders use gives the same counts, returned in float64
+    single = ops.label_counts(labels.astype(np.float32), selected, unselected, foci)
+    for a, b in zip(single, (sel, unsel, term_foci, n_labelled), strict=True):
+        assert np.asarray(a).dtype == np.float64
+        np.testing.assert_array_equal(np.asarray(a), b)
 
 
 def test_binomial_and_chi2_tails_equal_scipy():
@@ -225,9 +223,8 @@ def test_binomial_and_chi2_tails_equal_scipy():
     n = np.array([10, 10, 400, 1117, 100, 1000, 6, 12])
     p = np.array([0.1, 0.5, 0.005, 0.0054, 0.01, 0.01, 0.3, 0.99])
     chi2 = np.array([0.0, 1e-9, 0.5, 3.84, 50.0, 1500.0])
-    with jax.enable_x64(True):
-        logsf = np.asarray(ops.binomial_logsf(k, n, p))
-        chi2_logp = np.asarray(ops.chi2_to_logp(chi2))
+    logsf = ops.binomial_logsf(k, n, p)
+    chi2_logp = ops.chi2_to_logp(chi2)
     expected = sps.binom.logsf(k - 1, n, p)  # P(X >= k); -inf for k > n
     finite = np.isfinite(expected)
     np.testing.assert_allclose(logsf[finite], expected[finite], rtol=1e-10)
@@ -237,6 +234,19 @@ def test_binomial_and_chi2_tails_equal_scipy():
     # scipy's chi2.logsf underflows to -inf at 1500; the two-sided normal tail does not
     deep = np.log(2.0) + sps.norm.logsf(np.sqrt(chi2[5]))
     np.testing.assert_allclose(chi2_logp[5], deep, rtol=1e-12)
+
+
+def test_host_fdr_and_z_equal_the_jax_kernels():
+    """The host helpers against ``ops.stats`` (JAX, Newton-refined z), deep tails included."""
+    rng = np.random.default_rng(1)
+    logp = np.concatenate([np.log(rng.random(50)), [-700.0, -2000.0, 0.0, -1e-3, -1e-3]])
+    with jax.enable_x64(True):
+        for method in ("bh", "by"):
+            expected = np.asarray(jax_stats.fdr_logp(logp, method=method))
+            np.testing.assert_allclose(ops.fdr_logp(logp, method), expected, rtol=1e-13)
+        for tail in ("one", "two"):
+            expected = np.asarray(jax_stats.logp_to_z(logp, tail=tail))
+            np.testing.assert_allclose(ops.logp_to_z(logp, tail), expected, rtol=1e-12)
 
 
 def test_second_transform_traces_nothing(brainmap, neurosynth, ids):

@@ -321,7 +321,7 @@ def test_sleuth_missing_file_and_bad_argument(tmp_path):
     with pytest.raises(InputFileError, match="nope.txt: file not found"):
         io.convert_sleuth_to_dict(tmp_path / "nope.txt")
     for bad in (42, [], [SLEUTH / "test_sleuth_file.txt", 3]):
-        with pytest.raises(TypeError, match="text_file"):
+        with pytest.raises(ValueError, match="text_file"):
             io.convert_sleuth_to_dataset(bad)
 
 
@@ -583,5 +583,5 @@ def test_load_json_errors(tmp_path):
 
 def test_public_names():
     assert sorted(io.__all__) == sorted(
-        name for name in dir(io) if name.startswith(("convert_", "load_"))
+        name for name in dir(io) if name.startswith(("convert_", "load_", "fetch_"))
     )

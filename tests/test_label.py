@@ -210,3 +210,25 @@ def test_host_backend_matches_ndimage(seed, shape, density, conn):
     out = L.max_cluster_stats(active, weights, connectivity=conn, backend="scipy")
     assert int(out.max_size) == (sizes.max() if n else 0)
     assert float(out.max_mass) == (masses.max() if n else 0.0)
+
+
+def test_host_backend_line_buffer_and_overflow():
+    """Volumes whose active lines fit the line buffer and volumes that overflow it (sent
+    whole) give ndimage's max size and mass, alone and batched."""
+    shape = (20, 20, 5)  # 400 lines: the buffer holds 64
+    assert L.line_capacity(shape) == 64
+    assert L.line_capacity((91, 109, 91)) == 620
+    vols = [random_volume(s, shape, d) for s, d in enumerate([0.01, 0.3, 0.0, 0.05, 1.0])]
+    active = np.stack([v[0] for v in vols])
+    weights = np.stack([v[1] for v in vols])
+    n_lines = active.reshape(len(vols), -1, shape[2]).any(2).sum(1)
+    f = functools.partial(L.max_cluster_stats, connectivity=6, backend="scipy")
+    batched = jax.jit(jax.vmap(f))(active, weights)
+    mapped = jax.jit(lambda a, w: jax.lax.map(lambda x: f(*x), (a, w)))(active, weights)
+    for i in range(len(vols)):
+        _, n, sizes, masses = scipy_reference(active[i], weights[i], 6)
+        for out in (batched, mapped):
+            assert int(out.max_size[i]) == (sizes.max() if n else 0)
+            assert float(out.max_mass[i]) == (masses.max() if n else 0.0)
+            assert bool(out.overflow[i]) == (n_lines[i] > 64)
+    assert np.asarray(batched.overflow).any() and not np.asarray(batched.overflow).all()

@@ -58,8 +58,18 @@ def test_get_masker_fits_and_keeps_the_voxels():
 def test_template_names():
     t1 = utils.get_template("mni152_2mm", mask=None)
     assert t1.get_data_dtype() == np.float32 and t1.shape == (91, 109, 91)
-    with pytest.raises(ValueError, match="'mni152_1mm' is not bundled"):
-        utils.get_template("mni152_1mm", mask="brain")
+    # the 1 mm brain mask (MNI152NLin6Asym res-01, as NiMARE's) covers the same brain as the
+    # 2 mm one: nearly every 2 mm brain voxel centre falls in it
+    one = utils.get_template("mni152_1mm", mask="brain")
+    two = utils.get_template("mni152_2mm", mask="brain")
+    assert one.header.get_zooms()[:3] == (1.0, 1.0, 1.0) and one.shape == (182, 218, 182)
+    ijk2 = np.argwhere(np.asanyarray(two.dataobj) > 0)
+    xyz = nib.affines.apply_affine(two.affine, ijk2)
+    ijk1 = np.rint(nib.affines.apply_affine(np.linalg.inv(one.affine), xyz)).astype(int)
+    inside = np.asanyarray(one.dataobj)[tuple(ijk1.T)] > 0
+    assert inside.mean() > 0.97
+    with pytest.raises(ValueError, match="T1 image of template space 'mni152_1mm'"):
+        utils.get_template("mni152_1mm", mask=None)
     with pytest.raises(ValueError, match="Mask option 'gm'"):
         utils.get_template("mni152_2mm", mask="gm")
 

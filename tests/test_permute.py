@@ -361,3 +361,32 @@ def test_reduction_spec_errors():
         pm.run_permutations(summary, key, 4, progress=False, reduce={"a": "sum", "c": "keep"})
     with pytest.raises(ValueError, match="stop_fn needs at least one leaf kept"):
         pm.run_permutations(summary, key, 4, progress=False, reduce="sum", stop_fn=bool)
+
+
+@pytest.mark.parametrize("vectorize", ["map", "vmap"])
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_batched_summary_equals_per_iteration_summary(vectorize, batch_size, reference):
+    """A two-stage summary (the cluster labelling moved into the per-batch stage, with
+    the host backend) gives the per-iteration reference, padding included."""
+
+    def each(key):
+        k1, k2 = jax.random.split(key)
+        vol = jax.random.uniform(k1, (5, 6, 7))
+        counts = jnp.histogram(jax.random.normal(k2, (40,)), bins=4, range=(-2.0, 2.0))[0]
+        return vol, counts
+
+    def batch(out):
+        vol, counts = out
+        assert vol.shape[0] == batch_size  # the stage sees the whole batch
+        stats = jax.vmap(lambda v: max_cluster_stats(v > 0.6, v - 0.6, backend="scipy"))(vol)
+        return {"max": vol.max(axis=(1, 2, 3)), "size": stats.max_size, "hist": counts}
+
+    res = pm.run_permutations(
+        pm.BatchedSummary(each, batch),
+        jax.random.key(3),
+        N_ITERS,
+        batch_size=batch_size,
+        vectorize=vectorize,
+        progress=False,
+    )
+    assert_same(res.samples, reference)

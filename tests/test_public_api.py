@@ -89,7 +89,21 @@ API = [
     ),
     ("nimads", ["Studyset"], None),
     ("studyset", ["Studyset", "normalize_collection", "as_dataset"], None),
-    ("io", ["convert_neurovault_to_dataset", "fetch_neurostore_studyset"], 15),
+    ("io", ["convert_neurovault_to_dataset", "fetch_neurostore_studyset"], None),
+    (
+        "extract",
+        [
+            "fetch_neurosynth",
+            "fetch_neuroquery",
+            "fetch_neurostore",
+            "fetch_neurostore_releases",
+            "download_nidm_pain",
+            "download_cognitive_atlas",
+            "download_abstracts",
+        ],
+        None,
+    ),
+    ("extract.utils", ["get_data_dirs"], None),
     ("stats", ["one_way", "two_way", "pearson", "null_to_p", "nullhist_to_p"], None),
     ("stats", ["two_way_counts", "nlogp_bonferroni", "nlogp_fdr"], None),
     (

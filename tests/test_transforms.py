@@ -56,7 +56,7 @@ def test_transformer_derives_missing_types(sim, tmp_path):
         )
     z = load_images(sim, "z")
     np.testing.assert_allclose(load_images(new, "p"), 2 * ss.norm.sf(np.abs(z)), atol=1e-5)
-    assert get_image_paths(new, "z")[0].endswith("_2x2x2_z.nii.gz")
+    assert get_image_paths(new, "z")[0].endswith("_2.0x2.0x2.0_z.nii.gz")
     # se from varcope (an extension of NiMARE's targets)
     only_var = sim.with_images(sim.images.drop(columns=["se"]))
     se = transforms.ImageTransformer("se").transform(only_var)

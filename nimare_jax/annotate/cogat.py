@@ -7,9 +7,11 @@ the term identifiers, and spread the counts along the ontology's relationships.
 
 The ontology tables are those of NiMARE's ``download_cognitive_atlas``: aliases (columns
 ``id``, ``name``, ``alias``; one row per alias, longest first) and relationships (``input``,
-``output``, ``rel_type``). Passing None reads the files that download left in NiMARE's data
-folder (``$NIMARE_SHARED_DATA``, ``$NIMARE_DATA`` or ``~/.nimare``, subfolder
-``cognitive_atlas``); nimare_jax does not download them itself.
+``output``, ``rel_type``). Passing None reads the files that download left in a data folder
+(subfolder ``cognitive_atlas``): first nimare_jax's, where
+:func:`nimare_jax.extract.download_cognitive_atlas` writes (``$NIMARE_JAX_SHARED_DATA``,
+``$NIMARE_JAX_DATA`` or ``~/.nimare_jax``), then NiMARE's (``$NIMARE_SHARED_DATA``,
+``$NIMARE_DATA`` or ``~/.nimare``).
 
 Differences from NiMARE 0.22.1, each fixing its behaviour:
 
@@ -38,6 +40,7 @@ import pandas as pd
 
 from nimare_jax.annotate.utils import _generate_weights
 from nimare_jax.exceptions import DatasetError, InputFileError
+from nimare_jax.io.download import get_data_dirs
 from nimare_jax.spatial import get_resource_path
 
 _WORD = re.compile(r"\w+")
@@ -56,8 +59,18 @@ def _spellings() -> dict[str, str]:
     return {uk: us for uk, us in pairs if _WORD.fullmatch(uk)}
 
 
-def _uk_to_us(text):
-    """Replace British spellings (whole lower-case words) by American ones; non-text as is."""
+def uk_to_us(text):
+    """Replace British spellings (whole lower-case words) by American ones.
+
+    Parameters
+    ----------
+    text : str or object
+        Text to convert; anything else (e.g. a missing value) is returned as it is.
+
+    Returns
+    -------
+    str or object
+    """
     if not isinstance(text, str):
         return text
     spellings = _spellings()
@@ -65,8 +78,8 @@ def _uk_to_us(text):
 
 
 def _data_dirs() -> list[Path]:
-    """NiMARE's data folders, in its order of precedence."""
-    dirs = []
+    """nimare_jax's data folders, then NiMARE's, each in its order of precedence."""
+    dirs = [Path(d) for d in get_data_dirs()]
     for var in ("NIMARE_SHARED_DATA", "NIMARE_DATA"):
         if os.getenv(var):
             dirs.extend(Path(d) for d in os.environ[var].split(os.pathsep) if d)
@@ -74,7 +87,7 @@ def _data_dirs() -> list[Path]:
 
 
 def _downloaded_cognitive_atlas(kind: str) -> pd.DataFrame:
-    """Read the aliases (``kind="ids"``) or relationships a NiMARE download left on disk."""
+    """Read the aliases (``kind="ids"``) or relationships a download left on disk."""
     candidates = [d / "cognitive_atlas" / _FILES[kind] for d in _data_dirs()]
     for path in candidates:
         if path.is_file():
@@ -82,8 +95,8 @@ def _downloaded_cognitive_atlas(kind: str) -> pd.DataFrame:
     raise InputFileError(
         "no Cognitive Atlas table was given and none is downloaded: looked for "
         + ", ".join(map(str, candidates))
-        + "; pass the table, or download it once with NiMARE's "
-        "nimare.extract.download_cognitive_atlas()"
+        + "; pass the table, or download it once with "
+        "nimare_jax.extract.download_cognitive_atlas()"
     )
 
 
@@ -114,7 +127,7 @@ class CogAtLemmatizer:
     ----------
     ontology_df : pandas.DataFrame or None
         Aliases: columns ``id``, ``name`` and ``alias``, one row per alias; aliases are
-        replaced in row order, so list longer aliases first. None reads NiMARE's downloaded
+        replaced in row order, so list longer aliases first. None reads the downloaded
         ``cogat_aliases.csv`` (see the module notes).
 
     Attributes
@@ -151,7 +164,7 @@ class CogAtLemmatizer:
             The text with aliases replaced, in the order of the ontology's rows.
         """
         if convert_uk:
-            text = _uk_to_us(text)
+            text = uk_to_us(text)
         for pattern, term_id in self._patterns:
             text = pattern.sub(lambda _, t=term_id: t, text)
         return text
@@ -169,7 +182,7 @@ def extract_cogat(text_df: pd.DataFrame, id_df=None, text_column: str = "abstrac
     text_df : pandas.DataFrame
         One row per document: an ``id`` column (or index) and the text column.
     id_df : pandas.DataFrame or None
-        Aliases table (``id``, ``alias``; ``name`` unused); None reads NiMARE's download.
+        Aliases table (``id``, ``alias``; ``name`` unused); None reads the downloaded one.
     text_column : str
         Column holding the texts; missing texts count as empty.
 
@@ -187,7 +200,7 @@ def extract_cogat(text_df: pd.DataFrame, id_df=None, text_column: str = "abstrac
     text_df = _check_columns(text_df, (text_column,), "text_df").copy()
     if "id" in text_df.columns:
         text_df = text_df.set_index("id")
-    texts = [_uk_to_us(t) for t in text_df[text_column].fillna("")]
+    texts = [uk_to_us(t) for t in text_df[text_column].fillna("")]
     terms = sorted({str(t) for t in id_df["id"]})
     column = {term: n for n, term in enumerate(terms)}
     counts = np.zeros((len(texts), len(terms)), dtype=int)
@@ -209,7 +222,7 @@ def expand_counts(counts_df: pd.DataFrame, rel_df=None, weights=None) -> pd.Data
         ``rel_df``.
     rel_df : pandas.DataFrame or None
         Relationships: ``input``, ``output``, ``rel_type`` (a count of ``input`` is carried
-        to ``output``). None reads NiMARE's downloaded ``cogat_relationships.csv``.
+        to ``output``). None reads the downloaded ``cogat_relationships.csv``.
     weights : dict or None
         Weight of each relationship type, e.g. ``{"isKindOf": 1}``; unlisted types weigh 0
         and each term keeps its own count. None expands along no relationship.

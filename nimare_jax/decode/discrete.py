@@ -4,8 +4,9 @@ As NiMARE 0.22.1's ``nimare.decode.discrete``: :class:`BrainMapDecoder` /
 :func:`brainmap_decode` (Amft et al. 2015), :class:`NeurosynthDecoder` /
 :func:`neurosynth_decode` (Yarkoni et al. 2011) and :class:`ROIAssociationDecoder`. The
 classes and functions here prepare arrays and build tables; the statistics of all features
-at once are the jitted functions of :mod:`nimare_jax.ops.discrete` (one matrix product gives
-every count, where NiMARE loops over features in pandas), evaluated in float64.
+at once are the host NumPy/SciPy functions of :mod:`nimare_jax.ops.discrete` (one matrix
+product gives every count, where NiMARE loops over features in pandas), evaluated in float64
+with no compilation, so the first selection in a process is as fast as the later ones.
 
 Unlike NiMARE, inputs that would make a column NaN (no selected or no unselected experiment,
 a feature carried by every experiment or by none) raise a
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 
-import jax
 import numpy as np
 import pandas as pd
 
@@ -118,11 +118,10 @@ class _Labels:
         self.features = features
         study_ids = annotations["id"].astype(str).to_numpy()
         self.position = {ident: row for row, ident in enumerate(study_ids)}
-        # kept on the device, in float32 where that is exact: every selection reuses it
+        # in float32 where that is exact (half the memory): every selection reuses it
         exact32 = len(coordinates) < ops.FLOAT32_EXACT and len(study_ids) < ops.FLOAT32_EXACT
         labels = label_matrix(annotations, features, frequency_threshold).T
-        with jax.enable_x64(True):
-            self.labels = jax.device_put(labels.astype(np.float32 if exact32 else np.float64))
+        self.labels = np.ascontiguousarray(labels, np.float32 if exact32 else np.float64)
         self.foci = coord_ids.value_counts().reindex(study_ids, fill_value=0).to_numpy(float)
         self.n_foci = float(len(coordinates))
         self.in_database = set(coord_ids)
@@ -159,10 +158,10 @@ class _Labels:
         selected[[self.position[i] for i in ids]] = True
         unselected = np.zeros(len(self.position), bool)
         unselected[[self.position[i] for i in ids2]] = True
-        with jax.enable_x64(True):
-            out = ops.label_counts(self.labels, selected, unselected, self.foci)
-            n_sel_term, n_unsel_term, n_term_foci, n_labelled = (np.asarray(o) for o in out)
-        return n_sel_term, n_unsel_term, n_term_foci, float(n_labelled), len(ids), len(ids2)
+        n_sel_term, n_unsel_term, n_term_foci, n_labelled = ops.label_counts(
+            self.labels, selected, unselected, self.foci
+        )
+        return n_sel_term, n_unsel_term, n_term_foci, n_labelled, len(ids), len(ids2)
 
 
 def _table(features, columns, logp_fi, z_fi, effect_fi, logp_ri, z_ri, effect_ri):
@@ -271,19 +270,17 @@ def _brainmap(labels: _Labels, ids, ids2, correction) -> pd.DataFrame:
             f"{len(labels.features)} features (at frequency_threshold="
             f"{labels.frequency_threshold})"
         )
-    with jax.enable_x64(True):
-        stats = ops.brainmap_statistics(
-            n_sel_term,
-            n_unsel_term,
-            n_term_foci,
-            n_foci_labelled,
-            n_labelled,
-            float(n_sel),
-            float(n_unsel),
-            labels.n_foci,
-            correction=correction,
-        )
-        stats = [np.asarray(x) for x in stats]
+    stats = ops.brainmap_statistics(
+        n_sel_term,
+        n_unsel_term,
+        n_term_foci,
+        n_foci_labelled,
+        n_labelled,
+        float(n_sel),
+        float(n_unsel),
+        labels.n_foci,
+        correction=correction,
+    )
     return _table(labels.features, BRAINMAP_COLUMNS, *stats)
 
 
@@ -392,17 +389,15 @@ def _neurosynth(labels: _Labels, ids, ids2, prior, correction, min_studies) -> p
     kept = [f for f, k in zip(labels.features, keep, strict=True) if k]
     _reject(n_term[keep] == 0, kept, "are carried by none of the experiments of ids and ids2")
     _reject(n_term[keep] == n_studies, kept, "are carried by every experiment of ids and ids2")
-    with jax.enable_x64(True):
-        stats = ops.neurosynth_statistics(
-            n_sel_term[keep],
-            n_unsel_term[keep],
-            float(n_sel),
-            float(n_unsel),
-            prior=0.5 if prior is None else float(prior),
-            correction=correction,
-            empirical_prior=prior is None,
-        )
-        stats = [np.asarray(x) for x in stats]
+    stats = ops.neurosynth_statistics(
+        n_sel_term[keep],
+        n_unsel_term[keep],
+        float(n_sel),
+        float(n_unsel),
+        prior=0.5 if prior is None else float(prior),
+        correction=correction,
+        empirical_prior=prior is None,
+    )
     return _table(kept, NEUROSYNTH_COLUMNS, *stats)
 
 

@@ -5,11 +5,13 @@ Image files of a dataset are read by :mod:`nimare_jax.io.images`, network weight
 :mod:`nimare_jax.io.weights`.
 """
 
+from nimare_jax.io.neurostore import fetch_neurostore_studyset
 from nimare_jax.io.neurosynth import (
     convert_neurosynth_to_dataset,
     convert_neurosynth_to_dict,
     convert_neurosynth_to_json,
 )
+from nimare_jax.io.neurovault import convert_neurovault_to_dataset
 from nimare_jax.io.nimads import (
     convert_dataset_to_nimads_dict,
     convert_nimads_to_dataset,
@@ -42,6 +44,8 @@ __all__ = [
     "convert_neurosynth_to_dict",
     "convert_neurosynth_to_json",
     "convert_neurosynth_to_studyset",
+    "convert_neurovault_to_dataset",
+    "fetch_neurostore_studyset",
     "convert_nimads_to_dataset",
     "convert_nimads_to_dict",
     "convert_sleuth_to_dataset",

@@ -182,8 +182,8 @@ def _read_features(annotations_files, feature_groups, n_studies: int):
     groups = [feature_groups] if isinstance(feature_groups, str) else feature_groups
     if groups is not None and len(groups) != len(sets):
         raise ValueError(
-            f"got {len(groups)} feature_groups for {len(sets)} annotations_files; "
-            "give one name per feature set"
+            "feature_groups and annotations_files must have the same length: got "
+            f"{len(groups)} feature_groups for {len(sets)} annotations_files"
         )
     names, values = [], []
     for k, files in enumerate(sets):
@@ -211,9 +211,11 @@ def _read_features(annotations_files, feature_groups, n_studies: int):
 def _group_name(features_file) -> str:
     name = Path(os.fspath(features_file)).name
     entities = [re.search(rf"{e}-([A-Za-z0-9]+)_", name) for e in ("vocab", "source", "type")]
-    if not all(entities):
+    missing = [e for e, m in zip(("vocab", "source", "type"), entities, strict=True) if not m]
+    if missing:
         raise InputFileError(
-            f"{features_file}: cannot name the feature set; the file name needs vocab-*_, "
-            "source-*_ and type-*_ parts (or pass feature_groups)"
+            f"{features_file}: Could not parse feature filename entity {missing[0]!r} to name "
+            "the feature set; the file name needs vocab-*_, source-*_ and type-*_ parts (or "
+            "pass feature_groups)"
         )
     return "_".join(m.group(1) for m in entities)

@@ -27,6 +27,9 @@ _KEY_COLUMNS = ("id", "study_id", "contrast_id")
 _SECTIONS = {"metadata": "metadata", "images": "images", "annotations": "labels", "texts": "text"}
 
 
+_FOCUS_COLUMNS = ("id", "study_id", "contrast_id", "x", "y", "z", "space", "i", "j", "k")
+
+
 def convert_dataset_to_dict(dset) -> dict:
     """Return a dataset as a NiMARE-format dictionary.
 
@@ -40,11 +43,13 @@ def convert_dataset_to_dict(dset) -> dict:
     dict
         ``{study_id: {"contrasts": {contrast_id: {"coords", "metadata", "images", "labels",
         "text"}}}}`` in the dataset's experiment order. ``coords`` (omitted for experiments
-        without foci) holds the stored MNI coordinates with ``space`` ``"MNI"``; the other
+        without foci) holds the stored MNI coordinates with ``space`` ``"MNI"`` and any
+        other per-focus field (``z_stat``, ...) as one list per field; the other
         entries hold every column of the matching table (omitted when it has none), missing
         values as ``None``. Values are plain Python objects, ready for :mod:`json`.
     """
     foci = {ident: rows for ident, rows in dset.coordinates.groupby("id", sort=False)}
+    extra = [c for c in dset.coordinates.columns if c not in _FOCUS_COLUMNS]
     sections = {
         key: getattr(dset, table).set_index("id").drop(columns=["study_id", "contrast_id"])
         for table, key in _SECTIONS.items()
@@ -53,8 +58,10 @@ def convert_dataset_to_dict(dset) -> dict:
     for ident, study_id, contrast_id in dset.metadata[list(_KEY_COLUMNS)].itertuples(index=False):
         contrast = {}
         if ident in foci:
-            xyz = foci[ident]
-            contrast["coords"] = {"space": "MNI", **{a: xyz[a].tolist() for a in "xyz"}}
+            rows = foci[ident]
+            contrast["coords"] = {"space": "MNI", **{a: rows[a].tolist() for a in "xyz"}}
+            for column in extra:  # per-focus fields such as z_stat
+                contrast["coords"][column] = [_json_value(v) for v in rows[column]]
         for key, table in sections.items():
             if len(table.columns):
                 contrast[key] = {c: _json_value(v) for c, v in table.loc[ident].items()}

@@ -174,7 +174,7 @@ def _as_paths(text_file) -> list:
     """Return one or several file arguments as a list of paths."""
     files = list(text_file) if isinstance(text_file, list | tuple) else [text_file]
     if not files or not all(isinstance(f, str | os.PathLike) for f in files):
-        raise TypeError(
+        raise ValueError(
             f"text_file must be a path or a non-empty list of paths, got {text_file!r}"
         )
     return files

@@ -15,8 +15,12 @@ dataset's ids) or by their analysis id alone.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import gc
+import itertools
+import math
 import operator
 import os
 import pickle
@@ -238,9 +242,49 @@ class StudysetStore:
         """``"{study id}-{analysis id}"`` of every analysis."""
         return np.array([f"{s}-{a}" for s, a in self.keys.tolist()], dtype=str)
 
+    @functools.cached_property
+    def records(self) -> tuple:
+        """``(study record, analysis record)`` of every analysis, in the order of ``keys``."""
+        return tuple(
+            (study, analysis) for study in self.studies for analysis in study.get("analyses") or []
+        )
+
+    @functools.cached_property
+    def point_fields(self) -> tuple[np.ndarray, list, list]:
+        """What the tables need of each focus, read in one pass over the records.
+
+        Returns
+        -------
+        space_code : numpy.ndarray of int, shape (n_points,)
+            Index of the focus' ``space`` (as written, None if absent) in ``spaces``.
+        spaces : list
+            The distinct spaces, in order of first use.
+        values : list of tuple
+            ``(focus, column, value)`` for every ``values`` entry that names a ``kind``, in
+            document order (the column is the coordinates column of the kind).
+        """
+        points = [p for _, analysis in self.records for p in analysis.get("points") or []]
+        written = [p.get("space") for p in points]
+        spaces = dict.fromkeys(written)
+        code = {space: n for n, space in enumerate(spaces)}
+        codes = np.fromiter(map(code.__getitem__, written), dtype=int, count=len(written))
+        values = [
+            (n, _VALUE_COLUMNS.get(value["kind"], str(value["kind"])), value.get("value"))
+            for n, point in enumerate(points)
+            if point.get("values")
+            for value in point["values"]
+            if isinstance(value, dict) and value.get("kind") is not None
+        ]
+        return codes, list(spaces), values
+
 
 def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset dict"):
     """Check a NIMADS document and build the store; errors name ``origin`` and the field."""
+    with _collector_paused():
+        return _build_store(document, annotations, origin)
+
+
+def _build_store(document: dict, annotations, origin: str):
     if not isinstance(document, dict):
         raise InvalidStudysetError(
             f"{origin}: a NIMADS studyset must be a JSON object, got {type(document).__name__}"
@@ -251,10 +295,21 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
             f"{origin}: field 'studies' must be a list of studies"
             + ("" if "studies" in document else " (it is missing)")
         )
+    # every focus checked at once; only if one is bad is each checked in turn (to name it)
+    try:
+        given = [
+            point.get("coordinates") if isinstance(point, dict) else point
+            for study in studies
+            for analysis in study.get("analyses") or []
+            for point in analysis.get("points") or []
+        ]
+        points_ok = _coordinate_array(given) is not None
+    except (AttributeError, TypeError):
+        points_ok = False
     for s, study in enumerate(studies):
-        _check_study(study, f"{origin}: studies[{s}]")
+        _check_study(study, f"{origin}: studies[{s}]", check_points=not points_ok)
     # NiMARE's canonical order: studies by id, analyses by id within their study
-    records = sorted(copy.deepcopy(studies), key=lambda study: str(study["id"]))
+    records = sorted(_copy_json(studies), key=lambda study: str(study["id"]))
     keys, xyz, owner, source = [], [], [], []
     for study in records:
         analyses = study.get("analyses") or []
@@ -269,9 +324,9 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
                     f"{origin}: study {key[0]!r} has two analyses with id {key[1]!r}"
                 )
             seen.add(key)
-            for point in analysis.get("points") or []:
-                xyz.append([float(v) for v in point["coordinates"]])
-                owner.append(len(keys))
+            points = analysis.get("points") or []
+            xyz += [point["coordinates"] for point in points]
+            owner += [len(keys)] * len(points)
             keys.append(key)
     store = StudysetStore(
         id=document.get("id"),
@@ -280,7 +335,7 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
         studies=tuple(records),
         annotations=(),
         keys=np.array(keys, dtype=str).reshape(-1, 2),
-        xyz=np.array(xyz, dtype=float).reshape(-1, 3),
+        xyz=_float_rows(xyz),
         point_analysis=np.array(owner, dtype=int),
         source_order=np.array(source, dtype=int),
     )
@@ -292,8 +347,40 @@ def _make_store(document: dict, annotations=(), origin: str = "NIMADS studyset d
     return replace(store, annotations=tuple(attached))
 
 
-def _check_study(study, where: str) -> None:
-    """Raise InvalidStudysetError naming ``where`` and the field if a study record is malformed."""
+def _coordinate_array(given: list) -> np.ndarray | None:
+    """Return foci as an (n, 3) float array if each is a list of three finite numbers, else None.
+
+    Only plain ``int`` and ``float`` values pass (no booleans); anything else (a string, a
+    NumPy number) returns None, for the focus-by-focus check to judge.
+    """
+    if not set(map(type, given)) <= {list, tuple} or set(map(len, given)) - {3}:
+        return None
+    flat = list(itertools.chain.from_iterable(given))
+    if not set(map(type, flat)) <= {float, int}:
+        return None
+    try:
+        xyz = np.array(flat, dtype=float).reshape(-1, 3)
+    except OverflowError:
+        return None
+    return xyz if np.isfinite(xyz).all() else None
+
+
+def _float_rows(given: list) -> np.ndarray:
+    """Return checked foci as an (n, 3) float array (``float`` of each value)."""
+    xyz = _coordinate_array(given)
+    if xyz is not None:
+        return xyz
+    try:
+        return np.array(given, dtype=float).reshape(-1, 3)
+    except ValueError:  # a spelling of a number only Python's float reads
+        return np.array([[float(v) for v in c] for c in given], dtype=float).reshape(-1, 3)
+
+
+def _check_study(study, where: str, check_points: bool = True) -> None:
+    """Raise InvalidStudysetError naming ``where`` and the field if a study record is malformed.
+
+    ``check_points=False`` skips the foci' coordinates (checked already).
+    """
     if not isinstance(study, dict) or study.get("id") is None:
         raise InvalidStudysetError(f"{where}: a study must be an object with an 'id'")
     analyses = study.get("analyses") or []
@@ -309,17 +396,52 @@ def _check_study(study, where: str) -> None:
         points = analysis.get("points") or []
         if not isinstance(points, list):
             raise InvalidStudysetError(f"{here}: field 'points' must be a list")
-        for p, point in enumerate(points):
+        for p, point in enumerate(points if check_points else []):
             given = point.get("coordinates") if isinstance(point, dict) else point
-            try:
-                xyz = [float(v) for v in given] if isinstance(given, list | tuple) else []
-            except (TypeError, ValueError):
-                xyz = []
-            if len(xyz) != 3 or not np.all(np.isfinite(xyz)):
+            if not _finite_triple(given):
                 raise InvalidStudysetError(
                     f"{here}: field 'points[{p}].coordinates' must hold three finite "
                     f"numbers, got {excerpt(given)}"
                 )
+
+
+def _finite_triple(given) -> bool:
+    """Whether ``given`` is a list of three finite numbers (or strings of numbers)."""
+    if not isinstance(given, list | tuple) or len(given) != 3:
+        return False
+    try:
+        return all(not isinstance(v, bool) and math.isfinite(float(v)) for v in given)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _copy_json(value):
+    """Return a deep copy of a JSON-like document.
+
+    One pickle round trip, with the garbage collector paused: faster than
+    :func:`copy.deepcopy` on many small dicts. Objects pickle cannot copy are deep-copied.
+    """
+    with _collector_paused():
+        try:
+            return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return copy.deepcopy(value)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause the garbage collector while many small objects are made.
+
+    Each full collection walks every object of the studyset (a million for a NeuroStore
+    release), and making the tables would start many of them; the collector resumes after.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _inline_annotation(store: StudysetStore) -> Annotation | None:
@@ -374,6 +496,24 @@ def _note_keys(notes: dict) -> dict:
             )
             types[label] = kind if types.get(label, kind) == kind else "string"
     return types
+
+
+@dataclass(frozen=True)
+class _Foci:
+    """The selected foci of a studyset, as :meth:`Studyset._foci` resolves them.
+
+    ``index`` (store positions, document order), ``mni`` (their MNI coordinates),
+    ``dataset_space`` (the dataset's space of each) and ``raw_space`` (the space as written,
+    MNI for foci of an analysis that mixed spaces) are per focus; ``has_points`` and
+    ``given_space`` (the space the analysis' foci name, None if none) are per store analysis.
+    """
+
+    index: np.ndarray
+    mni: np.ndarray
+    dataset_space: list
+    raw_space: list
+    has_points: np.ndarray
+    given_space: list
 
 
 def _is_url(path: str) -> bool:
@@ -478,12 +618,10 @@ class Studyset:
         document = convert_dataset_to_nimads_dict(
             dataset, studyset_id=studyset_id, studyset_name=studyset_name
         )
-        return cls(
-            document,
-            target=dataset.space,
-            mask=dataset.masker,
-            basepath=_dataset_basepath(dataset),
-        )
+        basepath = _dataset_basepath(dataset)
+        if basepath is not None:
+            _store_relative_filenames(document, dataset.images, basepath)
+        return cls(document, target=dataset.space, mask=dataset.masker, basepath=basepath)
 
     # ---------------------------------------------------------------- identity
     @property
@@ -574,7 +712,7 @@ class Studyset:
             for analysis in study.get("analyses") or []:
                 n_points = len(analysis.get("points") or [])
                 if keep[row]:
-                    record = copy.deepcopy(analysis)
+                    record = _copy_json(analysis)
                     record.pop("annotations", None)
                     mask = kept_points[first_point : first_point + n_points]
                     record["points"] = [
@@ -589,7 +727,7 @@ class Studyset:
             if analyses or (len(self._rows) == store.n_analyses and not study.get("analyses")):
                 studies.append(
                     {
-                        **copy.deepcopy({k: v for k, v in study.items() if k != "analyses"}),
+                        **_copy_json({k: v for k, v in study.items() if k != "analyses"}),
                         "analyses": analyses,
                     }
                 )
@@ -641,66 +779,163 @@ class Studyset:
 
     @functools.cached_property
     def _tables(self):
-        document = self._document(resolve=True, annotations=False)
-        labels = self._labels()
-        for study in document["studies"]:
-            for analysis in study["analyses"]:
-                analysis["points"] = _one_space(analysis.get("points") or [])
-                note = labels.get(f"{study['id']}-{analysis['id']}")
-                if note:
-                    analysis["annotations"] = note
+        with _collector_paused():
+            return self._make_tables()
+
+    def _make_tables(self):
+        # The dataset reads every analysis' metadata, images, texts and labels from a NIMADS
+        # document; its foci are built here column-wise from the store's arrays (one row per
+        # focus, in document order) and assigned to it, which adds the voxel indices. An
+        # analysis whose foci name no space, or one other than MNI or Talairach, gives the
+        # document one placeholder focus in that space, so the conversion warns as it would
+        # for the real foci; the placeholders are then replaced.
         if not len(self._rows):
             return None, pd.DataFrame(columns=[*ID_COLS, "x", "y", "z", "space"])
+        foci = self._foci()
+        labels = self._labels()
+        store = self._store
+        selected = self._selected_analyses()
+        records = _copy_json(
+            [
+                {k: v for k, v in analysis.items() if k not in ("points", "annotations")}
+                for _, _, analysis in selected
+            ]
+        )
+        studies = {}
+        for (row, study, _), record in zip(selected, records, strict=True):
+            for image in record.get("images") or []:
+                image["filename"] = self._resolve(image.get("filename"))
+            note = labels.get(store.full_ids[row])
+            if note:
+                record["annotations"] = note
+            space = foci.given_space[row]
+            if foci.has_points[row] and (
+                space is None or _space_name(space) not in ("MNI", "TAL")
+            ):
+                placeholder = {"coordinates": [0.0, 0.0, 0.0]}
+                if space is not None:
+                    placeholder["space"] = space
+                record["points"] = [placeholder]
+            studies.setdefault(id(study), (study, []))[1].append(record)
+        heads = _copy_json(
+            [{k: v for k, v in study.items() if k != "analyses"} for study, _ in studies.values()]
+        )
+        document = {
+            "id": store.id,
+            "name": store.name,
+            "studies": [
+                {**head, "analyses": analyses}
+                for head, (_, analyses) in zip(heads, studies.values(), strict=True)
+            ],
+        }
         target = self._space if self._space in _TEMPLATE_TARGETS else "mni152_2mm"
         dataset = Dataset(
             convert_nimads_to_dict(document), target=target, mask=_mask_image(self._mask)
         )
+        rows = store.point_analysis[foci.index]
+        if len(rows):
+            dataset.coordinates = pd.DataFrame(
+                {
+                    "id": store.full_ids[rows].tolist(),
+                    "study_id": store.keys[rows, 0].tolist(),
+                    "contrast_id": store.keys[rows, 1].tolist(),
+                    "x": foci.mni[:, 0],
+                    "y": foci.mni[:, 1],
+                    "z": foci.mni[:, 2],
+                    "space": foci.dataset_space,
+                }
+            )
         coords = dataset.coordinates.copy()
         if self._space is None:
-            coords[["x", "y", "z"]] = self._raw_xyz()
-            coords["space"] = self._raw_spaces(document)
+            coords[["x", "y", "z"]] = store.xyz[foci.index]
+            coords["space"] = foci.raw_space
         else:
             if "tal" in str(self._space).lower():
                 coords[["x", "y", "z"]] = mni2tal(coords[["x", "y", "z"]].to_numpy())
             coords["space"] = self._space
-        for column, values in self._point_values(document).items():
+        for column, values in self._point_values(foci.index).items():
             coords[column] = values
         return dataset, coords
 
-    def _raw_xyz(self) -> np.ndarray:
+    def _selected_analyses(self) -> list:
+        """``(row, study record, analysis record)`` of the selected analyses, in document order.
+
+        The records are the store's own: read them, never change them.
+        """
+        keep = np.zeros(self._store.n_analyses, dtype=bool)
+        keep[self._rows] = True
+        return [(row, *pair) for row, pair in enumerate(self._store.records) if keep[row]]
+
+    def _foci(self) -> _Foci:
+        """Return the selected foci in document order, their spaces resolved per analysis.
+
+        Follows :func:`_one_space` and the dataset's reading of a space: an analysis whose
+        foci (those selected) name two spaces has its Talairach foci converted one by one and
+        is in MNI; otherwise the one space named (or MNI) is the analysis', and a Talairach
+        analysis is converted as a block.
+        """
         store = self._store
-        keep = np.isin(store.point_analysis, self._rows)
+        keep = np.zeros(store.n_analyses, dtype=bool)
+        keep[self._rows] = True
+        kept = keep[store.point_analysis]
         if self._point_mask is not None:
-            keep &= self._point_mask
-        # the dataset lists foci analysis by analysis in selection order
-        order = {row: n for n, row in enumerate(self._rows)}
-        idx = np.flatnonzero(keep)
-        idx = idx[np.argsort([order[r] for r in store.point_analysis[idx]], kind="stable")]
-        return store.xyz[idx]
-
-    @staticmethod
-    def _raw_spaces(document) -> list:
-        return [
-            p.get("space")
-            for study in document["studies"]
-            for analysis in study["analyses"]
-            for p in analysis.get("points") or []
+            kept &= self._point_mask
+        index = np.flatnonzero(kept)
+        rows = store.point_analysis[index]
+        code_of_point, spaces, _ = store.point_fields
+        codes = code_of_point[index]
+        # per distinct space as written: is it given, its name, its name with MNI for none
+        given = np.array([bool(s) for s in spaces], dtype=bool)
+        names = [_space_name(s) if s else None for s in spaces]
+        name_code = {name: n for n, name in enumerate(dict.fromkeys(names))}
+        name_of = np.array([name_code[name] for name in names], dtype=int)
+        tal_default = np.array([_space_name(s or "MNI") == "TAL" for s in spaces], dtype=bool)
+        has_points = np.zeros(store.n_analyses, dtype=bool)
+        has_points[rows] = True
+        spaced = given[codes] if len(codes) else np.zeros(0, dtype=bool)
+        pairs = np.unique(rows[spaced] * len(name_code) + name_of[codes[spaced]])
+        mixed = np.bincount(pairs // len(name_code), minlength=store.n_analyses) > 1
+        # the first space given by each analysis' selected foci
+        first = np.full(store.n_analyses, -1)
+        spaced_rows, at = np.unique(rows[spaced], return_index=True)
+        first[spaced_rows] = codes[spaced][at]
+        given_space = [
+            "MNI" if mixed[r] else (spaces[first[r]] if first[r] >= 0 else None)
+            for r in range(store.n_analyses)
         ]
-
-    @staticmethod
-    def _point_values(document) -> dict:
-        points = [
-            p
-            for study in document["studies"]
-            for analysis in study["analyses"]
-            for p in analysis.get("points") or []
+        row_space = [
+            "MNI" if s is None or mixed[r] else _space_name(s) for r, s in enumerate(given_space)
         ]
+        mni = store.xyz[index].copy()
+        point_mixed = mixed[rows]
+        for n in np.flatnonzero(point_mixed & tal_default[codes]):
+            mni[n] = tal2mni(mni[n : n + 1])[0]
+        # foci are grouped by analysis (rows never decrease): convert each Talairach block
+        tal = np.array([space == "TAL" for space in row_space], dtype=bool) & ~mixed
+        for r in np.flatnonzero(tal & has_points):
+            start, stop = np.searchsorted(rows, [r, r + 1])
+            mni[start:stop] = tal2mni(mni[start:stop])
+        raw = np.array(spaces, dtype=object)[codes] if len(codes) else np.zeros(0, dtype=object)
+        raw_space = np.where(point_mixed, "MNI", raw).tolist()
+        dataset_space = np.array(row_space, dtype=object)[rows].tolist()
+        return _Foci(index, mni, dataset_space, raw_space, has_points, given_space)
+
+    def _point_values(self, index: np.ndarray) -> dict:
+        """``{column: one value per selected focus}`` of the foci's ``values`` (None if absent).
+
+        Columns are in order of first use by the selected foci.
+        """
+        _, _, entries = self._store.point_fields
+        if not entries:
+            return {}
+        position = np.full(self._store.n_points, -1)
+        position[index] = np.arange(len(index))
+        position = position.tolist()
         columns: dict[str, list] = {}
-        for n, point in enumerate(points):
-            for value in point.get("values") or []:
-                if isinstance(value, dict) and value.get("kind") is not None:
-                    column = _VALUE_COLUMNS.get(value["kind"], str(value["kind"]))
-                    columns.setdefault(column, [None] * len(points))[n] = value.get("value")
+        for point, column, value in entries:
+            n = position[point]
+            if n >= 0:
+                columns.setdefault(column, [None] * len(index))[n] = _copy_json(value)
         return columns
 
     def _labels(self) -> dict:
@@ -718,6 +953,11 @@ class Studyset:
     @property
     def coordinates(self) -> pd.DataFrame:
         """One row per focus: ids, x, y, z (in :attr:`space`), space, voxel indices, values."""
+        return self._coordinates.copy()
+
+    @functools.cached_property
+    def _coordinates(self) -> pd.DataFrame:
+        # the studyset is a value, and this table is its own (to_dataset's are the caller's)
         return _none_strings(self._tables[1])
 
     @property
@@ -733,11 +973,9 @@ class Studyset:
         ``{type}__relative`` column with the reference as the document stores it.
         """
         frame = self._table("images").copy()
-        stored = self._document(resolve=False, annotations=False)
         relative = [
             _images(analysis.get("images") or [], Counter())
-            for study in stored["studies"]
-            for analysis in study["analyses"]
+            for _, _, analysis in self._selected_analyses()
         ]
         for column in [c for c in frame.columns if c not in [*ID_COLS, "space"]]:
             frame[f"{column}__relative"] = [r.get(column) for r in relative]
@@ -1154,7 +1392,7 @@ class Studyset:
             for a in range(len(study.get("analyses") or [])):
                 where[row] = (s, a)
                 row += 1
-        studies = copy.deepcopy(list(self._store.studies))
+        studies = _copy_json(list(self._store.studies))
         for r, value in zip(rows, values, strict=True):
             s, a = where[int(r)]
             target = studies[s] if section == "study" else studies[s]["analyses"][a]
@@ -1313,7 +1551,16 @@ def _none_strings(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column in frame.columns:
         if not pd.api.types.is_numeric_dtype(frame[column]):
-            frame[column] = frame[column].map(lambda v: None if v == "None" else v).astype(object)
+            if (
+                isinstance(frame[column].dtype, pd.StringDtype)
+                and not frame[column].eq("None").any()
+            ):
+                frame[column] = frame[column].astype(object)  # what the general path gives
+                continue
+            values = frame[column].to_numpy(dtype=object)
+            # a new Series from the list infers the dtype as Series.map would
+            kept = np.where(values == "None", None, values).tolist()
+            frame[column] = pd.Series(kept, index=frame.index, dtype=None).astype(object)
     return frame
 
 
@@ -1326,6 +1573,28 @@ def _mask_image(mask):
         if img is not None:
             return img
     raise TypeError(f"mask must be a path, an image or a NiftiMasker, got {type(mask).__name__}")
+
+
+def _store_relative_filenames(document: dict, images: pd.DataFrame, basepath) -> None:
+    """Store an image's ``<type>__relative`` path in ``document`` where it names the same file.
+
+    A dataset keeps both the absolute path and the one relative to its base folder (as
+    NiMARE); the studyset keeps the relative one and resolves it against ``basepath``.
+    """
+    relative = {
+        (str(row["id"]), col.removesuffix("__relative")): row[col]
+        for _, row in images.iterrows()
+        for col in images.columns
+        if col.endswith("__relative") and isinstance(row[col], str) and row[col]
+    }
+    for study in document["studies"]:
+        for analysis in study["analyses"]:
+            ident = f"{study['id']}-{analysis['id']}"
+            for image in analysis.get("images") or []:
+                rel = relative.get((ident, image.get("value_type")))
+                absolute = os.path.normpath(str(image.get("filename")))
+                if rel is not None and os.path.normpath(os.path.join(basepath, rel)) == absolute:
+                    image["filename"] = rel
 
 
 def _dataset_basepath(dataset):

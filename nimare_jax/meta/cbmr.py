@@ -381,10 +381,14 @@ class CBMR:
     tol : float
         Stop when the negative log-likelihood changes by less than this between iterations.
     device : None or str
-        Accepted for NiMARE compatibility and ignored (JAX's default device is used).
+        Where the fit runs: None uses JAX's default device; ``"cpu"``, or ``"cuda"`` /
+        ``"cuda:N"`` / ``"gpu"`` / ``"gpu:N"`` for a GPU. As in NiMARE, asking for a GPU that is
+        not there falls back to the CPU (here with a warning).
     random_state : None or int
-        Accepted for NiMARE compatibility; the fit starts from zero coefficients, so it is
-        deterministic and the seed is not used.
+        Accepted for NiMARE compatibility and not used: the fit is deterministic (it starts from
+        zero coefficients). NiMARE 0.22.1 seeds torch with it, but draws its starting values
+        from a generator of its own with a fixed seed, so its result does not depend on it
+        either.
     information_method : {"closed_form", "autodiff"}
         Observed Fisher information: closed form on the separable basis (Poisson; the negative
         binomial models fall back to automatic differentiation) or automatic differentiation
@@ -440,6 +444,9 @@ class CBMR:
         self.n_iter = int(n_iter)
         self.lr = float(lr)
         self.tol = float(tol)
+        _resolve_device(device)  # an unknown device name is an error now, not at fit
+        if random_state is not None and not isinstance(random_state, (int, np.integer)):
+            raise TypeError(f"random_state must be None or an int, got {random_state!r}")
         self.device = device
         self.random_state = random_state
         self.information_method = information_method
@@ -531,27 +538,34 @@ class CBMR:
         self.n_bases_ = int(basis.kept.size)
         self.mask_img_, self.ijk_, self.foci_ = mask_img, ijk, foci
         with jax.enable_x64(True):
-            data = ops.CBMRData(
-                basis=jax.device_put(basis),
-                marginal=jnp.asarray(marginal, jnp.float64),
-                totals=jnp.asarray(totals, jnp.float64),
-                assignment=jnp.asarray(assignment, jnp.int32),
-                loadings=jnp.asarray(loadings, jnp.float64),
-                moderators=jnp.asarray(moderators, jnp.float64),
-                exposure=jnp.asarray(exposure, jnp.float64),
+            # converted on the host: a dtype conversion on the device is a program to compile
+            data = jax.device_put(
+                ops.CBMRData(
+                    basis=basis,
+                    marginal=np.asarray(marginal, np.float64),
+                    totals=np.asarray(totals, np.float64),
+                    assignment=np.asarray(assignment, np.int32),
+                    loadings=np.asarray(loadings, np.float64),
+                    moderators=np.asarray(moderators, np.float64),
+                    exposure=np.asarray(exposure, np.float64),
+                ),
+                _resolve_device(self.device, warn=True),
             )
             start = ops.initial_params(data, self.distribution)
             fitted = ops.fit(
                 data, start, self.n_iter, self.tol, distribution=self.distribution, lr=self.lr
             )
             params, self.n_newton_, newton_converged = fitted.params, 0, False
+            log_likelihood, self._covariance = fitted.log_likelihood, {}
             if self.distribution == "poisson" and params.size <= NEWTON_MAX_PARAMS:
-                params, n_newton, last_step = ops.newton_refine(params, data)
+                params, n_newton, last_step, log_likelihood, info = ops.newton_refine(params, data)
                 self.n_newton_ = int(n_newton)
-                newton_converged = bool(last_step < NEWTON_STEP_TOLERANCE)
+                newton_converged = float(last_step) < NEWTON_STEP_TOLERANCE
+                if self.information_method == "closed_form":
+                    self._covariance["information"] = np.asarray(info)
             self.params_ = np.asarray(params)
             self.data_ = data
-            self.log_likelihood_ = float(ops.log_likelihood(params, data, self.distribution))
+            self.log_likelihood_ = float(log_likelihood)
         self.n_iter_ = int(fitted.n_iter)
         self.converged_ = bool(fitted.converged) or newton_converged
         if not np.isfinite(self.log_likelihood_):
@@ -567,7 +581,6 @@ class CBMR:
                 stacklevel=2,
             )
         self.loadings_, self.assignment_ = loadings, assignment
-        self._covariance = {}
         maps, tables = self._summarize()
         return CBMRResult(
             maps=maps,
@@ -1023,6 +1036,31 @@ class CBMRResult(MetaResult):
     def converged(self) -> bool:
         """Whether the fit stopped by a convergence rule before the iteration cap."""
         return self.estimator.converged_
+
+
+def _resolve_device(device, warn: bool = False):
+    """Return the JAX device a ``device`` argument names (None: JAX's default placement)."""
+    if device is None:
+        return None
+    name = str(device).lower()
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "gpu") or (index and not index.isdigit()):
+        raise ValueError(f"device must be None, 'cpu', 'cuda[:N]' or 'gpu[:N]', got {device!r}")
+    platform = "cpu" if kind == "cpu" else "gpu"
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError:
+        devices = []
+    if not devices:
+        if warn:
+            warnings.warn(
+                f"device={device!r}: no GPU is available; running on the CPU", stacklevel=3
+            )
+        return jax.devices("cpu")[0]
+    number = int(index or 0)
+    if number >= len(devices):
+        raise ValueError(f"device={device!r}: only {len(devices)} {platform} device(s) exist")
+    return devices[number]
 
 
 def _inverse(info: np.ndarray) -> np.ndarray:

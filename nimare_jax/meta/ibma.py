@@ -817,7 +817,7 @@ class PermutedOLS(IBMAEstimator):
     :class:`~nimare_jax.correct.FWECorrector` with
     ``method="montecarlo"`` adds ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``:
     each study's map is multiplied by a random sign per iteration (Winkler et al. 2014),
-    the maximum |z| over voxels is recorded, and the corrected p of a voxel is
+    the maximum ``|z|`` over voxels is recorded, and the corrected p of a voxel is
     ``(#(null max >= |z|) + 1) / (n_iters + 1)``. Iteration ``i`` draws its signs from
     ``fold_in(key(random_state), i)``, so the null does not depend on batch size or
     device count.
@@ -888,7 +888,7 @@ class PermutedOLS(IBMAEstimator):
         label_backend: str = "auto",
         progress: bool | None = None,
     ):
-        """Voxel-level FWE correction with a sign-flipping max-|z| null.
+        """Voxel-level FWE correction with a sign-flipping max-``|z|`` null.
 
         Parameters and returns as :meth:`nimare_jax.meta.fwe.MonteCarloFWE.correct_fwe_montecarlo`
         (``n_iters=None``: 5000, NiMARE's default). Voxel level only: ``vfwe_only``

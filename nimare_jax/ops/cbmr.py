@@ -336,6 +336,7 @@ def log_rising_ratio(n: jax.Array, phi: jax.Array) -> jax.Array:
     return jnp.where(big, series, direct)
 
 
+@functools.partial(jax.jit, static_argnames=("distribution",))
 def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.Array:
     """Log-likelihood of the foci counts, up to NiMARE's parameter-free constants.
 
@@ -351,6 +352,11 @@ def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.
     Returns
     -------
     jax.Array, scalar
+
+    Notes
+    -----
+    Jitted so that the fit and Newton programs, which evaluate it (and its gradient) in
+    several places, trace its Python once per process and embed one shared function.
     """
     s, m, w, theta = _pieces(params, data, distribution)
     n_patterns = data.loadings.shape[0]
@@ -391,14 +397,14 @@ def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.
     raise ValueError(f"unknown distribution {distribution!r}; expected one of {DISTRIBUTIONS}")
 
 
-def initial_params(data: CBMRData, distribution: str) -> jax.Array:
-    """Return zero coefficients and overdispersion :data:`INITIAL_OVERDISPERSION`."""
+def initial_params(data: CBMRData, distribution: str) -> np.ndarray:
+    """Return zero coefficients and overdispersion :data:`INITIAL_OVERDISPERSION`.
+
+    A host array (NumPy, float64): building it is no reason to compile a program.
+    """
     n_spatial, n_global, n_nuisance = _layout(data, distribution)
-    return jnp.concatenate(
-        [
-            jnp.zeros(n_spatial + n_global, jnp.float64),
-            jnp.full(n_nuisance, np.log(INITIAL_OVERDISPERSION), jnp.float64),
-        ]
+    return np.concatenate(
+        [np.zeros(n_spatial + n_global), np.full(n_nuisance, np.log(INITIAL_OVERDISPERSION))]
     )
 
 
@@ -536,6 +542,11 @@ def newton_refine(params: jax.Array, data: CBMRData, max_steps: int = 5):
     last_step : float64 scalar
         Largest entry of the last Newton step computed (accepted or not): the distance to the
         optimum to first order, so a small value certifies convergence.
+    log_likelihood : float64 scalar
+        At the returned ``params``.
+    information : jax.Array, shape (n_params, n_params)
+        :func:`poisson_information` at the returned ``params`` (the estimator's standard
+        errors need it; returning it here saves compiling it as a program of its own).
     """
 
     def objective(p):
@@ -561,8 +572,8 @@ def newton_refine(params: jax.Array, data: CBMRData, max_steps: int = 5):
         return (n < max_steps) & ~done
 
     init = (params, objective(params), jnp.int32(0), jnp.bool_(False), jnp.inf)
-    params, _, n, _, last = jax.lax.while_loop(keep_going, step, init)
-    return params, n, last
+    params, value, n, _, last = jax.lax.while_loop(keep_going, step, init)
+    return params, n, last, value, poisson_information(params, data)
 
 
 @functools.partial(jax.jit, static_argnames=("distribution", "batch_size"))

@@ -8,12 +8,15 @@ at a time on a fixed grid of bin centres (width 1e-5).
 This runs once per fit on host arrays in float64: its output feeds p-values down to ~1e-15,
 where float32 accumulation would lose the tail. Each non-zero bin of an experiment moves the
 running histogram as a block, merging the neighbouring bins its union rounds together
-(:func:`fold_union_histograms`): a few passes over the running histogram per bin.
+(:func:`fold_union_histograms`): a few passes over the running histogram per bin. An
+experiment's bins are shared between two threads (a fixed split, so the result does not
+depend on timing).
 """
 
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -139,7 +142,9 @@ def fold_union_histograms(
     the running histogram moves as a block, with neighbouring bins merged where the
     rounded product steps (:func:`_union_merges`). Each non-zero bin of the experiment
     therefore costs a few passes over the running histogram, not a scatter of an outer
-    product.
+    product. Two threads fold alternate bins of each experiment into two partial
+    histograms, added in a fixed order (deterministic; the summation order differs from a
+    single loop over the bins by float64 rounding only, ~1e-14 relative).
     """
     n_bins = bin_centers.shape[0]
     step = float(bin_centers[1] - bin_centers[0])
@@ -147,34 +152,55 @@ def fold_union_histograms(
     if initial is None:
         initial, exp_hists = exp_hists[0], exp_hists[1:]
     out[: len(initial)] = initial
-    for hist in exp_hists:
-        nonzero = np.flatnonzero(out)
-        lo, hi = nonzero[0], nonzero[-1] + 1
-        span = out[lo:hi]
-        moved = np.empty_like(span)
-        new = np.zeros(n_bins)
-        for a in np.flatnonzero(hist):
-            first, merges = _union_merges(int(a), step)
-            inner = merges[np.searchsorted(merges, lo, "right") : np.searchsorted(merges, hi)]
-            start = first + lo - np.searchsorted(merges, lo, "right")
-            np.multiply(span, hist[a], out=moved)
-            if inner.size < _SEGMENTS and start + span.size - inner.size < n_bins:
-                # few merges, no clipping: add the runs between merges where they land
-                # (a merged bin adds to the bin of the one before it)
-                bounds = [0, *(inner - lo).tolist(), span.size]
-                for k in range(len(bounds) - 1):
-                    dst = start + bounds[k] - k
-                    new[dst : dst + bounds[k + 1] - bounds[k]] += moved[bounds[k] : bounds[k + 1]]
-                continue
-            block = np.delete(moved, inner - lo)
-            # merged bins join the bin of the last kept one before them
-            np.add.at(block, inner - lo - np.arange(1, inner.size + 1), moved[inner - lo])
-            cut = max(0, min(block.size, n_bins - 1 - start))
-            new[start : start + cut] += block[:cut]
-            if cut < block.size:
-                new[n_bins - 1] += block[cut:].sum()
-        out = new
+    # A pool per call, not per module: a process forked after a fit must not inherit a pool
+    # whose threads are gone.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimare_jax-fold") as pool:
+        for hist in exp_hists:
+            nonzero = np.flatnonzero(out)
+            lo, hi = nonzero[0], nonzero[-1] + 1
+            span = out[lo:hi]
+            bins = np.flatnonzero(hist)
+            # The experiment's bins are split in two fixed halves, folded by two threads
+            # (NumPy releases the GIL inside each pass) into two partial histograms, added.
+            halves = [
+                pool.submit(_fold_bins, span, lo, hist, part, step, n_bins)
+                for part in (bins[0::2], bins[1::2])
+            ]
+            out = halves[0].result()
+            out += halves[1].result()
     return out
+
+
+def _fold_bins(span, lo, hist, bins, step, n_bins):
+    """Fold the experiment bins ``bins`` into the running histogram; return the new one.
+
+    The sum over ``a`` in ``bins`` of ``hist[a]`` times the running histogram moved by the
+    union with bin ``a`` (``span``: its non-zero part, starting at bin ``lo``).
+    """
+    hi = lo + span.size
+    moved = np.empty_like(span)
+    new = np.zeros(n_bins)
+    for a in bins:
+        first, merges = _union_merges(int(a), step)
+        inner = merges[np.searchsorted(merges, lo, "right") : np.searchsorted(merges, hi)]
+        start = first + lo - np.searchsorted(merges, lo, "right")
+        np.multiply(span, hist[a], out=moved)
+        if inner.size < _SEGMENTS and start + span.size - inner.size < n_bins:
+            # few merges, no clipping: add the runs between merges where they land
+            # (a merged bin adds to the bin of the one before it)
+            bounds = [0, *(inner - lo).tolist(), span.size]
+            for k in range(len(bounds) - 1):
+                dst = start + bounds[k] - k
+                new[dst : dst + bounds[k + 1] - bounds[k]] += moved[bounds[k] : bounds[k + 1]]
+            continue
+        block = np.delete(moved, inner - lo)
+        # merged bins join the bin of the last kept one before them
+        np.add.at(block, inner - lo - np.arange(1, inner.size + 1), moved[inner - lo])
+        cut = max(0, min(block.size, n_bins - 1 - start))
+        new[start : start + cut] += block[:cut]
+        if cut < block.size:
+            new[n_bins - 1] += block[cut:].sum()
+    return new
 
 
 def histogram_to_threshold(weights: np.ndarray, bin_centers: np.ndarray, p: float) -> float:

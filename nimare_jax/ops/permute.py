@@ -49,7 +49,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 from nimare_jax.ops.validate import check_n_iters
 
 __all__ = [
+    "BatchedSummary",
     "BoundSummary",
     "PermutationResult",
     "QuantileStop",
@@ -369,10 +370,14 @@ def _build_runner(summary_fn, vectorize: str, spec, batch_size: int, step: int):
         idx = start + jnp.arange(batch_size, dtype=jnp.int32)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
 
+        each, batch = summary_fn if isinstance(summary_fn, BatchedSummary) else (summary_fn, None)
+
         def one(k):
-            return summary_fn(k, *operands)
+            return each(k, *operands)
 
         out = jax.lax.map(one, keys) if vectorize == "map" else jax.vmap(one)(keys)
+        if batch is not None:
+            out = batch(out)
         kept, summed = _split(out, spec)
         if summed is not None:
             # Sum on the device (padding iterations masked out): only one summary per
@@ -426,6 +431,30 @@ class _Samples:
         return jax.tree.map(lambda buf: buf[: self.n], self.buffers)
 
 
+class BatchedSummary(NamedTuple):
+    """A summary in two stages: one part per iteration, one part per batch.
+
+    :func:`run_permutations` runs ``each`` for every iteration of a device's batch (as
+    ``vectorize`` says), then ``batch`` once on the stacked outputs, inside the same device
+    program. Use it when part of the work is cheaper for a whole batch at once, e.g. one
+    host callback (:func:`jax.pure_callback`, which holds the Python GIL) per batch instead
+    of one per iteration. A ``NamedTuple`` of functions, so it hashes by the functions'
+    identities and a cached pair reuses the compiled runner.
+
+    Attributes
+    ----------
+    each : callable
+        Pure ``each(key, *operands) -> pytree``.
+    batch : callable
+        Pure ``batch(pytree with a leading batch axis) -> pytree`` of the summaries, each
+        leaf with the same leading axis (row ``j`` must depend on row ``j`` of the input
+        only).
+    """
+
+    each: Callable
+    batch: Callable
+
+
 def run_permutations(
     summary_fn: Callable[[jax.Array], Any],
     key: jax.Array,
@@ -445,9 +474,10 @@ def run_permutations(
 
     Parameters
     ----------
-    summary_fn : callable
+    summary_fn : callable or BatchedSummary
         Pure function ``summary_fn(key, *operands) -> pytree`` of small arrays (scalars,
         short histograms). It must be traceable by ``jit`` and ``vmap``; it is traced once.
+        A :class:`BatchedSummary` splits it into a per-iteration and a per-batch stage.
     key : jax.Array
         Root PRNG key (typed or raw). Iteration ``i`` uses ``jax.random.fold_in(key, i)``.
     n_iters : int
@@ -577,5 +607,4 @@ def run_permutations(
         samples = kept.view()
     else:
         samples = {**kept.view(), **summed}
-    return PermutationResult(samples, done, n_iters, stopped)
     return PermutationResult(samples, done, n_iters, stopped)

@@ -26,7 +26,13 @@ import jax
 import jax.numpy as jnp
 
 from nimare_jax.ops import kernels as K
-from nimare_jax.ops.label import max_cluster_stats
+from nimare_jax.ops.label import (
+    gather_active_lines,
+    label_active_lines,
+    max_cluster_stats,
+    resolve_label_backend,
+)
+from nimare_jax.ops.permute import BatchedSummary
 
 #: Factories keep this many configurations alive (each holds only small static values).
 _CACHE_SIZE = 32
@@ -155,13 +161,15 @@ def volume_fn(shape: tuple, combine: str, union: str, strategy: str, ma_fn=None)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def max_summary(volume, connectivity: int, label_backend: str, vfwe_only: bool):
-    """Return ``summary(key, operands, thresh)``: maximum and largest clusters of a draw.
+def max_summary(volume, shape: tuple, connectivity: int, label_backend: str, vfwe_only: bool):
+    """Return the summary of a draw: its maximum and largest clusters.
 
     Parameters
     ----------
     volume : callable
         From :func:`volume_fn`.
+    shape : tuple of 3 ints
+        Volume shape.
     connectivity : {6, 18, 26}
         Cluster neighbourhood.
     label_backend : {"auto", "jax", "scipy"}
@@ -171,22 +179,40 @@ def max_summary(volume, connectivity: int, label_backend: str, vfwe_only: bool):
 
     Returns
     -------
-    callable
+    callable or nimare_jax.ops.permute.BatchedSummary
         Pure ``summary(key, operands, thresh) -> {"voxel", "size", "mass"}`` with clusters
         of voxels strictly above ``thresh`` (an operand, so thresholds share one program).
+        With host labelling (``label_backend`` resolving to ``"scipy"``) it is a
+        :class:`~nimare_jax.ops.permute.BatchedSummary`: each iteration gathers its active
+        lines (:func:`nimare_jax.ops.label.gather_active_lines`) and one host callback per
+        batch labels them, so the callback's fixed cost and its hold on the GIL are paid
+        once per batch rather than once per iteration.
     """
+    backend = resolve_label_backend(label_backend)
 
     def summary(key, o: RelocationOperands, thresh):
         vol = volume(key, o)
         out = {"voxel": vol.max()}
         if not vfwe_only:
             cl = max_cluster_stats(
-                vol > thresh, vol - thresh, connectivity=connectivity, backend=label_backend
+                vol > thresh, vol - thresh, connectivity=connectivity, backend=backend
             )
             out.update(size=cl.max_size, mass=cl.max_mass)
         return out
 
-    return summary
+    if vfwe_only or backend != "scipy":
+        return summary
+
+    def each(key, o: RelocationOperands, thresh):
+        vol = volume(key, o)
+        return vol.max(), gather_active_lines(vol > thresh, vol - thresh, connectivity)
+
+    def batch(out):
+        voxel, gathered = out
+        cl = label_active_lines(gathered, shape, connectivity)
+        return {"voxel": voxel, "size": cl.max_size, "mass": cl.max_mass}
+
+    return BatchedSummary(each, batch)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -189,6 +189,31 @@ class _Terms:
         return 1.0 / self.value
 
 
+def _tables(terms: _Terms, subsets: np.ndarray, target: str):
+    """Every subset's target-map table, concatenated (float32 beyond 2**24 entries)."""
+    parts, total = [], 0
+    length = np.zeros(len(subsets), np.int32)
+    for row, sel in enumerate(subsets):  # the p tables, one subset at a time
+        parts.append(terms.survival(sel).astype(np.float32 if total > 2**24 else np.float64))
+        length[row] = parts[-1].size
+        total += parts[-1].size
+    offset = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    table = np.empty(total, np.float64 if total <= 2**24 else np.float32)
+    for row in range(len(parts)):  # moved into place and freed as we go
+        table[offset[row] : offset[row] + length[row]] = parts[row]
+        parts[row] = None
+    step = 2**20  # transformed in fixed blocks: one compiled program, no full-size copy
+    for lo in range(0, total, step):
+        p = np.ones(step)
+        p[: min(step, total - lo)] = table[lo : lo + step]
+        if target == "z":
+            p = np.asarray(stats.p_to_z(p, tail="one"))
+        elif target == "logp":
+            p = -np.log10(p)
+        table[lo : lo + step] = p[: min(step, total - lo)]
+    return table, offset, length
+
+
 def _macm_chunks(terms: _Terms, subsets: np.ndarray, target: str, voxel_chunk: int):
     """Yield ``(lo, hi, maps)``: every subset's map over brain voxels ``lo:hi`` (on device)."""
     n_exp = terms.terms.shape[0] - 1
@@ -199,19 +224,12 @@ def _macm_chunks(terms: _Terms, subsets: np.ndarray, target: str, voxel_chunk: i
         chosen = np.flatnonzero(sel)
         index[row, : chosen.size] = chosen
     if target == "stat":
-        table, offset, length = np.zeros(1), np.zeros(len(subsets), np.int32), None
+        table, offset = np.zeros(1), np.zeros(len(subsets), np.int32)
         length = np.ones(len(subsets), np.int32)
     else:
-        parts = [terms.survival(sel) for sel in subsets]
-        length = np.array([t.size for t in parts], np.int32)
-        offset = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
-        table = np.concatenate(parts)
-        if target == "z":
-            table = np.asarray(stats.p_to_z(table, tail="one"), np.float64)
-        elif target == "logp":
-            table = -np.log10(table)
+        table, offset, length = _tables(terms, subsets, target)
     kind = ("ale_" if terms.is_ale else "sum_") + ("stat" if target == "stat" else "table")
-    table = jnp.asarray(table, jnp.float32 if table.size > 2**26 else jnp.float64)
+    table = jnp.asarray(table)
     index, offset, length = jnp.asarray(index), jnp.asarray(offset), jnp.asarray(length)
     n_vox = terms.n_vox
     block = np.zeros((n_exp + 1, voxel_chunk), np.float32)

@@ -187,8 +187,6 @@ def relocation_maps(arrays: FociArrays, strategy: str = "auto", exp_weight=None)
     if exp_weight is None:
         exp_weight = np.ones(len(arrays.ids), np.float32)
     return relocation_volume(arrays, ale_windows(arrays), exp_weight, "probabilistic", strategy)
-    ones = np.ones(len(arrays.ids), np.float32)
-    return relocation_volume(arrays, ale_windows(arrays), ones, "probabilistic", strategy)
 
 
 # NiMARE 0.22 defines SCALE and ALESubtraction in its ALE module; here they live beside it.

@@ -375,14 +375,17 @@ def relocation_null(
 
     Returns
     -------
-    summary : callable
+    summary : callable or nimare_jax.ops.permute.BatchedSummary
         Pure ``summary(key, *operands) -> {"voxel": max, "size": max cluster size,
-        "mass": max cluster mass}`` (:func:`nimare_jax.ops.relocation.max_summary`).
+        "mass": max cluster mass}`` (:func:`nimare_jax.ops.relocation.max_summary`), for
+        :func:`nimare_jax.ops.permute.run_permutations`.
     operands : tuple
         Its arguments after the key, for ``run_permutations(..., operands=operands)``.
     """
     fn, operands = volume
-    summary = relocation.max_summary(fn, connectivity, label_backend, vfwe_only)
+    summary = relocation.max_summary(
+        fn, operands.mask.shape, connectivity, label_backend, vfwe_only
+    )
     return summary, (operands, np.float32(ss_thresh))
 
 
