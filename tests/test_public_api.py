@@ -61,7 +61,7 @@ API = [
     ("decode.encode", ["gclda_encode"], None),
     ("parcellate.cbp", ["CoordCBP"], None),
     ("parcellate.mamp", ["MAMP"], None),
-    ("parcellate.mapbot", ["MAPBOT"], 16),
+    ("parcellate.mapbot", ["MAPBOT"], None),
     (
         "io",
         ["convert_sleuth_to_dataset", "convert_sleuth_to_json", "convert_sleuth_to_dict"],

@@ -47,6 +47,63 @@ def label_matrix(annotations: pd.DataFrame, features, threshold: float) -> np.nd
         return values.to_numpy(np.float64) >= threshold  # NaN compares False
 
 
+def select_features(columns, feature_group=None, features=None, origin="dataset") -> list[str]:
+    """Choose annotation columns by feature group and feature names, as NiMARE's decoders.
+
+    Parameters
+    ----------
+    columns : iterable of str
+        Columns of ``dataset.annotations`` (the id columns are ignored).
+    feature_group : str or None
+        Prefix of the columns to use (``"Neurosynth_TFIDF"`` selects the columns
+        ``"Neurosynth_TFIDF__*"``); None uses every column.
+    features : list of str or None
+        Columns to use; with ``feature_group`` they may be given with or without the
+        prefix. None uses every column of the group.
+    origin : str
+        Name of the dataset, for error messages.
+
+    Returns
+    -------
+    list of str
+        The selected columns, in the annotations' order (or in the order of ``features``
+        without a group).
+
+    Raises
+    ------
+    DatasetError
+        If no column belongs to ``feature_group`` or a requested feature is absent.
+    """
+    columns = [c for c in columns if c not in ID_COLUMNS]
+    if feature_group is not None:
+        prefix = feature_group if feature_group.endswith("__") else f"{feature_group}__"
+        in_group = [c for c in columns if c.startswith(prefix)]
+        if not in_group:
+            groups = sorted({c.split("__")[0] for c in columns if "__" in c})
+            raise DatasetError(
+                f"{origin}: no annotation column belongs to feature_group "
+                f"{feature_group!r} (groups present: {', '.join(groups) or 'none'})"
+            )
+        if features is None:
+            return in_group
+        requested = set(features)
+        selected = [c for c in in_group if c in requested or c[len(prefix) :] in requested]
+        found = set(selected) | {c[len(prefix) :] for c in selected}
+        missing = [f for f in features if f not in found]
+        if missing:
+            raise DatasetError(
+                f"{origin}: features not in feature_group {feature_group!r}: {missing[:10]}"
+            )
+        return selected
+    if features is None:
+        return columns
+    selected = [f for f in features if f not in ID_COLUMNS]
+    missing = [f for f in selected if f not in columns]
+    if missing:
+        raise DatasetError(f"{origin}: features not in the dataset's annotations: {missing[:10]}")
+    return selected
+
+
 class Decoder:
     """Base class of the decoders of :mod:`nimare_jax.decode`.
 
@@ -161,38 +218,9 @@ class Decoder:
     def _preprocess_input(self, dataset: Dataset) -> None:
         """Choose ``features_``: group/feature selection, then the frequency threshold."""
         annotations = self.inputs_["annotations"]
-        columns = [c for c in annotations.columns if c not in ID_COLUMNS]
-        group = self.feature_group
-        if group is not None:
-            prefix = group if group.endswith("__") else f"{group}__"
-            in_group = [c for c in columns if c.startswith(prefix)]
-            if not in_group:
-                groups = sorted({c.split("__")[0] for c in columns if "__" in c})
-                raise DatasetError(
-                    f"{dataset.origin}: no annotation column belongs to feature_group "
-                    f"{group!r} (groups present: {', '.join(groups) or 'none'})"
-                )
-            if self.features is None:
-                features = in_group
-            else:
-                requested = set(self.features)
-                features = [c for c in in_group if c in requested or c[len(prefix) :] in requested]
-                found = set(features) | {c[len(prefix) :] for c in features}
-                missing = [f for f in self.features if f not in found]
-                if missing:
-                    raise DatasetError(
-                        f"{dataset.origin}: features not in feature_group {group!r}: "
-                        f"{missing[:10]}"
-                    )
-        elif self.features is None:
-            features = columns
-        else:
-            features = [f for f in self.features if f not in ID_COLUMNS]
-            missing = [f for f in features if f not in columns]
-            if missing:
-                raise DatasetError(
-                    f"{dataset.origin}: features not in the dataset's annotations: {missing[:10]}"
-                )
+        features = select_features(
+            annotations.columns, self.feature_group, self.features, dataset.origin
+        )
         n_requested = len(features)
         counts = label_matrix(annotations, features, self.frequency_threshold).sum(0)
         features = [f for f, n in zip(features, counts, strict=True) if n > 0]

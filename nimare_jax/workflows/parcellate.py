@@ -15,6 +15,7 @@ from nimare_jax.meta.cbma import ALE, MKDADensity
 from nimare_jax.parcellate.base import ParcellationResult
 from nimare_jax.parcellate.cbp import CoordCBP
 from nimare_jax.parcellate.mamp import MAMP
+from nimare_jax.parcellate.mapbot import MAPBOT
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import (
     add_prefix_argument,
@@ -51,10 +52,22 @@ def _mamp(roi, n_clusters, options):
     )
 
 
+def _mapbot(roi, n_clusters, options):
+    return MAPBOT(
+        roi,
+        n_clusters,
+        r=options.get("r"),
+        n=options.get("n"),
+        feature_group=options.get("feature_group"),
+        n_splits=options.get("n_splits", 2),
+        random_state=options.get("random_state", 0),
+    )
+
+
 #: ``--method`` name -> ``build(roi, n_clusters, options) -> Parcellator``; ``options``
 #: holds the command's settings (``r``, ``n``, ``estimator``, ``target_image``,
-#: ``n_splits``, ``random_state``), each method reading those it uses.
-METHODS = {"cbp": _cbp, "mamp": _mamp}
+#: ``feature_group``, ``n_splits``, ``random_state``), each method reading those it uses.
+METHODS = {"cbp": _cbp, "mamp": _mamp, "mapbot": _mapbot}
 
 
 def parcellate_workflow(
@@ -77,7 +90,7 @@ def parcellate_workflow(
     n_clusters : sequence of int
         Numbers of clusters.
     method : str
-        A key of :data:`METHODS` (``"cbp"`` or ``"mamp"``).
+        A key of :data:`METHODS` (``"cbp"``, ``"mamp"`` or ``"mapbot"``).
     output_dir : str, os.PathLike or None
         Output folder (None: the dataset file's folder, or the working folder).
     prefix : str or None
@@ -85,7 +98,7 @@ def parcellate_workflow(
     **options
         Settings of the method: ``r`` or ``n`` (CBP's experiment selection; default
         ``r=6``), ``estimator`` (``"ale"`` or ``"mkda"``), ``target_image``, ``n_splits``,
-        ``random_state``.
+        ``random_state``; MAPBOT's ``feature_group`` (annotation columns used as terms).
 
     Returns
     -------
@@ -135,8 +148,8 @@ def add_parcellate_arguments(parser) -> None:
     parser.add_argument(
         "--method",
         default="cbp",
-        help="cbp (coactivation-based, default) or mamp (activation modelling-based); the "
-        "methods registered in nimare_jax.workflows.parcellate.METHODS",
+        help="cbp (coactivation-based, default), mamp (activation modelling-based) or mapbot "
+        "(text-based); the methods registered in nimare_jax.workflows.parcellate.METHODS",
     )
     selection = parser.add_mutually_exclusive_group()
     selection.add_argument(
@@ -147,6 +160,12 @@ def add_parcellate_arguments(parser) -> None:
     )
     parser.add_argument(
         "--estimator", choices=("ale", "mkda"), default="ale", help="CBP's meta-analysis (ale)"
+    )
+    parser.add_argument(
+        "--feature_group",
+        default=None,
+        metavar="GROUP",
+        help="MAPBOT: annotation columns used as terms, e.g. Neurosynth_TFIDF (all columns)",
     )
     parser.add_argument(
         "--n_splits", type=positive_int, default=2, help="split-half resamples (2)"
@@ -176,6 +195,7 @@ def run_parcellate(args) -> None:
         r=args.r,
         n=args.n,
         estimator=args.estimator,
+        feature_group=args.feature_group,
         n_splits=args.n_splits,
         random_state=args.seed,
     )
