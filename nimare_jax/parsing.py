@@ -124,6 +124,14 @@ def load_json(path) -> dict:
         raise InputFileError(f"{path}: not valid JSON ({why}){hint}") from exc
     if not isinstance(obj, dict):
         raise InputFileError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    if re.search(rb"\\u[dD][89a-fA-F]", data):  # escapes of UTF-16 surrogates: pairs only
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputFileError(
+                f"{path}: not valid JSON text: a string holds an unpaired surrogate escape "
+                f"({exc.object[exc.start : exc.end]!a}), which is not a character"
+            ) from exc
     return obj
 
 

@@ -24,13 +24,14 @@ ERROR = "nimare-jax: error: "
 def _argv(command, src, out):
     """Arguments of ``command`` with ``src`` as its (first) input file and ``out`` as output.
 
-    ``macm`` gets ``src`` as its mask; the converters write ``out / "dset.json"``.
+    ``macm`` and ``cbp`` get ``src`` as their mask (``--roi``); the converters write ``out / "dset.json"``.
     """
     src, out = str(src), str(out)
     return {
         "ale": ["ale", src, "--output_dir", out, "--n_iters", "5"],
         "conperm": ["conperm", src, src, "--output_dir", out, "--n_iters", "5"],
         "macm": ["macm", str(FOCI), "--mask", src, "--output_dir", out, "--n_iters", "5"],
+        "cbp": ["cbp", str(FOCI), "--roi", src, "--n_clusters", "2", "--output_dir", out],
         "metacluster": ["metacluster", src, "--coord", "--clust_range", "2", "3"]
         + ["--output_dir", out],
         "neurosynth2nimare": ["neurosynth2nimare", src, f"{NEUROSYNTH}metadata.tsv.gz"]

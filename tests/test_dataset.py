@@ -302,7 +302,8 @@ def test_unusable_sample_sizes_are_named_where_the_ale_kernel_reads_them(tmp_pat
     path = write_json(tmp_path, src)
     dset = Dataset(path)  # loads: only estimators that need sample sizes refuse them
     where = re.escape(f"{path}: experiment 's2-c1' (study 's2', contrast 'c1')")
-    with pytest.raises(DatasetError, match=rf"^{where}: metadata 'sample_sizes' must be positive"):
+    # the kernel says why it needs sample sizes, then names the file, experiment and field
+    with pytest.raises(DatasetError, match=rf"\): {where}: metadata 'sample_sizes' must be posit"):
         ALEKernel().fwhms(dset)
     assert np.all(ALEKernel(sample_size=10).fwhms(dset) > 0)  # a fixed size needs none
 

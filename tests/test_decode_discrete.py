@@ -192,8 +192,10 @@ def test_roi_association_takes_a_kernel_instance(dset):
     assert np.all(kda.roi_values_ >= mkda.roi_values_)
     np.testing.assert_array_equal(kda.roi_values_ > 0, mkda.roi_values_ > 0)
     assert np.any(kda.roi_values_ > mkda.roi_values_)
-    with pytest.raises(TypeError, match="kernel__ arguments"):
-        ROIAssociationDecoder(ROI, kernel_transformer=KDAKernel(), kernel__r=5)
+    # as NiMARE: kernel__ arguments beside a kernel instance are ignored, with a warning
+    with pytest.warns(UserWarning, match=r"kernel__ arguments \['r'\] are ignored"):
+        ignored = ROIAssociationDecoder(ROI, kernel_transformer=KDAKernel(r=8), kernel__r=5)
+    assert ignored.kernel_transformer.r == 8
 
 
 # ---------------------------------------------------------------- array statistics

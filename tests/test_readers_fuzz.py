@@ -386,3 +386,14 @@ def test_nimare_json_reader_reads_numbers_or_names_the_source(folder, kind, samp
             sizes = (entry.get("metadata") or {}).get("sample_sizes")
             values = sizes if isinstance(sizes, list) else [sizes]
             assert sizes is None or all(map(is_number, values)), f"sample_sizes {sizes!r}"
+
+
+def test_unpaired_surrogate_escape_is_named_and_pairs_are_characters(tmp_path):
+    """``"\\ud800"`` alone is valid JSON syntax but no character (found by the fuzz test)."""
+    lone = tmp_path / "lone.json"
+    lone.write_bytes(b'{"s\\ud800": {"contrasts": {"c": {}}}}')
+    with pytest.raises(InputFileError, match=rf"^{re.escape(str(lone))}: .*unpaired surrogate"):
+        Dataset(lone)
+    pair = tmp_path / "pair.json"
+    pair.write_bytes(b'{"s\\ud83d\\ude00": {"contrasts": {"c": {}}}}')
+    assert list(Dataset(pair).ids) == ["s\U0001f600-c"]
