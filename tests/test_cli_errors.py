@@ -24,7 +24,8 @@ ERROR = "nimare-jax: error: "
 def _argv(command, src, out):
     """Arguments of ``command`` with ``src`` as its (first) input file and ``out`` as output.
 
-    ``macm`` and ``cbp`` get ``src`` as their mask (``--roi``); the converters write ``out / "dset.json"``.
+    ``macm`` and ``cbp`` get ``src`` as their mask (``--roi``); the converters write
+    ``out / "dset.json"``.
     """
     src, out = str(src), str(out)
     return {
