@@ -31,6 +31,7 @@ SUBCOMMANDS = [
 ]
 
 
+@pytest.mark.slow
 def test_help_lists_exactly_the_subcommands():
     proc = subprocess.run(
         [sys.executable, "-m", "nimare_jax.cli", "--help"], capture_output=True, text=True
@@ -149,6 +150,7 @@ def test_usage_error_is_one_line(capsys):
     _assert_one_line_error(capsys, "invalid choice: 'meta'")
 
 
+@pytest.mark.slow
 def test_ale_writes_maps_and_boilerplate(tmp_path, capsys):
     import nilearn.image
 

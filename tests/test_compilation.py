@@ -129,6 +129,7 @@ def test_second_fit_and_correction_trace_nothing(small_dataset, estimator):
     np.testing.assert_array_equal(a.get_map("z", "array"), b.get_map("z", "array"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("null_method", ["label-permutation", "random-foci"])
 def test_mkdachi2_second_fit_and_correction_trace_nothing(two_groups, null_method):
     chi2.label_permutation_summary.cache_clear()
@@ -140,6 +141,7 @@ def test_mkdachi2_second_fit_and_correction_trace_nothing(two_groups, null_metho
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vfwe_only", [True, False])
 def test_subtraction_second_fit_and_correction_trace_nothing(two_groups, vfwe_only):
     ops_subtraction.label_permutation_summary.cache_clear()

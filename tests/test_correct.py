@@ -90,6 +90,7 @@ def test_one_iteration_gives_p_one_everywhere_with_a_warning(laird):
         np.testing.assert_array_equal(out.get_map(f"z_{name}", "array"), 0.0)
 
 
+@pytest.mark.slow
 def test_montecarlo_fwe_reproducible_with_same_seed_and_other_batch_size(laird):
     sub = laird.slice(laird.ids[:5])
     runs = [

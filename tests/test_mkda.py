@@ -89,6 +89,7 @@ def test_mkdadensity_fwe_null_matches_nimare(mkda_fit, reference):
     assert "[Wager2007]" in fwe.description
 
 
+@pytest.mark.slow
 def test_density_fwe_reproducible_across_batch_sizes(laird):
     sub = laird.slice(laird.ids[:4])
     fit = KDA(random_state=5).fit(sub)
@@ -182,6 +183,7 @@ def test_mkdachi2_equals_nimare(chi2_fit, reference):
     assert "[Wager2007; Yarkoni2011]" in chi2_fit.description
 
 
+@pytest.mark.slow
 def test_mkdachi2_undefined_posterior(chi2_fit, groups, reference):
     ref = reference("mkdachi2_maps")
     empty = np.isnan(ref["prob_desc-FgA"])

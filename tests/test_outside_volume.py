@@ -278,6 +278,7 @@ def test_small_mask_volume_loads_and_agrees_with_full_grid(laird):
     )
 
 
+@pytest.mark.slow
 def test_scale_and_subtraction_run_with_foci_outside(dset, ref):
     pool = np.r_[dset.coordinates[["x", "y", "z"]].to_numpy(), [[0.0, 140.0, 0.0]]]
     scale = SCALE(pool, n_iters=10, random_state=0, progress=False)

@@ -154,6 +154,7 @@ def test_selection_matches_dataset_search(two):
         assert best[row].max() <= best[~row].min()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["z", "stat"])
 @pytest.mark.parametrize("estimator", [ALE, MKDADensity])
 def test_batched_macm_equals_estimator(two, estimator, target):

@@ -132,6 +132,7 @@ def test_kernel_ma_maps_are_the_reconstruction_thresholded(small_dset):
         Peaks2MapsKernel().transform(small_dset, return_type="table")
 
 
+@pytest.mark.slow
 def test_ale_with_peaks2maps_kernel_against_brute_force_null(small_dset):
     kernel = Peaks2MapsKernel()
     result = ALE(kernel_transformer=kernel).fit(small_dset)
@@ -200,6 +201,7 @@ def test_estimators_reject_the_wrong_kind_of_peaks2maps_maps():
         Peaks2MapsKernel(error_sd=0)
 
 
+@pytest.mark.slow
 def test_cli_writes_maps_and_boilerplate(tmp_path):
     argv = ["peaks2maps", str(SLEUTH), "--output_dir", str(tmp_path), "--prefix", "p2m"]
     assert main([*argv, "--n_iters", "20"]) == 0

@@ -139,6 +139,7 @@ def test_group_with_one_experiment_is_rejected(groups):
         ALESubtraction(n_iters=10).fit(one, groups[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vfwe_only", [True, False])
 def test_one_pass_null_equals_the_two_pass_null(groups, vfwe_only):
     # The fit now gets the tail counts (summed) and the maxima (kept) of the same draws

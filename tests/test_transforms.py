@@ -79,6 +79,7 @@ def test_reexported_conversions():
     np.testing.assert_allclose(transforms.z_to_t(transforms.t_to_z(t, 12), 12), t, rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_conperm_workflow_from_4d_and_cli(sim, small_mask, tmp_path):
     paths = get_image_paths(sim, "beta")
     imgs = [nib.load(p) for p in paths]

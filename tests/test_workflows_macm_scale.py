@@ -40,6 +40,7 @@ def _check_images(files):
         assert np.all(np.isfinite(img.get_fdata()))
 
 
+@pytest.mark.slow
 def test_macm(tmp_path, capsys):
     out = tmp_path / "macm"
     roi = _roi(tmp_path / "roi.nii.gz", (-16, -58, -22))
@@ -62,6 +63,7 @@ def test_macm_empty_mask(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_scale_with_baseline(tmp_path, capsys):
     out = tmp_path / "scale"
     argv = ["scale", str(FILE1), "--baseline", str(SLEUTH / "test_baseline.txt")]
