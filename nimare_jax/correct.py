@@ -18,6 +18,7 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.base import NiMAREBase
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 
@@ -83,6 +84,7 @@ class Corrector(NiMAREBase):
     """
 
 
+@fill_doc
 class FWECorrector(Corrector):
     """Family-wise error correction.
 
@@ -100,11 +102,7 @@ class FWECorrector(Corrector):
         ``n_iters``, 5000 by default; 1000 for MKDAChi2). Fewer than 1 / 0.05 = 20 cannot
         give a corrected p-value below 0.05: the estimator warns
         (:class:`~nimare_jax.ops.validate.MonteCarloWarning`).
-    n_cores : int
-        Devices to spread the permutations over; ``<= 0``: all cores, as NiMARE. Never
-        ignored silently: on CPU, cores become JAX devices only before JAX's first
-        computation, so a later request beyond the devices JAX has warns
-        (:func:`nimare_jax.ops.permute.resolve_n_devices`).
+    %(n_cores)s
     **kwargs
         Further arguments of the estimator's ``correct_fwe_montecarlo``, the same for every
         estimator (:class:`nimare_jax.meta.fwe.MonteCarloFWE`): ``vfwe_only``,
@@ -140,13 +138,13 @@ class FWECorrector(Corrector):
         self.kwargs = kwargs
 
     @classmethod
+    @fill_doc
     def inspect(cls, result: MetaResult) -> list:
         """List the ``method`` values available for a result (NiMARE's ``inspect``).
 
         Parameters
         ----------
-        result : MetaResult
-            Output of an estimator's ``fit``.
+        %(corrector_result)s
 
         Returns
         -------
@@ -164,13 +162,13 @@ class FWECorrector(Corrector):
             named.update(n_iters=self.n_iters, n_cores=self.n_cores)
         return {k: v for k, v in {**named, **self.kwargs}.items() if v is not None}
 
+    @fill_doc
     def transform(self, result: MetaResult) -> MetaResult:
         """Return a copy of ``result`` with FWE-corrected maps added.
 
         Parameters
         ----------
-        result : MetaResult
-            Output of an estimator's ``fit``.
+        %(corrector_result)s
 
         Returns
         -------
@@ -299,13 +297,13 @@ class FDRCorrector(Corrector):
         self.alpha = alpha
 
     @classmethod
+    @fill_doc
     def inspect(cls, result: MetaResult) -> list:
         """List the ``method`` values available for a result (NiMARE's ``inspect``).
 
         Parameters
         ----------
-        result : MetaResult
-            Output of an estimator's ``fit``.
+        %(corrector_result)s
 
         Returns
         -------
@@ -315,13 +313,13 @@ class FDRCorrector(Corrector):
         """
         return _available_methods("fdr", ("indep", "negcorr"), result)
 
+    @fill_doc
     def transform(self, result: MetaResult) -> MetaResult:
         """Return a copy of ``result`` with ``{p,z,logp}_corr-FDR_method-{method}`` added.
 
         Parameters
         ----------
-        result : MetaResult
-            Output of an estimator's ``fit``.
+        %(corrector_result)s
 
         Returns
         -------

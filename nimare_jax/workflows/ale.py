@@ -11,6 +11,7 @@ import numpy as np
 
 from nimare_jax.correct import FWECorrector
 from nimare_jax.dataset import Dataset
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.io import convert_sleuth_to_dataset
 from nimare_jax.meta.cbma import ALE, ALESubtraction
 from nimare_jax.ops.validate import check_n_iters
@@ -39,6 +40,7 @@ def load_dataset(path) -> Dataset:
     return convert_sleuth_to_dataset(str(path))
 
 
+@fill_doc
 def ale_sleuth_workflow(
     sleuth_file,
     output_dir=None,
@@ -71,10 +73,8 @@ def ale_sleuth_workflow(
         Monte Carlo iterations of the FWE correction.
     v_thr : float
         Uncorrected p-value of the cluster-forming threshold.
-    fwhm : float or None
-        Fixed kernel FWHM in mm; None derives it from each experiment's sample size.
-    n_cores : int
-        Devices to spread the permutations over.
+    %(workflow_fwhm)s
+    %(n_cores)s
     random_state : int or None
         Seed of the permutations.
     progress : bool

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax.correct import FDRCorrector, FWECorrector
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
 from nimare_jax.meta.cbma.base import PairwiseCBMAEstimator
 from nimare_jax.results import MetaResult
@@ -20,6 +21,7 @@ from nimare_jax.workflows.staging import staged_dir
 __all__ = ["CBMAWorkflow", "ContrastWorkflow", "PairwiseCBMAWorkflow"]
 
 
+@fill_doc
 class CBMAWorkflow(Workflow):
     """Coordinate-based meta-analysis, correction and diagnostics in one call.
 
@@ -34,8 +36,7 @@ class CBMAWorkflow(Workflow):
     diagnostics : Jackknife, FocusCounter (instance or class), str or a list, optional
         ``"jackknife"`` or ``"focuscounter"``. Default :class:`~nimare_jax.diagnostics.Jackknife`
         (as NiMARE 0.22.1, whose docstring says FocusCounter).
-    voxel_thresh, cluster_threshold, output_dir, n_cores
-        See :class:`~nimare_jax.workflows.base.Workflow`.
+    %(workflow_options)s
 
     Examples
     --------
@@ -66,6 +67,7 @@ class CBMAWorkflow(Workflow):
         return self._transform(self.estimator.fit(dataset))
 
 
+@fill_doc
 class PairwiseCBMAWorkflow(Workflow):
     """Two-group coordinate-based meta-analysis, correction and diagnostics in one call.
 
@@ -80,8 +82,7 @@ class PairwiseCBMAWorkflow(Workflow):
     diagnostics : Jackknife, FocusCounter (instance or class), str or a list, optional
         Default :class:`~nimare_jax.diagnostics.Jackknife`. For the negative tail (group 2)
         set ``display_second_group=True`` on the diagnostic.
-    voxel_thresh, cluster_threshold, output_dir, n_cores
-        See :class:`~nimare_jax.workflows.base.Workflow`.
+    %(workflow_options)s
     """
 
     _estm_bases = (MKDAChi2, ALESubtraction)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from nimare_jax.correct import FWECorrector
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import ALE
 from nimare_jax.ops.validate import check_n_iters
@@ -22,6 +23,7 @@ from nimare_jax.workflows.staging import staged_dir
 __all__ = ["macm_workflow"]
 
 
+@fill_doc
 def macm_workflow(
     dataset,
     mask,
@@ -38,22 +40,17 @@ def macm_workflow(
 
     Parameters
     ----------
-    dataset : str, os.PathLike or Dataset
-        NiMARE JSON or Sleuth text file, or a loaded dataset.
+    %(workflow_dataset)s
     mask : str, os.PathLike or nibabel.Nifti1Image
         Region of interest; an experiment is kept if at least one focus lies in it.
-    output_dir : str, os.PathLike or None
-        Output folder (None: the dataset file's folder, or the working folder).
-    prefix : str or None
-        File-name prefix (None: the dataset file's name without extension).
+    %(workflow_output_dir)s
+    %(workflow_prefix)s
     n_iters : int
         Monte Carlo iterations of the FWE correction (NiMARE's default 5000).
     v_thr : float
         Uncorrected p of the cluster-forming threshold.
-    fwhm : float or None
-        Fixed kernel FWHM in mm; None derives it from each experiment's sample size.
-    n_cores : int
-        Devices to spread the permutations over.
+    %(workflow_fwhm)s
+    %(n_cores)s
     random_state : int or None
         Seed of the permutations.
     progress : bool

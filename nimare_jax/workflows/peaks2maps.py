@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from nimare_jax.correct import FWECorrector
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.kernel import Peaks2MapsKernel
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.ops.permute import configure_cpu_devices
@@ -40,6 +41,7 @@ _CAVEAT = (
 )
 
 
+@fill_doc
 def peaks2maps_workflow(
     sleuth_file,
     output_dir=None,
@@ -66,8 +68,7 @@ def peaks2maps_workflow(
         Sign-flip iterations of the voxel-level FWE correction (default 10000).
     random_state : int or None
         Seed of the sign flips.
-    n_cores : int
-        Devices to spread the permutations over.
+    %(n_cores)s
     weights : str, os.PathLike or None
         Network weights; None uses the bundled ones.
     progress : bool

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nimare_jax.correct import FWECorrector
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.scale import SCALE, read_baseline
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
@@ -19,6 +20,7 @@ from nimare_jax.workflows.staging import staged_dir
 __all__ = ["scale_workflow"]
 
 
+@fill_doc
 def scale_workflow(
     dataset,
     baseline=None,
@@ -34,21 +36,16 @@ def scale_workflow(
 
     Parameters
     ----------
-    dataset : str, os.PathLike or Dataset
-        NiMARE JSON or Sleuth text file, or a loaded dataset.
+    %(workflow_dataset)s
     baseline : str, os.PathLike, array-like of shape (n, 3) or None
         Baseline pool: a text file of ``x y z`` rows (MNI mm) or an array; None uses the
         dataset's own foci.
-    output_dir : str, os.PathLike or None
-        Output folder (None: the dataset file's folder, or the working folder).
-    prefix : str or None
-        File-name prefix (None: the dataset file's name without extension).
+    %(workflow_output_dir)s
+    %(workflow_prefix)s
     n_iters : int
         Null iterations (NiMARE's default 5000); the FWE correction reuses them.
-    fwhm : float or None
-        Fixed kernel FWHM in mm; None derives it from each experiment's sample size.
-    n_cores : int
-        Devices to spread the iterations over.
+    %(workflow_fwhm)s
+    %(n_cores)s
     random_state : int or None
         Seed.
     progress : bool

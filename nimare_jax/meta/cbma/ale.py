@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.base import (
     RelocationEstimator,
     make_kernel,
@@ -40,26 +41,18 @@ def ale_windows(arrays: FociArrays) -> jnp.ndarray:
     return jnp.asarray(-np.log1p(-arrays.windows.astype(np.float32)), jnp.float32)
 
 
+@fill_doc
 class ALE(RelocationEstimator):
     """Activation likelihood estimation.
 
     Parameters
     ----------
-    kernel_transformer : ALEKernel or Peaks2MapsKernel, class or instance
-        Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
-        :class:`~nimare_jax.meta.cbma.kernel.Peaks2MapsKernel` (``binary=False``) models
-        each experiment by its peaks2maps reconstruction.
-    null_method : {"approximate", "montecarlo"}
-        How the voxel-wise null is built: the analytic histogram convolution (default), or
-        ``n_iters`` random relocations of all foci.
-    n_iters : int
-        Monte Carlo iterations for ``null_method="montecarlo"`` (NiMARE's default 5000).
-    n_cores : int
-        Devices to spread permutations over (see :mod:`nimare_jax.ops.permute`).
-    random_state : int or None
-        Seed of the permutations (also used by :class:`~nimare_jax.correct.FWECorrector`).
-    **kwargs
-        ``kernel__*`` arguments of the kernel.
+    %(ale_kernel)s
+    %(null_method)s
+    %(n_iters_relocation)s
+    %(n_cores)s
+    %(random_state_montecarlo)s
+    %(kernel_kwargs)s
 
     Notes
     -----

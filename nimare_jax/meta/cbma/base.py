@@ -11,6 +11,7 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.base import NiMAREBase
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.kernel import (
     FociArrays,
@@ -572,6 +573,7 @@ class RelocationEstimator(CBMAEstimator):
             fwe_null("histweights"): out.samples["max"].astype(np.float64),
         }
 
+    @fill_doc
     def correct_fwe_montecarlo(
         self,
         result,
@@ -594,6 +596,14 @@ class RelocationEstimator(CBMAEstimator):
         ``null_method="montecarlo"`` the voxel-level maps come from the fit's histogram of
         maxima, without new iterations. Maps: ``{logp,z}_level-voxel_corr-FWE_method-
         montecarlo`` and, with clusters, ``{logp,z}_desc-{size,mass}_level-cluster_...``.
+
+        Parameters
+        ----------
+        %(fwe_montecarlo_parameters)s
+
+        Returns
+        -------
+        %(fwe_montecarlo_returns)s
         """
         opts = fwe_options(
             self,

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.ale import ALE
 from nimare_jax.meta.cbma.base import (
     PairwiseCBMAEstimator,
@@ -167,6 +168,7 @@ def _rename_group_fwe(maps: dict, group: str) -> dict:
     return out
 
 
+@fill_doc
 class ALESubtraction(PairwiseCBMAEstimator):
     """ALE subtraction analysis of two groups of experiments.
 
@@ -178,8 +180,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
 
     Parameters
     ----------
-    kernel_transformer : ALEKernel or Peaks2MapsKernel (``binary=False``), class or instance
-        Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
+    %(ale_kernel)s
     n_iters : int
         Permutations of the group labels (NiMARE's default 5000).
     voxel_thresh : float or None
@@ -189,19 +190,14 @@ class ALESubtraction(PairwiseCBMAEstimator):
         If True (default, as NiMARE), the fit records only the voxel-level FWE null (the
         maximum ``|ALE1 - ALE2|`` of each permutation); otherwise it also records the
         largest cluster size and mass above the threshold.
-    n_cores : int
-        Devices to spread permutations over (see :mod:`nimare_jax.ops.permute`).
+    %(n_cores)s
     random_state : int or None
         Seed of the permutations.
-    batch_size : int
-        Permutations per device per dispatch.
-    progress : bool
-        Show a progress bar.
+    %(batch_progress)s
     low_memory : {False, True, "auto"}
         NiMARE's switch to memory-mapped arrays; validated and without effect here (the
         permutations run in batches of ``batch_size`` whatever its value).
-    **kwargs
-        ``kernel__*`` arguments of the kernel.
+    %(kernel_kwargs)s
 
     Notes
     -----
@@ -398,6 +394,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
         )
 
     # --------------------------------------------------------------- corrections
+    @fill_doc
     def correct_fwe_montecarlo(
         self,
         result,
@@ -425,6 +422,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
 
         Parameters
         ----------
+        %(fwe_montecarlo_parameters)s
         target : {"pairwise", "main-effects", "all"}
             Correct the difference, each group's own ALE (Monte Carlo relocation FWE of
             :class:`~nimare_jax.meta.cbma.ALE`), or both.
