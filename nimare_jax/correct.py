@@ -83,6 +83,32 @@ class Corrector(NiMAREBase):
     lists the ``method`` values available for it.
     """
 
+    #: ``"fwe"`` or ``"fdr"``: an estimator's own methods are ``correct_<kind>_<method>``.
+    _kind = ""
+    #: The methods the corrector computes itself, whatever the estimator.
+    _native_methods: tuple = ()
+
+    @classmethod
+    @fill_doc
+    def inspect(cls, result: MetaResult) -> list:
+        """List the ``method`` values available for a result (NiMARE's ``inspect``).
+
+        Parameters
+        ----------
+        %(corrector_result)s
+
+        Returns
+        -------
+        list of str
+            The corrector's own methods (``"bonferroni"`` for :class:`FWECorrector`;
+            ``"indep"`` and ``"negcorr"`` for :class:`FDRCorrector`) and the estimator's
+            ``correct_<kind>_<method>`` methods (e.g. ``"montecarlo"`` for the estimators
+            that build a null), sorted.
+        """
+        prefix = f"correct_{cls._kind}_"
+        own = [n[len(prefix) :] for n in dir(result.estimator) if n.startswith(prefix)]
+        return sorted(set(cls._native_methods) | set(own))
+
 
 @fill_doc
 class FWECorrector(Corrector):
@@ -117,6 +143,9 @@ class FWECorrector(Corrector):
         only) and the ``**kwargs``, without those left at None.
     """
 
+    _kind = "fwe"
+    _native_methods = ("bonferroni",)
+
     def __init__(
         self,
         method: str = "bonferroni",
@@ -136,23 +165,6 @@ class FWECorrector(Corrector):
         self.n_iters = None if n_iters is None else check_n_iters(n_iters)
         self.n_cores = n_cores
         self.kwargs = kwargs
-
-    @classmethod
-    @fill_doc
-    def inspect(cls, result: MetaResult) -> list:
-        """List the ``method`` values available for a result (NiMARE's ``inspect``).
-
-        Parameters
-        ----------
-        %(corrector_result)s
-
-        Returns
-        -------
-        list of str
-            ``"bonferroni"`` and the estimator's own ``correct_fwe_<method>`` methods
-            (``"montecarlo"`` for the estimators that build a null), sorted.
-        """
-        return _available_methods("fwe", ("bonferroni",), result)
 
     @property
     def parameters(self) -> dict:
@@ -198,13 +210,6 @@ class FWECorrector(Corrector):
         return _run_estimator_method(
             self, result, estimator.correct_fwe_montecarlo, self.parameters, "FWE"
         )
-
-
-def _available_methods(kind: str, native: tuple, result: MetaResult) -> list:
-    """Sorted correction methods for ``result``: ``native`` plus the estimator's own."""
-    prefix = f"correct_{kind}_"
-    own = [n[len(prefix) :] for n in dir(result.estimator) if n.startswith(prefix)]
-    return sorted(set(native) | set(own))
 
 
 def _check_options(corrector, method, options: dict) -> None:
@@ -284,6 +289,9 @@ class FDRCorrector(Corrector):
         Options passed on to the estimator (NiMARE's ``Corrector.parameters``): always empty.
     """
 
+    _kind = "fdr"
+    _native_methods = ("indep", "negcorr")
+
     def __init__(self, method: str = "indep", alpha: float = 0.05, **kwargs):
         given = sorted(k for k, v in kwargs.items() if v is not None)
         if given:
@@ -295,23 +303,6 @@ class FDRCorrector(Corrector):
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         self.method = method
         self.alpha = alpha
-
-    @classmethod
-    @fill_doc
-    def inspect(cls, result: MetaResult) -> list:
-        """List the ``method`` values available for a result (NiMARE's ``inspect``).
-
-        Parameters
-        ----------
-        %(corrector_result)s
-
-        Returns
-        -------
-        list of str
-            ``"indep"``, ``"negcorr"`` and any ``correct_fdr_<method>`` of the estimator,
-            sorted.
-        """
-        return _available_methods("fdr", ("indep", "negcorr"), result)
 
     @fill_doc
     def transform(self, result: MetaResult) -> MetaResult:
