@@ -25,7 +25,7 @@ from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
-from nimare_jax.workflows.base import add_cluster_tables, write_report
+from nimare_jax.workflows.base import add_cluster_tables, write_outputs
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["add_peaks2maps_arguments", "peaks2maps_workflow", "run_peaks2maps"]
@@ -102,12 +102,7 @@ def peaks2maps_workflow(
             f"{len(dataset.ids)} reconstructed maps. " + result.description
         )
         result.citations = tuple(dict.fromkeys(("Freyberg2018", *result.citations)))
-        staged = [
-            *result.save_maps(tmp, prefix),
-            *result.save_tables(tmp, prefix),
-            *result.save_boilerplate(tmp, prefix),
-            write_report(result, tmp, prefix),
-        ]
+        staged = write_outputs(result, tmp, prefix)
     return result, [output_dir / path.name for path in staged]
 
 

@@ -12,9 +12,9 @@ from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.scale import SCALE, read_baseline
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.ale import load_dataset, output_location
 from nimare_jax.workflows.arguments import add_common_arguments, run_workflow
-from nimare_jax.workflows.base import add_cluster_tables, write_report
+from nimare_jax.workflows.base import add_cluster_tables, write_outputs
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["scale_workflow"]
@@ -58,9 +58,7 @@ def scale_workflow(
     files : list of pathlib.Path
         Written files.
     """
-    source = None if not isinstance(dataset, str | Path) else Path(dataset)
-    output_dir = Path(output_dir if output_dir is not None else (source.parent if source else "."))
-    prefix = (source.stem if source else "scale") if prefix is None else prefix
+    source, output_dir, prefix = output_location(dataset, output_dir, prefix, "scale")
     kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
     n_iters = check_n_iters(n_iters)
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
@@ -83,12 +81,7 @@ def scale_workflow(
         result.corrector = corrector
         if own:
             result.description += " The baseline pool was the data set's own foci."
-        staged = [
-            *result.save_maps(tmp, prefix),
-            *result.save_tables(tmp, prefix),
-            *result.save_boilerplate(tmp, prefix),
-            write_report(result, tmp, prefix),
-        ]
+        staged = write_outputs(result, tmp, prefix)
     return result, [output_dir / path.name for path in staged]
 
 
