@@ -79,6 +79,9 @@ topic_weights : numpy.ndarray, shape (n_topics,)
     Iterations per device per dispatch (sets peak memory).
 progress : bool
     Show a progress bar.""",
+    "kernel_memory": """memory, memory_level : object, int
+    NiMARE's joblib caching options, accepted and ignored (nimare_jax caches compiled
+    programs, not maps).""",
     "kernel_kwargs": """**kwargs
     ``kernel__*`` arguments configuring the default kernel class (with a kernel instance
     they are ignored, with a warning, as NiMARE).""",
@@ -122,6 +125,10 @@ annotations : pandas.DataFrame
     in ``ids``.""",
     "decode_features": """features : list of str or None
     Annotation columns to decode; None uses every column except the id columns.""",
+    "decode_correction": """correction : {None, "bh", "by", "bonferroni"}
+    Multiple-comparisons correction across features.""",
+    "decode_transform_ids2": """ids2 : list of str or None
+    The experiments to compare with; None uses all the others.""",
     "decode_u": """u : float
     Alpha level (kept for NiMARE's signature; not used by the computation).""",
 }

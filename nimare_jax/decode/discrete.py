@@ -419,10 +419,8 @@ class BrainMapDecoder(_CountDecoder):
         Features to use (with or without the group prefix when ``feature_group`` is given);
         None uses all of the group.
     %(frequency_threshold)s
-    u : float
-        Alpha level (kept for NiMARE's signature).
-    correction : {None, "bh", "by", "bonferroni"}
-        Multiple-comparisons correction across features.
+    %(decode_u)s
+    %(decode_correction)s
 
     Attributes
     ----------
@@ -443,6 +441,7 @@ class BrainMapDecoder(_CountDecoder):
         self.u = u
         self.correction = correction
 
+    @fill_doc
     def transform(self, ids, ids2=None) -> pd.DataFrame:
         """Decode a selection of the fitted experiments.
 
@@ -450,8 +449,7 @@ class BrainMapDecoder(_CountDecoder):
         ----------
         ids : list of str
             The selected experiments (e.g. ``dataset.get_studies_by_mask(roi)``).
-        ids2 : list of str or None
-            The experiments to compare with; None uses all the others.
+        %(decode_transform_ids2)s
 
         Returns
         -------
@@ -475,10 +473,8 @@ class NeurosynthDecoder(_CountDecoder):
     %(frequency_threshold)s
     prior : float or None
         Prior probability of a feature; None uses each feature's frequency.
-    u : float
-        Alpha level (kept for NiMARE's signature).
-    correction : {None, "bh", "by", "bonferroni"}
-        Multiple-comparisons correction across features.
+    %(decode_u)s
+    %(decode_correction)s
     min_studies : int, float or None
         Minimum number (int) or proportion (float in (0, 1)) of experiments carrying a
         feature for it to be tested; see :func:`neurosynth_decode`.
@@ -511,6 +507,7 @@ class NeurosynthDecoder(_CountDecoder):
         self.correction = correction
         self.min_studies = min_studies
 
+    @fill_doc
     def transform(self, ids, ids2=None) -> pd.DataFrame:
         """Decode a selection of the fitted experiments.
 
@@ -518,8 +515,7 @@ class NeurosynthDecoder(_CountDecoder):
         ----------
         ids : list of str
             The selected experiments.
-        ids2 : list of str or None
-            The experiments to compare with; None uses all the others.
+        %(decode_transform_ids2)s
 
         Returns
         -------
