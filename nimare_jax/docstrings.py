@@ -33,6 +33,8 @@ docdict: dict[str, str] = {
     None means Knapp-Hartung, PyMARE's default.""",
     "two_sided_combination": """two_sided : bool
     Concordant two-sided test (default) or one-sided test of positive effects.""",
+    "likelihood_method": """method : {"ml", "reml"}
+    Estimation method (default ``"ml"``).""",
     "ibma_kwargs": """aggressive_mask, mask, **kwargs
     See :class:`IBMAEstimator`.""",
     "regression_maps": (

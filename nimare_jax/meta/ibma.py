@@ -793,13 +793,13 @@ class Hedges(_RegressionEstimator):
         )
 
 
+@fill_doc
 class _LikelihoodEstimator(_RegressionEstimator):
     """Shared ``method`` option of the (restricted) maximum-likelihood estimators.
 
     Parameters
     ----------
-    method : {"ml", "reml"}
-        Estimation method (default ``"ml"``).
+    %(likelihood_method)s
     """
 
     def __init__(self, method: str = "ml", **kwargs):
@@ -824,8 +824,7 @@ class VarianceBasedLikelihood(_LikelihoodEstimator):
 
     Parameters
     ----------
-    method : {"ml", "reml"}
-        Estimation method (default ``"ml"``).
+    %(likelihood_method)s
     %(small_sample_correction)s
     %(ibma_kwargs)s
 
@@ -852,8 +851,7 @@ class SampleSizeBasedLikelihood(_LikelihoodEstimator):
 
     Parameters
     ----------
-    method : {"ml", "reml"}
-        Estimation method (default ``"ml"``).
+    %(likelihood_method)s
     %(small_sample_correction)s
     %(ibma_kwargs)s
 
