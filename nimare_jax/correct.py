@@ -19,6 +19,7 @@ import numpy as np
 from nimare_jax import stats
 from nimare_jax.base import NiMAREBase
 from nimare_jax.docstrings import fill_doc
+from nimare_jax.meta.fwe import correction_suffix
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 
@@ -43,7 +44,7 @@ def _p_maps(p, corr: str, method: str, z=None, desc: str = "") -> dict:
     ``p_desc-uniformity``; empty for ``p``).
     """
     p = np.asarray(p, np.float64)
-    suffix = f"{desc}_corr-{corr}_method-{method}"
+    suffix = desc + correction_suffix(corr, method)
     maps = {f"p{suffix}": p, f"logp{suffix}": -np.log10(p)}
     if z is not None:
         signs = np.sign(np.asarray(z, np.float64))
@@ -257,7 +258,7 @@ def _run_estimator_method(corrector, result, method, options: dict, corr: str) -
             new.estimator.null_distributions_ = {**held, **nulls}
         return new
     maps, tables, text = out
-    suffix = f"_corr-{corr}_method-{corrector.method}"
+    suffix = correction_suffix(corr, corrector.method)
     maps = {
         name + suffix: np.asarray(v, np.float32)
         if np.issubdtype(np.asarray(v).dtype, np.floating)

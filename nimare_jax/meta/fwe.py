@@ -32,6 +32,7 @@ __all__ = [
     "MONTECARLO",
     "FWEOptions",
     "MonteCarloFWE",
+    "correction_suffix",
     "fwe_map",
     "fwe_null",
     "fwe_options",
@@ -77,6 +78,24 @@ def map_name(
         if value is not None:
             parts.append(f"{entity}-{value}")
     return "_".join(parts)
+
+
+def correction_suffix(corr: str, method: str) -> str:
+    """Return the end of a corrected map's name, ``_corr-{corr}_method-{method}``.
+
+    Parameters
+    ----------
+    corr : {"FWE", "FDR", "fwe"}
+        The ``corr-`` entity (lower case in null distributions' names, as NiMARE).
+    method : str
+        The ``method-`` entity: ``"montecarlo"``, ``"bonferroni"``, ``"indep"``...
+
+    Returns
+    -------
+    str
+        What :func:`map_name` appends for these entities, with its leading underscore.
+    """
+    return map_name("", corr=corr, method=method)
 
 
 def fwe_map(kind: str, level: str = "voxel", desc: str | None = None) -> str:

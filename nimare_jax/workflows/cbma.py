@@ -14,6 +14,7 @@ from nimare_jax.correct import FDRCorrector, FWECorrector
 from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
 from nimare_jax.meta.cbma.base import PairwiseCBMAEstimator
+from nimare_jax.meta.fwe import MONTECARLO, correction_suffix
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows.base import Workflow, _build
 from nimare_jax.workflows.staging import staged_dir
@@ -108,11 +109,14 @@ class PairwiseCBMAWorkflow(Workflow):
 # Preference among corrected main-effect maps (NiMARE 0.22.1's order): cluster size, cluster
 # mass, voxel level, other; then Monte Carlo FWE, FDR (indep, negcorr), Bonferroni.
 _SCOPES = ("ize_level-cluster", "ass_level-cluster", "level-voxel")
-_METHODS = (
-    "_corr-FWE_method-montecarlo",
-    "_corr-FDR_method-indep",
-    "_corr-FDR_method-negcorr",
-    "_corr-FWE_method-bonferroni",
+_METHODS = tuple(
+    correction_suffix(corr, method)
+    for corr, method in (
+        ("FWE", MONTECARLO),
+        ("FDR", "indep"),
+        ("FDR", "negcorr"),
+        ("FWE", "bonferroni"),
+    )
 )
 
 
