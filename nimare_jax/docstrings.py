@@ -81,6 +81,9 @@ topic_weights : numpy.ndarray, shape (n_topics,)
     Iterations per device per dispatch (sets peak memory).
 progress : bool
     Show a progress bar.""",
+    "cbma_drop_invalid": """drop_invalid : bool
+    NiMARE's option; only True (leave out experiments without foci, with a warning) is
+    supported.""",
     "kernel_memory": """memory, memory_level : object, int
     NiMARE's joblib caching options, accepted and ignored (nimare_jax caches compiled
     programs, not maps).""",

@@ -281,6 +281,7 @@ class ContrastWorkflow:
             self._check_cached(result, corrected)
         return main_effect_map(corrected, self.alpha), corrected
 
+    @fill_doc
     def fit(
         self,
         dataset1,
@@ -297,8 +298,7 @@ class ContrastWorkflow:
         ----------
         dataset1, dataset2 : nimare_jax.dataset.Dataset
             The groups (same mask).
-        drop_invalid : bool
-            Only True is supported (experiments without foci are left out with a warning).
+        %(cbma_drop_invalid)s
         result1, result2 : MetaResult, optional
             Main-effect results already fitted (``main_estimator.fit(dataset)``).
         corr_result1, corr_result2 : MetaResult, optional

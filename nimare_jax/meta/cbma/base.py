@@ -79,6 +79,7 @@ class CBMAEstimator(NiMAREBase):
 
     _citations: tuple = ()
 
+    @fill_doc
     def fit(self, dataset, drop_invalid: bool = True, ma_maps=None) -> MetaResult:
         """Fit the estimator to a dataset.
 
@@ -86,9 +87,7 @@ class CBMAEstimator(NiMAREBase):
         ----------
         dataset : nimare_jax.dataset.Dataset
             Studies with coordinates.
-        drop_invalid : bool
-            NiMARE's option; only True (leave out experiments without foci, with a
-            warning) is supported.
+        %(cbma_drop_invalid)s
         ma_maps : None
             NiMARE's precomputed MA maps; nimare_jax computes them inside its statistic,
             so only None is accepted.
@@ -149,6 +148,7 @@ class PairwiseCBMAEstimator(CBMAEstimator):
 
     _contrast: str = ""
 
+    @fill_doc
     def fit(
         self,
         dataset1,
@@ -165,9 +165,7 @@ class PairwiseCBMAEstimator(CBMAEstimator):
         ----------
         dataset1, dataset2 : nimare_jax.dataset.Dataset
             The groups, on the same mask; at least two experiments each.
-        drop_invalid : bool
-            NiMARE's option; only True (leave out experiments without foci, with a
-            warning) is supported.
+        %(cbma_drop_invalid)s
         inference_map1, inference_map2 : array of shape (n_voxels,), image or None
             Directional inference masks (NiMARE 0.22): a positive contrast (group 1 above
             group 2) is kept only where ``inference_map1 > 0`` and a negative one only where
