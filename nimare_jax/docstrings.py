@@ -84,6 +84,10 @@ progress : bool
     "cbma_drop_invalid": """drop_invalid : bool
     NiMARE's option; only True (leave out experiments without foci, with a warning) is
     supported.""",
+    "cluster_options": """connectivity : {6, 18, 26}
+    Cluster neighbourhood.
+label_backend : {"auto", "jax", "scipy"}
+    See :func:`nimare_jax.ops.label.max_cluster_stats`.""",
     "kernel_memory": """memory, memory_level : object, int
     NiMARE's joblib caching options, accepted and ignored (nimare_jax caches compiled
     programs, not maps).""",

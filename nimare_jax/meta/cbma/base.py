@@ -447,6 +447,7 @@ def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strat
     return volume, operands
 
 
+@fill_doc
 def relocation_null(
     volume,
     ss_thresh: float,
@@ -462,10 +463,7 @@ def relocation_null(
         ``(volume, operands)`` of one null draw (:func:`relocation_volume`).
     ss_thresh : float
         Cluster-forming threshold on the statistic (voxels strictly above it).
-    connectivity : {6, 18, 26}
-        Cluster neighbourhood.
-    label_backend : {"auto", "jax", "scipy"}
-        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    %(cluster_options)s
     vfwe_only : bool
         Record only the maximum.
 

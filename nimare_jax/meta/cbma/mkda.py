@@ -191,6 +191,7 @@ def experiment_weights(weighting, dataset) -> tuple[np.ndarray, int]:
 # ---------------------------------------------------------------------------------------
 
 
+@fill_doc
 def label_permutation_null(
     pooled,
     n1: int,
@@ -218,10 +219,7 @@ def label_permutation_null(
         Volume shape.
     thresh : float
         Cluster-forming chi-square threshold (voxels strictly above it).
-    connectivity : {6, 18, 26}
-        Cluster neighbourhood.
-    label_backend : {"auto", "jax", "scipy"}
-        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    %(cluster_options)s
     vfwe_only : bool
         Skip the cluster statistics.
 

@@ -60,6 +60,7 @@ def fixed_point_terms(ma: np.ndarray) -> tuple[np.ndarray, float]:
     return np.rint(logs * scale).astype(np.int32), scale
 
 
+@fill_doc
 def subtraction_null(
     terms,
     scale: float,
@@ -92,10 +93,7 @@ def subtraction_null(
         Flat in-mask voxel indices and the volume shape (needed for cluster statistics).
     thresh : float or None
         Cluster-forming threshold on ``|ALE1 - ALE2|``; None skips cluster statistics.
-    connectivity : {6, 18, 26}
-        Cluster neighbourhood.
-    label_backend : {"auto", "jax", "scipy"}
-        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    %(cluster_options)s
     hist_bins : int or None
         If given, also return a histogram of ``|ALE1 - ALE2|`` over the mask with bins of
         width ``1e-6`` (to locate the cluster-forming threshold).
