@@ -269,6 +269,11 @@ def t_to_z(t_values, dof) -> jax.Array:
     Both tails come from the regularised incomplete beta function,
     ``P(T > |t|) = I_x(dof/2, 1/2) / 2`` with ``x = dof / (dof + t**2)`` (DLMF 8.17.22
     continued fraction with its prefactor in logs) and ``z`` from :func:`logp_to_z`.
+    Relative error of z in float64 against scipy and mpmath: below 2e-15 beyond
+    ``|z| = 5``; at most 3e-14 anywhere for ``dof <= 1000`` (``tests/test_stats.py``). Near
+    ``|t| = sqrt(3)``, where the fraction switches sides, it needs about ``sqrt(dof)``
+    terms and their rounding adds up: 2e-13 at ``dof = 1e4``, 2e-12 at ``1e5``, 2e-11 at
+    ``1e6`` (capped at :data:`_BETA_CF_MAX_TERMS` terms).
     """
     return t_to_z_logp(t_values, dof)[0]
 
