@@ -22,7 +22,6 @@ from nimare_jax.meta.cbma.base import (
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
 from nimare_jax.meta.fwe import map_name
 from nimare_jax.ops import nulls
-from nimare_jax.ops.validate import check_n_iters
 
 
 def ale_windows(arrays: FociArrays) -> jnp.ndarray:
@@ -74,23 +73,13 @@ class ALE(RelocationEstimator):
         random_state: int | None = None,
         **kwargs,
     ):
-        if null_method not in ("approximate", "montecarlo"):
-            raise ValueError(
-                f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
-            )
         self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
         if self.kernel_transformer.ma_kind != "probability":
             raise TypeError(
                 "ALE needs a kernel whose MA values are probabilities (ALEKernel, or "
                 f"Peaks2MapsKernel(binary=False)), got {self.kernel_transformer!r}"
             )
-        self.null_method = null_method
-        self.n_iters = check_n_iters(n_iters)
-        self.n_cores = n_cores
-        self.random_state = random_state
-
-    def __repr__(self) -> str:
-        return f"ALE({self.kernel_transformer!r}, null_method={self.null_method!r})"
+        self._init(null_method, n_iters, n_cores, random_state)
 
     def _fit(self, arrays: FociArrays):
         inv_step = 1.0 / nulls.STEP

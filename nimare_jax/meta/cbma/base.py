@@ -542,6 +542,22 @@ class RelocationEstimator(CBMAEstimator):
     #: Iterations per device per dispatch of the FWE null (``batch_size=None``).
     _fwe_batch_size = 16
 
+    def _init(self, null_method, n_iters, n_cores, random_state):
+        """Check and set the options every relocation estimator takes."""
+        if null_method not in ("approximate", "montecarlo"):
+            raise ValueError(
+                f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
+            )
+        self.null_method = null_method
+        self.n_iters = check_n_iters(n_iters)
+        self.n_cores = n_cores
+        self.random_state = random_state
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.kernel_transformer!r}, null_method={self.null_method!r})"
+        )
+
     def _relocation(self, arrays: FociArrays, exp_weight: np.ndarray):
         """Return ``relocation_volume(...)`` of one relocation with these experiment weights."""
         raise NotImplementedError

@@ -35,7 +35,6 @@ from nimare_jax.meta.fwe import MONTECARLO, fwe_map, fwe_null, fwe_options, map_
 from nimare_jax.ops import chi2
 from nimare_jax.ops import stats as ops_stats
 from nimare_jax.ops.permute import BoundSummary, run_permutations
-from nimare_jax.ops.validate import check_n_iters
 
 __all__ = ["KDA", "MKDAChi2", "MKDADensity"]
 
@@ -285,21 +284,6 @@ class _DensityEstimator(RelocationEstimator):
     _name = ""
     _stat_label = "density"
     _fwe_citations = ("Wager2007",)
-
-    def _init(self, null_method, n_iters, n_cores, random_state):
-        if null_method not in ("approximate", "montecarlo"):
-            raise ValueError(
-                f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
-            )
-        self.null_method = null_method
-        self.n_iters = check_n_iters(n_iters)
-        self.n_cores = n_cores
-        self.random_state = random_state
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self.kernel_transformer!r}, null_method={self.null_method!r})"
-        )
 
     def _weights(self) -> np.ndarray:
         return np.ones(len(self.dataset_.ids))
