@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import special
 from scipy import stats as sps
+from test_compilation import count_traces
 
 from nimare_jax import stats
 from nimare_jax.ops import stats as ops
@@ -349,6 +350,18 @@ def test_ops_t_to_z_value_does_not_depend_on_batch():
         batched = np.asarray(ops.t_to_z(t, dof))
         single = [float(ops.t_to_z(a, b)) for a, b in zip(t, dof, strict=True)]
     np.testing.assert_array_equal(batched, single)
+
+
+def test_stats_t_to_z_second_call_traces_nothing():
+    """NumPy callers (``stats.t_to_z``, e.g. once per transform) reuse the compiled kernel."""
+    t, dof = np.linspace(-5, 5, 11), np.full(11, 9.0)
+    with count_traces() as first:
+        a = stats.t_to_z(t, dof)
+    with count_traces() as second:
+        b = stats.t_to_z(t + 1.0, dof)
+    assert first and not second, second
+    np.testing.assert_allclose(b[5], sps.norm.isf(sps.t.sf(1.0, 9)), rtol=1e-14)
+    assert a[5] == 0.0
 
 
 def test_one_t_to_z_behind_every_public_name():
