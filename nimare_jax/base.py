@@ -10,6 +10,8 @@ import gzip
 import inspect
 import pickle
 
+from nimare_jax.docstrings import fill_doc
+
 
 class NiMAREBase:
     """Constructor parameters as a dictionary, and pickled files, as NiMARE's base class.
@@ -98,15 +100,13 @@ class NiMAREBase:
         write_pickle(self, filename, compress)
 
     @classmethod
+    @fill_doc
     def load(cls, filename, compressed: bool = True):
         """Read an object written by :meth:`save`.
 
         Parameters
         ----------
-        filename : str or pathlib.Path
-            File written by :meth:`save`.
-        compressed : bool
-            Whether the file is gzipped (:meth:`save`'s default).
+        %(load_params)s
 
         Returns
         -------

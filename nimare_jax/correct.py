@@ -18,6 +18,8 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.base import NiMAREBase
+from nimare_jax.docstrings import fill_doc
+from nimare_jax.meta.fwe import correction_suffix
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 
@@ -42,7 +44,7 @@ def _p_maps(p, corr: str, method: str, z=None, desc: str = "") -> dict:
     ``p_desc-uniformity``; empty for ``p``).
     """
     p = np.asarray(p, np.float64)
-    suffix = f"{desc}_corr-{corr}_method-{method}"
+    suffix = desc + correction_suffix(corr, method)
     maps = {f"p{suffix}": p, f"logp{suffix}": -np.log10(p)}
     if z is not None:
         signs = np.sign(np.asarray(z, np.float64))
@@ -82,7 +84,34 @@ class Corrector(NiMAREBase):
     lists the ``method`` values available for it.
     """
 
+    #: ``"fwe"`` or ``"fdr"``: an estimator's own methods are ``correct_<kind>_<method>``.
+    _kind = ""
+    #: The methods the corrector computes itself, whatever the estimator.
+    _native_methods: tuple = ()
 
+    @classmethod
+    @fill_doc
+    def inspect(cls, result: MetaResult) -> list:
+        """List the ``method`` values available for a result (NiMARE's ``inspect``).
+
+        Parameters
+        ----------
+        %(corrector_result)s
+
+        Returns
+        -------
+        list of str
+            The corrector's own methods (``"bonferroni"`` for :class:`FWECorrector`;
+            ``"indep"`` and ``"negcorr"`` for :class:`FDRCorrector`) and the estimator's
+            ``correct_<kind>_<method>`` methods (e.g. ``"montecarlo"`` for the estimators
+            that build a null), sorted.
+        """
+        prefix = f"correct_{cls._kind}_"
+        own = [n[len(prefix) :] for n in dir(result.estimator) if n.startswith(prefix)]
+        return sorted(set(cls._native_methods) | set(own))
+
+
+@fill_doc
 class FWECorrector(Corrector):
     """Family-wise error correction.
 
@@ -100,11 +129,7 @@ class FWECorrector(Corrector):
         ``n_iters``, 5000 by default; 1000 for MKDAChi2). Fewer than 1 / 0.05 = 20 cannot
         give a corrected p-value below 0.05: the estimator warns
         (:class:`~nimare_jax.ops.validate.MonteCarloWarning`).
-    n_cores : int
-        Devices to spread the permutations over; ``<= 0``: all cores, as NiMARE. Never
-        ignored silently: on CPU, cores become JAX devices only before JAX's first
-        computation, so a later request beyond the devices JAX has warns
-        (:func:`nimare_jax.ops.permute.resolve_n_devices`).
+    %(n_cores)s
     **kwargs
         Further arguments of the estimator's ``correct_fwe_montecarlo``, the same for every
         estimator (:class:`nimare_jax.meta.fwe.MonteCarloFWE`): ``vfwe_only``,
@@ -118,6 +143,9 @@ class FWECorrector(Corrector):
         ``Corrector.parameters``): ``voxel_thresh``, ``n_iters``, ``n_cores`` (Monte Carlo
         only) and the ``**kwargs``, without those left at None.
     """
+
+    _kind = "fwe"
+    _native_methods = ("bonferroni",)
 
     def __init__(
         self,
@@ -139,23 +167,6 @@ class FWECorrector(Corrector):
         self.n_cores = n_cores
         self.kwargs = kwargs
 
-    @classmethod
-    def inspect(cls, result: MetaResult) -> list:
-        """List the ``method`` values available for a result (NiMARE's ``inspect``).
-
-        Parameters
-        ----------
-        result : MetaResult
-            Output of an estimator's ``fit``.
-
-        Returns
-        -------
-        list of str
-            ``"bonferroni"`` and the estimator's own ``correct_fwe_<method>`` methods
-            (``"montecarlo"`` for the estimators that build a null), sorted.
-        """
-        return _available_methods("fwe", ("bonferroni",), result)
-
     @property
     def parameters(self) -> dict:
         """Options passed on to the estimator's correction, None-valued ones dropped."""
@@ -164,13 +175,13 @@ class FWECorrector(Corrector):
             named.update(n_iters=self.n_iters, n_cores=self.n_cores)
         return {k: v for k, v in {**named, **self.kwargs}.items() if v is not None}
 
+    @fill_doc
     def transform(self, result: MetaResult) -> MetaResult:
         """Return a copy of ``result`` with FWE-corrected maps added.
 
         Parameters
         ----------
-        result : MetaResult
-            Output of an estimator's ``fit``.
+        %(corrector_result)s
 
         Returns
         -------
@@ -200,13 +211,6 @@ class FWECorrector(Corrector):
         return _run_estimator_method(
             self, result, estimator.correct_fwe_montecarlo, self.parameters, "FWE"
         )
-
-
-def _available_methods(kind: str, native: tuple, result: MetaResult) -> list:
-    """Sorted correction methods for ``result``: ``native`` plus the estimator's own."""
-    prefix = f"correct_{kind}_"
-    own = [n[len(prefix) :] for n in dir(result.estimator) if n.startswith(prefix)]
-    return sorted(set(native) | set(own))
 
 
 def _check_options(corrector, method, options: dict) -> None:
@@ -254,7 +258,7 @@ def _run_estimator_method(corrector, result, method, options: dict, corr: str) -
             new.estimator.null_distributions_ = {**held, **nulls}
         return new
     maps, tables, text = out
-    suffix = f"_corr-{corr}_method-{corrector.method}"
+    suffix = correction_suffix(corr, corrector.method)
     maps = {
         name + suffix: np.asarray(v, np.float32)
         if np.issubdtype(np.asarray(v).dtype, np.floating)
@@ -286,6 +290,9 @@ class FDRCorrector(Corrector):
         Options passed on to the estimator (NiMARE's ``Corrector.parameters``): always empty.
     """
 
+    _kind = "fdr"
+    _native_methods = ("indep", "negcorr")
+
     def __init__(self, method: str = "indep", alpha: float = 0.05, **kwargs):
         given = sorted(k for k, v in kwargs.items() if v is not None)
         if given:
@@ -298,30 +305,13 @@ class FDRCorrector(Corrector):
         self.method = method
         self.alpha = alpha
 
-    @classmethod
-    def inspect(cls, result: MetaResult) -> list:
-        """List the ``method`` values available for a result (NiMARE's ``inspect``).
-
-        Parameters
-        ----------
-        result : MetaResult
-            Output of an estimator's ``fit``.
-
-        Returns
-        -------
-        list of str
-            ``"indep"``, ``"negcorr"`` and any ``correct_fdr_<method>`` of the estimator,
-            sorted.
-        """
-        return _available_methods("fdr", ("indep", "negcorr"), result)
-
+    @fill_doc
     def transform(self, result: MetaResult) -> MetaResult:
         """Return a copy of ``result`` with ``{p,z,logp}_corr-FDR_method-{method}`` added.
 
         Parameters
         ----------
-        result : MetaResult
-            Output of an estimator's ``fit``.
+        %(corrector_result)s
 
         Returns
         -------

@@ -282,15 +282,13 @@ class MetaResult:
         write_pickle(obj, filename, compress)
 
     @classmethod
+    @fill_doc
     def load(cls, filename, compressed: bool = True) -> MetaResult:
         """Read a result written by :meth:`save`.
 
         Parameters
         ----------
-        filename : str or pathlib.Path
-            File written by :meth:`save`.
-        compressed : bool
-            Whether the file is gzipped (:meth:`save`'s default).
+        %(load_params)s
 
         Returns
         -------

@@ -24,7 +24,6 @@ from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import get_image_paths, load_images
 from nimare_jax.meta import esma, ibma
-from nimare_jax.stats import t_to_z
 from nimare_jax.workflows.conperm import conperm_workflow
 
 HERE = Path(__file__).parent / "data" / "ibma"
@@ -315,13 +314,6 @@ def test_log_chi2_sf_deep_tail():
     with jax.enable_x64(True):
         got = np.asarray(esma.log_chi2_sf(q, k))
     np.testing.assert_allclose(got, exact, rtol=1e-10)
-
-
-def test_t_to_z_matches_stats(small):
-    t = np.array([-30.0, -2.0, 0.0, 1.5, 12.0, 40.0])
-    with jax.enable_x64(True):
-        got = np.asarray(esma.t_to_z(t, 19.0))
-    np.testing.assert_allclose(got, t_to_z(t, 19.0), rtol=1e-9, atol=1e-12)
 
 
 def test_fewer_than_two_valid_studies_gives_nan():

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import special
 from scipy import stats as sps
+from test_compilation import count_traces
 
 from nimare_jax import stats
 from nimare_jax.ops import stats as ops
@@ -288,6 +289,91 @@ def test_t_to_z_broadcasts_dof_and_handles_extremes():
     assert z[0] == pytest.approx(sps.norm.isf(sps.t.sf(2.0, 5)), rel=1e-12)
     assert z[1] == pytest.approx(sps.norm.isf(sps.t.sf(2.0, 50)), rel=1e-12)
     assert z[2] == 0.0 and z[3] == np.inf and np.isfinite(z[4])
+
+
+# Grid of the t -> z accuracy tests: t in [-40, 40] by 0.05, 40 dof from 1 to 1,000.
+T_GRID = np.linspace(-40.0, 40.0, 1601)
+DOF_GRID = np.unique(np.round(np.geomspace(1, 1000, 40)))
+
+
+def test_ops_t_to_z_accuracy_against_scipy_over_t_and_dof():
+    """Jitted float64 ``ops.t_to_z`` against ``norm.isf(t.sf(|t|))`` on the whole grid.
+
+    Relative error of z measured on this grid (and asserted): beyond |z| = 5 1.2e-15 (2e-15);
+    for 0.5 <= |z| <= 5 1.7e-14 (3e-14: the continued fraction near its switch point needs
+    ~sqrt(dof) terms, whose rounding adds up). Below |z| = 0.5 the reference itself loses
+    relative precision (isf of p close to 0.5), so the check there is absolute: 1.9e-15
+    (3e-15); relative precision near 0 is checked against closed forms below. The former
+    jitted version (``jax.scipy.special.betainc``) measured 3e-12 near 0, 6e-14 beyond
+    |z| = 2, and gave ``inf`` wherever ``t.sf`` underflows (|t| > 55 at dof = 1,000).
+    """
+    t, dof = np.meshgrid(T_GRID, DOF_GRID)
+    ref = np.sign(t) * sps.norm.isf(sps.t.sf(np.abs(t), dof))
+    with jax.enable_x64(True):
+        got = np.asarray(ops.t_to_z(t, dof))
+    for low, high, rtol, atol in [(5, np.inf, 2e-15, 0), (0.5, 5, 3e-14, 0), (0, 0.5, 0, 3e-15)]:
+        band = (np.abs(ref) >= low) & (np.abs(ref) < high)
+        np.testing.assert_allclose(got[band], ref[band], rtol=rtol, atol=atol)
+    assert np.all(np.sign(got) == np.sign(t))
+
+
+@pytest.mark.parametrize("dof", [1, 2])
+def test_ops_t_to_z_relative_precision_near_zero_against_closed_forms(dof):
+    """Cauchy (dof 1) and dof 2 have closed-form ``P(|T| < t)``: z = sqrt(2) erfinv of it."""
+    t = np.concatenate([np.geomspace(1e-12, 1.0, 60), np.linspace(1.0, 40.0, 60)])
+    inner = 2 / np.pi * np.arctan(t) if dof == 1 else t / np.sqrt(2.0 + t * t)
+    ref = np.sqrt(2.0) * special.erfinv(inner)  # exact in relative terms while inner < 0.99
+    ok = inner < 0.99
+    with jax.enable_x64(True):
+        got = np.asarray(ops.t_to_z(-t, float(dof)))
+    np.testing.assert_allclose(-got[ok], ref[ok], rtol=1e-14, atol=0)
+
+
+def test_ops_log_t_sf_against_scipy_both_signs():
+    """``log P(T > t)`` for negative and positive t (scipy's logsf is exact on this grid)."""
+    t, dof = np.meshgrid(T_GRID, DOF_GRID)
+    ref = sps.t.logsf(t, dof)
+    with jax.enable_x64(True):
+        got = np.asarray(ops.log_t_sf(t, dof))
+        z, log_sf = ops.t_to_z_logp(t, dof)
+        z_alone = ops.t_to_z(t, dof)
+    np.testing.assert_allclose(got, ref, rtol=5e-13, atol=1e-16)
+    np.testing.assert_allclose(np.asarray(log_sf), sps.t.logsf(np.abs(t), dof), rtol=5e-13)
+    np.testing.assert_array_equal(np.asarray(z), np.asarray(z_alone))
+
+
+def test_ops_t_to_z_value_does_not_depend_on_batch():
+    """Each element stops its continued fraction on its own: alone or batched, same bits."""
+    t = np.array([-1.6, 1.74, 25.0, 0.01])
+    dof = np.array([173.0, 1000.0, 3.0, 1.0])
+    with jax.enable_x64(True):
+        batched = np.asarray(ops.t_to_z(t, dof))
+        single = [float(ops.t_to_z(a, b)) for a, b in zip(t, dof, strict=True)]
+    np.testing.assert_array_equal(batched, single)
+
+
+def test_stats_t_to_z_second_call_traces_nothing():
+    """NumPy callers (``stats.t_to_z``, e.g. once per transform) reuse the compiled kernel."""
+    t, dof = np.linspace(-5, 5, 11), np.full(11, 9.0)
+    a = stats.t_to_z(t, dof)  # traces unless an earlier test used these shapes
+    with count_traces() as second:
+        b = stats.t_to_z(t + 1.0, dof)
+    assert not second, second
+    np.testing.assert_allclose(b[5], sps.norm.isf(sps.t.sf(1.0, 9)), rtol=1e-14)
+    assert a[5] == 0.0
+
+
+def test_one_t_to_z_behind_every_public_name():
+    from nimare_jax import transforms
+    from nimare_jax.meta import esma as meta_esma
+    from nimare_jax.ops import esma as ops_esma
+
+    assert ops_esma.t_to_z is ops.t_to_z and meta_esma.t_to_z is ops.t_to_z
+    assert ops_esma.log_t_sf is ops.log_t_sf and meta_esma.log_t_sf is ops.log_t_sf
+    assert transforms.t_to_z is stats.t_to_z
+    t = np.array([-3.0, 0.5, 12.0])
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(stats.t_to_z(t, 7), np.asarray(ops.t_to_z(t, 7.0)))
 
 
 # ----------------------------------------------------------------------------- FDR

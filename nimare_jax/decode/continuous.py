@@ -30,6 +30,7 @@ from nimare_jax import stats
 from nimare_jax.dataset import Dataset
 from nimare_jax.decode.base import Decoder, label_matrix
 from nimare_jax.decode.gclda import gclda_decode_map
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
 from nimare_jax.meta.cbma.mkda import KDA, MKDAChi2, MKDADensity, bernoulli_sum_null, sum_null
@@ -350,6 +351,7 @@ def _with_table(results: MetaResult, table: pd.DataFrame) -> MetaResult:
     return new
 
 
+@fill_doc
 class CorrelationDecoder(Decoder):
     """Decode an image by correlating it with a meta-analytic map of each feature.
 
@@ -361,8 +363,7 @@ class CorrelationDecoder(Decoder):
     features : list of str, optional
         Features to use; with ``feature_group`` they may be given with or without the
         prefix.
-    frequency_threshold : float
-        An experiment carries a feature when its value is at least this (default 0.001).
+    %(frequency_threshold)s
     meta_estimator : estimator, optional
         Coordinate-based estimator making each feature's map; default ``MKDAChi2()``.
         A two-group estimator (``fit(dataset1, dataset2)``) compares the experiments with
@@ -523,6 +524,7 @@ class CorrelationDecoder(Decoder):
         return table
 
 
+@fill_doc
 class CorrelationDistributionDecoder(Decoder):
     """Decode an image by its correlations with the experiment images of each feature.
 
@@ -532,8 +534,7 @@ class CorrelationDistributionDecoder(Decoder):
         Prefix of the annotation columns to use. Default: every annotation column.
     features : list of str, optional
         Features to use.
-    frequency_threshold : float
-        An experiment carries a feature when its value is at least this (default 0.001).
+    %(frequency_threshold)s
     target_image : str
         Image type of the experiments to correlate with (default ``"z"``).
     n_cores : int

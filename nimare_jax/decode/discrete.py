@@ -189,6 +189,7 @@ def _reject(mask, features, why: str) -> None:
         )
 
 
+@fill_doc
 def brainmap_decode(
     coordinates,
     annotations,
@@ -210,21 +211,13 @@ def brainmap_decode(
 
     Parameters
     ----------
-    coordinates : pandas.DataFrame
-        One row per focus with an ``id`` column (experiment id).
-    annotations : pandas.DataFrame
-        One row per experiment with an ``id`` column and one column per feature.
+    %(decode_tables)s
     ids : list of str
         The selected experiments (e.g. those reporting a focus in an ROI).
-    ids2 : list of str or None
-        The experiments to compare with. None uses every experiment of ``coordinates`` not
-        in ``ids``.
-    features : list of str or None
-        Annotation columns to decode; None uses every column except the id columns.
-    frequency_threshold : float
-        An experiment carries a feature when its value is ``>=`` this.
-    u : float
-        Alpha level (kept for NiMARE's signature; not used by the computation).
+    %(decode_ids2)s
+    %(decode_features)s
+    %(frequency_threshold)s
+    %(decode_u)s
     correction : {None, "bh", "by", "bonferroni"}
         Multiple-comparisons correction across features, applied to each inference
         separately: Benjamini-Hochberg or Benjamini-Yekutieli FDR, or Bonferroni.
@@ -295,6 +288,7 @@ def _resolve_min_studies(min_studies, n_studies) -> float:
     return float(min_studies)
 
 
+@fill_doc
 def neurosynth_decode(
     coordinates,
     annotations,
@@ -319,26 +313,18 @@ def neurosynth_decode(
 
     Parameters
     ----------
-    coordinates : pandas.DataFrame
-        One row per focus with an ``id`` column (experiment id).
-    annotations : pandas.DataFrame
-        One row per experiment with an ``id`` column and one column per feature.
+    %(decode_tables)s
     ids : list of str
         The selected experiments.
-    ids2 : list of str or None
-        The experiments to compare with. None uses every experiment of ``coordinates`` not
-        in ``ids``.
+    %(decode_ids2)s
     feature_group : str or None
         Kept for NiMARE's signature; not used (select columns with ``features``).
-    features : list of str or None
-        Annotation columns to decode; None uses every column except the id columns.
-    frequency_threshold : float
-        An experiment carries a feature when its value is ``>=`` this.
+    %(decode_features)s
+    %(frequency_threshold)s
     prior : float or None
         Prior probability of a feature for the posterior columns; None uses each feature's
         frequency among the experiments of ``ids`` and ``ids2``.
-    u : float
-        Alpha level (kept for NiMARE's signature; not used by the computation).
+    %(decode_u)s
     correction : {None, "bh", "by", "bonferroni"}
         Multiple-comparisons correction across features, for each test separately.
     min_studies : int, float or None
@@ -432,12 +418,9 @@ class BrainMapDecoder(_CountDecoder):
     features : list of str or None
         Features to use (with or without the group prefix when ``feature_group`` is given);
         None uses all of the group.
-    frequency_threshold : float
-        An experiment carries a feature when its value is ``>=`` this.
-    u : float
-        Alpha level (kept for NiMARE's signature).
-    correction : {None, "bh", "by", "bonferroni"}
-        Multiple-comparisons correction across features.
+    %(frequency_threshold)s
+    %(decode_u)s
+    %(decode_correction)s
 
     Attributes
     ----------
@@ -458,6 +441,7 @@ class BrainMapDecoder(_CountDecoder):
         self.u = u
         self.correction = correction
 
+    @fill_doc
     def transform(self, ids, ids2=None) -> pd.DataFrame:
         """Decode a selection of the fitted experiments.
 
@@ -465,8 +449,7 @@ class BrainMapDecoder(_CountDecoder):
         ----------
         ids : list of str
             The selected experiments (e.g. ``dataset.get_studies_by_mask(roi)``).
-        ids2 : list of str or None
-            The experiments to compare with; None uses all the others.
+        %(decode_transform_ids2)s
 
         Returns
         -------
@@ -487,14 +470,11 @@ class NeurosynthDecoder(_CountDecoder):
         Prefix of the annotation columns to use; None uses every group.
     features : list of str or None
         Features to use (with or without the group prefix when ``feature_group`` is given).
-    frequency_threshold : float
-        An experiment carries a feature when its value is ``>=`` this.
+    %(frequency_threshold)s
     prior : float or None
         Prior probability of a feature; None uses each feature's frequency.
-    u : float
-        Alpha level (kept for NiMARE's signature).
-    correction : {None, "bh", "by", "bonferroni"}
-        Multiple-comparisons correction across features.
+    %(decode_u)s
+    %(decode_correction)s
     min_studies : int, float or None
         Minimum number (int) or proportion (float in (0, 1)) of experiments carrying a
         feature for it to be tested; see :func:`neurosynth_decode`.
@@ -527,6 +507,7 @@ class NeurosynthDecoder(_CountDecoder):
         self.correction = correction
         self.min_studies = min_studies
 
+    @fill_doc
     def transform(self, ids, ids2=None) -> pd.DataFrame:
         """Decode a selection of the fitted experiments.
 
@@ -534,8 +515,7 @@ class NeurosynthDecoder(_CountDecoder):
         ----------
         ids : list of str
             The selected experiments.
-        ids2 : list of str or None
-            The experiments to compare with; None uses all the others.
+        %(decode_transform_ids2)s
 
         Returns
         -------

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.ops.permute import QuantileStop
 from nimare_jax.ops.validate import FWE_ALPHA, check_n_iters
 
@@ -31,6 +32,7 @@ __all__ = [
     "MONTECARLO",
     "FWEOptions",
     "MonteCarloFWE",
+    "correction_suffix",
     "fwe_map",
     "fwe_null",
     "fwe_options",
@@ -76,6 +78,24 @@ def map_name(
         if value is not None:
             parts.append(f"{entity}-{value}")
     return "_".join(parts)
+
+
+def correction_suffix(corr: str, method: str) -> str:
+    """Return the end of a corrected map's name, ``_corr-{corr}_method-{method}``.
+
+    Parameters
+    ----------
+    corr : {"FWE", "FDR", "fwe"}
+        The ``corr-`` entity (lower case in null distributions' names, as NiMARE).
+    method : str
+        The ``method-`` entity: ``"montecarlo"``, ``"bonferroni"``, ``"indep"``...
+
+    Returns
+    -------
+    str
+        What :func:`map_name` appends for these entities, with its leading underscore.
+    """
+    return map_name("", corr=corr, method=method)
 
 
 def fwe_map(kind: str, level: str = "voxel", desc: str | None = None) -> str:
@@ -129,6 +149,7 @@ class VoxelLevelOnlyError(ValueError, NotImplementedError):
 class MonteCarloFWE(Protocol):
     """What an estimator supporting ``FWECorrector(method="montecarlo")`` provides."""
 
+    @fill_doc
     def correct_fwe_montecarlo(
         self,
         result,
@@ -150,49 +171,11 @@ class MonteCarloFWE(Protocol):
 
         Parameters
         ----------
-        result : MetaResult
-            The estimator's fit.
-        voxel_thresh : float
-            Uncorrected p-value of the cluster-forming threshold (0.001). Voxel-level-only
-            estimators (SCALE, PermutedOLS) do not use it.
-        n_iters : int or None
-            Iterations; None takes the estimator's own default, as NiMARE (its ``n_iters``
-            for estimators that have one, 1000 for MKDAChi2, 5000 for PermutedOLS).
-        n_cores : int
-            Devices to spread iterations over (1); ``<= 0`` means all cores, as NiMARE.
-            On CPU the cores become devices only before JAX's first computation
-            (:func:`nimare_jax.ops.permute.configure_cpu_devices`); later, a larger request
-            runs on the devices JAX has, with a warning
-            (:func:`nimare_jax.ops.permute.resolve_n_devices`).
-        vfwe_only : bool or None
-            Voxel-level inference only. None: the estimator's default (False where
-            cluster-level inference exists; True for SCALE and PermutedOLS, for which
-            False is an error).
-        connectivity : {6, 18, 26}
-            Cluster neighbourhood (NiMARE: 6, faces).
-        batch_size : int or None
-            Iterations per device per dispatch (sets peak memory); None: the estimator's
-            tuned default.
-        tolerance : float or None
-            Early stopping (NiMARE issue 866): stop once the Maritz-Jarrett standard error
-            of the 95th percentile of the voxel-level null maxima is below this fraction
-            of it (checked after each batch, from 1000 iterations on).
-        label_backend : {"auto", "jax", "scipy"}
-            Cluster labelling implementation.
-        progress : bool or None
-            Progress bar; None: the estimator's ``progress`` setting if it has one,
-            else True.
+        %(fwe_montecarlo_parameters)s
 
         Returns
         -------
-        maps : dict
-            Corrected ``p``/``z``/``logp`` maps under NiMARE's names (:func:`fwe_map`).
-        nulls : dict
-            Null distributions (:func:`fwe_null`).
-        description : str
-            Methods text.
-        citations : tuple of str
-            BibTeX keys.
+        %(fwe_montecarlo_returns)s
         """
 
 

@@ -530,8 +530,7 @@ class Fishers(_CombinationTest):
 
     Parameters
     ----------
-    two_sided : bool
-        Concordant two-sided test (default) or one-sided test of positive effects.
+    %(two_sided_combination)s
     use_sample_size : bool
         Weight each study's ``-2 log p`` by its sample size, referring the weighted sum to
         Brown's scaled chi-square (default False).
@@ -563,8 +562,7 @@ class Stouffers(_CombinationTest):
     ----------
     use_sample_size : bool
         Weight studies by the square root of their sample sizes (Zaykin 2011).
-    two_sided : bool
-        Concordant two-sided test (default) or one-sided test of positive effects.
+    %(two_sided_combination)s
     %(ibma_kwargs)s
 
     Notes
@@ -795,13 +793,13 @@ class Hedges(_RegressionEstimator):
         )
 
 
+@fill_doc
 class _LikelihoodEstimator(_RegressionEstimator):
     """Shared ``method`` option of the (restricted) maximum-likelihood estimators.
 
     Parameters
     ----------
-    method : {"ml", "reml"}
-        Estimation method (default ``"ml"``).
+    %(likelihood_method)s
     """
 
     def __init__(self, method: str = "ml", **kwargs):
@@ -826,8 +824,7 @@ class VarianceBasedLikelihood(_LikelihoodEstimator):
 
     Parameters
     ----------
-    method : {"ml", "reml"}
-        Estimation method (default ``"ml"``).
+    %(likelihood_method)s
     %(small_sample_correction)s
     %(ibma_kwargs)s
 
@@ -854,8 +851,7 @@ class SampleSizeBasedLikelihood(_LikelihoodEstimator):
 
     Parameters
     ----------
-    method : {"ml", "reml"}
-        Estimation method (default ``"ml"``).
+    %(likelihood_method)s
     %(small_sample_correction)s
     %(ibma_kwargs)s
 
@@ -972,6 +968,7 @@ class PermutedOLS(IBMAEstimator):
     #: Sign flips per device per dispatch (``batch_size=None``).
     _fwe_batch_size = 64
 
+    @fill_doc
     def correct_fwe_montecarlo(
         self,
         result,
@@ -994,6 +991,14 @@ class PermutedOLS(IBMAEstimator):
         ``label_backend`` have no use. Maps: ``{p,z,logp}_level-voxel_corr-FWE_method-
         montecarlo``; null ``values_level-voxel_corr-fwe_method-montecarlo`` (the
         per-iteration maxima).
+
+        Parameters
+        ----------
+        %(fwe_montecarlo_parameters)s
+
+        Returns
+        -------
+        %(fwe_montecarlo_returns)s
         """
         opts = fwe_options(
             self,

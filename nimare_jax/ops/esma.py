@@ -35,9 +35,9 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.special import betainc, gammaincc, gammaln, log_ndtr
+from jax.scipy.special import gammaincc, gammaln, log_ndtr
 
-from nimare_jax.ops.stats import logp_to_z
+from nimare_jax.ops.stats import log_t_sf, logp_to_z, t_to_z, t_to_z_logp
 
 __all__ = [
     "dersimonian_laird",
@@ -167,51 +167,6 @@ def _concordant(log_p_pos, log_p_neg):
     log_p = jnp.minimum(0.0, _LOG2 + jnp.minimum(log_p_pos, log_p_neg))
     z = logp_to_z(log_p, tail="two")
     return jnp.where(log_p_neg < log_p_pos, -z, z), log_p
-
-
-def log_t_sf(t, dof):
-    """Natural log of Student's t survival function ``log P(T > t)``.
-
-    Parameters
-    ----------
-    t : array-like
-        Statistics.
-    dof : array-like
-        Degrees of freedom (broadcast against ``t``).
-
-    Returns
-    -------
-    jax.Array
-        ``log P(T_dof > t)``.
-    """
-    t = _as_float(t)
-    dof = jnp.asarray(dof, t.dtype)
-    x = dof / (dof + t * t)
-    half = 0.5 * betainc(0.5 * dof, 0.5, x)
-    log_upper = jnp.log(half)  # P(T > |t|)
-    log_lower = jnp.log1p(-half)  # P(T > -|t|)
-    return jnp.where(t >= 0, log_upper, log_lower)
-
-
-@jax.jit
-def t_to_z(t, dof):
-    """Convert t statistics to z statistics with the same one-tailed probability.
-
-    Parameters
-    ----------
-    t : array-like
-        T statistics.
-    dof : array-like
-        Degrees of freedom.
-
-    Returns
-    -------
-    jax.Array
-        Signed z statistics, exact far into the tails.
-    """
-    t = _as_float(t)
-    log_sf = log_t_sf(jnp.abs(t), dof)
-    return jnp.sign(t) * logp_to_z(log_sf, tail="one")
 
 
 def log_chi2_sf(q, dof):
@@ -382,8 +337,7 @@ def random_effects(y, v, tau2=0.0, valid=None, small_sample_correction="wald"):
     se = jnp.sqrt(var)
     stat = est / se
     if small_sample_correction == "knapp-hartung":
-        log_tail = log_t_sf(jnp.abs(stat), jnp.maximum(dof, 1.0))
-        z = jnp.sign(stat) * logp_to_z(log_tail, tail="one")
+        z, log_tail = t_to_z_logp(stat, jnp.maximum(dof, 1.0))
     else:
         log_tail = log_ndtr(-jnp.abs(stat), series_order=_SERIES_ORDER)
         z = stat
@@ -724,9 +678,8 @@ def one_sample_t(y, valid=None):
 
 def _t_test_maps(t, dof, ok):
     """``t``, ``z``, two-sided ``p``, ``log_p`` and ``dof`` of t statistics; NaN unless ``ok``."""
-    log_sf = log_t_sf(jnp.abs(t), jnp.maximum(dof, 1.0))
+    z, log_sf = t_to_z_logp(t, jnp.maximum(dof, 1.0))
     log_p = jnp.minimum(log_sf + _LOG2, 0.0)
-    z = jnp.sign(t) * logp_to_z(log_sf, tail="one")
     t, z, log_p, dof = _nan_unless(ok, t, z, log_p, dof)
     return {"t": t, "z": z, "p": jnp.exp(log_p), "log_p": log_p, "dof": dof}
 

@@ -20,13 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.special import log_ndtr, ndtri
+from jax.scipy.special import erfinv, gammaln, log_ndtr, ndtri
 
 _LOG2 = math.log(2.0)
 _LOG_HALF = math.log(0.5)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _NEWTON_STEPS = 3
 _SERIES_ORDER = 8  # terms of log_ndtr's tail series: the default 3 leaves 4e-9 at z = 20
+#: Most continued-fraction terms of the incomplete beta function; on the side of the switch
+#: where it is used it converges in about ``sqrt(dof)`` terms (60 at dof = 1,000).
+_BETA_CF_MAX_TERMS = 4000
+_STIRLING_FROM = 10.0  # log-gamma differences below, Stirling's series (to z**-11) above
 
 
 def _float(x) -> jax.Array:
@@ -99,6 +103,179 @@ def p_to_z(p, tail: str = "two") -> jax.Array:
     """
     p = _float(p)
     return logp_to_z(jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny)), tail=tail)
+
+
+def _log_beta_cf(a, b, u):
+    """Log of the continued fraction of ``I_u(a, b)`` (DLMF 8.17.22), by modified Lentz.
+
+    Converges quickly where ``u < (a + 1) / (a + b + 2)``; ``I_u(a, b)`` is then
+    ``u**a (1 - u)**b / (a B(a, b))`` times this fraction. Each element stops once its last
+    factor is within one rounding unit of 1 (later terms would only add rounding), so an
+    element's value does not depend on the others in the batch.
+    """
+    eps = jnp.finfo(u.dtype).eps
+    tiny = jnp.finfo(u.dtype).tiny
+
+    def guard(v):
+        return jnp.where(jnp.abs(v) < tiny, tiny, v)
+
+    def lentz(c, d, coef):
+        d = 1.0 / guard(1.0 + coef * d)
+        c = guard(1.0 + coef / c)
+        return c, d, d * c
+
+    def step(carry):
+        m, c, d, h, active = carry
+        c, d, even = lentz(c, d, m * (b - m) * u / ((a + 2 * m - 1) * (a + 2 * m)))
+        odd = -(a + m) * (a + b + m) * u / ((a + 2 * m) * (a + 2 * m + 1))
+        c, d, delta = lentz(c, d, odd)
+        h = jnp.where(active, h * even * delta, h)
+        return m + 1.0, c, d, h, active & (jnp.abs(delta - 1.0) > eps)
+
+    def more(carry):
+        return (carry[0] <= _BETA_CF_MAX_TERMS) & jnp.any(carry[4])
+
+    d = 1.0 / guard(1.0 - (a + b) * u / (a + 1.0))
+    init = (jnp.ones((), u.dtype), jnp.ones_like(u), d, d, jnp.ones(u.shape, bool))
+    return jnp.log(lax.while_loop(more, step, init)[3])
+
+
+def _stirling_remainder(z):
+    """``log Gamma(z) - ((z - 1/2) log z - z + log(2 pi) / 2)`` for ``z >= 10`` (< 1e-16)."""
+    z2 = z * z
+    series = 1 / 1188 - 691 / (360360 * z2)
+    for coef in (1 / 1680, 1 / 1260, 1 / 360):
+        series = coef - series / z2
+    return (1 / 12 - series / z2) / z
+
+
+def _log_beta_half(a):
+    """``log B(a, 1/2)`` to ~1e-14 absolute for any ``a > 0``.
+
+    ``jax.scipy.special.betaln`` is off by up to 6e-7 for ``8 <= a < 1000``, and the plain
+    log-gamma difference loses ``log Gamma(a)``'s rounding for large ``a``; above
+    :data:`_STIRLING_FROM` the difference is taken from Stirling's series instead.
+    """
+    big = jnp.maximum(a, _STIRLING_FROM)
+    log_ratio = (  # log Gamma(big + 1/2) - log Gamma(big)
+        0.5 * jnp.log(big)
+        + big * jnp.log1p(0.5 / big)
+        - 0.5
+        + _stirling_remainder(big + 0.5)
+        - _stirling_remainder(big)
+    )
+    small = gammaln(a + 0.5) - gammaln(a)
+    return 0.5 * math.log(math.pi) - jnp.where(a < _STIRLING_FROM, small, log_ratio)
+
+
+def _t_tails(t, dof):
+    """Tail probabilities of Student's t, each computed on the side where it is exact.
+
+    Returns ``(central, w, log_q)``: ``log_q = log P(T > |t|)`` everywhere, and where
+    ``central`` (small ``|t|``) also ``w = P(|T| < |t|)``, from which ``z`` near 0 keeps
+    its relative precision. Both come from ``I_x(dof/2, 1/2) = 2 P(T > |t|)`` with
+    ``x = dof / (dof + t**2)``, or from its complement ``I_{1-x}(1/2, dof/2) = w``:
+    whichever continued fraction converges, one of them per element. ``x`` and ``1 - x``
+    are taken from ``r = |t| / sqrt(dof)`` in logs, so neither cancels nor overflows, and
+    the prefactor stays a logarithm, so ``log_q`` is finite where ``P`` underflows.
+    """
+    t = _float(t)
+    t, dof = jnp.broadcast_arrays(t, jnp.asarray(dof, t.dtype))
+    a = 0.5 * dof
+    r = jnp.abs(t) / jnp.sqrt(dof)
+    r2 = r * r
+    log1p_r2 = jnp.where(r > 1.0, 2.0 * jnp.log(r) + jnp.log1p(1.0 / r2), jnp.log1p(r2))
+    log_x = -log1p_r2  # log(dof / (dof + t**2))
+    log_y = jnp.where(r > 1.0, -jnp.log1p(1.0 / r2), 2.0 * jnp.log(r) - jnp.log1p(r2))
+    central = r2 * (a + 1.0) <= 1.5  # x >= (a + 1) / (a + 2.5): the fraction of w converges
+    p, q = jnp.where(central, 0.5, a), jnp.where(central, a, 0.5)
+    u = jnp.exp(jnp.where(central, log_y, log_x))
+    log_front = 0.5 * log_y + a * log_x - _log_beta_half(a) - jnp.log(p)
+    log_i = log_front + _log_beta_cf(p, q, u)
+    w = jnp.where(central, jnp.exp(log_i), jnp.nan)
+    log_q = jnp.where(central, jnp.log1p(-w), log_i) - _LOG2
+    return central, w, log_q
+
+
+@jax.jit
+def log_t_sf(t, dof) -> jax.Array:
+    """Natural log of Student's t survival function ``log P(T_dof > t)``, without underflow.
+
+    Parameters
+    ----------
+    t : array-like of float
+        T statistics.
+    dof : array-like of float
+        Degrees of freedom (> 0), broadcast against ``t``.
+
+    Returns
+    -------
+    jax.Array
+        ``log P(T_dof > t)``; finite for every finite ``t`` (``-7.6e3`` at ``t = 1e250``,
+        ``dof = 5``, where the probability itself is far below the smallest double).
+    """
+    central, w, log_q = _t_tails(t, dof)
+    log_lower = jnp.where(central, jnp.log1p(w) - _LOG2, jnp.log1p(-jnp.exp(log_q)))
+    return jnp.where(jnp.asarray(t) >= 0, log_q, log_lower)
+
+
+@jax.jit
+def t_to_z_logp(t, dof) -> tuple[jax.Array, jax.Array]:
+    """Return :func:`t_to_z` of ``t`` and ``log P(T_dof > |t|)`` from one evaluation.
+
+    Parameters
+    ----------
+    t : array-like of float
+        T statistics.
+    dof : array-like of float
+        Degrees of freedom (> 0), broadcast against ``t``.
+
+    Returns
+    -------
+    z : jax.Array
+        Signed z statistics, as :func:`t_to_z`.
+    log_sf : jax.Array
+        Natural log of the one-sided tail beyond ``|t|`` (add ``log 2`` for a two-sided p).
+    """
+    central, w, log_q = _t_tails(t, dof)
+    z = jnp.where(central, math.sqrt(2.0) * erfinv(w), logp_to_z(log_q, tail="one"))
+    return jnp.sign(t) * z, log_q
+
+
+@jax.jit
+def t_to_z(t_values, dof) -> jax.Array:
+    """Convert t statistics to z statistics with the same tail probability.
+
+    ``z = sign(t) isf(P(T_dof > |t|))``, computed so that it keeps float64 relative
+    precision everywhere: near ``t = 0`` from ``P(|T| < |t|)`` through ``erfinv``; in the
+    tails from the log of ``P(T > |t|)``, which has no floor (``t = 1e3``, ``dof = 500`` gives
+    ``z = 61.63``, where the probability underflows any double). Jit-compiled; compute under
+    ``jax.enable_x64`` for float64 (:func:`nimare_jax.stats.t_to_z` does).
+
+    Parameters
+    ----------
+    t_values : array-like of float
+        T statistics.
+    dof : array-like of float
+        Degrees of freedom (> 0), broadcast against ``t_values``.
+
+    Returns
+    -------
+    jax.Array
+        Z statistics with the sign of ``t_values``; ``±inf`` for infinite t, NaN for NaN.
+
+    Notes
+    -----
+    Both tails come from the regularised incomplete beta function,
+    ``P(T > |t|) = I_x(dof/2, 1/2) / 2`` with ``x = dof / (dof + t**2)`` (DLMF 8.17.22
+    continued fraction with its prefactor in logs) and ``z`` from :func:`logp_to_z`.
+    Relative error of z in float64 against scipy and mpmath: below 2e-15 beyond
+    ``|z| = 5``; at most 3e-14 anywhere for ``dof <= 1000`` (``tests/test_stats.py``). Near
+    ``|t| = sqrt(3)``, where the fraction switches sides, it needs about ``sqrt(dof)``
+    terms and their rounding adds up: 2e-13 at ``dof = 1e4``, 2e-12 at ``1e5``, 2e-11 at
+    ``1e6`` (capped at :data:`_BETA_CF_MAX_TERMS` terms).
+    """
+    return t_to_z_logp(t_values, dof)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("tail",))

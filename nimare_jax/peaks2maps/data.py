@@ -28,6 +28,7 @@ from nimare_jax.ops.coarse_grid import (
     peak_images,
     voxel_coords,
 )
+from nimare_jax.ops.kernels import FWHM_TO_SIGMA
 
 __all__ = [
     "PEAK_MIN_DISTANCE",
@@ -189,7 +190,7 @@ def extract_peaks(zmap, mask=None, threshold=PEAK_THRESHOLD, min_distance=PEAK_M
 
 
 def _noise_field(rng, fwhm_mm):
-    sigma = fwhm_mm / np.sqrt(8 * np.log(2)) / COARSE_VOXEL
+    sigma = fwhm_mm * FWHM_TO_SIGMA / COARSE_VOXEL
     field = ndimage.gaussian_filter(rng.standard_normal(COARSE_SHAPE), sigma, mode="wrap")
     return field / field.std()
 
@@ -227,7 +228,7 @@ def simulate_study(seed: int, index: int, config=SimulationConfig):
         fwhm = np.exp(rng.uniform(*np.log(config.blob_fwhm), n_blobs))
         height = rng.uniform(*config.blob_height, n_blobs)
         height = np.where(rng.random(n_blobs) < config.negative_share, -height, height)
-        sigma = fwhm / np.sqrt(8 * np.log(2)) / COARSE_VOXEL
+        sigma = fwhm * FWHM_TO_SIGMA / COARSE_VOXEL
         d2 = ((grid[:, None, :] - centres[None]) ** 2).sum(-1)
         signal = (height * np.exp(-0.5 * d2 / sigma**2)).sum(-1).reshape(COARSE_SHAPE)
         noise_sd = rng.uniform(*config.noise_sd)

@@ -5,18 +5,20 @@ The command ``nimare-jax ale`` runs :func:`ale_sleuth_workflow`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from nimare_jax.correct import FWECorrector
 from nimare_jax.dataset import Dataset
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.io import convert_sleuth_to_dataset
 from nimare_jax.meta.cbma import ALE, ALESubtraction
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
-from nimare_jax.workflows.base import add_cluster_tables, write_report
+from nimare_jax.workflows.base import add_cluster_tables, write_outputs
 from nimare_jax.workflows.staging import staged_dir
 
 
@@ -39,6 +41,75 @@ def load_dataset(path) -> Dataset:
     return convert_sleuth_to_dataset(str(path))
 
 
+def output_location(dataset, output_dir, prefix, default_prefix: str = ""):
+    """Resolve where a workflow writes and under which file-name prefix.
+
+    Parameters
+    ----------
+    dataset : str, os.PathLike or Dataset
+        The workflow's input: a file, or a loaded dataset.
+    output_dir : str, os.PathLike or None
+        None: the input file's folder, or the working folder for a loaded dataset.
+    prefix : str or None
+        None: the input file's name without extension, or ``default_prefix`` for a loaded
+        dataset.
+    default_prefix : str
+        Prefix of a loaded dataset's outputs.
+
+    Returns
+    -------
+    source : pathlib.Path or None
+        The input file (None for a loaded dataset).
+    output_dir : pathlib.Path
+        Output folder.
+    prefix : str
+        File-name prefix.
+    """
+    source = Path(dataset) if isinstance(dataset, str | os.PathLike) else None
+    if output_dir is None:
+        output_dir = source.parent if source is not None else "."
+    if prefix is None:
+        prefix = source.stem if source is not None else default_prefix
+    return source, Path(output_dir), prefix
+
+
+@fill_doc
+def ale_with_fwe(n_iters, v_thr, fwhm, n_cores, random_state, progress):
+    """Build the ALE estimator and Monte Carlo FWE corrector of the ALE and MACM workflows.
+
+    Parameters
+    ----------
+    n_iters : int
+        Monte Carlo iterations of the correction.
+    v_thr : float
+        Uncorrected p-value of the cluster-forming threshold.
+    %(workflow_fwhm)s
+    %(n_cores)s
+    random_state : int or None
+        Seed of the permutations.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    estimator : ALE
+        Unfitted.
+    corrector : FWECorrector
+        ``method="montecarlo"`` with these options.
+    """
+    kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
+    estimator = ALE(n_cores=n_cores, random_state=random_state, **kernel)
+    corrector = FWECorrector(
+        method="montecarlo",
+        voxel_thresh=v_thr,
+        n_iters=check_n_iters(n_iters),
+        n_cores=n_cores,
+        progress=progress,
+    )
+    return estimator, corrector
+
+
+@fill_doc
 def ale_sleuth_workflow(
     sleuth_file,
     output_dir=None,
@@ -71,10 +142,8 @@ def ale_sleuth_workflow(
         Monte Carlo iterations of the FWE correction.
     v_thr : float
         Uncorrected p-value of the cluster-forming threshold.
-    fwhm : float or None
-        Fixed kernel FWHM in mm; None derives it from each experiment's sample size.
-    n_cores : int
-        Devices to spread the permutations over.
+    %(workflow_fwhm)s
+    %(n_cores)s
     random_state : int or None
         Seed of the permutations.
     progress : bool
@@ -101,28 +170,13 @@ def ale_sleuth_workflow(
             sleuth_file, file2, output_dir, prefix, n_iters, v_thr, fwhm, n_cores,
             random_state, progress,
         )  # fmt: skip
-    sleuth_file = Path(sleuth_file)
-    output_dir = sleuth_file.parent if output_dir is None else Path(output_dir)
-    prefix = sleuth_file.stem if prefix is None else prefix
-    kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
-    estimator = ALE(n_cores=n_cores, random_state=random_state, **kernel)
-    corrector = FWECorrector(
-        method="montecarlo",
-        voxel_thresh=v_thr,
-        n_iters=check_n_iters(n_iters),
-        n_cores=n_cores,
-        progress=progress,
-    )
+    sleuth_file, output_dir, prefix = output_location(sleuth_file, output_dir, prefix)
+    estimator, corrector = ale_with_fwe(n_iters, v_thr, fwhm, n_cores, random_state, progress)
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
         dataset = load_dataset(sleuth_file)
         result = add_cluster_tables(corrector.transform(estimator.fit(dataset)))
         result.corrector = corrector
-        staged = [
-            *result.save_maps(tmp, prefix),
-            *result.save_tables(tmp, prefix),
-            *result.save_boilerplate(tmp, prefix),
-            write_report(result, tmp, prefix),
-        ]
+        staged = write_outputs(result, tmp, prefix)
     return result, [output_dir / path.name for path in staged]
 
 
@@ -130,9 +184,7 @@ def _ale_subtraction(
     file1, file2, output_dir, prefix, n_iters, v_thr, fwhm, n_cores, random_state, progress
 ):
     """``ale_sleuth_workflow`` with ``file2``: each group's ALE + FWE and their subtraction."""
-    file1 = Path(file1)
-    output_dir = file1.parent if output_dir is None else Path(output_dir)
-    prefix = file1.stem if prefix is None else prefix
+    file1, output_dir, prefix = output_location(file1, output_dir, prefix)
     n_iters = check_n_iters(n_iters)
     kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
     estimator = ALESubtraction(
@@ -160,8 +212,7 @@ def _ale_subtraction(
                 path = tmp / f"{prefix + '_' if prefix else ''}{name}.nii.gz"
             result.get_map(name).to_filename(path)
             staged.append(path)
-        staged += [*result.save_tables(tmp, prefix), *result.save_boilerplate(tmp, prefix)]
-        staged.append(write_report(result, tmp, prefix))
+        staged += write_outputs(result, tmp, prefix, maps=False)
     return result, [output_dir / path.name for path in staged]
 
 

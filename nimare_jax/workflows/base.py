@@ -49,6 +49,7 @@ __all__ = [
     "ComponentError",
     "Workflow",
     "add_cluster_tables",
+    "write_outputs",
     "write_report",
 ]
 
@@ -377,6 +378,32 @@ def add_cluster_tables(
                 img, voxel_thresh, min_size=cluster_threshold, two_sided=two_sided
             )
     return out
+
+
+def write_outputs(result: MetaResult, folder, prefix: str | None = None, *, maps: bool = True):
+    """Write a result's maps, tables, methods text and report into ``folder``.
+
+    Parameters
+    ----------
+    result : MetaResult
+        The result to write.
+    folder : str or os.PathLike
+        Output folder (a workflow's staging folder).
+    prefix : str or None
+        File-name prefix.
+    maps : bool
+        Also write the maps (``{prefix}_{name}.nii.gz``); False for a workflow that names
+        its map files itself.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written files: maps, tables, ``boilerplate.txt`` and ``references.bib``,
+        ``report.html`` (each with the prefix).
+    """
+    written = list(result.save_maps(folder, prefix)) if maps else []
+    written += [*result.save_tables(folder, prefix), *result.save_boilerplate(folder, prefix)]
+    return [*written, write_report(result, folder, prefix)]
 
 
 def write_report(result: MetaResult, folder, prefix: str | None = None):

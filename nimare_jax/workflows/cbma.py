@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 
 from nimare_jax.correct import FDRCorrector, FWECorrector
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
 from nimare_jax.meta.cbma.base import PairwiseCBMAEstimator
+from nimare_jax.meta.fwe import MONTECARLO, correction_suffix
 from nimare_jax.results import MetaResult
 from nimare_jax.workflows.base import Workflow, _build
 from nimare_jax.workflows.staging import staged_dir
@@ -20,6 +22,7 @@ from nimare_jax.workflows.staging import staged_dir
 __all__ = ["CBMAWorkflow", "ContrastWorkflow", "PairwiseCBMAWorkflow"]
 
 
+@fill_doc
 class CBMAWorkflow(Workflow):
     """Coordinate-based meta-analysis, correction and diagnostics in one call.
 
@@ -34,8 +37,7 @@ class CBMAWorkflow(Workflow):
     diagnostics : Jackknife, FocusCounter (instance or class), str or a list, optional
         ``"jackknife"`` or ``"focuscounter"``. Default :class:`~nimare_jax.diagnostics.Jackknife`
         (as NiMARE 0.22.1, whose docstring says FocusCounter).
-    voxel_thresh, cluster_threshold, output_dir, n_cores
-        See :class:`~nimare_jax.workflows.base.Workflow`.
+    %(workflow_options)s
 
     Examples
     --------
@@ -66,6 +68,7 @@ class CBMAWorkflow(Workflow):
         return self._transform(self.estimator.fit(dataset))
 
 
+@fill_doc
 class PairwiseCBMAWorkflow(Workflow):
     """Two-group coordinate-based meta-analysis, correction and diagnostics in one call.
 
@@ -80,8 +83,7 @@ class PairwiseCBMAWorkflow(Workflow):
     diagnostics : Jackknife, FocusCounter (instance or class), str or a list, optional
         Default :class:`~nimare_jax.diagnostics.Jackknife`. For the negative tail (group 2)
         set ``display_second_group=True`` on the diagnostic.
-    voxel_thresh, cluster_threshold, output_dir, n_cores
-        See :class:`~nimare_jax.workflows.base.Workflow`.
+    %(workflow_options)s
     """
 
     _estm_bases = (MKDAChi2, ALESubtraction)
@@ -107,11 +109,14 @@ class PairwiseCBMAWorkflow(Workflow):
 # Preference among corrected main-effect maps (NiMARE 0.22.1's order): cluster size, cluster
 # mass, voxel level, other; then Monte Carlo FWE, FDR (indep, negcorr), Bonferroni.
 _SCOPES = ("ize_level-cluster", "ass_level-cluster", "level-voxel")
-_METHODS = (
-    "_corr-FWE_method-montecarlo",
-    "_corr-FDR_method-indep",
-    "_corr-FDR_method-negcorr",
-    "_corr-FWE_method-bonferroni",
+_METHODS = tuple(
+    correction_suffix(corr, method)
+    for corr, method in (
+        ("FWE", MONTECARLO),
+        ("FDR", "indep"),
+        ("FDR", "negcorr"),
+        ("FWE", "bonferroni"),
+    )
 )
 
 
@@ -276,6 +281,7 @@ class ContrastWorkflow:
             self._check_cached(result, corrected)
         return main_effect_map(corrected, self.alpha), corrected
 
+    @fill_doc
     def fit(
         self,
         dataset1,
@@ -292,8 +298,7 @@ class ContrastWorkflow:
         ----------
         dataset1, dataset2 : nimare_jax.dataset.Dataset
             The groups (same mask).
-        drop_invalid : bool
-            Only True is supported (experiments without foci are left out with a warning).
+        %(cbma_drop_invalid)s
         result1, result2 : MetaResult, optional
             Main-effect results already fitted (``main_estimator.fit(dataset)``).
         corr_result1, corr_result2 : MetaResult, optional

@@ -21,7 +21,7 @@ from nimare_jax.io.images import load_image, mask_image
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.spatial import load_mask
 from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
-from nimare_jax.workflows.base import add_cluster_tables, write_report
+from nimare_jax.workflows.base import add_cluster_tables, write_outputs
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["add_conperm_arguments", "conperm_workflow"]
@@ -96,10 +96,7 @@ def conperm_workflow(
             f"A one-sample permutation test was performed with nimare_jax on {len(names)} "
             "contrast images. " + result.description
         )
-        result.save_maps(output_dir=tmp, prefix=prefix)
-        result.save_tables(tmp, prefix=prefix)
-        result.save_boilerplate(tmp, prefix=prefix)
-        write_report(result, tmp, prefix)
+        write_outputs(result, tmp, prefix)
     return result
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from nimare_jax.correct import FDRCorrector
 from nimare_jax.diagnostics import Jackknife
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.ibma import IBMAEstimator, Stouffers
 from nimare_jax.results import MetaResult
 from nimare_jax.transforms import ImageTransformer
@@ -18,6 +19,7 @@ __all__ = ["IBMAWorkflow"]
 _IMAGE_TYPES = ("z", "beta", "varcope")
 
 
+@fill_doc
 class IBMAWorkflow(Workflow):
     """Image-based meta-analysis, correction and diagnostics in one call.
 
@@ -31,8 +33,7 @@ class IBMAWorkflow(Workflow):
         Default ``FDRCorrector(method="indep")``.
     diagnostics : Jackknife (instance or class), ``"jackknife"`` or a list, optional
         Default :class:`~nimare_jax.diagnostics.Jackknife`.
-    voxel_thresh, cluster_threshold, output_dir, n_cores
-        See :class:`~nimare_jax.workflows.base.Workflow`.
+    %(workflow_options)s
     """
 
     _estm_bases = (IBMAEstimator,)

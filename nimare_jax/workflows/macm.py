@@ -9,19 +9,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from nimare_jax.correct import FWECorrector
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
-from nimare_jax.meta.cbma import ALE
-from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.ale import ale_with_fwe, load_dataset, output_location
 from nimare_jax.workflows.arguments import add_common_arguments, probability, run_workflow
-from nimare_jax.workflows.base import add_cluster_tables, write_report
+from nimare_jax.workflows.base import add_cluster_tables, write_outputs
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["macm_workflow"]
 
 
+@fill_doc
 def macm_workflow(
     dataset,
     mask,
@@ -38,22 +37,17 @@ def macm_workflow(
 
     Parameters
     ----------
-    dataset : str, os.PathLike or Dataset
-        NiMARE JSON or Sleuth text file, or a loaded dataset.
+    %(workflow_dataset)s
     mask : str, os.PathLike or nibabel.Nifti1Image
         Region of interest; an experiment is kept if at least one focus lies in it.
-    output_dir : str, os.PathLike or None
-        Output folder (None: the dataset file's folder, or the working folder).
-    prefix : str or None
-        File-name prefix (None: the dataset file's name without extension).
+    %(workflow_output_dir)s
+    %(workflow_prefix)s
     n_iters : int
         Monte Carlo iterations of the FWE correction (NiMARE's default 5000).
     v_thr : float
         Uncorrected p of the cluster-forming threshold.
-    fwhm : float or None
-        Fixed kernel FWHM in mm; None derives it from each experiment's sample size.
-    n_cores : int
-        Devices to spread the permutations over.
+    %(workflow_fwhm)s
+    %(n_cores)s
     random_state : int or None
         Seed of the permutations.
     progress : bool
@@ -72,18 +66,8 @@ def macm_workflow(
     DatasetError
         If no experiment has a focus inside the mask.
     """
-    source = None if not isinstance(dataset, str | Path) else Path(dataset)
-    output_dir = Path(output_dir if output_dir is not None else (source.parent if source else "."))
-    prefix = (source.stem if source else "macm") if prefix is None else prefix
-    kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
-    estimator = ALE(n_cores=n_cores, random_state=random_state, **kernel)
-    corrector = FWECorrector(
-        method="montecarlo",
-        voxel_thresh=v_thr,
-        n_iters=check_n_iters(n_iters),
-        n_cores=n_cores,
-        progress=progress,
-    )
+    source, output_dir, prefix = output_location(dataset, output_dir, prefix, "macm")
+    estimator, corrector = ale_with_fwe(n_iters, v_thr, fwhm, n_cores, random_state, progress)
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
         dset = load_dataset(source) if source is not None else dataset
         ids = dset.get_studies_by_mask(mask)
@@ -104,12 +88,7 @@ def macm_workflow(
             f"({len(selected.coordinates)} foci). " + result.description
         )
         result.citations = tuple(dict.fromkeys(("Robinson2010", *result.citations)))
-        staged = [
-            *result.save_maps(tmp, prefix),
-            *result.save_tables(tmp, prefix),
-            *result.save_boilerplate(tmp, prefix),
-            write_report(result, tmp, prefix),
-        ]
+        staged = write_outputs(result, tmp, prefix)
     return result, [output_dir / path.name for path in staged]
 
 

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from nimare_jax.correct import FWECorrector
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.kernel import Peaks2MapsKernel
 from nimare_jax.meta.ibma import PermutedOLS
 from nimare_jax.ops.permute import configure_cpu_devices
@@ -24,7 +25,7 @@ from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
 from nimare_jax.workflows.ale import load_dataset
 from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
-from nimare_jax.workflows.base import add_cluster_tables, write_report
+from nimare_jax.workflows.base import add_cluster_tables, write_outputs
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["add_peaks2maps_arguments", "peaks2maps_workflow", "run_peaks2maps"]
@@ -40,6 +41,7 @@ _CAVEAT = (
 )
 
 
+@fill_doc
 def peaks2maps_workflow(
     sleuth_file,
     output_dir=None,
@@ -66,8 +68,7 @@ def peaks2maps_workflow(
         Sign-flip iterations of the voxel-level FWE correction (default 10000).
     random_state : int or None
         Seed of the sign flips.
-    n_cores : int
-        Devices to spread the permutations over.
+    %(n_cores)s
     weights : str, os.PathLike or None
         Network weights; None uses the bundled ones.
     progress : bool
@@ -101,12 +102,7 @@ def peaks2maps_workflow(
             f"{len(dataset.ids)} reconstructed maps. " + result.description
         )
         result.citations = tuple(dict.fromkeys(("Freyberg2018", *result.citations)))
-        staged = [
-            *result.save_maps(tmp, prefix),
-            *result.save_tables(tmp, prefix),
-            *result.save_boilerplate(tmp, prefix),
-            write_report(result, tmp, prefix),
-        ]
+        staged = write_outputs(result, tmp, prefix)
     return result, [output_dir / path.name for path in staged]
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from nimare_jax.correct import FWECorrector
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.scale import SCALE, read_baseline
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
-from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.ale import load_dataset, output_location
 from nimare_jax.workflows.arguments import add_common_arguments, run_workflow
-from nimare_jax.workflows.base import add_cluster_tables, write_report
+from nimare_jax.workflows.base import add_cluster_tables, write_outputs
 from nimare_jax.workflows.staging import staged_dir
 
 __all__ = ["scale_workflow"]
 
 
+@fill_doc
 def scale_workflow(
     dataset,
     baseline=None,
@@ -34,21 +36,16 @@ def scale_workflow(
 
     Parameters
     ----------
-    dataset : str, os.PathLike or Dataset
-        NiMARE JSON or Sleuth text file, or a loaded dataset.
+    %(workflow_dataset)s
     baseline : str, os.PathLike, array-like of shape (n, 3) or None
         Baseline pool: a text file of ``x y z`` rows (MNI mm) or an array; None uses the
         dataset's own foci.
-    output_dir : str, os.PathLike or None
-        Output folder (None: the dataset file's folder, or the working folder).
-    prefix : str or None
-        File-name prefix (None: the dataset file's name without extension).
+    %(workflow_output_dir)s
+    %(workflow_prefix)s
     n_iters : int
         Null iterations (NiMARE's default 5000); the FWE correction reuses them.
-    fwhm : float or None
-        Fixed kernel FWHM in mm; None derives it from each experiment's sample size.
-    n_cores : int
-        Devices to spread the iterations over.
+    %(workflow_fwhm)s
+    %(n_cores)s
     random_state : int or None
         Seed.
     progress : bool
@@ -61,9 +58,7 @@ def scale_workflow(
     files : list of pathlib.Path
         Written files.
     """
-    source = None if not isinstance(dataset, str | Path) else Path(dataset)
-    output_dir = Path(output_dir if output_dir is not None else (source.parent if source else "."))
-    prefix = (source.stem if source else "scale") if prefix is None else prefix
+    source, output_dir, prefix = output_location(dataset, output_dir, prefix, "scale")
     kernel = {} if fwhm is None else {"kernel__fwhm": fwhm}
     n_iters = check_n_iters(n_iters)
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
@@ -86,12 +81,7 @@ def scale_workflow(
         result.corrector = corrector
         if own:
             result.description += " The baseline pool was the data set's own foci."
-        staged = [
-            *result.save_maps(tmp, prefix),
-            *result.save_tables(tmp, prefix),
-            *result.save_boilerplate(tmp, prefix),
-            write_report(result, tmp, prefix),
-        ]
+        staged = write_outputs(result, tmp, prefix)
     return result, [output_dir / path.name for path in staged]
 
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.base import (
     RelocationEstimator,
     make_kernel,
@@ -21,7 +22,6 @@ from nimare_jax.meta.cbma.base import (
 from nimare_jax.meta.cbma.kernel import ALEKernel, FociArrays
 from nimare_jax.meta.fwe import map_name
 from nimare_jax.ops import nulls
-from nimare_jax.ops.validate import check_n_iters
 
 
 def ale_windows(arrays: FociArrays) -> jnp.ndarray:
@@ -40,26 +40,18 @@ def ale_windows(arrays: FociArrays) -> jnp.ndarray:
     return jnp.asarray(-np.log1p(-arrays.windows.astype(np.float32)), jnp.float32)
 
 
+@fill_doc
 class ALE(RelocationEstimator):
     """Activation likelihood estimation.
 
     Parameters
     ----------
-    kernel_transformer : ALEKernel or Peaks2MapsKernel, class or instance
-        Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
-        :class:`~nimare_jax.meta.cbma.kernel.Peaks2MapsKernel` (``binary=False``) models
-        each experiment by its peaks2maps reconstruction.
-    null_method : {"approximate", "montecarlo"}
-        How the voxel-wise null is built: the analytic histogram convolution (default), or
-        ``n_iters`` random relocations of all foci.
-    n_iters : int
-        Monte Carlo iterations for ``null_method="montecarlo"`` (NiMARE's default 5000).
-    n_cores : int
-        Devices to spread permutations over (see :mod:`nimare_jax.ops.permute`).
-    random_state : int or None
-        Seed of the permutations (also used by :class:`~nimare_jax.correct.FWECorrector`).
-    **kwargs
-        ``kernel__*`` arguments of the kernel.
+    %(ale_kernel)s
+    %(null_method)s
+    %(n_iters_relocation)s
+    %(n_cores)s
+    %(random_state_montecarlo)s
+    %(kernel_kwargs)s
 
     Notes
     -----
@@ -81,23 +73,13 @@ class ALE(RelocationEstimator):
         random_state: int | None = None,
         **kwargs,
     ):
-        if null_method not in ("approximate", "montecarlo"):
-            raise ValueError(
-                f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
-            )
         self.kernel_transformer = make_kernel(kernel_transformer, ALEKernel, kwargs)
         if self.kernel_transformer.ma_kind != "probability":
             raise TypeError(
                 "ALE needs a kernel whose MA values are probabilities (ALEKernel, or "
                 f"Peaks2MapsKernel(binary=False)), got {self.kernel_transformer!r}"
             )
-        self.null_method = null_method
-        self.n_iters = check_n_iters(n_iters)
-        self.n_cores = n_cores
-        self.random_state = random_state
-
-    def __repr__(self) -> str:
-        return f"ALE({self.kernel_transformer!r}, null_method={self.null_method!r})"
+        self._init(null_method, n_iters, n_cores, random_state)
 
     def _fit(self, arrays: FociArrays):
         inv_step = 1.0 / nulls.STEP

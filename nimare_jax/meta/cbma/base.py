@@ -11,6 +11,7 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.base import NiMAREBase
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.kernel import (
     FociArrays,
@@ -78,6 +79,7 @@ class CBMAEstimator(NiMAREBase):
 
     _citations: tuple = ()
 
+    @fill_doc
     def fit(self, dataset, drop_invalid: bool = True, ma_maps=None) -> MetaResult:
         """Fit the estimator to a dataset.
 
@@ -85,9 +87,7 @@ class CBMAEstimator(NiMAREBase):
         ----------
         dataset : nimare_jax.dataset.Dataset
             Studies with coordinates.
-        drop_invalid : bool
-            NiMARE's option; only True (leave out experiments without foci, with a
-            warning) is supported.
+        %(cbma_drop_invalid)s
         ma_maps : None
             NiMARE's precomputed MA maps; nimare_jax computes them inside its statistic,
             so only None is accepted.
@@ -148,6 +148,7 @@ class PairwiseCBMAEstimator(CBMAEstimator):
 
     _contrast: str = ""
 
+    @fill_doc
     def fit(
         self,
         dataset1,
@@ -164,9 +165,7 @@ class PairwiseCBMAEstimator(CBMAEstimator):
         ----------
         dataset1, dataset2 : nimare_jax.dataset.Dataset
             The groups, on the same mask; at least two experiments each.
-        drop_invalid : bool
-            NiMARE's option; only True (leave out experiments without foci, with a
-            warning) is supported.
+        %(cbma_drop_invalid)s
         inference_map1, inference_map2 : array of shape (n_voxels,), image or None
             Directional inference masks (NiMARE 0.22): a positive contrast (group 1 above
             group 2) is kept only where ``inference_map1 > 0`` and a negative one only where
@@ -448,6 +447,7 @@ def relocation_volume(arrays: FociArrays, windows, exp_weight, union: str, strat
     return volume, operands
 
 
+@fill_doc
 def relocation_null(
     volume,
     ss_thresh: float,
@@ -463,10 +463,7 @@ def relocation_null(
         ``(volume, operands)`` of one null draw (:func:`relocation_volume`).
     ss_thresh : float
         Cluster-forming threshold on the statistic (voxels strictly above it).
-    connectivity : {6, 18, 26}
-        Cluster neighbourhood.
-    label_backend : {"auto", "jax", "scipy"}
-        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    %(cluster_options)s
     vfwe_only : bool
         Record only the maximum.
 
@@ -545,6 +542,22 @@ class RelocationEstimator(CBMAEstimator):
     #: Iterations per device per dispatch of the FWE null (``batch_size=None``).
     _fwe_batch_size = 16
 
+    def _init(self, null_method, n_iters, n_cores, random_state):
+        """Check and set the options every relocation estimator takes."""
+        if null_method not in ("approximate", "montecarlo"):
+            raise ValueError(
+                f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
+            )
+        self.null_method = null_method
+        self.n_iters = check_n_iters(n_iters)
+        self.n_cores = n_cores
+        self.random_state = random_state
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.kernel_transformer!r}, null_method={self.null_method!r})"
+        )
+
     def _relocation(self, arrays: FociArrays, exp_weight: np.ndarray):
         """Return ``relocation_volume(...)`` of one relocation with these experiment weights."""
         raise NotImplementedError
@@ -572,6 +585,7 @@ class RelocationEstimator(CBMAEstimator):
             fwe_null("histweights"): out.samples["max"].astype(np.float64),
         }
 
+    @fill_doc
     def correct_fwe_montecarlo(
         self,
         result,
@@ -594,6 +608,14 @@ class RelocationEstimator(CBMAEstimator):
         ``null_method="montecarlo"`` the voxel-level maps come from the fit's histogram of
         maxima, without new iterations. Maps: ``{logp,z}_level-voxel_corr-FWE_method-
         montecarlo`` and, with clusters, ``{logp,z}_desc-{size,mass}_level-cluster_...``.
+
+        Parameters
+        ----------
+        %(fwe_montecarlo_parameters)s
+
+        Returns
+        -------
+        %(fwe_montecarlo_returns)s
         """
         opts = fwe_options(
             self,

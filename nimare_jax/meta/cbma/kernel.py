@@ -21,6 +21,7 @@ from scipy import sparse
 
 from nimare_jax.base import NiMAREBase
 from nimare_jax.dataset import Dataset
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError, excerpt
 from nimare_jax.io.weights import load_weights
 from nimare_jax.ops import coarse_grid, unet
@@ -299,6 +300,7 @@ class KernelTransformer(NiMAREBase):
         return np.asarray(arrays.ma_values(np.asarray(arrays.windows, np.float32)))
 
 
+@fill_doc
 class ALEKernel(KernelTransformer):
     """Gaussian ALE kernel with an experiment's sample size setting its width.
 
@@ -308,9 +310,7 @@ class ALEKernel(KernelTransformer):
         Fixed FWHM in mm for every experiment.
     sample_size : float or None
         Sample size used for every experiment instead of the dataset's ``sample_sizes``.
-    memory, memory_level : object, int
-        NiMARE's joblib caching options, accepted and ignored (nimare_jax caches compiled
-        programs, not maps).
+    %(kernel_memory)s
 
     Notes
     -----
@@ -394,6 +394,7 @@ class ALEKernel(KernelTransformer):
         return [K.ale_kernel(f, voxel_size) for f in unique], inverse
 
 
+@fill_doc
 class MKDAKernel(KernelTransformer):
     """Binary sphere of radius ``r`` mm; an experiment's spheres form a union (max).
 
@@ -403,9 +404,7 @@ class MKDAKernel(KernelTransformer):
         Sphere radius in mm (NiMARE's default 10).
     value : float
         Value inside the spheres.
-    memory, memory_level : object, int
-        NiMARE's joblib caching options, accepted and ignored (nimare_jax caches compiled
-        programs, not maps).
+    %(kernel_memory)s
     """
 
     combine = "max"
@@ -442,6 +441,7 @@ class MKDAKernel(KernelTransformer):
         return [window], np.zeros(len(dataset.ids), int)
 
 
+@fill_doc
 class KDAKernel(MKDAKernel):
     """Binary sphere of radius ``r`` mm; an experiment's spheres are summed (KDA).
 
@@ -451,6 +451,7 @@ class KDAKernel(MKDAKernel):
         Sphere radius in mm (NiMARE's default 10).
     value : float
         Value inside each sphere.
+    %(kernel_memory)s
     """
 
     combine = "sum"

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats as sps
 
 from nimare_jax import stats
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.base import (
     PairwiseCBMAEstimator,
@@ -34,7 +35,6 @@ from nimare_jax.meta.fwe import MONTECARLO, fwe_map, fwe_null, fwe_options, map_
 from nimare_jax.ops import chi2
 from nimare_jax.ops import stats as ops_stats
 from nimare_jax.ops.permute import BoundSummary, run_permutations
-from nimare_jax.ops.validate import check_n_iters
 
 __all__ = ["KDA", "MKDAChi2", "MKDADensity"]
 
@@ -190,6 +190,7 @@ def experiment_weights(weighting, dataset) -> tuple[np.ndarray, int]:
 # ---------------------------------------------------------------------------------------
 
 
+@fill_doc
 def label_permutation_null(
     pooled,
     n1: int,
@@ -217,10 +218,7 @@ def label_permutation_null(
         Volume shape.
     thresh : float
         Cluster-forming chi-square threshold (voxels strictly above it).
-    connectivity : {6, 18, 26}
-        Cluster neighbourhood.
-    label_backend : {"auto", "jax", "scipy"}
-        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    %(cluster_options)s
     vfwe_only : bool
         Skip the cluster statistics.
 
@@ -287,21 +285,6 @@ class _DensityEstimator(RelocationEstimator):
     _stat_label = "density"
     _fwe_citations = ("Wager2007",)
 
-    def _init(self, null_method, n_iters, n_cores, random_state):
-        if null_method not in ("approximate", "montecarlo"):
-            raise ValueError(
-                f"null_method must be 'approximate' or 'montecarlo', not {null_method!r}"
-            )
-        self.null_method = null_method
-        self.n_iters = check_n_iters(n_iters)
-        self.n_cores = n_cores
-        self.random_state = random_state
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self.kernel_transformer!r}, null_method={self.null_method!r})"
-        )
-
     def _weights(self) -> np.ndarray:
         return np.ones(len(self.dataset_.ids))
 
@@ -355,6 +338,7 @@ class _DensityEstimator(RelocationEstimator):
         return relocation_volume(arrays, arrays.windows, exp_weight * value, "sum")
 
 
+@fill_doc
 class MKDADensity(_DensityEstimator):
     """Multilevel kernel density analysis: density of experiments active near each voxel.
 
@@ -369,11 +353,8 @@ class MKDADensity(_DensityEstimator):
         Sphere kernel; ``kernel__r=...`` or ``kernel__value=...`` configure the default.
         ``Peaks2MapsKernel(binary=True)`` models each experiment by its thresholded
         peaks2maps reconstruction.
-    null_method : {"approximate", "montecarlo"}
-        Voxel-wise null: the exact convolution of the experiments' coverage probabilities,
-        or ``n_iters`` random relocations of all foci.
-    n_iters : int
-        Monte Carlo iterations (``null_method="montecarlo"`` and FWE correction).
+    %(null_method)s
+    %(n_iters_relocation)s
     weighting : None, "uniform", "sample_size", dict or array-like
         Experiment weights (Wager et al. 2009): ``"sample_size"`` weights by the square root
         of the mean sample size (experiments without one get the mean weight of the others);
@@ -383,12 +364,9 @@ class MKDADensity(_DensityEstimator):
     n_histogram_bins : int
         Grid resolution of the null when weights differ (each weight is rounded to a whole
         number of grid steps, at least one).
-    n_cores : int
-        Devices to spread Monte Carlo iterations over.
-    random_state : int or None
-        Seed of the Monte Carlo null and of :meth:`correct_fwe_montecarlo`.
-    **kwargs
-        ``kernel__*`` arguments of the kernel.
+    %(n_cores)s
+    %(random_state_montecarlo)s
+    %(kernel_kwargs)s
 
     Notes
     -----
@@ -483,6 +461,7 @@ class MKDADensity(_DensityEstimator):
         )
 
 
+@fill_doc
 class KDA(_DensityEstimator):
     """Kernel density analysis: sum of spheres around all foci.
 
@@ -495,17 +474,11 @@ class KDA(_DensityEstimator):
     kernel_transformer : KDAKernel, MKDAKernel or Peaks2MapsKernel, class or instance
         Sphere kernel (an :class:`MKDAKernel` gives union maps; so does
         ``Peaks2MapsKernel(binary=True)``, its thresholded peaks2maps reconstruction).
-    null_method : {"approximate", "montecarlo"}
-        Voxel-wise null: the convolution of the experiments' MA histograms, or ``n_iters``
-        random relocations of all foci.
-    n_iters : int
-        Monte Carlo iterations.
-    n_cores : int
-        Devices to spread Monte Carlo iterations over.
-    random_state : int or None
-        Seed of the Monte Carlo null and of :meth:`correct_fwe_montecarlo`.
-    **kwargs
-        ``kernel__*`` arguments of the kernel.
+    %(null_method)s
+    %(n_iters_relocation)s
+    %(n_cores)s
+    %(random_state_montecarlo)s
+    %(kernel_kwargs)s
 
     Notes
     -----
@@ -562,6 +535,7 @@ class KDA(_DensityEstimator):
 # ---------------------------------------------------------------------------------------
 
 
+@fill_doc
 class MKDAChi2(PairwiseCBMAEstimator):
     """MKDA chi-square analysis: is activation more frequent in one group than another.
 
@@ -592,8 +566,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
         when activation is equally likely in both groups, i.e. with no evidence: the
         empirical prior ``n1 / (n1 + n2)`` for ``prob_desc-FgA`` and ``prior`` for
         ``prob_desc-FgA_prior``. ``"nan"`` gives NaN, as NiMARE does.
-    **kwargs
-        ``kernel__*`` arguments of the kernel.
+    %(kernel_kwargs)s
 
     Notes
     -----
@@ -729,6 +702,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
     #: where host-side cluster labelling dominates).
     _fwe_batch_size = 8
 
+    @fill_doc
     def correct_fwe_montecarlo(
         self,
         result,
@@ -753,6 +727,14 @@ class MKDAChi2(PairwiseCBMAEstimator):
         ``_corr-FWE_method-montecarlo``; z is two-tailed and signed as the uncorrected z,
         as in NiMARE. Nulls: per-iteration maxima (``values_desc-{pAgF,pFgA,group1,
         group2}...``). ``tolerance`` monitors the maximum of the association map.
+
+        Parameters
+        ----------
+        %(fwe_montecarlo_parameters)s
+
+        Returns
+        -------
+        %(fwe_montecarlo_returns)s
         """
         opts = fwe_options(
             self,

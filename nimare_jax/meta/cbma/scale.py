@@ -20,6 +20,7 @@ import numpy as np
 
 from nimare_jax import stats
 from nimare_jax.base import NiMAREBase
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError, InputFileError, excerpt
 from nimare_jax.meta.cbma.ale import ALE, ale_windows
 from nimare_jax.meta.cbma.base import make_kernel, seed_to_key
@@ -187,6 +188,7 @@ def baseline_null(arrays: FociArrays, log_windows, pool_ijk, observed_log, outpu
     return BoundSummary(summary, (operands, observed_log))
 
 
+@fill_doc
 class SCALE(NiMAREBase):
     """Specific coactivation likelihood estimation (Langner et al. 2014).
 
@@ -198,18 +200,12 @@ class SCALE(NiMAREBase):
         warning, as in NiMARE; one beyond 500 mm of the origin is refused.
     n_iters : int
         Null iterations (NiMARE's default 5000).
-    n_cores : int
-        Devices to spread iterations over.
-    kernel_transformer : ALEKernel or Peaks2MapsKernel (``binary=False``), class or instance
-        Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
+    %(n_cores)s
+    %(ale_kernel)s
     random_state : int or None
         Seed of the redraws.
-    batch_size : int
-        Iterations per device per dispatch.
-    progress : bool
-        Show a progress bar.
-    **kwargs
-        ``kernel__*`` arguments of the kernel.
+    %(batch_progress)s
+    %(kernel_kwargs)s
 
     Notes
     -----
@@ -351,6 +347,7 @@ class SCALE(NiMAREBase):
             f"{len(self.xyz)} coordinates, keeping experiments and kernels."
         )
 
+    @fill_doc
     def correct_fwe_montecarlo(
         self,
         result,
@@ -374,6 +371,14 @@ class SCALE(NiMAREBase):
         ``label_backend`` have no use. Reuses the fit's null when ``n_iters`` matches and
         no ``tolerance`` is given (the draws are the same). Maps:
         ``{p,z,logp}_level-voxel_corr-FWE_method-montecarlo``.
+
+        Parameters
+        ----------
+        %(fwe_montecarlo_parameters)s
+
+        Returns
+        -------
+        %(fwe_montecarlo_returns)s
         """
         opts = fwe_options(
             self,

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma.ale import ALE
 from nimare_jax.meta.cbma.base import (
     PairwiseCBMAEstimator,
@@ -59,6 +60,7 @@ def fixed_point_terms(ma: np.ndarray) -> tuple[np.ndarray, float]:
     return np.rint(logs * scale).astype(np.int32), scale
 
 
+@fill_doc
 def subtraction_null(
     terms,
     scale: float,
@@ -91,10 +93,7 @@ def subtraction_null(
         Flat in-mask voxel indices and the volume shape (needed for cluster statistics).
     thresh : float or None
         Cluster-forming threshold on ``|ALE1 - ALE2|``; None skips cluster statistics.
-    connectivity : {6, 18, 26}
-        Cluster neighbourhood.
-    label_backend : {"auto", "jax", "scipy"}
-        See :func:`nimare_jax.ops.label.max_cluster_stats`.
+    %(cluster_options)s
     hist_bins : int or None
         If given, also return a histogram of ``|ALE1 - ALE2|`` over the mask with bins of
         width ``1e-6`` (to locate the cluster-forming threshold).
@@ -167,6 +166,7 @@ def _rename_group_fwe(maps: dict, group: str) -> dict:
     return out
 
 
+@fill_doc
 class ALESubtraction(PairwiseCBMAEstimator):
     """ALE subtraction analysis of two groups of experiments.
 
@@ -178,8 +178,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
 
     Parameters
     ----------
-    kernel_transformer : ALEKernel or Peaks2MapsKernel (``binary=False``), class or instance
-        Kernel; ``kernel__fwhm=...`` or ``kernel__sample_size=...`` configure the default.
+    %(ale_kernel)s
     n_iters : int
         Permutations of the group labels (NiMARE's default 5000).
     voxel_thresh : float or None
@@ -189,19 +188,14 @@ class ALESubtraction(PairwiseCBMAEstimator):
         If True (default, as NiMARE), the fit records only the voxel-level FWE null (the
         maximum ``|ALE1 - ALE2|`` of each permutation); otherwise it also records the
         largest cluster size and mass above the threshold.
-    n_cores : int
-        Devices to spread permutations over (see :mod:`nimare_jax.ops.permute`).
+    %(n_cores)s
     random_state : int or None
         Seed of the permutations.
-    batch_size : int
-        Permutations per device per dispatch.
-    progress : bool
-        Show a progress bar.
+    %(batch_progress)s
     low_memory : {False, True, "auto"}
         NiMARE's switch to memory-mapped arrays; validated and without effect here (the
         permutations run in batches of ``batch_size`` whatever its value).
-    **kwargs
-        ``kernel__*`` arguments of the kernel.
+    %(kernel_kwargs)s
 
     Notes
     -----
@@ -398,6 +392,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
         )
 
     # --------------------------------------------------------------- corrections
+    @fill_doc
     def correct_fwe_montecarlo(
         self,
         result,
@@ -425,6 +420,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
 
         Parameters
         ----------
+        %(fwe_montecarlo_parameters)s
         target : {"pairwise", "main-effects", "all"}
             Correct the difference, each group's own ALE (Monte Carlo relocation FWE of
             :class:`~nimare_jax.meta.cbma.ALE`), or both.
