@@ -10,6 +10,7 @@ MACMs are compared with nimare_jax's own estimators fitted on the same experimen
 
 from __future__ import annotations
 
+import jax
 import nibabel as nib
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.nimare_json import convert_dataset_to_json
 from nimare_jax.meta.cbma import ALE, MKDADensity
+from nimare_jax.ops import nulls
+from nimare_jax.ops import parcellate as ops
 from nimare_jax.parcellate import MAMP, CoordCBP
 from nimare_jax.parcellate.base import (
     hierarchy_deviation,
@@ -28,7 +31,7 @@ from nimare_jax.parcellate.base import (
     target_voxels,
     variation_of_information,
 )
-from nimare_jax.parcellate.cbp import batched_macm_maps, select_experiments
+from nimare_jax.parcellate.cbp import _Terms, batched_macm_maps, select_experiments
 from nimare_jax.spatial import get_template, vox2mm
 
 SLAB = 6  # voxels per planted subregion along y
@@ -176,6 +179,58 @@ def test_batched_macm_second_call_does_not_retrace(two):
     with count_traces() as names:
         batched_macm_maps(MKDADensity(), dset, sel[::-1], "stat")
     assert [n for n in names if "macm" in n] == []
+
+
+def test_shared_prefix_nulls_equal_one_fold_per_selection(two):
+    """The trie walk (folds of common prefixes shared) gives each selection's own null.
+
+    Selections of every ROI voxel and of both halves of a split (many share prefixes,
+    some are prefixes of others, one is empty), against one
+    ``fold_union_histograms`` call over each selection's experiments, as ``ALE`` makes it.
+    """
+    dset, roi, _ = two
+    sel = select_experiments(dset, target_voxels(roi, dset).xyz[::9], r=8)
+    half = np.random.default_rng(1).permutation(sel.shape[1]) < sel.shape[1] // 2
+    subsets = np.vstack([sel, sel & half, sel & ~half, sel[:1] & False])
+    chosen = [np.flatnonzero(s) for s in np.unique(subsets, axis=0)]
+    chosen.append(chosen[-1][:3])  # a prefix of another selection
+    with jax.enable_x64(True):
+        terms = _Terms(ALE(), dset)
+        got = dict(terms._ale_nulls(chosen))
+    assert sorted(got) == list(range(len(chosen)))
+    for row, exps in enumerate(chosen):
+        if exps.size == 0:
+            assert got[row] is None
+            continue
+        grid = nulls.ale_histogram_bins(terms.ma_max[exps])
+        probs = terms.hist[exps, : min(terms.hist.shape[1], grid.size)] / terms.n_vox
+        expected = nulls.fold_union_histograms(probs, grid)
+        np.testing.assert_allclose(got[row], expected, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_block_triangular_gram_equals_full_product(n_blocks):
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(10, 40)).astype(np.float32)
+    rows = np.array([7, 2, 2, 9, 0, 4])
+    valid = (np.arange(40) < 33).astype(np.float32)
+    gram, total = np.zeros((6, 6)), np.zeros(6)
+    for _ in range(2):  # two chunks accumulate
+        gram, total = ops.gram_update(gram, total, maps, rows, valid, n_blocks)
+    x = maps[rows][:, :33].astype(np.float64)
+    np.testing.assert_allclose(ops.symmetric_from_blocks(gram, n_blocks), 2 * x @ x.T, rtol=1e-5)
+    np.testing.assert_allclose(total, 2 * x.sum(1), rtol=1e-5)
+
+
+def test_cbp_similarity_equals_correlation_of_macms(two):
+    """The chunked, grouped-by-size MACMs' correlation equals that of the maps themselves."""
+    dset, roi, _ = two
+    cbp = CoordCBP(roi, 2, r=8, n_splits=0, n_init=2, voxel_chunk=8192)
+    result = cbp.fit(dset)
+    widths = np.unique(-(-cbp.selection_.sum(1) // 8))
+    assert widths.size > 1  # several groups of selection sizes
+    maps = batched_macm_maps(ALE(), dset, cbp.selection_, "z")
+    np.testing.assert_allclose(result.similarity, np.corrcoef(maps), atol=2e-5)
 
 
 # ---------------------------------------------------------------------------------------

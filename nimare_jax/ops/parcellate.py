@@ -128,14 +128,15 @@ def macm_chunk(terms, index, table, offset, length, inv_step, kind: str):
     return table[offset[:, None] + bin_].astype(acc_dtype)
 
 
-@jax.jit
-def gram_update(gram, total, maps, rows, valid):
+@partial(jax.jit, static_argnames=("n_blocks",))
+def gram_update(gram, total, maps, rows, valid, n_blocks: int = 1):
     """Add one chunk of maps to the running cross-product matrix and row sums.
 
     Parameters
     ----------
     gram : float array, shape (n_rows, n_rows)
-        Running ``sum_b x_ib x_jb`` (float64 under x64).
+        Running ``sum_b x_ib x_jb`` (float64 under x64); with ``n_blocks > 1`` only its
+        upper block triangle is kept (see :func:`symmetric_from_blocks`).
     total : float array, shape (n_rows,)
         Running ``sum_b x_ib``.
     maps : float array, shape (n_maps, n_cols)
@@ -144,6 +145,10 @@ def gram_update(gram, total, maps, rows, valid):
         The rows of ``maps`` this matrix is about.
     valid : float array, shape (n_cols,)
         1 for real voxels, 0 for the padding of the last chunk.
+    n_blocks : int
+        The rows are cut into this many equal blocks (``n_rows`` must be a multiple) and
+        only the products of blocks ``i <= j`` are computed: ``(b + 1) / (2 b)`` of the
+        full product's work (static).
 
     Returns
     -------
@@ -151,7 +156,37 @@ def gram_update(gram, total, maps, rows, valid):
         Updated (each chunk's product in float32, accumulated in ``gram``'s dtype).
     """
     x = (maps[rows] * valid[None, :]).astype(jnp.float32)
-    return gram + (x @ x.T).astype(gram.dtype), total + x.sum(1).astype(total.dtype)
+    size = rows.shape[0] // n_blocks
+    for i in range(n_blocks):
+        for j in range(i, n_blocks):
+            block = x[i * size : (i + 1) * size] @ x[j * size : (j + 1) * size].T
+            gram = gram.at[i * size : (i + 1) * size, j * size : (j + 1) * size].add(
+                block.astype(gram.dtype)
+            )
+    return gram, total + x.sum(1).astype(total.dtype)
+
+
+def symmetric_from_blocks(gram, n_blocks: int) -> np.ndarray:
+    """Fill the lower block triangle of a matrix kept by :func:`gram_update` (symmetric).
+
+    Parameters
+    ----------
+    gram : array, shape (n, n)
+        Blocks ``i <= j`` of ``n_blocks`` equal row blocks filled, blocks ``i > j`` zero.
+    n_blocks : int
+        Number of blocks.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n)
+        ``gram`` with each block ``i > j`` set to the transpose of block ``j, i``.
+    """
+    gram = np.array(gram)
+    size = gram.shape[0] // n_blocks
+    block = np.arange(gram.shape[0]) // size
+    lower = block[:, None] > block[None, :]
+    gram[lower] = gram.T[lower]
+    return gram
 
 
 def correlation_from_gram(gram, total, n: int) -> np.ndarray:

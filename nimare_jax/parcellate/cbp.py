@@ -37,6 +37,12 @@ __all__ = ["CoordCBP", "batched_macm_maps", "select_experiments"]
 VOXEL_CHUNK = 4096
 #: Experiments whose MA maps are made per call.
 EXPERIMENT_CHUNK = 64
+#: Subsets are grouped by their number of experiments rounded up to a multiple of this.
+WIDTH_STEP = 8
+#: Each group of subsets is padded to a multiple of this many rows (fewer distinct shapes).
+ROW_STEP = 64
+#: Rows of a similarity matrix per block of its triangular update (``ops.gram_update``).
+GRAM_BLOCK = 256
 #: ROI voxels per call of the distance computation.
 ROI_CHUNK = 256
 #: Target maps the batched MACMs can make.
@@ -115,6 +121,14 @@ def _check_estimator(meta_estimator, target_image: str):
     return meta_estimator
 
 
+def _survival(null: np.ndarray) -> np.ndarray:
+    """Return the p-value of each bin of a null: normalised upper tail, floored, p(0) = 1."""
+    tail = np.cumsum((null / null.sum())[::-1])[::-1]
+    tail = tail / tail.max()
+    tail[0] = 1.0  # a statistic of 0 has p = 1
+    return np.clip(tail, tail[tail > 0].min(), 1.0)
+
+
 class _Terms:
     """Every experiment's additive term over the mask, its MA histogram and maximum."""
 
@@ -156,30 +170,65 @@ class _Terms:
             self.ma_max[lo : lo + m] = np.asarray(ma_max)[:m]
         self.n_histogram_bins = getattr(estimator, "n_histogram_bins", None)
 
-    def survival(self, selected: np.ndarray) -> np.ndarray:
-        """p-value of one selection's map at each bin of its null (see ``macm_chunk``).
+    def survivals(self, subsets: np.ndarray):
+        """Yield ``(row, p table)`` of every selection (see ``macm_chunk``), in fold order.
 
         The estimator's null (:func:`nimare_jax.ops.nulls.fold_union_histograms` for ALE,
         :func:`nimare_jax.meta.cbma.mkda.bernoulli_sum_null` for MKDA) read as
         :func:`nimare_jax.stats.nullhist_to_p` reads it: normalised upper tail, floored at
         its smallest non-zero value. No experiment: one bin, p = 1.
         """
-        if not selected.any():
-            return np.ones(1)
-        if self.is_ale:
-            grid = nulls.ale_histogram_bins(self.ma_max[selected])
-            probs = self.hist[selected, : min(self.hist.shape[1], grid.size)] / self.n_vox
-            null = nulls.fold_union_histograms(probs, grid)
-        else:
-            weights = np.full(int(selected.sum()), self.value)
-            _, null = bernoulli_sum_null(
-                weights, self.hist[selected, 1] / self.n_vox, self.n_histogram_bins
-            )
-            # unweighted: the null's bins are the sums 0, value, 2 value, ... themselves
-        tail = np.cumsum((null / null.sum())[::-1])[::-1]
-        tail = tail / tail.max()
-        tail[0] = 1.0  # a statistic of 0 has p = 1
-        return np.clip(tail, tail[tail > 0].min(), 1.0)
+        if not self.is_ale:
+            for row, selected in enumerate(subsets):
+                if not selected.any():
+                    yield row, np.ones(1)
+                    continue
+                weights = np.full(int(selected.sum()), self.value)
+                _, null = bernoulli_sum_null(
+                    weights, self.hist[selected, 1] / self.n_vox, self.n_histogram_bins
+                )
+                # unweighted: the null's bins are the sums 0, value, 2 value, ... themselves
+                yield row, _survival(null)
+            return
+        for row, null in self._ale_nulls([np.flatnonzero(s) for s in subsets]):
+            yield row, np.ones(1) if null is None else _survival(null)
+
+    def _ale_nulls(self, chosen: list[np.ndarray]):
+        """Yield ``(row, ALE null)`` of each selection (None if empty), sharing prefixes.
+
+        The null folds a selection's experiments in ascending order, and the fold is not
+        associative at the bin level, so only a common *prefix* of two selections can be
+        folded once for both. The selections are visited in lexicographic order (a trie
+        walk, depth first); the running null is kept at the trie's branch points (the
+        common prefix of each pair of neighbours in that order) and each selection
+        continues from the deepest kept prefix (``initial=``), with the same arithmetic as
+        a fold of the whole selection (the grid grows with the prefix).
+        """
+        order = sorted(range(len(chosen)), key=lambda row: chosen[row].tolist())
+        shared = np.zeros(len(order), int)
+        for k in range(1, len(order)):
+            a, b = chosen[order[k - 1]], chosen[order[k]]
+            m = min(a.size, b.size)
+            differ = np.flatnonzero(a[:m] != b[:m])
+            shared[k] = differ[0] if differ.size else m
+        branch = {chosen[order[k]][: shared[k]].tobytes() for k in range(1, len(order))}
+        stack = [(0, None)]  # kept prefixes of the current selection: (length, null)
+        for k, row in enumerate(order):
+            exps = chosen[row]
+            if exps.size == 0:
+                yield row, None
+                continue
+            while stack[-1][0] > shared[k]:
+                stack.pop()
+            depth, null = stack[-1]
+            stops = [d for d in range(depth + 1, exps.size) if exps[:d].tobytes() in branch]
+            for d in [*stops, exps.size]:
+                grid = nulls.ale_histogram_bins(self.ma_max[exps[:d]])
+                probs = self.hist[exps[depth:d], : min(self.hist.shape[1], grid.size)]
+                null = nulls.fold_union_histograms(probs / self.n_vox, grid, initial=null)
+                depth = d
+                stack.append((d, null))
+            yield row, null
 
     @property
     def inv_step(self) -> float:
@@ -191,12 +240,12 @@ class _Terms:
 
 def _tables(terms: _Terms, subsets: np.ndarray, target: str):
     """Every subset's target-map table, concatenated (float32 beyond 2**24 entries)."""
-    parts, total = [], 0
+    parts, total = [None] * len(subsets), 0
     length = np.zeros(len(subsets), np.int32)
-    for row, sel in enumerate(subsets):  # the p tables, one subset at a time
-        parts.append(terms.survival(sel).astype(np.float32 if total > 2**24 else np.float64))
-        length[row] = parts[-1].size
-        total += parts[-1].size
+    for row, tail in terms.survivals(subsets):  # the p tables, one subset at a time
+        parts[row] = tail.astype(np.float32 if total > 2**24 else np.float64)
+        length[row] = tail.size
+        total += tail.size
     offset = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
     table = np.empty(total, np.float64 if total <= 2**24 else np.float32)
     for row in range(len(parts)):  # moved into place and freed as we go
@@ -215,32 +264,58 @@ def _tables(terms: _Terms, subsets: np.ndarray, target: str):
 
 
 def _macm_chunks(terms: _Terms, subsets: np.ndarray, target: str, voxel_chunk: int):
-    """Yield ``(lo, hi, maps)``: every subset's map over brain voxels ``lo:hi`` (on device)."""
+    """Every subset's map, one chunk of brain voxels at a time (on device).
+
+    The subsets are grouped by their number of experiments (rounded up to
+    :data:`WIDTH_STEP`), so that each group's gather-and-add runs only as many steps as its
+    largest subset has experiments, not the largest of all.
+
+    Returns
+    -------
+    position : numpy.ndarray of int, shape (n_subsets,)
+        Row of each subset in the chunks' maps.
+    chunks : generator of ``(lo, hi, maps)``
+        The maps of brain voxels ``lo:hi`` (columns beyond ``hi - lo`` are padding).
+    """
     n_exp = terms.terms.shape[0] - 1
-    counts = subsets.sum(1)
-    width = max(int(counts.max()), 1)
-    index = np.full((subsets.shape[0], width), n_exp, np.int32)
-    for row, sel in enumerate(subsets):
-        chosen = np.flatnonzero(sel)
-        index[row, : chosen.size] = chosen
     if target == "stat":
         table, offset = np.zeros(1), np.zeros(len(subsets), np.int32)
         length = np.ones(len(subsets), np.int32)
     else:
         table, offset, length = _tables(terms, subsets, target)
+    counts = subsets.sum(1)
+    width = WIDTH_STEP * np.maximum(1, -(-counts // WIDTH_STEP))
+    position = np.empty(len(subsets), np.int64)
+    groups, start = [], 0
+    for w in np.unique(width):
+        rows = np.flatnonzero(width == w)
+        n_rows = ROW_STEP * -(-rows.size // ROW_STEP)
+        index = np.full((n_rows, w), n_exp, np.int32)
+        for i, row in enumerate(rows):
+            chosen = np.flatnonzero(subsets[row])
+            index[i, : chosen.size] = chosen
+        off, size = np.zeros(n_rows, np.int32), np.ones(n_rows, np.int32)  # padding: bin 0
+        off[: rows.size], size[: rows.size] = offset[rows], length[rows]
+        groups.append(tuple(jnp.asarray(a) for a in (index, off, size)))
+        position[rows] = start + np.arange(rows.size)
+        start += n_rows
     kind = ("ale_" if terms.is_ale else "sum_") + ("stat" if target == "stat" else "table")
     table = jnp.asarray(table)
-    index, offset, length = jnp.asarray(index), jnp.asarray(offset), jnp.asarray(length)
-    n_vox = terms.n_vox
-    block = np.zeros((n_exp + 1, voxel_chunk), np.float32)
-    for lo in range(0, n_vox, voxel_chunk):
-        hi = min(lo + voxel_chunk, n_vox)
-        block[:, : hi - lo] = terms.terms[:, lo:hi]
-        block[:, hi - lo :] = 0.0
-        maps = ops.macm_chunk(
-            jnp.asarray(block), index, table, offset, length, terms.inv_step, kind
-        )
-        yield lo, hi, maps
+
+    def chunks():
+        for lo in range(0, terms.n_vox, voxel_chunk):
+            hi = min(lo + voxel_chunk, terms.n_vox)
+            # a new buffer per chunk: the device array may alias it while still in use
+            block = np.zeros((n_exp + 1, voxel_chunk), np.float32)
+            block[:, : hi - lo] = terms.terms[:, lo:hi]
+            on_device = jnp.asarray(block)
+            maps = [
+                ops.macm_chunk(on_device, index, table, off, size, terms.inv_step, kind)
+                for index, off, size in groups
+            ]
+            yield lo, hi, maps[0] if len(maps) == 1 else jnp.concatenate(maps)
+
+    return position, chunks()
 
 
 def batched_macm_maps(meta_estimator, dataset, selection, target_image: str = "z"):
@@ -269,8 +344,9 @@ def batched_macm_maps(meta_estimator, dataset, selection, target_image: str = "z
     with jax.enable_x64(True):
         terms = _Terms(estimator, dataset)
         out = np.empty((selection.shape[0], terms.n_vox))
-        for lo, hi, maps in _macm_chunks(terms, selection, target_image, VOXEL_CHUNK):
-            out[:, lo:hi] = np.asarray(maps)[:, : hi - lo]
+        position, chunks = _macm_chunks(terms, selection, target_image, VOXEL_CHUNK)
+        for lo, hi, maps in chunks:
+            out[:, lo:hi] = np.asarray(maps)[position, : hi - lo]
     return out
 
 
@@ -356,21 +432,29 @@ class CoordCBP(Parcellator):
         with jax.enable_x64(True):
             terms = _Terms(self.meta_estimator, dataset)
             uniq = [np.unique(r, return_inverse=True) for r in rows]
-            grams = [jnp.zeros((u.size, u.size)) for u, _ in uniq]
-            totals = [jnp.zeros(u.size) for u, _ in uniq]
-            pick = [jnp.asarray(u) for u, _ in uniq]
-            for lo, hi, maps in _macm_chunks(terms, subsets, self.target_image, self.voxel_chunk):
+            position, chunks = _macm_chunks(terms, subsets, self.target_image, self.voxel_chunk)
+            blocks, grams, totals, pick = [], [], [], []
+            for u, _ in uniq:
+                n_blocks = max(1, min(4, u.size // GRAM_BLOCK))
+                padded = n_blocks * -(-u.size // n_blocks)  # padding rows repeat row 0
+                rows_of = np.concatenate([position[u], np.full(padded - u.size, position[u[0]])])
+                blocks.append(n_blocks)
+                pick.append(jnp.asarray(rows_of))
+                grams.append(jnp.zeros((padded, padded)))
+                totals.append(jnp.zeros(padded))
+            for lo, hi, maps in chunks:
                 valid = jnp.asarray(np.arange(self.voxel_chunk) < hi - lo, maps.dtype)
                 for i in range(len(groups)):
                     grams[i], totals[i] = ops.gram_update(
-                        grams[i], totals[i], maps, pick[i], valid
+                        grams[i], totals[i], maps, pick[i], valid, blocks[i]
                     )
             profiles = []
-            for (_, inverse), gram, total in zip(uniq, grams, totals, strict=True):
-                corr = ops.correlation_from_gram(gram, total, terms.n_vox)[
-                    np.ix_(inverse, inverse)
-                ]
-                profiles.append(corr)
+            for (u, inverse), gram, total, n_blocks in zip(
+                uniq, grams, totals, blocks, strict=True
+            ):
+                gram = ops.symmetric_from_blocks(gram, n_blocks)[: u.size, : u.size]
+                corr = ops.correlation_from_gram(gram, np.asarray(total)[: u.size], terms.n_vox)
+                profiles.append(corr[np.ix_(inverse, inverse)])
         profiles = [np.nan_to_num(c, nan=0.0) for c in profiles]
         for c in profiles:
             np.fill_diagonal(c, 1.0)
