@@ -282,7 +282,8 @@ def _small_data(rng, n_global=1, n_patterns=3):
 
 
 def test_closed_form_information_matches_jax_hessian():
-    """Poisson closed-form information equals jax.hessian of the likelihood (rtol 1e-10)."""
+    """Poisson closed-form information equals jax.hessian of the likelihood, its gradient
+    jax.grad (rtol 1e-10)."""
     rng = np.random.default_rng(3)
     with jax.enable_x64(True):
         data, _ = _small_data(rng)
@@ -293,6 +294,12 @@ def test_closed_form_information_matches_jax_hessian():
         np.testing.assert_allclose(closed, hessian, rtol=1e-10, atol=1e-10 * abs(hessian).max())
         batched = ops.autodiff_information(params, data, "poisson", batch_size=7)
         np.testing.assert_allclose(batched, hessian, rtol=1e-10, atol=1e-10 * abs(hessian).max())
+        # the closed-form value and gradient Newton's method uses
+        value, grad, info = ops.poisson_terms(params, data)
+        np.testing.assert_allclose(value, ops.log_likelihood(params, data, "poisson"), rtol=1e-12)
+        expected = jax.grad(ops.log_likelihood)(params, data, "poisson")
+        np.testing.assert_allclose(grad, expected, rtol=1e-10, atol=1e-10 * abs(expected).max())
+        np.testing.assert_allclose(info, closed, rtol=1e-12)
 
 
 def test_likelihoods_match_elementwise_forms():
@@ -337,7 +344,8 @@ def test_laird_intercept_matches_nimare(laird, nimare_ref):
     np.testing.assert_allclose(
         result.maps["spatialIntensity_group-Default"], nimare_ref["laird_intensity"], rtol=1e-3
     )
-    assert f"after {est.n_iter_} L-BFGS iterations" in result.description
+    assert est.solver_ == "newton"
+    assert f"after {est.n_iter_} Newton iterations" in result.description
 
 
 def test_unknown_column_is_a_clear_error(laird):
@@ -496,7 +504,7 @@ def test_second_fit_traces_nothing(simulated, box_mask):
             est = CBMR("~ s(dx) + n", mask=box_mask, incidence_threshold=None, spline_spacing=8)
             results.append((est.fit(dset), list(traces)))
     (first, first_traces), (second, second_traces) = results
-    assert "fit" in first_traces
+    assert "newton_direction" in first_traces
     assert second_traces == []
     np.testing.assert_array_equal(
         second.maps["spatialIntensity_group-patient"], first.maps["spatialIntensity_group-patient"]
