@@ -378,8 +378,8 @@ class CBMR:
     lr : float
         Learning rate scaling the L-BFGS direction before the zoom line search.
     tol : float
-        L-BFGS stops when the negative log-likelihood changes by less than this between
-        iterations. (Newton's method stops on the size of its step instead.)
+        Stop when the log-likelihood changes by less than this between iterations (both
+        optimizers; Newton's method also stops when its step falls below 1e-10).
     device : None or str
         Where the fit runs: None uses JAX's default device; ``"cpu"``, or ``"cuda"`` /
         ``"cuda:N"`` / ``"gpu"`` / ``"gpu:N"`` for a GPU. As in NiMARE, asking for a GPU that is
@@ -404,8 +404,7 @@ class CBMR:
         small program); the negative-binomial models and larger designs use optax L-BFGS with a
         zoom line search (:func:`nimare_jax.ops.cbmr.fit`), NiMARE's stopping rules.
     n_iter_, converged_, log_likelihood_ : int, bool, float
-        Iterations run (Newton or L-BFGS), whether the fit converged (Newton: the last Newton
-        step was below ``nimare_jax.ops.cbmr.NEWTON_CONVERGED``; L-BFGS: a stopping rule fired
+        Iterations run (Newton or L-BFGS), whether the fit converged (a stopping rule fired
         before the cap), and the log-likelihood at the optimum.
     """
 
@@ -558,7 +557,7 @@ class CBMR:
             self._covariance = {}
             n_params = ops.n_params(data, self.distribution)
             if self.distribution == "poisson" and n_params <= NEWTON_MAX_PARAMS:
-                fitted = ops.newton_fit(data, ops.constant_start(data), self.n_iter)
+                fitted = ops.newton_fit(data, ops.constant_start(data), self.n_iter, self.tol)
                 self.solver_ = "newton"
                 if self.information_method == "closed_form":
                     self._covariance["information"] = np.asarray(fitted.information)

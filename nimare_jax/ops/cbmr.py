@@ -563,8 +563,9 @@ class NewtonResult(NamedTuple):
     n_iter : int
         Newton iterations run (each evaluates the likelihood, gradient and information once).
     converged : bool
-        Whether the Newton step at ``params`` (the distance to the optimum to first order) is
-        below :data:`NEWTON_CONVERGED`.
+        Whether a stopping rule fired before the iteration cap: a log-likelihood gain below
+        ``tol``, or a Newton step at ``params`` (the distance to the optimum to first order)
+        below :data:`NEWTON_CONVERGED` when the steps ran out.
     last_step : float
         Largest entry of the Newton step at ``params``.
     information : float64 array, shape (n_coef, n_coef)
@@ -678,16 +679,19 @@ def newton_direction(params: jax.Array, data: CBMRData):
     return value, jnp.dot(grad, direction), direction, info
 
 
-def newton_fit(data: CBMRData, params0, max_iter: int) -> NewtonResult:
+def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResult:
     """Maximize the Poisson log-likelihood by Newton's method on the closed-form information.
 
     The Poisson log-likelihood is concave in the coefficients, so Newton's method with a
     backtracking (Armijo) line search reaches its maximum from any start (the estimator passes
     :func:`constant_start`). Every iteration evaluates one trial point with the compiled
     :func:`newton_direction`: an accepted trial gives the next Newton direction, a rejected one
-    halves the step. It stops when the next trial would move no parameter by more than
-    :data:`NEWTON_STEP_TOLERANCE` (a converged Newton step, or a line search that has run out
-    of room at rounding level), or after ``max_iter`` iterations.
+    halves the step. It stops when an accepted step raised the log-likelihood by less than
+    ``tol`` (NiMARE's L-BFGS rule; it also ends fits whose optimum is at infinity, such as
+    whole-brain bases without a focus, whose coefficients fall by about one per step), when
+    the next trial would move no parameter by more than :data:`NEWTON_STEP_TOLERANCE` (a
+    converged Newton step, or a line search out of room at rounding level), or after
+    ``max_iter`` iterations.
 
     The iterations are driven from Python (a few, each a whole likelihood, information and
     factorization, and one scalar read back): inside a ``lax.while_loop`` the same evaluation
@@ -701,6 +705,8 @@ def newton_fit(data: CBMRData, params0, max_iter: int) -> NewtonResult:
         Starting values.
     max_iter : int
         Iteration cap.
+    tol : float
+        Log-likelihood change below which an accepted step ends the fit.
 
     Returns
     -------
@@ -708,21 +714,26 @@ def newton_fit(data: CBMRData, params0, max_iter: int) -> NewtonResult:
     """
     params = np.asarray(params0, np.float64)
     direction = np.zeros_like(params)
-    value, slope, scale, info, n_iter = -np.inf, 0.0, 0.0, None, 0
+    value, slope, scale, info, n_iter, converged = -np.inf, 0.0, 0.0, None, 0, False
     while n_iter < max_iter:
         trial = params + scale * direction
         t_value, t_slope, t_direction, t_info = newton_direction(trial, data)
         t_value, n_iter = float(t_value), n_iter + 1
         info = t_info if info is None else info
         if np.isfinite(t_value) and t_value >= value + _ARMIJO * scale * slope:
+            gain = t_value - value
             params, value, slope, info = trial, t_value, float(t_slope), t_info
             direction, scale = np.asarray(t_direction), 1.0
+            if gain < tol:
+                converged = True
+                break
         else:
             scale *= 0.5
-        if scale * np.max(np.abs(direction), initial=0.0) < NEWTON_STEP_TOLERANCE:
+        if scale * np.max(np.abs(direction)) < NEWTON_STEP_TOLERANCE:
+            converged = np.max(np.abs(direction)) < NEWTON_CONVERGED
             break
     size = float(np.max(np.abs(direction), initial=0.0))
-    return NewtonResult(params, value, n_iter, size < NEWTON_CONVERGED, size, info)
+    return NewtonResult(params, value, n_iter, converged, size, info)
 
 
 @functools.partial(jax.jit, static_argnames=("distribution", "batch_size"))
