@@ -125,7 +125,7 @@ print(json.dumps(out))
 
 
 PROGRAMS = r"""
-import json, sys, time, warnings
+import inspect, json, sys, time, warnings
 warnings.simplefilter("ignore")
 import jax
 from nimare_jax.dataset import Dataset
@@ -134,6 +134,7 @@ from nimare_jax.ops import cbmr as ops
 cfg = json.loads(sys.argv[1])
 dset = Dataset(cfg["data"])
 stats = {}
+STATIC = {"distribution", "lr", "batch_size"}
 def wrap(name):
     jitted = getattr(ops, name)
     def timed(*args, **kwargs):
@@ -146,7 +147,9 @@ def wrap(name):
             c2, w2 = time.process_time(), time.perf_counter()
             st["lower"], st["compile"] = [c1 - c0, w1 - w0], [c2 - c1, w2 - w1]
         c0, w0 = time.process_time(), time.perf_counter()
-        out = jax.block_until_ready(st["compiled"](*args))  # static arguments are baked in
+        bound = inspect.signature(jitted).bind(*args, **kwargs).arguments
+        dynamic = [v for k, v in bound.items() if k not in STATIC]  # statics are compiled in
+        out = jax.block_until_ready(st["compiled"](*dynamic))
         st["run"][0] += time.process_time() - c0
         st["run"][1] += time.perf_counter() - w0
         st["calls"] += 1

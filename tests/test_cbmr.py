@@ -292,8 +292,11 @@ def test_closed_form_information_matches_jax_hessian():
         closed = ops.poisson_information(params, data)
         hessian = jax.hessian(lambda p: -ops.log_likelihood(p, data, "poisson"))(params)
         np.testing.assert_allclose(closed, hessian, rtol=1e-10, atol=1e-10 * abs(hessian).max())
-        batched = ops.autodiff_information(params, data, "poisson", batch_size=7)
-        np.testing.assert_allclose(batched, hessian, rtol=1e-10, atol=1e-10 * abs(hessian).max())
+        for batch_size in (7, None):  # lax.map in batches of 7; one vmap
+            batched = ops.autodiff_information(params, data, "poisson", batch_size=batch_size)
+            np.testing.assert_allclose(
+                batched, hessian, rtol=1e-10, atol=1e-10 * abs(hessian).max()
+            )
         # the closed-form value and gradient Newton's method uses
         value, grad, info = ops.poisson_terms(params, data)
         np.testing.assert_allclose(value, ops.log_likelihood(params, data, "poisson"), rtol=1e-12)
