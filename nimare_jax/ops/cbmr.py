@@ -564,7 +564,7 @@ class NewtonResult(NamedTuple):
 
     Attributes
     ----------
-    params : float64 array, shape (n_coef,)
+    params : numpy.ndarray, shape (n_coef,), float64
     log_likelihood : float
         At ``params``.
     n_iter : int
@@ -579,11 +579,11 @@ class NewtonResult(NamedTuple):
         Observed information at ``params`` (:func:`poisson_terms`).
     """
 
-    params: jax.Array
-    log_likelihood: jax.Array
-    n_iter: jax.Array
-    converged: jax.Array
-    last_step: jax.Array
+    params: np.ndarray
+    log_likelihood: float
+    n_iter: int
+    converged: bool
+    last_step: float
     information: jax.Array
 
 
@@ -737,7 +737,7 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
         else:
             scale *= 0.5
         if scale * np.max(np.abs(direction)) < NEWTON_STEP_TOLERANCE:
-            converged = np.max(np.abs(direction)) < NEWTON_CONVERGED
+            converged = bool(np.max(np.abs(direction)) < NEWTON_CONVERGED)
             break
     size = float(np.max(np.abs(direction), initial=0.0))
     return NewtonResult(params, value, n_iter, converged, size, info)
