@@ -1,10 +1,11 @@
 """Benchmark: whole-brain CBMR ``~ 1`` (laird, ``incidence_threshold=None``), nimare_jax vs NiMARE.
 
 Each side runs in its own process: one full fit (for nimare_jax this "first fit" includes
-compilation), then fits capped at ``--iters A B`` L-BFGS iterations (``tol=0``: no early
-stop); the time per iteration is ``(t_B - t_A) / (iterations_B - iterations_A)``, which cancels
-the per-fit setup (basis, foci matrix, information matrix, maps). For nimare_jax the capped
-fits time the compiled L-BFGS loop (``ops.cbmr.fit``) on the estimator's prepared data.
+compilation; its Poisson estimator fits by Newton's method, at most ``A`` iterations), then fits
+capped at ``--iters A B`` L-BFGS iterations (``tol=0``: no early stop); the time per iteration
+is ``(t_B - t_A) / (iterations_B - iterations_A)``, which cancels the per-fit setup (basis,
+foci matrix, information matrix, maps). For nimare_jax the capped fits time the L-BFGS program
+(``ops.cbmr.fit``, compiled before timing) on the estimator's prepared data.
 Peak RSS is the process maximum.
 NiMARE's CBMR needs PyTorch: its interpreter is ``$NIMARE_PYTHON`` (default
 /work/venv-cbmr/bin/python, NiMARE 0.22.1 + torch CPU); NiMARE is skipped if that fails.
@@ -21,6 +22,13 @@ also timed. Wall and CPU time (``time.process_time``, all threads) are both repo
 shared machine the CPU time is the steadier measure.
 
     python benchmarks/bench_cbmr.py --end-to-end
+
+``--programs`` breaks a cold first fit (compilation cache off, fresh process) into its
+compiled programs: for each jitted ``ops.cbmr`` function the fit calls, the time to trace and
+lower it, to compile it (``jax.stages``: ``.trace().lower()``, ``.compile()``) and to run it
+(summed over calls), CPU / wall seconds.
+
+    python benchmarks/bench_cbmr.py --programs --distributions poisson negativebinomial
 """
 
 from __future__ import annotations
@@ -51,7 +59,9 @@ first = time.perf_counter() - start
 times, iters = [], []
 with jax.enable_x64(True):
     p0 = ops.initial_params(est.data_, "poisson")
-    for n in cfg["iters"]:  # the L-BFGS loop alone (the estimator adds a Newton polish)
+    # compile the L-BFGS program first (the estimator's Poisson fit ran Newton's method)
+    ops.fit(est.data_, p0, 1, 0.0, distribution="poisson", lr=1.0).params.block_until_ready()
+    for n in cfg["iters"]:  # the L-BFGS loop alone (a Poisson estimator fit uses Newton)
         start = time.perf_counter()
         out = ops.fit(est.data_, p0, n, 0.0, distribution="poisson", lr=1.0)
         out.params.block_until_ready()
@@ -114,17 +124,94 @@ print(json.dumps(out))
 """
 
 
+PROGRAMS = r"""
+import inspect, json, sys, time, warnings
+warnings.simplefilter("ignore")
+import jax
+from nimare_jax.dataset import Dataset
+from nimare_jax.meta.cbmr import CBMR
+from nimare_jax.ops import cbmr as ops
+cfg = json.loads(sys.argv[1])
+dset = Dataset(cfg["data"])
+stats = {}
+STATIC = {"distribution", "lr", "batch_size"}
+def wrap(name):
+    jitted = getattr(ops, name)
+    def timed(*args, **kwargs):
+        st = stats.setdefault(name, {"calls": 0, "run": [0.0, 0.0]})
+        if "compiled" not in st:
+            c0, w0 = time.process_time(), time.perf_counter()
+            lowered = jitted.trace(*args, **kwargs).lower()
+            c1, w1 = time.process_time(), time.perf_counter()
+            st["compiled"] = lowered.compile()
+            c2, w2 = time.process_time(), time.perf_counter()
+            st["lower"], st["compile"] = [c1 - c0, w1 - w0], [c2 - c1, w2 - w1]
+        c0, w0 = time.process_time(), time.perf_counter()
+        bound = inspect.signature(jitted).bind(*args, **kwargs).arguments
+        dynamic = [v for k, v in bound.items() if k not in STATIC]  # statics are compiled in
+        out = jax.block_until_ready(st["compiled"](*dynamic))
+        st["run"][0] += time.process_time() - c0
+        st["run"][1] += time.perf_counter() - w0
+        st["calls"] += 1
+        return out
+    setattr(ops, name, timed)
+for name in ("fit", "newton_direction", "coefficient_maps", "autodiff_information"):
+    wrap(name)
+wall, cpu = time.perf_counter(), time.process_time()
+est = CBMR(cfg["formula"], distribution=cfg["distribution"])
+est.fit(dset)
+out = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+       "n_iter": est.n_iter_, "solver": est.solver_,
+       "programs": {k: {"lower": v["lower"], "compile": v["compile"], "run": v["run"],
+                        "calls": v["calls"]} for k, v in stats.items()}}
+print(json.dumps(out))
+"""
+
+
+def programs(distributions) -> None:
+    """Per-program lower / compile / run times of cold first fits (see the module docstring)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NIMARE_JAX_CACHE_DIR": "off"}
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print("| design | program | calls | lower CPU / wall s | compile CPU / wall s "
+          "| run CPU / wall s |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for name, data, formula, dist in _designs(distributions):
+        cfg = {"data": data, "formula": formula, "distribution": dist}
+        out = child(sys.executable, PROGRAMS, cfg, env)
+        if out is None:
+            print(f"| {name} | failed | | | | |")
+            continue
+        for program, st in out["programs"].items():
+            print(
+                f"| {name} | {program} | {st['calls']} | {st['lower'][0]:.2f} / "
+                f"{st['lower'][1]:.2f} | {st['compile'][0]:.2f} / {st['compile'][1]:.2f} | "
+                f"{st['run'][0]:.2f} / {st['run'][1]:.2f} |"
+            )
+        print(
+            f"| {name} | whole fit ({out['solver']}, {out['n_iter']} it) | | | | "
+            f"{out['cpu']:.2f} / {out['wall']:.2f} |"
+        )
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+def _designs(distributions):
+    """The end-to-end designs: laird ~ 1 (Poisson) and sim120 ~ s(diagnosis) per model."""
+    designs = [("laird ~ 1", str(LAIRD), "~ 1", "poisson")]
+    return designs + [
+        (f"sim120 ~ s(diagnosis) {d}", str(SIM120), "~ s(diagnosis)", d) for d in distributions
+    ]
+
+
 def end_to_end(distributions) -> None:
     """Time whole default fits in fresh processes (see the module docstring)."""
     nimare_python = os.environ.get("NIMARE_PYTHON", "/work/venv-cbmr/bin/python")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    designs = [("laird ~ 1", str(LAIRD), "~ 1", "poisson")]
-    designs += [
-        (f"sim120 ~ s(diagnosis) {d}", str(SIM120), "~ s(diagnosis)", d) for d in distributions
-    ]
+    designs = _designs(distributions)
     print(f"load average {os.getloadavg()[0]:.1f}")
-    print("| design | NiMARE wall / CPU s | nimare_jax cold wall / CPU s | warm wall / CPU s "
-          "| second fit wall / CPU s | ratio wall (warm) | ratio CPU (warm) |")  # fmt: skip
+    print(
+        "| design | NiMARE wall / CPU s | nimare_jax cold wall / CPU s | warm wall / CPU s "
+        "| second fit wall / CPU s | ratio cold wall / CPU | ratio warm wall / CPU |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, data, formula, dist in designs:
         cfg = {"data": data, "formula": formula, "distribution": dist}
@@ -143,7 +230,8 @@ def end_to_end(distributions) -> None:
             f"| {name} | {theirs['wall0']:.1f} / {theirs['cpu0']:.1f} "
             f"| {cold['wall0']:.1f} / {cold['cpu0']:.1f} | {warm['wall0']:.1f} / "
             f"{warm['cpu0']:.1f} | {warm['wall1']:.1f} / {warm['cpu1']:.1f} "
-            f"| {theirs['wall0'] / warm['wall0']:.1f}x | {theirs['cpu0'] / warm['cpu0']:.1f}x |"
+            f"| {theirs['wall0'] / cold['wall0']:.1f}x / {theirs['cpu0'] / cold['cpu0']:.1f}x "
+            f"| {theirs['wall0'] / warm['wall0']:.1f}x / {theirs['cpu0'] / warm['cpu0']:.1f}x |"
         )
     print(f"load average {os.getloadavg()[0]:.1f}")
 
@@ -167,6 +255,9 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-nimare", action="store_true")
     parser.add_argument("--end-to-end", action="store_true", help="whole default fits")
     parser.add_argument(
+        "--programs", action="store_true", help="compile / run time per program, cold"
+    )
+    parser.add_argument(
         "--distributions",
         nargs="+",
         default=["poisson"],
@@ -176,6 +267,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.end_to_end:
         end_to_end(args.distributions)
+        return
+    if args.programs:
+        programs(args.distributions)
         return
     cfg = {"laird": str(LAIRD), "spacing": args.spacing, "iters": args.iters}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

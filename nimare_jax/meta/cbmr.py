@@ -19,7 +19,7 @@ NiMARE: two cell-means spatial factors (``~ s(a) + s(b)``, rank deficient: use `
 an explicit ``1`` beside one, a non-spatial term beside ``exposure()``, ``offset(...)``, and the
 overdispersed models with ``exposure()`` or with a pattern holding a single experiment.
 
-The numerics (separable basis, likelihoods, L-BFGS, Fisher information) are in
+The numerics (separable basis, likelihoods, Newton and L-BFGS fits, Fisher information) are in
 :mod:`nimare_jax.ops.cbmr` and run in float64.
 """
 
@@ -52,8 +52,7 @@ DERIVED_EXPOSURE = "_cbmr_n_foci"
 SUM_TO_ZERO = "sum_to_zero"
 INFORMATION_METHODS = ("closed_form", "autodiff")
 CONTRAST_METHODS = ("pairwise", "reference", "consecutive", "zero")
-NEWTON_MAX_PARAMS = 4000  # Poisson fits are polished by Newton steps up to this many parameters
-NEWTON_STEP_TOLERANCE = 1e-6  # a Newton step this small certifies a Poisson optimum
+NEWTON_MAX_PARAMS = 4000  # Poisson fits use Newton's method up to this many parameters
 _CHUNK = 64  # covariance-root columns evaluated as maps at once by CBMRResult.test
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -375,18 +374,19 @@ class CBMR:
     spline_spacing : int
         Knot spacing (voxels) of the cubic B-splines.
     n_iter : int
-        L-BFGS iteration cap.
+        Iteration cap of the optimizer (see ``solver_``).
     lr : float
         Learning rate scaling the L-BFGS direction before the zoom line search.
     tol : float
-        Stop when the negative log-likelihood changes by less than this between iterations.
+        Stop when the log-likelihood changes by less than this between iterations (both
+        optimizers; Newton's method also stops when its step falls below 1e-10).
     device : None or str
         Where the fit runs: None uses JAX's default device; ``"cpu"``, or ``"cuda"`` /
         ``"cuda:N"`` / ``"gpu"`` / ``"gpu:N"`` for a GPU. As in NiMARE, asking for a GPU that is
         not there falls back to the CPU (here with a warning).
     random_state : None or int
-        Accepted for NiMARE compatibility and not used: the fit is deterministic (it starts from
-        zero coefficients). NiMARE 0.22.1 seeds torch with it, but draws its starting values
+        Accepted for NiMARE compatibility and not used: the fit is deterministic (fixed starting
+        values). NiMARE 0.22.1 seeds torch with it, but draws its starting values
         from a generator of its own with a fixed seed, so its result does not depend on it
         either.
     information_method : {"closed_form", "autodiff"}
@@ -396,13 +396,16 @@ class CBMR:
 
     Attributes
     ----------
+    solver_ : {"newton", "lbfgs"}
+        The optimizer. Poisson designs with at most ``NEWTON_MAX_PARAMS`` coefficients use
+        Newton's method on the closed-form information (:func:`nimare_jax.ops.cbmr.newton_fit`:
+        the Poisson likelihood is concave, so it reaches the exact optimum in a few iterations,
+        where L-BFGS - NiMARE's choice - stalls near it after hundreds, and it compiles to one
+        small program); the negative-binomial models and larger designs use optax L-BFGS with a
+        zoom line search (:func:`nimare_jax.ops.cbmr.fit`), NiMARE's stopping rules.
     n_iter_, converged_, log_likelihood_ : int, bool, float
-        L-BFGS iterations run, whether the fit converged (an L-BFGS stopping rule fired before
-        the cap, or - Poisson - the final Newton step was below ``NEWTON_STEP_TOLERANCE``), and
-        the log-likelihood at the optimum.
-    n_newton_ : int
-        Newton steps (closed-form information) that polished a Poisson optimum after L-BFGS
-        (up to 5, for designs with at most ``NEWTON_MAX_PARAMS`` coefficients).
+        Iterations run (Newton or L-BFGS), whether the fit converged (a stopping rule fired
+        before the cap), and the log-likelihood at the optimum.
     """
 
     def __init__(
@@ -551,23 +554,24 @@ class CBMR:
                 ),
                 _resolve_device(self.device, warn=True),
             )
-            start = ops.initial_params(data, self.distribution)
-            fitted = ops.fit(
-                data, start, self.n_iter, self.tol, distribution=self.distribution, lr=self.lr
-            )
-            params, self.n_newton_, newton_converged = fitted.params, 0, False
-            log_likelihood, self._covariance = fitted.log_likelihood, {}
-            if self.distribution == "poisson" and params.size <= NEWTON_MAX_PARAMS:
-                params, n_newton, last_step, log_likelihood, info = ops.newton_refine(params, data)
-                self.n_newton_ = int(n_newton)
-                newton_converged = float(last_step) < NEWTON_STEP_TOLERANCE
+            self._covariance = {}
+            n_params = ops.n_params(data, self.distribution)
+            if self.distribution == "poisson" and n_params <= NEWTON_MAX_PARAMS:
+                fitted = ops.newton_fit(data, ops.constant_start(data), self.n_iter, self.tol)
+                self.solver_ = "newton"
                 if self.information_method == "closed_form":
-                    self._covariance["information"] = np.asarray(info)
-            self.params_ = np.asarray(params)
+                    self._covariance["information"] = np.asarray(fitted.information)
+            else:
+                start = ops.initial_params(data, self.distribution)
+                fitted = ops.fit(
+                    data, start, self.n_iter, self.tol, distribution=self.distribution, lr=self.lr
+                )
+                self.solver_ = "lbfgs"
+            self.params_ = np.asarray(fitted.params)
             self.data_ = data
-            self.log_likelihood_ = float(log_likelihood)
+            self.log_likelihood_ = float(fitted.log_likelihood)
         self.n_iter_ = int(fitted.n_iter)
-        self.converged_ = bool(fitted.converged) or newton_converged
+        self.converged_ = bool(fitted.converged)
         if not np.isfinite(self.log_likelihood_):
             raise DatasetError(
                 f"{dataset.origin}: the {self.distribution} log-likelihood became "
@@ -764,12 +768,16 @@ class CBMR:
             "negativebinomial": "a negative binomial model",
             "clusterednegativebinomial": "a clustered negative binomial model",
         }
+        if self.solver_ == "newton":
+            solver, unit = "Newton's method on the closed-form information", "Newton iterations"
+        else:
+            solver = f"optax L-BFGS with a zoom line search, tolerance {self.tol:g}"
+            unit = "L-BFGS iterations"
         stop = (
-            f"converged after {self.n_iter_} L-BFGS iterations"
+            f"converged after {self.n_iter_} {unit}"
             if self.converged_
-            else f"stopped after {self.n_iter_} L-BFGS iterations without converging"
+            else f"stopped after {self.n_iter_} {unit} without converging"
         )
-        polish = f" and {self.n_newton_} Newton step(s) refined it" if self.n_newton_ else ""
         return (
             f"A coordinate-based meta-regression with the design ~ "
             f"{' + '.join(str(b.term) for b in self.blocks_)} was fitted with nimare_jax, using "
@@ -777,8 +785,7 @@ class CBMR:
             f"parameterized by cubic B-splines at spacing {self.spline_spacing} ("
             f"{self.n_bases_} bases over {n_vox} analysis voxels, {self.n_coefficients} "
             f"coefficients, {n_exp} experiments, {n_patterns} distinct spatial map(s)). The "
-            f"fit (float64, optax L-BFGS with a zoom line search, tolerance {self.tol:g}) {stop}"
-            f"{polish}, log-likelihood {self.log_likelihood_:.6g}."
+            f"fit (float64, {solver}) {stop}, log-likelihood {self.log_likelihood_:.6g}."
         )
 
 
@@ -1029,7 +1036,7 @@ class CBMRResult(MetaResult):
 
     @property
     def n_iter(self) -> int:
-        """L-BFGS iterations run by the fit."""
+        """Iterations run by the fit's optimizer (Newton or L-BFGS, ``estimator.solver_``)."""
         return self.estimator.n_iter_
 
     @property

@@ -49,6 +49,11 @@ INITIAL_OVERDISPERSION = 1e-2
 #: Voxels per chunk when the kept basis columns are searched (bounds host memory).
 _CHUNK_VOXELS = 32768
 
+#: :func:`autodiff_information` maps all Hessian columns at once (no loop to compile) while
+#: its largest intermediate, ``n_coef`` grids of ``n_patterns * n_x * N_y * N_z`` (see
+#: :func:`basis_apply`), holds at most this many values (256 MB).
+VMAP_INFORMATION_MAX = 2**25
+
 #: L-BFGS also stops when the largest absolute gradient entry falls to this.
 GRADIENT_TOLERANCE = 1e-7
 
@@ -311,7 +316,9 @@ def _pieces(params, data: CBMRData, distribution: str):
     gamma = params[n_spatial : n_spatial + n_global]
     log_intensity = basis_apply(data.basis, data.loadings @ spatial)
     moderator = data.moderators @ gamma
-    weight = data.exposure * jnp.exp(moderator)
+    # Without moderators the weights are data: no derivative flows into the negative
+    # binomials' gamma functions, which keeps their autodiff programs small.
+    weight = data.exposure * jnp.exp(moderator) if n_global else data.exposure
     overdispersion = jnp.exp(params[n_spatial + n_global :])
     return log_intensity, moderator, weight, overdispersion
 
@@ -471,15 +478,20 @@ def fit(
 
 
 # ----------------------------------------------------------------------------- information
-@jax.jit
-def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
-    """Observed Fisher information of the Poisson model in closed form (separable basis).
+def poisson_terms(params: jax.Array, data: CBMRData):
+    """Poisson log-likelihood, its gradient and its observed information, in closed form.
 
-    ``H_ss = sum_p (L_p L_p^T) kron (T_p Phi^T diag(mu_p) Phi)``,
-    ``H_sg = sum_p L_p kron (Phi^T mu_p) U_p^T`` and ``H_gg = G^T diag(w_i E_p(i)) G`` with
-    ``mu_p = exp(s_p)``, ``E_p = sum_v mu_p``, ``w_i = E_i exp(m_i)``, ``T_p = sum_{i in p} w_i``
-    and ``U_p = sum_{i in p} w_i G_i``. Each ``Phi^T diag(.) Phi`` comes from
-    :func:`basis_gram`; nothing of size ``n_vox x n_bases`` is formed.
+    With ``mu_p = exp(s_p)``, ``E_p = sum_v mu_p``, ``w_i = E_i exp(m_i)``,
+    ``T_p = sum_{i in p} w_i`` and ``U_p = sum_{i in p} w_i G_i``:
+
+    * gradient: ``sum_p L_p kron Phi^T (y_p - T_p mu_p)`` (spatial) and
+      ``G^T (n - w E_p(i))`` (moderators, ``n`` the experiments' totals);
+    * information: ``H_ss = sum_p (L_p L_p^T) kron (T_p Phi^T diag(mu_p) Phi)``,
+      ``H_sg = sum_p L_p kron (Phi^T mu_p) U_p^T`` and ``H_gg = G^T diag(w_i E_p(i)) G``.
+
+    Each ``Phi^T diag(.) Phi`` comes from :func:`basis_gram` and both ``Phi^T`` products from one
+    :func:`basis_transpose`; nothing of size ``n_vox x n_bases`` is formed, and no automatic
+    differentiation is traced (a smaller program to compile than ``jax.value_and_grad``).
 
     Parameters
     ----------
@@ -488,14 +500,31 @@ def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
 
     Returns
     -------
-    jax.Array, shape (n_coef, n_coef)
+    value : float64 scalar
+        :func:`log_likelihood` (Poisson) at ``params``.
+    grad : float64 array, shape (n_coef,)
+    information : float64 array, shape (n_coef, n_coef)
         Over the regression coefficients (spatial then moderators).
     """
-    s, _, w, _ = _pieces(params, data, "poisson")
+    s, m, w, _ = _pieces(params, data, "poisson")
     n_patterns, n_columns = data.loadings.shape
     n_bases = data.basis.kept.shape[0]
     mu = jnp.exp(s)
     total = jax.ops.segment_sum(w, data.assignment, n_patterns)
+    energy = mu.sum(axis=1)
+    value = jnp.sum(data.marginal * s) + jnp.dot(data.totals, m) - jnp.dot(energy, total)
+
+    projected = basis_transpose(data.basis, jnp.concatenate([data.marginal, mu]))
+    marginal_basis = projected[n_patterns:]  # (P, K): Phi^T mu_p
+    residual = projected[:n_patterns] - total[:, None] * marginal_basis
+    g = data.moderators
+    weight_energy = w * energy[data.assignment]
+    grad = jnp.concatenate(
+        [
+            jnp.einsum("pc,pk->ck", data.loadings, residual).ravel(),
+            g.T @ (data.totals - weight_energy),
+        ]
+    )
 
     def add_pattern(acc, inputs):
         row, mu_p, t_p = inputs
@@ -506,92 +535,234 @@ def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
     h_ss, _ = jax.lax.scan(add_pattern, zeros, (data.loadings, mu, total))
     h_ss = h_ss.reshape(n_columns * n_bases, n_columns * n_bases)
     h_ss = 0.5 * (h_ss + h_ss.T)
-
-    g = data.moderators
-    marginal_basis = basis_transpose(data.basis, mu)  # (P, K)
     u = jax.ops.segment_sum(w[:, None] * g, data.assignment, n_patterns)  # (P, Q)
     h_sg = jnp.einsum("pc,pk,pq->ckq", data.loadings, marginal_basis, u)
     h_sg = h_sg.reshape(n_columns * n_bases, g.shape[1])
-    energy = mu.sum(axis=1)[data.assignment]
-    h_gg = g.T @ (g * (w * energy)[:, None])
+    h_gg = g.T @ (g * weight_energy[:, None])
     h_gg = 0.5 * (h_gg + h_gg.T)
-    return jnp.block([[h_ss, h_sg], [h_sg.T, h_gg]])
+    return value, grad, jnp.block([[h_ss, h_sg], [h_sg.T, h_gg]])
 
 
-@functools.partial(jax.jit, static_argnames=("max_steps",))
-def newton_refine(params: jax.Array, data: CBMRData, max_steps: int = 5):
-    """Polish a Poisson optimum with Newton steps on the closed-form information.
-
-    L-BFGS stalls once the objective's changes reach its rounding level (about
-    ``1e-16 |LL|``), which can leave ill-conditioned coefficients a few 1e-5 from the optimum.
-    Each Newton step solves ``H d = grad`` (Cholesky) and is kept only if the log-likelihood
-    does not decrease; the loop stops after ``max_steps``, at the first rejected step, or when
-    the step is below 1e-12.
+@jax.jit
+def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
+    """Observed Fisher information of the Poisson model in closed form (:func:`poisson_terms`).
 
     Parameters
     ----------
     params : float64 array, shape (n_params,)
     data : CBMRData
-    max_steps : int
 
     Returns
     -------
-    params : jax.Array
-    n_steps : int32 scalar
-        Accepted steps.
-    last_step : float64 scalar
-        Largest entry of the last Newton step computed (accepted or not): the distance to the
-        optimum to first order, so a small value certifies convergence.
-    log_likelihood : float64 scalar
-        At the returned ``params``.
-    information : jax.Array, shape (n_params, n_params)
-        :func:`poisson_information` at the returned ``params`` (the estimator's standard
-        errors need it; returning it here saves compiling it as a program of its own).
+    jax.Array, shape (n_coef, n_coef)
+    """
+    return poisson_terms(params, data)[2]
+
+
+class NewtonResult(NamedTuple):
+    """Output of :func:`newton_fit`.
+
+    Attributes
+    ----------
+    params : numpy.ndarray, shape (n_coef,), float64
+    log_likelihood : float
+        At ``params``.
+    n_iter : int
+        Newton iterations run (each evaluates the likelihood, gradient and information once).
+    converged : bool
+        Whether a stopping rule fired before the iteration cap: a log-likelihood gain below
+        ``tol``, or a Newton step at ``params`` (the distance to the optimum to first order)
+        below :data:`NEWTON_CONVERGED` when the steps ran out.
+    last_step : float
+        Largest entry of the Newton step at ``params``.
+    information : float64 array, shape (n_coef, n_coef)
+        Observed information at ``params`` (:func:`poisson_terms`).
     """
 
-    def objective(p):
-        return log_likelihood(p, data, "poisson")
+    params: np.ndarray
+    log_likelihood: float
+    n_iter: int
+    converged: bool
+    last_step: float
+    information: jax.Array
 
-    def step(carry):
-        p, value, n, _, _ = carry
-        grad = jax.grad(objective)(p)
-        info = poisson_information(p, data)
+
+#: :func:`newton_fit` stops when its next trial would move no parameter by more than this.
+NEWTON_STEP_TOLERANCE = 1e-10
+
+#: A Newton step at most this large certifies a Poisson optimum.
+NEWTON_CONVERGED = 1e-6
+
+#: Armijo constant of the backtracking line search of :func:`newton_fit`.
+_ARMIJO = 1e-4
+
+#: Up to this many parameters :func:`newton_fit` factors the information with
+#: :func:`cholesky_loop` (XLA's own matrix-vector products); above, with LAPACK.
+CHOLESKY_LOOP_MAX = 1024
+
+
+def cholesky_loop(matrix: jax.Array) -> jax.Array:
+    """Lower Cholesky factor, one column per ``fori_loop`` step (a matrix-vector product each).
+
+    LAPACK's factorization (what ``jax.scipy.linalg.cho_factor`` calls on the CPU) runs
+    OpenBLAS threads that, on a busy machine, spin for up to 100x the work on a 300 x 300
+    matrix; this loop costs ``n`` matrix-vector products (about 10 ms at ``n = 300``, 0.2 s at
+    ``n = 1000``) and compiles to a few operations. A matrix that is not positive definite gives
+    NaNs.
+
+    Parameters
+    ----------
+    matrix : float array, shape (n, n)
+        Symmetric; only its lower triangle is used.
+
+    Returns
+    -------
+    jax.Array, shape (n, n)
+        Lower triangular ``L`` with ``L @ L.T == matrix``.
+    """
+    rows = jnp.arange(matrix.shape[0])
+
+    def column(j, factor):
+        values = matrix[:, j] - factor @ factor[j]
+        return factor.at[:, j].set(jnp.where(rows >= j, values / jnp.sqrt(values[j]), 0.0))
+
+    return jax.lax.fori_loop(0, matrix.shape[0], column, jnp.zeros_like(matrix))
+
+
+def constant_start(data: CBMRData) -> np.ndarray:
+    """Poisson starting values: each pattern's intensity flat at its mean count.
+
+    The kept B-spline columns sum to about one over the box, so a pattern's log intensity is
+    about ``c`` when its coefficients all equal ``c``; ``c_p`` is the log of the pattern's foci
+    per voxel per unit exposure, mapped to the spatial columns by least squares; moderator
+    coefficients start at 0. Computed with NumPy on the host (no program to compile).
+
+    Parameters
+    ----------
+    data : CBMRData
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_coef,), float64
+    """
+    marginal, loadings = np.asarray(data.marginal), np.asarray(data.loadings)
+    exposure = np.bincount(
+        np.asarray(data.assignment), np.asarray(data.exposure), minlength=loadings.shape[0]
+    )
+    level = np.log((marginal.sum(axis=1) + 0.5) / (marginal.shape[1] * exposure))
+    columns = np.linalg.lstsq(loadings, level, rcond=None)[0]
+    spatial = np.repeat(columns, np.shape(data.basis.kept)[0])
+    return np.concatenate([spatial, np.zeros(np.shape(data.moderators)[1])])
+
+
+@jax.jit
+def newton_direction(params: jax.Array, data: CBMRData):
+    """Poisson log-likelihood, Newton direction and information at ``params`` (one program).
+
+    Parameters
+    ----------
+    params : float64 array, shape (n_coef,)
+    data : CBMRData
+
+    Returns
+    -------
+    value : float64 scalar
+        Log-likelihood.
+    slope : float64 scalar
+        ``grad . direction`` (the Newton decrement squared; positive ascent slope).
+    direction : float64 array, shape (n_coef,)
+        ``information^-1 grad``; if the information is not positive definite (intensities
+        underflowing), the gradient scaled by the information's largest diagonal entry.
+    information : float64 array, shape (n_coef, n_coef)
+    """
+    value, grad, info = poisson_terms(params, data)
+    if info.shape[0] <= CHOLESKY_LOOP_MAX:
+        factor = (cholesky_loop(info), True)
+    else:
         factor = jax.scipy.linalg.cho_factor(info, lower=True)
-        delta = jax.scipy.linalg.cho_solve(factor, grad)
-        candidate = p + delta
-        new_value = objective(candidate)
-        accept = jnp.all(jnp.isfinite(delta)) & (new_value >= value)
-        small = jnp.max(jnp.abs(delta)) < 1e-12
-        p = jnp.where(accept, candidate, p)
-        value = jnp.where(accept, new_value, value)
-        size = jnp.where(jnp.all(jnp.isfinite(delta)), jnp.max(jnp.abs(delta)), jnp.inf)
-        return p, value, n + accept.astype(jnp.int32), ~accept | small, size
+    direction = jax.scipy.linalg.cho_solve(factor, grad)
+    fallback = grad / jnp.maximum(jnp.max(jnp.diag(info)), 1.0)
+    direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, fallback)
+    return value, jnp.dot(grad, direction), direction, info
 
-    def keep_going(carry):
-        _, _, n, done, _ = carry
-        return (n < max_steps) & ~done
 
-    init = (params, objective(params), jnp.int32(0), jnp.bool_(False), jnp.inf)
-    params, value, n, _, last = jax.lax.while_loop(keep_going, step, init)
-    return params, n, last, value, poisson_information(params, data)
+def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResult:
+    """Maximize the Poisson log-likelihood by Newton's method on the closed-form information.
+
+    The Poisson log-likelihood is concave in the coefficients, so Newton's method with a
+    backtracking (Armijo) line search reaches its maximum from any start (the estimator passes
+    :func:`constant_start`). Every iteration evaluates one trial point with the compiled
+    :func:`newton_direction`: an accepted trial gives the next Newton direction, a rejected one
+    halves the step. It stops when an accepted step raised the log-likelihood by less than
+    ``tol`` (NiMARE's L-BFGS rule; it also ends fits whose optimum is at infinity, such as
+    whole-brain bases without a focus, whose coefficients fall by about one per step), when
+    the next trial would move no parameter by more than :data:`NEWTON_STEP_TOLERANCE` (a
+    converged Newton step, or a line search out of room at rounding level), or after
+    ``max_iter`` iterations.
+
+    The iterations are driven from Python (a few, each a whole likelihood, information and
+    factorization, and one scalar read back): inside a ``lax.while_loop`` the same evaluation
+    took XLA about twice as long to compile (benchmarks/README.md), which was most of a first
+    fit's time.
+
+    Parameters
+    ----------
+    data : CBMRData
+    params0 : float64 array, shape (n_coef,)
+        Starting values.
+    max_iter : int
+        Iteration cap.
+    tol : float
+        Log-likelihood change below which an accepted step ends the fit.
+
+    Returns
+    -------
+    NewtonResult
+    """
+    params = np.asarray(params0, np.float64)
+    direction = np.zeros_like(params)
+    value, slope, scale, info, n_iter, converged = -np.inf, 0.0, 0.0, None, 0, False
+    while n_iter < max_iter:
+        trial = params + scale * direction
+        t_value, t_slope, t_direction, t_info = newton_direction(trial, data)
+        t_value, n_iter = float(t_value), n_iter + 1
+        info = t_info if info is None else info
+        if np.isfinite(t_value) and t_value >= value + _ARMIJO * scale * slope:
+            gain = t_value - value
+            params, value, slope, info = trial, t_value, float(t_slope), t_info
+            direction, scale = np.asarray(t_direction), 1.0
+            if gain < tol:
+                converged = True
+                break
+        else:
+            scale *= 0.5
+        if scale * np.max(np.abs(direction)) < NEWTON_STEP_TOLERANCE:
+            converged = bool(np.max(np.abs(direction)) < NEWTON_CONVERGED)
+            break
+    size = float(np.max(np.abs(direction), initial=0.0))
+    return NewtonResult(params, value, n_iter, converged, size, info)
 
 
 @functools.partial(jax.jit, static_argnames=("distribution", "batch_size"))
 def autodiff_information(
-    params: jax.Array, data: CBMRData, distribution: str, batch_size: int = 16
+    params: jax.Array, data: CBMRData, distribution: str, batch_size: int | None = None
 ) -> jax.Array:
-    """Observed information by automatic differentiation, one Hessian column batch at a time.
+    """Observed information by automatic differentiation (Hessian-vector products).
 
-    Hessian-vector products (forward over reverse) mapped over the unit vectors in batches of
-    ``batch_size``, so the memory is ``batch_size`` gradients rather than a full
-    ``jax.hessian`` intermediate. Overdispersion parameters are held at their fitted values.
+    Hessian-vector products (forward over reverse) mapped over the unit vectors: all at once
+    (``vmap``) when ``batch_size`` is None and the intermediates are small
+    (:data:`VMAP_INFORMATION_MAX`), else in batches of ``batch_size`` (default 16) with
+    ``lax.map``, so the memory is ``batch_size`` gradients rather than a full ``jax.hessian``
+    intermediate. (The single batch compiles faster: XLA took about 1.5x as long on the same
+    products inside ``lax.map``'s loop.) Overdispersion parameters are held at their fitted
+    values.
 
     Parameters
     ----------
     params : float64 array, shape (n_params,)
     data : CBMRData
     distribution : str
-    batch_size : int
+    batch_size : int or None
 
     Returns
     -------
@@ -610,7 +781,13 @@ def autodiff_information(
     def column(v):
         return jax.jvp(grad, (coef,), (v,))[1]
 
-    hessian = jax.lax.map(column, jnp.eye(n_coef, dtype=params.dtype), batch_size=batch_size)
+    units = jnp.eye(n_coef, dtype=params.dtype)
+    basis = data.basis
+    grid = data.loadings.shape[0] * basis.bx.shape[1] * basis.by.shape[0] * basis.bz.shape[0]
+    if batch_size is None and n_coef * grid <= VMAP_INFORMATION_MAX:
+        hessian = jax.vmap(column)(units)
+    else:
+        hessian = jax.lax.map(column, units, batch_size=batch_size or 16)
     return 0.5 * (hessian + hessian.T)
 
 

@@ -20,6 +20,16 @@ overdispersion, iterations, log-likelihood), the Fisher z map of
 ``"schizophrenia = depression"`` and, for Poisson, its hc0 cluster-sandwich z map and the hc1
 error message.
 
+With ``--overdispersed`` it writes ``overdispersed_dataset.json`` and
+``reference_overdispersed.npz``: 60 simulated experiments (two diagnosis groups of 30) on a
+14 x 14 x 10 voxel box of the 2 mm MNI grid (:data:`BOX`), foci drawn with real overdispersion
+- each experiment's intensity scaled by a gamma(4, 1/4) multiplier (the clustered model's
+study-level overdispersion) and each group's voxel intensity by a gamma(2, 1/2) multiplier
+(the negative binomial's voxel-level overdispersion) - and ``CBMR("~ s(diagnosis)",
+mask=<the box>, incidence_threshold=None)`` fitted with NegativeBinomial and
+ClusteredNegativeBinomial (float32 maps: intensity per group, Fisher z of
+``"schizophrenia = depression"``; overdispersion, iterations, log-likelihood).
+
 tests/test_cbmr.py compares nimare_jax's CBMR with these values.
 """
 
@@ -39,6 +49,7 @@ from nimare.meta.cbmr.basis import coef_spline_bases
 HERE = Path(__file__).parent
 LAIRD = HERE.parents[2] / "nimare_jax" / "resources" / "data" / "laird_n20_dataset.json"
 AXIS_CASES = [(3, 70, 10), (0, 15, 5), (10, 60, 7), (12, 12, 10)]
+BOX = (slice(38, 52), slice(46, 60), slice(32, 42))  # the overdispersed design's mask
 
 
 def main():
@@ -119,5 +130,80 @@ def simulated():
     np.savez_compressed(HERE / "reference_sim120.npz", **out)
 
 
+def box_mask():
+    """The overdispersed design's mask: :data:`BOX` on the 2 mm MNI grid."""
+    import nibabel as nib
+    from nimare.utils import get_template
+
+    template = get_template(space="mni152_2mm", mask="brain")
+    data = np.zeros(template.shape, np.uint8)
+    data[BOX] = 1
+    return nib.Nifti1Image(data, template.affine)
+
+
+def overdispersed():
+    """Write the overdispersed 60-experiment design and NiMARE's NB / CNB fits."""
+    rng = np.random.default_rng(2024)
+    mask = box_mask()
+    ijk = np.argwhere(np.asarray(mask.dataobj) > 0)
+    local = (ijk - ijk.min(0)).astype(float)
+    smooth = 0.8 * np.sin(local[:, 0] / 4.0) + 0.5 * np.cos(local[:, 1] / 5.0) - 0.05 * local[:, 2]
+    groups = ("schizophrenia", "depression")
+    voxel_noise = rng.gamma(2.0, 0.5, size=(2, len(ijk)))  # per group and voxel
+    source = {}
+    for e in range(60):
+        group = e % 2
+        log_rate = -3.9 + smooth + (0.4 * local[:, 0] / 13.0 if group else 0.0)
+        rate = np.exp(log_rate) * voxel_noise[group] * rng.gamma(4.0, 0.25)
+        counts = rng.poisson(rate)
+        xyz = (np.repeat(ijk, counts, axis=0) @ mask.affine[:3, :3].T + mask.affine[:3, 3]).astype(
+            int
+        )
+        source[f"od{e:02d}"] = {
+            "contrasts": {
+                "1": {
+                    "coords": {
+                        "space": "MNI",
+                        "x": xyz[:, 0].tolist(),
+                        "y": xyz[:, 1].tolist(),
+                        "z": xyz[:, 2].tolist(),
+                    },
+                    "labels": {"diagnosis": groups[group]},
+                }
+            }
+        }
+    path = HERE / "overdispersed_dataset.json"
+    path.write_text(json.dumps(source, separators=(",", ":")))
+    dset = Dataset(str(path))
+    out = {"nimare_version": nimare.__version__, "torch_version": torch.__version__}
+    out["n_foci"] = np.array(len(dset.coordinates))
+    for dist in ("negativebinomial", "clusterednegativebinomial"):
+        start = time.perf_counter()
+        result = CBMR(
+            "~ s(diagnosis)", distribution=dist, mask=mask, incidence_threshold=None
+        ).fit(dset)
+        out[f"{dist}_seconds"] = np.array(time.perf_counter() - start)
+        model = result.estimator.cbmr_model
+        out[f"{dist}_n_iter"] = np.array(model._iterations)
+        out[f"{dist}_log_likelihood"] = np.array(float(model.log_likelihood().detach()))
+        for group in groups:
+            name = f"spatialIntensity_group-{group}"
+            out[f"{dist}_{name}"] = np.asarray(result.maps[name], np.float32)
+        out[f"{dist}_overdispersion"] = result.tables["overdispersion"].to_numpy().ravel()
+        tested = result.test("schizophrenia = depression")
+        z = tested.maps["z_schizophrenia_vs_depression"]
+        out[f"{dist}_z"] = np.asarray(z, np.float32)
+        if dist == "negativebinomial":
+            analysis = np.asarray(result.estimator.masker.mask_img_.dataobj).astype(bool)
+            out["n_voxels"] = np.array(analysis.sum())
+        print(dist, out[f"{dist}_n_iter"], out[f"{dist}_seconds"], out[f"{dist}_overdispersion"])
+    np.savez_compressed(HERE / "reference_overdispersed.npz", **out)
+
+
 if __name__ == "__main__":
-    simulated() if "--sim" in sys.argv[1:] else main()
+    if "--sim" in sys.argv[1:]:
+        simulated()
+    elif "--overdispersed" in sys.argv[1:]:
+        overdispersed()
+    else:
+        main()
