@@ -517,47 +517,64 @@ def summarize_experiments(
     ma_max : jax.Array, shape (n_exp,)
         Largest in-mask MA value of each experiment.
     """
-    # Only the foci's windows are visited, not the volume. Each experiment's map is built
-    # with, packed beside each voxel's value (as the imaginary part, so one array is
-    # carried), the first focus whose window covers it; read back window by window, a
-    # voxel counts in that focus's window only. A voxel outside all windows is 0, which
-    # adds nothing to the statistic and falls in bin 0.
+    # Only the foci's windows are visited, never the whole volume, and only the real foci
+    # (each experiment loops over its own count, not the padded slots). One padded volume
+    # is carried from experiment to experiment, a single complex array that XLA updates in
+    # place: the real part holds the statistic, the imaginary part the current
+    # experiment's map, built window by window, then read back window by window. Each read
+    # adds the window's in-mask values to the statistic and the histogram and clears them,
+    # so a voxel in several windows counts once and the map is empty for the next
+    # experiment; each voxel's statistic gets the same additions in the same order as a
+    # dense sum would.
     n_voxels = mask_index.shape[0]
     width = windows.shape[-1]
     pad, corner = window_frame(ijk, shape, width)
-    where = jnp.full(int(np.prod(shape)), n_voxels, jnp.int32)
-    where = where.at[mask_index].set(jnp.arange(n_voxels, dtype=jnp.int32)).reshape(shape)
-    where = jnp.pad(where, pad, constant_values=n_voxels)  # mask position, n_voxels outside
     padded = _padded_shape(shape, pad)
+    flat = _padded_index(mask_index, shape, pad)
+    inside = jnp.zeros(int(np.prod(padded)), bool).at[flat].set(True).reshape(padded)
+    ctype = jax.lax.complex(acc, acc).dtype
+    buf = jnp.zeros(int(np.prod(padded)), ctype).at[flat].set(acc.astype(ctype))
     box = (width,) * 3
     mix = jnp.maximum if combine == "max" else jnp.add
-    rank = jnp.arange(1, ijk.shape[1] + 1, dtype=windows.dtype)  # focus f is f + 1
+    count = jnp.sum(valid, axis=1, dtype=jnp.int32)  # valid rows come first
 
-    def one(acc, xs):
-        e_corner, e_valid, e_win, e_w = xs
+    def one(buf, xs):
+        e_corner, e_count, e_win, e_w = xs
         window = windows[e_win]
 
-        def put(f, vol):
+        def put(f, buf):
             start = tuple(e_corner[f])
-            win = jax.lax.dynamic_slice(vol, start, box)
-            value = jnp.where(e_valid[f], mix(win.real, window), win.real)
-            first = jnp.where(win.imag == 0, rank[f], win.imag)
-            return jax.lax.dynamic_update_slice(vol, jax.lax.complex(value, first), start)
+            win = jax.lax.dynamic_slice(buf, start, box)
+            value = mix(win.imag.astype(window.dtype), window)  # in the windows' precision
+            new = jax.lax.complex(win.real, value.astype(win.real.dtype))
+            return jax.lax.dynamic_update_slice(buf, new, start)
 
-        vol = jax.lax.fori_loop(
-            0, rank.shape[0], put, jnp.zeros(padded, jax.lax.complex(window, window).dtype)
-        )
-        read = jax.vmap(lambda c: jax.lax.dynamic_slice(vol, tuple(c), box))(e_corner)
-        pos = jax.vmap(lambda c: jax.lax.dynamic_slice(where, tuple(c), box))(e_corner)
-        own = (read.imag == rank[:, None, None, None]) & (pos < n_voxels)
-        values = jnp.where(own, read.real, 0).reshape(-1)
-        hist = jnp.bincount(_nearest_bin(values, inv_step, n_bins), length=n_bins)
-        hist = hist.at[0].set(n_voxels - hist[1:].sum())
-        term = e_w * _union_term(values, union).astype(acc.dtype)
-        return acc.at[pos.reshape(-1)].add(term, mode="drop"), (hist, values.max())
+        def take(f, carry):
+            buf, hist, top = carry
+            start = tuple(e_corner[f])
+            win = jax.lax.dynamic_slice(buf, start, box)
+            value = jnp.where(jax.lax.dynamic_slice(inside, start, box), win.imag, 0)
+            value = value.astype(windows.dtype)
+            term = e_w * _union_term(value, union).astype(acc.dtype)
+            hist = hist + jnp.bincount(
+                _nearest_bin(value, inv_step, n_bins).reshape(-1), length=n_bins
+            )
+            top = jnp.maximum(top, value.max())
+            # zero, but computed from the tallies: XLA then reads the window for them
+            # before overwriting it in place, instead of copying the volume every step
+            zero = jnp.minimum(top, 0).astype(term.dtype) + jnp.minimum(hist[0], 0)
+            new = jax.lax.complex(win.real + term, jnp.broadcast_to(zero, box))
+            return jax.lax.dynamic_update_slice(buf, new, start), hist, top
 
-    stat, (hist, ma_max) = jax.lax.scan(one, acc, (corner, valid, exp_window, exp_weight))
-    return stat, hist, ma_max
+        buf = jax.lax.fori_loop(0, e_count, put, buf)
+        tallies = (jnp.zeros(n_bins, _count_dtype()), jnp.zeros((), windows.dtype))
+        buf, hist, top = jax.lax.fori_loop(0, e_count, take, (buf, *tallies))
+        return buf, (hist.at[0].set(n_voxels - hist[1:].sum()), top)
+
+    buf, (hist, ma_max) = jax.lax.scan(
+        one, buf.reshape(padded), (corner, count, exp_window, exp_weight)
+    )
+    return buf.reshape(-1)[flat].real, hist, ma_max
 
 
 @partial(jax.jit, static_argnames=("union", "n_bins"))
@@ -588,6 +605,49 @@ def summarize_values(acc, ma, exp_weight, union, n_bins, inv_step):
 
     stat, (hist, ma_max) = jax.lax.scan(one, acc, (ma, exp_weight))
     return stat, hist, ma_max
+
+
+def mask_box(mask_index, shape) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """The smallest box holding every mask voxel, and the mask's indices in it.
+
+    Cropping a volume to this box before placing windows keeps every in-mask value (a
+    window reaching past the box only covers voxels outside the mask) while the padded
+    volume :func:`summarize_experiments` carries gets smaller.
+
+    Parameters
+    ----------
+    mask_index : numpy.ndarray, shape (n_voxels,), int
+        Flat C-order indices of the in-mask voxels of a volume of shape ``shape``.
+    shape : tuple of 3 ints
+        Volume shape.
+
+    Returns
+    -------
+    origin : numpy.ndarray, shape (3,), int32
+        Voxel of the volume at the box's corner (subtract it from foci indices).
+    box : tuple of 3 ints
+        Box shape.
+    box_index : numpy.ndarray, shape (n_voxels,), int32
+        Flat C-order indices of the in-mask voxels in the box.
+    """
+    ijk = np.stack(np.unravel_index(np.asarray(mask_index), shape))
+    if ijk.shape[1] == 0:
+        return np.zeros(3, np.int32), tuple(shape), np.asarray(mask_index, np.int32)
+    origin = ijk.min(axis=1)
+    box = tuple(int(n) for n in ijk.max(axis=1) - origin + 1)
+    box_index = np.ravel_multi_index(tuple(ijk - origin[:, None]), box).astype(np.int32)
+    return origin.astype(np.int32), box, box_index
+
+
+def _padded_index(mask_index, shape, pad: int):
+    """Flat C-order indices in the volume padded by ``pad`` of flat indices in ``shape``."""
+    ijk = jnp.stack(jnp.unravel_index(mask_index, shape), axis=-1) + pad
+    return jnp.ravel_multi_index(tuple(ijk.T), _padded_shape(shape, pad), mode="clip")
+
+
+def _count_dtype():
+    """Integer dtype of :func:`jax.numpy.bincount` (int64 under ``jax.enable_x64``)."""
+    return jnp.zeros(0, int).dtype
 
 
 def _nearest_bin(values, inv_step, n_bins):
