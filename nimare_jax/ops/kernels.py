@@ -525,15 +525,14 @@ def summarize_experiments(
     # adds the window's in-mask values to the statistic and the histogram and clears them,
     # so a voxel in several windows counts once and the map is empty for the next
     # experiment; each voxel's statistic gets the same additions in the same order as a
-    # dense sum would.
+    # dense sum would. Voxels outside the mask hold NaN statistics, never read back.
     n_voxels = mask_index.shape[0]
     width = windows.shape[-1]
     pad, corner = window_frame(ijk, shape, width)
     padded = _padded_shape(shape, pad)
     flat = _padded_index(mask_index, shape, pad)
-    inside = jnp.zeros(int(np.prod(padded)), bool).at[flat].set(True).reshape(padded)
     ctype = jax.lax.complex(acc, acc).dtype
-    buf = jnp.zeros(int(np.prod(padded)), ctype).at[flat].set(acc.astype(ctype))
+    buf = jnp.full(int(np.prod(padded)), np.nan, ctype).at[flat].set(acc.astype(ctype))
     box = (width,) * 3
     mix = jnp.maximum if combine == "max" else jnp.add
     count = jnp.sum(valid, axis=1, dtype=jnp.int32)  # valid rows come first
@@ -553,17 +552,17 @@ def summarize_experiments(
             buf, hist, top = carry
             start = tuple(e_corner[f])
             win = jax.lax.dynamic_slice(buf, start, box)
-            value = jnp.where(jax.lax.dynamic_slice(inside, start, box), win.imag, 0)
-            value = value.astype(windows.dtype)
-            term = e_w * _union_term(value, union).astype(acc.dtype)
-            hist = hist + jnp.bincount(
-                _nearest_bin(value, inv_step, n_bins).reshape(-1), length=n_bins
-            )
+            value = jnp.where(jnp.isnan(win.real), 0, win.imag).astype(windows.dtype)
+            real, value = jax.lax.optimization_barrier((win.real, value))
+            term = jax.lax.optimization_barrier(e_w * _union_term(value, union).astype(acc.dtype))
+            bins = _nearest_bin(value, inv_step, n_bins).reshape(-1)
+            # bins computed apart from the count (measured faster than fused into it)
+            hist = hist + jnp.bincount(jax.lax.optimization_barrier(bins), length=n_bins)
             top = jnp.maximum(top, value.max())
             # zero, but computed from the tallies: XLA then reads the window for them
             # before overwriting it in place, instead of copying the volume every step
             zero = jnp.minimum(top, 0).astype(term.dtype) + jnp.minimum(hist[0], 0)
-            new = jax.lax.complex(win.real + term, jnp.broadcast_to(zero, box))
+            new = jax.lax.complex(real + term, jnp.broadcast_to(zero, box))
             return jax.lax.dynamic_update_slice(buf, new, start), hist, top
 
         buf = jax.lax.fori_loop(0, e_count, put, buf)
