@@ -534,41 +534,65 @@ def summarize_experiments(
     ctype = jax.lax.complex(acc, acc).dtype
     buf = jnp.full(int(np.prod(padded)), np.nan, ctype).at[flat].set(acc.astype(ctype))
     box = (width,) * 3
-    mix = jnp.maximum if combine == "max" else jnp.add
     count = jnp.sum(valid, axis=1, dtype=jnp.int32)  # valid rows come first
+    if combine == "max":
+        # A max map holds ranks (1 + position among the window's sorted values, 0 for no
+        # window): the max of ranks is the rank of the max, and a voxel's value, term and
+        # bin are looked up in tables made once per window instead of computed per voxel.
+        levels, codes = _value_ranks(windows)
+        terms = _union_term(levels, union).astype(acc.dtype)
+        level_bins = _nearest_bin(levels, inv_step, n_bins)
+        n_codes = levels.shape[1]
+    else:
+        codes, n_codes = windows, n_bins
+    codes = codes.astype(acc.dtype)
 
     def one(buf, xs):
         e_corner, e_count, e_win, e_w = xs
-        window = windows[e_win]
+        window = codes[e_win]
 
         def put(f, buf):
             start = tuple(e_corner[f])
             win = jax.lax.dynamic_slice(buf, start, box)
-            value = mix(win.imag.astype(window.dtype), window)  # in the windows' precision
-            new = jax.lax.complex(win.real, value.astype(win.real.dtype))
-            return jax.lax.dynamic_update_slice(buf, new, start)
+            if combine == "max":
+                code = jnp.maximum(win.imag, window)
+            else:  # sums in the windows' precision
+                code = (win.imag.astype(windows.dtype) + window.astype(windows.dtype)).astype(
+                    win.imag.dtype
+                )
+            return jax.lax.dynamic_update_slice(buf, jax.lax.complex(win.real, code), start)
 
         def take(f, carry):
             buf, hist, top = carry
             start = tuple(e_corner[f])
             win = jax.lax.dynamic_slice(buf, start, box)
-            value = jnp.where(jnp.isnan(win.real), 0, win.imag).astype(windows.dtype)
-            real, value = jax.lax.optimization_barrier((win.real, value))
-            term = jax.lax.optimization_barrier(e_w * _union_term(value, union).astype(acc.dtype))
-            bins = _nearest_bin(value, inv_step, n_bins).reshape(-1)
-            # bins computed apart from the count (measured faster than fused into it)
-            hist = hist + jnp.bincount(jax.lax.optimization_barrier(bins), length=n_bins)
-            top = jnp.maximum(top, value.max())
+            code = jnp.where(jnp.isnan(win.real), 0, win.imag)
+            real, code = jax.lax.optimization_barrier((win.real, code))
+            if combine == "max":
+                symbol = code.astype(jnp.int32)
+                term = e_w * terms[e_win][symbol]
+            else:
+                value = code.astype(windows.dtype)
+                symbol = _nearest_bin(value, inv_step, n_bins)
+                term = e_w * _union_term(value, union).astype(acc.dtype)
+            term = jax.lax.optimization_barrier(term)
+            # symbols computed apart from the count (measured faster than fused into it)
+            symbol = jax.lax.optimization_barrier(symbol.reshape(-1))
+            hist = hist + jnp.bincount(symbol, length=n_codes)
+            top = jnp.maximum(top, code.max())
             # zero, but computed from the tallies: XLA then reads the window for them
             # before overwriting it in place, instead of copying the volume every step
-            zero = jnp.minimum(top, 0).astype(term.dtype) + jnp.minimum(hist[0], 0)
-            new = jax.lax.complex(real + term, jnp.broadcast_to(zero, box))
+            zero = jnp.minimum(top, 0) + jnp.minimum(hist[0], 0)
+            new = jax.lax.complex(real + term, jnp.broadcast_to(zero, box).astype(real.dtype))
             return jax.lax.dynamic_update_slice(buf, new, start), hist, top
 
         buf = jax.lax.fori_loop(0, e_count, put, buf)
-        tallies = (jnp.zeros(n_bins, _count_dtype()), jnp.zeros((), windows.dtype))
+        tallies = (jnp.zeros(n_codes, _count_dtype()), jnp.zeros((), codes.dtype))
         buf, hist, top = jax.lax.fori_loop(0, e_count, take, (buf, *tallies))
-        return buf, (hist.at[0].set(n_voxels - hist[1:].sum()), top)
+        if combine == "max":  # counts per rank to counts per bin; the top rank's value
+            hist = jnp.zeros(n_bins, hist.dtype).at[level_bins[e_win]].add(hist)
+            top = levels[e_win][top.astype(jnp.int32)]
+        return buf, (hist.at[0].set(n_voxels - hist[1:].sum()), top.astype(windows.dtype))
 
     buf, (hist, ma_max) = jax.lax.scan(
         one, buf.reshape(padded), (corner, count, exp_window, exp_weight)
@@ -642,6 +666,24 @@ def _padded_index(mask_index, shape, pad: int):
     """Flat C-order indices in the volume padded by ``pad`` of flat indices in ``shape``."""
     ijk = jnp.stack(jnp.unravel_index(mask_index, shape), axis=-1) + pad
     return jnp.ravel_multi_index(tuple(ijk.T), _padded_shape(shape, pad), mode="clip")
+
+
+def _value_ranks(windows):
+    """Each window's sorted values behind a 0, and its entries' ranks among them.
+
+    Returns
+    -------
+    levels : jax.Array, shape (n_windows, W**3 + 1)
+        ``levels[w, 0] = 0``, then window ``w``'s values in increasing order.
+    ranks : jax.Array, shape windows.shape, int32
+        ``levels[w, ranks[w, ...]] == windows[w, ...]``; equal values share a rank and a
+        larger value has a larger rank.
+    """
+    values = windows.reshape(windows.shape[0], -1)
+    ordered = jnp.sort(values, axis=1)
+    ranks = 1 + jax.vmap(partial(jnp.searchsorted, side="left"))(ordered, values)
+    levels = jnp.concatenate([jnp.zeros_like(ordered[:, :1]), ordered], axis=1)
+    return levels, ranks.reshape(windows.shape).astype(jnp.int32)
 
 
 def _count_dtype():
