@@ -470,6 +470,7 @@ def summarize_experiments(
     union,
     n_bins,
     inv_step,
+    tables=None,
 ):
     """One pass over experiments: the combined statistic and each experiment's MA histogram.
 
@@ -506,6 +507,9 @@ def summarize_experiments(
         are assigned to the nearest bin centre, ties upward, clipped to the last bin.
     inv_step : float
         Inverse bin width.
+    tables : tuple, optional
+        :func:`window_tables` of ``windows`` (made here if not given; pass them when
+        calling chunk after chunk). Used when ``combine == "max"``.
 
     Returns
     -------
@@ -539,9 +543,9 @@ def summarize_experiments(
         # A max map holds ranks (1 + position among the window's sorted values, 0 for no
         # window): the max of ranks is the rank of the max, and a voxel's value, term and
         # bin are looked up in tables made once per window instead of computed per voxel.
-        levels, codes = _value_ranks(windows)
-        terms = _union_term(levels, union).astype(acc.dtype)
-        level_bins = _nearest_bin(levels, inv_step, n_bins)
+        if tables is None:
+            tables = window_tables(windows, union, n_bins, inv_step)
+        levels, codes, terms, level_bins = tables
         n_codes = levels.shape[1]
     else:
         codes, n_codes = windows, n_bins
@@ -570,7 +574,7 @@ def summarize_experiments(
             real, code = jax.lax.optimization_barrier((win.real, code))
             if combine == "max":
                 symbol = code.astype(jnp.int32)
-                term = e_w * terms[e_win][symbol]
+                term = e_w * terms[e_win][symbol].astype(acc.dtype)
             else:
                 value = code.astype(windows.dtype)
                 symbol = _nearest_bin(value, inv_step, n_bins)
@@ -631,7 +635,7 @@ def summarize_values(acc, ma, exp_weight, union, n_bins, inv_step):
 
 
 def mask_box(mask_index, shape) -> tuple[np.ndarray, tuple, np.ndarray]:
-    """The smallest box holding every mask voxel, and the mask's indices in it.
+    """Return the smallest box holding every mask voxel, and the mask's indices in it.
 
     Cropping a volume to this box before placing windows keeps every in-mask value (a
     window reaching past the box only covers voxels outside the mask) while the padded
@@ -668,22 +672,39 @@ def _padded_index(mask_index, shape, pad: int):
     return jnp.ravel_multi_index(tuple(ijk.T), _padded_shape(shape, pad), mode="clip")
 
 
-def _value_ranks(windows):
-    """Each window's sorted values behind a 0, and its entries' ranks among them.
+@partial(jax.jit, static_argnames=("union", "n_bins"))
+def window_tables(windows, union, n_bins, inv_step):
+    """Value tables of max-combined windows for :func:`summarize_experiments`.
+
+    Made once per fit and passed to every chunk's call (``tables``): their cost grows with
+    the number of distinct kernels, not with the experiments of a chunk.
+
+    Parameters
+    ----------
+    windows : float array, shape (n_windows, W, W, W)
+        Kernels.
+    union, n_bins, inv_step
+        As in :func:`summarize_experiments`.
 
     Returns
     -------
     levels : jax.Array, shape (n_windows, W**3 + 1)
         ``levels[w, 0] = 0``, then window ``w``'s values in increasing order.
-    ranks : jax.Array, shape windows.shape, int32
-        ``levels[w, ranks[w, ...]] == windows[w, ...]``; equal values share a rank and a
+    ranks : jax.Array, shape (n_windows, W, W, W), int32
+        ``levels[w, ranks[w, ...]] == windows[w, ...]``: equal values share a rank and a
         larger value has a larger rank.
+    terms : jax.Array, shape (n_windows, W**3 + 1)
+        Union term of each level, in the default float dtype (the accumulator's).
+    bins : jax.Array, shape (n_windows, W**3 + 1), int32
+        Histogram bin of each level.
     """
     values = windows.reshape(windows.shape[0], -1)
     ordered = jnp.sort(values, axis=1)
     ranks = 1 + jax.vmap(partial(jnp.searchsorted, side="left"))(ordered, values)
     levels = jnp.concatenate([jnp.zeros_like(ordered[:, :1]), ordered], axis=1)
-    return levels, ranks.reshape(windows.shape).astype(jnp.int32)
+    terms = _union_term(levels, union).astype(jnp.result_type(float))
+    bins = _nearest_bin(levels, inv_step, n_bins)
+    return levels, ranks.reshape(windows.shape).astype(jnp.int32), terms, bins
 
 
 def _count_dtype():

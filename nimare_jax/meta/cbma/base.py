@@ -366,6 +366,9 @@ def summarize(
     # windows are placed in the mask's bounding box: a smaller volume, the same values
     origin, box, box_index = K.mask_box(arrays.mask_index, arrays.shape)
     box_ijk = ijk - origin
+    tables = None
+    if arrays.ma_fn is None and arrays.combine == "max":
+        tables = K.window_tables(windows, union, n_bins, inv_step)
 
     def run(acc, part):
         if arrays.ma_fn is not None:
@@ -384,6 +387,7 @@ def summarize(
             union,
             n_bins,
             inv_step,
+            tables,
         )
 
     parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
