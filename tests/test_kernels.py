@@ -250,3 +250,11 @@ def test_summary_in_mask_box_equals_whole_volume():
         boxed = K.summarize_experiments(acc, ijk - origin, valid, *rest, box_index, box, *options)
         for a, b in zip(whole, boxed, strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        # foci inside the box: half a window of padding gives the same values
+        near = np.clip(ijk - origin, 0, np.array(box) - 1)
+        padded = K.summarize_experiments(acc, near, valid, *rest, box_index, box, *options)
+        tight = K.summarize_experiments(
+            acc, near, valid, *rest, box_index, box, *options, inside=True
+        )
+        for a, b in zip(padded, tight, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -456,7 +456,7 @@ def _union_term(values, union: str):
     return -jnp.log1p(-values) if union == "probabilistic" else values
 
 
-@partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins"))
+@partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins", "inside"))
 def summarize_experiments(
     acc,
     ijk,
@@ -471,6 +471,7 @@ def summarize_experiments(
     n_bins,
     inv_step,
     tables=None,
+    inside=False,
 ):
     """One pass over experiments: the combined statistic and each experiment's MA histogram.
 
@@ -510,6 +511,9 @@ def summarize_experiments(
     tables : tuple, optional
         :func:`window_tables` of ``windows`` (made here if not given; pass them when
         calling chunk after chunk). Used when ``combine == "max"``.
+    inside : bool
+        Promise that every valid focus lies inside the volume (static; see
+        :func:`window_frame`): a smaller padded volume.
 
     Returns
     -------
@@ -532,7 +536,7 @@ def summarize_experiments(
     # dense sum would. Voxels outside the mask hold NaN statistics, never read back.
     n_voxels = mask_index.shape[0]
     width = windows.shape[-1]
-    pad, corner = window_frame(ijk, shape, width)
+    pad, corner = window_frame(ijk, shape, width, inside)
     padded = _padded_shape(shape, pad)
     flat = _padded_index(mask_index, shape, pad)
     ctype = jax.lax.complex(acc, acc).dtype

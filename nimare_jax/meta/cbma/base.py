@@ -366,6 +366,7 @@ def summarize(
     # windows are placed in the mask's bounding box: a smaller volume, the same values
     origin, box, box_index = K.mask_box(arrays.mask_index, arrays.shape)
     box_ijk = ijk - origin
+    inside = bool(np.all((box_ijk[valid] >= 0) & (box_ijk[valid] < box)))  # less padding
     tables = None
     if arrays.ma_fn is None and arrays.combine == "max":
         tables = K.window_tables(windows, union, n_bins, inv_step)
@@ -388,6 +389,7 @@ def summarize(
             n_bins,
             inv_step,
             tables,
+            inside,
         )
 
     parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
