@@ -159,3 +159,102 @@ def test_scatter_strategy_equals_window_loop(laird, combine):
         ijk, valid, arr.exp_window, weights, win, arr.shape, combine, chunk=2
     )
     np.testing.assert_allclose(np.asarray(scatter), np.asarray(loop), rtol=1e-6, atol=1e-9)
+
+
+def _dense_summary(
+    acc,
+    ijk,
+    valid,
+    exp_window,
+    exp_weight,
+    windows,
+    mask_index,
+    shape,
+    combine,
+    union,
+    n_bins,
+    inv_step,
+):
+    """summarize_experiments by dense NumPy volumes: every experiment's whole MA map."""
+    half = windows.shape[-1] // 2
+    stat, hists, tops = acc.copy(), [], []
+    for e in range(ijk.shape[0]):
+        vol = np.zeros(shape, np.float32)
+        for f in np.flatnonzero(valid[e]):
+            lo, hi = ijk[e, f] - half, ijk[e, f] + half + 1
+            a, b = np.maximum(lo, 0), np.minimum(hi, shape)
+            if np.any(a >= b):
+                continue  # the window misses the volume
+            dst = tuple(slice(i, j) for i, j in zip(a, b, strict=True))
+            src = tuple(slice(i - o, j - o) for i, j, o in zip(a, b, lo, strict=True))
+            part = windows[exp_window[e]][src]
+            vol[dst] = np.maximum(vol[dst], part) if combine == "max" else vol[dst] + part
+        values = vol.reshape(-1)[mask_index]
+        term = -np.log1p(-values) if union == "probabilistic" else values
+        stat = stat + exp_weight[e] * term.astype(np.float64)
+        scaled = values * np.float32(inv_step)
+        lower = np.floor(scaled)
+        bins = np.clip((lower + (scaled - lower >= 0.5)).astype(int), 0, n_bins - 1)
+        hists.append(np.bincount(bins, minlength=n_bins))
+        tops.append(values.max())
+    return stat, np.stack(hists), np.array(tops)
+
+
+@pytest.mark.parametrize("combine, union", [("max", "probabilistic"), ("sum", "sum")])
+def test_summary_equals_dense_maps(combine, union):
+    # overlapping windows, foci outside the volume (near and far), an experiment without
+    # foci and padded slots: the window-by-window pass counts each in-mask voxel once
+    rng = np.random.default_rng(3)
+    shape, width, n_bins, inv_step = (13, 11, 9), 5, 40, 100.0
+    mask_index = np.flatnonzero(rng.random(int(np.prod(shape))) < 0.6).astype(np.int32)
+    windows = (rng.random((2, width, width, width)) * 0.15).astype(np.float32)
+    counts = np.array([6, 0, 1, 9])
+    ijk = rng.integers(-3, 16, (4, 9, 3)).astype(np.int32)
+    ijk[0, :3] = [[5, 5, 4], [6, 5, 4], [5, 6, 5]]  # overlapping windows
+    ijk[3, 0] = [-40, 5, 5]  # far outside: its window misses the volume
+    valid = np.arange(9) < counts[:, None]
+    exp_window = np.array([0, 1, 1, 0], np.int32)
+    exp_weight = np.array([1.0, 0.5, 2.0, 1.5], np.float32)
+    acc = rng.random(mask_index.size)
+    args = (exp_window, exp_weight, windows, mask_index, shape, combine, union, n_bins)
+    with jax.enable_x64(True):
+        got = K.summarize_experiments(
+            acc, ijk, valid, *args[:3], jnp.asarray(mask_index), *args[4:], inv_step
+        )
+        got = [np.asarray(x) for x in got]
+    want = _dense_summary(acc, ijk, valid, *args, inv_step)
+    # float32 terms summed in float64 in experiment order; log1p may differ by an ulp
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-7, atol=0)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])
+    assert got[1][1, 0] == mask_index.size  # no foci: every voxel in bin 0
+
+
+def test_summary_in_mask_box_equals_whole_volume():
+    # placing the windows in the mask's bounding box (foci shifted) changes no value
+    rng = np.random.default_rng(4)
+    shape = (16, 15, 14)
+    vol = np.zeros(shape, bool)
+    vol[4:11, 3:12, 5:10] = rng.random((7, 9, 5)) < 0.7
+    mask_index = np.flatnonzero(vol).astype(np.int32)
+    origin, box, box_index = K.mask_box(mask_index, shape)
+    np.testing.assert_array_equal(box, np.ptp(np.argwhere(vol), axis=0) + 1)
+    windows = (rng.random((1, 5, 5, 5)) * 0.1).astype(np.float32)
+    ijk = rng.integers(-2, 18, (3, 7, 3)).astype(np.int32)
+    valid = np.ones((3, 7), bool)
+    rest = (np.zeros(3, np.int32), np.ones(3, np.float32), jnp.asarray(windows))
+    options = ("max", "probabilistic", 20, 200.0)
+    with jax.enable_x64(True):
+        acc = jnp.zeros(mask_index.size)
+        whole = K.summarize_experiments(acc, ijk, valid, *rest, mask_index, shape, *options)
+        boxed = K.summarize_experiments(acc, ijk - origin, valid, *rest, box_index, box, *options)
+        for a, b in zip(whole, boxed, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        # foci inside the box: half a window of padding gives the same values
+        near = np.clip(ijk - origin, 0, np.array(box) - 1)
+        padded = K.summarize_experiments(acc, near, valid, *rest, box_index, box, *options)
+        tight = K.summarize_experiments(
+            acc, near, valid, *rest, box_index, box, *options, inside=True
+        )
+        for a, b in zip(padded, tight, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -456,7 +456,7 @@ def _union_term(values, union: str):
     return -jnp.log1p(-values) if union == "probabilistic" else values
 
 
-@partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins"))
+@partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins", "inside"))
 def summarize_experiments(
     acc,
     ijk,
@@ -470,6 +470,8 @@ def summarize_experiments(
     union,
     n_bins,
     inv_step,
+    tables=None,
+    inside=False,
 ):
     """One pass over experiments: the combined statistic and each experiment's MA histogram.
 
@@ -506,6 +508,12 @@ def summarize_experiments(
         are assigned to the nearest bin centre, ties upward, clipped to the last bin.
     inv_step : float
         Inverse bin width.
+    tables : tuple, optional
+        :func:`window_tables` of ``windows`` (made here if not given; pass them when
+        calling chunk after chunk). Used when ``combine == "max"``.
+    inside : bool
+        Promise that every valid focus lies inside the volume (static; see
+        :func:`window_frame`): a smaller padded volume.
 
     Returns
     -------
@@ -517,47 +525,87 @@ def summarize_experiments(
     ma_max : jax.Array, shape (n_exp,)
         Largest in-mask MA value of each experiment.
     """
-    # Only the foci's windows are visited, not the volume. Each experiment's map is built
-    # with, packed beside each voxel's value (as the imaginary part, so one array is
-    # carried), the first focus whose window covers it; read back window by window, a
-    # voxel counts in that focus's window only. A voxel outside all windows is 0, which
-    # adds nothing to the statistic and falls in bin 0.
+    # Only the foci's windows are visited, never the whole volume, and only the real foci
+    # (each experiment loops over its own count, not the padded slots). One padded volume
+    # is carried from experiment to experiment, a single complex array that XLA updates in
+    # place: the real part holds the statistic, the imaginary part the current
+    # experiment's map, built window by window, then read back window by window. Each read
+    # adds the window's in-mask values to the statistic and the histogram and clears them,
+    # so a voxel in several windows counts once and the map is empty for the next
+    # experiment; each voxel's statistic gets the same additions in the same order as a
+    # dense sum would. Voxels outside the mask hold NaN statistics, never read back.
     n_voxels = mask_index.shape[0]
     width = windows.shape[-1]
-    pad, corner = window_frame(ijk, shape, width)
-    where = jnp.full(int(np.prod(shape)), n_voxels, jnp.int32)
-    where = where.at[mask_index].set(jnp.arange(n_voxels, dtype=jnp.int32)).reshape(shape)
-    where = jnp.pad(where, pad, constant_values=n_voxels)  # mask position, n_voxels outside
+    pad, corner = window_frame(ijk, shape, width, inside)
     padded = _padded_shape(shape, pad)
+    flat = _padded_index(mask_index, shape, pad)
+    ctype = jax.lax.complex(acc, acc).dtype
+    buf = jnp.full(int(np.prod(padded)), np.nan, ctype).at[flat].set(acc.astype(ctype))
     box = (width,) * 3
-    mix = jnp.maximum if combine == "max" else jnp.add
-    rank = jnp.arange(1, ijk.shape[1] + 1, dtype=windows.dtype)  # focus f is f + 1
+    count = jnp.sum(valid, axis=1, dtype=jnp.int32)  # valid rows come first
+    if combine == "max":
+        # A max map holds ranks (1 + position among the window's sorted values, 0 for no
+        # window): the max of ranks is the rank of the max, and a voxel's value, term and
+        # bin are looked up in tables made once per window instead of computed per voxel.
+        if tables is None:
+            tables = window_tables(windows, union, n_bins, inv_step)
+        levels, codes, terms, level_bins = tables
+        n_codes = levels.shape[1]
+    else:
+        codes, n_codes = windows, n_bins
+    codes = codes.astype(acc.dtype)
 
-    def one(acc, xs):
-        e_corner, e_valid, e_win, e_w = xs
-        window = windows[e_win]
+    def one(buf, xs):
+        e_corner, e_count, e_win, e_w = xs
+        window = codes[e_win]
 
-        def put(f, vol):
+        def put(f, buf):
             start = tuple(e_corner[f])
-            win = jax.lax.dynamic_slice(vol, start, box)
-            value = jnp.where(e_valid[f], mix(win.real, window), win.real)
-            first = jnp.where(win.imag == 0, rank[f], win.imag)
-            return jax.lax.dynamic_update_slice(vol, jax.lax.complex(value, first), start)
+            win = jax.lax.dynamic_slice(buf, start, box)
+            if combine == "max":
+                code = jnp.maximum(win.imag, window)
+            else:  # sums in the windows' precision
+                code = (win.imag.astype(windows.dtype) + window.astype(windows.dtype)).astype(
+                    win.imag.dtype
+                )
+            return jax.lax.dynamic_update_slice(buf, jax.lax.complex(win.real, code), start)
 
-        vol = jax.lax.fori_loop(
-            0, rank.shape[0], put, jnp.zeros(padded, jax.lax.complex(window, window).dtype)
-        )
-        read = jax.vmap(lambda c: jax.lax.dynamic_slice(vol, tuple(c), box))(e_corner)
-        pos = jax.vmap(lambda c: jax.lax.dynamic_slice(where, tuple(c), box))(e_corner)
-        own = (read.imag == rank[:, None, None, None]) & (pos < n_voxels)
-        values = jnp.where(own, read.real, 0).reshape(-1)
-        hist = jnp.bincount(_nearest_bin(values, inv_step, n_bins), length=n_bins)
-        hist = hist.at[0].set(n_voxels - hist[1:].sum())
-        term = e_w * _union_term(values, union).astype(acc.dtype)
-        return acc.at[pos.reshape(-1)].add(term, mode="drop"), (hist, values.max())
+        def take(f, carry):
+            buf, hist, top = carry
+            start = tuple(e_corner[f])
+            win = jax.lax.dynamic_slice(buf, start, box)
+            code = jnp.where(jnp.isnan(win.real), 0, win.imag)
+            real, code = jax.lax.optimization_barrier((win.real, code))
+            if combine == "max":
+                symbol = code.astype(jnp.int32)
+                term = e_w * terms[e_win][symbol].astype(acc.dtype)
+            else:
+                value = code.astype(windows.dtype)
+                symbol = _nearest_bin(value, inv_step, n_bins)
+                term = e_w * _union_term(value, union).astype(acc.dtype)
+            term = jax.lax.optimization_barrier(term)
+            # symbols computed apart from the count (measured faster than fused into it)
+            symbol = jax.lax.optimization_barrier(symbol.reshape(-1))
+            hist = hist + jnp.bincount(symbol, length=n_codes)
+            top = jnp.maximum(top, code.max())
+            # zero, but computed from the tallies: XLA then reads the window for them
+            # before overwriting it in place, instead of copying the volume every step
+            zero = jnp.minimum(top, 0) + jnp.minimum(hist[0], 0)
+            new = jax.lax.complex(real + term, jnp.broadcast_to(zero, box).astype(real.dtype))
+            return jax.lax.dynamic_update_slice(buf, new, start), hist, top
 
-    stat, (hist, ma_max) = jax.lax.scan(one, acc, (corner, valid, exp_window, exp_weight))
-    return stat, hist, ma_max
+        buf = jax.lax.fori_loop(0, e_count, put, buf)
+        tallies = (jnp.zeros(n_codes, _count_dtype()), jnp.zeros((), codes.dtype))
+        buf, hist, top = jax.lax.fori_loop(0, e_count, take, (buf, *tallies))
+        if combine == "max":  # counts per rank to counts per bin; the top rank's value
+            hist = jnp.zeros(n_bins, hist.dtype).at[level_bins[e_win]].add(hist)
+            top = levels[e_win][top.astype(jnp.int32)]
+        return buf, (hist.at[0].set(n_voxels - hist[1:].sum()), top.astype(windows.dtype))
+
+    buf, (hist, ma_max) = jax.lax.scan(
+        one, buf.reshape(padded), (corner, count, exp_window, exp_weight)
+    )
+    return buf.reshape(-1)[flat].real, hist, ma_max
 
 
 @partial(jax.jit, static_argnames=("union", "n_bins"))
@@ -588,6 +636,84 @@ def summarize_values(acc, ma, exp_weight, union, n_bins, inv_step):
 
     stat, (hist, ma_max) = jax.lax.scan(one, acc, (ma, exp_weight))
     return stat, hist, ma_max
+
+
+def mask_box(mask_index, shape) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """Return the smallest box holding every mask voxel, and the mask's indices in it.
+
+    Cropping a volume to this box before placing windows keeps every in-mask value (a
+    window reaching past the box only covers voxels outside the mask) while the padded
+    volume :func:`summarize_experiments` carries gets smaller.
+
+    Parameters
+    ----------
+    mask_index : numpy.ndarray, shape (n_voxels,), int
+        Flat C-order indices of the in-mask voxels of a volume of shape ``shape``.
+    shape : tuple of 3 ints
+        Volume shape.
+
+    Returns
+    -------
+    origin : numpy.ndarray, shape (3,), int32
+        Voxel of the volume at the box's corner (subtract it from foci indices).
+    box : tuple of 3 ints
+        Box shape.
+    box_index : numpy.ndarray, shape (n_voxels,), int32
+        Flat C-order indices of the in-mask voxels in the box.
+    """
+    ijk = np.stack(np.unravel_index(np.asarray(mask_index), shape))
+    if ijk.shape[1] == 0:
+        return np.zeros(3, np.int32), tuple(shape), np.asarray(mask_index, np.int32)
+    origin = ijk.min(axis=1)
+    box = tuple(int(n) for n in ijk.max(axis=1) - origin + 1)
+    box_index = np.ravel_multi_index(tuple(ijk - origin[:, None]), box).astype(np.int32)
+    return origin.astype(np.int32), box, box_index
+
+
+def _padded_index(mask_index, shape, pad: int):
+    """Flat C-order indices in the volume padded by ``pad`` of flat indices in ``shape``."""
+    ijk = jnp.stack(jnp.unravel_index(mask_index, shape), axis=-1) + pad
+    return jnp.ravel_multi_index(tuple(ijk.T), _padded_shape(shape, pad), mode="clip")
+
+
+@partial(jax.jit, static_argnames=("union", "n_bins"))
+def window_tables(windows, union, n_bins, inv_step):
+    """Value tables of max-combined windows for :func:`summarize_experiments`.
+
+    Made once per fit and passed to every chunk's call (``tables``): their cost grows with
+    the number of distinct kernels, not with the experiments of a chunk.
+
+    Parameters
+    ----------
+    windows : float array, shape (n_windows, W, W, W)
+        Kernels.
+    union, n_bins, inv_step
+        As in :func:`summarize_experiments`.
+
+    Returns
+    -------
+    levels : jax.Array, shape (n_windows, W**3 + 1)
+        ``levels[w, 0] = 0``, then window ``w``'s values in increasing order.
+    ranks : jax.Array, shape (n_windows, W, W, W), int32
+        ``levels[w, ranks[w, ...]] == windows[w, ...]``: equal values share a rank and a
+        larger value has a larger rank.
+    terms : jax.Array, shape (n_windows, W**3 + 1)
+        Union term of each level, in the default float dtype (the accumulator's).
+    bins : jax.Array, shape (n_windows, W**3 + 1), int32
+        Histogram bin of each level.
+    """
+    values = windows.reshape(windows.shape[0], -1)
+    ordered = jnp.sort(values, axis=1)
+    ranks = 1 + jax.vmap(partial(jnp.searchsorted, side="left"))(ordered, values)
+    levels = jnp.concatenate([jnp.zeros_like(ordered[:, :1]), ordered], axis=1)
+    terms = _union_term(levels, union).astype(jnp.result_type(float))
+    bins = _nearest_bin(levels, inv_step, n_bins)
+    return levels, ranks.reshape(windows.shape).astype(jnp.int32), terms, bins
+
+
+def _count_dtype():
+    """Integer dtype of :func:`jax.numpy.bincount` (int64 under ``jax.enable_x64``)."""
+    return jnp.zeros(0, int).dtype
 
 
 def _nearest_bin(values, inv_step, n_bins):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import special
 
 from nimare_jax import stats
 from nimare_jax.docstrings import fill_doc
@@ -38,6 +39,29 @@ def ale_windows(arrays: FociArrays) -> jnp.ndarray:
         Windows whose per-experiment max, summed over experiments, is ``-log(1 - ALE)``.
     """
     return jnp.asarray(-np.log1p(-arrays.windows.astype(np.float32)), jnp.float32)
+
+
+def one_sided_z(p: np.ndarray) -> np.ndarray:
+    """One-sided z of p-values from a null histogram, as :func:`nimare_jax.stats.p_to_z`.
+
+    The histogram's p-values are normal doubles (at least its smallest non-zero survival
+    probability), where SciPy's inverse normal CDF agrees with ``p_to_z(p, tail="one")``'s
+    log-space Newton refinement to a few ulp, about ten times faster on a whole map.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        P-values in (0, 1].
+
+    Returns
+    -------
+    numpy.ndarray, float64
+        ``isf(p)``, 0 where ``p >= 0.5``.
+    """
+    p = np.asarray(p, dtype=float)
+    if p.size and p.min() < np.finfo(float).tiny:  # only the log-space path is exact there
+        return stats.p_to_z(p, tail="one")
+    return np.where(p < 0.5, -special.ndtri(p), 0.0)
 
 
 @fill_doc
@@ -123,7 +147,7 @@ class ALE(RelocationEstimator):
         maps = {
             "stat": stat,
             "p": p,
-            "z": stats.p_to_z(p, tail="one"),
+            "z": one_sided_z(p),
             "logp": -np.log10(p),
         }
         return maps, null

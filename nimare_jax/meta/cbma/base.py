@@ -362,7 +362,13 @@ def summarize(
     exp_weight = np.asarray(exp_weight)
     n_exp = ijk.shape[0]
     windows = jnp.asarray(windows, jnp.float32)
-    mask_index = jnp.asarray(arrays.mask_index)
+    # windows are placed in the mask's bounding box: a smaller volume, the same values
+    origin, box, box_index = K.mask_box(arrays.mask_index, arrays.shape)
+    box_ijk = ijk - origin
+    inside = bool(np.all((box_ijk[valid] >= 0) & (box_ijk[valid] < box)))  # less padding
+    tables = None
+    if arrays.ma_fn is None and arrays.combine == "max":
+        tables = K.window_tables(windows, union, n_bins, inv_step)
 
     def run(acc, part):
         if arrays.ma_fn is not None:
@@ -370,21 +376,23 @@ def summarize(
             return K.summarize_values(acc, ma, exp_weight[part], union, n_bins, inv_step)
         return K.summarize_experiments(
             acc,
-            ijk[part],
+            box_ijk[part],
             valid[part],
             arrays.exp_window[part],
             exp_weight[part],
             windows,
-            mask_index,
-            arrays.shape,
+            box_index,
+            box,
             arrays.combine,
             union,
             n_bins,
             inv_step,
+            tables,
+            inside,
         )
 
     parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
-    acc = jnp.zeros(mask_index.shape[0], jnp.result_type(float))
+    acc = jnp.zeros(box_index.shape[0], jnp.result_type(float))
     acc, *pending = run(acc, parts[0])
     for part in parts[1:]:
         acc, *upcoming = run(acc, part)  # dispatched before the host reads the last chunk
