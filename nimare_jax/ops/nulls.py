@@ -19,8 +19,11 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 STEP = 1e-5
+_BLOCK = 64  # output bins per gathered window of the running histogram
+_CHUNK = 2**17  # products per gather (bins x blocks x _BLOCK): 1 MB, reused without page faults
 _SEGMENTS = 40  # below this many merges, runs are added one by one (faster than np.delete)
 
 
@@ -108,6 +111,70 @@ def _union_merges(a_bin: int, step: float) -> tuple[int, np.ndarray]:
     return int(union_bin(np.zeros(1, np.int64))[0]), merges
 
 
+@functools.lru_cache(maxsize=1024)
+def _union_blocks(a_bin: int, step: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The union with bin ``a_bin`` as a gather of windows of the running histogram.
+
+    Output bins are cut into blocks of ``_BLOCK`` (aligned on multiples of ``_BLOCK``, the
+    same for every experiment bin). Output ``k`` sums the running-histogram bins ``j``
+    whose union with ``a_bin`` falls in ``k``: one bin, or two where the union merges
+    neighbours (:func:`_union_merges`). Returns, for every block of the largest grid, the
+    first running-histogram bin read by the block (negative before the union's first bin:
+    the reads fall on zeros) and the position in the block of its merged output
+    (``_BLOCK`` if none): the block is the window starting there, shifted by one after
+    the merge. None when a block holds two merges (bins beyond ~``1 / (_BLOCK step)``:
+    MA values above ~0.015 on the 1e-5 grid); those bins are folded by
+    :func:`_fold_bins`.
+    """
+    first, merges = _union_merges(a_bin, step)
+    n = round(1.0 / step) + 2
+    # output bin of the run each merge extends: runs before it hold one bin each, plus one
+    # for every earlier merge
+    merged_out = first + merges - np.arange(1, merges.size + 1)
+    block_of = merged_out // _BLOCK
+    if np.any(np.diff(block_of) == 0):
+        return None
+    block_first = np.arange(-(-n // _BLOCK) + 1) * _BLOCK
+    # first input bin of the run of output k: k - first, plus one per earlier merged run
+    starts = block_first - first + np.searchsorted(merged_out, block_first, "left")
+    position = np.full(starts.shape, _BLOCK, np.int16)
+    position[block_of] = merged_out - block_of * _BLOCK
+    starts.flags.writeable = position.flags.writeable = False
+    return starts, position
+
+
+@functools.lru_cache(maxsize=16)
+def _union_plan(bins: bytes, step: float, pad: int):
+    """Block tables of an experiment's non-zero bins (:func:`_union_blocks`), stacked.
+
+    Cached by bin set: experiments with the same kernel and foci count usually share one.
+    Read positions are offset by ``pad`` (the running histogram sits ``pad`` bins into a
+    zero buffer; ``pad`` exceeds every bin by ``_BLOCK``). Returns
+    ``(fast, starts, merges, slow)``: which bins have tables, their first read position
+    per block (bins x blocks), the blocks holding a
+    merge (``(block, row, reads, extra)`` sorted by block: the bin's row, the block's 64
+    read positions, and the second bin of the merged output), and the bins without
+    tables (folded by :func:`_fold_bins`).
+    """
+    bins = np.frombuffer(bins, np.intp)
+    tables = [_union_blocks(int(a), step) for a in bins]
+    fast = np.array([t is not None for t in tables], bool)
+    if not fast.any():
+        return fast, None, None, bins
+    starts = np.stack([t[0] for t in tables if t is not None]) + pad
+    position = np.stack([t[1] for t in tables if t is not None])
+    row, block = np.nonzero(position < _BLOCK)
+    order = np.argsort(block, kind="stable")
+    row, block = row[order], block[order]
+    at = position[row, block].astype(np.intp)
+    first_read = starts[row, block]
+    inside = np.arange(_BLOCK)
+    # output i of a merged block reads bin start + i before the merge, start + i + 1 after;
+    # output `at` also takes start + at + 1
+    reads = first_read[:, None] + inside + (inside > at[:, None])
+    return fast, starts, (block, row, reads, first_read + at + 1, at), bins[~fast]
+
+
 def fold_union_histograms(
     exp_hists: np.ndarray, bin_centers: np.ndarray, initial: np.ndarray | None = None
 ) -> np.ndarray:
@@ -139,36 +206,95 @@ def fold_union_histograms(
     -----
     The union of bins ``a`` and ``b`` falls in bin ``a + b - round(a b step)`` (up to the
     float rounding, which is reproduced exactly): for a fixed bin ``a`` of the experiment,
-    the running histogram moves as a block, with neighbouring bins merged where the
-    rounded product steps (:func:`_union_merges`). Each non-zero bin of the experiment
-    therefore costs a few passes over the running histogram, not a scatter of an outer
-    product. Two threads fold alternate bins of each experiment into two partial
-    histograms, added in a fixed order (deterministic; the summation order differs from a
-    single loop over the bins by float64 rounding only, ~1e-14 relative).
+    output bin ``k`` of the union collects one bin of the running histogram, or two
+    neighbours where the rounded product steps (:func:`_union_merges`). Cut into blocks of
+    64 output bins, each block reads a window of the running histogram, shifted by one
+    after the block's merge (at most one per block for MA values below ~0.015); the new
+    histogram is the experiment's probabilities times the gathered windows, summed over
+    its bins (:func:`_union_blocks`). Every product of the pairwise definition is formed
+    once; only the order of the sums differs (a merged pair is added before it is
+    scaled), by float64 rounding, ~1e-15 relative. Two threads fold the two halves of the
+    output bins.
     """
     n_bins = bin_centers.shape[0]
     step = float(bin_centers[1] - bin_centers[0])
-    out = np.zeros(n_bins)
     if initial is None:
         initial, exp_hists = exp_hists[0], exp_hists[1:]
-    out[: len(initial)] = initial
+    # The running histogram and the next one live in two zero-padded buffers, reused for
+    # every experiment (fresh arrays of this size cost page faults each time).
+    pad = exp_hists.shape[1] + _BLOCK
+    old, new = np.zeros((2, pad + n_bins + 2 * _BLOCK))
+    old[pad : pad + len(initial)] = initial
     # A pool per call, not per module: a process forked after a fit must not inherit a pool
     # whose threads are gone.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimare_jax-fold") as pool:
         for hist in exp_hists:
-            nonzero = np.flatnonzero(out)
-            lo, hi = nonzero[0], nonzero[-1] + 1
-            span = out[lo:hi]
-            bins = np.flatnonzero(hist)
-            # The experiment's bins are split in two fixed halves, folded by two threads
-            # (NumPy releases the GIL inside each pass) into two partial histograms, added.
-            halves = [
-                pool.submit(_fold_bins, span, lo, hist, part, step, n_bins)
-                for part in (bins[0::2], bins[1::2])
-            ]
-            out = halves[0].result()
-            out += halves[1].result()
-    return out
+            _fold_experiment(old, new, pad, n_bins, hist, step, pool)
+            old, new = new, old
+    return old[pad : pad + n_bins].copy()
+
+
+def _fold_experiment(old, new, pad, n_bins, hist, step, pool):
+    """Write into ``new`` the running histogram ``old`` folded with one experiment's.
+
+    Both histograms sit at ``pad`` in their buffers, with zeros around them.
+    """
+    nonzero = np.flatnonzero(old)
+    lo, hi = int(nonzero[0]) - pad, int(nonzero[-1]) + 1 - pad
+    bins = np.flatnonzero(hist)
+    fast, starts, merges, slow = _union_plan(bins.tobytes(), step, pad)
+    hist_new = new[pad : pad + n_bins]
+    hist_new[:] = 0.0
+    if starts is not None:
+        weights = hist[bins[fast]]
+        # unions of bins j and a fall in [j, j + a]; the last bin takes every union past it
+        last = min(hi + int(bins[fast][-1]), n_bins - 2)
+        b0, b1 = lo // _BLOCK, last // _BLOCK + 1
+        per_chunk = max(1, _CHUNK // (weights.size * _BLOCK))
+        chunks = [(c, min(c + per_chunk, b1)) for c in range(b0, b1, per_chunk)]
+        half = (len(chunks) + 1) // 2
+        parts = [
+            pool.submit(_fold_blocks, part, old, starts, merges, weights, hist_new)
+            for part in (chunks[:half], chunks[half:])
+        ]
+        for part in parts:
+            part.result()
+        # unions past the last centre
+        k = n_bins - 1
+        b, off = divmod(k, _BLOCK)
+        if b < b1:
+            block, row, _, _, at = merges
+            first_in = starts[:, b] + off
+            first_in[row[(block == b) & (at < off)]] += 1
+            for w, j in zip(weights, first_in):
+                if j < pad + hi:
+                    hist_new[k] += w * old[max(j, pad + lo) : pad + hi].sum()
+    if slow.size:
+        hist_new += _fold_bins(old[pad + lo : pad + hi], lo, hist, slow, step, n_bins)
+
+
+def _fold_blocks(chunks, old, starts, merges, weights, new):
+    """Output blocks ``c0 : c1`` of the new histogram, for each ``(c0, c1)`` in ``chunks``.
+
+    ``old``: the running histogram's buffer, as ``starts`` reads it; ``new`` is written up
+    to its last bin (excluded).
+    """
+    windows = sliding_window_view(old, _BLOCK)
+    end = new.shape[0] - 1
+    block, row, reads, extra, at = merges
+    for c0, c1 in chunks:
+        gathered = windows[starts[:, c0:c1]]  # (bins, c1 - c0, _BLOCK)
+        q0, q1 = np.searchsorted(block, (c0, c1))
+        if q1 > q0:  # blocks holding a merge, read bin by bin
+            fixed = old[reads[q0:q1]]
+            fixed[np.arange(q1 - q0), at[q0:q1]] += old[extra[q0:q1]]
+            gathered.reshape(-1, _BLOCK)[row[q0:q1] * (c1 - c0) + block[q0:q1] - c0] = fixed
+        if c1 * _BLOCK <= end:
+            out = new[c0 * _BLOCK : c1 * _BLOCK].reshape(-1, _BLOCK)
+            np.einsum("e,ebk->bk", weights, gathered, out=out)
+        else:  # the chunk holding the last bin: bins from it on are summed apart
+            flat = np.einsum("e,ebk->bk", weights, gathered).ravel()
+            new[c0 * _BLOCK : end] = flat[: end - c0 * _BLOCK]
 
 
 def _fold_bins(span, lo, hist, bins, step, n_bins):
@@ -201,6 +327,7 @@ def _fold_bins(span, lo, hist, bins, step, n_bins):
         if cut < block.size:
             new[n_bins - 1] += block[cut:].sum()
     return new
+
 
 
 def histogram_to_threshold(weights: np.ndarray, bin_centers: np.ndarray, p: float) -> float:
