@@ -113,7 +113,7 @@ def _union_merges(a_bin: int, step: float) -> tuple[int, np.ndarray]:
 
 @functools.lru_cache(maxsize=1024)
 def _union_blocks(a_bin: int, step: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """The union with bin ``a_bin`` as a gather of windows of the running histogram.
+    """Describe the union with bin ``a_bin`` as a gather of windows of the running histogram.
 
     Output bins are cut into blocks of ``_BLOCK`` (aligned on multiples of ``_BLOCK``, the
     same for every experiment bin). Output ``k`` sums the running-histogram bins ``j``
@@ -227,20 +227,22 @@ def fold_union_histograms(
     old[pad : pad + len(initial)] = initial
     # A pool per call, not per module: a process forked after a fit must not inherit a pool
     # whose threads are gone.
+    nonzero = np.flatnonzero(initial)
+    support = int(nonzero[0]), int(nonzero[-1]) + 1
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimare_jax-fold") as pool:
         for hist in exp_hists:
-            _fold_experiment(old, new, pad, n_bins, hist, step, pool)
+            support = _fold_experiment(old, new, pad, n_bins, support, hist, step, pool)
             old, new = new, old
     return old[pad : pad + n_bins].copy()
 
 
-def _fold_experiment(old, new, pad, n_bins, hist, step, pool):
+def _fold_experiment(old, new, pad, n_bins, support, hist, step, pool):
     """Write into ``new`` the running histogram ``old`` folded with one experiment's.
 
-    Both histograms sit at ``pad`` in their buffers, with zeros around them.
+    Both histograms sit at ``pad`` in their buffers, with zeros around them; ``support``
+    is the range of bins holding the non-zero values of ``old``. Returns that of ``new``.
     """
-    nonzero = np.flatnonzero(old)
-    lo, hi = int(nonzero[0]) - pad, int(nonzero[-1]) + 1 - pad
+    lo, hi = support
     bins = np.flatnonzero(hist)
     fast, starts, merges, slow = _union_plan(bins.tobytes(), step, pad)
     hist_new = new[pad : pad + n_bins]
@@ -266,11 +268,31 @@ def _fold_experiment(old, new, pad, n_bins, hist, step, pool):
             block, row, _, _, at = merges
             first_in = starts[:, b] + off
             first_in[row[(block == b) & (at < off)]] += 1
-            for w, j in zip(weights, first_in):
+            for w, j in zip(weights, first_in, strict=True):
                 if j < pad + hi:
                     hist_new[k] += w * old[max(j, pad + lo) : pad + hi].sum()
     if slow.size:
         hist_new += _fold_bins(old[pad + lo : pad + hi], lo, hist, slow, step, n_bins)
+    # unions of bins j and a fall in [j, j + a]
+    return _nonzero_range(hist_new, lo, min(n_bins, hi + int(bins[-1])))
+
+
+def _nonzero_range(values, lo, hi):
+    """First and one past the last index of ``values[lo:hi]`` holding a non-zero value.
+
+    Scans from both ends a few hundred values at a time (the ends are usually close).
+    """
+    width = 256
+    start = lo
+    while not values[start : start + width].any():
+        start += width
+    start += int(np.flatnonzero(values[start : start + width])[0])
+    end = hi
+    while not values[max(start, end - width) : end].any():
+        end -= width
+    begin = max(start, end - width)
+    end = begin + int(np.flatnonzero(values[begin:end])[-1]) + 1
+    return start, end
 
 
 def _fold_blocks(chunks, old, starts, merges, weights, new):
@@ -327,7 +349,6 @@ def _fold_bins(span, lo, hist, bins, step, n_bins):
         if cut < block.size:
             new[n_bins - 1] += block[cut:].sum()
     return new
-
 
 
 def histogram_to_threshold(weights: np.ndarray, bin_centers: np.ndarray, p: float) -> float:
