@@ -143,18 +143,18 @@ def _union_blocks(a_bin: int, step: float) -> tuple[np.ndarray, np.ndarray] | No
     return starts, position
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def _union_plan(bins: bytes, step: float, pad: int):
     """Block tables of an experiment's non-zero bins (:func:`_union_blocks`), stacked.
 
     Cached by bin set: experiments with the same kernel and foci count usually share one.
-    Read positions are offset by ``pad`` (the running histogram sits ``pad`` bins into a
-    zero buffer; ``pad`` exceeds every bin by ``_BLOCK``). Returns
-    ``(fast, starts, merges, slow)``: which bins have tables, their first read position
-    per block (bins x blocks), the blocks holding a
-    merge (``(block, row, reads, extra)`` sorted by block: the bin's row, the block's 64
-    read positions, and the second bin of the merged output), and the bins without
-    tables (folded by :func:`_fold_bins`).
+    The running histogram sits ``pad`` bins into a zero buffer (``pad`` exceeds every bin
+    by ``_BLOCK``), followed by scratch rows of ``_BLOCK`` bins from ``_fixed_base``: row
+    ``q`` holds the ``q``-th block with a merge (in block order), read bin by bin, so that
+    every block is one window of the buffer. Returns ``(fast, starts, merges, slow)``:
+    which bins have tables, their window per block (bins x blocks), the blocks with a merge
+    (``(block, row, start, at)``: the bin's row, the block's first read and the merged
+    output's place in it) and the bins without tables (folded by :func:`_fold_bins`).
     """
     bins = np.frombuffer(bins, np.intp)
     tables = [_union_blocks(int(a), step) for a in bins]
@@ -166,13 +166,14 @@ def _union_plan(bins: bytes, step: float, pad: int):
     row, block = np.nonzero(position < _BLOCK)
     order = np.argsort(block, kind="stable")
     row, block = row[order], block[order]
-    at = position[row, block].astype(np.intp)
-    first_read = starts[row, block]
-    inside = np.arange(_BLOCK)
-    # output i of a merged block reads bin start + i before the merge, start + i + 1 after;
-    # output `at` also takes start + at + 1
-    reads = first_read[:, None] + inside + (inside > at[:, None])
-    return fast, starts, (block, row, reads, first_read + at + 1, at), bins[~fast]
+    merges = (block, row, starts[row, block], position[row, block].astype(np.intp))
+    starts[row, block] = _fixed_base(step, pad) + _BLOCK * np.arange(row.size)
+    return fast, starts, merges, bins[~fast]
+
+
+def _fixed_base(step: float, pad: int) -> int:
+    """Start of the scratch rows of merged blocks in a fold buffer (after the largest grid)."""
+    return pad + round(1.0 / step) + 2 + 2 * _BLOCK
 
 
 def fold_union_histograms(
@@ -220,31 +221,52 @@ def fold_union_histograms(
     step = float(bin_centers[1] - bin_centers[0])
     if initial is None:
         initial, exp_hists = exp_hists[0], exp_hists[1:]
-    # The running histogram and the next one live in two zero-padded buffers, reused for
-    # every experiment (fresh arrays of this size cost page faults each time).
     pad = exp_hists.shape[1] + _BLOCK
-    old, new = np.zeros((2, pad + n_bins + 2 * _BLOCK))
+    plans = [_union_plan(np.flatnonzero(hist).tobytes(), step, pad) for hist in exp_hists]
+    n_fixed = max([plan[2][0].size for plan in plans if plan[1] is not None], default=0)
+    # The running histogram and the next one live in two zero-padded buffers (with the
+    # scratch rows of merged blocks), reused for every experiment.
+    old, new = np.zeros((2, _fixed_base(step, pad) + _BLOCK * n_fixed))
     old[pad : pad + len(initial)] = initial
-    # A pool per call, not per module: a process forked after a fit must not inherit a pool
-    # whose threads are gone.
+    scratch = np.empty((n_fixed, _BLOCK), np.intp), np.empty((n_fixed, _BLOCK), bool)
+    layout = (step, pad, n_bins, _fixed_base(step, pad), scratch)
     nonzero = np.flatnonzero(initial)
     support = int(nonzero[0]), int(nonzero[-1]) + 1
+    _reuse_freed_memory()
+    # A pool per call, not per module: a process forked after a fit must not inherit a pool
+    # whose threads are gone.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimare_jax-fold") as pool:
-        for hist in exp_hists:
-            support = _fold_experiment(old, new, pad, n_bins, support, hist, step, pool)
+        for hist, plan in zip(exp_hists, plans, strict=True):
+            support = _fold_experiment(old, new, support, hist, plan, layout, pool)
             old, new = new, old
     return old[pad : pad + n_bins].copy()
 
 
-def _fold_experiment(old, new, pad, n_bins, support, hist, step, pool):
+def _reuse_freed_memory() -> None:
+    """Let malloc keep freed blocks of up to 32 MB for reuse rather than unmap them.
+
+    glibc raises its mmap threshold to the size of an mmapped block when that block is
+    freed (up to 32 MB); blocks below it then come from the heap, which is trimmed only
+    when twice that lies free. The fold gathers ~1 MB per chunk: without this, in a fresh
+    process each gather maps new pages and faults on them (~1,000 page faults per
+    experiment, more time than the gather). Allocating and freeing an untouched block
+    just under 32 MB does it once per process; nothing is written, other allocators
+    ignore it.
+    """
+    np.empty(2**22 - 2**10)
+
+
+def _fold_experiment(old, new, support, hist, plan, layout, pool):
     """Write into ``new`` the running histogram ``old`` folded with one experiment's.
 
-    Both histograms sit at ``pad`` in their buffers, with zeros around them; ``support``
+    Both histograms sit at ``pad`` in their buffers (``layout``: step, pad, grid size,
+    start of the scratch rows, scratch index arrays), with zeros around them; ``support``
     is the range of bins holding the non-zero values of ``old``. Returns that of ``new``.
     """
+    step, pad, n_bins, fixed_base, scratch = layout
     lo, hi = support
     bins = np.flatnonzero(hist)
-    fast, starts, merges, slow = _union_plan(bins.tobytes(), step, pad)
+    fast, starts, merges, slow = plan
     hist_new = new[pad : pad + n_bins]
     hist_new[:] = 0.0
     if starts is not None:
@@ -252,11 +274,23 @@ def _fold_experiment(old, new, pad, n_bins, support, hist, step, pool):
         # unions of bins j and a fall in [j, j + a]; the last bin takes every union past it
         last = min(hi + int(bins[fast][-1]), n_bins - 2)
         b0, b1 = lo // _BLOCK, last // _BLOCK + 1
+        block, row, start, at = merges
+        q0, q1 = np.searchsorted(block, (b0, b1))
+        if q1 > q0:  # the blocks holding a merge, read bin by bin into the scratch rows
+            reads, after = scratch[0][: q1 - q0], scratch[1][: q1 - q0]
+            # output i reads bin start + i before the merge, start + i + 1 after it; the
+            # merged output also takes start + at + 1
+            np.add(start[q0:q1, None], np.arange(_BLOCK), out=reads)
+            np.greater(np.arange(_BLOCK), at[q0:q1, None], out=after)
+            reads += after
+            rows = old[fixed_base + _BLOCK * q0 : fixed_base + _BLOCK * q1].reshape(-1, _BLOCK)
+            np.take(old[:fixed_base], reads, out=rows, mode="clip")
+            rows[np.arange(q1 - q0), at[q0:q1]] += old[start[q0:q1] + at[q0:q1] + 1]
         per_chunk = max(1, _CHUNK // (weights.size * _BLOCK))
         chunks = [(c, min(c + per_chunk, b1)) for c in range(b0, b1, per_chunk)]
         half = (len(chunks) + 1) // 2
         parts = [
-            pool.submit(_fold_blocks, part, old, starts, merges, weights, hist_new)
+            pool.submit(_fold_blocks, part, old, starts, weights, hist_new)
             for part in (chunks[:half], chunks[half:])
         ]
         for part in parts:
@@ -265,9 +299,9 @@ def _fold_experiment(old, new, pad, n_bins, support, hist, step, pool):
         k = n_bins - 1
         b, off = divmod(k, _BLOCK)
         if b < b1:
-            block, row, _, _, at = merges
             first_in = starts[:, b] + off
-            first_in[row[(block == b) & (at < off)]] += 1
+            here = block == b
+            first_in[row[here]] = start[here] + off + (at[here] < off)
             for w, j in zip(weights, first_in, strict=True):
                 if j < pad + hi:
                     hist_new[k] += w * old[max(j, pad + lo) : pad + hi].sum()
@@ -295,22 +329,17 @@ def _nonzero_range(values, lo, hi):
     return start, end
 
 
-def _fold_blocks(chunks, old, starts, merges, weights, new):
+def _fold_blocks(chunks, old, starts, weights, new):
     """Output blocks ``c0 : c1`` of the new histogram, for each ``(c0, c1)`` in ``chunks``.
 
-    ``old``: the running histogram's buffer, as ``starts`` reads it; ``new`` is written up
-    to its last bin (excluded).
+    ``old``: the running histogram's buffer, as ``starts`` reads it (one window of
+    ``_BLOCK`` bins per experiment bin and block); ``new`` is written up to its last bin
+    (excluded).
     """
     windows = sliding_window_view(old, _BLOCK)
     end = new.shape[0] - 1
-    block, row, reads, extra, at = merges
     for c0, c1 in chunks:
         gathered = windows[starts[:, c0:c1]]  # (bins, c1 - c0, _BLOCK)
-        q0, q1 = np.searchsorted(block, (c0, c1))
-        if q1 > q0:  # blocks holding a merge, read bin by bin
-            fixed = old[reads[q0:q1]]
-            fixed[np.arange(q1 - q0), at[q0:q1]] += old[extra[q0:q1]]
-            gathered.reshape(-1, _BLOCK)[row[q0:q1] * (c1 - c0) + block[q0:q1] - c0] = fixed
         if c1 * _BLOCK <= end:
             out = new[c0 * _BLOCK : c1 * _BLOCK].reshape(-1, _BLOCK)
             np.einsum("e,ebk->bk", weights, gathered, out=out)
