@@ -19,7 +19,6 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 STEP = 1e-5
 _BLOCK = 64  # output bins per gathered window of the running histogram
@@ -143,7 +142,7 @@ def _union_blocks(a_bin: int, step: float) -> tuple[np.ndarray, np.ndarray] | No
     return starts, position
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def _union_plan(bins: bytes, step: float, pad: int):
     """Block tables of an experiment's non-zero bins (:func:`_union_blocks`), stacked.
 
@@ -153,8 +152,9 @@ def _union_plan(bins: bytes, step: float, pad: int):
     ``q`` holds the ``q``-th block with a merge (in block order), read bin by bin, so that
     every block is one window of the buffer. Returns ``(fast, starts, merges, slow)``:
     which bins have tables, their window per block (bins x blocks), the blocks with a merge
-    (``(block, row, start, at)``: the bin's row, the block's first read and the merged
-    output's place in it) and the bins without tables (folded by :func:`_fold_bins`).
+    (``(block, row, first, at, reads, extra)``: the bin's row, the block's first read, the
+    merged output's place in it, the block's reads and the merged output's second read)
+    and the bins without tables (folded by :func:`_fold_bins`).
     """
     bins = np.frombuffer(bins, np.intp)
     tables = [_union_blocks(int(a), step) for a in bins]
@@ -166,9 +166,13 @@ def _union_plan(bins: bytes, step: float, pad: int):
     row, block = np.nonzero(position < _BLOCK)
     order = np.argsort(block, kind="stable")
     row, block = row[order], block[order]
-    merges = (block, row, starts[row, block], position[row, block].astype(np.intp))
+    first, at = starts[row, block], position[row, block].astype(np.intp)
+    # output i of a block with a merge reads bin first + i before the merge, first + i + 1
+    # after it; the merged output also takes first + at + 1
+    inside = np.arange(_BLOCK)
+    reads = first[:, None] + inside + (inside > at[:, None])
     starts[row, block] = _fixed_base(step, pad) + _BLOCK * np.arange(row.size)
-    return fast, starts, merges, bins[~fast]
+    return fast, starts, (block, row, first, at, reads, first + at + 1), bins[~fast]
 
 
 def _fixed_base(step: float, pad: int) -> int:
@@ -228,14 +232,13 @@ def fold_union_histograms(
     # scratch rows of merged blocks), reused for every experiment.
     old, new = np.zeros((2, _fixed_base(step, pad) + _BLOCK * n_fixed))
     old[pad : pad + len(initial)] = initial
-    scratch = np.empty((n_fixed, _BLOCK), np.intp), np.empty((n_fixed, _BLOCK), bool)
-    layout = (step, pad, n_bins, _fixed_base(step, pad), scratch)
+    layout = (step, pad, n_bins, _fixed_base(step, pad))
     nonzero = np.flatnonzero(initial)
     support = int(nonzero[0]), int(nonzero[-1]) + 1
     _reuse_freed_memory()
     # A pool per call, not per module: a process forked after a fit must not inherit a pool
     # whose threads are gone.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimare_jax-fold") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nimare_jax-fold") as pool:
         for hist, plan in zip(exp_hists, plans, strict=True):
             support = _fold_experiment(old, new, support, hist, plan, layout, pool)
             old, new = new, old
@@ -260,10 +263,10 @@ def _fold_experiment(old, new, support, hist, plan, layout, pool):
     """Write into ``new`` the running histogram ``old`` folded with one experiment's.
 
     Both histograms sit at ``pad`` in their buffers (``layout``: step, pad, grid size,
-    start of the scratch rows, scratch index arrays), with zeros around them; ``support``
+    start of the scratch rows), with zeros around them; ``support``
     is the range of bins holding the non-zero values of ``old``. Returns that of ``new``.
     """
-    step, pad, n_bins, fixed_base, scratch = layout
+    step, pad, n_bins, fixed_base = layout
     lo, hi = support
     bins = np.flatnonzero(hist)
     fast, starts, merges, slow = plan
@@ -274,34 +277,30 @@ def _fold_experiment(old, new, support, hist, plan, layout, pool):
         # unions of bins j and a fall in [j, j + a]; the last bin takes every union past it
         last = min(hi + int(bins[fast][-1]), n_bins - 2)
         b0, b1 = lo // _BLOCK, last // _BLOCK + 1
-        block, row, start, at = merges
+        block, row, first, at, reads, extra = merges
         q0, q1 = np.searchsorted(block, (b0, b1))
         if q1 > q0:  # the blocks holding a merge, read bin by bin into the scratch rows
-            reads, after = scratch[0][: q1 - q0], scratch[1][: q1 - q0]
-            # output i reads bin start + i before the merge, start + i + 1 after it; the
-            # merged output also takes start + at + 1
-            np.add(start[q0:q1, None], np.arange(_BLOCK), out=reads)
-            np.greater(np.arange(_BLOCK), at[q0:q1, None], out=after)
-            reads += after
             rows = old[fixed_base + _BLOCK * q0 : fixed_base + _BLOCK * q1].reshape(-1, _BLOCK)
-            np.take(old[:fixed_base], reads, out=rows, mode="clip")
-            rows[np.arange(q1 - q0), at[q0:q1]] += old[start[q0:q1] + at[q0:q1] + 1]
+            np.take(old[:fixed_base], reads[q0:q1], out=rows, mode="clip")
+            rows[np.arange(q1 - q0), at[q0:q1]] += old[extra[q0:q1]]
         per_chunk = max(1, _CHUNK // (weights.size * _BLOCK))
         chunks = [(c, min(c + per_chunk, b1)) for c in range(b0, b1, per_chunk)]
+        # the later chunks on the pool's thread, the first ones here (NumPy releases the
+        # GIL while it gathers and sums); one chunk is not worth the hand-over
         half = (len(chunks) + 1) // 2
-        parts = [
-            pool.submit(_fold_blocks, part, old, starts, weights, hist_new)
-            for part in (chunks[:half], chunks[half:])
-        ]
-        for part in parts:
-            part.result()
+        later = chunks[half:] and pool.submit(
+            _fold_blocks, chunks[half:], old, starts, weights, hist_new
+        )
+        _fold_blocks(chunks[:half], old, starts, weights, hist_new)
+        if later:
+            later.result()
         # unions past the last centre
         k = n_bins - 1
         b, off = divmod(k, _BLOCK)
         if b < b1:
             first_in = starts[:, b] + off
             here = block == b
-            first_in[row[here]] = start[here] + off + (at[here] < off)
+            first_in[row[here]] = first[here] + off + (at[here] < off)
             for w, j in zip(weights, first_in, strict=True):
                 if j < pad + hi:
                     hist_new[k] += w * old[max(j, pad + lo) : pad + hi].sum()
@@ -336,7 +335,9 @@ def _fold_blocks(chunks, old, starts, weights, new):
     ``_BLOCK`` bins per experiment bin and block); ``new`` is written up to its last bin
     (excluded).
     """
-    windows = sliding_window_view(old, _BLOCK)
+    windows = np.lib.stride_tricks.as_strided(
+        old, (old.size - _BLOCK + 1, _BLOCK), (old.itemsize,) * 2, writeable=False
+    )
     end = new.shape[0] - 1
     for c0, c1 in chunks:
         gathered = windows[starts[:, c0:c1]]  # (bins, c1 - c0, _BLOCK)
