@@ -245,6 +245,7 @@ def fold_union_histograms(
     return old[pad : pad + n_bins].copy()
 
 
+@functools.cache
 def _reuse_freed_memory() -> None:
     """Let malloc keep freed blocks of up to 32 MB for reuse rather than unmap them.
 
@@ -253,8 +254,8 @@ def _reuse_freed_memory() -> None:
     when twice that lies free. The fold gathers ~1 MB per chunk: without this, in a fresh
     process each gather maps new pages and faults on them (~1,000 page faults per
     experiment, more time than the gather). Allocating and freeing an untouched block
-    just under 32 MB does it once per process; nothing is written, other allocators
-    ignore it.
+    just under 32 MB does it (once per process: the setting stays); nothing is written,
+    other allocators ignore it.
     """
     np.empty(2**22 - 2**10)
 
