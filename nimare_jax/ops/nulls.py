@@ -6,11 +6,12 @@ its own MA histogram over the mask. It is built by folding the experiments' hist
 at a time on a fixed grid of bin centres (width 1e-5).
 
 This runs once per fit on host arrays in float64: its output feeds p-values down to ~1e-15,
-where float32 accumulation would lose the tail. Each non-zero bin of an experiment moves the
-running histogram as a block, merging the neighbouring bins its union rounds together
-(:func:`fold_union_histograms`): a few passes over the running histogram per bin. An
-experiment's bins are shared between two threads (a fixed split, so the result does not
-depend on timing).
+where float32 accumulation would lose the tail. For one experiment bin, each bin of the new
+histogram collects one bin of the running histogram, or two neighbours the union rounds
+together, so the fold is a gather: per block of 64 new bins and per experiment bin, one
+window of the running histogram (:func:`fold_union_histograms`), summed over the
+experiment's bins weighted by their probabilities. Half the blocks are folded on a second
+thread (disjoint outputs, so the result does not depend on timing).
 """
 
 from __future__ import annotations
@@ -211,15 +212,16 @@ def fold_union_histograms(
     -----
     The union of bins ``a`` and ``b`` falls in bin ``a + b - round(a b step)`` (up to the
     float rounding, which is reproduced exactly): for a fixed bin ``a`` of the experiment,
-    output bin ``k`` of the union collects one bin of the running histogram, or two
-    neighbours where the rounded product steps (:func:`_union_merges`). Cut into blocks of
-    64 output bins, each block reads a window of the running histogram, shifted by one
-    after the block's merge (at most one per block for MA values below ~0.015); the new
-    histogram is the experiment's probabilities times the gathered windows, summed over
-    its bins (:func:`_union_blocks`). Every product of the pairwise definition is formed
-    once; only the order of the sums differs (a merged pair is added before it is
-    scaled), by float64 rounding, ~1e-15 relative. Two threads fold the two halves of the
-    output bins.
+    new bin ``k`` collects one bin of the running histogram, or two neighbours where the
+    rounded product steps (:func:`_union_merges`). Cut into blocks of 64 new bins, each
+    block reads one window of the running histogram, shifted by one after its merge (at
+    most one per block for bins below ~1,500, i.e. MA values below ~0.015; the few blocks
+    with a merge are read bin by bin once per experiment). The new histogram is the
+    experiment's probabilities times the gathered windows, summed over its bins
+    (:func:`_union_blocks`, :func:`_union_plan`); bins with denser merges move the running
+    histogram as a block (:func:`_fold_bins`). Every product of the pairwise definition is
+    formed once; only the order of the sums differs (a merged pair is added before it is
+    scaled): ~1e-15 relative, also on upper-tail sums (``tests/test_nulls.py``).
     """
     n_bins = bin_centers.shape[0]
     step = float(bin_centers[1] - bin_centers[0])
