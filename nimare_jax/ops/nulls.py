@@ -322,6 +322,8 @@ def _nonzero_range(values, lo, hi):
     start = lo
     while not values[start : start + width].any():
         start += width
+        if start >= hi:
+            raise ValueError("an experiment's MA histogram is empty (all zero)")
     start += int(np.flatnonzero(values[start : start + width])[0])
     end = hi
     while not values[max(start, end - width) : end].any():
