@@ -272,6 +272,8 @@ def _fold_experiment(old, new, support, hist, plan, layout, pool):
     step, pad, n_bins, fixed_base = layout
     lo, hi = support
     bins = np.flatnonzero(hist)
+    if bins.size == 0:
+        raise ValueError("an experiment's MA histogram is empty (all zero)")
     fast, starts, merges, slow = plan
     hist_new = new[pad : pad + n_bins]
     hist_new[:] = 0.0
@@ -323,7 +325,7 @@ def _nonzero_range(values, lo, hi):
     while not values[start : start + width].any():
         start += width
         if start >= hi:
-            raise ValueError("an experiment's MA histogram is empty (all zero)")
+            raise ValueError("the folded histogram underflowed to zero")
     start += int(np.flatnonzero(values[start : start + width])[0])
     end = hi
     while not values[max(start, end - width) : end].any():
