@@ -51,11 +51,12 @@ def _assert_fold_matches(folded, expected, deep_tail=True):
     np.testing.assert_allclose(tail, tail_expected, rtol=1e-13, atol=0)
 
 
-@pytest.mark.parametrize("n_bins", [None, 3000])
+@pytest.mark.parametrize("n_bins", [None, 3000, 64 * 46 + 1])
 def test_fold_equals_pairwise_definition(n_bins):
     # ALE-like MA values (below 0.009): each experiment bin moves the null in blocks of 64
-    # bins with at most one merge each; a grid cut at 3,000 bins sends the unions past it
-    # to the last bin; and the grid grows between calls, as in the chunked fit
+    # bins with at most one merge each; a grid cut at 3,000 or 2,945 bins (the last bin
+    # starting a block) sends the unions past it to the last bin; and the grid grows
+    # between calls, as in the chunked fit
     rng = np.random.default_rng(0)
     n_exp, width = 12, 900
     hists = _random_hists(rng, n_exp, width, 30)

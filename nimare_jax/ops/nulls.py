@@ -302,7 +302,7 @@ def _fold_experiment(old, new, support, hist, plan, layout, pool):
         # unions past the last centre
         k = n_bins - 1
         b, off = divmod(k, _BLOCK)
-        if b < b1:
+        if hi + int(bins[fast][-1]) >= k:
             first_in = starts[:, b] + off
             here = block == b
             first_in[row[here]] = first[here] + off + (at[here] < off)
