@@ -24,6 +24,7 @@ import numpy as np
 STEP = 1e-5
 _BLOCK = 64  # output bins per gathered window of the running histogram
 _CHUNK = 2**17  # products per gather (bins x blocks x _BLOCK): 1 MB, reused without page faults
+_THREAD_CHUNKS = 8  # chunks of an experiment from which half go to a second thread
 _SEGMENTS = 40  # below this many merges, runs are added one by one (faster than np.delete)
 
 
@@ -231,8 +232,10 @@ def fold_union_histograms(
     plans = [_union_plan(np.flatnonzero(hist).tobytes(), step, pad) for hist in exp_hists]
     n_fixed = max([plan[2][0].size for plan in plans if plan[1] is not None], default=0)
     # The running histogram and the next one live in two zero-padded buffers (with the
-    # scratch rows of merged blocks), reused for every experiment.
-    old, new = np.zeros((2, _fixed_base(step, pad) + _BLOCK * n_fixed))
+    # scratch rows of merged blocks), reused for every experiment. Reads stay within the
+    # grid plus two blocks, or fall on scratch rows written first: only that is zeroed.
+    old, new = np.empty((2, _fixed_base(step, pad) + _BLOCK * n_fixed))
+    old[: pad + n_bins + 2 * _BLOCK] = new[: pad + n_bins + 2 * _BLOCK] = 0.0
     old[pad : pad + len(initial)] = initial
     layout = (step, pad, n_bins, _fixed_base(step, pad))
     nonzero = np.flatnonzero(initial)
@@ -291,8 +294,8 @@ def _fold_experiment(old, new, support, hist, plan, layout, pool):
         per_chunk = max(1, _CHUNK // (weights.size * _BLOCK))
         chunks = [(c, min(c + per_chunk, b1)) for c in range(b0, b1, per_chunk)]
         # the later chunks on the pool's thread, the first ones here (NumPy releases the
-        # GIL while it gathers and sums); one chunk is not worth the hand-over
-        half = (len(chunks) + 1) // 2
+        # GIL while it gathers and sums); a few chunks are not worth the hand-over
+        half = (len(chunks) + 1) // 2 if len(chunks) >= _THREAD_CHUNKS else len(chunks)
         later = chunks[half:] and pool.submit(
             _fold_blocks, chunks[half:], old, starts, weights, hist_new
         )
