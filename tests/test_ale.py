@@ -12,7 +12,6 @@ from nimare_jax.generate import create_coordinate_dataset
 from nimare_jax.meta.cbma import ALE
 from nimare_jax.meta.cbma import base as cbma_base
 from nimare_jax.meta.cbma.kernel import ALEKernel
-from nimare_jax.ops import nulls
 from nimare_jax.ops.permute import BatchedSummary, run_permutations
 
 
@@ -94,54 +93,6 @@ def test_fit_identical_for_any_chunk_size(simulated, monkeypatch, null_method):
         assert run.keys() == runs[0].keys()
         for key, value in run.items():
             np.testing.assert_array_equal(value, runs[0][key], err_msg=key)
-
-
-def _fold_by_pairs(hists, centers):
-    # every pair of non-zero bins scattered to the nearest centre of 1 - (1 - a)(1 - b)
-    out = hists[0]
-    for hist in hists[1:]:
-        a, b = np.flatnonzero(hist), np.flatnonzero(out)
-        union = 1.0 - np.multiply.outer(1.0 - centers[a], 1.0 - centers[b])
-        new = np.zeros(centers.shape[0])
-        np.add.at(
-            new,
-            nulls.nearest_bin(union, 1.0 / (centers[1] - centers[0]), centers.shape[0]),
-            np.multiply.outer(hist[a], out[b]),
-        )
-        out = new
-    return out
-
-
-@pytest.mark.parametrize("n_bins", [None, 3000])
-def test_union_fold_equals_pairwise_scatter(n_bins):
-    # the block moves of the fold put every pair of bins where the outer product does,
-    # including unions past the last centre (a grid cut at 3,000 bins) and a grid that
-    # grows between calls
-    rng = np.random.default_rng(0)
-    n_exp, width = 12, 900
-    hists = np.zeros((n_exp, width))
-    for row in hists:
-        row[0] = 0.9
-        row[rng.choice(np.arange(1, width), 30, replace=False)] = rng.random(30) * 0.1 / 30
-    centers = nulls.ale_histogram_bins(np.full(n_exp, (width - 1) * nulls.STEP))
-    centers = centers[:n_bins]
-    expected = _fold_by_pairs(np.pad(hists, ((0, 0), (0, centers.shape[0] - width))), centers)
-    first = nulls.fold_union_histograms(hists[:5], centers[: 5 * width])
-    folded = nulls.fold_union_histograms(hists[5:], centers, first)
-    np.testing.assert_array_equal(folded == 0, expected == 0)
-    np.testing.assert_allclose(folded, expected, rtol=1e-13, atol=0)
-
-
-@pytest.mark.parametrize("a_bin", [0, 1, 7, 500, 842, 49_999, 100_000])
-def test_union_merges_found_near_crossings_equal_full_grid(a_bin):
-    # merges are looked for only near where a j step passes k + 1/2: the same as checking
-    # every bin of the full grid
-    centers = np.round(np.arange(100_002) * nulls.STEP, 5)
-    union = 1.0 - (1.0 - centers[a_bin]) * (1.0 - centers)
-    idx = nulls.nearest_bin(union, 1.0 / centers[1], 10**9)
-    first, merges = nulls._union_merges(a_bin, centers[1])
-    assert first == idx[0]
-    np.testing.assert_array_equal(merges, np.flatnonzero(np.diff(idx) == 0) + 1)
 
 
 def test_fwe_null_host_lines_equal_volume_by_volume_scipy(ale_result):

@@ -6,11 +6,12 @@ its own MA histogram over the mask. It is built by folding the experiments' hist
 at a time on a fixed grid of bin centres (width 1e-5).
 
 This runs once per fit on host arrays in float64: its output feeds p-values down to ~1e-15,
-where float32 accumulation would lose the tail. Each non-zero bin of an experiment moves the
-running histogram as a block, merging the neighbouring bins its union rounds together
-(:func:`fold_union_histograms`): a few passes over the running histogram per bin. An
-experiment's bins are shared between two threads (a fixed split, so the result does not
-depend on timing).
+where float32 accumulation would lose the tail. For one experiment bin, each bin of the new
+histogram collects one bin of the running histogram, or two neighbours the union rounds
+together, so the fold is a gather: per block of 64 new bins and per experiment bin, one
+window of the running histogram (:func:`fold_union_histograms`), summed over the
+experiment's bins weighted by their probabilities. Half the blocks are folded on a second
+thread (disjoint outputs, so the result does not depend on timing).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 STEP = 1e-5
+_BLOCK = 64  # output bins per gathered window of the running histogram
+_CHUNK = 2**17  # products per gather (bins x blocks x _BLOCK): 1 MB, reused without page faults
+_THREAD_CHUNKS = 8  # chunks of an experiment from which half go to a second thread
 _SEGMENTS = 40  # below this many merges, runs are added one by one (faster than np.delete)
 
 
@@ -108,6 +112,76 @@ def _union_merges(a_bin: int, step: float) -> tuple[int, np.ndarray]:
     return int(union_bin(np.zeros(1, np.int64))[0]), merges
 
 
+@functools.lru_cache(maxsize=1024)
+def _union_blocks(a_bin: int, step: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Describe the union with bin ``a_bin`` as a gather of windows of the running histogram.
+
+    Output bins are cut into blocks of ``_BLOCK`` (aligned on multiples of ``_BLOCK``, the
+    same for every experiment bin). Output ``k`` sums the running-histogram bins ``j``
+    whose union with ``a_bin`` falls in ``k``: one bin, or two where the union merges
+    neighbours (:func:`_union_merges`). Returns, for every block of the largest grid, the
+    first running-histogram bin read by the block (negative before the union's first bin:
+    the reads fall on zeros) and the position in the block of its merged output
+    (``_BLOCK`` if none): the block is the window starting there, shifted by one after
+    the merge. None when a block holds two merges (bins beyond ~``1 / (_BLOCK step)``:
+    MA values above ~0.015 on the 1e-5 grid); those bins are folded by
+    :func:`_fold_bins`.
+    """
+    first, merges = _union_merges(a_bin, step)
+    n = round(1.0 / step) + 2
+    # output bin of the run each merge extends: runs before it hold one bin each, plus one
+    # for every earlier merge
+    merged_out = first + merges - np.arange(1, merges.size + 1)
+    block_of = merged_out // _BLOCK
+    if np.any(np.diff(block_of) == 0):
+        return None
+    block_first = np.arange(-(-n // _BLOCK) + 1) * _BLOCK
+    # first input bin of the run of output k: k - first, plus one per earlier merged run
+    starts = block_first - first + np.searchsorted(merged_out, block_first, "left")
+    position = np.full(starts.shape, _BLOCK, np.int16)
+    position[block_of] = merged_out - block_of * _BLOCK
+    starts.flags.writeable = position.flags.writeable = False
+    return starts, position
+
+
+@functools.lru_cache(maxsize=16)
+def _union_plan(bins: bytes, step: float, pad: int):
+    """Block tables of an experiment's non-zero bins (:func:`_union_blocks`), stacked.
+
+    Cached by bin set: experiments with the same kernel and foci count usually share one.
+    The running histogram sits ``pad`` bins into a zero buffer (``pad`` exceeds every bin
+    by ``_BLOCK``), followed by scratch rows of ``_BLOCK`` bins from ``_fixed_base``: row
+    ``q`` holds the ``q``-th block with a merge (in block order), read bin by bin, so that
+    every block is one window of the buffer. Returns ``(fast, starts, merges, slow)``:
+    which bins have tables, their window per block (bins x blocks), the blocks with a merge
+    (``(block, row, first, at, reads, extra)``: the bin's row, the block's first read, the
+    merged output's place in it, the block's reads and the merged output's second read)
+    and the bins without tables (folded by :func:`_fold_bins`).
+    """
+    bins = np.frombuffer(bins, np.intp)
+    tables = [_union_blocks(int(a), step) for a in bins]
+    fast = np.array([t is not None for t in tables], bool)
+    if not fast.any():
+        return fast, None, None, bins
+    starts = np.stack([t[0] for t in tables if t is not None]) + pad
+    position = np.stack([t[1] for t in tables if t is not None])
+    row, block = np.nonzero(position < _BLOCK)
+    order = np.argsort(block, kind="stable")
+    row, block = row[order], block[order]
+    first, at = starts[row, block], position[row, block].astype(np.intp)
+    # output i of a block with a merge reads bin first + i before the merge, first + i + 1
+    # after it; the merged output also takes first + at + 1
+    inside = np.arange(_BLOCK)
+    reads = first[:, None] + inside + (inside > at[:, None])
+    starts[row, block] = _fixed_base(step, pad) + _BLOCK * np.arange(row.size)
+    return fast, starts, (block, row, first, at, reads, first + at + 1), bins[~fast]
+
+
+def _fixed_base(step: float, pad: int) -> int:
+    """Start of the scratch rows of merged blocks in a fold buffer (after the largest grid)."""
+    return pad + round(1.0 / step) + 2 + 2 * _BLOCK
+
+
 def fold_union_histograms(
     exp_hists: np.ndarray, bin_centers: np.ndarray, initial: np.ndarray | None = None
 ) -> np.ndarray:
@@ -139,36 +213,150 @@ def fold_union_histograms(
     -----
     The union of bins ``a`` and ``b`` falls in bin ``a + b - round(a b step)`` (up to the
     float rounding, which is reproduced exactly): for a fixed bin ``a`` of the experiment,
-    the running histogram moves as a block, with neighbouring bins merged where the
-    rounded product steps (:func:`_union_merges`). Each non-zero bin of the experiment
-    therefore costs a few passes over the running histogram, not a scatter of an outer
-    product. Two threads fold alternate bins of each experiment into two partial
-    histograms, added in a fixed order (deterministic; the summation order differs from a
-    single loop over the bins by float64 rounding only, ~1e-14 relative).
+    new bin ``k`` collects one bin of the running histogram, or two neighbours where the
+    rounded product steps (:func:`_union_merges`). Cut into blocks of 64 new bins, each
+    block reads one window of the running histogram, shifted by one after its merge (at
+    most one per block for bins below ~1,500, i.e. MA values below ~0.015; the few blocks
+    with a merge are read bin by bin once per experiment). The new histogram is the
+    experiment's probabilities times the gathered windows, summed over its bins
+    (:func:`_union_blocks`, :func:`_union_plan`); bins with denser merges move the running
+    histogram as a block (:func:`_fold_bins`). Every product of the pairwise definition is
+    formed once; only the order of the sums differs (a merged pair is added before it is
+    scaled): ~1e-15 relative, also on upper-tail sums (``tests/test_nulls.py``).
     """
     n_bins = bin_centers.shape[0]
     step = float(bin_centers[1] - bin_centers[0])
-    out = np.zeros(n_bins)
     if initial is None:
         initial, exp_hists = exp_hists[0], exp_hists[1:]
-    out[: len(initial)] = initial
+    pad = exp_hists.shape[1] + _BLOCK
+    plans = [_union_plan(np.flatnonzero(hist).tobytes(), step, pad) for hist in exp_hists]
+    n_fixed = max([plan[2][0].size for plan in plans if plan[1] is not None], default=0)
+    # The running histogram and the next one live in two zero-padded buffers (with the
+    # scratch rows of merged blocks), reused for every experiment. Reads stay within the
+    # grid plus two blocks, or fall on scratch rows written first: only that is zeroed.
+    old, new = np.empty((2, _fixed_base(step, pad) + _BLOCK * n_fixed))
+    old[: pad + n_bins + 2 * _BLOCK] = new[: pad + n_bins + 2 * _BLOCK] = 0.0
+    old[pad : pad + len(initial)] = initial
+    layout = (step, pad, n_bins, _fixed_base(step, pad))
+    nonzero = np.flatnonzero(initial)
+    support = int(nonzero[0]), int(nonzero[-1]) + 1
+    _reuse_freed_memory()
     # A pool per call, not per module: a process forked after a fit must not inherit a pool
     # whose threads are gone.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimare_jax-fold") as pool:
-        for hist in exp_hists:
-            nonzero = np.flatnonzero(out)
-            lo, hi = nonzero[0], nonzero[-1] + 1
-            span = out[lo:hi]
-            bins = np.flatnonzero(hist)
-            # The experiment's bins are split in two fixed halves, folded by two threads
-            # (NumPy releases the GIL inside each pass) into two partial histograms, added.
-            halves = [
-                pool.submit(_fold_bins, span, lo, hist, part, step, n_bins)
-                for part in (bins[0::2], bins[1::2])
-            ]
-            out = halves[0].result()
-            out += halves[1].result()
-    return out
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nimare_jax-fold") as pool:
+        for hist, plan in zip(exp_hists, plans, strict=True):
+            support = _fold_experiment(old, new, support, hist, plan, layout, pool)
+            old, new = new, old
+    return old[pad : pad + n_bins].copy()
+
+
+@functools.cache
+def _reuse_freed_memory() -> None:
+    """Let malloc keep freed blocks of up to 32 MB for reuse rather than unmap them.
+
+    glibc raises its mmap threshold to the size of an mmapped block when that block is
+    freed (up to 32 MB); blocks below it then come from the heap, which is trimmed only
+    when twice that lies free. The fold gathers ~1 MB per chunk: without this, in a fresh
+    process each gather maps new pages and faults on them (~1,000 page faults per
+    experiment, more time than the gather). Allocating and freeing an untouched block
+    just under 32 MB does it (once per process: the setting stays); nothing is written,
+    other allocators ignore it.
+    """
+    np.empty(2**22 - 2**10)
+
+
+def _fold_experiment(old, new, support, hist, plan, layout, pool):
+    """Write into ``new`` the running histogram ``old`` folded with one experiment's.
+
+    Both histograms sit at ``pad`` in their buffers (``layout``: step, pad, grid size,
+    start of the scratch rows), with zeros around them; ``support``
+    is the range of bins holding the non-zero values of ``old``. Returns that of ``new``.
+    """
+    step, pad, n_bins, fixed_base = layout
+    lo, hi = support
+    bins = np.flatnonzero(hist)
+    if bins.size == 0:
+        raise ValueError("an experiment's MA histogram is empty (all zero)")
+    fast, starts, merges, slow = plan
+    hist_new = new[pad : pad + n_bins]
+    hist_new[:] = 0.0
+    if starts is not None:
+        weights = hist[bins[fast]]
+        # unions of bins j and a fall in [j, j + a]; the last bin takes every union past it
+        last = min(hi + int(bins[fast][-1]), n_bins - 2)
+        b0, b1 = lo // _BLOCK, last // _BLOCK + 1
+        block, row, first, at, reads, extra = merges
+        q0, q1 = np.searchsorted(block, (b0, b1))
+        if q1 > q0:  # the blocks holding a merge, read bin by bin into the scratch rows
+            rows = old[fixed_base + _BLOCK * q0 : fixed_base + _BLOCK * q1].reshape(-1, _BLOCK)
+            np.take(old[:fixed_base], reads[q0:q1], out=rows, mode="clip")
+            rows[np.arange(q1 - q0), at[q0:q1]] += old[extra[q0:q1]]
+        per_chunk = max(1, _CHUNK // (weights.size * _BLOCK))
+        chunks = [(c, min(c + per_chunk, b1)) for c in range(b0, b1, per_chunk)]
+        # the later chunks on the pool's thread, the first ones here (NumPy releases the
+        # GIL while it gathers and sums); a few chunks are not worth the hand-over
+        half = (len(chunks) + 1) // 2 if len(chunks) >= _THREAD_CHUNKS else len(chunks)
+        later = chunks[half:] and pool.submit(
+            _fold_blocks, chunks[half:], old, starts, weights, hist_new
+        )
+        _fold_blocks(chunks[:half], old, starts, weights, hist_new)
+        if later:
+            later.result()
+        # unions past the last centre
+        k = n_bins - 1
+        b, off = divmod(k, _BLOCK)
+        if hi + int(bins[fast][-1]) >= k:
+            first_in = starts[:, b] + off
+            here = block == b
+            first_in[row[here]] = first[here] + off + (at[here] < off)
+            for w, j in zip(weights, first_in, strict=True):
+                if j < pad + hi:
+                    hist_new[k] += w * old[max(j, pad + lo) : pad + hi].sum()
+    if slow.size:
+        hist_new += _fold_bins(old[pad + lo : pad + hi], lo, hist, slow, step, n_bins)
+    # unions of bins j and a fall in [j, j + a]
+    return _nonzero_range(hist_new, lo, min(n_bins, hi + int(bins[-1])))
+
+
+def _nonzero_range(values, lo, hi):
+    """First and one past the last index of ``values[lo:hi]`` holding a non-zero value.
+
+    Scans from both ends a few hundred values at a time (the ends are usually close).
+    """
+    width = 256
+    start = lo
+    while not values[start : start + width].any():
+        start += width
+        if start >= hi:
+            raise ValueError("the folded histogram underflowed to zero")
+    start += int(np.flatnonzero(values[start : start + width])[0])
+    end = hi
+    while not values[max(start, end - width) : end].any():
+        end -= width
+    begin = max(start, end - width)
+    end = begin + int(np.flatnonzero(values[begin:end])[-1]) + 1
+    return start, end
+
+
+def _fold_blocks(chunks, old, starts, weights, new):
+    """Output blocks ``c0 : c1`` of the new histogram, for each ``(c0, c1)`` in ``chunks``.
+
+    ``old``: the running histogram's buffer, as ``starts`` reads it (one window of
+    ``_BLOCK`` bins per experiment bin and block); ``new`` is written up to its last bin
+    (excluded).
+    """
+    windows = np.lib.stride_tricks.as_strided(
+        old, (old.size - _BLOCK + 1, _BLOCK), (old.itemsize,) * 2, writeable=False
+    )
+    end = new.shape[0] - 1
+    for c0, c1 in chunks:
+        gathered = windows[starts[:, c0:c1]]  # (bins, c1 - c0, _BLOCK)
+        if c1 * _BLOCK <= end:
+            out = new[c0 * _BLOCK : c1 * _BLOCK].reshape(-1, _BLOCK)
+            np.einsum("e,ebk->bk", weights, gathered, out=out)
+        else:  # the chunk holding the last bin: bins from it on are summed apart
+            flat = np.einsum("e,ebk->bk", weights, gathered).ravel()
+            new[c0 * _BLOCK : end] = flat[: end - c0 * _BLOCK]
 
 
 def _fold_bins(span, lo, hist, bins, step, n_bins):
