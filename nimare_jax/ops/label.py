@@ -521,7 +521,7 @@ class ActiveLines(NamedTuple):
     max_mass: jax.Array
 
 
-def gather_active_lines(active, weights, connectivity: int = 6) -> ActiveLines:
+def gather_active_lines(active, weights, connectivity: int = 6, refine=None) -> ActiveLines:
     """Gather the lines of a volume that hold active voxels (jit/vmap-able).
 
     Line numbers come from a cumulative sum over the ``X * Y`` line flags and a binary
@@ -539,6 +539,12 @@ def gather_active_lines(active, weights, connectivity: int = 6) -> ActiveLines:
         Per-voxel weights summed into cluster masses.
     connectivity : {6, 18, 26}
         Neighbourhood (used by the overflow path).
+    refine : callable, optional
+        Elementwise ``refine(weights) -> (active, weights)`` giving the voxels and weights
+        to label, evaluated only on the gathered lines (and on the whole volume if they
+        overflow). ``active`` then only picks the lines: it must hold every voxel that
+        ``refine`` marks active (a cheap superset, e.g. a threshold on a monotone
+        function's argument), and ``refine(0)`` must be inactive (empty slots).
 
     Returns
     -------
@@ -553,19 +559,23 @@ def gather_active_lines(active, weights, connectivity: int = 6) -> ActiveLines:
     lines = jnp.searchsorted(count, jnp.arange(1, cap + 1, dtype=jnp.int32), side="left")
     lines = lines.astype(jnp.int32)  # n_lines for empty slots
     overflow = count[-1] > cap
-    blocks = act.at[lines].get(mode="fill", fill_value=False)
     wblocks = weights.reshape(n_lines, n_z).at[lines].get(mode="fill", fill_value=0)
+    if refine is None:
+        blocks = act.at[lines].get(mode="fill", fill_value=False)
+    else:
+        blocks, wblocks = refine(wblocks)
 
     def dense():
+        a, w = (active, weights) if refine is None else refine(weights)
         out_shapes = (
             jax.ShapeDtypeStruct((), jnp.int32),
-            jax.ShapeDtypeStruct((), weights.dtype),
+            jax.ShapeDtypeStruct((), w.dtype),
         )
         return jax.pure_callback(
             lambda a, w: _host_max_stats(a, w, connectivity),
             out_shapes,
-            active,
-            weights,
+            a,
+            w,
             vmap_method="broadcast_all",
         )
 
