@@ -319,7 +319,7 @@ def histogram_summary(volume, n_bins: int):
 
     Parameters
     ----------
-    volume : callable
+    volume : RelocationVolume
         From :func:`volume_fn`.
     n_bins : int
         Histogram bins of width ``1 / inv_step`` from 0.
@@ -332,7 +332,8 @@ def histogram_summary(volume, n_bins: int):
     """
 
     def summary(key, o: RelocationOperands, inv_step):
-        values = volume(key, o).reshape(-1)[o.mask_index]
+        # the statistic of the mask voxels only: their accumulator, then the transform
+        values = volume.transform(volume.accumulate(key, o).reshape(-1)[o.mask_index])
         idx = jnp.clip(jnp.round(values * inv_step).astype(jnp.int32), 0, n_bins - 1)
         top = jnp.clip(jnp.round(values.max() * inv_step).astype(jnp.int32), 0, n_bins - 1)
         return {
