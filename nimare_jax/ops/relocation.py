@@ -31,7 +31,7 @@ import numpy as np
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops.label import (
     gather_active_lines,
-    label_active_lines,
+    label_active_lines_host,
     max_cluster_stats,
     resolve_label_backend,
 )
@@ -302,15 +302,17 @@ def max_summary(volume, shape: tuple, connectivity: int, label_backend: str, vfw
             stat = volume.transform(values)
             return stat > thresh, stat - thresh
 
-        gathered = gather_active_lines(acc > thresh - margin, acc, connectivity, refine=exact)
+        gathered = gather_active_lines(
+            acc > thresh - margin, acc, connectivity, refine=exact, fallback="device"
+        )
         return volume.transform(acc.max()), gathered
 
-    def batch(out):
+    def batch(out):  # on the host, so the device programs hold no callback
         voxel, gathered = out
-        cl = label_active_lines(gathered, shape, connectivity)
-        return {"voxel": voxel, "size": cl.max_size, "mass": cl.max_mass}
+        size, mass = label_active_lines_host(gathered, shape, connectivity)
+        return {"voxel": voxel, "size": size, "mass": mass}
 
-    return BatchedSummary(each, batch)
+    return BatchedSummary(each, batch, on_host=True)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
