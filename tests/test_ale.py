@@ -118,3 +118,52 @@ def test_fwe_null_host_lines_equal_volume_by_volume_scipy(ale_result):
         assert out.samples["size"][i] == (sizes.max() if n else 0)
         np.testing.assert_allclose(out.samples["mass"][i], masses.max() if n else 0, rtol=1e-6)
     assert out.samples["size"].max() > 20  # clusters were formed
+
+
+def _brute_force_ale(ijk, exp_of_focus, kernels, shape):
+    """ALE volume of foci ``ijk`` by direct NumPy: per-experiment max of kernels, union."""
+    out = np.ones(shape)
+    for e in np.unique(exp_of_focus):
+        ma = np.zeros(shape)
+        for f in np.flatnonzero(exp_of_focus == e):
+            k = kernels[e]
+            h = k.shape[0] // 2
+            lo, hi = ijk[f] - h, ijk[f] + h + 1
+            a, b = np.maximum(lo, 0), np.minimum(hi, shape)
+            win = k[tuple(slice(a[d] - lo[d], k.shape[d] - (hi[d] - b[d])) for d in range(3))]
+            box = tuple(slice(a[d], b[d]) for d in range(3))
+            ma[box] = np.maximum(ma[box], win)
+        out *= 1 - ma
+    return 1 - out
+
+
+def test_relocation_on_the_mask_box_equals_brute_force(ale_result):
+    """The FWE null's draws on the mask's bounding box (``crop_to_mask``) are the same
+    foci as on the whole image, and their ALE values on the mask equal a brute-force
+    NumPy ALE of those foci; the summaries' maximum is the volume's."""
+    from nimare_jax.ops import relocation
+
+    est = ale_result.estimator
+    arrays = est.inputs_
+    volume, operands = est._relocation(arrays, est.weights_)
+    cropped = relocation.crop_to_mask(operands)
+    mask = np.asarray(operands.mask)
+    origin = np.asarray(cropped.origin)
+    assert np.asarray(cropped.mask).sum() == mask.sum()
+    assert np.asarray(cropped.mask).size < 0.6 * mask.size
+    key = jax.random.key(11)
+    full = np.asarray(volume(key, operands))
+    box = np.asarray(volume(key, cropped))
+    inside = tuple(slice(origin[d], origin[d] + box.shape[d]) for d in range(3))
+    np.testing.assert_array_equal(box, full[inside])
+    assert (full[mask] == box[np.asarray(cropped.mask)]).all()
+    # the draw by hand: foci at random mask voxels, each experiment's own kernel
+    n_foci = arrays.exp_index.shape[0]
+    moved = np.argwhere(mask)[np.asarray(jax.random.randint(key, (n_foci,), 0, mask.sum()))]
+    kernels = np.asarray(arrays.windows, np.float64)[np.asarray(arrays.exp_window)]
+    expected = _brute_force_ale(moved, np.asarray(arrays.exp_index), kernels, mask.shape)
+    np.testing.assert_allclose(full[mask], expected[mask], rtol=2e-5, atol=1e-7)
+    for vfwe_only, backend in ((True, "auto"), (False, "jax")):
+        summary, ops = cbma_base.relocation_null((volume, operands), 0.012, 6, backend, vfwe_only)
+        out = jax.jit(summary)(key, *ops)
+        assert float(out["voxel"]) == full.max()

@@ -232,3 +232,48 @@ def test_host_backend_line_buffer_and_overflow():
             assert float(out.max_mass[i]) == (masses.max() if n else 0.0)
             assert bool(out.overflow[i]) == (n_lines[i] > 64)
     assert np.asarray(batched.overflow).any() and not np.asarray(batched.overflow).all()
+
+
+@pytest.mark.parametrize("density", [0.02, 0.4])  # fits the line buffer; overflows it
+def test_gather_lines_refined_from_a_monotone_statistic_equals_ndimage(density):
+    """Lines picked by a threshold on the argument of a non-decreasing statistic, the
+    statistic computed on the gathered lines only (``refine``), give ndimage's clusters of
+    the statistic computed on the whole volume."""
+    shape = (20, 20, 6)
+    rng = np.random.default_rng(3)
+    acc = np.where(rng.random(shape) < density, rng.random(shape), 0).astype(np.float32)
+    thresh = np.float32(0.3)
+    stat = np.asarray(-jnp.expm1(-jnp.asarray(acc)))  # ALE's transform of the accumulator
+    active, weights = stat > thresh, stat - thresh
+
+    def refine(values):
+        s = -jnp.expm1(-values)
+        return s > thresh, s - thresh
+
+    def summary(a):
+        g = L.gather_active_lines(a > thresh * (1 - 1e-5), a, 6, refine=refine)
+        return L.label_active_lines(g, shape, 6)
+
+    out = jax.jit(summary)(acc)
+    _, n, sizes, masses = scipy_reference(active, weights, 6)
+    assert n > 1
+    assert bool(out.overflow) == (density > 0.1)
+    assert int(out.max_size) == sizes.max()
+    np.testing.assert_allclose(float(out.max_mass), masses.max(), rtol=1e-6)
+
+
+def test_host_labelling_of_gathered_lines_with_device_fallback():
+    """Lines gathered on the device (overflowing volumes labelled by the on-device dense
+    fallback) and labelled on the host give ndimage's max size and mass, batched."""
+    shape = (20, 20, 5)  # 400 lines: the buffer holds 64
+    vols = [random_volume(s, shape, d) for s, d in enumerate([0.01, 0.3, 0.0, 0.05, 1.0])]
+    active = np.stack([v[0] for v in vols])
+    weights = np.stack([v[1] for v in vols])
+    gather = functools.partial(L.gather_active_lines, connectivity=6, fallback="device")
+    gathered = jax.device_get(jax.jit(jax.vmap(gather))(active, weights))
+    size, mass = L.label_active_lines_host(gathered, shape, 6)
+    assert gathered.overflow.any() and not gathered.overflow.all()
+    for i in range(len(vols)):
+        _, n, sizes, masses = scipy_reference(active[i], weights[i], 6)
+        assert size[i] == (sizes.max() if n else 0)
+        assert mass[i] == (masses.max() if n else 0.0)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from nimare_jax.ops import permute as pm
 from nimare_jax.ops.label import max_cluster_stats
@@ -390,3 +391,36 @@ def test_batched_summary_equals_per_iteration_summary(vectorize, batch_size, ref
         progress=False,
     )
     assert_same(res.samples, reference)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_batched_summary_on_host_equals_per_iteration_summary(batch_size, reference):
+    """The per-batch stage run on the host (NumPy, SciPy labelling, after the copy back)
+    gives the per-iteration reference, padding iterations dropped; it needs kept leaves."""
+
+    def each(key):
+        k1, k2 = jax.random.split(key)
+        vol = jax.random.uniform(k1, (5, 6, 7))
+        counts = jnp.histogram(jax.random.normal(k2, (40,)), bins=4, range=(-2.0, 2.0))[0]
+        return vol, counts
+
+    def batch(out):
+        vol, counts = out
+        assert isinstance(vol, np.ndarray) and vol.shape[0] == batch_size
+        sizes = []
+        for v in vol:  # brute force: scipy.ndimage on each volume
+            labels, n = ndimage.label(v > 0.6)
+            sizes.append(np.bincount(labels.ravel())[1:].max() if n else 0)
+        return {
+            "max": vol.max(axis=(1, 2, 3)),
+            "size": np.asarray(sizes, np.int32),
+            "hist": counts,
+        }
+
+    on_host = pm.BatchedSummary(each, batch, on_host=True)
+    res = pm.run_permutations(
+        on_host, jax.random.key(3), N_ITERS, batch_size=batch_size, vectorize="map", progress=False
+    )
+    assert_same(res.samples, reference)
+    with pytest.raises(ValueError, match="on_host=True"):
+        pm.run_permutations(on_host, jax.random.key(3), 4, progress=False, reduce="sum")

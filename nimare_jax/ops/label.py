@@ -61,6 +61,7 @@ __all__ = [
     "gather_active_lines",
     "label_clusters",
     "label_active_lines",
+    "label_active_lines_host",
     "label_clusters_jax",
     "line_capacity",
     "max_cluster_stats",
@@ -521,7 +522,9 @@ class ActiveLines(NamedTuple):
     max_mass: jax.Array
 
 
-def gather_active_lines(active, weights, connectivity: int = 6) -> ActiveLines:
+def gather_active_lines(
+    active, weights, connectivity: int = 6, refine=None, fallback: str = "host"
+) -> ActiveLines:
     """Gather the lines of a volume that hold active voxels (jit/vmap-able).
 
     Line numbers come from a cumulative sum over the ``X * Y`` line flags and a binary
@@ -539,6 +542,17 @@ def gather_active_lines(active, weights, connectivity: int = 6) -> ActiveLines:
         Per-voxel weights summed into cluster masses.
     connectivity : {6, 18, 26}
         Neighbourhood (used by the overflow path).
+    refine : callable, optional
+        Elementwise ``refine(weights) -> (active, weights)`` giving the voxels and weights
+        to label, evaluated only on the gathered lines (and on the whole volume if they
+        overflow). ``active`` then only picks the lines: it must hold every voxel that
+        ``refine`` marks active (a cheap superset, e.g. a threshold on a monotone
+        function's argument), and ``refine(0)`` must be inactive (empty slots).
+    fallback : {"host", "device"}
+        How a volume with more active lines than the buffer is labelled: by a host
+        callback (``"host"``) or by the on-device dense propagation (``"device"``, for
+        programs that must hold no host callback, see
+        :class:`nimare_jax.ops.permute.BatchedSummary`).
 
     Returns
     -------
@@ -553,19 +567,25 @@ def gather_active_lines(active, weights, connectivity: int = 6) -> ActiveLines:
     lines = jnp.searchsorted(count, jnp.arange(1, cap + 1, dtype=jnp.int32), side="left")
     lines = lines.astype(jnp.int32)  # n_lines for empty slots
     overflow = count[-1] > cap
-    blocks = act.at[lines].get(mode="fill", fill_value=False)
     wblocks = weights.reshape(n_lines, n_z).at[lines].get(mode="fill", fill_value=0)
+    if refine is None:
+        blocks = act.at[lines].get(mode="fill", fill_value=False)
+    else:
+        blocks, wblocks = refine(wblocks)
 
     def dense():
+        a, w = (active, weights) if refine is None else refine(weights)
+        if fallback == "device":
+            return _max_stats_dense(a, w, connectivity)
         out_shapes = (
             jax.ShapeDtypeStruct((), jnp.int32),
-            jax.ShapeDtypeStruct((), weights.dtype),
+            jax.ShapeDtypeStruct((), w.dtype),
         )
         return jax.pure_callback(
             lambda a, w: _host_max_stats(a, w, connectivity),
             out_shapes,
-            active,
-            weights,
+            a,
+            w,
             vmap_method="broadcast_all",
         )
 
@@ -615,6 +635,32 @@ def label_active_lines(
     max_size = jnp.where(gathered.overflow, gathered.max_size, max_size)
     max_mass = jnp.where(gathered.overflow, gathered.max_mass, max_mass)
     return MaxClusterStats(max_size, max_mass, gathered.overflow)
+
+
+def label_active_lines_host(gathered: ActiveLines, shape, connectivity: int = 6):
+    """:func:`label_active_lines` on the host: NumPy arrays in, ``(max_size, max_mass)`` out.
+
+    Parameters
+    ----------
+    gathered : ActiveLines
+        From :func:`gather_active_lines`, copied to the host (any leading batch axes).
+    shape : tuple of int
+        Volume shape ``(X, Y, Z)``.
+    connectivity : {6, 18, 26}
+        Neighbourhood defining clusters.
+
+    Returns
+    -------
+    max_size, max_mass : numpy.ndarray
+        With the leading axes of ``gathered``.
+    """
+    shape = tuple(int(n) for n in shape)
+    size, mass = _host_max_stats_lines(
+        gathered.lines, gathered.active, gathered.weights, shape, _check_connectivity(connectivity)
+    )
+    overflow = np.asarray(gathered.overflow)
+    size = np.where(overflow, np.asarray(gathered.max_size), size).astype(np.int32)
+    return size, np.where(overflow, np.asarray(gathered.max_mass), mass).astype(mass.dtype)
 
 
 def max_cluster_stats(

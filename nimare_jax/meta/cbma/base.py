@@ -485,6 +485,7 @@ def relocation_null(
         Its arguments after the key, for ``run_permutations(..., operands=operands)``.
     """
     fn, operands = volume
+    operands = relocation.crop_to_mask(operands)
     summary = relocation.max_summary(
         fn, operands.mask.shape, connectivity, label_backend, vfwe_only
     )

@@ -1,0 +1,119 @@
+"""Where a Monte Carlo FWE permutation's time goes: CPU per thread and device overlap.
+
+Runs laird ALE's FWE null (the estimator's own summary and operands, p < 0.001
+cluster-forming threshold) through ``run_permutations`` on ``--devices`` CPU devices and
+prints wall and process CPU ms per permutation, the CPU ms per permutation of each busy
+thread (``tf_XLAEigen`` are XLA's compute threads, ``python`` the host callbacks and the
+dispatch loop), and how often 0, 1, 2... threads were runnable at once (sampled every
+millisecond from ``/proc``): with two devices running in parallel, two XLA threads are
+runnable most of the time. Thread counts do not depend on the machine's load, unlike wall
+time. Linux only.
+
+Usage::
+
+    python benchmarks/profile_fwe.py --devices 2 [--voxel_only] [--n_iters 256] [--batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+
+LAIRD = Path(__file__).resolve().parent.parent / "nimare_jax/resources/data/laird_n20_dataset.json"
+
+
+def _threads() -> dict:
+    """Return ``{tid: (name, state, cpu ticks)}`` of this process's threads."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = open(f"/proc/self/task/{tid}/stat").read()  # noqa: SIM115
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(tid)] = (name, fields[0], int(fields[11]) + int(fields[12]))
+    return out
+
+
+def main(argv=None) -> None:
+    """Profile one configuration and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--voxel_only", action="store_true")
+    parser.add_argument("--n_iters", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    from nimare_jax.ops.permute import configure_cpu_devices, run_permutations
+
+    configure_cpu_devices(args.devices)
+    import jax
+
+    from nimare_jax.dataset import Dataset
+    from nimare_jax.meta.cbma import ALE
+    from nimare_jax.meta.cbma.base import relocation_null
+    from nimare_jax.meta.fwe import map_name
+    from nimare_jax.ops import nulls
+
+    est = ALE(random_state=0)
+    est.fit(Dataset(LAIRD))
+    hist = est.null_distributions_[map_name("histweights", corr="none", method="approximate")]
+    thresh = nulls.histogram_to_threshold(hist, est.null_distributions_["histogram_bins"], 1e-3)
+    summary, operands = relocation_null(
+        est._relocation(est.inputs_, est.weights_), thresh, 6, "auto", args.voxel_only
+    )
+
+    def run(n):
+        return run_permutations(
+            summary, jax.random.key(1), n, batch_size=args.batch, n_devices=args.devices,
+            progress=False, vectorize="map", operands=operands,
+        )  # fmt: skip
+
+    run(args.batch * args.devices * 2)  # compile
+    stop = threading.Event()
+    runnable = collections.Counter()
+
+    def sample():
+        me = threading.get_native_id()
+        while not stop.is_set():
+            states = _threads()
+            runnable[sum(s == "R" for t, (_, s, _) in states.items() if t != me)] += 1
+            time.sleep(0.001)
+
+    before = _threads()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    wall = time.perf_counter()
+    run(args.n_iters)
+    wall = time.perf_counter() - wall
+    after = _threads()  # the sampler (reading /proc costs CPU too) is left out
+    stop.set()
+    sampler.join()
+    n = args.n_iters
+    tick_ms = 1e3 / os.sysconf("SC_CLK_TCK")
+    used = {
+        tid: (name, (ticks - before.get(tid, (name, "", 0))[2]) * tick_ms / n)
+        for tid, (name, _, ticks) in after.items()
+        if tid != sampler.native_id
+    }
+    what = "voxel only" if args.voxel_only else "voxel + cluster"
+    print(
+        f"{args.devices} device(s), {what}: wall {wall / n * 1e3:.2f} ms/perm, CPU "
+        f"{sum(ms for _, ms in used.values()):.2f} ms/perm, load {os.getloadavg()[0]:.1f}"
+    )
+    for name, ms in sorted(used.values(), key=lambda v: -v[1]):
+        if ms > 0.01:
+            print(f"  thread {name:16s} {ms:6.2f} CPU ms/perm")
+    total = sum(runnable.values())
+    share = ", ".join(f"{k}: {v / total:.0%}" for k, v in sorted(runnable.items()))
+    print(f"  threads runnable at once (share of samples): {share}")
+
+
+if __name__ == "__main__":
+    main()
