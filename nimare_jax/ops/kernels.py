@@ -22,7 +22,7 @@ as the maximum over an experiment's foci); Wager et al. (2007) SCAN 2:150 (MKDA 
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -145,16 +145,22 @@ def ale_kernel(fwhm: float, voxel_size=(2.0, 2.0, 2.0)) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (W, W, W), float64
-        Kernel centred at ``W // 2``.
+        Kernel centred at ``W // 2`` (read-only: the same array is returned for the same
+        ``fwhm`` and ``voxel_size``).
     """
+    return _ale_kernel(float(fwhm), tuple(float(v) for v in voxel_size))
+
+
+@lru_cache(maxsize=64)
+def _ale_kernel(fwhm: float, voxel_size: tuple) -> np.ndarray:
+    """:func:`ale_kernel` of plain floats, cached (kernels depend on these values only)."""
     with jax.enable_x64(True):
-        full = np.asarray(ale_kernel_window(float(fwhm), voxel_size, MAX_RADIUS))
+        full = np.asarray(ale_kernel_window(fwhm, voxel_size, MAX_RADIUS))
     keep = np.flatnonzero((full > np.spacing(1)).any(axis=(1, 2)))
     lo, hi = keep.min(), keep.max()
     half = max(MAX_RADIUS - lo, hi - MAX_RADIUS)
-    return full[MAX_RADIUS - half : MAX_RADIUS + half + 1, ...][
-        :, MAX_RADIUS - half : MAX_RADIUS + half + 1, MAX_RADIUS - half : MAX_RADIUS + half + 1
-    ]
+    crop = slice(MAX_RADIUS - half, MAX_RADIUS + half + 1)
+    return _frozen(full[crop, crop, crop])
 
 
 def sphere_offsets(r: float, voxel_size=(2.0, 2.0, 2.0)) -> np.ndarray:
@@ -660,14 +666,34 @@ def mask_box(mask_index, shape) -> tuple[np.ndarray, tuple, np.ndarray]:
         Box shape.
     box_index : numpy.ndarray, shape (n_voxels,), int32
         Flat C-order indices of the in-mask voxels in the box.
+
+    Notes
+    -----
+    Results are cached by the values of ``mask_index`` and ``shape`` (never by object
+    identity), so a repeated fit on one mask skips the index arithmetic; the returned
+    arrays are read-only.
     """
-    ijk = np.stack(np.unravel_index(np.asarray(mask_index), shape))
+    flat = np.ascontiguousarray(mask_index)
+    return _mask_box(flat.dtype.str, flat.tobytes(), tuple(int(s) for s in shape))
+
+
+@lru_cache(maxsize=8)
+def _mask_box(dtype: str, flat: bytes, shape: tuple) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """:func:`mask_box` of the indices' dtype and bytes (a hashable, immutable cache key)."""
+    mask_index = np.frombuffer(flat, dtype)
+    ijk = np.stack(np.unravel_index(mask_index, shape))
     if ijk.shape[1] == 0:
-        return np.zeros(3, np.int32), tuple(shape), np.asarray(mask_index, np.int32)
+        return _frozen(np.zeros(3, np.int32)), shape, _frozen(mask_index.astype(np.int32))
     origin = ijk.min(axis=1)
     box = tuple(int(n) for n in ijk.max(axis=1) - origin + 1)
     box_index = np.ravel_multi_index(tuple(ijk - origin[:, None]), box).astype(np.int32)
-    return origin.astype(np.int32), box, box_index
+    return _frozen(origin.astype(np.int32)), box, _frozen(box_index)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` made read-only (a cached result must not be changed by a caller)."""
+    a.flags.writeable = False
+    return a
 
 
 def _padded_index(mask_index, shape, pad: int):

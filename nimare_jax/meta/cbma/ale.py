@@ -61,7 +61,10 @@ def one_sided_z(p: np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=float)
     if p.size and p.min() < np.finfo(float).tiny:  # only the log-space path is exact there
         return stats.p_to_z(p, tail="one")
-    return np.where(p < 0.5, -special.ndtri(p), 0.0)
+    z = np.zeros(p.shape)
+    small = p < 0.5  # often a minority of the mask: ndtri only where z is not 0
+    z[small] = -special.ndtri(p[small])
+    return z
 
 
 @fill_doc

@@ -168,7 +168,7 @@ def drop_experiments_without_foci(dataset):
     DatasetError
         If no experiment has foci.
     """
-    with_foci = set(dataset.coordinates["id"])
+    with_foci = set(dataset.coordinates["id"].unique())  # unique: far fewer than foci
     empty = [str(i) for i in dataset.ids if i not in with_foci]
     if not empty:
         return dataset
