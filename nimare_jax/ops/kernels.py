@@ -691,7 +691,7 @@ def _mask_box(dtype: str, flat: bytes, shape: tuple) -> tuple[np.ndarray, tuple,
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
-    """``a`` made read-only (a cached result must not be changed by a caller)."""
+    """Make ``a`` read-only and return it (a cached result must not be changed)."""
     a.flags.writeable = False
     return a
 
