@@ -258,3 +258,65 @@ def test_summary_in_mask_box_equals_whole_volume():
         )
         for a, b in zip(padded, tight, strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _brute_force_box(vol):
+    """Bounding box of a boolean volume's voxels and their C-order indices in it."""
+    ijk = np.argwhere(vol)
+    origin = ijk.min(axis=0)
+    box = tuple(int(n) for n in np.ptp(ijk, axis=0) + 1)
+    return origin, box, np.ravel_multi_index(tuple((ijk - origin).T), box)
+
+
+def test_mask_box_cache_follows_the_mask_values():
+    # mask_box is cached by value: a repeated call is served the same answer, a changed
+    # mask (even the same array edited in place) or shape is never served a stale one
+    rng = np.random.default_rng(7)
+    shape = (12, 11, 10)
+    vol = np.zeros(shape, bool)
+    vol[3:9, 2:8, 4:9] = rng.random((6, 6, 5)) < 0.6
+    mask_index = np.flatnonzero(vol).astype(np.int32)
+    first = K.mask_box(mask_index, shape)
+    again = K.mask_box(mask_index.copy(), shape)
+    for got in (first, again):
+        origin, box, box_index = _brute_force_box(vol)
+        np.testing.assert_array_equal(got[0], origin)
+        assert got[1] == box
+        np.testing.assert_array_equal(got[2], box_index)
+    assert not first[2].flags.writeable  # a shared cached array cannot be changed
+    with pytest.raises(ValueError):
+        first[2][0] = 0
+    vol[0, 0, 0] = True  # grows the box to the volume's corner
+    mask_index[:] = np.flatnonzero(vol)[: mask_index.size]  # same array, new values
+    vol = np.zeros(shape, bool).reshape(-1)
+    vol[mask_index] = True
+    vol = vol.reshape(shape)
+    got = K.mask_box(mask_index, shape)
+    origin, box, box_index = _brute_force_box(vol)
+    np.testing.assert_array_equal(got[0], [0, 0, 0])
+    np.testing.assert_array_equal(got[0], origin)
+    assert got[1] == box
+    np.testing.assert_array_equal(got[2], box_index)
+    # the same flat indices in another shape are other voxels
+    other = (12, 11, 20)
+    got = K.mask_box(mask_index, other)
+    vol = np.zeros(other, bool).reshape(-1)
+    vol[mask_index] = True
+    origin, box, box_index = _brute_force_box(vol.reshape(other))
+    np.testing.assert_array_equal(got[0], origin)
+    assert got[1] == box
+    np.testing.assert_array_equal(got[2], box_index)
+
+
+def test_ale_kernel_cache_is_read_only_and_matches_scipy():
+    # ale_kernel is cached by (fwhm, voxel size) values: float32 and float voxel sizes of
+    # the same values give the same kernel, and a served kernel cannot be edited
+    fwhm = 9.25
+    ref = scipy_ale_kernel(fwhm)
+    for vs in ((2.0, 2.0, 2.0), tuple(np.float32([2, 2, 2])), np.array([2.0, 2.0, 2.0])):
+        k = K.ale_kernel(fwhm, vs)
+        np.testing.assert_allclose(k, ref, rtol=1e-10, atol=1e-18)
+        assert not k.flags.writeable
+    with pytest.raises(ValueError):
+        k[0, 0, 0] = 1.0
+    assert not np.array_equal(K.ale_kernel(fwhm + 1.0), k)  # another width
