@@ -16,7 +16,7 @@ from nimare_jax.parcellate.base import ParcellationResult
 from nimare_jax.parcellate.cbp import CoordCBP
 from nimare_jax.parcellate.mamp import MAMP
 from nimare_jax.parcellate.mapbot import MAPBOT
-from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.ale import load_dataset, output_location
 from nimare_jax.workflows.arguments import (
     add_prefix_argument,
     number,
@@ -114,9 +114,7 @@ def parcellate_workflow(
         )
     if options.get("r") is None and options.get("n") is None:
         options["r"] = 6.0
-    source = None if not isinstance(dataset, str | Path) else Path(dataset)
-    output_dir = Path(output_dir if output_dir is not None else (source.parent if source else "."))
-    prefix = (source.stem if source else method) if prefix is None else prefix
+    source, output_dir, prefix = output_location(dataset, output_dir, prefix, method)
     parcellator = METHODS[method](roi, list(n_clusters), options)
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
         dset = load_dataset(source) if source is not None else dataset
