@@ -343,6 +343,50 @@ def log_rising_ratio(n: jax.Array, phi: jax.Array) -> jax.Array:
     return jnp.where(big, series, direct)
 
 
+def _nb_pattern_scalars(log_weight, log_overdispersion, data: CBMRData):
+    """Per pattern, the log mean-to-size ratio ``log a`` and ``log s1`` of the matched NB.
+
+    With ``s1 = sum w_i`` and ``s2 = sum w_i^2`` over the pattern's experiments, NiMARE matches
+    the pattern's voxel totals to a negative binomial of mean ``s1 mu`` and size
+    ``r = s1 a``, ``a = s1 / (theta s2)``.
+    """
+    n_patterns = data.loadings.shape[0]
+    log_s1 = jnp.log(jax.ops.segment_sum(jnp.exp(log_weight), data.assignment, n_patterns))
+    log_s2 = jnp.log(jax.ops.segment_sum(jnp.exp(2 * log_weight), data.assignment, n_patterns))
+    return log_s1 - log_s2 - log_overdispersion, log_s1
+
+
+def _nb_log_pmf(y, s, log_ratio, log_total):
+    """NB log-pmf of a pattern's voxel total ``y`` at log intensity ``s`` (broadcasting).
+
+    NiMARE's ``lgamma(y+r) - lgamma(y+1) - lgamma(r) + r log(1-p) + y log p`` with
+    ``r = s1 a`` and ``p = mu / (a + mu)`` (``log_ratio = log a``, ``log_total = log s1``),
+    rewritten so that a vanishing overdispersion (``r -> inf``) does not cancel
+    catastrophically.
+    """
+    size = jnp.exp(log_total + log_ratio)
+    excess = jnp.logaddexp(0.0, s - log_ratio)  # log(1 + mu / a)
+    return (
+        log_rising_ratio(y, size)
+        - gammaln(y + 1)
+        - size * excess
+        + y * (s + log_total - excess)
+    )
+
+
+def _cnb_total_term(n, log_mean, log_overdispersion):
+    """The clustered NB's term of an experiment's total ``n`` (broadcasting).
+
+    NiMARE's ``phi log phi - lgamma(phi) + lgamma(n + phi) - (n + phi) log(mean + phi)`` minus
+    ``n log(mean)`` (which the caller adds as ``y . s + n . m``), with precision
+    ``phi = 1 / theta``, rewritten stably for large ``phi``.
+    """
+    precision = jnp.exp(-log_overdispersion)
+    return log_rising_ratio(n, precision) - (n + precision) * jnp.logaddexp(
+        0.0, log_mean + log_overdispersion
+    )
+
+
 @functools.partial(jax.jit, static_argnames=("distribution",))
 def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.Array:
     """Log-likelihood of the foci counts, up to NiMARE's parameter-free constants.
@@ -376,30 +420,14 @@ def log_likelihood(params: jax.Array, data: CBMRData, distribution: str) -> jax.
             - jnp.dot(jnp.exp(s).sum(axis=1), total_weight)
         )
     if distribution == "negativebinomial":
-        s1 = jax.ops.segment_sum(w, data.assignment, n_patterns)
-        s2 = jax.ops.segment_sum(w * w, data.assignment, n_patterns)
-        a = s1 / (theta * s2)  # mean-to-size ratio of the matched NB, per pattern
-        r = (s1 * a)[:, None]
-        # NiMARE's lgamma(y+r) - lgamma(y+1) - lgamma(r) + r log(1-p) + y log p, rewritten so
-        # that a vanishing overdispersion (r -> inf) does not cancel catastrophically.
-        excess = jnp.logaddexp(0.0, s - jnp.log(a)[:, None])  # log(1 + mu / a)
-        return jnp.sum(
-            log_rising_ratio(y, r)
-            - gammaln(y + 1)
-            - r * excess
-            + y * (s + jnp.log(s1)[:, None] - excess)
-        )
+        log_ratio, log_total = _nb_pattern_scalars(jnp.log(w), jnp.log(theta), data)
+        return jnp.sum(_nb_log_pmf(y, s, log_ratio[:, None], log_total[:, None]))
     if distribution == "clusterednegativebinomial":
-        precision = (1.0 / theta)[data.assignment]
-        mean = jnp.exp(s).sum(axis=1)[data.assignment] * w
-        n_i = data.totals
-        # NiMARE's phi log phi - lgamma(phi) + lgamma(n + phi) - (n + phi) log(mean + phi),
-        # rewritten stably for large precision phi.
+        log_mean = jax.nn.logsumexp(s, axis=1)[data.assignment] + jnp.log(w)
         return (
-            jnp.sum(log_rising_ratio(n_i, precision))
-            - jnp.sum((n_i + precision) * jnp.log1p(mean / precision))
+            jnp.sum(_cnb_total_term(data.totals, log_mean, jnp.log(theta)[data.assignment]))
             + jnp.sum(y * s)
-            + jnp.dot(n_i, m)
+            + jnp.dot(data.totals, m)
         )
     raise ValueError(f"unknown distribution {distribution!r}; expected one of {DISTRIBUTIONS}")
 
@@ -478,6 +506,31 @@ def fit(
 
 
 # ----------------------------------------------------------------------------- information
+def _spatial_gram(data: CBMRData, weights: jax.Array) -> jax.Array:
+    """``sum_p (L_p L_p^T) kron Phi^T diag(weights_p) Phi`` over the spatial coefficients.
+
+    Parameters
+    ----------
+    data : CBMRData
+    weights : float array, shape (n_patterns, n_vox)
+
+    Returns
+    -------
+    jax.Array, shape (n_spatial, n_spatial), symmetric
+    """
+    n_columns, n_bases = data.loadings.shape[1], data.basis.kept.shape[0]
+
+    def add_pattern(acc, inputs):
+        row, weight = inputs
+        gram = basis_gram(data.basis, weight)
+        return acc + jnp.einsum("c,d,kl->ckdl", row, row, gram), None
+
+    zeros = jnp.zeros((n_columns, n_bases, n_columns, n_bases), weights.dtype)
+    gram, _ = jax.lax.scan(add_pattern, zeros, (data.loadings, weights))
+    gram = gram.reshape(n_columns * n_bases, n_columns * n_bases)
+    return 0.5 * (gram + gram.T)
+
+
 def poisson_terms(params: jax.Array, data: CBMRData):
     """Poisson log-likelihood, its gradient and its observed information, in closed form.
 
@@ -526,15 +579,7 @@ def poisson_terms(params: jax.Array, data: CBMRData):
         ]
     )
 
-    def add_pattern(acc, inputs):
-        row, mu_p, t_p = inputs
-        gram = basis_gram(data.basis, t_p * mu_p)
-        return acc + jnp.einsum("c,d,kl->ckdl", row, row, gram), None
-
-    zeros = jnp.zeros((n_columns, n_bases, n_columns, n_bases), params.dtype)
-    h_ss, _ = jax.lax.scan(add_pattern, zeros, (data.loadings, mu, total))
-    h_ss = h_ss.reshape(n_columns * n_bases, n_columns * n_bases)
-    h_ss = 0.5 * (h_ss + h_ss.T)
+    h_ss = _spatial_gram(data, total[:, None] * mu)
     u = jax.ops.segment_sum(w[:, None] * g, data.assignment, n_patterns)  # (P, Q)
     h_sg = jnp.einsum("pc,pk,pq->ckq", data.loadings, marginal_basis, u)
     h_sg = h_sg.reshape(n_columns * n_bases, g.shape[1])
@@ -557,6 +602,111 @@ def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
     jax.Array, shape (n_coef, n_coef)
     """
     return poisson_terms(params, data)[2]
+
+
+def overdispersed_terms(params: jax.Array, data: CBMRData, distribution: str):
+    """Negative-binomial log-likelihood, gradient and observed information in closed form.
+
+    Over all parameters ``[beta (spatial) | gamma (moderators) | eta (log overdispersion)]``.
+    The log intensity ``s_p = Phi (L_p beta)`` is linear in ``beta``, and everything else
+    enters through a few scalars per pattern or per experiment, so automatic differentiation
+    is only applied to elementwise or tiny functions and ``Phi`` only appears through
+    :func:`basis_transpose` and :func:`basis_gram`:
+
+    * ``"negativebinomial"``: ``ll = sum_pv f(y_pv, s_pv, z_p)`` with
+      ``z_p = (log a_p, log s1_p)`` functions of ``(gamma, eta)`` (:func:`_nb_pattern_scalars`).
+      The pointwise derivatives of ``f`` in ``(s, z)`` (``vmap`` of ``jax.hessian`` of a
+      three-argument scalar function) give ``Phi^T f_s`` (gradient),
+      ``Phi^T diag(f_ss) Phi`` and ``Phi^T f_sz`` (information); the chain rule through
+      ``z(gamma, eta)`` uses its Jacobian and the Hessian of ``sum_p F_z . z_p``.
+    * ``"clusterednegativebinomial"``: ``ll = sum_p y_p . s_p + n . m + H(e, gamma, eta)``,
+      where ``e_p = log sum_v exp(s_pv)`` and ``H`` sums :func:`_cnb_total_term` over the
+      experiments; ``jax.hessian`` of ``H`` over its ``2 n_patterns + n_global`` inputs, and
+      with ``pi_p = softmax(s_p)``, ``de_p / ds_p = pi_p`` and
+      ``d2e_p / ds_p2 = diag(pi_p) - pi_p pi_p^T``.
+
+    Parameters
+    ----------
+    params : float64 array, shape (n_params,)
+    data : CBMRData
+    distribution : {"negativebinomial", "clusterednegativebinomial"}
+
+    Returns
+    -------
+    value : float64 scalar
+        :func:`log_likelihood` at ``params``.
+    grad : float64 array, shape (n_params,)
+    information : float64 array, shape (n_params, n_params)
+        Minus the Hessian over all parameters; its leading ``n_coef`` block is the information
+        over the coefficients at fixed overdispersion (what :func:`autodiff_information`
+        returns).
+    """
+    n_spatial, n_global, _ = _layout(data, distribution)
+    n_patterns, n_columns = data.loadings.shape
+    spatial = params[:n_spatial].reshape(n_columns, -1)
+    scalars = params[n_spatial:]  # (gamma, eta)
+    s = basis_apply(data.basis, data.loadings @ spatial)  # (P, V)
+    y = data.marginal
+    log_exposure = jnp.log(data.exposure)
+
+    def split(t):
+        gamma, eta = t[:n_global], t[n_global:]
+        return log_exposure + data.moderators @ gamma, eta
+
+    if distribution == "negativebinomial":
+
+        def pattern_scalars(t):
+            return jnp.stack(_nb_pattern_scalars(*split(t), data), axis=1)  # (P, 2)
+
+        def pointwise(x, y_pv):
+            return _nb_log_pmf(y_pv, x[0], x[1], x[2])
+
+        z = pattern_scalars(scalars)
+        x = jnp.concatenate([s[..., None], jnp.broadcast_to(z[:, None, :], (*s.shape, 2))], -1)
+        x, flat_y = x.reshape(-1, 3), y.reshape(-1)
+        values, first = jax.vmap(jax.value_and_grad(pointwise))(x, flat_y)
+        second = jax.vmap(jax.hessian(pointwise))(x, flat_y).reshape(*s.shape, 3, 3)
+        first = first.reshape(*s.shape, 3)
+        projected = basis_transpose(
+            data.basis, jnp.concatenate([first[..., 0], second[..., 0, 1], second[..., 0, 2]])
+        ).reshape(3, n_patterns, -1)  # Phi^T of f_s, f_s,log a, f_s,log s1
+        f_z = first[..., 1:].sum(axis=1)  # (P, 2)
+        jac = jax.jacfwd(pattern_scalars)(scalars)  # (P, 2, T)
+        h_st = jnp.einsum("pc,apk,pat->ckt", data.loadings, projected[1:], jac)
+        h_tt = jnp.einsum("pab,pat,pbu->tu", second[..., 1:, 1:].sum(axis=1), jac, jac)
+        h_tt = h_tt + jax.hessian(lambda t: jnp.sum(f_z * pattern_scalars(t)))(scalars)
+        grad_s, grad_t = projected[0], jnp.einsum("pa,pat->t", f_z, jac)
+        h_ss = _spatial_gram(data, second[..., 0, 0])
+        value = jnp.sum(values)
+    elif distribution == "clusterednegativebinomial":
+
+        def total_terms(e, t):
+            log_weight, eta = split(t)
+            log_mean = e[data.assignment] + log_weight
+            terms = _cnb_total_term(data.totals, log_mean, eta[data.assignment])
+            return jnp.sum(terms) + jnp.dot(data.totals, log_weight - log_exposure)
+
+        log_energy = jax.nn.logsumexp(s, axis=1)
+        share = jnp.exp(s - log_energy[:, None])  # pi_p
+        projected = basis_transpose(data.basis, jnp.concatenate([y, share]))
+        share_basis = projected[n_patterns:]  # Phi^T pi_p
+        value, (h_e, grad_t) = jax.value_and_grad(total_terms, argnums=(0, 1))(
+            log_energy, scalars
+        )
+        (h_ee, h_et), (_, h_tt) = jax.hessian(total_terms, argnums=(0, 1))(log_energy, scalars)
+        value = value + jnp.sum(y * s)
+        grad_s = projected[:n_patterns] + h_e[:, None] * share_basis
+        outer = jnp.einsum("pc,pk->pck", data.loadings, share_basis).reshape(n_patterns, -1)
+        h_ss = outer.T @ (h_ee - jnp.diag(h_e)) @ outer - _spatial_gram(
+            data, -h_e[:, None] * share
+        )
+        h_st = outer.T @ h_et
+    else:
+        raise ValueError(f"{distribution!r} has no overdispersion; use poisson_terms")
+    grad = jnp.concatenate([jnp.einsum("pc,pk->ck", data.loadings, grad_s).ravel(), grad_t])
+    h_st = h_st.reshape(n_spatial, -1)
+    hessian = jnp.block([[h_ss, h_st], [h_st.T, 0.5 * (h_tt + h_tt.T)]])
+    return value, grad, -hessian
 
 
 class NewtonResult(NamedTuple):
@@ -629,6 +779,14 @@ def cholesky_loop(matrix: jax.Array) -> jax.Array:
     return jax.lax.fori_loop(0, matrix.shape[0], column, jnp.zeros_like(matrix))
 
 
+def cholesky_factor(matrix: jax.Array) -> tuple[jax.Array, bool]:
+    """``cho_factor``-style lower factor: :func:`cholesky_loop` up to :data:`CHOLESKY_LOOP_MAX`
+    rows, LAPACK above (NaNs if ``matrix`` is not positive definite)."""
+    if matrix.shape[0] <= CHOLESKY_LOOP_MAX:
+        return cholesky_loop(matrix), True
+    return jax.scipy.linalg.cho_factor(matrix, lower=True)
+
+
 def constant_start(data: CBMRData) -> np.ndarray:
     """Poisson starting values: each pattern's intensity flat at its mean count.
 
@@ -676,17 +834,72 @@ def newton_direction(params: jax.Array, data: CBMRData):
     information : float64 array, shape (n_coef, n_coef)
     """
     value, grad, info = poisson_terms(params, data)
-    if info.shape[0] <= CHOLESKY_LOOP_MAX:
-        factor = (cholesky_loop(info), True)
-    else:
-        factor = jax.scipy.linalg.cho_factor(info, lower=True)
-    direction = jax.scipy.linalg.cho_solve(factor, grad)
+    direction = jax.scipy.linalg.cho_solve(cholesky_factor(info), grad)
     fallback = grad / jnp.maximum(jnp.max(jnp.diag(info)), 1.0)
     direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, fallback)
     return value, jnp.dot(grad, direction), direction, info
 
 
-def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResult:
+#: An overdispersed Newton step changes no log overdispersion by more than this (the whole
+#: step is scaled down to it).
+OVERDISPERSION_STEP_MAX = 2.0
+
+
+@functools.partial(jax.jit, static_argnames=("distribution",))
+def overdispersed_direction(params: jax.Array, data: CBMRData, distribution: str):
+    """:func:`newton_direction` for the negative-binomial models (one program).
+
+    The coefficient block ``A`` of the information (:func:`overdispersed_terms`) is positive
+    definite (both likelihoods are concave in the coefficients at fixed overdispersion: the
+    NB's pointwise ``f_ss < 0``, the clustered NB's Hessian is a sum of negative semi-definite
+    terms), but the joint information with the log overdispersions ``eta`` need not be, away
+    from the optimum or where the likelihood flattens toward the Poisson limit. The direction
+    solves the block system with ``A`` (Cholesky) and replaces the ``eta`` Schur complement
+    ``S = D - B^T A^-1 B`` (``n_patterns`` square) by ``|S|`` (its eigenvalues' absolute
+    values): a positive-definite system, so the direction always ascends, and the exact Newton
+    step wherever the information is positive definite. A step changing some ``eta`` by more
+    than :data:`OVERDISPERSION_STEP_MAX` is scaled down to it; :func:`newton_fit`'s line search
+    does the rest. If ``A`` cannot be factored the direction is the scaled gradient.
+
+    Parameters
+    ----------
+    params : float64 array, shape (n_params,)
+        ``[coefficients | log overdispersion]``.
+    data : CBMRData
+    distribution : {"negativebinomial", "clusterednegativebinomial"}
+
+    Returns
+    -------
+    value, slope, direction
+        As :func:`newton_direction` (over all ``n_params``).
+    information : float64 array, shape (n_coef, n_coef)
+        Over the coefficients at fixed overdispersion.
+    """
+    value, grad, info = overdispersed_terms(params, data, distribution)
+    n_coef = info.shape[0] - data.loadings.shape[0]
+    coef_info, cross = info[:n_coef, :n_coef], info[:n_coef, n_coef:]
+    solved = jax.scipy.linalg.cho_solve(
+        cholesky_factor(coef_info), jnp.concatenate([grad[:n_coef, None], cross], axis=1)
+    )
+    coef_step, cross_solved = solved[:, 0], solved[:, 1:]
+    schur = info[n_coef:, n_coef:] - cross.T @ cross_solved
+    eigenvalues, eigenvectors = jnp.linalg.eigh(0.5 * (schur + schur.T))
+    magnitude = jnp.abs(eigenvalues)
+    magnitude = jnp.maximum(magnitude, 1e-12 * jnp.maximum(jnp.max(magnitude), 1.0))
+    reduced = eigenvectors.T @ (grad[n_coef:] - cross.T @ coef_step)
+    nuisance_step = eigenvectors @ (reduced / magnitude)
+    direction = jnp.concatenate([coef_step - cross_solved @ nuisance_step, nuisance_step])
+    direction = direction * jnp.minimum(
+        1.0, OVERDISPERSION_STEP_MAX / jnp.max(jnp.abs(nuisance_step))
+    )
+    fallback = grad / jnp.maximum(jnp.max(jnp.diag(info)), 1.0)
+    direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, fallback)
+    return value, jnp.dot(grad, direction), direction, coef_info
+
+
+def newton_fit(
+    data: CBMRData, params0, max_iter: int, tol: float, program=newton_direction
+) -> NewtonResult:
     """Maximize the Poisson log-likelihood by Newton's method on the closed-form information.
 
     The Poisson log-likelihood is concave in the coefficients, so Newton's method with a
@@ -714,6 +927,10 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
         Iteration cap.
     tol : float
         Log-likelihood change below which an accepted step ends the fit.
+    program : callable
+        ``program(params, data) -> (value, slope, direction, information)``, compiled:
+        :func:`newton_direction` (Poisson) or :func:`overdispersed_direction` with its
+        ``distribution`` bound.
 
     Returns
     -------
@@ -724,7 +941,7 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
     value, slope, scale, info, n_iter, converged = -np.inf, 0.0, 0.0, None, 0, False
     while n_iter < max_iter:
         trial = params + scale * direction
-        t_value, t_slope, t_direction, t_info = newton_direction(trial, data)
+        t_value, t_slope, t_direction, t_info = program(trial, data)
         t_value, n_iter = float(t_value), n_iter + 1
         info = t_info if info is None else info
         if np.isfinite(t_value) and t_value >= value + _ARMIJO * scale * slope:
