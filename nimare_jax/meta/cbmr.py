@@ -25,6 +25,7 @@ The numerics (separable basis, likelihoods, Newton and L-BFGS fits, Fisher infor
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import warnings
@@ -556,8 +557,16 @@ class CBMR:
             )
             self._covariance = {}
             n_params = ops.n_params(data, self.distribution)
-            if self.distribution == "poisson" and n_params <= NEWTON_MAX_PARAMS:
-                fitted = ops.newton_fit(data, ops.constant_start(data), self.n_iter, self.tol)
+            if n_params <= NEWTON_MAX_PARAMS:
+                start = ops.constant_start(data)
+                program = ops.newton_direction
+                if self.distribution != "poisson":
+                    nuisance = np.full(loadings.shape[0], np.log(ops.INITIAL_OVERDISPERSION))
+                    start = np.concatenate([start, nuisance])
+                    program = functools.partial(
+                        ops.overdispersed_direction, distribution=self.distribution
+                    )
+                fitted = ops.newton_fit(data, start, self.n_iter, self.tol, program)
                 self.solver_ = "newton"
                 if self.information_method == "closed_form":
                     self._covariance["information"] = np.asarray(fitted.information)
@@ -626,6 +635,8 @@ class CBMR:
                 params = jnp.asarray(self.params_)
                 if self.information_method == "closed_form" and self.distribution == "poisson":
                     info = ops.poisson_information(params, self.data_)
+                elif self.information_method == "closed_form":
+                    info = ops.overdispersed_information(params, self.data_, self.distribution)
                 else:
                     info = ops.autodiff_information(params, self.data_, self.distribution)
                 self._covariance["information"] = np.asarray(info)
