@@ -601,13 +601,43 @@ def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
     return poisson_terms(params, data)[2]
 
 
+def _rising_ratio_derivatives(n, size):
+    """First and second derivatives of ``log_rising_ratio(n, size)`` in ``log(size)``.
+
+    For a whole count ``n``, ``lgamma(n + r) - lgamma(r) - n log r = sum_{k<n} log(1 + k / r)``,
+    so the derivatives are ``-sum_k k / (r + k)`` and ``sum_k k r / (r + k)^2``: sums of
+    positive terms (no cancellation as ``r`` grows) over ``k < max(n)``, a loop of
+    elementwise operations (the polygamma functions of the closed form compile to far larger
+    programs).
+
+    Parameters
+    ----------
+    n : float array
+        Whole counts (foci), broadcasting with ``size``.
+    size : float array
+        ``r > 0``.
+
+    Returns
+    -------
+    slope, curvature : arrays, the broadcast shape of ``n`` and ``size``
+    """
+    n, size = jnp.broadcast_arrays(n, size)
+
+    def add(k, sums):
+        term = jnp.where(k < n, k / (size + k), 0.0)
+        return sums[0] - term, sums[1] + term * size / (size + k)
+
+    zeros = jnp.zeros_like(size)
+    return jax.lax.fori_loop(0, jnp.max(n).astype(jnp.int32), add, (zeros, zeros))
+
+
 def _nb_pointwise_derivatives(y, s, log_ratio, log_total):
     """:func:`_nb_log_pmf` and its first and second derivatives in ``(s, log_ratio, log_total)``.
 
     With ``r = exp(log_total + log_ratio)``, ``x = s - log_ratio``, ``q = sigmoid(x)`` and the
     log rising ratio ``L(rho) = log_rising_ratio(y, exp(rho))`` at ``rho = log r``
-    (its two derivatives by forward mode, which keeps :func:`log_rising_ratio`'s large-size
-    series exact), writing ``a``, ``c`` for ``log_ratio``, ``log_total``:
+    (:func:`_rising_ratio_derivatives`; ``y`` whole counts), writing ``a``, ``c`` for
+    ``log_ratio``, ``log_total``:
     ``f_s = y - (r + y) q``, ``f_a = L' - r softplus(x) + (r + y) q``,
     ``f_c = L' - r softplus(x) + y``, ``f_ss = -(r + y) q (1 - q)``,
     ``f_sa = (r + y) q (1 - q) - r q``, ``f_sc = -r q``, ``f_cc = L'' - r softplus(x)``,
@@ -621,17 +651,9 @@ def _nb_pointwise_derivatives(y, s, log_ratio, log_total):
     second : tuple of arrays
         ``(f_ss, f_sa, f_sc, f_aa, f_ac, f_cc)``.
     """
-    rho = log_total + log_ratio
-    ones = jnp.ones_like(rho)
-
-    def rising(r):
-        return log_rising_ratio(y, jnp.exp(r))
-
-    def rising_slope(r):
-        return jax.jvp(rising, (r,), (ones,))
-
-    (value, slope), (_, curvature) = jax.jvp(rising_slope, (rho,), (ones,))
-    size = jnp.exp(rho)
+    size = jnp.exp(log_total + log_ratio)
+    slope, curvature = _rising_ratio_derivatives(y, size)
+    value = log_rising_ratio(y, size)
     x = s - log_ratio
     excess = jnp.logaddexp(0.0, x)
     q, spread = jax.nn.sigmoid(x), jax.nn.sigmoid(x) * jax.nn.sigmoid(-x)
