@@ -601,14 +601,14 @@ def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
     return poisson_terms(params, data)[2]
 
 
-def _rising_ratio_derivatives(n, size):
-    """First and second derivatives of ``log_rising_ratio(n, size)`` in ``log(size)``.
+def _rising_ratio_terms(n, size):
+    """``log_rising_ratio(n, size)`` and its first two derivatives in ``log(size)``.
 
     For a whole count ``n``, ``lgamma(n + r) - lgamma(r) - n log r = sum_{k<n} log(1 + k / r)``,
     so the derivatives are ``-sum_k k / (r + k)`` and ``sum_k k r / (r + k)^2``: sums of
-    positive terms (no cancellation as ``r`` grows) over ``k < max(n)``, a loop of
-    elementwise operations (the polygamma functions of the closed form compile to far larger
-    programs).
+    positive terms (no cancellation as ``r`` grows) over ``k < max(n)``, one loop of
+    elementwise operations (the gamma and polygamma functions of the closed form compile to
+    far larger programs).
 
     Parameters
     ----------
@@ -619,16 +619,17 @@ def _rising_ratio_derivatives(n, size):
 
     Returns
     -------
-    slope, curvature : arrays, the broadcast shape of ``n`` and ``size``
+    value, slope, curvature : arrays, the broadcast shape of ``n`` and ``size``
     """
     n, size = jnp.broadcast_arrays(n, size)
 
     def add(k, sums):
-        term = jnp.where(k < n, k / (size + k), 0.0)
-        return sums[0] - term, sums[1] + term * size / (size + k)
+        ratio = jnp.where(k < n, k / size, 0.0)
+        term = ratio / (1.0 + ratio)  # k / (r + k)
+        return sums[0] + jnp.log1p(ratio), sums[1] - term, sums[2] + term / (1.0 + ratio)
 
     zeros = jnp.zeros_like(size)
-    return jax.lax.fori_loop(0, jnp.max(n).astype(jnp.int32), add, (zeros, zeros))
+    return jax.lax.fori_loop(0, jnp.max(n).astype(jnp.int32), add, (zeros, zeros, zeros))
 
 
 def _nb_pointwise_derivatives(y, s, log_ratio, log_total):
@@ -636,7 +637,7 @@ def _nb_pointwise_derivatives(y, s, log_ratio, log_total):
 
     With ``r = exp(log_total + log_ratio)``, ``x = s - log_ratio``, ``q = sigmoid(x)`` and the
     log rising ratio ``L(rho) = log_rising_ratio(y, exp(rho))`` at ``rho = log r``
-    (:func:`_rising_ratio_derivatives`; ``y`` whole counts), writing ``a``, ``c`` for
+    (:func:`_rising_ratio_terms`; ``y`` whole counts), writing ``a``, ``c`` for
     ``log_ratio``, ``log_total``:
     ``f_s = y - (r + y) q``, ``f_a = L' - r softplus(x) + (r + y) q``,
     ``f_c = L' - r softplus(x) + y``, ``f_ss = -(r + y) q (1 - q)``,
@@ -652,8 +653,7 @@ def _nb_pointwise_derivatives(y, s, log_ratio, log_total):
         ``(f_ss, f_sa, f_sc, f_aa, f_ac, f_cc)``.
     """
     size = jnp.exp(log_total + log_ratio)
-    slope, curvature = _rising_ratio_derivatives(y, size)
-    value = log_rising_ratio(y, size)
+    value, slope, curvature = _rising_ratio_terms(y, size)
     x = s - log_ratio
     excess = jnp.logaddexp(0.0, x)
     q, spread = jax.nn.sigmoid(x), jax.nn.sigmoid(x) * jax.nn.sigmoid(-x)
