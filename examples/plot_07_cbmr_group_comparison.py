@@ -51,11 +51,12 @@ def simulate(n_per_group=40, seed=0):
 # %%
 # Fit
 # ---
-# A Poisson model of this size is fitted by Newton's method on the closed-form information
-# (a handful of iterations to the exact optimum); the negative-binomial models use L-BFGS.
-# Either stops when the log-likelihood changes by less than ``tol`` (1e-8) or after
-# ``n_iter`` (1000) iterations; a warning says when it stopped at the cap (raise ``n_iter``
-# for a final analysis).
+# A model of this size is fitted by Newton's method on the closed-form gradient and
+# information (a handful of iterations to the exact optimum for Poisson; the
+# negative-binomial models also estimate their overdispersion, in a few more); designs above
+# 4,000 parameters use L-BFGS. Either stops when the log-likelihood changes by less than
+# ``tol`` (1e-8) or after ``n_iter`` (1000) iterations; a warning says when it stopped at the
+# cap (raise ``n_iter`` for a final analysis).
 dset = Dataset(simulate())
 start = time.perf_counter()
 result = CBMR("~ s(group)", incidence_threshold=None, spline_spacing=20).fit(dset)

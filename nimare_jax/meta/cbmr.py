@@ -391,19 +391,25 @@ class CBMR:
         from a generator of its own with a fixed seed, so its result does not depend on it
         either.
     information_method : {"closed_form", "autodiff"}
-        Observed Fisher information: closed form on the separable basis (Poisson; the negative
-        binomial models fall back to automatic differentiation) or automatic differentiation
-        (batched Hessian-vector products).
+        Observed Fisher information over the coefficients (overdispersion held at its
+        estimate, as NiMARE): closed form on the separable basis (all three models) or
+        automatic differentiation (batched Hessian-vector products).
 
     Attributes
     ----------
     solver_ : {"newton", "lbfgs"}
-        The optimizer. Poisson designs with at most ``NEWTON_MAX_PARAMS`` coefficients use
-        Newton's method on the closed-form information (:func:`nimare_jax.ops.cbmr.newton_fit`:
-        the Poisson likelihood is concave, so it reaches the exact optimum in a few iterations,
-        where L-BFGS - NiMARE's choice - stalls near it after hundreds, and it compiles to one
-        small program); the negative-binomial models and larger designs use optax L-BFGS with a
-        zoom line search (:func:`nimare_jax.ops.cbmr.fit`), NiMARE's stopping rules.
+        The optimizer. Designs with at most ``NEWTON_MAX_PARAMS`` parameters use Newton's
+        method with a backtracking line search on the closed-form gradient and information
+        (:func:`nimare_jax.ops.cbmr.newton_fit`; it reaches the exact optimum in a few to a few
+        tens of iterations, where L-BFGS - NiMARE's choice - stalls near it after hundreds, and
+        it compiles to one program). Poisson: :func:`~nimare_jax.ops.cbmr.newton_direction`
+        (the likelihood is concave). Negative binomial and clustered negative binomial:
+        :func:`~nimare_jax.ops.cbmr.overdispersed_direction`, jointly over the coefficients
+        and the log overdispersions (starting at 0.01), moderators included; the likelihood is
+        concave in the coefficients but not jointly, so the overdispersion part of the Newton
+        system is made positive definite (a step that always ascends). Larger designs use
+        optax L-BFGS with a zoom line search (:func:`nimare_jax.ops.cbmr.fit`), NiMARE's
+        stopping rules.
     n_iter_, converged_, log_likelihood_ : int, bool, float
         Iterations run (Newton or L-BFGS), whether the fit converged (a stopping rule fired
         before the cap), and the log-likelihood at the optimum.

@@ -13,7 +13,8 @@ bounding-box grid (two small mode products), gather each voxel's ``(j, k)`` colu
 with the voxel's own x-row. Cost ``O(n_x n_y N_y N_z + n_vox n_x)`` instead of
 ``O(n_vox n_bases)``; the whole 2 mm brain at spacing 10 needs no 0.84 GB basis. The same
 structure gives ``Phi^T diag(w) Phi`` on the grid (:func:`basis_gram`), used by the closed-form
-Fisher information.
+Fisher information of all three models (:func:`poisson_terms`, :func:`overdispersed_terms`) and
+by their Newton fits (:func:`newton_fit`).
 
 All numerics here are float64: call them inside ``jax.enable_x64(True)`` (the estimator in
 :mod:`nimare_jax.meta.cbmr` does; the rest of nimare_jax stays float32).
@@ -372,7 +373,7 @@ def _nb_log_pmf(y, s, log_ratio, log_total):
 
 
 def _cnb_total_term(n, log_mean, log_overdispersion):
-    """The clustered NB's term of an experiment's total ``n`` (broadcasting).
+    """Return the clustered NB's term of an experiment's total ``n`` (broadcasting).
 
     NiMARE's ``phi log phi - lgamma(phi) + lgamma(n + phi) - (n + phi) log(mean + phi)`` minus
     ``n log(mean)`` (which the caller adds as ``y . s + n . m``), with precision
@@ -783,8 +784,9 @@ def overdispersed_terms(params: jax.Array, data: CBMRData, distribution: str):
 
 @functools.partial(jax.jit, static_argnames=("distribution",))
 def overdispersed_information(params: jax.Array, data: CBMRData, distribution: str) -> jax.Array:
-    """Observed information of a negative-binomial model over the coefficients, overdispersion
-    held fixed, in closed form (:func:`overdispersed_terms`).
+    """Observed information of a negative-binomial model over the coefficients, in closed form.
+
+    The overdispersion is held fixed (:func:`overdispersed_terms`' leading block).
 
     Parameters
     ----------
@@ -817,7 +819,7 @@ class NewtonResult(NamedTuple):
     last_step : float
         Largest entry of the Newton step at ``params``.
     information : float64 array, shape (n_coef, n_coef)
-        Observed information at ``params`` (:func:`poisson_terms`).
+        Observed information over the coefficients at ``params`` (the direction program's).
     """
 
     params: np.ndarray
@@ -871,8 +873,11 @@ def cholesky_loop(matrix: jax.Array) -> jax.Array:
 
 
 def cholesky_factor(matrix: jax.Array) -> tuple[jax.Array, bool]:
-    """``cho_factor``-style lower factor: :func:`cholesky_loop` up to :data:`CHOLESKY_LOOP_MAX`
-    rows, LAPACK above (NaNs if ``matrix`` is not positive definite)."""
+    """Return a ``cho_factor``-style lower Cholesky factor of ``matrix``.
+
+    :func:`cholesky_loop` up to :data:`CHOLESKY_LOOP_MAX` rows, LAPACK above (NaNs if
+    ``matrix`` is not positive definite).
+    """
     if matrix.shape[0] <= CHOLESKY_LOOP_MAX:
         return cholesky_loop(matrix), True
     return jax.scipy.linalg.cho_factor(matrix, lower=True)
@@ -991,7 +996,11 @@ def overdispersed_direction(params: jax.Array, data: CBMRData, distribution: str
 def newton_fit(
     data: CBMRData, params0, max_iter: int, tol: float, program=newton_direction
 ) -> NewtonResult:
-    """Maximize the Poisson log-likelihood by Newton's method on the closed-form information.
+    """Maximize the log-likelihood by Newton's method on the closed-form information.
+
+    ``program`` computes the Newton direction: :func:`newton_direction` (Poisson, the default)
+    or :func:`overdispersed_direction` (the negative binomials, whose direction is made an
+    ascent direction where their information is not positive definite); the driver is the same.
 
     The Poisson log-likelihood is concave in the coefficients, so Newton's method with a
     backtracking (Armijo) line search reaches its maximum from any start (the estimator passes
