@@ -937,8 +937,11 @@ def newton_direction(params: jax.Array, data: CBMRData):
 
 
 #: An overdispersed Newton step changes no log overdispersion by more than this (the whole
-#: step is scaled down to it).
+#: step is scaled down to it)...
 OVERDISPERSION_STEP_MAX = 2.0
+
+#: ...except toward the Poisson limit, where a log overdispersion moves down by this at once.
+OVERDISPERSION_JUMP = 20.0
 
 
 @functools.partial(jax.jit, static_argnames=("distribution",))
@@ -956,6 +959,16 @@ def overdispersed_direction(params: jax.Array, data: CBMRData, distribution: str
     step wherever the information is positive definite. A step changing some ``eta`` by more
     than :data:`OVERDISPERSION_STEP_MAX` is scaled down to it; :func:`newton_fit`'s line search
     does the rest. If ``A`` cannot be factored the direction is the scaled gradient.
+
+    Toward the Poisson limit (data without overdispersion, where the supremum is at
+    ``theta = 0``) the likelihood is about ``ll_0 - c theta``: Newton's step in ``eta`` is
+    -1 at every iteration and each gains ``1 - 1/e`` of what is left, tens of iterations to
+    ``tol``. A quadratic model in ``theta`` instead of ``eta`` puts the optimum at or below
+    ``theta = 0`` exactly when the ``eta`` step is at most -1/2 (an interior optimum
+    approached from above gives steps in (-1/2, 0)), so such an ``eta`` (with a negative
+    gradient) is moved by ``-OVERDISPERSION_JUMP`` instead, leaving about ``exp(-20)`` of the
+    remaining gain; the coefficients keep their Newton step, and the plain Newton direction is
+    used if this one would not ascend.
 
     Parameters
     ----------
@@ -988,6 +1001,9 @@ def overdispersed_direction(params: jax.Array, data: CBMRData, distribution: str
     direction = direction * jnp.minimum(
         1.0, OVERDISPERSION_STEP_MAX / jnp.max(jnp.abs(nuisance_step))
     )
+    limit = (nuisance_step <= -0.9) & (grad[n_coef:] < 0)
+    jump = direction.at[n_coef:].set(jnp.where(limit, -OVERDISPERSION_JUMP, direction[n_coef:]))
+    direction = jnp.where(jnp.dot(grad, jump) > 0, jump, direction)
     fallback = grad / jnp.maximum(jnp.max(jnp.diag(info)), 1.0)
     direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, fallback)
     return value, jnp.dot(grad, direction), direction, coef_info
