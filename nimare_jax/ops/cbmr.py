@@ -54,6 +54,16 @@ _CHUNK_VOXELS = 32768
 #: :func:`basis_apply`), holds at most this many values (256 MB).
 VMAP_INFORMATION_MAX = 2**25
 
+#: The estimator evaluates the basis as a matrix (:class:`DenseBasis`) up to this many entries
+#: ``n_vox * n_bases`` (32 MB), and on the separable grid (:class:`SplineBasis`) above.
+DENSE_BASIS_MAX = 2**22
+
+#: XLA options of the Poisson programs (``jax.jit(..., compiler_options=...)``): XLA's CPU loop
+#: emitters, instead of its newer MLIR fusion emitters, compile these programs' few dozen small
+#: fusions in about half the time (laird's Newton program: 1.1 -> 0.56 s CPU), bit-identical
+#: results and run time (benchmarks/README.md, "Cold compile").
+FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
+
 #: L-BFGS also stops when the largest absolute gradient entry falls to this.
 GRADIENT_TOLERANCE = 1e-7
 
@@ -81,12 +91,35 @@ class SplineBasis(NamedTuple):
     kept: jax.Array
 
 
+class DenseBasis(NamedTuple):
+    """The same basis as a matrix over a small voxel set (a pytree of arrays).
+
+    With ``n_vox * n_bases <= DENSE_BASIS_MAX`` (the incidence-filtered sets of the default
+    estimator: laird's 1,030 voxels x 299 bases are 2.5 MB), ``Phi`` itself is cheaper than the
+    grid: :func:`basis_apply` and :func:`basis_transpose` are one matrix product each and
+    :func:`basis_gram` one more, which XLA compiles in a fraction of the time of the grid's
+    scatters, mode products and gathers (compilation, not arithmetic, is most of such a fit's
+    time: benchmarks/README.md). Whole-brain masks keep :class:`SplineBasis` (228,483 x 457
+    would be 0.84 GB).
+
+    Attributes
+    ----------
+    matrix : float64 array, shape (n_vox, n_bases)
+        ``Phi`` (:func:`dense_basis`).
+    kept : int32 array, shape (n_bases,)
+        As :attr:`SplineBasis.kept`.
+    """
+
+    matrix: jax.Array
+    kept: jax.Array
+
+
 class CBMRData(NamedTuple):
     """Everything the likelihood needs besides the parameters (a pytree of arrays).
 
     Attributes
     ----------
-    basis : SplineBasis
+    basis : SplineBasis or DenseBasis
         Spatial basis over the ``n_vox`` analysis voxels.
     marginal : float64 array, shape (n_patterns, n_vox)
         Foci counts summed over the experiments of each pattern.
@@ -168,6 +201,43 @@ def axis_spline_basis(lo: int, hi: int, spacing: int, margin: int = 10) -> np.nd
     return values[:, values.sum(axis=0) != 0]
 
 
+def _local_products(basis: SplineBasis, part: slice):
+    """Each voxel's non-zero tensor-product values and their flat column indices.
+
+    Along each axis a voxel has at most 4 consecutive non-zero cubic B-splines, so its row of
+    the full tensor-product basis has at most 64 non-zero entries: the products
+    ``x_a y_b z_c`` over the voxel's three windows of 4 (``(x * y) * z``, NiMARE's order).
+
+    Parameters
+    ----------
+    basis : SplineBasis
+        NumPy arrays (``kept`` is not used).
+    part : slice
+        The voxels to evaluate (chunks bound host memory on whole-brain masks).
+
+    Returns
+    -------
+    flat : int64 array, shape (n, 64)
+        Flat C-order indices into ``(n_x, n_y, n_z)`` (fewer than 64 columns on an axis with
+        fewer than 4 functions).
+    values : float64 array, shape (n, 64)
+    """
+    axes = (basis.bx, basis.by, basis.bz)
+    shape = tuple(b.shape[1] for b in axes)
+    starts, rows = [], []
+    for b, v, n in zip(axes, (basis.vx, basis.vy, basis.vz), shape, strict=True):
+        width = min(4, n)
+        values = b[v[part]]
+        first = np.clip(np.argmax(values > 0, axis=1), 0, n - width)
+        starts.append(first[:, None] + np.arange(width))
+        rows.append(np.take_along_axis(values, starts[-1], axis=1))
+    flat = (starts[0][:, :, None, None] * shape[1] + starts[1][:, None, :, None]) * shape[2]
+    flat = flat + starts[2][:, None, None, :]
+    xy = rows[0][:, :, None] * rows[1][:, None, :]
+    values = xy[:, :, :, None] * rows[2][:, None, None, :]
+    return flat.reshape(len(flat), -1), values.reshape(len(values), -1)
+
+
 def spline_basis(ijk, spacing: int, margin: int = 10) -> SplineBasis:
     """Build the separable basis over voxels, keeping NiMARE's tensor-product columns.
 
@@ -192,54 +262,58 @@ def spline_basis(ijk, spacing: int, margin: int = 10) -> SplineBasis:
     ijk = np.asarray(ijk, dtype=np.int64)
     lo, hi = ijk.min(axis=0), ijk.max(axis=0)
     axes = [axis_spline_basis(int(lo[d]), int(hi[d]), spacing, margin) for d in range(3)]
-    local = ijk - lo
-    shape = tuple(b.shape[1] for b in axes)
-    # Each row has at most 4 consecutive non-zero functions: gather them, form the 4x4x4 local
-    # products per voxel ((x*y)*z, NiMARE's order) and keep the per-column maxima.
-    width = [min(4, n) for n in shape]
-    starts, rows = [], []
-    for d in range(3):
-        b = axes[d][local[:, d]]
-        first = np.clip(np.argmax(b > 0, axis=1), 0, shape[d] - width[d])
-        starts.append(first)
-        rows.append(np.take_along_axis(b, first[:, None] + np.arange(width[d]), axis=1))
-    offsets = [np.arange(w) for w in width]
-    local_flat = (
-        (offsets[0][:, None, None] * shape[1] + offsets[1][None, :, None]) * shape[2]
-        + offsets[2][None, None, :]
-    ).ravel()
-    peak = np.zeros(int(np.prod(shape)))
+    vx, vy, vz = np.ascontiguousarray((ijk - lo).T.astype(np.int32))
+    basis = SplineBasis(*axes, vx, vy, vz, kept=None)
+    peak = np.zeros(int(np.prod([b.shape[1] for b in axes])))
     for lo_v in range(0, len(ijk), _CHUNK_VOXELS):  # bounded memory on whole-brain masks
-        part = slice(lo_v, lo_v + _CHUNK_VOXELS)
-        xy = rows[0][part, :, None] * rows[1][part, None, :]
-        prod = (xy[:, :, :, None] * rows[2][part, None, None, :]).reshape(xy.shape[0], -1)
-        base = (starts[0][part] * shape[1] + starts[1][part]) * shape[2] + starts[2][part]
-        np.maximum.at(peak, (base[:, None] + local_flat).ravel(), prod.ravel())
+        flat, values = _local_products(basis, slice(lo_v, lo_v + _CHUNK_VOXELS))
+        np.maximum.at(peak, flat.ravel(), values.ravel())
     kept = np.flatnonzero(peak >= SPLINE_SUPPORT_THRESHOLD).astype(np.int32)
-    return SplineBasis(
-        bx=axes[0],
-        by=axes[1],
-        bz=axes[2],
-        vx=local[:, 0].astype(np.int32),
-        vy=local[:, 1].astype(np.int32),
-        vz=local[:, 2].astype(np.int32),
-        kept=kept,
-    )
+    return basis._replace(kept=kept)
 
 
-# ----------------------------------------------------------------------------- basis (JAX)
-def basis_apply(basis: SplineBasis, coef: jax.Array) -> jax.Array:
-    """Evaluate ``Phi @ coef`` for each row of ``coef`` without forming ``Phi``.
+def dense_basis(basis: SplineBasis) -> DenseBasis:
+    """The basis matrix ``Phi`` over the voxels (kept columns only), built on the host.
+
+    Each row is scattered from the voxel's 64 local tensor-product values
+    (:func:`_local_products`). For small voxel sets only: see :class:`DenseBasis`.
 
     Parameters
     ----------
     basis : SplineBasis
+        NumPy arrays, as :func:`spline_basis` returns them.
+
+    Returns
+    -------
+    DenseBasis
+        NumPy arrays.
+    """
+    kept = np.asarray(basis.kept)
+    n_full = basis.bx.shape[1] * basis.by.shape[1] * basis.bz.shape[1]
+    column = np.full(n_full + 1, kept.size)  # dropped columns go to a discarded last column
+    column[kept] = np.arange(kept.size)
+    n_vox = len(basis.vx)
+    flat, values = _local_products(basis, slice(0, n_vox))
+    matrix = np.zeros((n_vox, kept.size + 1))
+    matrix[np.arange(n_vox)[:, None], column[flat]] = values  # (voxel, column) pairs are unique
+    return DenseBasis(matrix=matrix[:, :-1].copy(), kept=kept)
+
+
+# ----------------------------------------------------------------------------- basis (JAX)
+def basis_apply(basis: SplineBasis | DenseBasis, coef: jax.Array) -> jax.Array:
+    """Evaluate ``Phi @ coef`` for each row of ``coef`` (without ``Phi`` if separable).
+
+    Parameters
+    ----------
+    basis : SplineBasis or DenseBasis
     coef : float array, shape (n_rows, n_bases)
 
     Returns
     -------
     jax.Array, shape (n_rows, n_vox)
     """
+    if isinstance(basis, DenseBasis):
+        return coef @ basis.matrix.T
     nx, ny, nz = basis.bx.shape[1], basis.by.shape[1], basis.bz.shape[1]
     full = jnp.zeros((coef.shape[0], nx * ny * nz), coef.dtype)
     full = full.at[:, basis.kept].set(coef, unique_indices=True)
@@ -258,12 +332,12 @@ def basis_apply(basis: SplineBasis, coef: jax.Array) -> jax.Array:
     return grid[:, flat]
 
 
-def basis_transpose(basis: SplineBasis, values: jax.Array) -> jax.Array:
+def basis_transpose(basis: SplineBasis | DenseBasis, values: jax.Array) -> jax.Array:
     """Evaluate ``values @ Phi`` (the adjoint of :func:`basis_apply`).
 
     Parameters
     ----------
-    basis : SplineBasis
+    basis : SplineBasis or DenseBasis
     values : float array, shape (n_rows, n_vox)
 
     Returns
@@ -274,18 +348,20 @@ def basis_transpose(basis: SplineBasis, values: jax.Array) -> jax.Array:
     return jax.linear_transpose(lambda c: basis_apply(basis, c), zeros)(values)[0]
 
 
-def basis_gram(basis: SplineBasis, weights: jax.Array) -> jax.Array:
-    """Evaluate ``Phi^T diag(weights) Phi`` on the bounding-box grid.
+def basis_gram(basis: SplineBasis | DenseBasis, weights: jax.Array) -> jax.Array:
+    """Evaluate ``Phi^T diag(weights) Phi`` (on the bounding-box grid if separable).
 
     Parameters
     ----------
-    basis : SplineBasis
+    basis : SplineBasis or DenseBasis
     weights : float array, shape (n_vox,)
 
     Returns
     -------
     jax.Array, shape (n_bases, n_bases)
     """
+    if isinstance(basis, DenseBasis):
+        return (basis.matrix.T * weights) @ basis.matrix
     shape = (basis.bx.shape[0], basis.by.shape[0], basis.bz.shape[0])
     grid = jnp.zeros(shape, weights.dtype).at[basis.vx, basis.vy, basis.vz].add(weights)
     zz = jnp.einsum("xyz,zc,zf->xycf", grid, basis.bz, basis.bz)
@@ -294,6 +370,39 @@ def basis_gram(basis: SplineBasis, weights: jax.Array) -> jax.Array:
     n = basis.bx.shape[1] * basis.by.shape[1] * basis.bz.shape[1]
     full = full.reshape(n, n)
     return full[basis.kept][:, basis.kept]
+
+
+def _spatial_gram(data: CBMRData, weights: jax.Array) -> jax.Array:
+    """``sum_p (L_p L_p^T) kron Phi^T diag(weights_p) Phi`` over the spatial coefficients.
+
+    A matrix basis forms all patterns' grams in one product; the separable one adds them in a
+    ``lax.scan`` (one grid contraction in memory at a time).
+
+    Parameters
+    ----------
+    data : CBMRData
+    weights : float array, shape (n_patterns, n_vox)
+
+    Returns
+    -------
+    jax.Array, shape (n_spatial, n_spatial), symmetric
+    """
+    n_columns, n_bases = data.loadings.shape[1], data.basis.kept.shape[0]
+    if isinstance(data.basis, DenseBasis):
+        phi = data.basis.matrix
+        grams = (weights[:, :, None] * phi).transpose(0, 2, 1) @ phi  # (P, K, K)
+        gram = jnp.einsum("pc,pd,pkl->ckdl", data.loadings, data.loadings, grams)
+    else:
+
+        def add_pattern(acc, inputs):
+            row, weight = inputs
+            gram = basis_gram(data.basis, weight)
+            return acc + jnp.einsum("c,d,kl->ckdl", row, row, gram), None
+
+        zeros = jnp.zeros((n_columns, n_bases, n_columns, n_bases), weights.dtype)
+        gram, _ = jax.lax.scan(add_pattern, zeros, (data.loadings, weights))
+    gram = gram.reshape(n_columns * n_bases, n_columns * n_bases)
+    return 0.5 * (gram + gram.T)
 
 
 # ----------------------------------------------------------------------------- likelihoods
@@ -489,9 +598,10 @@ def poisson_terms(params: jax.Array, data: CBMRData):
     * information: ``H_ss = sum_p (L_p L_p^T) kron (T_p Phi^T diag(mu_p) Phi)``,
       ``H_sg = sum_p L_p kron (Phi^T mu_p) U_p^T`` and ``H_gg = G^T diag(w_i E_p(i)) G``.
 
-    Each ``Phi^T diag(.) Phi`` comes from :func:`basis_gram` and both ``Phi^T`` products from one
-    :func:`basis_transpose`; nothing of size ``n_vox x n_bases`` is formed, and no automatic
-    differentiation is traced (a smaller program to compile than ``jax.value_and_grad``).
+    The ``Phi^T diag(.) Phi`` come from :func:`_spatial_gram` and both ``Phi^T`` products from
+    one :func:`basis_transpose`; on a separable basis nothing of size ``n_vox x n_bases`` is
+    formed. No automatic differentiation is traced (a smaller program to compile than
+    ``jax.value_and_grad``).
 
     Parameters
     ----------
@@ -526,15 +636,7 @@ def poisson_terms(params: jax.Array, data: CBMRData):
         ]
     )
 
-    def add_pattern(acc, inputs):
-        row, mu_p, t_p = inputs
-        gram = basis_gram(data.basis, t_p * mu_p)
-        return acc + jnp.einsum("c,d,kl->ckdl", row, row, gram), None
-
-    zeros = jnp.zeros((n_columns, n_bases, n_columns, n_bases), params.dtype)
-    h_ss, _ = jax.lax.scan(add_pattern, zeros, (data.loadings, mu, total))
-    h_ss = h_ss.reshape(n_columns * n_bases, n_columns * n_bases)
-    h_ss = 0.5 * (h_ss + h_ss.T)
+    h_ss = _spatial_gram(data, total[:, None] * mu)
     u = jax.ops.segment_sum(w[:, None] * g, data.assignment, n_patterns)  # (P, Q)
     h_sg = jnp.einsum("pc,pk,pq->ckq", data.loadings, marginal_basis, u)
     h_sg = h_sg.reshape(n_columns * n_bases, g.shape[1])
@@ -543,7 +645,7 @@ def poisson_terms(params: jax.Array, data: CBMRData):
     return value, grad, jnp.block([[h_ss, h_sg], [h_sg.T, h_gg]])
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
     """Observed Fisher information of the Poisson model in closed form (:func:`poisson_terms`).
 
@@ -655,7 +757,7 @@ def constant_start(data: CBMRData) -> np.ndarray:
     return np.concatenate([spatial, np.zeros(np.shape(data.moderators)[1])])
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def newton_direction(params: jax.Array, data: CBMRData):
     """Poisson log-likelihood, Newton direction and information at ``params`` (one program).
 
@@ -783,7 +885,10 @@ def autodiff_information(
 
     units = jnp.eye(n_coef, dtype=params.dtype)
     basis = data.basis
-    grid = data.loadings.shape[0] * basis.bx.shape[1] * basis.by.shape[0] * basis.bz.shape[0]
+    if isinstance(basis, DenseBasis):
+        grid = data.loadings.shape[0] * basis.matrix.shape[0]
+    else:
+        grid = data.loadings.shape[0] * basis.bx.shape[1] * basis.by.shape[0] * basis.bz.shape[0]
     if batch_size is None and n_coef * grid <= VMAP_INFORMATION_MAX:
         hessian = jax.vmap(column)(units)
     else:
@@ -791,7 +896,7 @@ def autodiff_information(
     return 0.5 * (hessian + hessian.T)
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def cluster_scores(params: jax.Array, data: CBMRData, counts: jax.Array) -> jax.Array:
     """Per-experiment Poisson score contributions, the meat of a cluster sandwich.
 
@@ -822,7 +927,7 @@ def cluster_scores(params: jax.Array, data: CBMRData, counts: jax.Array) -> jax.
     return jnp.concatenate([spatial.reshape(counts.shape[0], -1), scalar], axis=1)
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def coefficient_maps(basis: SplineBasis, coef: jax.Array) -> jax.Array:
     """Jitted :func:`basis_apply`: coefficient rows (n_rows, n_bases) to maps (n_rows, n_vox)."""
     return basis_apply(basis, coef)
