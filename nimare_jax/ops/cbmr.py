@@ -273,7 +273,7 @@ def spline_basis(ijk, spacing: int, margin: int = 10) -> SplineBasis:
 
 
 def dense_basis(basis: SplineBasis) -> DenseBasis:
-    """The basis matrix ``Phi`` over the voxels (kept columns only), built on the host.
+    """Evaluate the basis matrix ``Phi`` over the voxels (kept columns only) on the host.
 
     Each row is scattered from the voxel's 64 local tensor-product values
     (:func:`_local_products`). For small voxel sets only: see :class:`DenseBasis`.
