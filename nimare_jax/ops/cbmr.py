@@ -735,6 +735,17 @@ def cholesky_loop(matrix: jax.Array) -> jax.Array:
     return jax.lax.fori_loop(0, matrix.shape[0], column, jnp.zeros_like(matrix))
 
 
+def cholesky_factor(matrix: jax.Array) -> tuple[jax.Array, bool]:
+    """Return a ``cho_factor``-style lower Cholesky factor of ``matrix``.
+
+    :func:`cholesky_loop` up to :data:`CHOLESKY_LOOP_MAX` rows, LAPACK above (NaNs if
+    ``matrix`` is not positive definite).
+    """
+    if matrix.shape[0] <= CHOLESKY_LOOP_MAX:
+        return cholesky_loop(matrix), True
+    return jax.scipy.linalg.cho_factor(matrix, lower=True)
+
+
 def constant_start(data: CBMRData) -> np.ndarray:
     """Poisson starting values: each pattern's intensity flat at its mean count.
 
@@ -783,18 +794,18 @@ def newton_direction(params: jax.Array, data: CBMRData):
         ``information^-1 grad`` (NaNs if the information is not positive definite).
     information : float64 array, shape (n_coef, n_coef)
     factor : float64 array, shape (n_coef, n_coef)
-        Lower Cholesky factor of the information.
+        Lower Cholesky factor of the information (:func:`cholesky_factor`; only its lower
+        triangle is meaningful).
     """
     value, grad, info = poisson_terms(params, data)
-    if info.shape[0] <= CHOLESKY_LOOP_MAX:
-        factor = cholesky_loop(info)
-    else:
-        factor = jax.scipy.linalg.cholesky(info, lower=True)
-    direction = jax.scipy.linalg.cho_solve((factor, True), grad)
-    return value, grad, direction, info, factor
+    factor = cholesky_factor(info)
+    direction = jax.scipy.linalg.cho_solve(factor, grad)
+    return value, grad, direction, info, factor[0]
 
 
-def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResult:
+def newton_fit(
+    data: CBMRData, params0, max_iter: int, tol: float, program=newton_direction
+) -> NewtonResult:
     """Maximize the Poisson log-likelihood by Newton's method on the closed-form information.
 
     The Poisson log-likelihood is concave in the coefficients, so Newton's method with a
@@ -824,6 +835,10 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
         Iteration cap.
     tol : float
         Log-likelihood change below which an accepted step ends the fit.
+    program : callable
+        ``program(params, data) -> (value, grad, direction, information, factor)``, compiled:
+        :func:`newton_direction`. ``direction`` may hold NaNs (the fallback above replaces
+        it); ``factor`` is the lower Cholesky factor of ``information``.
 
     Returns
     -------
@@ -835,7 +850,7 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
     matrices = None  # information and its Cholesky factor at params
     while n_iter < max_iter:
         trial = params + scale * direction
-        t_value, t_grad, t_direction, *t_matrices = newton_direction(trial, data)
+        t_value, t_grad, t_direction, *t_matrices = program(trial, data)
         t_value, n_iter = float(t_value), n_iter + 1
         matrices = t_matrices if matrices is None else matrices
         if np.isfinite(t_value) and t_value >= value + _ARMIJO * scale * slope:
