@@ -458,7 +458,8 @@ class CBMR:
     def _foci(self, dataset):
         """Return experiment ids, the analysis mask image and ijk, and the sparse foci matrix."""
         coords = dataset.coordinates
-        ids = [i for i in dataset.ids if i in set(coords["id"])]
+        with_coordinates = set(coords["id"])
+        ids = [i for i in dataset.ids if i in with_coordinates]
         if not ids:
             raise DatasetError(f"{dataset.origin}: no experiment has coordinates")
         roi = load_mask(self.mask) if self.mask is not None else get_template("mni152_2mm")
@@ -711,7 +712,9 @@ class CBMR:
     def coefficient_maps(self, rows: np.ndarray) -> np.ndarray:
         """Evaluate basis coefficient rows (n, n_bases) as maps (n, n_voxels)."""
         with jax.enable_x64(True):
-            return np.asarray(ops.coefficient_maps(self.data_.basis, jnp.asarray(rows)))
+            # a NumPy argument: jnp.asarray would compile a small program of its own
+            rows = np.asarray(rows, np.float64)
+            return np.asarray(ops.coefficient_maps(self.data_.basis, rows))
 
     def _summarize(self):
         """NiMARE's maps and tables from the fitted coefficients and their standard errors."""

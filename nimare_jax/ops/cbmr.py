@@ -6,14 +6,22 @@ log-linear intensity over voxels. Experiments sharing one row of spatial loading
 cubic B-spline basis, and experiment ``i`` of pattern ``p`` has mean
 ``E_i exp(G_i @ gamma) exp(s_p)`` (exposure ``E_i``, moderators ``G_i``).
 
-``Phi`` is never formed. Its columns are products ``x_a(i) y_b(j) z_c(k)`` of three 1-D bases on
-the mask's bounding box, so ``Phi @ beta`` is: scatter ``beta`` into the full
-``(n_x, n_y, n_z)`` coefficient tensor (dropped columns are zeros), contract z and y on the
-bounding-box grid (two small mode products), gather each voxel's ``(j, k)`` column and contract x
-with the voxel's own x-row. Cost ``O(n_x n_y N_y N_z + n_vox n_x)`` instead of
-``O(n_vox n_bases)``; the whole 2 mm brain at spacing 10 needs no 0.84 GB basis. The same
-structure gives ``Phi^T diag(w) Phi`` on the grid (:func:`basis_gram`), used by the closed-form
-Fisher information.
+On large voxel sets ``Phi`` is never formed (:class:`SplineBasis`). Its columns are products
+``x_a(i) y_b(j) z_c(k)`` of three 1-D bases on the mask's bounding box, so ``Phi @ beta`` is:
+scatter ``beta`` into the full ``(n_x, n_y, n_z)`` coefficient tensor (dropped columns are
+zeros), contract z and y on the bounding-box grid (two small mode products), gather each voxel's
+``(j, k)`` column and contract x with the voxel's own x-row. Cost
+``O(n_x n_y N_y N_z + n_vox n_x)`` instead of ``O(n_vox n_bases)``; the whole 2 mm brain at
+spacing 10 needs no 0.84 GB basis. The same structure gives ``Phi^T diag(w) Phi`` on the grid
+(:func:`basis_gram`), used by the closed-form Fisher information. Small voxel sets (the
+incidence-filtered default: about a thousand voxels) keep ``Phi`` itself (:class:`DenseBasis`,
+up to :data:`DENSE_BASIS_MAX` entries, built from each voxel's 64 non-zero local products):
+there a fit's time is mostly XLA compiling its program, and matrix products compile to far
+fewer operations than the grid's scatters, mode products and gathers. :func:`basis_apply`,
+:func:`basis_transpose` and :func:`basis_gram` take either.
+
+The Poisson programs are compiled with :data:`FAST_COMPILE` (XLA's CPU loop emitters), and
+what needs no matrix algebra is done on the host (benchmarks/README.md, "Cold compile").
 
 All numerics here are float64: call them inside ``jax.enable_x64(True)`` (the estimator in
 :mod:`nimare_jax.meta.cbmr` does; the rest of nimare_jax stays float32).
