@@ -560,7 +560,9 @@ class CBMR:
             self._covariance = {}
             n_params = ops.n_params(data, self.distribution)
             if self.distribution == "poisson" and n_params <= NEWTON_MAX_PARAMS:
-                fitted = ops.newton_fit(data, ops.constant_start(data), self.n_iter, self.tol)
+                start = ops.constant_start(data)
+                program = ops.newton_direction
+                fitted = ops.newton_fit(data, start, self.n_iter, self.tol, program)
                 self.solver_ = "newton"
                 if self.information_method == "closed_form":
                     self._covariance["information"] = np.asarray(fitted.information)
