@@ -531,11 +531,13 @@ def test_overdispersed_design_matches_nimare(overdispersed, dist):
 
 @pytest.mark.slow
 def test_second_fit_traces_nothing(simulated, box_mask):
-    """A second fit with the same shapes reuses every compiled program (spacing 8: shapes no
-    other test uses, so the first fit must trace)."""
+    """A second fit with the same shapes reuses every compiled program (the first fit, after
+    ``jax.clear_caches``, must trace: with a matrix basis another test's spacing can give the
+    same shapes)."""
     from test_compilation import count_traces
 
     dset, _ = simulated
+    jax.clear_caches()
     results = []
     for _ in range(2):
         with count_traces() as traces:
