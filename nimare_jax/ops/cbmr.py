@@ -821,6 +821,8 @@ def overdispersed_terms(params: jax.Array, data: CBMRData, distribution: str):
     ----------
     params : float64 array, shape (n_params,)
     data : CBMRData
+        Its ``marginal`` and ``totals`` are whole counts (foci), as the estimator builds them
+        (:func:`_rising_ratio_terms`).
     distribution : {"negativebinomial", "clusterednegativebinomial"}
 
     Returns
