@@ -806,8 +806,9 @@ def overdispersed_terms(params: jax.Array, data: CBMRData, distribution: str):
       (:func:`_nb_pointwise_derivatives`) and ``z_p = (log a_p, log s1_p)`` functions of
       ``(gamma, eta)`` (:func:`_nb_pattern_scalars`). Gradient ``Phi^T f_s`` and
       ``J^T sum_v f_z``; information from ``Phi^T diag(f_ss) Phi``, ``Phi^T f_sz`` and, by the
-      chain rule through ``z`` (its Jacobian ``J`` and the Hessian of ``sum_p F_z . z_p``,
-      both by ``jax`` on that tiny function), ``J^T (sum_v f_zz) J``.
+      chain rule through ``z`` (its Jacobian ``J`` and Hessians, weighted means and
+      covariances of the moderators within each pattern), ``J^T (sum_v f_zz) J`` plus
+      ``sum_p F_z . d2 z_p``.
     * ``"clusterednegativebinomial"``: ``ll = sum_p y_p . s_p + n . m + sum_i h_i`` where
       experiment ``i`` of pattern ``p`` contributes ``h(n_i, u_i, eta_p)``
       (:func:`_cnb_total_term`) at ``u_i = e_p + log w_i``, ``e_p = log sum_v exp(s_pv)``.
@@ -841,26 +842,48 @@ def overdispersed_terms(params: jax.Array, data: CBMRData, distribution: str):
     gamma, eta = params[n_spatial : n_spatial + n_global], params[n_spatial + n_global :]
     s = basis_apply(data.basis, data.loadings @ spatial)  # (P, V)
     y, g = data.marginal, data.moderators
-    log_exposure = jnp.log(data.exposure)
+    log_weight = jnp.log(data.exposure) + g @ gamma
+    # experiment -> pattern sums and lookups as products with the membership matrix (XLA
+    # compiles them to far less than scatters and gathers)
+    member = jax.nn.one_hot(data.assignment, n_patterns, dtype=params.dtype)  # (n_exp, P)
     if distribution == "negativebinomial":
-
-        def pattern_scalars(t):
-            log_weight = log_exposure + g @ t[:n_global]
-            return jnp.stack(_nb_pattern_scalars(log_weight, t[n_global:], data), axis=1)
-
-        scalars = params[n_spatial:]
-        z = pattern_scalars(scalars)  # (P, 2)
-        values, first, second = _nb_pointwise_derivatives(y, s, z[:, :1], z[:, 1:])
+        w = jnp.exp(log_weight)
+        s1, s2 = member.T @ w, member.T @ (w * w)
+        log_total = jnp.log(s1)
+        log_ratio = log_total - jnp.log(s2) - eta
+        values, first, second = _nb_pointwise_derivatives(
+            y, s, log_ratio[:, None], log_total[:, None]
+        )
         f_ss, f_sa, f_sc, f_aa, f_ac, f_cc = second
         projected = basis_transpose(data.basis, jnp.concatenate([first[0], f_sa, f_sc]))
         projected = projected.reshape(3, n_patterns, -1)  # Phi^T of f_s, f_sa, f_sc
-        f_z = jnp.stack([first[1].sum(axis=1), first[2].sum(axis=1)], axis=1)  # (P, 2)
+        f_a, f_c = first[1].sum(axis=1), first[2].sum(axis=1)
+        # z_p = (log a_p, log s1_p): d log s1 / d gamma = m1 (the w-weighted mean of G),
+        # d log s2 / d gamma = 2 m2 (w^2-weighted), d log a / d eta = -1
+        share1, share2 = w / (member @ s1), w * w / (member @ s2)
+        m1, m2 = member.T @ (share1[:, None] * g), member.T @ (share2[:, None] * g)
+        eye = jnp.eye(n_patterns, dtype=params.dtype)
+        jac = jnp.stack(
+            [
+                jnp.concatenate([m1 - 2 * m2, -eye], axis=1),
+                jnp.concatenate([m1, jnp.zeros_like(eye)], axis=1),
+            ],
+            axis=1,
+        )  # (P, 2, T)
         f_zz = jnp.stack([f_aa.sum(axis=1), f_ac.sum(axis=1), f_ac.sum(axis=1), f_cc.sum(axis=1)])
-        jac = jax.jacfwd(pattern_scalars)(scalars)  # (P, 2, T)
         h_st = jnp.einsum("pc,apk,pat->ckt", data.loadings, projected[1:], jac)
         h_tt = jnp.einsum("abp,pat,pbu->tu", f_zz.reshape(2, 2, -1), jac, jac)
-        h_tt = h_tt + jax.hessian(lambda t: jnp.sum(f_z * pattern_scalars(t)))(scalars)
-        grad_s, grad_t = projected[0], jnp.einsum("pa,pat->t", f_z, jac)
+        # + sum_p f_a,p d2 log a_p + f_c,p d2 log s1_p (gamma block only), with
+        # d2 log s1 = G^T diag(share1) G - m1 m1^T and d2 log s2 = 4 (same with share2, m2)
+        both = f_a + f_c
+        curvature = (
+            g.T @ (((member @ both) * share1 - 4 * (member @ f_a) * share2)[:, None] * g)
+            - m1.T @ (both[:, None] * m1)
+            + 4 * m2.T @ (f_a[:, None] * m2)
+        )
+        h_tt = h_tt.at[:n_global, :n_global].add(curvature)
+        grad_s = projected[0]
+        grad_t = jnp.einsum("p,pt->t", f_a, jac[:, 0]) + jnp.einsum("p,pt->t", f_c, jac[:, 1])
         h_ss = _spatial_gram(data, f_ss)
         value = jnp.sum(values)
     elif distribution == "clusterednegativebinomial":
@@ -868,31 +891,23 @@ def overdispersed_terms(params: jax.Array, data: CBMRData, distribution: str):
         share = jnp.exp(s - log_energy[:, None])  # pi_p
         projected = basis_transpose(data.basis, jnp.concatenate([y, share]))
         share_basis = projected[n_patterns:]  # Phi^T pi_p
-        n, p = data.totals, data.assignment
-        u = log_energy[p] + log_exposure + g @ gamma
-        values, first, second = _nb_pointwise_derivatives(n, u, -eta[p], 0.0)
+        n = data.totals
+        u = member @ log_energy + log_weight
+        values, first, second = _nb_pointwise_derivatives(n, u, -(member @ eta), 0.0)
         h_u, h_eta = first[0] - n, -first[1]
         h_uu, h_ueta, h_etaeta = second[0], -second[1], second[3]
-
-        def per_pattern(v):
-            return jax.ops.segment_sum(v, p, n_patterns)
-
         value = jnp.sum(values + gammaln(n + 1) - n * (u - g @ gamma)) + jnp.sum(y * s)
-        h_e = per_pattern(h_u)
+        h_e = member.T @ h_u
         grad_s = projected[:n_patterns] + h_e[:, None] * share_basis
-        grad_t = jnp.concatenate([g.T @ (h_u + n), per_pattern(h_eta)])
-        h_ut = jnp.concatenate(
-            [h_uu[:, None] * g, h_ueta[:, None] * jax.nn.one_hot(p, n_patterns)], 1
-        )
-        h_et = per_pattern(h_ut)  # (P, T)
+        grad_t = jnp.concatenate([g.T @ (h_u + n), member.T @ h_eta])
+        h_ut = jnp.concatenate([h_uu[:, None] * g, h_ueta[:, None] * member], 1)
+        h_et = member.T @ h_ut  # (P, T)
+        cross = member.T @ (h_ueta[:, None] * g)
         h_tt = jnp.block(
-            [
-                [g.T @ (h_uu[:, None] * g), per_pattern(h_ueta[:, None] * g).T],
-                [per_pattern(h_ueta[:, None] * g), jnp.diag(per_pattern(h_etaeta))],
-            ]
+            [[g.T @ (h_uu[:, None] * g), cross.T], [cross, jnp.diag(member.T @ h_etaeta)]]
         )
         outer = jnp.einsum("pc,pk->pck", data.loadings, share_basis).reshape(n_patterns, -1)
-        h_ee = per_pattern(h_uu) - h_e
+        h_ee = member.T @ h_uu - h_e
         h_ss = (outer.T * h_ee) @ outer + _spatial_gram(data, h_e[:, None] * share)
         h_st = outer.T @ h_et
     else:
