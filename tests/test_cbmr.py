@@ -346,10 +346,11 @@ def test_overdispersed_terms_match_jax_hessian(dist, n_global):
     """NB / CNB closed-form value, gradient and information (all parameters, log overdispersion
     included) equal log_likelihood, jax.grad and -jax.hessian (rtol 1e-8); the information
     over the coefficients (overdispersion held fixed, as autodiff_information) is its leading
-    block."""
+    block. Without moderators on the separable basis, with two on the matrix basis."""
     rng = np.random.default_rng(11 + n_global)
+    representation = "dense" if n_global else "separable"
     with jax.enable_x64(True):
-        data, _ = _small_data(rng, n_global=n_global)
+        data, _ = _small_data(rng, n_global=n_global, representation=representation)
         n = ops.n_params(data, dist)
         params = rng.normal(scale=0.3, size=n) - 0.5
         params[-3:] = np.log([0.3, 0.05, 1.2])  # one overdispersion per pattern
