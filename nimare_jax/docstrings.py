@@ -140,6 +140,18 @@ annotations : pandas.DataFrame
     The experiments to compare with; None uses all the others.""",
     "decode_u": """u : float
     Alpha level (kept for NiMARE's signature; not used by the computation).""",
+    # ------------------------------------------------ parcellations
+    "parcellation_region": """target_mask : str, os.PathLike or nibabel.Nifti1Image
+    Region to parcellate: its non-zero voxels, resampled to the dataset mask's grid
+    (nearest neighbour) if needed.
+n_clusters : int or sequence of int
+    Numbers of clusters (parcels) to compute, each at least 2.""",
+    "parcellation_selection": """r : float or None
+    Radius in mm: a voxel's experiments are those with a focus within ``r`` mm of it.
+n : int or None
+    Or a voxel's experiments are its ``n`` nearest (an experiment's distance: that of its
+    nearest focus; ties go to the earlier experiment). Give exactly one of ``r`` and
+    ``n``.""",
 }
 
 #: Every ``correct_fwe_montecarlo`` takes these (:class:`nimare_jax.meta.fwe.MonteCarloFWE`).

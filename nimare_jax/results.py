@@ -318,7 +318,7 @@ class MetaResult:
         list of pathlib.Path
             Written files.
         """
-        return _write_files(
+        return write_files(
             output_dir,
             prefix,
             (
@@ -341,7 +341,7 @@ class MetaResult:
         list of pathlib.Path
             Written files.
         """
-        return _write_files(
+        return write_files(
             output_dir,
             prefix,
             (
@@ -397,7 +397,7 @@ class MetaResult:
             Written files.
         """
         text, bib = self.boilerplate(), self.bibtex()
-        return _write_files(
+        return write_files(
             output_dir,
             prefix,
             (
@@ -407,13 +407,14 @@ class MetaResult:
         )
 
 
-def _write_files(output_dir, prefix: str, files) -> list[Path]:
+@fill_doc
+def write_files(output_dir, prefix: str, files) -> list[Path]:
     """Write files named ``{prefix}_{name}`` (``{name}`` without a prefix) into a folder.
 
     Parameters
     ----------
-    output_dir, prefix
-        As in :meth:`MetaResult.save_maps`.
+    %(output_dir)s
+    %(prefix)s
     files : iterable of (str, callable)
         Each file's name and a function writing it to the path it is given.
 

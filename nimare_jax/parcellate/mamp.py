@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.base import make_kernel
 from nimare_jax.meta.cbma.kernel import ALEKernel
@@ -69,15 +70,13 @@ def roi_ma_values(kernel_transformer, dataset, position) -> np.ndarray:
     return out
 
 
+@fill_doc
 class MAMP(Parcellator):
     """Meta-analytic activation modelling-based parcellation of a region.
 
     Parameters
     ----------
-    target_mask : str, os.PathLike or nibabel.Nifti1Image
-        Region to parcellate (resampled to the dataset's mask grid if needed).
-    n_clusters : int or sequence of int
-        Numbers of clusters (each at least 2).
+    %(parcellation_region)s
     kernel_transformer : KernelTransformer class or instance
         Kernel of the MA maps (default :class:`~nimare_jax.meta.cbma.kernel.ALEKernel`);
         ``kernel__*`` keyword arguments configure the default.
