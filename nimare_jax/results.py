@@ -259,15 +259,13 @@ class MetaResult:
         return new
 
     # -------------------------------------------------------------------- files
+    @fill_doc
     def save(self, filename, compress: bool = True, with_inputs: bool = True) -> None:
         """Pickle the result (with its estimator and corrector) to a file, as NiMARE's.
 
         Parameters
         ----------
-        filename : str or pathlib.Path
-            File to write.
-        compress : bool
-            Gzip the pickle (default True; :meth:`load` then needs ``compressed=True``).
+        %(save_params)s
         with_inputs : bool
             Keep the estimator's input image arrays (default True). False replaces them by
             :class:`DroppedInput` placeholders, which makes an image-based result's file
