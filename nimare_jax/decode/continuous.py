@@ -22,7 +22,6 @@ from glob import glob
 
 import jax
 import jax.numpy as jnp
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -37,7 +36,7 @@ from nimare_jax.meta.cbma.mkda import KDA, MKDAChi2, MKDADensity, bernoulli_sum_
 from nimare_jax.ops import decode as ops_decode
 from nimare_jax.ops import kernels as K
 from nimare_jax.results import MetaResult
-from nimare_jax.spatial import check_same_space, load_image, load_mask
+from nimare_jax.spatial import check_same_space, load_image_3d, load_mask
 
 LGR = logging.getLogger(__name__)
 
@@ -302,11 +301,7 @@ def batched_density_maps(estimator, dataset: Dataset, labels: np.ndarray, target
 
 def _masked_values(img, mask_img, what: str) -> np.ndarray:
     """Values of an image at the mask's voxels (float64), which must share its grid."""
-    img = load_image(img, what) if not isinstance(img, nib.spatialimages.SpatialImage) else img
-    if len(img.shape) == 4 and img.shape[3] == 1:
-        img = img.slicer[..., 0]
-    if len(img.shape) != 3:
-        raise ImageError(f"{what}: expected a 3-D image, got shape {img.shape}")
+    img = load_image_3d(img, what)
     check_same_space(img, mask_img, f"{what} and the decoder's mask")
     values = np.asarray(img.dataobj, dtype=np.float64)[np.asanyarray(mask_img.dataobj) > 0]
     bad = ~np.isfinite(values)

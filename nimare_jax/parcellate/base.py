@@ -43,7 +43,7 @@ from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.meta.cbma.kernel import drop_experiments_without_foci
 from nimare_jax.results import write_files
-from nimare_jax.spatial import load_image, load_mask, vox2mm
+from nimare_jax.spatial import load_image_3d, load_mask, vox2mm
 from nimare_jax.studyset import as_dataset
 
 __all__ = [
@@ -110,12 +110,7 @@ def target_voxels(target_mask, dataset) -> RegionOfInterest:
         If the image is not 3-D or no ROI voxel lies inside the dataset's mask.
     """
     what = f"target mask {target_mask}" if isinstance(target_mask, str | Path) else "target mask"
-    img = target_mask if isinstance(target_mask, nib.spatialimages.SpatialImage) else None
-    img = load_image(target_mask, what) if img is None else img
-    if len(img.shape) == 4 and img.shape[3] == 1:
-        img = img.slicer[..., 0]
-    if len(img.shape) != 3:
-        raise ImageError(f"{what}: expected a 3-D image, got shape {img.shape}")
+    img = load_image_3d(target_mask, what)
     mask_img = load_mask(dataset.masker)
     if img.shape != mask_img.shape or not np.allclose(img.affine, mask_img.affine):
         img = resample_to_img(
