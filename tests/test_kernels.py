@@ -95,6 +95,23 @@ def test_sphere_ma_maps_equal_distance_rule(laird, cls, combine):
     np.testing.assert_array_equal(ours, ref)
 
 
+@pytest.mark.parametrize("cls,combine", [(MKDAKernel, "max"), (KDAKernel, "sum")])
+def test_ma_chunks_are_the_brute_force_maps_of_consecutive_experiments(laird, cls, combine):
+    """5 experiments in chunks of 2: the last chunk padded with an experiment without foci."""
+    sub = laird.slice(laird.ids[5:10])
+    g = np.arange(-5, 6)
+    d = np.sqrt(
+        (2 * g[:, None, None]) ** 2 + (2 * g[None, :, None]) ** 2 + (2 * g[None, None, :]) ** 2
+    )
+    ref = brute_force_ma(sub, lambda n: (d <= 10).astype(float), combine)
+    chunks = list(cls(r=10).prepare(sub).ma_chunks(2))
+    assert [(lo, m) for lo, m, _ in chunks] == [(0, 2), (2, 2), (4, 1)]
+    for lo, m, ma in chunks:
+        assert ma.shape == (2, ref.shape[1])
+        np.testing.assert_array_equal(np.asarray(ma)[:m], ref[lo : lo + m])
+    np.testing.assert_array_equal(np.asarray(chunks[-1][2])[1:], 0.0)
+
+
 def test_kernel_image_output_has_mask_geometry(laird):
     imgs = MKDAKernel().transform(laird.slice(laird.ids[:2]), return_type="image")
     assert len(imgs) == 2

@@ -27,7 +27,6 @@ from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.ale import ALE
 from nimare_jax.meta.cbma.kernel import ALEKernel, MKDAKernel
 from nimare_jax.meta.cbma.mkda import MKDADensity, bernoulli_sum_null
-from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls
 from nimare_jax.ops import parcellate as ops
 from nimare_jax.parcellate.base import Parcellator, RegionOfInterest
@@ -165,9 +164,7 @@ class _Terms:
         self.is_ale = isinstance(estimator, ALE)
         self.value = 1.0 if self.is_ale else float(kt.value)
         self.n_vox = arrays.mask_index.shape[0]
-        ijk, valid = arrays.padded()
-        n_exp = ijk.shape[0]
-        windows = jnp.asarray(arrays.windows, jnp.float32)
+        n_exp = len(arrays.ids)
         if self.is_ale:
             inv_step = 1.0 / nulls.STEP
             n_bins = int(nulls.nearest_bin(arrays.windows.max(), inv_step, 10**9)) + 2
@@ -177,21 +174,8 @@ class _Terms:
         self.hist = np.zeros((n_exp, n_bins))
         self.ma_max = np.zeros(n_exp)
         union = "probabilistic" if self.is_ale else "sum"
-        for lo in range(0, n_exp, EXPERIMENT_CHUNK):
-            part = np.arange(lo, lo + EXPERIMENT_CHUNK)
-            keep = part < n_exp
-            part = np.where(keep, part, 0)
-            ma = K.ma_values(
-                ijk[part],
-                valid[part] & keep[:, None],
-                arrays.exp_window[part],
-                windows,
-                arrays.mask_index,
-                arrays.shape,
-                arrays.combine,
-            )
+        for lo, m, ma in arrays.ma_chunks(EXPERIMENT_CHUNK):
             terms, hist, ma_max = ops.experiment_terms(ma, union, n_bins, inv_step)
-            m = int(keep.sum())
             self.terms[lo : lo + m] = np.asarray(terms)[:m]
             self.hist[lo : lo + m] = np.asarray(hist)[:m]
             self.ma_max[lo : lo + m] = np.asarray(ma_max)[:m]
