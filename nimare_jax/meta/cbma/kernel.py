@@ -166,6 +166,7 @@ class FociArrays(Mapping):
         ijk, valid = self.padded()
         n_exp = ijk.shape[0]
         windows = jnp.asarray(self.windows if windows is None else windows, jnp.float32)
+        mask_index = jnp.asarray(self.mask_index)  # on the device once, not per chunk
         for lo in range(0, n_exp, size):
             part = np.arange(lo, lo + size)
             keep = part < n_exp
@@ -179,7 +180,7 @@ class FociArrays(Mapping):
                     ok,
                     self.exp_window[part],
                     windows,
-                    self.mask_index,
+                    mask_index,
                     self.shape,
                     self.combine,
                 )
