@@ -73,10 +73,10 @@ DENSE_BASIS_MAX = 2**22
 #: (:class:`SplineBasis`) otherwise.
 DENSE_GRAM_MAX = 2**29
 
-#: XLA options of the Poisson programs (``jax.jit(..., compiler_options=...)``): XLA's CPU loop
-#: emitters, instead of its newer MLIR fusion emitters, compile these programs' few dozen small
-#: fusions in about half the time (laird's Newton program: 1.1 -> 0.56 s CPU), bit-identical
-#: results and run time (benchmarks/README.md, "Cold compile").
+#: XLA options of the Newton and information programs (``jax.jit(..., compiler_options=...)``):
+#: XLA's CPU loop emitters, instead of its newer MLIR fusion emitters, compile these programs'
+#: few dozen small fusions in about half the time (laird's Newton program: 1.1 -> 0.56 s CPU),
+#: bit-identical results and run time (benchmarks/README.md, "Cold compile").
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
 
 #: L-BFGS also stops when the largest absolute gradient entry falls to this.
