@@ -229,6 +229,29 @@ def test_poisson_designs_match_dense_newton(simulated, box_mask, formula, kind):
             result.test("patient = control", cov_type="sandwich")
 
 
+def test_matrix_and_separable_bases_give_the_same_fit(simulated, box_mask, monkeypatch):
+    """The estimator's two basis representations (a matrix on small voxel sets,
+    ``ops.prefer_dense``; the separable grid otherwise) give the same fit: coefficients,
+    standard errors and maps within 1e-9 relative. The rule: laird's default voxels take the
+    matrix; 4,422 voxels x 666 bases (a gram 7x ``DENSE_GRAM_MAX``) and the whole brain do not."""
+    assert ops.prefer_dense(1030, 299)
+    assert not ops.prefer_dense(4422, 666)
+    assert not ops.prefer_dense(228483, 457)
+    dset, _ = simulated
+    fits = []
+    for limit in (ops.DENSE_BASIS_MAX, 0):
+        monkeypatch.setattr(ops, "DENSE_BASIS_MAX", limit)
+        est = CBMR("~ s(dx) + n", mask=box_mask, incidence_threshold=None, spline_spacing=SPACING)
+        fits.append((est, est.fit(dset)))
+    (dense, dense_result), (grid, grid_result) = fits
+    assert isinstance(dense.data_.basis, ops.DenseBasis)
+    assert isinstance(grid.data_.basis, ops.SplineBasis)
+    np.testing.assert_allclose(dense.params_, grid.params_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(np.diag(dense.covariance()), np.diag(grid.covariance()), rtol=1e-9)
+    key = "spatialIntensity_group-patient"
+    np.testing.assert_allclose(dense_result.maps[key], grid_result.maps[key], rtol=1e-9)
+
+
 def test_axis_basis_matches_nimare(nimare_ref):
     """1-D bases equal NiMARE 0.22.1's coef_spline_bases (patsy) to 1e-12."""
     for n in range(4):
@@ -240,15 +263,21 @@ def test_axis_basis_matches_nimare(nimare_ref):
         )
 
 
-def test_separable_basis_matches_dense():
-    """apply / transpose / gram of the separable basis equal the dense Cox-de Boor basis."""
+@pytest.mark.parametrize("representation", ["separable", "dense"])
+def test_basis_matches_cox_de_boor(representation):
+    """apply / transpose / gram of the separable basis and of the matrix basis (``dense_basis``,
+    built from each voxel's 64 local products) equal the dense Cox-de Boor basis (1e-12)."""
     rng = np.random.default_rng(0)
     mask = np.zeros((20, 24, 18), bool)
     mask[2:18, 3:22, 1:16] = rng.random((16, 19, 15)) < 0.3
     ijk = np.argwhere(mask)
     phi = dense_basis(ijk, 5)
+    basis = ops.spline_basis(ijk, 5)
+    if representation == "dense":
+        basis = ops.dense_basis(basis)
+        np.testing.assert_allclose(basis.matrix, phi, rtol=1e-12, atol=1e-14)
     with jax.enable_x64(True):
-        basis = jax.device_put(ops.spline_basis(ijk, 5))
+        basis = jax.device_put(basis)
         assert basis.kept.size == phi.shape[1]
         coef = rng.normal(size=(2, phi.shape[1]))
         np.testing.assert_allclose(ops.basis_apply(basis, coef), coef @ phi.T, atol=1e-12)
@@ -260,18 +289,21 @@ def test_separable_basis_matches_dense():
         )
 
 
-def _small_data(rng, n_global=1, n_patterns=3):
+def _small_data(rng, n_global=1, n_patterns=3, representation="separable"):
     """A small CBMRData on a random mask (no fit needed)."""
     mask = np.zeros((12, 13, 11), bool)
     mask[1:11, 2:12, 1:10] = rng.random((10, 10, 9)) < 0.5
     ijk = np.argwhere(mask)
+    basis = ops.spline_basis(ijk, 5)
+    if representation == "dense":
+        basis = ops.dense_basis(basis)
     n_exp = 12
     assignment = np.arange(n_exp) % n_patterns
     counts = rng.poisson(0.3, size=(n_exp, len(ijk))).astype(float)
     marginal = np.stack([counts[assignment == p].sum(0) for p in range(n_patterns)])
     loadings = np.eye(n_patterns)
     return ops.CBMRData(
-        basis=jax.device_put(ops.spline_basis(ijk, 5)),
+        basis=jax.device_put(basis),
         marginal=jnp.asarray(marginal),
         totals=jnp.asarray(counts.sum(1)),
         assignment=jnp.asarray(assignment, jnp.int32),
@@ -281,12 +313,14 @@ def _small_data(rng, n_global=1, n_patterns=3):
     ), counts
 
 
-def test_closed_form_information_matches_jax_hessian():
+@pytest.mark.parametrize("representation", ["separable", "dense"])
+def test_closed_form_information_matches_jax_hessian(representation):
     """Poisson closed-form information equals jax.hessian of the likelihood, its gradient
-    jax.grad (rtol 1e-10)."""
+    jax.grad (rtol 1e-10), on either basis representation; the Newton program's factor and
+    direction solve the information (NumPy's Cholesky and solve, rtol 1e-10)."""
     rng = np.random.default_rng(3)
     with jax.enable_x64(True):
-        data, _ = _small_data(rng)
+        data, _ = _small_data(rng, representation=representation)
         n = ops.n_params(data, "poisson")
         params = jnp.asarray(rng.normal(scale=0.3, size=n) - 0.5)
         closed = ops.poisson_information(params, data)
@@ -303,6 +337,11 @@ def test_closed_form_information_matches_jax_hessian():
         expected = jax.grad(ops.log_likelihood)(params, data, "poisson")
         np.testing.assert_allclose(grad, expected, rtol=1e-10, atol=1e-10 * abs(expected).max())
         np.testing.assert_allclose(info, closed, rtol=1e-12)
+        _, _, direction, info, factor = ops.newton_direction(params, data)
+        info = np.asarray(info)
+        np.testing.assert_allclose(factor, np.linalg.cholesky(info), rtol=1e-10, atol=1e-12)
+        solved = np.linalg.solve(info, np.asarray(grad))
+        np.testing.assert_allclose(direction, solved, rtol=1e-10, atol=1e-10 * abs(solved).max())
 
 
 def test_likelihoods_match_elementwise_forms():
@@ -496,11 +535,13 @@ def test_overdispersed_design_matches_nimare(overdispersed, dist):
 
 @pytest.mark.slow
 def test_second_fit_traces_nothing(simulated, box_mask):
-    """A second fit with the same shapes reuses every compiled program (spacing 8: shapes no
-    other test uses, so the first fit must trace)."""
+    """A second fit with the same shapes reuses every compiled program (the first fit, after
+    ``jax.clear_caches``, must trace: with a matrix basis another test's spacing can give the
+    same shapes)."""
     from test_compilation import count_traces
 
     dset, _ = simulated
+    jax.clear_caches()
     results = []
     for _ in range(2):
         with count_traces() as traces:

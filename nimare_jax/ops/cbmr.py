@@ -6,14 +6,22 @@ log-linear intensity over voxels. Experiments sharing one row of spatial loading
 cubic B-spline basis, and experiment ``i`` of pattern ``p`` has mean
 ``E_i exp(G_i @ gamma) exp(s_p)`` (exposure ``E_i``, moderators ``G_i``).
 
-``Phi`` is never formed. Its columns are products ``x_a(i) y_b(j) z_c(k)`` of three 1-D bases on
-the mask's bounding box, so ``Phi @ beta`` is: scatter ``beta`` into the full
-``(n_x, n_y, n_z)`` coefficient tensor (dropped columns are zeros), contract z and y on the
-bounding-box grid (two small mode products), gather each voxel's ``(j, k)`` column and contract x
-with the voxel's own x-row. Cost ``O(n_x n_y N_y N_z + n_vox n_x)`` instead of
-``O(n_vox n_bases)``; the whole 2 mm brain at spacing 10 needs no 0.84 GB basis. The same
-structure gives ``Phi^T diag(w) Phi`` on the grid (:func:`basis_gram`), used by the closed-form
-Fisher information.
+On large voxel sets ``Phi`` is never formed (:class:`SplineBasis`). Its columns are products
+``x_a(i) y_b(j) z_c(k)`` of three 1-D bases on the mask's bounding box, so ``Phi @ beta`` is:
+scatter ``beta`` into the full ``(n_x, n_y, n_z)`` coefficient tensor (dropped columns are
+zeros), contract z and y on the bounding-box grid (two small mode products), gather each voxel's
+``(j, k)`` column and contract x with the voxel's own x-row. Cost
+``O(n_x n_y N_y N_z + n_vox n_x)`` instead of ``O(n_vox n_bases)``; the whole 2 mm brain at
+spacing 10 needs no 0.84 GB basis. The same structure gives ``Phi^T diag(w) Phi`` on the grid
+(:func:`basis_gram`), used by the closed-form Fisher information. Small voxel sets (the
+incidence-filtered default: about a thousand voxels) keep ``Phi`` itself (:class:`DenseBasis`,
+:func:`prefer_dense`, built from each voxel's 64 non-zero local products):
+there a fit's time is mostly XLA compiling its program, and matrix products compile to far
+fewer operations than the grid's scatters, mode products and gathers. :func:`basis_apply`,
+:func:`basis_transpose` and :func:`basis_gram` take either.
+
+The Poisson programs are compiled with :data:`FAST_COMPILE` (XLA's CPU loop emitters), and
+what needs no matrix algebra is done on the host (benchmarks/README.md, "Cold compile").
 
 All numerics here are float64: call them inside ``jax.enable_x64(True)`` (the estimator in
 :mod:`nimare_jax.meta.cbmr` does; the rest of nimare_jax stays float32).
@@ -54,6 +62,23 @@ _CHUNK_VOXELS = 32768
 #: :func:`basis_apply`), holds at most this many values (256 MB).
 VMAP_INFORMATION_MAX = 2**25
 
+#: The estimator evaluates the basis as a matrix (:class:`DenseBasis`) when it has at most this
+#: many entries ``n_vox * n_bases`` (32 MB)...
+DENSE_BASIS_MAX = 2**22
+
+#: ...and its gram ``Phi^T diag(w) Phi`` at most this many multiply-adds ``n_vox * n_bases^2``
+#: (about 60 ms per pattern on this 2-core machine at load 4, against 25-35 ms on the grid for a
+#: brain-sized box: the ~0.6 s of compilation the matrix saves pays for that over ten Newton
+#: iterations; 4,422 voxels x 666 bases, 2.9 M entries, took 215 ms); on the separable grid
+#: (:class:`SplineBasis`) otherwise.
+DENSE_GRAM_MAX = 2**29
+
+#: XLA options of the Newton and information programs (``jax.jit(..., compiler_options=...)``):
+#: XLA's CPU loop emitters, instead of its newer MLIR fusion emitters, compile these programs'
+#: few dozen small fusions in about half the time (laird's Newton program: 1.1 -> 0.56 s CPU),
+#: bit-identical results and run time (benchmarks/README.md, "Cold compile").
+FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
+
 #: L-BFGS also stops when the largest absolute gradient entry falls to this.
 GRADIENT_TOLERANCE = 1e-7
 
@@ -81,12 +106,35 @@ class SplineBasis(NamedTuple):
     kept: jax.Array
 
 
+class DenseBasis(NamedTuple):
+    """The same basis as a matrix over a small voxel set (a pytree of arrays).
+
+    On small voxel sets (:func:`prefer_dense`; the incidence-filtered sets of the default
+    estimator: laird's 1,030 voxels x 299 bases are 2.5 MB), ``Phi`` itself is cheaper than the
+    grid: :func:`basis_apply` and :func:`basis_transpose` are one matrix product each and
+    :func:`basis_gram` one more, which XLA compiles in a fraction of the time of the grid's
+    scatters, mode products and gathers (compilation, not arithmetic, is most of such a fit's
+    time: benchmarks/README.md). Whole-brain masks keep :class:`SplineBasis` (228,483 x 457
+    would be 0.84 GB).
+
+    Attributes
+    ----------
+    matrix : float64 array, shape (n_vox, n_bases)
+        ``Phi`` (:func:`dense_basis`).
+    kept : int32 array, shape (n_bases,)
+        As :attr:`SplineBasis.kept`.
+    """
+
+    matrix: jax.Array
+    kept: jax.Array
+
+
 class CBMRData(NamedTuple):
     """Everything the likelihood needs besides the parameters (a pytree of arrays).
 
     Attributes
     ----------
-    basis : SplineBasis
+    basis : SplineBasis or DenseBasis
         Spatial basis over the ``n_vox`` analysis voxels.
     marginal : float64 array, shape (n_patterns, n_vox)
         Foci counts summed over the experiments of each pattern.
@@ -168,6 +216,43 @@ def axis_spline_basis(lo: int, hi: int, spacing: int, margin: int = 10) -> np.nd
     return values[:, values.sum(axis=0) != 0]
 
 
+def _local_products(basis: SplineBasis, part: slice):
+    """Each voxel's non-zero tensor-product values and their flat column indices.
+
+    Along each axis a voxel has at most 4 consecutive non-zero cubic B-splines, so its row of
+    the full tensor-product basis has at most 64 non-zero entries: the products
+    ``x_a y_b z_c`` over the voxel's three windows of 4 (``(x * y) * z``, NiMARE's order).
+
+    Parameters
+    ----------
+    basis : SplineBasis
+        NumPy arrays (``kept`` is not used).
+    part : slice
+        The voxels to evaluate (chunks bound host memory on whole-brain masks).
+
+    Returns
+    -------
+    flat : int64 array, shape (n, 64)
+        Flat C-order indices into ``(n_x, n_y, n_z)`` (fewer than 64 columns on an axis with
+        fewer than 4 functions).
+    values : float64 array, shape (n, 64)
+    """
+    axes = (basis.bx, basis.by, basis.bz)
+    shape = tuple(b.shape[1] for b in axes)
+    starts, rows = [], []
+    for b, v, n in zip(axes, (basis.vx, basis.vy, basis.vz), shape, strict=True):
+        width = min(4, n)
+        values = b[v[part]]
+        first = np.clip(np.argmax(values > 0, axis=1), 0, n - width)
+        starts.append(first[:, None] + np.arange(width))
+        rows.append(np.take_along_axis(values, starts[-1], axis=1))
+    flat = (starts[0][:, :, None, None] * shape[1] + starts[1][:, None, :, None]) * shape[2]
+    flat = flat + starts[2][:, None, None, :]
+    xy = rows[0][:, :, None] * rows[1][:, None, :]
+    values = xy[:, :, :, None] * rows[2][:, None, None, :]
+    return flat.reshape(len(flat), -1), values.reshape(len(values), -1)
+
+
 def spline_basis(ijk, spacing: int, margin: int = 10) -> SplineBasis:
     """Build the separable basis over voxels, keeping NiMARE's tensor-product columns.
 
@@ -192,54 +277,66 @@ def spline_basis(ijk, spacing: int, margin: int = 10) -> SplineBasis:
     ijk = np.asarray(ijk, dtype=np.int64)
     lo, hi = ijk.min(axis=0), ijk.max(axis=0)
     axes = [axis_spline_basis(int(lo[d]), int(hi[d]), spacing, margin) for d in range(3)]
-    local = ijk - lo
-    shape = tuple(b.shape[1] for b in axes)
-    # Each row has at most 4 consecutive non-zero functions: gather them, form the 4x4x4 local
-    # products per voxel ((x*y)*z, NiMARE's order) and keep the per-column maxima.
-    width = [min(4, n) for n in shape]
-    starts, rows = [], []
-    for d in range(3):
-        b = axes[d][local[:, d]]
-        first = np.clip(np.argmax(b > 0, axis=1), 0, shape[d] - width[d])
-        starts.append(first)
-        rows.append(np.take_along_axis(b, first[:, None] + np.arange(width[d]), axis=1))
-    offsets = [np.arange(w) for w in width]
-    local_flat = (
-        (offsets[0][:, None, None] * shape[1] + offsets[1][None, :, None]) * shape[2]
-        + offsets[2][None, None, :]
-    ).ravel()
-    peak = np.zeros(int(np.prod(shape)))
+    vx, vy, vz = np.ascontiguousarray((ijk - lo).T.astype(np.int32))
+    basis = SplineBasis(*axes, vx, vy, vz, kept=None)
+    peak = np.zeros(int(np.prod([b.shape[1] for b in axes])))
     for lo_v in range(0, len(ijk), _CHUNK_VOXELS):  # bounded memory on whole-brain masks
-        part = slice(lo_v, lo_v + _CHUNK_VOXELS)
-        xy = rows[0][part, :, None] * rows[1][part, None, :]
-        prod = (xy[:, :, :, None] * rows[2][part, None, None, :]).reshape(xy.shape[0], -1)
-        base = (starts[0][part] * shape[1] + starts[1][part]) * shape[2] + starts[2][part]
-        np.maximum.at(peak, (base[:, None] + local_flat).ravel(), prod.ravel())
+        flat, values = _local_products(basis, slice(lo_v, lo_v + _CHUNK_VOXELS))
+        np.maximum.at(peak, flat.ravel(), values.ravel())
     kept = np.flatnonzero(peak >= SPLINE_SUPPORT_THRESHOLD).astype(np.int32)
-    return SplineBasis(
-        bx=axes[0],
-        by=axes[1],
-        bz=axes[2],
-        vx=local[:, 0].astype(np.int32),
-        vy=local[:, 1].astype(np.int32),
-        vz=local[:, 2].astype(np.int32),
-        kept=kept,
-    )
+    return basis._replace(kept=kept)
 
 
-# ----------------------------------------------------------------------------- basis (JAX)
-def basis_apply(basis: SplineBasis, coef: jax.Array) -> jax.Array:
-    """Evaluate ``Phi @ coef`` for each row of ``coef`` without forming ``Phi``.
+def prefer_dense(n_vox: int, n_bases: int) -> bool:
+    """Return whether the estimator uses :class:`DenseBasis` for this many voxels and bases.
+
+    Up to :data:`DENSE_BASIS_MAX` entries and :data:`DENSE_GRAM_MAX` multiply-adds per gram.
+    """
+    return n_vox * n_bases <= DENSE_BASIS_MAX and n_vox * n_bases**2 <= DENSE_GRAM_MAX
+
+
+def dense_basis(basis: SplineBasis) -> DenseBasis:
+    """Evaluate the basis matrix ``Phi`` over the voxels (kept columns only) on the host.
+
+    Each row is scattered from the voxel's 64 local tensor-product values
+    (:func:`_local_products`). For small voxel sets only: see :class:`DenseBasis`.
 
     Parameters
     ----------
     basis : SplineBasis
+        NumPy arrays, as :func:`spline_basis` returns them.
+
+    Returns
+    -------
+    DenseBasis
+        NumPy arrays.
+    """
+    kept = np.asarray(basis.kept)
+    n_full = basis.bx.shape[1] * basis.by.shape[1] * basis.bz.shape[1]
+    column = np.full(n_full + 1, kept.size)  # dropped columns go to a discarded last column
+    column[kept] = np.arange(kept.size)
+    n_vox = len(basis.vx)
+    flat, values = _local_products(basis, slice(0, n_vox))
+    matrix = np.zeros((n_vox, kept.size + 1))
+    matrix[np.arange(n_vox)[:, None], column[flat]] = values  # (voxel, column) pairs are unique
+    return DenseBasis(matrix=matrix[:, :-1].copy(), kept=kept)
+
+
+# ----------------------------------------------------------------------------- basis (JAX)
+def basis_apply(basis: SplineBasis | DenseBasis, coef: jax.Array) -> jax.Array:
+    """Evaluate ``Phi @ coef`` for each row of ``coef`` (without ``Phi`` if separable).
+
+    Parameters
+    ----------
+    basis : SplineBasis or DenseBasis
     coef : float array, shape (n_rows, n_bases)
 
     Returns
     -------
     jax.Array, shape (n_rows, n_vox)
     """
+    if isinstance(basis, DenseBasis):
+        return coef @ basis.matrix.T
     nx, ny, nz = basis.bx.shape[1], basis.by.shape[1], basis.bz.shape[1]
     full = jnp.zeros((coef.shape[0], nx * ny * nz), coef.dtype)
     full = full.at[:, basis.kept].set(coef, unique_indices=True)
@@ -258,12 +355,12 @@ def basis_apply(basis: SplineBasis, coef: jax.Array) -> jax.Array:
     return grid[:, flat]
 
 
-def basis_transpose(basis: SplineBasis, values: jax.Array) -> jax.Array:
+def basis_transpose(basis: SplineBasis | DenseBasis, values: jax.Array) -> jax.Array:
     """Evaluate ``values @ Phi`` (the adjoint of :func:`basis_apply`).
 
     Parameters
     ----------
-    basis : SplineBasis
+    basis : SplineBasis or DenseBasis
     values : float array, shape (n_rows, n_vox)
 
     Returns
@@ -274,18 +371,20 @@ def basis_transpose(basis: SplineBasis, values: jax.Array) -> jax.Array:
     return jax.linear_transpose(lambda c: basis_apply(basis, c), zeros)(values)[0]
 
 
-def basis_gram(basis: SplineBasis, weights: jax.Array) -> jax.Array:
-    """Evaluate ``Phi^T diag(weights) Phi`` on the bounding-box grid.
+def basis_gram(basis: SplineBasis | DenseBasis, weights: jax.Array) -> jax.Array:
+    """Evaluate ``Phi^T diag(weights) Phi`` (on the bounding-box grid if separable).
 
     Parameters
     ----------
-    basis : SplineBasis
+    basis : SplineBasis or DenseBasis
     weights : float array, shape (n_vox,)
 
     Returns
     -------
     jax.Array, shape (n_bases, n_bases)
     """
+    if isinstance(basis, DenseBasis):
+        return (basis.matrix.T * weights) @ basis.matrix
     shape = (basis.bx.shape[0], basis.by.shape[0], basis.bz.shape[0])
     grid = jnp.zeros(shape, weights.dtype).at[basis.vx, basis.vy, basis.vz].add(weights)
     zz = jnp.einsum("xyz,zc,zf->xycf", grid, basis.bz, basis.bz)
@@ -294,6 +393,39 @@ def basis_gram(basis: SplineBasis, weights: jax.Array) -> jax.Array:
     n = basis.bx.shape[1] * basis.by.shape[1] * basis.bz.shape[1]
     full = full.reshape(n, n)
     return full[basis.kept][:, basis.kept]
+
+
+def _spatial_gram(data: CBMRData, weights: jax.Array) -> jax.Array:
+    """``sum_p (L_p L_p^T) kron Phi^T diag(weights_p) Phi`` over the spatial coefficients.
+
+    A matrix basis forms all patterns' grams in one product; the separable one adds them in a
+    ``lax.scan`` (one grid contraction in memory at a time).
+
+    Parameters
+    ----------
+    data : CBMRData
+    weights : float array, shape (n_patterns, n_vox)
+
+    Returns
+    -------
+    jax.Array, shape (n_spatial, n_spatial), symmetric
+    """
+    n_columns, n_bases = data.loadings.shape[1], data.basis.kept.shape[0]
+    if isinstance(data.basis, DenseBasis):
+        phi = data.basis.matrix
+        grams = (weights[:, :, None] * phi).transpose(0, 2, 1) @ phi  # (P, K, K)
+        gram = jnp.einsum("pc,pd,pkl->ckdl", data.loadings, data.loadings, grams)
+    else:
+
+        def add_pattern(acc, inputs):
+            row, weight = inputs
+            gram = basis_gram(data.basis, weight)
+            return acc + jnp.einsum("c,d,kl->ckdl", row, row, gram), None
+
+        zeros = jnp.zeros((n_columns, n_bases, n_columns, n_bases), weights.dtype)
+        gram, _ = jax.lax.scan(add_pattern, zeros, (data.loadings, weights))
+    gram = gram.reshape(n_columns * n_bases, n_columns * n_bases)
+    return 0.5 * (gram + gram.T)
 
 
 # ----------------------------------------------------------------------------- likelihoods
@@ -489,9 +621,10 @@ def poisson_terms(params: jax.Array, data: CBMRData):
     * information: ``H_ss = sum_p (L_p L_p^T) kron (T_p Phi^T diag(mu_p) Phi)``,
       ``H_sg = sum_p L_p kron (Phi^T mu_p) U_p^T`` and ``H_gg = G^T diag(w_i E_p(i)) G``.
 
-    Each ``Phi^T diag(.) Phi`` comes from :func:`basis_gram` and both ``Phi^T`` products from one
-    :func:`basis_transpose`; nothing of size ``n_vox x n_bases`` is formed, and no automatic
-    differentiation is traced (a smaller program to compile than ``jax.value_and_grad``).
+    The ``Phi^T diag(.) Phi`` come from :func:`_spatial_gram` and both ``Phi^T`` products from
+    one :func:`basis_transpose`; on a separable basis nothing of size ``n_vox x n_bases`` is
+    formed. No automatic differentiation is traced (a smaller program to compile than
+    ``jax.value_and_grad``).
 
     Parameters
     ----------
@@ -526,15 +659,7 @@ def poisson_terms(params: jax.Array, data: CBMRData):
         ]
     )
 
-    def add_pattern(acc, inputs):
-        row, mu_p, t_p = inputs
-        gram = basis_gram(data.basis, t_p * mu_p)
-        return acc + jnp.einsum("c,d,kl->ckdl", row, row, gram), None
-
-    zeros = jnp.zeros((n_columns, n_bases, n_columns, n_bases), params.dtype)
-    h_ss, _ = jax.lax.scan(add_pattern, zeros, (data.loadings, mu, total))
-    h_ss = h_ss.reshape(n_columns * n_bases, n_columns * n_bases)
-    h_ss = 0.5 * (h_ss + h_ss.T)
+    h_ss = _spatial_gram(data, total[:, None] * mu)
     u = jax.ops.segment_sum(w[:, None] * g, data.assignment, n_patterns)  # (P, Q)
     h_sg = jnp.einsum("pc,pk,pq->ckq", data.loadings, marginal_basis, u)
     h_sg = h_sg.reshape(n_columns * n_bases, g.shape[1])
@@ -543,7 +668,7 @@ def poisson_terms(params: jax.Array, data: CBMRData):
     return value, grad, jnp.block([[h_ss, h_sg], [h_sg.T, h_gg]])
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def poisson_information(params: jax.Array, data: CBMRData) -> jax.Array:
     """Observed Fisher information of the Poisson model in closed form (:func:`poisson_terms`).
 
@@ -577,6 +702,9 @@ class NewtonResult(NamedTuple):
         Largest entry of the Newton step at ``params``.
     information : float64 array, shape (n_coef, n_coef)
         Observed information at ``params`` (:func:`poisson_terms`).
+    factor : float64 array, shape (n_coef, n_coef)
+        Its lower Cholesky factor (NaNs if it is not positive definite): the Fisher covariance
+        follows with one triangular solve, and no factorization on the host.
     """
 
     params: np.ndarray
@@ -585,6 +713,7 @@ class NewtonResult(NamedTuple):
     converged: bool
     last_step: float
     information: jax.Array
+    factor: jax.Array
 
 
 #: :func:`newton_fit` stops when its next trial would move no parameter by more than this.
@@ -629,6 +758,17 @@ def cholesky_loop(matrix: jax.Array) -> jax.Array:
     return jax.lax.fori_loop(0, matrix.shape[0], column, jnp.zeros_like(matrix))
 
 
+def cholesky_factor(matrix: jax.Array) -> tuple[jax.Array, bool]:
+    """Return a ``cho_factor``-style lower Cholesky factor of ``matrix``.
+
+    :func:`cholesky_loop` up to :data:`CHOLESKY_LOOP_MAX` rows, LAPACK above (NaNs if
+    ``matrix`` is not positive definite).
+    """
+    if matrix.shape[0] <= CHOLESKY_LOOP_MAX:
+        return cholesky_loop(matrix), True
+    return jax.scipy.linalg.cho_factor(matrix, lower=True)
+
+
 def constant_start(data: CBMRData) -> np.ndarray:
     """Poisson starting values: each pattern's intensity flat at its mean count.
 
@@ -655,9 +795,13 @@ def constant_start(data: CBMRData) -> np.ndarray:
     return np.concatenate([spatial, np.zeros(np.shape(data.moderators)[1])])
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def newton_direction(params: jax.Array, data: CBMRData):
-    """Poisson log-likelihood, Newton direction and information at ``params`` (one program).
+    """Poisson log-likelihood, gradient, Newton direction and information (one program).
+
+    What needs no matrix algebra - the line search's slope, the fallback for an information
+    that is not positive definite - is left to :func:`newton_fit` on the host: fewer
+    operations for XLA to compile.
 
     Parameters
     ----------
@@ -668,25 +812,23 @@ def newton_direction(params: jax.Array, data: CBMRData):
     -------
     value : float64 scalar
         Log-likelihood.
-    slope : float64 scalar
-        ``grad . direction`` (the Newton decrement squared; positive ascent slope).
+    grad : float64 array, shape (n_coef,)
     direction : float64 array, shape (n_coef,)
-        ``information^-1 grad``; if the information is not positive definite (intensities
-        underflowing), the gradient scaled by the information's largest diagonal entry.
+        ``information^-1 grad`` (NaNs if the information is not positive definite).
     information : float64 array, shape (n_coef, n_coef)
+    factor : float64 array, shape (n_coef, n_coef)
+        Lower Cholesky factor of the information (:func:`cholesky_factor`; only its lower
+        triangle is meaningful).
     """
     value, grad, info = poisson_terms(params, data)
-    if info.shape[0] <= CHOLESKY_LOOP_MAX:
-        factor = (cholesky_loop(info), True)
-    else:
-        factor = jax.scipy.linalg.cho_factor(info, lower=True)
+    factor = cholesky_factor(info)
     direction = jax.scipy.linalg.cho_solve(factor, grad)
-    fallback = grad / jnp.maximum(jnp.max(jnp.diag(info)), 1.0)
-    direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, fallback)
-    return value, jnp.dot(grad, direction), direction, info
+    return value, grad, direction, info, factor[0]
 
 
-def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResult:
+def newton_fit(
+    data: CBMRData, params0, max_iter: int, tol: float, program=newton_direction
+) -> NewtonResult:
     """Maximize the Poisson log-likelihood by Newton's method on the closed-form information.
 
     The Poisson log-likelihood is concave in the coefficients, so Newton's method with a
@@ -698,7 +840,9 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
     whole-brain bases without a focus, whose coefficients fall by about one per step), when
     the next trial would move no parameter by more than :data:`NEWTON_STEP_TOLERANCE` (a
     converged Newton step, or a line search out of room at rounding level), or after
-    ``max_iter`` iterations.
+    ``max_iter`` iterations. Where the information is not positive definite (intensities
+    underflowing) the direction is the gradient scaled by the information's largest diagonal
+    entry.
 
     The iterations are driven from Python (a few, each a whole likelihood, information and
     factorization, and one scalar read back): inside a ``lax.while_loop`` the same evaluation
@@ -714,6 +858,10 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
         Iteration cap.
     tol : float
         Log-likelihood change below which an accepted step ends the fit.
+    program : callable
+        ``program(params, data) -> (value, grad, direction, information, factor)``, compiled:
+        :func:`newton_direction`. ``direction`` may hold NaNs (the fallback above replaces
+        it); ``factor`` is the lower Cholesky factor of ``information``.
 
     Returns
     -------
@@ -721,16 +869,21 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
     """
     params = np.asarray(params0, np.float64)
     direction = np.zeros_like(params)
-    value, slope, scale, info, n_iter, converged = -np.inf, 0.0, 0.0, None, 0, False
+    value, slope, scale, n_iter, converged = -np.inf, 0.0, 0.0, 0, False
+    matrices = None  # information and its Cholesky factor at params
     while n_iter < max_iter:
         trial = params + scale * direction
-        t_value, t_slope, t_direction, t_info = newton_direction(trial, data)
+        t_value, t_grad, t_direction, *t_matrices = program(trial, data)
         t_value, n_iter = float(t_value), n_iter + 1
-        info = t_info if info is None else info
+        matrices = t_matrices if matrices is None else matrices
         if np.isfinite(t_value) and t_value >= value + _ARMIJO * scale * slope:
             gain = t_value - value
-            params, value, slope, info = trial, t_value, float(t_slope), t_info
-            direction, scale = np.asarray(t_direction), 1.0
+            params, value, matrices = trial, t_value, t_matrices
+            t_grad, direction, scale = np.asarray(t_grad), np.asarray(t_direction), 1.0
+            if not np.all(np.isfinite(direction)):
+                diagonal = np.diagonal(np.asarray(t_matrices[0]))
+                direction = t_grad / max(float(np.max(diagonal)), 1.0)
+            slope = float(t_grad @ direction)
             if gain < tol:
                 converged = True
                 break
@@ -740,7 +893,7 @@ def newton_fit(data: CBMRData, params0, max_iter: int, tol: float) -> NewtonResu
             converged = bool(np.max(np.abs(direction)) < NEWTON_CONVERGED)
             break
     size = float(np.max(np.abs(direction), initial=0.0))
-    return NewtonResult(params, value, n_iter, converged, size, info)
+    return NewtonResult(params, value, n_iter, converged, size, *matrices)
 
 
 @functools.partial(jax.jit, static_argnames=("distribution", "batch_size"))
@@ -783,7 +936,10 @@ def autodiff_information(
 
     units = jnp.eye(n_coef, dtype=params.dtype)
     basis = data.basis
-    grid = data.loadings.shape[0] * basis.bx.shape[1] * basis.by.shape[0] * basis.bz.shape[0]
+    if isinstance(basis, DenseBasis):
+        grid = data.loadings.shape[0] * basis.matrix.shape[0]
+    else:
+        grid = data.loadings.shape[0] * basis.bx.shape[1] * basis.by.shape[0] * basis.bz.shape[0]
     if batch_size is None and n_coef * grid <= VMAP_INFORMATION_MAX:
         hessian = jax.vmap(column)(units)
     else:
@@ -791,7 +947,7 @@ def autodiff_information(
     return 0.5 * (hessian + hessian.T)
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def cluster_scores(params: jax.Array, data: CBMRData, counts: jax.Array) -> jax.Array:
     """Per-experiment Poisson score contributions, the meat of a cluster sandwich.
 
@@ -822,7 +978,7 @@ def cluster_scores(params: jax.Array, data: CBMRData, counts: jax.Array) -> jax.
     return jnp.concatenate([spatial.reshape(counts.shape[0], -1), scalar], axis=1)
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def coefficient_maps(basis: SplineBasis, coef: jax.Array) -> jax.Array:
     """Jitted :func:`basis_apply`: coefficient rows (n_rows, n_bases) to maps (n_rows, n_vox)."""
     return basis_apply(basis, coef)
