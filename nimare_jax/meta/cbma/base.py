@@ -366,6 +366,7 @@ def summarize(
     origin, box, box_index = K.mask_box(arrays.mask_index, arrays.shape)
     box_ijk = ijk - origin
     inside = bool(np.all((box_ijk[valid] >= 0) & (box_ijk[valid] < box)))  # less padding
+    frame = K.mask_frame(box_index, box, K.window_pad(windows.shape[-1], inside))
     tables = None
     if arrays.ma_fn is None and arrays.combine == "max":
         tables = K.window_tables(windows, union, n_bins, inv_step)
@@ -389,11 +390,12 @@ def summarize(
             inv_step,
             tables,
             inside,
+            frame,
         )
 
     parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
-    acc = jnp.zeros(box_index.shape[0], jnp.result_type(float))
-    acc, *pending = run(acc, parts[0])
+    acc = None if arrays.ma_fn is None else jnp.zeros(box_index.shape[0], jnp.result_type(float))
+    acc, *pending = run(acc, parts[0])  # window kernels: from zeros, without a scatter
     for part in parts[1:]:
         acc, *upcoming = run(acc, part)  # dispatched before the host reads the last chunk
         if on_chunk is not None:
