@@ -750,7 +750,7 @@ def _mask_frame(dtype: str, flat: bytes, shape: tuple, pad: int):
     index = np.ravel_multi_index(tuple(ijk), padded).astype(np.int32)
     in_mask = np.zeros(int(np.prod(padded)), bool)
     in_mask[index] = True
-    return jnp.asarray(index), jnp.asarray(in_mask)
+    return jax.device_put(index), jax.device_put(in_mask)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -361,14 +361,15 @@ def summarize(
     ijk, valid = arrays.padded()
     exp_weight = np.asarray(exp_weight)
     n_exp = ijk.shape[0]
-    windows = jnp.asarray(windows, jnp.float32)
+    windows = np.asarray(windows, np.float32)  # cast here: no device program for it
     # windows are placed in the mask's bounding box: a smaller volume, the same values
     origin, box, box_index = K.mask_box(arrays.mask_index, arrays.shape)
     box_ijk = ijk - origin
     inside = bool(np.all((box_ijk[valid] >= 0) & (box_ijk[valid] < box)))  # less padding
     frame = K.mask_frame(box_index, box, K.window_pad(windows.shape[-1], inside))
-    tables = None
-    if arrays.ma_fn is None and arrays.combine == "max":
+    parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
+    tables = None  # with one chunk, made inside its call (one program fewer to load)
+    if arrays.ma_fn is None and arrays.combine == "max" and len(parts) > 1:
         tables = K.window_tables(windows, union, n_bins, inv_step)
 
     def run(acc, part):
@@ -393,7 +394,6 @@ def summarize(
             frame,
         )
 
-    parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
     acc = None if arrays.ma_fn is None else jnp.zeros(box_index.shape[0], jnp.result_type(float))
     acc, *pending = run(acc, parts[0])  # window kernels: from zeros, without a scatter
     for part in parts[1:]:
