@@ -328,7 +328,7 @@ def window_frame(ijk, shape, width: int, inside: bool = False):
 
 
 def window_pad(width: int, inside: bool = False) -> int:
-    """Padding on each side of the volume :func:`window_frame` places windows of ``width`` in."""
+    """Return the padding on each side of the volume :func:`window_frame` puts windows in."""
     return width // 2 if inside else width
 
 
