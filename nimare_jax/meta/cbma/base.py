@@ -332,8 +332,10 @@ def summarize(
     previous one's statistic, so the result does not depend on the chunking. Each chunk's
     MA histograms and maxima are handed to ``on_chunk`` on the host while the next chunk
     runs on the device, then dropped: memory is bounded by the chunk size, not by the
-    number of experiments. At most two chunk shapes are compiled (full and last). Call
-    under ``jax.enable_x64(True)`` for a float64 accumulator.
+    number of experiments. At most three programs are compiled for window kernels (the
+    first chunk, which starts from zeros without an accumulator, the full chunks after it
+    and the last one) and two for whole-brain kernels (full and last). Call under
+    ``jax.enable_x64(True)`` for a float64 accumulator.
 
     Parameters
     ----------
