@@ -87,15 +87,13 @@ class NiMAREBase:
             valid[name].set_params(**sub_params)
         return self
 
+    @fill_doc
     def save(self, filename, compress: bool = True) -> None:
         """Pickle this object to a file.
 
         Parameters
         ----------
-        filename : str or pathlib.Path
-            File to write.
-        compress : bool
-            Gzip the pickle (default True).
+        %(save_params)s
         """
         write_pickle(self, filename, compress)
 
@@ -121,6 +119,7 @@ class NiMAREBase:
         return read_pickle(cls, filename, compressed)
 
 
+@fill_doc
 def write_pickle(obj, filename, compress: bool = True) -> None:
     """Pickle ``obj`` to ``filename``, gzipped if ``compress``.
 
@@ -128,10 +127,7 @@ def write_pickle(obj, filename, compress: bool = True) -> None:
     ----------
     obj : object
         What to write.
-    filename : str or pathlib.Path
-        File to write.
-    compress : bool
-        Gzip the pickle.
+    %(save_params)s
     """
     opener = gzip.open if compress else open
     with opener(filename, "wb") as f:

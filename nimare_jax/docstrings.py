@@ -107,17 +107,29 @@ citations : tuple of str
     # ------------------------------------------------ correctors and containers
     "corrector_result": """result : MetaResult
     Output of an estimator's ``fit``.""",
+    "save_params": """filename : str or pathlib.Path
+    File to write.
+compress : bool
+    Gzip the pickle (default True; read it back with ``compressed=True``).""",
     "load_params": """filename : str or pathlib.Path
     File written by :meth:`save`.
 compressed : bool
     Whether the file is gzipped (:meth:`save`'s default).""",
+    # ------------------------------------------------ NiMARE's stats and transforms
+    "t_values_dof": """t_values : float or array-like
+    T-statistics.
+dof : int or array-like
+    Degrees of freedom, broadcastable against ``t_values``.""",
     # ------------------------------------------------ workflows
     "workflow_dataset": """dataset : str, os.PathLike or Dataset
     NiMARE JSON or Sleuth text file, or a loaded dataset.""",
     "workflow_output_dir": """output_dir : str, os.PathLike or None
-    Output folder (None: the dataset file's folder, or the working folder).""",
+    Output folder (None: the dataset file's folder, or the working folder). It is created
+    and checked before the work; files are written into a hidden folder inside it and
+    moved into place, replacing files of the same names, only once everything succeeded.""",
     "workflow_prefix": """prefix : str or None
-    File-name prefix (None: the dataset file's name without extension).""",
+    File-name prefix (None: the dataset file's name without extension; for a loaded
+    dataset, the analysis' short name, e.g. ``"macm"``).""",
     "workflow_fwhm": """fwhm : float or None
     Fixed kernel FWHM in mm; None derives it from each experiment's sample size.""",
     "workflow_options": """voxel_thresh, cluster_threshold, output_dir, n_cores
@@ -140,7 +152,33 @@ annotations : pandas.DataFrame
     The experiments to compare with; None uses all the others.""",
     "decode_u": """u : float
     Alpha level (kept for NiMARE's signature; not used by the computation).""",
+    # ------------------------------------------------ parcellations
+    "parcellation_region": """target_mask : str, os.PathLike or nibabel.Nifti1Image
+    Region to parcellate: its non-zero voxels, resampled to the dataset mask's grid
+    (nearest neighbour) if needed.
+n_clusters : int or sequence of int
+    Numbers of clusters (parcels) to compute, each at least 2.""",
+    "parcellation_selection": """r : float or None
+    Radius in mm: a voxel's experiments are those with a focus within ``r`` mm of it.
+n : int or None
+    Or a voxel's experiments are its ``n`` nearest (an experiment's distance: that of its
+    nearest focus; ties go to the earlier experiment). Give exactly one of ``r`` and
+    ``n``.""",
 }
+
+#: The ALE-with-FWE options of the ALE and MACM workflows (after their ``n_iters``).
+docdict["workflow_ale_fwe"] = "\n".join(
+    (
+        """v_thr : float
+    Uncorrected p-value of the cluster-forming threshold.""",
+        docdict["workflow_fwhm"],
+        docdict["n_cores"],
+        """random_state : int or None
+    Seed of the permutations.
+progress : bool
+    Show progress bars.""",
+    )
+)
 
 #: Every ``correct_fwe_montecarlo`` takes these (:class:`nimare_jax.meta.fwe.MonteCarloFWE`).
 docdict["fwe_montecarlo_parameters"] = "\n".join(

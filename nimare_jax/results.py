@@ -259,15 +259,13 @@ class MetaResult:
         return new
 
     # -------------------------------------------------------------------- files
+    @fill_doc
     def save(self, filename, compress: bool = True, with_inputs: bool = True) -> None:
         """Pickle the result (with its estimator and corrector) to a file, as NiMARE's.
 
         Parameters
         ----------
-        filename : str or pathlib.Path
-            File to write.
-        compress : bool
-            Gzip the pickle (default True; :meth:`load` then needs ``compressed=True``).
+        %(save_params)s
         with_inputs : bool
             Keep the estimator's input image arrays (default True). False replaces them by
             :class:`DroppedInput` placeholders, which makes an image-based result's file
@@ -318,7 +316,7 @@ class MetaResult:
         list of pathlib.Path
             Written files.
         """
-        return _write_files(
+        return write_files(
             output_dir,
             prefix,
             (
@@ -341,7 +339,7 @@ class MetaResult:
         list of pathlib.Path
             Written files.
         """
-        return _write_files(
+        return write_files(
             output_dir,
             prefix,
             (
@@ -397,7 +395,7 @@ class MetaResult:
             Written files.
         """
         text, bib = self.boilerplate(), self.bibtex()
-        return _write_files(
+        return write_files(
             output_dir,
             prefix,
             (
@@ -407,13 +405,14 @@ class MetaResult:
         )
 
 
-def _write_files(output_dir, prefix: str, files) -> list[Path]:
+@fill_doc
+def write_files(output_dir, prefix: str, files) -> list[Path]:
     """Write files named ``{prefix}_{name}`` (``{name}`` without a prefix) into a folder.
 
     Parameters
     ----------
-    output_dir, prefix
-        As in :meth:`MetaResult.save_maps`.
+    %(output_dir)s
+    %(prefix)s
     files : iterable of (str, callable)
         Each file's name and a function writing it to the path it is given.
 

@@ -127,6 +127,36 @@ def load_image(path, what: str = "image") -> nib.spatialimages.SpatialImage:
     return type(img)(data, img.affine, img.header)
 
 
+def load_image_3d(img, what: str = "image") -> nib.spatialimages.SpatialImage:
+    """Read a 3-D image (:func:`load_image`), accepting a 4-D image of one volume.
+
+    Parameters
+    ----------
+    img : str, pathlib.Path or nibabel image
+        File to read, or an image.
+    what : str
+        Description used in error messages.
+
+    Returns
+    -------
+    nibabel.spatialimages.SpatialImage
+        The image, 3-D (a 4-D image's single volume), its data in memory.
+
+    Raises
+    ------
+    InputFileError
+        As :func:`load_image`.
+    ImageError
+        If the image has another shape; the message names ``what`` and the shape.
+    """
+    img = load_image(img, what)
+    if len(img.shape) == 4 and img.shape[3] == 1:
+        img = img.slicer[..., 0]
+    if len(img.shape) != 3:
+        raise ImageError(f"{what}: expected a 3-D image, got shape {img.shape}")
+    return img
+
+
 def load_mask(mask) -> nib.Nifti1Image:
     """Return a binary int8 mask image from a path, an image, a masker or a template name.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.ops import stats as ops
 
 _SMALLEST_P = np.nextafter(0.0, 1.0)  # smallest positive double, NiMARE's floor on p
@@ -244,15 +245,13 @@ def z_to_p(z, tail: str = "two"):
     return _scalar_if_0d(np.maximum(np.exp(_run64(ops.z_to_logp, z, tail=tail)), _SMALLEST_P))
 
 
+@fill_doc
 def t_to_z(t_values, dof):
     """Convert t-statistics to z-statistics with the same tail probability.
 
     Parameters
     ----------
-    t_values : float or array-like
-        T-statistics.
-    dof : int or array-like
-        Degrees of freedom, broadcastable against ``t_values``.
+    %(t_values_dof)s
 
     Returns
     -------

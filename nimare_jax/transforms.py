@@ -39,6 +39,7 @@ from nilearn.reporting import get_clusters_table
 from scipy import special
 
 from nimare_jax.dataset import resolve_path, warn_mixed_signs
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.ops import stats as ops_stats
 from nimare_jax.spatial import DEFAULT_FLOAT_DTYPE, get_masker, load_image, load_mask
@@ -870,15 +871,13 @@ def nlogp_to_z(nlogp, tail: str = "two"):
     return _scalar_if_0d(_run64(ops_stats.logp_to_z, nlogp, tail=tail) + 0.0)
 
 
+@fill_doc
 def t_to_nlogp(t_values, dof, tail: str = "two"):
     """Convert t-statistics to natural-log p-values.
 
     Parameters
     ----------
-    t_values : float or array-like
-        T-statistics.
-    dof : int or array-like
-        Degrees of freedom, broadcastable against ``t_values``.
+    %(t_values_dof)s
     tail : {"two", "one"}
         ``"two"``: ``log P(|T| >= |t|)``; ``"one"``: ``log P(T >= t)``.
 

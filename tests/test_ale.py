@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from nimare_jax import stats
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.generate import create_coordinate_dataset
 from nimare_jax.meta.cbma import ALE
 from nimare_jax.meta.cbma import base as cbma_base
+from nimare_jax.meta.cbma.ale import one_sided_z
 from nimare_jax.meta.cbma.kernel import ALEKernel
 from nimare_jax.ops.permute import BatchedSummary, run_permutations
 
@@ -167,3 +169,17 @@ def test_relocation_on_the_mask_box_equals_brute_force(ale_result):
         summary, ops = cbma_base.relocation_null((volume, operands), 0.012, 6, backend, vfwe_only)
         out = jax.jit(summary)(key, *ops)
         assert float(out["voxel"]) == full.max()
+
+
+def test_p_z_logp_per_bin_equal_voxel_by_voxel(ale_result):
+    # p, z and logp are computed once per null-histogram bin and spread to the voxels:
+    # they must equal the voxel-by-voxel computation exactly
+    est = ale_result.estimator
+    stat = np.asarray(ale_result.maps["stat"])
+    bins = est.null_distributions_["histogram_bins"]
+    weights = est.null_distributions_["histweights_corr-none_method-approximate"]
+    p = stats.nullhist_to_p(stat, weights, bins)
+    assert (stat <= 0).any() and (p < 1e-6).any()  # both ends of the table are exercised
+    np.testing.assert_array_equal(ale_result.maps["p"], p)
+    np.testing.assert_array_equal(ale_result.maps["z"], one_sided_z(p))
+    np.testing.assert_array_equal(ale_result.maps["logp"], -np.log10(p))

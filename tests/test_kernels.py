@@ -95,6 +95,23 @@ def test_sphere_ma_maps_equal_distance_rule(laird, cls, combine):
     np.testing.assert_array_equal(ours, ref)
 
 
+@pytest.mark.parametrize("cls,combine", [(MKDAKernel, "max"), (KDAKernel, "sum")])
+def test_ma_chunks_are_the_brute_force_maps_of_consecutive_experiments(laird, cls, combine):
+    """5 experiments in chunks of 2: the last chunk padded with an experiment without foci."""
+    sub = laird.slice(laird.ids[5:10])
+    g = np.arange(-5, 6)
+    d = np.sqrt(
+        (2 * g[:, None, None]) ** 2 + (2 * g[None, :, None]) ** 2 + (2 * g[None, None, :]) ** 2
+    )
+    ref = brute_force_ma(sub, lambda n: (d <= 10).astype(float), combine)
+    chunks = list(cls(r=10).prepare(sub).ma_chunks(2))
+    assert [(lo, m) for lo, m, _ in chunks] == [(0, 2), (2, 2), (4, 1)]
+    for lo, m, ma in chunks:
+        assert ma.shape == (2, ref.shape[1])
+        np.testing.assert_array_equal(np.asarray(ma)[:m], ref[lo : lo + m])
+    np.testing.assert_array_equal(np.asarray(chunks[-1][2])[1:], 0.0)
+
+
 def test_kernel_image_output_has_mask_geometry(laird):
     imgs = MKDAKernel().transform(laird.slice(laird.ids[:2]), return_type="image")
     assert len(imgs) == 2
@@ -320,3 +337,38 @@ def test_ale_kernel_cache_is_read_only_and_matches_scipy():
     with pytest.raises(ValueError):
         k[0, 0, 0] = 1.0
     assert not np.array_equal(K.ale_kernel(fwhm + 1.0), k)  # another width
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_summary_from_mask_frame_and_no_accumulator_equals_zeros(inside):
+    # the host-made mask frame and acc=None (a dense start instead of scattering zeros)
+    # give exactly the values of starting from an explicit zero accumulator
+    rng = np.random.default_rng(11)
+    shape = (14, 12, 11)
+    mask_index = np.flatnonzero(rng.random(int(np.prod(shape))) < 0.5).astype(np.int32)
+    windows = (rng.random((2, 5, 5, 5)) * 0.1).astype(np.float32)
+    ijk = rng.integers(0 if inside else -3, 14 if inside else 17, (3, 6, 3)).astype(np.int32)
+    ijk = np.minimum(ijk, np.array(shape) - 1) if inside else ijk
+    valid = np.arange(6) < np.array([6, 2, 4])[:, None]
+    rest = (np.array([0, 1, 0], np.int32), np.array([1.0, 0.5, 2.0], np.float32), windows)
+    options = ("max", "probabilistic", 30, 300.0)
+    frame = K.mask_frame(mask_index, shape, K.window_pad(5, inside))
+    # brute force: the frame's indices and in-mask volume from the padded volume itself
+    pad = K.window_pad(5, inside)
+    padded = np.zeros(tuple(s + 2 * pad for s in shape), bool)
+    inner = np.zeros(shape, bool)
+    inner.reshape(-1)[mask_index] = True
+    padded[pad : pad + shape[0], pad : pad + shape[1], pad : pad + shape[2]] = inner
+    np.testing.assert_array_equal(np.asarray(frame[0]), np.flatnonzero(padded))
+    np.testing.assert_array_equal(np.asarray(frame[1]), padded.reshape(-1))
+    with jax.enable_x64(True):
+        zeros = jnp.zeros(mask_index.size)
+        call = (ijk, valid, *rest, mask_index, shape, *options)
+        want = K.summarize_experiments(zeros, *call, inside=inside)
+        for acc in (None, zeros):
+            got = K.summarize_experiments(acc, *call, inside=inside, frame=frame)
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        got = K.summarize_experiments(None, *call, inside=inside)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

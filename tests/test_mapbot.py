@@ -19,6 +19,7 @@ from nimare_jax.cli import main
 from nimare_jax.dataset import Dataset
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.ops import mapbot as ops_mapbot
+from nimare_jax.parcellate.cbp import CoordCBP
 from nimare_jax.parcellate.mapbot import MAPBOT
 from nimare_jax.spatial import load_mask, mm2vox, vox2mm
 
@@ -179,12 +180,21 @@ def test_nearest_experiments_selection_recovers_the_parcels(two):
 def test_save_writes_the_term_tables(two, tmp_path):
     dset, roi, _ = two
     result = MAPBOT(roi, [2, 3], r=5, feature_group=GROUP, n_splits=1).fit(dset)
-    files = {p.name for p in result.save(tmp_path, prefix="thal")}
-    assert {"thal_k-2_terms.tsv", "thal_k-3_terms.tsv", "thal_k-2_labels.nii.gz"} <= files
-    back = pd.read_csv(tmp_path / "thal_k-3_terms.tsv", sep="\t", index_col="term")
+    out = tmp_path / "new"  # created by save
+    files = [p.name for p in result.save(out, prefix="thal")]
+    assert files == [
+        *(f"thal_k-{k}_labels.nii.gz" for k in (2, 3)),
+        "thal_metrics.tsv",
+        "thal_metrics.png",
+        "thal_boilerplate.txt",
+        "thal_references.bib",
+        *(f"thal_k-{k}_terms.tsv" for k in (2, 3)),
+    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
+    back = pd.read_csv(out / "thal_k-3_terms.tsv", sep="\t", index_col="term")
     np.testing.assert_allclose(back.to_numpy(), result.terms[3].to_numpy(), rtol=1e-5)
     assert list(back.index) == list(result.terms[3].index)
-    img = nib.load(tmp_path / "thal_k-2_labels.nii.gz")
+    img = nib.load(out / "thal_k-2_labels.nii.gz")
     np.testing.assert_array_equal(np.asarray(img.dataobj), result.get_label_image(2).dataobj)
     assert "Yuan et al., 2017" in result.boilerplate()
 
@@ -246,12 +256,16 @@ def test_negative_or_non_numeric_term_weights_are_errors(two):
         ({}, "exactly one of r"),
         ({"r": 5, "n": 10}, "exactly one of r"),
         ({"r": -1}, "positive distance"),
+        ({"r": float("inf")}, "positive distance"),
         ({"n": 2.5}, "positive integer"),
     ],
 )
 def test_selection_parameters_are_checked(kwargs, match):
+    """The same check (``cbp.check_selection``) as CoordCBP's and select_experiments'."""
     with pytest.raises(ValueError, match=match):
         MAPBOT("roi.nii.gz", 2, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        CoordCBP("roi.nii.gz", 2, **kwargs)
 
 
 def test_a_second_fit_compiles_nothing(two):

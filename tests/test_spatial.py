@@ -77,3 +77,23 @@ def test_load_mask_rejects_bad_images(tmp_path):
         spatial.load_mask(nib.Nifti1Image(bad, np.eye(4)))
     with pytest.raises(InputFileError, match="mask image: file not found: .*missing.nii.gz"):
         spatial.load_mask(tmp_path / "missing.nii.gz")
+
+
+def test_load_image_3d_takes_a_single_volume_and_names_other_shapes(tmp_path):
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    path = tmp_path / "one_volume.nii.gz"
+    nib.Nifti1Image(data[..., None], affine).to_filename(path)
+    img = spatial.load_image_3d(path, "study 'a'")
+    assert img.shape == (4, 5, 6)
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), data)
+    np.testing.assert_array_equal(img.affine, affine)
+    same = nib.Nifti1Image(data, affine)
+    assert spatial.load_image_3d(same) is same
+    for shape in ((4, 5, 6, 2), (4, 5)):
+        with pytest.raises(
+            ImageError, match=rf"study 'a': expected a 3-D image, got shape \({shape[0]}, 5"
+        ):
+            spatial.load_image_3d(nib.Nifti1Image(np.ones(shape), affine), "study 'a'")
+    with pytest.raises(InputFileError, match="study 'a': file not found"):
+        spatial.load_image_3d(tmp_path / "missing.nii.gz", "study 'a'")

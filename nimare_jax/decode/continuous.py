@@ -22,7 +22,6 @@ from glob import glob
 
 import jax
 import jax.numpy as jnp
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -35,9 +34,8 @@ from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.io.images import load_images
 from nimare_jax.meta.cbma.mkda import KDA, MKDAChi2, MKDADensity, bernoulli_sum_null, sum_null
 from nimare_jax.ops import decode as ops_decode
-from nimare_jax.ops import kernels as K
 from nimare_jax.results import MetaResult
-from nimare_jax.spatial import check_same_space, load_image, load_mask
+from nimare_jax.spatial import check_same_space, load_image_3d, load_mask
 
 LGR = logging.getLogger(__name__)
 
@@ -97,37 +95,16 @@ def activation_pairs(kernel_transformer, dataset: Dataset, voxel_chunk: int, bin
         binary map, ``histograms[:, 1]`` is its coverage).
     """
     arrays = kernel_transformer.prepare(dataset)
-    ijk, valid = arrays.padded()
-    n_exp, n_vox = ijk.shape[0], arrays.mask_index.shape[0]
-    windows = np.asarray(arrays.windows)
+    n_exp, n_vox = len(arrays.ids), arrays.mask_index.shape[0]
     unit = 1.0 if binary else float(kernel_transformer.value)
-    windows = jnp.asarray(windows > 0 if binary else windows, jnp.float32)
-    mask_index = jnp.asarray(arrays.mask_index)
+    windows = np.asarray(arrays.windows) > 0 if binary else None
     n_chunks = -(-n_vox // voxel_chunk)
     pieces = [[] for _ in range(n_chunks)]
     # Neurosynth has ~2e8 active cells: store indices in 16 bits where they fit.
     row_type = np.uint16 if n_exp < 2**16 else np.int32
     col_type = np.uint16 if voxel_chunk <= 2**16 else np.int32
     hist_rows = []
-    step = min(EXPERIMENT_CHUNK, n_exp)
-    for lo in range(0, n_exp, step):
-        part = np.arange(lo, lo + step)
-        keep = part < n_exp
-        part = np.where(keep, part, 0)
-        e_valid = valid[part] & keep[:, None]  # padding experiments have no foci
-        if arrays.ma_fn is not None:
-            ma = arrays.ma_fn(ijk[part], e_valid)
-        else:
-            ma = K.ma_values(
-                ijk[part],
-                e_valid,
-                arrays.exp_window[part],
-                windows,
-                mask_index,
-                arrays.shape,
-                arrays.combine,
-            )
-        n_part = int(keep.sum())
+    for lo, n_part, ma in arrays.ma_chunks(min(EXPERIMENT_CHUNK, n_exp), windows):
         ma = np.asarray(ma)[:n_part]
         r, v = np.nonzero(ma > 0)
         vals = (
@@ -302,11 +279,7 @@ def batched_density_maps(estimator, dataset: Dataset, labels: np.ndarray, target
 
 def _masked_values(img, mask_img, what: str) -> np.ndarray:
     """Values of an image at the mask's voxels (float64), which must share its grid."""
-    img = load_image(img, what) if not isinstance(img, nib.spatialimages.SpatialImage) else img
-    if len(img.shape) == 4 and img.shape[3] == 1:
-        img = img.slicer[..., 0]
-    if len(img.shape) != 3:
-        raise ImageError(f"{what}: expected a 3-D image, got shape {img.shape}")
+    img = load_image_3d(img, what)
     check_same_space(img, mask_img, f"{what} and the decoder's mask")
     values = np.asarray(img.dataobj, dtype=np.float64)[np.asanyarray(mask_img.dataobj) > 0]
     bad = ~np.isfinite(values)

@@ -11,13 +11,12 @@ NiMARE does).
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 from nilearn.image import resample_to_img
 
 from nimare_jax.dataset import resolve_path
 from nimare_jax.exceptions import DatasetError, ImageError
-from nimare_jax.spatial import load_image, load_mask
+from nimare_jax.spatial import load_image, load_image_3d, load_mask
 
 __all__ = ["get_image_paths", "load_image", "load_images", "mask_image", "resolve_path"]
 
@@ -49,17 +48,6 @@ def get_image_paths(dataset, image_type: str, ids=None) -> list:
     return [resolve_path(table.at[i, image_type], dataset.basepath) for i in ids]
 
 
-def _squeeze3d(img, what):
-    shape = img.shape
-    if len(shape) == 4 and shape[3] == 1:
-        img = nib.Nifti1Image(np.asanyarray(img.dataobj)[..., 0], img.affine, img.header)
-    if len(img.shape) != 3:
-        raise ImageError(
-            f"{what}: expected a 3-D image, got shape {shape}; it cannot be resampled to the mask"
-        )
-    return img
-
-
 def mask_image(img, mask_img, what: str = "image", resample_kwargs=None) -> np.ndarray:
     """Return the values of a 3-D image at the mask's voxels, resampling if grids differ.
 
@@ -79,7 +67,7 @@ def mask_image(img, mask_img, what: str = "image", resample_kwargs=None) -> np.n
     numpy.ndarray of float32, shape (n_voxels,)
         Values; NaN where resampling left no data.
     """
-    img = _squeeze3d(img, what)
+    img = load_image_3d(img, what)
     mask = np.asanyarray(mask_img.dataobj) > 0
     same_grid = img.shape[:3] == mask_img.shape[:3] and np.allclose(
         img.affine, mask_img.affine, atol=1e-4

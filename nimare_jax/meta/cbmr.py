@@ -546,7 +546,7 @@ class CBMR:
         )
         marginal = np.asarray((membership.T @ foci).todense())
         basis = ops.spline_basis(ijk, self.spline_spacing)
-        if ijk.shape[0] * basis.kept.size <= ops.DENSE_BASIS_MAX:
+        if ops.prefer_dense(ijk.shape[0], basis.kept.size):
             basis = ops.dense_basis(basis)
         self.n_bases_ = int(basis.kept.size)
         self.mask_img_, self.ijk_, self.foci_ = mask_img, ijk, foci

@@ -16,7 +16,7 @@ spacing 10 needs no 0.84 GB basis. The same structure gives ``Phi^T diag(w) Phi`
 (:func:`basis_gram`), used by the closed-form Fisher information of all three models
 (:func:`poisson_terms`, :func:`overdispersed_terms`) and their Newton fits. Small voxel sets (the
 incidence-filtered default: about a thousand voxels) keep ``Phi`` itself (:class:`DenseBasis`,
-up to :data:`DENSE_BASIS_MAX` entries, built from each voxel's 64 non-zero local products):
+:func:`prefer_dense`, built from each voxel's 64 non-zero local products):
 there a fit's time is mostly XLA compiling its program, and matrix products compile to far
 fewer operations than the grid's scatters, mode products and gathers. :func:`basis_apply`,
 :func:`basis_transpose` and :func:`basis_gram` take either.
@@ -64,9 +64,16 @@ _CHUNK_VOXELS = 32768
 #: :func:`basis_apply`), holds at most this many values (256 MB).
 VMAP_INFORMATION_MAX = 2**25
 
-#: The estimator evaluates the basis as a matrix (:class:`DenseBasis`) up to this many entries
-#: ``n_vox * n_bases`` (32 MB), and on the separable grid (:class:`SplineBasis`) above.
+#: The estimator evaluates the basis as a matrix (:class:`DenseBasis`) when it has at most this
+#: many entries ``n_vox * n_bases`` (32 MB)...
 DENSE_BASIS_MAX = 2**22
+
+#: ...and its gram ``Phi^T diag(w) Phi`` at most this many multiply-adds ``n_vox * n_bases^2``
+#: (about 60 ms per pattern on this 2-core machine at load 4, against 25-35 ms on the grid for a
+#: brain-sized box: the ~0.6 s of compilation the matrix saves pays for that over ten Newton
+#: iterations; 4,422 voxels x 666 bases, 2.9 M entries, took 215 ms); on the separable grid
+#: (:class:`SplineBasis`) otherwise.
+DENSE_GRAM_MAX = 2**29
 
 #: XLA options of the Newton and information programs (``jax.jit(..., compiler_options=...)``):
 #: XLA's CPU loop emitters, instead of its newer MLIR fusion emitters, compile these programs'
@@ -104,7 +111,7 @@ class SplineBasis(NamedTuple):
 class DenseBasis(NamedTuple):
     """The same basis as a matrix over a small voxel set (a pytree of arrays).
 
-    With ``n_vox * n_bases <= DENSE_BASIS_MAX`` (the incidence-filtered sets of the default
+    On small voxel sets (:func:`prefer_dense`; the incidence-filtered sets of the default
     estimator: laird's 1,030 voxels x 299 bases are 2.5 MB), ``Phi`` itself is cheaper than the
     grid: :func:`basis_apply` and :func:`basis_transpose` are one matrix product each and
     :func:`basis_gram` one more, which XLA compiles in a fraction of the time of the grid's
@@ -280,6 +287,14 @@ def spline_basis(ijk, spacing: int, margin: int = 10) -> SplineBasis:
         np.maximum.at(peak, flat.ravel(), values.ravel())
     kept = np.flatnonzero(peak >= SPLINE_SUPPORT_THRESHOLD).astype(np.int32)
     return basis._replace(kept=kept)
+
+
+def prefer_dense(n_vox: int, n_bases: int) -> bool:
+    """Return whether the estimator uses :class:`DenseBasis` for this many voxels and bases.
+
+    Up to :data:`DENSE_BASIS_MAX` entries and :data:`DENSE_GRAM_MAX` multiply-adds per gram.
+    """
+    return n_vox * n_bases <= DENSE_BASIS_MAX and n_vox * n_bases**2 <= DENSE_GRAM_MAX
 
 
 def dense_basis(basis: SplineBasis) -> DenseBasis:

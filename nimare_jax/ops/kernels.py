@@ -322,9 +322,14 @@ def window_frame(ijk, shape, width: int, inside: bool = False):
         Window corners in the padded volume.
     """
     half = width // 2
-    pad = half if inside else width
+    pad = window_pad(width, inside)
     far = np.asarray(shape) + half
     return pad, jnp.clip(jnp.asarray(ijk, jnp.int32), -(half + 1), far) + (pad - half)
+
+
+def window_pad(width: int, inside: bool = False) -> int:
+    """Return the padding on each side of the volume :func:`window_frame` puts windows in."""
+    return width // 2 if inside else width
 
 
 def _padded_shape(shape, pad: int) -> tuple:
@@ -478,6 +483,7 @@ def summarize_experiments(
     inv_step,
     tables=None,
     inside=False,
+    frame=None,
 ):
     """One pass over experiments: the combined statistic and each experiment's MA histogram.
 
@@ -487,9 +493,10 @@ def summarize_experiments(
 
     Parameters
     ----------
-    acc : float array, shape (n_voxels,)
-        Statistic accumulated over the experiments of earlier chunks (zeros to start), in
-        the accumulation dtype (the default float: float64 inside ``jax.enable_x64``).
+    acc : float array, shape (n_voxels,), or None
+        Statistic accumulated over the experiments of earlier chunks, in the accumulation
+        dtype (the default float: float64 inside ``jax.enable_x64``); None starts from
+        zeros (without scattering them into the volume).
     ijk : int array, shape (n_exp, max_foci, 3)
         Foci of each experiment, padded.
     valid : bool array, shape (n_exp, max_foci)
@@ -520,6 +527,10 @@ def summarize_experiments(
     inside : bool
         Promise that every valid focus lies inside the volume (static; see
         :func:`window_frame`): a smaller padded volume.
+    frame : tuple of arrays, optional
+        :func:`mask_frame` of ``mask_index``, ``shape`` and the padding
+        (``window_pad(W, inside)``), made once per mask on the host; computed here if not
+        given.
 
     Returns
     -------
@@ -544,9 +555,19 @@ def summarize_experiments(
     width = windows.shape[-1]
     pad, corner = window_frame(ijk, shape, width, inside)
     padded = _padded_shape(shape, pad)
-    flat = _padded_index(mask_index, shape, pad)
-    ctype = jax.lax.complex(acc, acc).dtype
-    buf = jnp.full(int(np.prod(padded)), np.nan, ctype).at[flat].set(acc.astype(ctype))
+    if frame is None:
+        flat = _padded_index(mask_index, shape, pad)
+        in_mask = (
+            None if acc is not None else jnp.zeros(padded, bool).reshape(-1).at[flat].set(True)
+        )
+    else:
+        flat, in_mask = frame
+    acc_dtype = jnp.result_type(float) if acc is None else acc.dtype
+    ctype = jax.lax.complex(jnp.zeros((), acc_dtype), jnp.zeros((), acc_dtype)).dtype
+    if acc is None:
+        buf = jnp.where(in_mask, jnp.zeros((), ctype), jnp.full((), np.nan, ctype))
+    else:
+        buf = jnp.full(int(np.prod(padded)), np.nan, ctype).at[flat].set(acc.astype(ctype))
     box = (width,) * 3
     count = jnp.sum(valid, axis=1, dtype=jnp.int32)  # valid rows come first
     if combine == "max":
@@ -559,7 +580,7 @@ def summarize_experiments(
         n_codes = levels.shape[1]
     else:
         codes, n_codes = windows, n_bins
-    codes = codes.astype(acc.dtype)
+    codes = codes.astype(acc_dtype)
 
     def one(buf, xs):
         e_corner, e_count, e_win, e_w = xs
@@ -584,11 +605,11 @@ def summarize_experiments(
             real, code = jax.lax.optimization_barrier((win.real, code))
             if combine == "max":
                 symbol = code.astype(jnp.int32)
-                term = e_w * terms[e_win][symbol].astype(acc.dtype)
+                term = e_w * terms[e_win][symbol].astype(acc_dtype)
             else:
                 value = code.astype(windows.dtype)
                 symbol = _nearest_bin(value, inv_step, n_bins)
-                term = e_w * _union_term(value, union).astype(acc.dtype)
+                term = e_w * _union_term(value, union).astype(acc_dtype)
             term = jax.lax.optimization_barrier(term)
             # symbols computed apart from the count (measured faster than fused into it)
             symbol = jax.lax.optimization_barrier(symbol.reshape(-1))
@@ -688,6 +709,48 @@ def _mask_box(dtype: str, flat: bytes, shape: tuple) -> tuple[np.ndarray, tuple,
     box = tuple(int(n) for n in ijk.max(axis=1) - origin + 1)
     box_index = np.ravel_multi_index(tuple(ijk - origin[:, None]), box).astype(np.int32)
     return _frozen(origin.astype(np.int32)), box, _frozen(box_index)
+
+
+def mask_frame(mask_index, shape, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the mask voxels sit in a volume padded by ``pad`` voxels on each side.
+
+    What :func:`summarize_experiments` needs of the mask (its ``frame``), made on the host
+    once per mask instead of inside every call.
+
+    Parameters
+    ----------
+    mask_index : numpy.ndarray, shape (n_voxels,), int
+        Flat C-order indices of the in-mask voxels of a volume of shape ``shape``.
+    shape : tuple of 3 ints
+        Volume shape.
+    pad : int
+        Padding on each side (:func:`window_pad`).
+
+    Returns
+    -------
+    flat : jax.Array, shape (n_voxels,), int32
+        Flat C-order indices of the mask voxels in the padded volume.
+    in_mask : jax.Array, shape (prod(shape + 2 pad),), bool
+        True at those indices.
+
+    Notes
+    -----
+    Cached by the values of the arguments, as :func:`mask_box`, as device arrays, so a
+    repeated fit on one mask neither recomputes nor transfers them.
+    """
+    flat = np.ascontiguousarray(mask_index)
+    return _mask_frame(flat.dtype.str, flat.tobytes(), tuple(int(s) for s in shape), int(pad))
+
+
+@lru_cache(maxsize=8)
+def _mask_frame(dtype: str, flat: bytes, shape: tuple, pad: int):
+    """:func:`mask_frame` of the indices' dtype and bytes (a hashable, immutable cache key)."""
+    ijk = np.stack(np.unravel_index(np.frombuffer(flat, dtype), shape)) + pad
+    padded = _padded_shape(shape, pad)
+    index = np.ravel_multi_index(tuple(ijk), padded).astype(np.int32)
+    in_mask = np.zeros(int(np.prod(padded)), bool)
+    in_mask[index] = True
+    return jax.device_put(index), jax.device_put(in_mask)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 from concurrent.futures import ThreadPoolExecutor
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 STEP = 1e-5
@@ -68,6 +70,40 @@ def ale_histogram_bins(ma_max: np.ndarray) -> np.ndarray:
     ceiled = np.ceil(np.asarray(ma_max, np.float64) * inv) / inv
     max_ale = 1.0 - np.prod(1.0 - ceiled)
     return np.round(np.arange(0, max_ale + 1.5 * STEP, STEP), 5)
+
+
+@jax.jit
+def ale_stat_bins(log_acc, inv_step, n_bins):
+    """ALE map from ``-log(1 - ALE)``, and where each value falls in the null histogram.
+
+    Run under ``jax.enable_x64(True)``, with ``inv_step = 1 / (bins[1] - bins[0])`` of the
+    null's bin centres, the bin is the one :func:`nimare_jax.ops.stats.nullhist_to_p` reads
+    for the float32 ALE value (``round(value * inv_step)``, halves upward, clipped), so a
+    p-value table over bins gives every voxel's p-value.
+
+    Parameters
+    ----------
+    log_acc : float array, shape (n_voxels,)
+        ``-log(1 - ALE)`` (the summary's accumulator).
+    inv_step : float
+        Inverse bin width of the null histogram.
+    n_bins : int
+        Number of bins of the null histogram.
+
+    Returns
+    -------
+    stat : jax.Array, shape (n_voxels,), float32
+        ``-expm1(-log_acc)``, the ALE map.
+    key : jax.Array, shape (n_voxels,), int32
+        0 where the ALE value is not positive (p-value 1), else 1 + its bin.
+    """
+    stat = (-jnp.expm1(-log_acc)).astype(jnp.float32)
+    value = stat.astype(log_acc.dtype)
+    scaled = jnp.where(value > 0, value, 0.0) * inv_step
+    nearest = jnp.round(scaled)
+    index = jnp.where(jnp.abs(scaled - nearest) == 0.5, jnp.ceil(scaled), nearest)
+    key = jnp.where(value > 0, jnp.minimum(index, n_bins - 1) + 1, 0)
+    return stat, key.astype(jnp.int32)
 
 
 def _union_bin(one_minus_a: float, one_minus: np.ndarray, inv_step: float) -> np.ndarray:

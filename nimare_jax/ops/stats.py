@@ -225,10 +225,8 @@ def t_to_z_logp(t, dof) -> tuple[jax.Array, jax.Array]:
 
     Parameters
     ----------
-    t : array-like of float
-        T statistics.
-    dof : array-like of float
-        Degrees of freedom (> 0), broadcast against ``t``.
+    t, dof : array-like of float
+        As :func:`log_t_sf`.
 
     Returns
     -------

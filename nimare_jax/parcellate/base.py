@@ -35,12 +35,15 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
+from sklearn.metrics.cluster import contingency_matrix
 from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from nimare_jax import references
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError, ImageError
 from nimare_jax.meta.cbma.kernel import drop_experiments_without_foci
-from nimare_jax.spatial import load_image, load_mask, vox2mm
+from nimare_jax.results import write_files
+from nimare_jax.spatial import load_image_3d, load_mask, vox2mm
 from nimare_jax.studyset import as_dataset
 
 __all__ = [
@@ -107,12 +110,7 @@ def target_voxels(target_mask, dataset) -> RegionOfInterest:
         If the image is not 3-D or no ROI voxel lies inside the dataset's mask.
     """
     what = f"target mask {target_mask}" if isinstance(target_mask, str | Path) else "target mask"
-    img = target_mask if isinstance(target_mask, nib.spatialimages.SpatialImage) else None
-    img = load_image(target_mask, what) if img is None else img
-    if len(img.shape) == 4 and img.shape[3] == 1:
-        img = img.slicer[..., 0]
-    if len(img.shape) != 3:
-        raise ImageError(f"{what}: expected a 3-D image, got shape {img.shape}")
+    img = load_image_3d(target_mask, what)
     mask_img = load_mask(dataset.masker)
     if img.shape != mask_img.shape or not np.allclose(img.affine, mask_img.affine):
         img = resample_to_img(
@@ -148,10 +146,7 @@ def variation_of_information(a, b) -> float:
     float
         ``H(a) + H(b) - 2 I(a, b)``, 0 for identical partitions.
     """
-    _, a = np.unique(np.asarray(a), return_inverse=True)
-    _, b = np.unique(np.asarray(b), return_inverse=True)
-    joint = np.zeros((a.max() + 1, b.max() + 1))
-    np.add.at(joint, (a, b), 1.0)
+    joint = contingency_matrix(a, b).astype(np.float64)
     joint /= joint.sum()
     pa, pb = joint.sum(1), joint.sum(0)
     nz = joint > 0
@@ -175,12 +170,9 @@ def misclassified(a, b) -> float:
         ``100 * (1 - best matching agreement / n)``, the matching maximising agreement
         (Hungarian algorithm).
     """
-    _, a = np.unique(np.asarray(a), return_inverse=True)
-    _, b = np.unique(np.asarray(b), return_inverse=True)
-    joint = np.zeros((a.max() + 1, b.max() + 1))
-    np.add.at(joint, (a, b), 1.0)
+    joint = contingency_matrix(a, b)
     rows, cols = linear_sum_assignment(-joint)
-    return float(100.0 * (1.0 - joint[rows, cols].sum() / a.size))
+    return float(100.0 * (1.0 - joint[rows, cols].sum() / joint.sum()))
 
 
 def hierarchy_deviation(child, parent) -> float:
@@ -199,11 +191,8 @@ def hierarchy_deviation(child, parent) -> float:
         ``100 * (n - sum over child clusters of their largest parent overlap) / n``; 0 when
         the solutions are perfectly nested.
     """
-    _, child = np.unique(np.asarray(child), return_inverse=True)
-    _, parent = np.unique(np.asarray(parent), return_inverse=True)
-    joint = np.zeros((child.max() + 1, parent.max() + 1))
-    np.add.at(joint, (child, parent), 1.0)
-    return float(100.0 * (1.0 - joint.max(1).sum() / child.size))
+    joint = contingency_matrix(child, parent)
+    return float(100.0 * (1.0 - joint.max(1).sum() / joint.sum()))
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -294,58 +283,45 @@ class ParcellationResult:
             ax.set_xticks(ks)
         return fig
 
+    @fill_doc
     def save(self, output_dir=".", prefix: str = "") -> list[Path]:
         """Write the label images, metrics table, figure, boilerplate and BibTeX.
 
         Files: ``{prefix}_k-{k}_labels.nii.gz`` per k, ``{prefix}_metrics.tsv``,
         ``{prefix}_metrics.png``, ``{prefix}_boilerplate.txt``, ``{prefix}_references.bib``
-        (without the ``{prefix}_`` part when the prefix is empty).
+        (without the ``{prefix}_`` part when the prefix is empty), then any files of a
+        subclass (:class:`~nimare_jax.parcellate.mapbot.MAPBOTResult`'s term tables).
 
         Parameters
         ----------
-        output_dir : str or os.PathLike
-            Existing folder.
-        prefix : str
-            File-name prefix.
+        %(output_dir)s
+        %(prefix)s
 
         Returns
         -------
         list of pathlib.Path
             Written files.
         """
-        out = Path(output_dir)
-        stem = f"{prefix}_" if prefix else ""
-        files = []
+        return write_files(output_dir, prefix, self._files())
+
+    def _files(self):
+        """Yield the ``(name, write)`` pairs of :meth:`save` (see ``write_files``)."""
         for k in sorted(self.labels):
-            path = out / f"{stem}k-{k}_labels.nii.gz"
-            self.get_label_image(k).to_filename(path)
-            files.append(path)
-        path = out / f"{stem}metrics.tsv"
-        self.metrics.to_csv(path, sep="\t", float_format="%.6g")
-        files.append(path)
-        fig = self.plot_metrics()
-        path = out / f"{stem}metrics.png"
-        fig.savefig(path, dpi=80)
-        files.append(path)
-        for name, text in (
-            ("boilerplate.txt", self.boilerplate()),
-            ("references.bib", self.bibtex()),
-        ):
-            path = out / f"{stem}{name}"
-            path.write_text(text, encoding="utf-8")
-            files.append(path)
-        return files
+            yield f"k-{k}_labels.nii.gz", self.get_label_image(k).to_filename
+        yield "metrics.tsv", functools.partial(self.metrics.to_csv, sep="\t", float_format="%.6g")
+        yield "metrics.png", functools.partial(self.plot_metrics().savefig, dpi=80)
+        texts = {"boilerplate.txt": self.boilerplate(), "references.bib": self.bibtex()}
+        for name, text in texts.items():
+            yield name, functools.partial(Path.write_text, data=text, encoding="utf-8")
 
 
+@fill_doc
 class Parcellator:
     """Base class of meta-analytic parcellations (see the module docstring).
 
     Parameters
     ----------
-    target_mask : str, os.PathLike or nibabel.Nifti1Image
-        Region to parcellate.
-    n_clusters : int or sequence of int
-        Numbers of clusters to compute (each at least 2).
+    %(parcellation_region)s
     n_splits : int
         Random split-half resamples of the experiments for the stability criteria (0: only
         silhouette and hierarchy).
@@ -499,17 +475,23 @@ class Parcellator:
             if self.method == "kmeans"
             else "average-linkage hierarchical clustering of the 1 - r distances"
         )
+        return (
+            f"The {len(roi)} voxels of the target region were clustered into {ks} clusters by "
+            f"{how}. " + self._criteria_text("1 - r distances", "cluster")
+        )
+
+    def _criteria_text(self, distances: str, unit: str) -> str:
+        """Sentences of the methods text on the criteria (``unit``: "cluster", "parcel")."""
         splits = (
             f" Stability was assessed over {self.n_splits} random split(s) of the experiments "
             "into halves, each half parcellated separately: the variation of information "
             "between the halves' solutions and the percentage of voxels assigned "
-            "differently by them (clusters matched one to one) [Clos2013; Chase2020]."
+            f"differently by them ({unit}s matched one to one) [Clos2013; Chase2020]."
             if self.n_splits
             else ""
         )
         return (
-            f"The {len(roi)} voxels of the target region were clustered into {ks} clusters by "
-            f"{how}. For each solution the mean silhouette (1 - r distances) and the "
-            "percentage of voxels deviating from the hierarchy (not in the dominant parent "
-            f"cluster of the solution with one cluster fewer) were computed.{splits}"
+            f"For each solution the mean silhouette ({distances}) and the percentage of voxels "
+            f"deviating from the hierarchy (not in the dominant parent {unit} of the solution "
+            f"with one {unit} fewer) were computed.{splits}"
         )

@@ -22,16 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from nimare_jax import stats
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.ale import ALE
 from nimare_jax.meta.cbma.kernel import ALEKernel, MKDAKernel
 from nimare_jax.meta.cbma.mkda import MKDADensity, bernoulli_sum_null
-from nimare_jax.ops import kernels as K
 from nimare_jax.ops import nulls
 from nimare_jax.ops import parcellate as ops
 from nimare_jax.parcellate.base import Parcellator, RegionOfInterest
 
-__all__ = ["CoordCBP", "batched_macm_maps", "select_experiments"]
+__all__ = ["CoordCBP", "batched_macm_maps", "check_selection", "select_experiments"]
 
 #: Brain voxels per chunk of the batched MACMs.
 VOXEL_CHUNK = 4096
@@ -49,6 +49,37 @@ ROI_CHUNK = 256
 TARGETS = ("stat", "p", "z", "logp")
 
 
+@fill_doc
+def check_selection(r=None, n=None) -> tuple[float | None, int | None]:
+    """Check the experiment selection of a seed voxel: exactly one of ``r`` and ``n``.
+
+    Parameters
+    ----------
+    %(parcellation_selection)s
+
+    Returns
+    -------
+    r : float or None
+        The radius.
+    n : int or None
+        The number of experiments, as an int.
+
+    Raises
+    ------
+    ValueError
+        If both or neither are given, ``r`` is not a finite positive distance or ``n`` not
+        a positive integer.
+    """
+    if (r is None) == (n is None):
+        raise ValueError("give exactly one of r (mm) and n (number of experiments)")
+    if r is not None and not (np.isfinite(r) and r > 0):
+        raise ValueError(f"r must be a positive distance in mm, got {r!r}")
+    if n is not None and (int(n) != n or n < 1):
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    return r, None if n is None else int(n)
+
+
+@fill_doc
 def select_experiments(dataset, xyz, r=None, n=None) -> np.ndarray:
     """Experiments selected for each seed voxel: a focus within ``r`` mm, or the ``n`` nearest.
 
@@ -58,19 +89,14 @@ def select_experiments(dataset, xyz, r=None, n=None) -> np.ndarray:
         Experiments with coordinates.
     xyz : array-like, shape (n_seeds, 3)
         Seed coordinates in mm.
-    r : float or None
-        Radius in mm (a focus at distance ``<= r`` selects its experiment).
-    n : int or None
-        Number of nearest experiments (distance of an experiment: its nearest focus; ties
-        go to the earlier experiment).
+    %(parcellation_selection)s
 
     Returns
     -------
     numpy.ndarray of bool, shape (n_seeds, n_experiments)
         Selection, experiments in ``dataset.ids`` order.
     """
-    if (r is None) == (n is None):
-        raise ValueError("give exactly one of r (mm) and n (number of experiments)")
+    r, n = check_selection(r, n)
     ids = list(dataset.ids)
     order = {k: i for i, k in enumerate(ids)}
     coords = dataset.coordinates
@@ -138,9 +164,7 @@ class _Terms:
         self.is_ale = isinstance(estimator, ALE)
         self.value = 1.0 if self.is_ale else float(kt.value)
         self.n_vox = arrays.mask_index.shape[0]
-        ijk, valid = arrays.padded()
-        n_exp = ijk.shape[0]
-        windows = jnp.asarray(arrays.windows, jnp.float32)
+        n_exp = len(arrays.ids)
         if self.is_ale:
             inv_step = 1.0 / nulls.STEP
             n_bins = int(nulls.nearest_bin(arrays.windows.max(), inv_step, 10**9)) + 2
@@ -150,21 +174,8 @@ class _Terms:
         self.hist = np.zeros((n_exp, n_bins))
         self.ma_max = np.zeros(n_exp)
         union = "probabilistic" if self.is_ale else "sum"
-        for lo in range(0, n_exp, EXPERIMENT_CHUNK):
-            part = np.arange(lo, lo + EXPERIMENT_CHUNK)
-            keep = part < n_exp
-            part = np.where(keep, part, 0)
-            ma = K.ma_values(
-                ijk[part],
-                valid[part] & keep[:, None],
-                arrays.exp_window[part],
-                windows,
-                arrays.mask_index,
-                arrays.shape,
-                arrays.combine,
-            )
+        for lo, m, ma in arrays.ma_chunks(EXPERIMENT_CHUNK):
             terms, hist, ma_max = ops.experiment_terms(ma, union, n_bins, inv_step)
-            m = int(keep.sum())
             self.terms[lo : lo + m] = np.asarray(terms)[:m]
             self.hist[lo : lo + m] = np.asarray(hist)[:m]
             self.ma_max[lo : lo + m] = np.asarray(ma_max)[:m]
@@ -350,21 +361,17 @@ def batched_macm_maps(meta_estimator, dataset, selection, target_image: str = "z
     return out
 
 
+@fill_doc
 class CoordCBP(Parcellator):
     """Coactivation-based parcellation of a region from coordinates.
 
     Parameters
     ----------
-    target_mask : str, os.PathLike or nibabel.Nifti1Image
-        Region to parcellate (resampled to the dataset's mask grid if needed).
-    n_clusters : int or sequence of int
-        Numbers of clusters (each at least 2).
-    r : float or None
-        Each voxel's MACM uses the experiments with a focus within ``r`` mm of it.
-    n : int or None
-        ... or its ``n`` nearest experiments. Give exactly one of ``r`` and ``n``.
+    %(parcellation_region)s
+    %(parcellation_selection)s
     meta_estimator : ALE, MKDADensity or None
-        Estimator of the MACMs (None: ``ALE()``). Unweighted, approximate null.
+        Estimator of the MACMs, each the meta-analysis of a voxel's experiments (None:
+        ``ALE()``). Unweighted, approximate null.
     target_image : {"z", "stat", "p", "logp"}
         Map of each MACM that is correlated. ``"z"`` uses each MACM's own null (for ALE
         the null depends on the experiments selected, so every distinct selection's null
@@ -398,13 +405,7 @@ class CoordCBP(Parcellator):
         voxel_chunk: int = VOXEL_CHUNK,
     ):
         super().__init__(target_mask, n_clusters, n_splits, method, n_init, random_state)
-        if (r is None) == (n is None):
-            raise ValueError("give exactly one of r (mm) and n (number of experiments)")
-        if r is not None and not (np.isfinite(r) and r > 0):
-            raise ValueError(f"r must be a positive distance in mm, got {r!r}")
-        if n is not None and (int(n) != n or n < 1):
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        self.r, self.n = r, n
+        self.r, self.n = check_selection(r, n)
         self.meta_estimator = _check_estimator(meta_estimator, target_image)
         self.target_image = target_image
         self.voxel_chunk = int(voxel_chunk)

@@ -9,13 +9,12 @@ meta-analysis is run, so MAMP is one pass over the experiments' MA maps.
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma.base import make_kernel
 from nimare_jax.meta.cbma.kernel import ALEKernel
-from nimare_jax.ops import kernels as K
 from nimare_jax.parcellate.base import Parcellator, RegionOfInterest
 
 __all__ = ["MAMP", "roi_ma_values"]
@@ -43,41 +42,20 @@ def roi_ma_values(kernel_transformer, dataset, position) -> np.ndarray:
         gives it.
     """
     arrays = kernel_transformer.prepare(dataset)
-    ijk, valid = arrays.padded()
-    n_exp = ijk.shape[0]
-    windows = jnp.asarray(arrays.windows, jnp.float32)
     position = np.asarray(position)
-    out = np.empty((n_exp, position.size), np.float32)
-    for lo in range(0, n_exp, EXPERIMENT_CHUNK):
-        part = np.arange(lo, lo + EXPERIMENT_CHUNK)
-        keep = part < n_exp
-        part = np.where(keep, part, 0)
-        if arrays.ma_fn is not None:
-            ma = arrays.ma_fn(ijk[part], valid[part] & keep[:, None])
-        else:
-            ma = K.ma_values(
-                ijk[part],
-                valid[part] & keep[:, None],
-                arrays.exp_window[part],
-                windows,
-                arrays.mask_index,
-                arrays.shape,
-                arrays.combine,
-            )
-        m = int(keep.sum())
+    out = np.empty((len(arrays.ids), position.size), np.float32)
+    for lo, m, ma in arrays.ma_chunks(EXPERIMENT_CHUNK):
         out[lo : lo + m] = np.asarray(ma[:, position])[:m]
     return out
 
 
+@fill_doc
 class MAMP(Parcellator):
     """Meta-analytic activation modelling-based parcellation of a region.
 
     Parameters
     ----------
-    target_mask : str, os.PathLike or nibabel.Nifti1Image
-        Region to parcellate (resampled to the dataset's mask grid if needed).
-    n_clusters : int or sequence of int
-        Numbers of clusters (each at least 2).
+    %(parcellation_region)s
     kernel_transformer : KernelTransformer class or instance
         Kernel of the MA maps (default :class:`~nimare_jax.meta.cbma.kernel.ALEKernel`);
         ``kernel__*`` keyword arguments configure the default.

@@ -19,10 +19,10 @@ stability criteria.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,10 +31,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import cosine_distances
 
 from nimare_jax.decode.base import ID_COLUMNS, select_features
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.ops import mapbot as ops
 from nimare_jax.parcellate.base import ParcellationResult, Parcellator, RegionOfInterest
-from nimare_jax.parcellate.cbp import select_experiments
+from nimare_jax.parcellate.cbp import check_selection, select_experiments
 
 __all__ = ["MAPBOT", "MAPBOTResult", "term_weights"]
 
@@ -102,7 +103,7 @@ class MAPBOTResult(ParcellationResult):
     """A :class:`~nimare_jax.parcellate.base.ParcellationResult` with each parcel's terms.
 
     The other attributes and methods are those of ``ParcellationResult``; :meth:`save`
-    writes the term tables too.
+    writes the term tables too, as ``{prefix}_k-{k}_terms.tsv`` (terms x parcels).
 
     Attributes
     ----------
@@ -141,53 +142,31 @@ class MAPBOTResult(ParcellationResult):
             rows, orient="index", columns=[f"term_{i + 1}" for i in range(n_top)]
         ).rename_axis("parcel")
 
-    def save(self, output_dir=".", prefix: str = "") -> list[Path]:
-        """Write the files of :meth:`ParcellationResult.save` and each k's term table.
-
-        The term tables are ``{prefix}_k-{k}_terms.tsv`` (terms x parcels).
-
-        Parameters
-        ----------
-        output_dir : str or os.PathLike
-            Existing folder.
-        prefix : str
-            File-name prefix.
-
-        Returns
-        -------
-        list of pathlib.Path
-            Written files.
-        """
-        files = super().save(output_dir, prefix)
-        stem = f"{prefix}_" if prefix else ""
+    def _files(self):
+        yield from super()._files()
         for k in sorted(self.terms):
-            path = Path(output_dir) / f"{stem}k-{k}_terms.tsv"
-            self.terms[k].to_csv(path, sep="\t", float_format="%.6g", index_label="term")
-            files.append(path)
-        return files
+            table = self.terms[k]
+            yield (
+                f"k-{k}_terms.tsv",
+                functools.partial(table.to_csv, sep="\t", float_format="%.6g", index_label="term"),
+            )
 
 
+@fill_doc
 class MAPBOT(Parcellator):
     """Meta-analytic parcellation based on text (Yuan et al., 2017).
 
     Parameters
     ----------
-    target_mask : str, os.PathLike or nibabel.Nifti1Image
-        Region to parcellate (resampled to the dataset's mask grid if needed).
-    n_clusters : int or sequence of int
-        Numbers of parcels (each at least 2).
-    r : float or None
-        Radius in mm: a voxel's experiments are those with a focus within ``r`` mm.
-    n : int or None
-        Or: a voxel's experiments are its ``n`` nearest (by their nearest focus). Give
-        exactly one of ``r`` and ``n``.
+    %(parcellation_region)s
+    %(parcellation_selection)s
     feature_group : str or None
         Annotation columns used as terms (e.g. ``"Neurosynth_TFIDF"``); None uses every
         annotation column.
     features : list of str or None
         Terms to use within the group (with or without its prefix); None uses all.
     n_splits : int
-        Random split-half resamples of the experiments for the stability criteria.
+        See :class:`~nimare_jax.parcellate.base.Parcellator`.
     max_iter : int
         Iterations of scikit-learn's NMF solver.
     random_state : int
@@ -221,16 +200,9 @@ class MAPBOT(Parcellator):
         random_state: int = 0,
     ):
         super().__init__(target_mask, n_clusters, n_splits=n_splits, random_state=random_state)
-        if (r is None) == (n is None):
-            raise ValueError("give exactly one of r (mm) and n (number of experiments)")
-        if r is not None and not r > 0:
-            raise ValueError(f"r must be a positive distance in mm, got {r!r}")
-        if n is not None and (int(n) != n or n < 1):
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        self.r, self.n = check_selection(r, n)
         if int(max_iter) != max_iter or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-        self.r = r
-        self.n = None if n is None else int(n)
         self.feature_group = feature_group
         self.features = None if features is None else list(features)
         self.max_iter = int(max_iter)
@@ -338,14 +310,6 @@ class MAPBOT(Parcellator):
         )
         ks = ", ".join(str(k) for k in self.n_clusters)
         group = f" of the {self.feature_group!r} group" if self.feature_group else ""
-        splits = (
-            f" Stability was assessed over {self.n_splits} random split(s) of the experiments "
-            "into halves, each half parcellated separately: the variation of information "
-            "between the halves' solutions and the percentage of voxels assigned "
-            "differently by them (parcels matched one to one) [Clos2013; Chase2020]."
-            if self.n_splits
-            else ""
-        )
         return (
             "A meta-analytic parcellation based on text (MAPBOT) [Yuan2017] was performed "
             f"with nimare_jax on {len(self.dataset_.ids)} experiments. Each of the "
@@ -354,8 +318,8 @@ class MAPBOT(Parcellator):
             "term matrix was weighted by the normalized-cut scheme and factorised by "
             "non-negative matrix factorization (scikit-learn, NNDSVDa initialisation) into "
             f"{ks} components; each voxel was assigned to the component with its largest "
-            "loading, each component's terms describing its parcel [Xu2003]. For each "
-            "solution the mean silhouette (cosine distances between the voxels' weighted "
-            "term profiles) and the percentage of voxels deviating from the hierarchy (not "
-            "in the dominant parcel of the solution with one parcel fewer) were computed." + splits
+            "loading, each component's terms describing its parcel [Xu2003]. "
+            + self._criteria_text(
+                "cosine distances between the voxels' weighted term profiles", "parcel"
+            )
         )

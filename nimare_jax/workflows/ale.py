@@ -81,14 +81,7 @@ def ale_with_fwe(n_iters, v_thr, fwhm, n_cores, random_state, progress):
     ----------
     n_iters : int
         Monte Carlo iterations of the correction.
-    v_thr : float
-        Uncorrected p-value of the cluster-forming threshold.
-    %(workflow_fwhm)s
-    %(n_cores)s
-    random_state : int or None
-        Seed of the permutations.
-    progress : bool
-        Show progress bars.
+    %(workflow_ale_fwe)s
 
     Returns
     -------
@@ -132,22 +125,11 @@ def ale_sleuth_workflow(
     ----------
     sleuth_file : str or os.PathLike
         Sleuth text file, or a NiMARE JSON dataset (``.json``).
-    output_dir : str, os.PathLike or None
-        Output folder; None uses the input file's folder. It is created and checked
-        before the analysis; files are written into a hidden folder inside it and moved
-        into place, replacing files of the same names, only once everything succeeded.
-    prefix : str or None
-        File-name prefix; None uses the input file's name without its extension.
+    %(workflow_output_dir)s
+    %(workflow_prefix)s
     n_iters : int
         Monte Carlo iterations of the FWE correction.
-    v_thr : float
-        Uncorrected p-value of the cluster-forming threshold.
-    %(workflow_fwhm)s
-    %(n_cores)s
-    random_state : int or None
-        Seed of the permutations.
-    progress : bool
-        Show a progress bar during the permutations.
+    %(workflow_ale_fwe)s
     file2 : str, os.PathLike or None
         Second group's Sleuth or JSON file: run a subtraction analysis.
 

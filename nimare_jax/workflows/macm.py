@@ -44,14 +44,7 @@ def macm_workflow(
     %(workflow_prefix)s
     n_iters : int
         Monte Carlo iterations of the FWE correction (NiMARE's default 5000).
-    v_thr : float
-        Uncorrected p of the cluster-forming threshold.
-    %(workflow_fwhm)s
-    %(n_cores)s
-    random_state : int or None
-        Seed of the permutations.
-    progress : bool
-        Show progress bars.
+    %(workflow_ale_fwe)s
 
     Returns
     -------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nimare_jax.docstrings import fill_doc
 from nimare_jax.meta.cbma import ALE, MKDADensity
 from nimare_jax.parcellate.base import ParcellationResult
 from nimare_jax.parcellate.cbp import CoordCBP
@@ -70,6 +71,7 @@ def _mapbot(roi, n_clusters, options):
 METHODS = {"cbp": _cbp, "mamp": _mamp, "mapbot": _mapbot}
 
 
+@fill_doc
 def parcellate_workflow(
     dataset,
     roi,
@@ -79,22 +81,19 @@ def parcellate_workflow(
     prefix=None,
     **options,
 ) -> tuple[ParcellationResult, list[Path]]:
-    """Parcellate a region with CBP or MAMP and write the results.
+    """Parcellate a region with CBP, MAMP or MAPBOT and write the results.
 
     Parameters
     ----------
-    dataset : str, os.PathLike or Dataset
-        NiMARE JSON or Sleuth text file, or a loaded dataset.
+    %(workflow_dataset)s
     roi : str, os.PathLike or nibabel.Nifti1Image
         Region to parcellate.
     n_clusters : sequence of int
         Numbers of clusters.
     method : str
         A key of :data:`METHODS` (``"cbp"``, ``"mamp"`` or ``"mapbot"``).
-    output_dir : str, os.PathLike or None
-        Output folder (None: the dataset file's folder, or the working folder).
-    prefix : str or None
-        File-name prefix (None: the dataset file's name without extension).
+    %(workflow_output_dir)s
+    %(workflow_prefix)s
     **options
         Settings of the method: ``r`` or ``n`` (CBP's experiment selection; default
         ``r=6``), ``estimator`` (``"ale"`` or ``"mkda"``), ``target_image``, ``n_splits``,

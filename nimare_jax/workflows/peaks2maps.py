@@ -23,7 +23,7 @@ from nimare_jax.ops.permute import configure_cpu_devices
 from nimare_jax.ops.validate import check_n_iters
 from nimare_jax.results import MetaResult
 from nimare_jax.spatial import load_mask
-from nimare_jax.workflows.ale import load_dataset
+from nimare_jax.workflows.ale import load_dataset, output_location
 from nimare_jax.workflows.arguments import add_prefix_argument, positive_int, random_seed
 from nimare_jax.workflows.base import add_cluster_tables, write_outputs
 from nimare_jax.workflows.staging import staged_dir
@@ -58,12 +58,8 @@ def peaks2maps_workflow(
     ----------
     sleuth_file : str or os.PathLike
         Sleuth text file, or a NiMARE JSON dataset (``.json``); at least 2 experiments.
-    output_dir : str, os.PathLike or None
-        Output folder; None uses the input file's folder. It is created and checked
-        before the work; files are written into a hidden folder inside it and moved into
-        place, replacing files of the same names, only once everything succeeded.
-    prefix : str or None
-        File-name prefix; None uses the input file's name without its extension.
+    %(workflow_output_dir)s
+    %(workflow_prefix)s
     n_iters : int
         Sign-flip iterations of the voxel-level FWE correction (default 10000).
     random_state : int or None
@@ -81,9 +77,7 @@ def peaks2maps_workflow(
     files : list of pathlib.Path
         Written files.
     """
-    sleuth_file = Path(sleuth_file)
-    output_dir = sleuth_file.parent if output_dir is None else Path(output_dir)
-    prefix = sleuth_file.stem if prefix is None else prefix
+    sleuth_file, output_dir, prefix = output_location(sleuth_file, output_dir, prefix)
     n_iters = check_n_iters(n_iters)
     with staged_dir(output_dir) as tmp:  # checks the output folder before the work
         dataset = load_dataset(sleuth_file)

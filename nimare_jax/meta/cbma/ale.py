@@ -67,6 +67,43 @@ def one_sided_z(p: np.ndarray) -> np.ndarray:
     return z
 
 
+def histogram_p_maps(key, weights, bins) -> dict:
+    """``p``, ``z`` and ``logp`` maps against a null histogram, computed once per bin.
+
+    A statistic's p-value depends only on its bin (and on whether it is positive), so
+    :func:`nimare_jax.stats.nullhist_to_p` runs on one value per bin, :func:`one_sided_z`
+    and ``-log10`` on the p-values of the bins that occur, and the results are spread to
+    the voxels: the values of applying them voxel by voxel, for a few thousand bins
+    instead of every voxel.
+
+    Parameters
+    ----------
+    key : numpy.ndarray, shape (n_voxels,), int
+        0 for statistics ``<= 0``, else 1 + the bin
+        (:func:`nimare_jax.ops.nulls.ale_stat_bins`).
+    weights : numpy.ndarray, shape (n_bins,)
+        Null histogram.
+    bins : numpy.ndarray, shape (n_bins,)
+        Its bin centres (equally spaced from 0).
+
+    Returns
+    -------
+    dict
+        ``{"p": ..., "z": ..., "logp": ...}``, float64 arrays of shape (n_voxels,).
+    """
+    n_bins = bins.shape[0]
+    step = bins[1] - bins[0]
+    # one value per key: 0 (p = 1), a quarter bin (bin 0), then each bin centre
+    probe = np.arange(-1, n_bins) * step
+    probe[:2] = 0.0, step / 4
+    p = stats.nullhist_to_p(probe, weights, bins)
+    key = np.asarray(key, np.intp)
+    used = np.bincount(key, minlength=n_bins + 1) > 0
+    table = np.zeros((3, n_bins + 1))
+    table[:, used] = p[used], one_sided_z(p[used]), -np.log10(p[used])
+    return {name: np.take(row, key) for name, row in zip(("p", "z", "logp"), table, strict=True)}
+
+
 @fill_doc
 class ALE(RelocationEstimator):
     """Activation likelihood estimation.
@@ -138,22 +175,16 @@ class ALE(RelocationEstimator):
                 inv_step,
                 fold,
             )
-            stat = np.asarray(-jnp.expm1(-log_acc)).astype(np.float32)
-        bins = nulls.ale_histogram_bins(np.concatenate(maxima))
+            bins = nulls.ale_histogram_bins(np.concatenate(maxima))
+            stat, bin_key = nulls.ale_stat_bins(log_acc, 1.0 / (bins[1] - bins[0]), bins.size)
+        stat, bin_key = np.array(stat), np.asarray(bin_key)
         null = {"histogram_bins": bins}
         key = map_name("histweights", corr="none", method=self.null_method)
         if self.null_method == "approximate":
             null[key] = union  # the last chunk's grid is the final one
         else:
             null.update(self._montecarlo_null(arrays, bins, self.weights_))
-        p = stats.nullhist_to_p(stat, null[key], bins)
-        maps = {
-            "stat": stat,
-            "p": p,
-            "z": one_sided_z(p),
-            "logp": -np.log10(p),
-        }
-        return maps, null
+        return {"stat": stat, **histogram_p_maps(bin_key, null[key], bins)}, null
 
     def _relocation(self, arrays: FociArrays, exp_weight: np.ndarray):
         return relocation_maps(arrays, exp_weight=exp_weight)

@@ -332,8 +332,10 @@ def summarize(
     previous one's statistic, so the result does not depend on the chunking. Each chunk's
     MA histograms and maxima are handed to ``on_chunk`` on the host while the next chunk
     runs on the device, then dropped: memory is bounded by the chunk size, not by the
-    number of experiments. At most two chunk shapes are compiled (full and last). Call
-    under ``jax.enable_x64(True)`` for a float64 accumulator.
+    number of experiments. At most three programs are compiled for window kernels (the
+    first chunk, which starts from zeros without an accumulator, the full chunks after it
+    and the last one) and two for whole-brain kernels (full and last). Call under
+    ``jax.enable_x64(True)`` for a float64 accumulator.
 
     Parameters
     ----------
@@ -361,13 +363,15 @@ def summarize(
     ijk, valid = arrays.padded()
     exp_weight = np.asarray(exp_weight)
     n_exp = ijk.shape[0]
-    windows = jnp.asarray(windows, jnp.float32)
+    windows = np.asarray(windows, np.float32)  # cast here: no device program for it
     # windows are placed in the mask's bounding box: a smaller volume, the same values
     origin, box, box_index = K.mask_box(arrays.mask_index, arrays.shape)
     box_ijk = ijk - origin
     inside = bool(np.all((box_ijk[valid] >= 0) & (box_ijk[valid] < box)))  # less padding
-    tables = None
-    if arrays.ma_fn is None and arrays.combine == "max":
+    frame = K.mask_frame(box_index, box, K.window_pad(windows.shape[-1], inside))
+    parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
+    tables = None  # with one chunk, made inside its call (one program fewer to load)
+    if arrays.ma_fn is None and arrays.combine == "max" and len(parts) > 1:
         tables = K.window_tables(windows, union, n_bins, inv_step)
 
     def run(acc, part):
@@ -389,11 +393,11 @@ def summarize(
             inv_step,
             tables,
             inside,
+            frame,
         )
 
-    parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
-    acc = jnp.zeros(box_index.shape[0], jnp.result_type(float))
-    acc, *pending = run(acc, parts[0])
+    acc = None if arrays.ma_fn is None else jnp.zeros(box_index.shape[0], jnp.result_type(float))
+    acc, *pending = run(acc, parts[0])  # window kernels: from zeros, without a scatter
     for part in parts[1:]:
         acc, *upcoming = run(acc, part)  # dispatched before the host reads the last chunk
         if on_chunk is not None:

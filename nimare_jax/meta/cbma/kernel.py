@@ -141,6 +141,51 @@ class FociArrays(Mapping):
             self.combine,
         )
 
+    def ma_chunks(self, size: int, windows=None):
+        """Yield the MA values of the experiments ``size`` at a time (bounded memory).
+
+        Every chunk has the same shape (one compiled program); the last is padded with
+        experiments without foci.
+
+        Parameters
+        ----------
+        size : int
+            Experiments per chunk.
+        windows : array, optional
+            As in :meth:`ma_values`; placed in float32.
+
+        Yields
+        ------
+        lo : int
+            First experiment of the chunk.
+        m : int
+            Its number of experiments (rows beyond ``m`` are padding).
+        ma : jax.Array, shape (size, n_voxels)
+            MA values over the mask of experiments ``lo`` to ``lo + m - 1``.
+        """
+        ijk, valid = self.padded()
+        n_exp = ijk.shape[0]
+        windows = jnp.asarray(self.windows if windows is None else windows, jnp.float32)
+        mask_index = jnp.asarray(self.mask_index)  # on the device once, not per chunk
+        for lo in range(0, n_exp, size):
+            part = np.arange(lo, lo + size)
+            keep = part < n_exp
+            part = np.where(keep, part, 0)
+            ok = valid[part] & keep[:, None]
+            if self.ma_fn is not None:
+                ma = self.ma_fn(ijk[part], ok)
+            else:
+                ma = K.ma_values(
+                    ijk[part],
+                    ok,
+                    self.exp_window[part],
+                    windows,
+                    mask_index,
+                    self.shape,
+                    self.combine,
+                )
+            yield lo, int(keep.sum()), ma
+
     def padded(self):
         """Return foci padded per experiment: ``(ijk (n_exp, m, 3), valid (n_exp, m))``."""
         slot, valid = self.slots()
