@@ -159,8 +159,8 @@ def wrap(name):
         st["calls"] += 1
         return out
     setattr(ops, name, timed)
-for name in ("fit", "newton_direction", "overdispersed_direction", "coefficient_maps",
-             "autodiff_information"):
+for name in ("fit", "newton_direction", "overdispersed_direction",
+             "overdispersed_direction_dense", "coefficient_maps", "autodiff_information"):
     wrap(name)
 wall, cpu = time.perf_counter(), time.process_time()
 est = CBMR(cfg["formula"], distribution=cfg["distribution"])

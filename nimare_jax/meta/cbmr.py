@@ -572,9 +572,10 @@ class CBMR:
                 if self.distribution != "poisson":
                     nuisance = np.full(loadings.shape[0], np.log(ops.INITIAL_OVERDISPERSION))
                     start = np.concatenate([start, nuisance])
-                    program = functools.partial(
-                        ops.overdispersed_direction, distribution=self.distribution
-                    )
+                    program = ops.overdispersed_direction
+                    if isinstance(data.basis, ops.DenseBasis):
+                        program = ops.overdispersed_direction_dense
+                    program = functools.partial(program, distribution=self.distribution)
                 fitted = ops.newton_fit(data, start, self.n_iter, self.tol, program)
                 self.solver_ = "newton"
                 if self.information_method == "closed_form":
