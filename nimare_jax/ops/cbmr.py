@@ -1133,10 +1133,12 @@ def overdispersed_direction(params: jax.Array, data: CBMRData, distribution: str
     -1 at every iteration and each gains ``1 - 1/e`` of what is left, tens of iterations to
     ``tol``. A quadratic model in ``theta`` instead of ``eta`` puts the optimum at or below
     ``theta = 0`` exactly when the ``eta`` step is at most -1/2 (an interior optimum
-    approached from above gives steps in (-1/2, 0)), so such an ``eta`` (with a negative
-    gradient) is moved by ``-OVERDISPERSION_JUMP`` instead, leaving about ``exp(-20)`` of the
-    remaining gain; the coefficients keep their Newton step, and the plain Newton direction is
-    used if this one would not ascend.
+    approached from above gives steps in (-1/2, 0)), and the likelihood is linear in
+    ``theta`` when the step is -1. So an ``eta`` whose step is at most -0.9 (with a negative
+    gradient; -0.9 rather than -1/2 because the likelihood is not quadratic in ``theta``: an
+    overshoot past an interior optimum gave -0.54) is moved by ``-OVERDISPERSION_JUMP``
+    instead, leaving about ``exp(-20)`` of the remaining gain; the coefficients keep their
+    Newton step, and the plain Newton direction is used if this one would not ascend.
 
     Parameters
     ----------
