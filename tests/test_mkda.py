@@ -234,7 +234,8 @@ def _labelled_by_ndimage(chi, mask_index, shape, thresh):
     if not k:
         return 0, 0.0
     weights = (vol - thresh).astype(np.float64)
-    return np.bincount(labels.ravel())[1:].max(), ndimage.sum(weights, labels, range(1, k + 1)).max()
+    masses = ndimage.sum(weights, labels, range(1, k + 1))
+    return np.bincount(labels.ravel())[1:].max(), masses.max()
 
 
 @pytest.mark.parametrize("label_backend", ["scipy", "jax"])

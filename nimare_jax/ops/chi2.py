@@ -89,7 +89,7 @@ def _maxima(maps, mask_index, shape, thresh, connectivity, backend, vfwe_only):
 
 
 def _summary(maps_fn, shape, connectivity, label_backend, vfwe_only, locate):
-    """The summary of a null whose draw ``maps_fn(key, *operands)`` gives the chi-square maps.
+    """Return the summary of a null whose draw ``maps_fn(key, *operands)`` gives the maps.
 
     ``locate(*operands) -> (mask_index, thresh)`` picks the mask's flat indices and the
     cluster-forming threshold from the operands. With host labelling (``label_backend``
