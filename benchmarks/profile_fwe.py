@@ -4,9 +4,10 @@ Runs one FWE null on laird through ``run_permutations`` on ``--devices`` CPU dev
 estimator's own summary and operands, p < 0.001 cluster-forming threshold) and prints wall
 and process CPU ms per permutation, the CPU ms per permutation of each busy thread
 (``tf_XLAEigen`` are XLA's compute threads, ``python`` the host stage and the dispatch
-loop), and how often 0, 1, 2... threads were runnable at once (sampled every millisecond
-from ``/proc``): with two devices running in parallel, two XLA threads are runnable most of
-the time. Thread counts do not depend on the machine's load, unlike wall time. Linux only.
+loop), and how often 0, 1, 2... threads (all, and XLA's alone) were runnable at once
+(sampled every millisecond from ``/proc``): with two devices running in parallel, two XLA
+threads are runnable most of the time. Thread counts do not depend on the machine's load,
+unlike wall time. Linux only.
 
 Nulls (``--estimator``): ``ALE`` (relocation of the 17 experiments' foci); ``MKDAChi2``
 (the 8 vs 9 split of ``tests/data/reference/laird_split.json``, ``--chi2_null``
@@ -128,12 +129,14 @@ def main(argv=None) -> None:
     run(args.batch * args.devices * 2)  # compile
     stop = threading.Event()
     runnable = collections.Counter()
+    xla = collections.Counter()  # XLA compute threads alone: do the devices overlap?
 
     def sample():
         me = threading.get_native_id()
         while not stop.is_set():
             states = _threads()
             runnable[sum(s == "R" for t, (_, s, _) in states.items() if t != me)] += 1
+            xla[sum(s == "R" and n.startswith("tf_XLA") for n, s, _ in states.values())] += 1
             time.sleep(0.001)
 
     before = _threads()
@@ -161,9 +164,10 @@ def main(argv=None) -> None:
     for name, ms in sorted(used.values(), key=lambda v: -v[1]):
         if ms > 0.01:
             print(f"  thread {name:16s} {ms:6.2f} CPU ms/perm")
-    total = sum(runnable.values())
-    share = ", ".join(f"{k}: {v / total:.0%}" for k, v in sorted(runnable.items()))
-    print(f"  threads runnable at once (share of samples): {share}")
+    for what, counts in (("threads", runnable), ("XLA compute threads", xla)):
+        total = sum(counts.values())
+        share = ", ".join(f"{k}: {v / total:.0%}" for k, v in sorted(counts.items()))
+        print(f"  {what} runnable at once (share of samples): {share}")
 
 
 if __name__ == "__main__":
