@@ -6,6 +6,9 @@ long run, so compilation is reported separately; NiMARE's is its total correctio
 ``--nimare_iters`` permutations. NiMARE is looked for in ``$NIMARE_PYTHON`` (a Python
 executable with ``nimare`` installed), else in the current interpreter.
 
+The children import ``nimare_jax`` from ``PYTHONPATH``, so setting it to another checkout
+(with ``--skip_nimare``) times that code.
+
 Usage::
 
     python benchmarks/bench_mkdachi2.py [--n_iters 400] [--nimare_iters 10] [--batch 8]
@@ -62,6 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--nimare_iters", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--skip_nimare", action="store_true", help="run nimare_jax only")
     args = parser.parse_args(argv)
     nimare_python = os.environ.get("NIMARE_PYTHON", sys.executable)
     base = {"dataset": str(LAIRD), "split": str(SPLIT), "estimator": "MKDAChi2"}
@@ -78,11 +82,13 @@ def main(argv=None) -> None:
                 "batch": args.batch,
             },
         )
-        theirs = child(
-            nimare_python,
-            NIMARE_CHILD,
-            {**base, "program": "NiMARE", "devices": devices, "n_iters": args.nimare_iters},
-        )
+        theirs = None
+        if not args.skip_nimare:
+            theirs = child(
+                nimare_python,
+                NIMARE_CHILD,
+                {**base, "program": "NiMARE", "devices": devices, "n_iters": args.nimare_iters},
+            )
         ratio = theirs["per_perm_ms"] / ours["per_perm_ms"] if ours and theirs else float("nan")
         rows.append(("laird 8 vs 9", "MKDAChi2", devices, ours, theirs, ratio))
     print_table(rows)
