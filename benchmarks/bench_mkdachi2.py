@@ -46,11 +46,14 @@ def _two_group_child(code: str) -> str:
     Returns
     -------
     str
-        The same script with its one-dataset fit line replaced by a two-group fit.
+        The same script with its first fit line replaced by a two-group fit (and any
+        further fit, e.g. ``--repeat``'s, of the two groups too).
     """
     lines = code.splitlines(keepends=True)
-    (fit_line,) = [i for i, line in enumerate(lines) if ".fit(dset)" in line]
-    lines[fit_line] = _SPLIT_FIT
+    fits = [i for i, line in enumerate(lines) if ".fit(dset)" in line]
+    lines[fits[0]] = _SPLIT_FIT
+    for i in fits[1:]:
+        lines[i] = lines[i].replace(".fit(dset)", ".fit(g1, g2)")
     return "".join(lines)
 
 
@@ -68,7 +71,13 @@ def main(argv=None) -> None:
     parser.add_argument("--skip_nimare", action="store_true", help="run nimare_jax only")
     args = parser.parse_args(argv)
     nimare_python = os.environ.get("NIMARE_PYTHON", sys.executable)
-    base = {"dataset": str(LAIRD), "split": str(SPLIT), "estimator": "MKDAChi2"}
+    base = {
+        "dataset": str(LAIRD),
+        "split": str(SPLIT),
+        "estimator": "MKDAChi2",
+        "repeat": 0,
+        "fit_only": False,
+    }
     rows = []
     for devices in args.devices:
         ours = child(
