@@ -6,8 +6,9 @@ long run, so compilation is reported separately; NiMARE's is its total correctio
 ``--nimare_iters`` permutations. NiMARE is looked for in ``$NIMARE_PYTHON`` (a Python
 executable with ``nimare`` installed), else in the current interpreter.
 
-The children import ``nimare_jax`` from ``PYTHONPATH``, so setting it to another checkout
-(with ``--skip_nimare``) times that code.
+The children (``python -c``) import ``nimare_jax`` from the current directory first, then
+``PYTHONPATH``: run the script from another checkout's folder (with ``--skip_nimare``) to
+time that code.
 
 Usage::
 
