@@ -37,7 +37,11 @@ gathered on the device; a volume with more is sent whole), so the callback, whic
 the Python GIL and therefore serialises devices, handles a few hundred voxels rather
 than the whole volume;
 ``backend="auto"`` chooses per platform from the measurements in
-``benchmarks/bench_label.py``.
+``benchmarks/bench_label.py``. Permutation nulls keep callbacks out of their device
+programs altogether (a program holding one does not run beside the other CPU devices'):
+they label on the host between batches, from gathered lines
+(:func:`label_active_lines_host`) or from maps on the mask voxels
+(:func:`masked_max_cluster_stats_host`).
 """
 
 from __future__ import annotations
