@@ -6,6 +6,10 @@ long run, so compilation is reported separately; NiMARE's is its total correctio
 ``--nimare_iters`` permutations. NiMARE is looked for in ``$NIMARE_PYTHON`` (a Python
 executable with ``nimare`` installed), else in the current interpreter.
 
+The children (``python -c``) import ``nimare_jax`` from the current directory first, then
+``PYTHONPATH``: run the script from another checkout's folder (with ``--skip_nimare``) to
+time that code.
+
 Usage::
 
     python benchmarks/bench_mkdachi2.py [--n_iters 400] [--nimare_iters 10] [--batch 8]
@@ -43,11 +47,14 @@ def _two_group_child(code: str) -> str:
     Returns
     -------
     str
-        The same script with its one-dataset fit line replaced by a two-group fit.
+        The same script with its first fit line replaced by a two-group fit (and any
+        further fit, e.g. ``--repeat``'s, of the two groups too).
     """
     lines = code.splitlines(keepends=True)
-    (fit_line,) = [i for i, line in enumerate(lines) if ".fit(dset)" in line]
-    lines[fit_line] = _SPLIT_FIT
+    fits = [i for i, line in enumerate(lines) if ".fit(dset)" in line]
+    lines[fits[0]] = _SPLIT_FIT
+    for i in fits[1:]:
+        lines[i] = lines[i].replace(".fit(dset)", ".fit(g1, g2)")
     return "".join(lines)
 
 
@@ -62,9 +69,16 @@ def main(argv=None) -> None:
     parser.add_argument("--nimare_iters", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--skip_nimare", action="store_true", help="run nimare_jax only")
     args = parser.parse_args(argv)
     nimare_python = os.environ.get("NIMARE_PYTHON", sys.executable)
-    base = {"dataset": str(LAIRD), "split": str(SPLIT), "estimator": "MKDAChi2"}
+    base = {
+        "dataset": str(LAIRD),
+        "split": str(SPLIT),
+        "estimator": "MKDAChi2",
+        "repeat": 0,
+        "fit_only": False,
+    }
     rows = []
     for devices in args.devices:
         ours = child(
@@ -78,11 +92,13 @@ def main(argv=None) -> None:
                 "batch": args.batch,
             },
         )
-        theirs = child(
-            nimare_python,
-            NIMARE_CHILD,
-            {**base, "program": "NiMARE", "devices": devices, "n_iters": args.nimare_iters},
-        )
+        theirs = None
+        if not args.skip_nimare:
+            theirs = child(
+                nimare_python,
+                NIMARE_CHILD,
+                {**base, "program": "NiMARE", "devices": devices, "n_iters": args.nimare_iters},
+            )
         ratio = theirs["per_perm_ms"] / ours["per_perm_ms"] if ours and theirs else float("nan")
         rows.append(("laird 8 vs 9", "MKDAChi2", devices, ours, theirs, ratio))
     print_table(rows)

@@ -277,3 +277,34 @@ def test_host_labelling_of_gathered_lines_with_device_fallback():
         _, n, sizes, masses = scipy_reference(active[i], weights[i], 6)
         assert size[i] == (sizes.max() if n else 0)
         assert mass[i] == (masses.max() if n else 0.0)
+
+
+@pytest.mark.parametrize("conn", CONNS)
+@pytest.mark.parametrize("tail", ["upper", "lower"])
+def test_masked_host_labelling_equals_ndimage(conn, tail):
+    """Maps on mask voxels (batch axes, a mask listed out of order, voxels on the volume's
+    faces) labelled on the host equal SciPy's labelling of the volumes."""
+    shape = (7, 8, 9)
+    rng = np.random.default_rng(conn)
+    inside = rng.random(shape) < 0.8
+    mask_index = rng.permutation(np.flatnonzero(inside))
+    values = rng.normal(size=(2, 3, mask_index.size)).astype(np.float32)
+    thresh = 1.0  # about 16 % of the mask active: several clusters at every connectivity
+    size, mass = L.masked_max_cluster_stats_host(values, mask_index, shape, thresh, conn, tail)
+    assert size.shape == mass.shape == (2, 3) and size.dtype == np.int32
+    assert mass.dtype == np.float32
+    t = np.float32(thresh)
+    for b in np.ndindex(2, 3):
+        vol = np.zeros(int(np.prod(shape)), np.float32)
+        vol[mask_index] = values[b]
+        vol = vol.reshape(shape)
+        active, weights = (vol > t, vol - t) if tail == "upper" else (vol < -t, -vol - t)
+        _, n, sizes, masses = scipy_reference(active, weights, conn)
+        assert n > 1 and size[b] == sizes.max()
+        np.testing.assert_allclose(mass[b], masses.max(), rtol=1e-6)
+    empty = L.masked_max_cluster_stats_host(np.zeros((1, mask_index.size)), mask_index, shape, 1.0)
+    assert empty[0][0] == 0 and empty[1][0] == 0
+    with pytest.raises(ValueError, match="tail"):
+        L.masked_max_cluster_stats_host(values, mask_index, shape, thresh, conn, "both")
+    with pytest.raises(ValueError, match="mask voxels"):
+        L.masked_max_cluster_stats_host(values[..., 1:], mask_index, shape, thresh)

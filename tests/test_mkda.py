@@ -13,7 +13,14 @@ from scipy import stats as sps
 from nimare_jax.correct import FDRCorrector, FWECorrector
 from nimare_jax.exceptions import DatasetError
 from nimare_jax.meta.cbma import KDA, ALEKernel, KDAKernel, MKDAChi2, MKDADensity, MKDAKernel
-from nimare_jax.meta.cbma.mkda import bernoulli_sum_null, label_permutation_null, sum_null
+from nimare_jax.meta.cbma.mkda import (
+    bernoulli_sum_null,
+    label_permutation_null,
+    random_foci_null,
+    sum_null,
+)
+from nimare_jax.ops import chi2
+from nimare_jax.ops.permute import BatchedSummary, run_permutations
 from nimare_jax.ops.validate import MonteCarloWarning
 
 REFERENCE = Path(__file__).parent / "data" / "reference"
@@ -216,24 +223,40 @@ def chi2_fwe(chi2_fit):
     return FWECorrector(method="montecarlo", n_iters=24, progress=False).transform(chi2_fit)
 
 
-def test_mkdachi2_label_permutation_summary_is_exact(chi2_fit):
-    # recompute three iterations with NumPy/SciPy from the same permutations
+def _labelled_by_ndimage(chi, mask_index, shape, thresh):
+    """Largest cluster size and mass (float64 sum of float32 ``chi - thresh``) by SciPy."""
+    chi = np.asarray(chi, np.float32)
+    thresh = np.float32(thresh)
+    vol = np.zeros(int(np.prod(shape)), np.float32)
+    vol[mask_index] = chi
+    vol = vol.reshape(shape)
+    labels, k = ndimage.label(vol > thresh)
+    if not k:
+        return 0, 0.0
+    weights = (vol - thresh).astype(np.float64)
+    masses = ndimage.sum(weights, labels, range(1, k + 1))
+    return np.bincount(labels.ravel())[1:].max(), masses.max()
+
+
+@pytest.mark.parametrize("label_backend", ["scipy", "jax"])
+def test_mkdachi2_label_permutation_summary_is_exact(chi2_fit, label_backend):
+    # recompute three iterations with NumPy/SciPy from the same permutations; "scipy"
+    # labels on the host between batches, "jax" on the device (float32 mass sums)
     est = chi2_fit.estimator
     pooled = np.asarray(est.pooled_ma_matrix(), np.float64)
     a = est.inputs1_
     n1, n = 8, pooled.shape[0]
     thresh = sps.chi2.isf(0.001, 1)
-    summary = jax.jit(
-        label_permutation_null(
-            jax.numpy.asarray(pooled, "float32"), n1, a.mask_index, a.shape, thresh
-        )
+    null = label_permutation_null(
+        jax.numpy.asarray(pooled, "float32"), n1, a.mask_index, a.shape, thresh, 6, label_backend
     )
-    mask = np.zeros(int(np.prod(a.shape)), bool)
-    mask[a.mask_index] = True
-    mask = mask.reshape(a.shape)
+    assert isinstance(null.summary, BatchedSummary) == (label_backend == "scipy")
+    got = run_permutations(
+        null.summary, jax.random.key(11), 3, batch_size=2, progress=False, operands=null.operands
+    ).samples
+    mass_rtol = 1e-6 if label_backend == "scipy" else 1e-4
     for i in range(3):
         key = jax.random.fold_in(jax.random.key(11), i)
-        got = summary(key)
         members = np.asarray(jax.random.permutation(key, n))[:n1]
         c1 = pooled[members].sum(0)
         c2 = pooled.sum(0) - c1
@@ -249,13 +272,60 @@ def test_mkdachi2_label_permutation_summary_is_exact(chi2_fit):
         }
         for name, chi in maps.items():
             vol = np.zeros(a.shape)
-            vol[mask] = chi
+            vol[np.unravel_index(a.mask_index, a.shape)] = chi
             labels, k = ndimage.label(vol > thresh)
             sizes = np.bincount(labels.ravel())[1:]
             masses = ndimage.sum(vol - thresh, labels, np.arange(1, k + 1)) if k else [0.0]
-            assert float(got[name]["voxel"]) == pytest.approx(chi.max(), rel=1e-5)
-            assert int(got[name]["size"]) == (sizes.max() if k else 0)
-            assert float(got[name]["mass"]) == pytest.approx(np.max(masses), rel=1e-4)
+            assert float(got[name]["voxel"][i]) == pytest.approx(chi.max(), rel=1e-5)
+            assert int(got[name]["size"][i]) == (sizes.max() if k else 0)
+            assert float(got[name]["mass"][i]) == pytest.approx(np.max(masses), rel=1e-4)
+            # the same float32 map labelled by SciPy: exact sizes, float64-summed masses
+            size, mass = _labelled_by_ndimage(chi, a.mask_index, a.shape, thresh)
+            assert int(got[name]["size"][i]) == size
+            assert float(got[name]["mass"][i]) == pytest.approx(mass, rel=mass_rtol, abs=0)
+
+
+@pytest.mark.parametrize(
+    "null_method", ["label-permutation", pytest.param("random-foci", marks=pytest.mark.slow)]
+)
+def test_mkdachi2_host_labelling_equals_the_in_program_callback(chi2_fit, null_method):
+    """The host stage gives, iteration by iteration, what the former summary gave (the
+    maps labelled by a host callback inside the device program) and what SciPy gives."""
+    est = chi2_fit.estimator
+    a, b = est.inputs1_, est.inputs2_
+    thresh = np.float32(sps.chi2.isf(0.001, 1))
+    if null_method == "label-permutation":
+        null = label_permutation_null(est.pooled_ma_matrix(), 8, a.mask_index, a.shape, thresh)
+        vectorize = "vmap"
+    else:
+        null = random_foci_null(a, b, thresh)
+        vectorize = "map"
+    assert isinstance(null.summary, BatchedSummary) and null.summary.on_host
+    n_iters = 5  # batches of 2: the last one is padded
+    got = run_permutations(
+        null.summary,
+        jax.random.key(4),
+        n_iters,
+        batch_size=2,
+        progress=False,
+        vectorize=vectorize,
+        operands=null.operands,
+    ).samples
+    mask_index = np.asarray(a.mask_index)
+
+    @jax.jit
+    def old(key):  # the former summary: the host callback inside the device program
+        maps = {name: chi for name, (_, chi) in null.summary.each(key, *null.operands).items()}
+        return maps, chi2._maxima(maps, mask_index, a.shape, thresh, 6, "scipy", False)
+
+    for i in range(n_iters):
+        maps, before = old(jax.random.fold_in(jax.random.key(4), i))
+        for name, chi in maps.items():
+            size, mass = _labelled_by_ndimage(chi, mask_index, a.shape, thresh)
+            assert got[name]["voxel"][i] == before[name]["voxel"] == np.asarray(chi).max()
+            assert got[name]["size"][i] == before[name]["size"] == size
+            np.testing.assert_allclose(got[name]["mass"][i], before[name]["mass"], rtol=1e-6)
+            np.testing.assert_allclose(got[name]["mass"][i], mass, rtol=1e-6)
 
 
 def test_mkdachi2_fwe_maps(chi2_fwe, chi2_fit):

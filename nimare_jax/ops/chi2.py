@@ -15,6 +15,12 @@ only and the arrays are operands (:class:`LabelPermutationOperands`, or the two 
 :class:`~nimare_jax.ops.relocation.RelocationOperands`), so a second correction of the same
 shapes reuses the permutation engine's compiled runner.
 
+With host labelling (the default on CPU), a factory returns a
+:class:`~nimare_jax.ops.permute.BatchedSummary`: the devices compute the maps and their
+maxima, and the clusters are labelled on the host between batches
+(:func:`nimare_jax.ops.label.masked_max_cluster_stats_host`), outside the device programs,
+which then run side by side on several CPU devices.
+
 References
 ----------
 Wager et al. (2007) SCAN 2:150 (MKDA); Yarkoni et al. (2011) Nat Methods 8:665 (the
@@ -29,9 +35,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nimare_jax.ops import stats as ops_stats
-from nimare_jax.ops.label import max_cluster_stats
+from nimare_jax.ops.label import (
+    masked_max_cluster_stats_host,
+    max_cluster_stats,
+    resolve_label_backend,
+)
+from nimare_jax.ops.permute import BatchedSummary
 
 #: Factories keep this many configurations alive (each holds only small static values).
 _CACHE_SIZE = 32
@@ -76,6 +88,45 @@ def _maxima(maps, mask_index, shape, thresh, connectivity, backend, vfwe_only):
     return out
 
 
+def _summary(maps_fn, shape, connectivity, label_backend, vfwe_only, locate):
+    """Return the summary of a null whose draw ``maps_fn(key, *operands)`` gives the maps.
+
+    ``locate(*operands) -> (mask_index, thresh)`` picks the mask's flat indices and the
+    cluster-forming threshold from the operands. With host labelling (``label_backend``
+    resolving to ``"scipy"``) and clusters, the result is a
+    :class:`~nimare_jax.ops.permute.BatchedSummary` whose devices return each map's maximum
+    and the map itself (float32 on the mask voxels), labelled on the host between batches
+    (:func:`nimare_jax.ops.label.masked_max_cluster_stats_host`): a device program holding
+    a host callback does not run beside the other devices' programs on CPU. Otherwise the
+    maps are labelled in the device program (``"jax"``).
+    """
+    backend = resolve_label_backend(label_backend)
+
+    def summary(key, *operands):
+        mask_index, thresh = locate(*operands)
+        maps = maps_fn(key, *operands)
+        return _maxima(maps, mask_index, shape, thresh, connectivity, backend, vfwe_only)
+
+    if vfwe_only or backend != "scipy":
+        return summary
+
+    def each(key, *operands):
+        return {name: (chi.max(), chi) for name, chi in maps_fn(key, *operands).items()}
+
+    def batch(out, *operands):  # on the host, NumPy arrays with a leading batch axis
+        mask_index, thresh = locate(*operands)
+        mask_index = np.asarray(mask_index)
+        result = {}
+        for name, (voxel, chi) in out.items():
+            size, mass = masked_max_cluster_stats_host(
+                chi, mask_index, shape, np.float32(thresh), connectivity
+            )
+            result[name] = {"voxel": voxel, "size": size, "mass": mass}
+        return result
+
+    return BatchedSummary(each, batch, on_host=True, with_operands=True)
+
+
 class LabelPermutationOperands(NamedTuple):
     """Arrays of the label-permutation null (a pytree, so it passes through ``jit``).
 
@@ -115,21 +166,27 @@ def label_permutation_summary(
 
     Returns
     -------
-    callable
+    callable or nimare_jax.ops.permute.BatchedSummary
         Pure ``summary(key, operands: LabelPermutationOperands, thresh) -> {map: {"voxel",
         "size", "mass"}}`` for the maps of :func:`chi2_maps`, clusters strictly above
-        ``thresh`` (an operand); the same object for the same arguments.
+        ``thresh`` (an operand); the same object for the same arguments. With host
+        labelling, a :class:`~nimare_jax.ops.permute.BatchedSummary` whose host stage
+        labels the maps between batches (give it to
+        :func:`~nimare_jax.ops.permute.run_permutations`).
     """
 
-    def summary(key, o: LabelPermutationOperands, thresh):
+    def maps_fn(key, o: LabelPermutationOperands, thresh):
+        del thresh
         n = o.pooled.shape[0]
         members = jax.random.permutation(key, n)[:n1]
         indicator = jnp.zeros(n, o.pooled.dtype).at[members].set(1)
         count1 = indicator @ o.pooled
-        maps = chi2_maps(count1, o.totals - count1, n1, n - n1)
-        return _maxima(maps, o.mask_index, shape, thresh, connectivity, label_backend, vfwe_only)
+        return chi2_maps(count1, o.totals - count1, n1, n - n1)
 
-    return summary
+    def locate(o: LabelPermutationOperands, thresh):
+        return o.mask_index, thresh
+
+    return _summary(maps_fn, shape, connectivity, label_backend, vfwe_only, locate)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -150,19 +207,25 @@ def random_foci_summary(
 
     Returns
     -------
-    callable
+    callable or nimare_jax.ops.permute.BatchedSummary
         Pure ``summary(key, operands1, operands2, mask_index, thresh)`` (the groups'
         :class:`~nimare_jax.ops.relocation.RelocationOperands`, the flat mask indices and
         the cluster-forming threshold) ``-> {map: {"voxel", "size", "mass"}}``; group 1
         draws from the first half of ``jax.random.split(key)``, group 2 from the second.
+        With host labelling, a :class:`~nimare_jax.ops.permute.BatchedSummary`, as in
+        :func:`label_permutation_summary`.
     """
 
-    def summary(key, o1, o2, mask_index, thresh):
+    def maps_fn(key, o1, o2, mask_index, thresh):
+        del thresh
         k1, k2 = jax.random.split(key)
         count1 = volume1(k1, o1).reshape(-1)[mask_index]
         count2 = volume2(k2, o2).reshape(-1)[mask_index]
         n1, n2 = o1.exp_weight.shape[0], o2.exp_weight.shape[0]
-        maps = chi2_maps(count1, count2, n1, n2)
-        return _maxima(maps, mask_index, shape, thresh, connectivity, label_backend, vfwe_only)
+        return chi2_maps(count1, count2, n1, n2)
 
-    return summary
+    def locate(o1, o2, mask_index, thresh):
+        del o1, o2
+        return mask_index, thresh
+
+    return _summary(maps_fn, shape, connectivity, label_backend, vfwe_only, locate)

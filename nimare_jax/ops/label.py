@@ -37,7 +37,11 @@ gathered on the device; a volume with more is sent whole), so the callback, whic
 the Python GIL and therefore serialises devices, handles a few hundred voxels rather
 than the whole volume;
 ``backend="auto"`` chooses per platform from the measurements in
-``benchmarks/bench_label.py``.
+``benchmarks/bench_label.py``. Permutation nulls keep callbacks out of their device
+programs altogether (a program holding one does not run beside the other CPU devices'):
+they label on the host between batches, from gathered lines
+(:func:`label_active_lines_host`) or from maps on the mask voxels
+(:func:`masked_max_cluster_stats_host`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ __all__ = [
     "label_active_lines_host",
     "label_clusters_jax",
     "line_capacity",
+    "masked_max_cluster_stats_host",
     "max_cluster_stats",
     "neighbour_offsets",
     "resolve_label_backend",
@@ -386,26 +391,27 @@ def _host_components(idx: np.ndarray, shape: tuple, connectivity: int):
     """Return connected components of a volume's active voxels, on the host.
 
     ``idx`` are the active voxels' linear (C-order) indices in increasing order. Cost grows
-    with their number, not with the volume: each half-neighbourhood offset is looked up
-    with ``searchsorted``, and the edges are joined by a vectorised union-find (hook every
-    edge's larger root onto its smaller one, then compress paths fully; repeat until every
-    edge lies inside one component). A null map's few hundred supra-threshold voxels take
-    well under a millisecond, most of it in plain NumPy calls, which matters because the
-    callback that runs this holds the GIL. Component numbers are the smallest member's
-    position in ``idx`` (use :func:`label_clusters` for scipy's numbering).
+    with their number, not with the volume: the voxels are numbered in the volume padded
+    by one voxel on every side (so no neighbour wraps around and no bounds are checked),
+    each half-neighbourhood offset is looked up with ``searchsorted``, and the edges are
+    joined by a vectorised union-find (hook every edge's larger root onto its smaller one,
+    then compress paths fully; repeat until every edge lies inside one component). A null
+    map's few hundred supra-threshold voxels take well under a millisecond, most of it in
+    plain NumPy calls, which matters because the host stage holds the GIL. Component
+    numbers are the smallest member's position in ``idx`` (use :func:`label_clusters` for
+    scipy's numbering).
     """
-    coords = np.stack(np.unravel_index(idx, shape), axis=1)
-    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    i, j, k = np.unravel_index(idx, shape)
+    pshape = (shape[0] + 2, shape[1] + 2, shape[2] + 2)
+    padded = ((i + 1) * pshape[1] + j + 1) * pshape[2] + k + 1  # increasing, as idx
     rows, cols = [], []
-    for off in neighbour_offsets(connectivity):
-        if tuple(off) <= (0, 0, 0):  # each undirected edge once
+    for step in _flat_offsets(pshape, connectivity):
+        if step <= 0:  # each undirected edge once
             continue
-        moved = coords + off
-        ok = np.all((moved >= 0) & (moved < shape), axis=1)
-        cand = idx[ok] + off @ strides
-        pos = np.minimum(np.searchsorted(idx, cand), max(idx.size - 1, 0))
-        hit = idx[pos] == cand
-        rows.append(np.flatnonzero(ok)[hit])
+        cand = padded + step
+        pos = np.minimum(np.searchsorted(padded, cand), max(idx.size - 1, 0))
+        hit = padded[pos] == cand
+        rows.append(np.flatnonzero(hit))
         cols.append(pos[hit])
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     root = np.arange(idx.size)
@@ -661,6 +667,68 @@ def label_active_lines_host(gathered: ActiveLines, shape, connectivity: int = 6)
     overflow = np.asarray(gathered.overflow)
     size = np.where(overflow, np.asarray(gathered.max_size), size).astype(np.int32)
     return size, np.where(overflow, np.asarray(gathered.max_mass), mass).astype(mass.dtype)
+
+
+def masked_max_cluster_stats_host(
+    values, mask_index, shape, thresh, connectivity: int = 6, tail: str = "upper"
+):
+    """Largest cluster size and mass of maps given on mask voxels, on the host (NumPy).
+
+    The host stage of a permutation null whose statistic lives on the mask voxels (see
+    :class:`nimare_jax.ops.permute.BatchedSummary`): the devices return the maps, this
+    labels them. Equal to placing each map in a volume of zeros and calling
+    :func:`max_cluster_stats` with ``active = vol > thresh`` and ``weights = vol - thresh``
+    (``tail="upper"``) or ``active = vol < -thresh`` and ``weights = -vol - thresh``
+    (``"lower"``); the weights are computed in the maps' dtype, as on the device, and
+    summed in float64.
+
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (..., n_voxels), float
+        Maps on the mask voxels, any leading batch axes.
+    mask_index : numpy.ndarray, shape (n_voxels,), int
+        Flat C-order indices of the mask voxels in a volume of shape ``shape``.
+    shape : tuple of 3 ints
+        Volume shape.
+    thresh : float
+        Cluster-forming threshold, cast to the maps' dtype (voxels strictly beyond it).
+    connectivity : {6, 18, 26}
+        Neighbourhood defining clusters.
+    tail : {"upper", "lower"}
+        Clusters above ``thresh`` or below ``-thresh``.
+
+    Returns
+    -------
+    max_size : numpy.ndarray, int32
+        With the leading axes of ``values`` (0 where no voxel is active).
+    max_mass : numpy.ndarray, dtype of ``values``
+        Likewise.
+    """
+    if tail not in ("upper", "lower"):
+        raise ValueError(f"tail must be 'upper' or 'lower'; got {tail!r}.")
+    connectivity = _check_connectivity(connectivity)
+    shape = tuple(int(n) for n in shape)
+    values = np.asarray(values)
+    mask_index = np.asarray(mask_index)
+    if values.shape[-1:] != mask_index.shape:
+        raise ValueError(
+            f"values must end with the {mask_index.shape[0]} mask voxels; got shape "
+            f"{values.shape}."
+        )
+    thresh = values.dtype.type(thresh)
+    rows = values.reshape(-1, values.shape[-1])
+    sizes = np.zeros(rows.shape[0], np.int32)
+    masses = np.zeros(rows.shape[0], values.dtype)
+    for n, row in enumerate(rows):
+        (idx,) = np.nonzero(row > thresh if tail == "upper" else row < -thresh)
+        weights = row[idx] - thresh if tail == "upper" else -row[idx] - thresh
+        lin = mask_index[idx]
+        if lin.size > 1 and np.any(lin[1:] < lin[:-1]):  # a mask given out of order
+            order = np.argsort(lin)
+            lin, weights = lin[order], weights[order]
+        sizes[n], masses[n] = _host_max_of(lin, weights, shape, connectivity)
+    batch = values.shape[:-1]
+    return sizes.reshape(batch), masses.reshape(batch)
 
 
 def max_cluster_stats(

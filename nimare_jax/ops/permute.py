@@ -461,11 +461,16 @@ class BatchedSummary(NamedTuple):
     on_host : bool
         Run ``batch`` on the host (NumPy in, NumPy out); the summary's leaves are then all
         kept (``reduce`` None or ``"keep"``).
+    with_operands : bool
+        With ``on_host``, call ``batch(out, *operands)``: the host stage also gets the
+        operands as given to :func:`run_permutations` (e.g. the mask's voxel indices that
+        place the values ``each`` returns in the volume).
     """
 
     each: Callable
     batch: Callable
     on_host: bool = False
+    with_operands: bool = False
 
 
 def run_permutations(
@@ -559,6 +564,7 @@ def run_permutations(
     host_batch = summary_fn.batch if getattr(summary_fn, "on_host", False) else None
     if host_batch is not None and spec != "keep":
         raise ValueError("a BatchedSummary with on_host=True needs reduce=None or 'keep'.")
+    host_args = tuple(operands) if getattr(summary_fn, "with_operands", False) else ()
     if spec == "sum" and stop_fn is not None:
         raise ValueError("stop_fn needs at least one leaf kept; reduce='sum' keeps none.")
     n_dev = resolve_n_devices(n_devices)
@@ -601,7 +607,7 @@ def run_permutations(
             n_valid = min(step, n_iters - done)
             outs = jax.device_get(pending)
             if host_batch is not None:
-                outs = [(host_batch(k), s) for k, s in outs]
+                outs = [(host_batch(k, *host_args), s) for k, s in outs]
             if spec != "keep":
                 part = jax.tree.map(
                     lambda *leaves: sum(np.asarray(x) for x in leaves), *(s for _, s in outs)

@@ -26,8 +26,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from nimare_jax.ops.label import max_cluster_stats
+from nimare_jax.ops.label import (
+    masked_max_cluster_stats_host,
+    max_cluster_stats,
+    resolve_label_backend,
+)
+from nimare_jax.ops.permute import BatchedSummary
 
 #: Factories keep this many configurations alive (each holds only small static values).
 _CACHE_SIZE = 32
@@ -112,40 +118,72 @@ def label_permutation_summary(
 
     Returns
     -------
-    callable
+    callable or nimare_jax.ops.permute.BatchedSummary
         Pure ``summary(key, operands: SubtractionOperands, inv_scale, thresh) -> dict`` of
         the requested outputs (``inv_scale``: log units per fixed-point unit; ``thresh``:
         cluster-forming threshold on ``|ALE1 - ALE2|``; both float32 operands); the same
-        object for the same arguments.
+        object for the same arguments. With ``size``/``mass`` and host labelling
+        (``label_backend`` resolving to ``"scipy"``), a
+        :class:`~nimare_jax.ops.permute.BatchedSummary`: the devices return the
+        difference map on the mask voxels and the clusters are labelled on the host
+        between batches (:func:`nimare_jax.ops.label.masked_max_cluster_stats_host`), so
+        the device programs hold no host callback; every output is then kept per
+        iteration (``reduce`` None or ``"keep"``).
     """
     unknown = set(outputs) - set(OUTPUTS)
     if unknown:
         raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {OUTPUTS}")
     clusters = "size" in outputs or "mass" in outputs
+    backend = resolve_label_backend(label_backend)
 
-    def summary(key, o: SubtractionOperands, inv_scale, thresh):
+    def draw(key, o: SubtractionOperands, inv_scale):
+        """Every output but the clusters, and the difference map (None if not needed)."""
         n = o.terms.shape[1]
         members = jax.random.permutation(key, n)[:n1]
         indicator = jnp.zeros(n, jnp.int32).at[members].set(1)
         q1 = o.terms @ indicator
-        out = {"upper": q1 >= o.observed_q1, "lower": q1 <= o.observed_q1}
+        out, diff = {"upper": q1 >= o.observed_q1, "lower": q1 <= o.observed_q1}, None
         if {"voxel", "hist"} & set(outputs) or clusters:
             diff = difference(q1, o.total - q1, inv_scale)
             out["voxel"] = jnp.abs(diff).max()
             if "hist" in outputs:
                 idx = jnp.floor(jnp.abs(diff) / THRESH_BIN).astype(jnp.int32)
                 out["hist"] = jnp.bincount(jnp.clip(idx, 0, hist_bins - 1), length=hist_bins)
-            if clusters:
-                flat = jnp.zeros(math.prod(shape), jnp.float32).at[o.mask_index].set(diff)
-                vol = flat.reshape(shape)
-                pos = max_cluster_stats(
-                    vol > thresh, vol - thresh, connectivity=connectivity, backend=label_backend
-                )
-                neg = max_cluster_stats(
-                    vol < -thresh, -vol - thresh, connectivity=connectivity, backend=label_backend
-                )
-                out["size"] = jnp.maximum(pos.max_size, neg.max_size)
-                out["mass"] = jnp.maximum(pos.max_mass, neg.max_mass)
+        return out, diff
+
+    def summary(key, o: SubtractionOperands, inv_scale, thresh):
+        out, diff = draw(key, o, inv_scale)
+        if clusters:
+            flat = jnp.zeros(math.prod(shape), jnp.float32).at[o.mask_index].set(diff)
+            vol = flat.reshape(shape)
+            pos = max_cluster_stats(
+                vol > thresh, vol - thresh, connectivity=connectivity, backend=backend
+            )
+            neg = max_cluster_stats(
+                vol < -thresh, -vol - thresh, connectivity=connectivity, backend=backend
+            )
+            out["size"] = jnp.maximum(pos.max_size, neg.max_size)
+            out["mass"] = jnp.maximum(pos.max_mass, neg.max_mass)
         return {name: out[name] for name in outputs}
 
-    return summary
+    if not clusters or backend != "scipy":
+        return summary
+
+    def each(key, o: SubtractionOperands, inv_scale, thresh):
+        del thresh
+        out, diff = draw(key, o, inv_scale)
+        kept = {name: out[name] for name in outputs if name not in ("size", "mass")}
+        return kept, diff
+
+    def batch(result, o: SubtractionOperands, inv_scale, thresh):  # NumPy, on the host
+        del inv_scale
+        out, diff = result
+        mask_index = np.asarray(o.mask_index)
+        pos = masked_max_cluster_stats_host(diff, mask_index, shape, thresh, connectivity)
+        neg = masked_max_cluster_stats_host(
+            diff, mask_index, shape, thresh, connectivity, tail="lower"
+        )
+        out = {**out, "size": np.maximum(pos[0], neg[0]), "mass": np.maximum(pos[1], neg[1])}
+        return {name: out[name] for name in outputs}
+
+    return BatchedSummary(each, batch, on_host=True, with_operands=True)

@@ -228,7 +228,10 @@ def label_permutation_null(
         Pure ``summary(key) -> {map: {"voxel", "size", "mass"}}`` for the maps of
         :func:`nimare_jax.ops.chi2.chi2_maps`; its ``summary`` (cached per configuration)
         and ``operands`` (the arrays) go to :func:`nimare_jax.ops.permute.run_permutations`
-        separately, so a second correction of the same shapes compiles nothing.
+        separately, so a second correction of the same shapes compiles nothing. With
+        clusters labelled on the host (``label_backend`` ``"scipy"``, or ``"auto"`` on
+        CPU) its ``summary`` is a :class:`~nimare_jax.ops.permute.BatchedSummary`, which
+        only ``run_permutations`` runs (the labelling happens between batches).
     """
     pooled = jnp.asarray(pooled)
     operands = chi2.LabelPermutationOperands(
