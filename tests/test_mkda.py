@@ -190,6 +190,18 @@ def test_mkdachi2_equals_nimare(chi2_fit, reference):
     assert "[Wager2007; Yarkoni2011]" in chi2_fit.description
 
 
+def test_mkdachi2_logp_is_the_chi2_survival_function(chi2_fit):
+    """p and logp from the closed form chi2(1) = Z^2 equal scipy's chi2.logsf (rtol 1e-12)."""
+    for name in ("group1", "association"):
+        stat = chi2_fit.get_map(f"chi2_desc-{name}", "array").astype(np.float64)
+        expected = sps.chi2.logsf(stat, 1)
+        got = chi2_fit.get_map(f"logp_desc-{name}", "array")
+        np.testing.assert_allclose(got, -expected / np.log(10.0), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            chi2_fit.get_map(f"p_desc-{name}", "array"), np.exp(expected), rtol=1e-12
+        )
+
+
 @pytest.mark.slow
 def test_mkdachi2_undefined_posterior(chi2_fit, groups, reference):
     ref = reference("mkdachi2_maps")

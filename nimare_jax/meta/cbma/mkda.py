@@ -634,6 +634,9 @@ class MKDAChi2(PairwiseCBMAEstimator):
     def _maps(self, count1, count2, n1, n2) -> dict:
         with jax.enable_x64(True):
             chi = {k: np.asarray(v) for k, v in chi2.chi2_maps(count1, count2, n1, n2).items()}
+            # chi-square(1) = Z^2: log P(chi2 > x) = log P(|Z| > sqrt(x)), exact in the far
+            # tail (scipy.stats.chi2.logsf took ~0.65 s per 228,483-voxel map)
+            log_sf = {k: np.asarray(ops_stats.z_to_logp(np.sqrt(v))) for k, v in chi.items()}
         p_f = n1 / (n1 + n2)
         p_a = (count1 + count2) / (n1 + n2)
         p_a_f = count1 / n1
@@ -649,7 +652,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
         }
         maps = {}
         for name, stat in chi.items():
-            logp = sps.chi2.logsf(stat, 1)  # natural log, exact in the far tail
+            logp = log_sf[name]
             maps[f"chi2_desc-{name}"] = stat
             maps[f"p_desc-{name}"] = np.exp(logp)
             maps[f"z_desc-{name}"] = np.sqrt(stat) * signs[name]
