@@ -999,6 +999,12 @@ NEWTON_STEP_TOLERANCE = 1e-10
 #: A Newton step at most this large certifies a Poisson optimum.
 NEWTON_CONVERGED = 1e-6
 
+#: :func:`newton_fit` also stops (before evaluating it) when a trial of a converged size would
+#: gain at most this fraction of the log-likelihood to first order: its value could not be
+#: told from the current one in float64 (a Newton step at rounding level was otherwise
+#: halved up to four more times, each an evaluation).
+NEWTON_GAIN_RESOLUTION = 1e-13
+
 #: Armijo constant of the backtracking line search of :func:`newton_fit`.
 _ARMIJO = 1e-4
 
@@ -1206,7 +1212,9 @@ def newton_fit(
     ``tol`` (NiMARE's L-BFGS rule; it also ends fits whose optimum is at infinity, such as
     whole-brain bases without a focus, whose coefficients fall by about one per step), when
     the next trial would move no parameter by more than :data:`NEWTON_STEP_TOLERANCE` (a
-    converged Newton step, or a line search out of room at rounding level), or after
+    converged Newton step, or a line search out of room at rounding level) or, moving none by
+    more than :data:`NEWTON_CONVERGED`, would gain less than the log-likelihood's rounding
+    (:data:`NEWTON_GAIN_RESOLUTION`), or after
     ``max_iter`` iterations. Where the information is not positive definite (intensities
     underflowing) the direction is the gradient scaled by the information's largest diagonal
     entry.
@@ -1257,7 +1265,10 @@ def newton_fit(
                 break
         else:
             scale *= 0.5
-        if scale * np.max(np.abs(direction)) < NEWTON_STEP_TOLERANCE:
+        step = scale * np.max(np.abs(direction))
+        if step < NEWTON_STEP_TOLERANCE or (
+            scale * slope <= NEWTON_GAIN_RESOLUTION * abs(value) and step < NEWTON_CONVERGED
+        ):
             converged = bool(np.max(np.abs(direction)) < NEWTON_CONVERGED)
             break
     size = float(np.max(np.abs(direction), initial=0.0))
