@@ -645,31 +645,6 @@ def fit(
 
 
 # ----------------------------------------------------------------------------- information
-def _spatial_gram(data: CBMRData, weights: jax.Array) -> jax.Array:
-    """``sum_p (L_p L_p^T) kron Phi^T diag(weights_p) Phi`` over the spatial coefficients.
-
-    Parameters
-    ----------
-    data : CBMRData
-    weights : float array, shape (n_patterns, n_vox)
-
-    Returns
-    -------
-    jax.Array, shape (n_spatial, n_spatial), symmetric
-    """
-    n_columns, n_bases = data.loadings.shape[1], data.basis.kept.shape[0]
-
-    def add_pattern(acc, inputs):
-        row, weight = inputs
-        gram = basis_gram(data.basis, weight)
-        return acc + jnp.einsum("c,d,kl->ckdl", row, row, gram), None
-
-    zeros = jnp.zeros((n_columns, n_bases, n_columns, n_bases), weights.dtype)
-    gram, _ = jax.lax.scan(add_pattern, zeros, (data.loadings, weights))
-    gram = gram.reshape(n_columns * n_bases, n_columns * n_bases)
-    return 0.5 * (gram + gram.T)
-
-
 def poisson_terms(params: jax.Array, data: CBMRData):
     """Poisson log-likelihood, its gradient and its observed information, in closed form.
 
@@ -999,10 +974,10 @@ NEWTON_STEP_TOLERANCE = 1e-10
 #: A Newton step at most this large certifies a Poisson optimum.
 NEWTON_CONVERGED = 1e-6
 
-#: :func:`newton_fit` also stops (before evaluating it) when a trial of a converged size would
-#: gain at most this fraction of the log-likelihood to first order: its value could not be
-#: told from the current one in float64 (a Newton step at rounding level was otherwise
-#: halved up to four more times, each an evaluation).
+#: :func:`newton_fit` has converged when a full Newton step would gain at most this fraction of
+#: the log-likelihood (``grad . direction``, the Newton decrement squared, is twice the gain
+#: to second order): no trial could be told from the current point in float64 (such trials
+#: were otherwise rejected on rounding and halved, each halving an evaluation).
 NEWTON_GAIN_RESOLUTION = 1e-13
 
 #: Armijo constant of the backtracking line search of :func:`newton_fit`.
@@ -1212,9 +1187,9 @@ def newton_fit(
     ``tol`` (NiMARE's L-BFGS rule; it also ends fits whose optimum is at infinity, such as
     whole-brain bases without a focus, whose coefficients fall by about one per step), when
     the next trial would move no parameter by more than :data:`NEWTON_STEP_TOLERANCE` (a
-    converged Newton step, or a line search out of room at rounding level) or, moving none by
-    more than :data:`NEWTON_CONVERGED`, would gain less than the log-likelihood's rounding
-    (:data:`NEWTON_GAIN_RESOLUTION`), or after
+    converged Newton step, or a line search out of room at rounding level), when a full Newton
+    step would gain less than the log-likelihood's rounding (:data:`NEWTON_GAIN_RESOLUTION`;
+    converged), or after
     ``max_iter`` iterations. Where the information is not positive definite (intensities
     underflowing) the direction is the gradient scaled by the information's largest diagonal
     entry.
@@ -1265,10 +1240,10 @@ def newton_fit(
                 break
         else:
             scale *= 0.5
-        step = scale * np.max(np.abs(direction))
-        if step < NEWTON_STEP_TOLERANCE or (
-            scale * slope <= NEWTON_GAIN_RESOLUTION * abs(value) and step < NEWTON_CONVERGED
-        ):
+        if np.isfinite(value) and slope <= NEWTON_GAIN_RESOLUTION * abs(value):
+            converged = True  # a full Newton step would gain nothing float64 can show
+            break
+        if scale * np.max(np.abs(direction)) < NEWTON_STEP_TOLERANCE:
             converged = bool(np.max(np.abs(direction)) < NEWTON_CONVERGED)
             break
     size = float(np.max(np.abs(direction), initial=0.0))
