@@ -341,6 +341,17 @@ def _crop(vol, shape, pad: int):
     return vol[pad : pad + shape[0], pad : pad + shape[1], pad : pad + shape[2]]
 
 
+def _larger(a, b):
+    """Elementwise maximum of two NaN-free arrays, as the window loops combine windows.
+
+    ``jnp.maximum`` propagates NaN, which XLA's CPU backend lowers to a call per element
+    that its vectoriser leaves scalar and slow; a compare and select is the same maximum
+    for NaN-free values (windows and maps never hold NaN). Measured on laird's ALE FWE
+    null: 15-20 % less CPU per permutation (``benchmarks/profile_fwe.py``).
+    """
+    return jnp.where(a > b, a, b)
+
+
 @partial(jax.jit, static_argnames=("shape", "combine", "inside"))
 def accumulate(
     ijk, focus_window, focus_weight, windows, step_focus, step_flush, shape, combine, inside=False
@@ -382,7 +393,7 @@ def accumulate(
     width = windows.shape[-1]
     pad, corner = window_frame(ijk, shape, width, inside)
     buf = jnp.zeros(_padded_shape(shape, pad), jnp.result_type(windows.dtype, jnp.complex64))
-    mix = jnp.maximum if combine == "max" else jnp.add
+    mix = _larger if combine == "max" else jnp.add
     focus_weight = jnp.asarray(focus_weight, windows.dtype)
 
     def step(s, buf):
@@ -431,7 +442,7 @@ def experiment_map(ijk, valid, window, shape, combine):
 def _padded_map(corner, valid, window, padded, combine):
     """MA volume of padded shape ``padded`` from window corners (see :func:`window_frame`)."""
     box = window.shape
-    mix = jnp.maximum if combine == "max" else jnp.add
+    mix = _larger if combine == "max" else jnp.add
 
     def step(f, vol):
         start = (corner[f, 0], corner[f, 1], corner[f, 2])
@@ -590,7 +601,7 @@ def summarize_experiments(
             start = tuple(e_corner[f])
             win = jax.lax.dynamic_slice(buf, start, box)
             if combine == "max":
-                code = jnp.maximum(win.imag, window)
+                code = _larger(win.imag, window)
             else:  # sums in the windows' precision
                 code = (win.imag.astype(windows.dtype) + window.astype(windows.dtype)).astype(
                     win.imag.dtype
