@@ -712,8 +712,14 @@ class Dataset:
                 "needs them (or pass ALEKernel(fwhm=...) or ALEKernel(sample_size=...))"
             )
         out = []
-        rows = self.metadata[["study_id", "contrast_id", "sample_sizes"]]
-        for study_id, contrast_id, value in rows.itertuples(index=False):
+        meta = self.metadata
+        rows = zip(
+            meta["study_id"].tolist(),
+            meta["contrast_id"].tolist(),
+            meta["sample_sizes"].tolist(),
+            strict=True,
+        )
+        for study_id, contrast_id, value in rows:
             try:
                 vals = np.asarray([]) if _isna(value) else _numbers(value)
             except ValueError:

@@ -5,6 +5,7 @@ Everything here is host-side NumPy/nibabel; nothing imports JAX.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -213,6 +214,40 @@ def load_mask(mask) -> nib.Nifti1Image:
     if not binary.any():
         raise ImageError("mask is empty (no voxel > 0)")
     return nib.Nifti1Image(binary, mask.affine)
+
+
+def mask_voxels(mask_img) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Return a mask image's shape and the flat C-order indices of its voxels.
+
+    Parameters
+    ----------
+    mask_img : nibabel.Nifti1Image
+        A 3-D mask (:func:`load_mask`); voxels above 0 are in it.
+
+    Returns
+    -------
+    shape : tuple of 3 ints
+        The image's shape.
+    index : numpy.ndarray, shape (n_voxels,), int32
+        Ascending flat C-order indices of the mask voxels (read-only).
+
+    Notes
+    -----
+    Cached by the mask's values: a repeated fit on one mask skips the flat copy of a
+    Fortran-ordered NIfTI array and its scan (~1.5 ms for the MNI 2 mm mask).
+    """
+    data = np.asanyarray(mask_img.dataobj) > 0
+    fortran = data.flags.f_contiguous and not data.flags.c_contiguous
+    shape = tuple(int(n) for n in data.shape)
+    return shape, _mask_voxels(data.tobytes(order="A"), shape, fortran)
+
+
+@lru_cache(maxsize=8)
+def _mask_voxels(flat: bytes, shape: tuple, fortran: bool) -> np.ndarray:
+    data = np.frombuffer(flat, bool).reshape(shape, order="F" if fortran else "C")
+    index = np.flatnonzero(data.reshape(-1)).astype(np.int32)
+    index.flags.writeable = False
+    return index
 
 
 def _is_masker(obj) -> bool:

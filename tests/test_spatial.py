@@ -97,3 +97,19 @@ def test_load_image_3d_takes_a_single_volume_and_names_other_shapes(tmp_path):
             spatial.load_image_3d(nib.Nifti1Image(np.ones(shape), affine), "study 'a'")
     with pytest.raises(InputFileError, match="study 'a': file not found"):
         spatial.load_image_3d(tmp_path / "missing.nii.gz", "study 'a'")
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_mask_voxels_are_c_order_flat_indices_cached_by_value(order):
+    rng = np.random.default_rng(3)
+    data = np.asarray(rng.random((7, 6, 5)) > 0.6, np.uint8, order=order)
+    img = nib.Nifti1Image(data, np.eye(4))
+    shape, index = spatial.mask_voxels(img)
+    assert shape == (7, 6, 5)
+    np.testing.assert_array_equal(index, np.flatnonzero(np.ascontiguousarray(data) > 0))
+    assert index.dtype == np.int32 and not index.flags.writeable
+    # another mask of the same shape (a cache keyed by shape alone would return the first)
+    other = data.copy(order=order)
+    other[0, 0, 0] = 1 - other[0, 0, 0]
+    _, index2 = spatial.mask_voxels(nib.Nifti1Image(other, np.eye(4)))
+    np.testing.assert_array_equal(index2, np.flatnonzero(np.ascontiguousarray(other) > 0))

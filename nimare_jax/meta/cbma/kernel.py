@@ -28,7 +28,7 @@ from nimare_jax.ops import coarse_grid, unet
 from nimare_jax.ops import kernels as K
 from nimare_jax.ops.validate import user_stacklevel
 from nimare_jax.results import unmask
-from nimare_jax.spatial import get_template, load_mask
+from nimare_jax.spatial import get_template, load_mask, mask_voxels
 
 #: Standard deviation of the bundled peaks2maps network's error (reconstruction minus true
 #: map) over the coarse brain mask of 200 held-out simulated studies (``MODEL_CARD.md``).
@@ -274,11 +274,10 @@ class KernelTransformer(NiMAREBase):
             raise DatasetError("the dataset has no experiments")
         dataset = drop_experiments_without_foci(dataset)
         coords = dataset.coordinates
-        order = {k: n for n, k in enumerate(dataset.ids)}
-        exp_index = coords["id"].map(order).to_numpy()
+        exp_index = pd.Index(dataset.ids).get_indexer(coords["id"])
         sort = np.argsort(exp_index, kind="stable")
         mask_img = load_mask(dataset.masker)
-        mask = np.asanyarray(mask_img.dataobj) > 0
+        shape, mask_index = mask_voxels(mask_img)
         ma_fn = self._ma_fn(mask_img)
         if ma_fn is None:
             windows, exp_window = self._windows(dataset)
@@ -290,8 +289,8 @@ class KernelTransformer(NiMAREBase):
             exp_index=exp_index[sort].astype(np.int32),
             exp_window=np.asarray(exp_window, np.int32),
             windows=K.stack_windows(windows),
-            shape=tuple(int(s) for s in mask.shape),
-            mask_index=np.flatnonzero(mask.reshape(-1)).astype(np.int32),
+            shape=shape,
+            mask_index=mask_index,
             combine=self.combine,
             ma_fn=ma_fn,
             coordinates=coords.iloc[sort].reset_index(drop=True),
