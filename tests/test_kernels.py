@@ -218,13 +218,16 @@ def _dense_summary(
 
 
 @pytest.mark.parametrize("combine, union", [("max", "probabilistic"), ("sum", "sum")])
-def test_summary_equals_dense_maps(combine, union):
+@pytest.mark.parametrize("n_counted", [0, 2, 4])
+def test_summary_equals_dense_maps(combine, union, n_counted):
     # overlapping windows, foci outside the volume (near and far), an experiment without
-    # foci and padded slots: the window-by-window pass counts each in-mask voxel once
+    # foci and padded slots: the window-by-window pass counts each in-mask voxel once, on
+    # the device (the first n_counted experiments) and on the host (the others)
     rng = np.random.default_rng(3)
     shape, width, n_bins, inv_step = (13, 11, 9), 5, 40, 100.0
     mask_index = np.flatnonzero(rng.random(int(np.prod(shape))) < 0.6).astype(np.int32)
     windows = (rng.random((2, width, width, width)) * 0.15).astype(np.float32)
+    windows[1, 0] = windows[1, 1]  # repeated values share a rank
     counts = np.array([6, 0, 1, 9])
     ijk = rng.integers(-3, 16, (4, 9, 3)).astype(np.int32)
     ijk[0, :3] = [[5, 5, 4], [6, 5, 4], [5, 6, 5]]  # overlapping windows
@@ -234,17 +237,56 @@ def test_summary_equals_dense_maps(combine, union):
     exp_weight = np.array([1.0, 0.5, 2.0, 1.5], np.float32)
     acc = rng.random(mask_index.size)
     args = (exp_window, exp_weight, windows, mask_index, shape, combine, union, n_bins)
+    tables = K.window_levels(windows) if combine == "max" else None
     with jax.enable_x64(True):
         got = K.summarize_experiments(
-            acc, ijk, valid, *args[:3], jnp.asarray(mask_index), *args[4:], inv_step
+            acc,
+            ijk,
+            valid,
+            *args[:3],
+            jnp.asarray(mask_index),
+            *args[4:],
+            inv_step,
+            n_counted,
+            tables,
         )
         got = [np.asarray(x) for x in got]
     want = _dense_summary(acc, ijk, valid, *args, inv_step)
     # float32 terms summed in float64 in experiment order; log1p may differ by an ulp
     np.testing.assert_allclose(got[0], want[0], rtol=1e-7, atol=0)
-    np.testing.assert_array_equal(got[1], want[1])
-    np.testing.assert_array_equal(got[2], want[2])
-    assert got[1][1, 0] == mask_index.size  # no foci: every voxel in bin 0
+    np.testing.assert_array_equal(got[1], want[1][:n_counted])
+    np.testing.assert_array_equal(got[2], want[2][:n_counted])
+    frame = K.mask_frame(mask_index, shape, K.window_pad(width))
+    rest = slice(n_counted, None)
+    host = K.experiment_histograms(
+        ijk[rest],
+        valid[rest],
+        exp_window[rest],
+        windows,
+        frame,
+        shape,
+        combine,
+        n_bins,
+        inv_step,
+    )
+    np.testing.assert_array_equal(host[0], want[1][rest])
+    np.testing.assert_array_equal(host[1], want[2][rest])
+    assert want[1][1, 0] == mask_index.size  # no foci: every voxel in bin 0
+
+
+def test_window_levels_rank_values_and_follow_the_windows():
+    rng = np.random.default_rng(5)
+    windows = np.round(rng.random((3, 3, 3, 3)), 1).astype(np.float32)  # many ties
+    levels, ranks = K.window_levels(windows)
+    for w in range(3):
+        np.testing.assert_array_equal(levels[w][ranks[w]], windows[w])
+        distinct = np.unique(windows[w])
+        np.testing.assert_array_equal(levels[w, 1 : distinct.size + 1], distinct)
+    assert levels[:, 0].tolist() == [0, 0, 0] and ranks.min() >= 1
+    assert not ranks.flags.writeable  # cached by value: shared, so read-only
+    other = windows.copy()
+    other[0, 0, 0, 0] = 0.55
+    assert K.window_levels(other)[0][0].tolist() != levels[0].tolist()
 
 
 def test_summary_in_mask_box_equals_whole_volume():
@@ -260,7 +302,7 @@ def test_summary_in_mask_box_equals_whole_volume():
     ijk = rng.integers(-2, 18, (3, 7, 3)).astype(np.int32)
     valid = np.ones((3, 7), bool)
     rest = (np.zeros(3, np.int32), np.ones(3, np.float32), jnp.asarray(windows))
-    options = ("max", "probabilistic", 20, 200.0)
+    options = ("max", "probabilistic", 20, 200.0, 3, K.window_levels(windows))
     with jax.enable_x64(True):
         acc = jnp.zeros(mask_index.size)
         whole = K.summarize_experiments(acc, ijk, valid, *rest, mask_index, shape, *options)
@@ -351,7 +393,7 @@ def test_summary_from_mask_frame_and_no_accumulator_equals_zeros(inside):
     ijk = np.minimum(ijk, np.array(shape) - 1) if inside else ijk
     valid = np.arange(6) < np.array([6, 2, 4])[:, None]
     rest = (np.array([0, 1, 0], np.int32), np.array([1.0, 0.5, 2.0], np.float32), windows)
-    options = ("max", "probabilistic", 30, 300.0)
+    options = ("max", "probabilistic", 30, 300.0, 2, K.window_levels(windows))
     frame = K.mask_frame(mask_index, shape, K.window_pad(5, inside))
     # brute force: the frame's indices and in-mask volume from the padded volume itself
     pad = K.window_pad(5, inside)

@@ -318,13 +318,14 @@ def window_frame(ijk, shape, width: int, inside: bool = False):
     -------
     pad : int
         Padding on each side: the padded volume's shape is ``shape + 2 * pad``.
-    corner : jax.Array, shape (..., 3), int32
+    corner : jax.Array or numpy.ndarray (for a NumPy ``ijk``), shape (..., 3), int32
         Window corners in the padded volume.
     """
     half = width // 2
     pad = window_pad(width, inside)
     far = np.asarray(shape) + half
-    return pad, jnp.clip(jnp.asarray(ijk, jnp.int32), -(half + 1), far) + (pad - half)
+    xp = np if isinstance(ijk, np.ndarray) else jnp  # NumPy on the host, JAX in programs
+    return pad, xp.clip(xp.asarray(ijk, np.int32), -(half + 1), far) + (pad - half)
 
 
 def window_pad(width: int, inside: bool = False) -> int:
@@ -478,7 +479,7 @@ def _union_term(values, union: str):
     return -jnp.log1p(-values) if union == "probabilistic" else values
 
 
-@partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins", "inside"))
+@partial(jax.jit, static_argnames=("shape", "combine", "union", "n_bins", "n_counted", "inside"))
 def summarize_experiments(
     acc,
     ijk,
@@ -492,15 +493,18 @@ def summarize_experiments(
     union,
     n_bins,
     inv_step,
+    n_counted=0,
     tables=None,
     inside=False,
     frame=None,
 ):
-    """One pass over experiments: the combined statistic and each experiment's MA histogram.
+    """One pass over experiments: their combined statistic, and the first ones' histograms.
 
-    Experiments can be summarised in chunks (bounding the ``(n_exp, n_bins)`` histograms
-    held at once): each chunk's call continues from the statistic of the previous ones,
-    with the same additions in the same order as a single call over all experiments.
+    Experiments can be summarised in chunks: each chunk's call continues from the statistic
+    of the previous ones, with the same additions in the same order as a single call over
+    all experiments. The MA histograms of the first ``n_counted`` experiments are counted
+    here; the others' are left to the host (:func:`experiment_histograms`), which counts
+    them while the device runs: a fit then uses both a device and a host core.
 
     Parameters
     ----------
@@ -511,7 +515,7 @@ def summarize_experiments(
     ijk : int array, shape (n_exp, max_foci, 3)
         Foci of each experiment, padded.
     valid : bool array, shape (n_exp, max_foci)
-        False for padding.
+        False for padding; valid rows come first.
     exp_window : int array, shape (n_exp,)
         Kernel (index into ``windows``) of each experiment.
     exp_weight : float array, shape (n_exp,)
@@ -532,9 +536,11 @@ def summarize_experiments(
         are assigned to the nearest bin centre, ties upward, clipped to the last bin.
     inv_step : float
         Inverse bin width.
-    tables : tuple, optional
-        :func:`window_tables` of ``windows`` (made here if not given; pass them when
-        calling chunk after chunk). Used when ``combine == "max"``.
+    n_counted : int
+        Experiments (the first ones) whose histograms are counted here (static).
+    tables : tuple of arrays, optional
+        :func:`window_levels` of ``windows``; required when ``combine == "max"`` and
+        ``n_counted > 0``.
     inside : bool
         Promise that every valid focus lies inside the volume (static; see
         :func:`window_frame`): a smaller padded volume.
@@ -548,20 +554,21 @@ def summarize_experiments(
     stat : jax.Array, shape (n_voxels,)
         ``acc`` plus the combined statistic of these experiments as described for
         ``union``, in the dtype of ``acc`` (each term is still float32).
-    hist : jax.Array, shape (n_exp, n_bins), int32
-        Counts of each experiment's in-mask MA values per bin (zeros in bin 0).
-    ma_max : jax.Array, shape (n_exp,)
-        Largest in-mask MA value of each experiment.
+    hist : jax.Array, shape (n_counted, n_bins)
+        Counts of the first experiments' in-mask MA values per bin (zeros in bin 0).
+    ma_max : jax.Array, shape (n_counted,)
+        Largest in-mask MA value of each of them.
     """
     # Only the foci's windows are visited, never the whole volume, and only the real foci
     # (each experiment loops over its own count, not the padded slots). One padded volume
     # is carried from experiment to experiment, a single complex array that XLA updates in
     # place: the real part holds the statistic, the imaginary part the current
     # experiment's map, built window by window, then read back window by window. Each read
-    # adds the window's in-mask values to the statistic and the histogram and clears them,
-    # so a voxel in several windows counts once and the map is empty for the next
-    # experiment; each voxel's statistic gets the same additions in the same order as a
-    # dense sum would. Voxels outside the mask hold NaN statistics, never read back.
+    # adds the window's values to the statistic (and, for a counted experiment, its
+    # in-mask values to the histogram) and clears them, so a voxel in several windows
+    # counts once and the map is empty for the next experiment; each voxel's statistic
+    # gets the same additions in the same order as a dense sum would. Voxels outside the
+    # mask hold NaN statistics, never read back.
     n_voxels = mask_index.shape[0]
     width = windows.shape[-1]
     pad, corner = window_frame(ijk, shape, width, inside)
@@ -582,22 +589,23 @@ def summarize_experiments(
     box = (width,) * 3
     count = jnp.sum(valid, axis=1, dtype=jnp.int32)  # valid rows come first
     if combine == "max":
-        # A max map holds ranks (1 + position among the window's sorted values, 0 for no
-        # window): the max of ranks is the rank of the max, and a voxel's value, term and
-        # bin are looked up in tables made once per window instead of computed per voxel.
-        if tables is None:
-            tables = window_tables(windows, union, n_bins, inv_step)
-        levels, codes, terms, level_bins = tables
-        n_codes = levels.shape[1]
+        # An uncounted experiment's map holds union terms: they grow with the value, so
+        # the max of the terms is the term of the max. A counted one's holds ranks (see
+        # window_levels): the max of ranks is the rank of the max, and a voxel's term and
+        # bin are looked up in tables made once per window.
+        plain = _union_term(windows, union).astype(acc_dtype)
+        if n_counted:
+            levels, ranks = tables
+            ranked = ranks.astype(acc_dtype)
+            terms = _union_term(levels, union).astype(acc_dtype)
+            level_bins = _nearest_bin(levels, inv_step, n_bins)
+            n_codes = levels.shape[1]
     else:
-        codes, n_codes = windows, n_bins
-    codes = codes.astype(acc_dtype)
+        plain = ranked = windows.astype(acc_dtype)
+        n_codes = n_bins
 
-    def one(buf, xs):
-        e_corner, e_count, e_win, e_w = xs
-        window = codes[e_win]
-
-        def put(f, buf):
+    def put(e_corner, window):
+        def step(f, buf):
             start = tuple(e_corner[f])
             win = jax.lax.dynamic_slice(buf, start, box)
             if combine == "max":
@@ -608,6 +616,27 @@ def summarize_experiments(
                 )
             return jax.lax.dynamic_update_slice(buf, jax.lax.complex(win.real, code), start)
 
+        return step
+
+    def one(buf, xs):
+        e_corner, e_count, e_win, e_w = xs
+
+        def take(f, buf):
+            start = tuple(e_corner[f])
+            win = jax.lax.dynamic_slice(buf, start, box)
+            if combine == "max":
+                term = win.imag
+            else:
+                term = _union_term(win.imag.astype(windows.dtype), union).astype(acc_dtype)
+            new = jax.lax.complex(win.real + e_w * term, jnp.zeros_like(win.imag))
+            return jax.lax.dynamic_update_slice(buf, new, start)
+
+        buf = jax.lax.fori_loop(0, e_count, put(e_corner, plain[e_win]), buf)
+        return jax.lax.fori_loop(0, e_count, take, buf), None
+
+    def counted(buf, xs):
+        e_corner, e_count, e_win, e_w = xs
+
         def take(f, carry):
             buf, hist, top = carry
             start = tuple(e_corner[f])
@@ -616,7 +645,7 @@ def summarize_experiments(
             real, code = jax.lax.optimization_barrier((win.real, code))
             if combine == "max":
                 symbol = code.astype(jnp.int32)
-                term = e_w * terms[e_win][symbol].astype(acc_dtype)
+                term = e_w * terms[e_win][symbol]
             else:
                 value = code.astype(windows.dtype)
                 symbol = _nearest_bin(value, inv_step, n_bins)
@@ -632,18 +661,115 @@ def summarize_experiments(
             new = jax.lax.complex(real + term, jnp.broadcast_to(zero, box).astype(real.dtype))
             return jax.lax.dynamic_update_slice(buf, new, start), hist, top
 
-        buf = jax.lax.fori_loop(0, e_count, put, buf)
-        tallies = (jnp.zeros(n_codes, _count_dtype()), jnp.zeros((), codes.dtype))
+        buf = jax.lax.fori_loop(0, e_count, put(e_corner, ranked[e_win]), buf)
+        tallies = (jnp.zeros(n_codes, jnp.zeros(0, int).dtype), jnp.zeros((), acc_dtype))
         buf, hist, top = jax.lax.fori_loop(0, e_count, take, (buf, *tallies))
         if combine == "max":  # counts per rank to counts per bin; the top rank's value
             hist = jnp.zeros(n_bins, hist.dtype).at[level_bins[e_win]].add(hist)
             top = levels[e_win][top.astype(jnp.int32)]
         return buf, (hist.at[0].set(n_voxels - hist[1:].sum()), top.astype(windows.dtype))
 
-    buf, (hist, ma_max) = jax.lax.scan(
-        one, buf.reshape(padded), (corner, count, exp_window, exp_weight)
-    )
+    xs = (corner, count, exp_window, exp_weight)
+    buf = buf.reshape(padded)
+    hist = jnp.zeros((0, n_bins), jnp.zeros(0, int).dtype)
+    ma_max = jnp.zeros(0, windows.dtype)
+    if n_counted:
+        buf, (hist, ma_max) = jax.lax.scan(counted, buf, tuple(x[:n_counted] for x in xs))
+    buf, _ = jax.lax.scan(one, buf, tuple(x[n_counted:] for x in xs))
     return buf.reshape(-1)[flat].real, hist, ma_max
+
+
+def experiment_histograms(
+    ijk, valid, exp_window, windows, frame, shape, combine, n_bins, inv_step, inside=False
+):
+    """Each experiment's histogram of in-mask MA values, and its largest (host, NumPy).
+
+    The counts :func:`summarize_experiments` leaves to the host: run while the device sums
+    the statistic (the second core is otherwise idle during a fit). Each experiment's map is
+    built window by window in a padded volume, then read back window by window, each read
+    tallied and cleared, so a voxel in several windows counts once (as in
+    :func:`summarize_experiments`). A max map holds each window value's rank among the
+    window's distinct values (:func:`window_levels`), so its counts are per rank and become
+    counts per bin once per experiment; a sum map holds the float32 sums, added in the
+    device's order.
+
+    Parameters
+    ----------
+    ijk : numpy.ndarray, shape (n_exp, max_foci, 3), int
+        Foci of each experiment, padded.
+    valid : numpy.ndarray, shape (n_exp, max_foci), bool
+        False for padding.
+    exp_window : numpy.ndarray, shape (n_exp,), int
+        Kernel (index into ``windows``) of each experiment.
+    windows : numpy.ndarray, shape (n_windows, W, W, W)
+        Kernels (used as float32).
+    frame : tuple of arrays
+        :func:`mask_frame` of the mask, ``shape`` and ``window_pad(W, inside)``.
+    shape : tuple of 3 ints
+        Volume shape.
+    combine : {"max", "sum"}
+        Within-experiment combination.
+    n_bins : int
+        Number of histogram bins of width ``1 / inv_step`` starting at 0; values are
+        assigned to the nearest bin centre, ties upward, clipped to the last bin.
+    inv_step : float
+        Inverse bin width.
+    inside : bool
+        Every valid focus lies inside the volume (half a window of padding).
+
+    Returns
+    -------
+    hist : numpy.ndarray, shape (n_exp, n_bins), int64
+        Counts of each experiment's in-mask MA values per bin (zeros in bin 0).
+    ma_max : numpy.ndarray, shape (n_exp,), float32
+        Largest in-mask MA value of each experiment.
+    """
+    windows = np.asarray(windows, np.float32)
+    width = windows.shape[-1]
+    pad, corner = window_frame(np.asarray(ijk), shape, width, inside)
+    flat, in_mask = (np.asarray(a) for a in frame)
+    in_mask = in_mask.reshape(_padded_shape(shape, pad))
+    inv_step = float(inv_step)  # a Python float: binning in the values' float32
+    n_exp = corner.shape[0]
+    hist = np.zeros((n_exp, n_bins), np.int64)
+    ma_max = np.zeros(n_exp, np.float32)
+    if combine == "max":
+        levels, ranks = window_levels(windows)
+        n_levels = levels.shape[1]
+        level_bins = _nearest_bin(levels, inv_step, n_bins)
+        # rank n_levels outside the mask: above every rank, so a max leaves it, and a min
+        # with ``outside`` clears a window's mask voxels to 0 and keeps it
+        outside = np.where(in_mask, 0, n_levels).astype(np.uint16)
+        scratch = outside.copy()
+    else:
+        scratch = np.zeros(in_mask.shape, np.float32)
+    for e in range(n_exp):
+        views = [
+            tuple(slice(c, c + width) for c in xyz) for xyz in corner[e][np.asarray(valid[e])]
+        ]
+        if combine == "max":
+            r = ranks[exp_window[e]]
+            for v in views:
+                np.maximum(scratch[v], r, out=scratch[v])
+            counts = np.zeros(n_levels + 1, np.int64)
+            for v in views:
+                counts += np.bincount(scratch[v].ravel(), minlength=n_levels + 1)
+                np.minimum(scratch[v], outside[v], out=scratch[v])
+            counts = counts[:n_levels]
+            hist[e] = np.bincount(level_bins[exp_window[e]], counts, n_bins).astype(np.int64)
+            occupied = np.flatnonzero(counts)  # none without foci in the volume
+            ma_max[e] = levels[exp_window[e], occupied[-1] if occupied.size else 0]
+        else:
+            w = windows[exp_window[e]]
+            for v in views:
+                np.add(scratch[v], w, out=scratch[v])
+            for v in views:
+                values = scratch[v][in_mask[v]]
+                hist[e] += np.bincount(_nearest_bin(values, inv_step, n_bins), minlength=n_bins)
+                ma_max[e] = max(ma_max[e], values.max(initial=0.0))
+                scratch[v] = 0.0
+        hist[e, 0] = flat.shape[0] - hist[e, 1:].sum()
+    return hist, ma_max
 
 
 @partial(jax.jit, static_argnames=("union", "n_bins"))
@@ -776,51 +902,52 @@ def _padded_index(mask_index, shape, pad: int):
     return jnp.ravel_multi_index(tuple(ijk.T), _padded_shape(shape, pad), mode="clip")
 
 
-@partial(jax.jit, static_argnames=("union", "n_bins"))
-def window_tables(windows, union, n_bins, inv_step):
-    """Value tables of max-combined windows for :func:`summarize_experiments`.
+def window_levels(windows) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of max-combined windows, and each voxel's rank among them (host).
 
-    Made once per fit and passed to every chunk's call (``tables``): their cost grows with
-    the number of distinct kernels, not with the experiments of a chunk.
+    Cached by value: a repeated fit with the same kernels reuses them.
 
     Parameters
     ----------
-    windows : float array, shape (n_windows, W, W, W)
-        Kernels.
-    union, n_bins, inv_step
-        As in :func:`summarize_experiments`.
+    windows : numpy.ndarray, shape (n_windows, W, W, W)
+        Kernels (used as float32).
 
     Returns
     -------
-    levels : jax.Array, shape (n_windows, W**3 + 1)
-        ``levels[w, 0] = 0``, then window ``w``'s values in increasing order.
-    ranks : jax.Array, shape (n_windows, W, W, W), int32
+    levels : numpy.ndarray, shape (n_windows, n_levels), float32
+        ``levels[w, 0] = 0`` (no window), then window ``w``'s distinct values in
+        increasing order, padded with zeros (``n_levels``: the largest count of distinct
+        values plus one).
+    ranks : numpy.ndarray, shape (n_windows, W, W, W), uint16
         ``levels[w, ranks[w, ...]] == windows[w, ...]``: equal values share a rank and a
-        larger value has a larger rank.
-    terms : jax.Array, shape (n_windows, W**3 + 1)
-        Union term of each level, in the default float dtype (the accumulator's).
-    bins : jax.Array, shape (n_windows, W**3 + 1), int32
-        Histogram bin of each level.
+        larger value has a larger rank (always at least 1).
     """
-    values = windows.reshape(windows.shape[0], -1)
-    ordered = jnp.sort(values, axis=1)
-    ranks = 1 + jax.vmap(partial(jnp.searchsorted, side="left"))(ordered, values)
-    levels = jnp.concatenate([jnp.zeros_like(ordered[:, :1]), ordered], axis=1)
-    terms = _union_term(levels, union).astype(jnp.result_type(float))
-    bins = _nearest_bin(levels, inv_step, n_bins)
-    return levels, ranks.reshape(windows.shape).astype(jnp.int32), terms, bins
+    windows = np.ascontiguousarray(windows, np.float32)
+    return _window_levels(windows.tobytes(), windows.shape)
 
 
-def _count_dtype():
-    """Integer dtype of :func:`jax.numpy.bincount` (int64 under ``jax.enable_x64``)."""
-    return jnp.zeros(0, int).dtype
+@lru_cache(maxsize=8)
+def _window_levels(flat: bytes, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    values = np.frombuffer(flat, np.float32).reshape(shape[0], -1)
+    distinct = [np.unique(v) for v in values]
+    levels = np.zeros((shape[0], 1 + max(d.size for d in distinct)), np.float32)
+    ranks = np.empty(values.shape, np.uint16)
+    for w, (v, d) in enumerate(zip(values, distinct, strict=True)):
+        levels[w, 1 : d.size + 1] = d
+        ranks[w] = 1 + np.searchsorted(d, v)
+    return _frozen(levels), _frozen(ranks.reshape(shape))
 
 
 def _nearest_bin(values, inv_step, n_bins):
-    """Nearest bin of width ``1 / inv_step`` from 0 (ties upward), clipped to the bins."""
+    """Nearest bin of width ``1 / inv_step`` from 0 (ties upward), clipped to the bins.
+
+    NumPy in, NumPy out (host counts); JAX arrays otherwise. The same arithmetic either
+    way: in the values' dtype when ``inv_step`` is a Python float.
+    """
+    xp = np if isinstance(values, np.ndarray) else jnp
     scaled = values * inv_step
-    lower = jnp.floor(scaled)
-    return jnp.clip((lower + (scaled - lower >= 0.5)).astype(jnp.int32), 0, n_bins - 1)
+    lower = xp.floor(scaled)
+    return xp.clip((lower + (scaled - lower >= 0.5)).astype(np.int32), 0, n_bins - 1)
 
 
 @partial(jax.jit, static_argnames=("shape", "combine"))

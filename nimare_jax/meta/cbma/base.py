@@ -314,6 +314,12 @@ def seed_to_key(random_state):
 #: for whole-brain kernels, MA maps) held at once, whatever the number of experiments.
 SUMMARY_CHUNK = 64
 
+#: Share of a chunk's foci whose experiments' MA histograms the device counts; the host
+#: counts the others meanwhile (it counts a focus about half as fast as the device, which
+#: also sums the statistic of every focus): measured on laird and 1,000 simulated
+#: experiments, ``benchmarks/README.md``.
+DEVICE_COUNT_SHARE = 0.5
+
 
 def summarize(
     arrays: FociArrays,
@@ -326,16 +332,19 @@ def summarize(
 ):
     """Return the combined statistic of the observed foci, one chunk of experiments at a time.
 
-    Experiments go through :func:`nimare_jax.ops.kernels.summarize_experiments` (window
-    kernels) or ``arrays.ma_fn`` and :func:`nimare_jax.ops.kernels.summarize_values`
-    (whole-brain kernels) :data:`SUMMARY_CHUNK` at a time, each call continuing the
-    previous one's statistic, so the result does not depend on the chunking. Each chunk's
-    MA histograms and maxima are handed to ``on_chunk`` on the host while the next chunk
-    runs on the device, then dropped: memory is bounded by the chunk size, not by the
-    number of experiments. At most three programs are compiled for window kernels (the
-    first chunk, which starts from zeros without an accumulator, the full chunks after it
-    and the last one) and two for whole-brain kernels (full and last). Call under
-    ``jax.enable_x64(True)`` for a float64 accumulator.
+    Window kernels: :data:`SUMMARY_CHUNK` experiments per call of
+    :func:`nimare_jax.ops.kernels.summarize_experiments` on the device, each call continuing
+    the previous one's statistic, so the result does not depend on the chunking (at most
+    three programs: the first chunk, which starts from zeros without an accumulator, the
+    full chunks after it and the last one). Every call is dispatched at once; the device
+    counts the MA histograms of the first experiments of each chunk (about
+    :data:`DEVICE_COUNT_SHARE` of its foci) while the host counts the others
+    (:func:`nimare_jax.ops.kernels.experiment_histograms`), then each chunk's histograms go
+    to ``on_chunk``. Whole-brain kernels: ``arrays.ma_fn`` and
+    :func:`nimare_jax.ops.kernels.summarize_values` (two programs: full and last), the
+    next chunk dispatched before the host reads the last. Memory is bounded by the chunk
+    size, not by the number of experiments. Call under ``jax.enable_x64(True)`` for a
+    float64 accumulator.
 
     Parameters
     ----------
@@ -352,8 +361,9 @@ def summarize(
     inv_step : float
         Inverse bin width.
     on_chunk : callable, optional
-        ``on_chunk(hist, ma_max)`` with numpy arrays ``hist`` (n_chunk, n_bins) int32 and
-        ``ma_max`` (n_chunk,), called for consecutive chunks in experiment order.
+        ``on_chunk(hist, ma_max)`` with numpy arrays ``hist`` (n_chunk, n_bins) int and
+        ``ma_max`` (n_chunk,), called for consecutive chunks in experiment order. Without
+        it no histogram is counted.
 
     Returns
     -------
@@ -363,22 +373,33 @@ def summarize(
     ijk, valid = arrays.padded()
     exp_weight = np.asarray(exp_weight)
     n_exp = ijk.shape[0]
+    parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
+    if arrays.ma_fn is not None:
+        acc = jnp.zeros(arrays.mask_index.shape[0], jnp.result_type(float))
+        pending = None
+        for part in parts:
+            ma = arrays.ma_fn(ijk[part], valid[part])
+            acc, *upcoming = K.summarize_values(acc, ma, exp_weight[part], union, n_bins, inv_step)
+            if on_chunk is not None and pending is not None:
+                on_chunk(*(np.asarray(x) for x in pending))
+            pending = upcoming
+        if on_chunk is not None:
+            on_chunk(*(np.asarray(x) for x in pending))
+        return acc
     windows = np.asarray(windows, np.float32)  # cast here: no device program for it
     # windows are placed in the mask's bounding box: a smaller volume, the same values
     origin, box, box_index = K.mask_box(arrays.mask_index, arrays.shape)
     box_ijk = ijk - origin
     inside = bool(np.all((box_ijk[valid] >= 0) & (box_ijk[valid] < box)))  # less padding
     frame = K.mask_frame(box_index, box, K.window_pad(windows.shape[-1], inside))
-    parts = [slice(lo, lo + SUMMARY_CHUNK) for lo in range(0, n_exp, SUMMARY_CHUNK)]
-    tables = None  # with one chunk, made inside its call (one program fewer to load)
-    if arrays.ma_fn is None and arrays.combine == "max" and len(parts) > 1:
-        tables = K.window_tables(windows, union, n_bins, inv_step)
-
-    def run(acc, part):
-        if arrays.ma_fn is not None:
-            ma = arrays.ma_fn(ijk[part], valid[part])
-            return K.summarize_values(acc, ma, exp_weight[part], union, n_bins, inv_step)
-        return K.summarize_experiments(
+    counting = on_chunk is not None
+    tables = K.window_levels(windows) if counting and arrays.combine == "max" else None
+    acc, chunks = None, []  # the first chunk starts from zeros, without a scatter
+    for part in parts:  # dispatched: the device runs them one after the other
+        foci = valid[part].sum(axis=1)
+        n_counted = int(np.searchsorted(np.cumsum(foci), DEVICE_COUNT_SHARE * foci.sum()))
+        n_counted = n_counted if counting else 0
+        acc, *counts = K.summarize_experiments(
             acc,
             box_ijk[part],
             valid[part],
@@ -391,20 +412,27 @@ def summarize(
             union,
             n_bins,
             inv_step,
+            n_counted,
             tables,
             inside,
             frame,
         )
-
-    acc = None if arrays.ma_fn is None else jnp.zeros(box_index.shape[0], jnp.result_type(float))
-    acc, *pending = run(acc, parts[0])  # window kernels: from zeros, without a scatter
-    for part in parts[1:]:
-        acc, *upcoming = run(acc, part)  # dispatched before the host reads the last chunk
-        if on_chunk is not None:
-            on_chunk(*(np.asarray(x) for x in pending))
-        pending = upcoming
-    if on_chunk is not None:
-        on_chunk(*(np.asarray(x) for x in pending))
+        chunks.append((part, n_counted, counts))
+    for part, n_counted, counts in chunks if counting else ():
+        rest = slice(part.start + n_counted, part.stop)  # counted here, meanwhile
+        host = K.experiment_histograms(
+            box_ijk[rest],
+            valid[rest],
+            arrays.exp_window[rest],
+            windows,
+            frame,
+            box,
+            arrays.combine,
+            n_bins,
+            inv_step,
+            inside,
+        )
+        on_chunk(*(np.concatenate([np.asarray(d), h]) for d, h in zip(counts, host, strict=True)))
     return acc
 
 
