@@ -119,6 +119,20 @@ def two_groups(small_dataset):
     return small_dataset.slice(ids[:6]), small_dataset.slice(ids[6:])
 
 
+def test_fit_in_chunks_compiles_at_most_three_summary_programs():
+    # the device counts the histograms of a share of each chunk's experiments, a static
+    # argument: every full chunk takes the first chunk's share, so chunks holding unequal
+    # numbers of foci (here 11 foci per study in the first 92 studies, 3 after) make no
+    # program beyond the first chunk's, the full chunks' and the last one's
+    _, dataset = create_coordinate_dataset(
+        foci=8, foci_percentage="40%", n_noise_foci=3, n_studies=230, sample_size=(10, 40),
+        seed=5,
+    )  # fmt: skip
+    with count_traces() as names:
+        ALE().fit(dataset)
+    assert 1 <= names.count("summarize_experiments") <= 3, names
+
+
 @pytest.mark.parametrize("estimator", [ALE, MKDADensity])
 def test_second_fit_and_correction_trace_nothing(small_dataset, estimator):
     relocation.volume_fn.cache_clear()

@@ -394,11 +394,15 @@ def summarize(
     frame = K.mask_frame(box_index, box, K.window_pad(windows.shape[-1], inside))
     counting = on_chunk is not None
     tables = K.window_levels(windows) if counting and arrays.combine == "max" else None
+    n_device = [0] * len(parts)  # experiments of each chunk counted on the device
+    for n, part in enumerate(parts if counting else ()):
+        # about DEVICE_COUNT_SHARE of the chunk's foci; every full chunk takes the first
+        # chunk's number (a static argument: one program serves them all)
+        foci = np.cumsum(valid[part].sum(axis=1))
+        share = int(np.searchsorted(foci, DEVICE_COUNT_SHARE * foci[-1]))
+        n_device[n] = n_device[0] if n and foci.size == SUMMARY_CHUNK else share
     acc, chunks = None, []  # the first chunk starts from zeros, without a scatter
-    for part in parts:  # dispatched: the device runs them one after the other
-        foci = valid[part].sum(axis=1)
-        n_counted = int(np.searchsorted(np.cumsum(foci), DEVICE_COUNT_SHARE * foci.sum()))
-        n_counted = n_counted if counting else 0
+    for part, n_counted in zip(parts, n_device, strict=True):  # the device runs them in turn
         acc, *counts = K.summarize_experiments(
             acc,
             box_ijk[part],
