@@ -749,13 +749,14 @@ def experiment_histograms(
         ]
         if combine == "max":
             r = ranks[exp_window[e]]
-            for v in views:
-                np.maximum(scratch[v], r, out=scratch[v])
-            counts = np.zeros(n_levels + 1, np.int64)
-            for v in views:
-                counts += np.bincount(scratch[v].ravel(), minlength=n_levels + 1)
-                np.minimum(scratch[v], outside[v], out=scratch[v])
-            counts = counts[:n_levels]
+            maps = [scratch[v] for v in views]
+            for m in maps:
+                np.maximum(m, r, out=m)
+            read = np.empty((len(maps), *r.shape), r.dtype)  # each window as read, then cleared
+            for m, v, dst in zip(maps, views, read, strict=True):
+                np.copyto(dst, m)
+                np.minimum(m, outside[v], out=m)
+            counts = np.bincount(read.reshape(-1), minlength=n_levels + 1)[:n_levels]
             hist[e] = np.bincount(level_bins[exp_window[e]], counts, n_bins).astype(np.int64)
             occupied = np.flatnonzero(counts)  # none without foci in the volume
             ma_max[e] = levels[exp_window[e], occupied[-1] if occupied.size else 0]
