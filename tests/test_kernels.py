@@ -379,6 +379,12 @@ def test_ale_kernel_cache_is_read_only_and_matches_scipy():
     with pytest.raises(ValueError):
         k[0, 0, 0] = 1.0
     assert not np.array_equal(K.ale_kernel(fwhm + 1.0), k)  # another width
+    # the fit's kernel (NumPy) is the differentiable JAX window, cropped, to rounding
+    with jax.enable_x64(True):
+        window = np.asarray(K.ale_kernel_window(jnp.asarray(fwhm), (2.0, 2.0, 2.0), K.MAX_RADIUS))
+    half = k.shape[0] // 2
+    crop = slice(K.MAX_RADIUS - half, K.MAX_RADIUS + half + 1)
+    np.testing.assert_allclose(k, window[crop, crop, crop], rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("inside", [False, True])

@@ -76,9 +76,10 @@ def sigma_voxels(fwhm, voxel_size):
     Returns
     -------
     array, shape (3,)
-        Sigma in voxels per axis.
+        Sigma in voxels per axis (NumPy for a plain number ``fwhm``, else JAX).
     """
-    return fwhm * FWHM_TO_SIGMA / jnp.asarray(voxel_size, dtype=jnp.result_type(float))
+    xp = jnp if isinstance(fwhm, jax.Array) else np  # NumPy for plain numbers
+    return fwhm * FWHM_TO_SIGMA / xp.asarray(voxel_size, dtype=xp.result_type(float))
 
 
 def gaussian_weights_1d(sigma, radius: int):
@@ -97,12 +98,16 @@ def gaussian_weights_1d(sigma, radius: int):
 
     Returns
     -------
-    jax.Array, shape (2 * radius + 1,)
+    jax.Array or numpy.ndarray (for a plain number ``sigma``), shape (2 * radius + 1,)
         Weights.
     """
-    x = jnp.arange(-radius, radius + 1, dtype=jnp.result_type(float))
-    cut = jnp.floor(4.0 * jax.lax.stop_gradient(sigma) + 0.5)
-    w = jnp.where(jnp.abs(x) <= cut, jnp.exp(-0.5 * (x / sigma) ** 2), 0.0)
+    if isinstance(sigma, jax.Array):
+        xp, sigma_cut = jnp, jax.lax.stop_gradient(sigma)
+    else:  # NumPy for plain numbers: no device program
+        xp, sigma_cut = np, sigma
+    x = xp.arange(-radius, radius + 1, dtype=xp.result_type(float))
+    cut = xp.floor(4.0 * sigma_cut + 0.5)
+    w = xp.where(xp.abs(x) <= cut, xp.exp(-0.5 * (x / sigma) ** 2), 0.0)
     return w / w.sum()
 
 
@@ -124,6 +129,11 @@ def ale_kernel_window(fwhm, voxel_size, radius: int):
     jax.Array, shape (2 radius + 1,) * 3
         Outer product of the three axes' Gaussian weights.
     """
+    return _gaussian_window(fwhm, voxel_size, radius)
+
+
+def _gaussian_window(fwhm, voxel_size, radius: int):
+    """Outer product of the three axes' weights (JAX or NumPy, as ``fwhm`` is)."""
     s = sigma_voxels(fwhm, voxel_size)
     wx, wy, wz = (gaussian_weights_1d(s[a], radius) for a in range(3))
     return wx[:, None, None] * wy[None, :, None] * wz[None, None, :]
@@ -154,8 +164,7 @@ def ale_kernel(fwhm: float, voxel_size=(2.0, 2.0, 2.0)) -> np.ndarray:
 @lru_cache(maxsize=64)
 def _ale_kernel(fwhm: float, voxel_size: tuple) -> np.ndarray:
     """:func:`ale_kernel` of plain floats, cached (kernels depend on these values only)."""
-    with jax.enable_x64(True):
-        full = np.asarray(ale_kernel_window(fwhm, voxel_size, MAX_RADIUS))
+    full = _gaussian_window(fwhm, voxel_size, MAX_RADIUS)  # NumPy: no program to load
     keep = np.flatnonzero((full > np.spacing(1)).any(axis=(1, 2)))
     lo, hi = keep.min(), keep.max()
     half = max(MAX_RADIUS - lo, hi - MAX_RADIUS)
